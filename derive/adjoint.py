@@ -1,0 +1,247 @@
+"""Stage 5: the efficient reverse-mode program (the delta recurrences), and its proof.
+
+Reverse mode over one step of the cell, with the gradient of each state carried
+back from step t+1 to step t.  For the seed model this is
+
+    delta^y_t = p_t - l_t
+    delta^h_t = W_hy^T delta^y_t + W_hh^T delta^z_{t+1}        (delta^z_{T+1} = 0)
+    delta^z_t = (1 - h_t∘h_t) ⊙ delta^h_t
+    dJ/dW_hh  = sum_t delta^z_t h_{t-1}^T,   dJ/dh_0 = W_hh^T delta^z_1
+
+where delta^n_t = dJ/dn_t (J the total loss).  Every step uses the rule table's
+Jacobians, transposed: a vector-Jacobian product.  ``check_equivalence`` unrolls
+the program for a chosen T and proves, by expanding both sides in SymPy, that
+each delta^n_k equals sum_{t >= k} (dJ_t/dn_k)^T over the chain-rule terms, and
+that each gradient equals the sum of its expanded terms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+from sympy import MatrixSymbol, ZeroMatrix
+
+from . import naming
+from .analytic import row_product, term_gradient
+from .cell import Cell
+from .chain import Expansion, paths
+from .exprs import CrossEntropy, Outer, Softmax, add, mul, transpose
+from .rules import jacobian, softmax_cross_entropy
+from .unroll import Unrolled, at_step
+
+
+def adjoint_symbol(name: str, shape: tuple[sp.Expr, sp.Expr]) -> MatrixSymbol:
+    return MatrixSymbol(naming.grad_name(name), *shape)
+
+
+@dataclass(frozen=True)
+class Assign:
+    """delta^n_t = expr (+ the gradient of state n carried back from step t+1)."""
+
+    target: MatrixSymbol
+    expr: sp.Basic
+    node: str
+    carried: MatrixSymbol | None = None  # delta^n_{t}'s share from step t+1, see Carry
+
+
+@dataclass(frozen=True)
+class Carry:
+    """The share of the gradient of state s_{t-1} that flows through step t's nodes."""
+
+    state: str
+    expr: sp.Basic  # in terms of step t's deltas
+
+
+@dataclass(frozen=True)
+class Accumulate:
+    """dJ/dw += expr, once per step."""
+
+    wrt: str
+    expr: sp.Basic
+
+
+@dataclass(frozen=True)
+class Program:
+    """One backward step at symbolic t, in execution order."""
+
+    cell: Cell
+    assigns: tuple[Assign, ...]
+    accumulates: tuple[Accumulate, ...]
+    carries: tuple[Carry, ...]
+
+    def carried_into(self, state: str) -> sp.Basic:
+        """The carried share of delta^s_t, written at step t + 1 (for the LaTeX)."""
+        carry = next(c for c in self.carries if c.state == state)
+        return shift_steps(carry.expr, 1)
+
+
+def shift_steps(expr: sp.Basic, offset: int) -> sp.Basic:
+    """``delta^z_t -> delta^z_{t+1}`` for offset 1: move every step-relative symbol."""
+    mapping = {}
+    for sym in expr.atoms(MatrixSymbol):
+        base, step = naming.split(sym.name)
+        if step is not None:
+            mapping[sym] = MatrixSymbol(naming.step_name(base, naming.shift(step, offset)), *sym.shape)
+    return expr.xreplace(mapping)
+
+
+def _fused_softmax(cell: Cell) -> dict[str, str]:
+    """{y: p} for each p = softmax(y) whose only consumer is the cross-entropy loss."""
+    loss = cell.equation(cell.loss).rhs
+    fused = {}
+    for eq in cell.equations:
+        if isinstance(eq.rhs, Softmax) and isinstance(loss, CrossEntropy) and loss.p.name == naming.step_name(eq.name, "t"):
+            users = [e for e in cell.equations if e.rhs.has(loss.p) and e.name != eq.name]
+            if [u.name for u in users] == [cell.loss]:
+                fused[naming.split(eq.rhs.arg.name)[0]] = eq.name
+    return fused
+
+
+def build_program(cell: Cell) -> Program:
+    """Reverse mode over the cell's equations at symbolic step t."""
+    eqs = {eq.name: eq for eq in cell.equations}
+    here = {name: MatrixSymbol(naming.step_name(name, "t"), *eq.shape) for name, eq in eqs.items()}
+    delta = {name: adjoint_symbol(here[name].name, eq.shape) for name, eq in eqs.items()}
+    fused = _fused_softmax(cell)
+    skipped = set(fused.values()) | {cell.loss}
+    state_names = {s.name for s in cell.states}
+
+    assigns = []
+    for name in reversed([eq.name for eq in cell.equations]):
+        if name in skipped:
+            continue
+        if name in fused:
+            p = eqs[fused[name]]
+            expr = transpose(softmax_cross_entropy(eqs[cell.loss].rhs, p.rhs))
+        else:
+            parts = []
+            for user in cell.equations:
+                if user.name in skipped and user.name != cell.loss or not user.rhs.has(here[name]):
+                    continue
+                jac = jacobian(user.rhs, here[name], here[user.name])
+                parts.append(transpose(jac) if user.name == cell.loss else mul(transpose(jac), delta[user.name]))
+            expr = add(*parts) if parts else ZeroMatrix(*eqs[name].shape)
+        carried = None
+        if name in state_names:
+            carried = adjoint_symbol(naming.step_name(name, "t+1") + "~", eqs[name].shape)
+        assigns.append(Assign(delta[name], expr, name, carried))
+
+    computed = [a.node for a in assigns]
+    accumulates = []
+    for wrt in cell.param_names:
+        parts = []
+        psym = cell.param(wrt).symbol
+        for name in computed + ([cell.loss] if cell.loss not in fused.values() else []):
+            if eqs[name].rhs.has(psym):
+                jac = jacobian(eqs[name].rhs, psym, here[name])
+                g = delta[name]
+                parts.append(mul(g, transpose(jac.right)) if isinstance(jac, Outer) else mul(transpose(jac), g))
+        if parts:
+            accumulates.append(Accumulate(wrt, add(*parts)))
+
+    carries = []
+    for state in cell.states:
+        prev = MatrixSymbol(naming.step_name(state.name, "t-1"), *state.at("t").shape)
+        parts = [mul(transpose(jacobian(eqs[n].rhs, prev)), delta[n]) for n in computed if eqs[n].rhs.has(prev)]
+        carries.append(Carry(state.name, add(*parts)))
+    return Program(cell, tuple(assigns), tuple(accumulates), tuple(carries))
+
+
+def with_carry(program: Program, assign: Assign) -> sp.Basic:
+    """delta^n_t in full, the carried share written at step t+1."""
+    if assign.carried is None:
+        return assign.expr
+    return sp.MatAdd(assign.expr, program.carried_into(assign.node), evaluate=False)
+
+
+# ---- the proof for a chosen T ---------------------------------------------------------
+
+
+def unrolled_deltas(program: Program, steps: int) -> tuple[dict[str, sp.Basic], dict[str, sp.Basic]]:
+    """Run the program symbolically for t = T..1: (delta^n_k by name, gradient by wrt)."""
+    values: dict[str, sp.Basic] = {}
+    grads: dict[str, sp.Basic] = {}
+    carried: dict[str, sp.Basic] = {}
+    for k in range(steps, 0, -1):
+        for a in program.assigns:
+            expr = _substitute(at_step(a.expr, k), values)
+            if a.carried is not None and a.node in carried:
+                expr = add(expr, carried[a.node])
+            values[naming.grad_name(naming.step_name(a.node, k))] = expr
+        for acc in program.accumulates:
+            term = _substitute(at_step(acc.expr, k), values)
+            grads[acc.wrt] = add(grads[acc.wrt], term) if acc.wrt in grads else term
+        for c in program.carries:
+            carried[c.state] = _substitute(at_step(c.expr, k), values)
+    for c in program.carries:
+        grads[naming.step_name(c.state, 0)] = carried[c.state]
+    return values, grads
+
+
+def _substitute(expr: sp.Basic, values: dict[str, sp.Basic]) -> sp.Basic:
+    mapping = {s: values[s.name] for s in expr.atoms(MatrixSymbol) if s.name in values}
+    return expr.xreplace(mapping)
+
+
+@dataclass(frozen=True)
+class Equivalence:
+    """What ``check_equivalence`` proved: one identity per delta and per gradient."""
+
+    steps: int
+    delta_identities: int
+    gradient_identities: int
+    failures: tuple[str, ...]
+
+    @property
+    def holds(self) -> bool:
+        return not self.failures
+
+
+def noncommutative(expr: sp.Basic) -> sp.Expr:
+    """A matrix expression as a polynomial in noncommuting symbols, transposes pushed to leaves.
+
+    Matrices of consistent shapes form an associative algebra, so two matrix
+    expressions that agree as noncommutative polynomials agree as matrices; SymPy
+    expands such polynomials far faster than it expands matrix expressions.
+    """
+    if isinstance(expr, sp.Transpose) and not isinstance(expr.arg, MatrixSymbol):
+        pushed = transpose(expr.arg)
+        if pushed != expr:
+            return noncommutative(pushed)
+    if isinstance(expr, sp.MatMul):
+        return sp.Mul(*[noncommutative(a) for a in expr.args])
+    if isinstance(expr, sp.MatAdd):
+        return sp.Add(*[noncommutative(a) for a in expr.args])
+    if isinstance(expr, sp.ZeroMatrix):
+        return sp.S.Zero
+    if isinstance(expr, sp.Identity):
+        return sp.S.One
+    if expr.is_Number:
+        return expr
+    return sp.Symbol(str(expr), commutative=False)
+
+
+def _equal(a: sp.Basic, b: sp.Basic) -> bool:
+    return sp.expand(noncommutative(a) - noncommutative(b)) == 0
+
+
+def check_equivalence(program: Program, unrolled: Unrolled, expansions: dict[str, Expansion]) -> Equivalence:
+    """Prove delta^n_k = sum_{t>=k} (dJ_t/dn_k)^T and dJ/dw = sum of its terms, for this T."""
+    values, grads = unrolled_deltas(program, unrolled.steps)
+    failures = []
+    n_delta = 0
+    for name, value in values.items():
+        node = name[len(naming.GRAD):]
+        expanded = [
+            transpose(row_product(unrolled, factors))
+            for loss in unrolled.losses
+            for factors in paths(unrolled, loss.name, node)
+        ]
+        n_delta += 1
+        if not _equal(value, add(*expanded) if expanded else ZeroMatrix(*value.shape)):
+            failures.append(f"delta of {node}")
+    for wrt, expansion in expansions.items():
+        if not _equal(grads[wrt], add(*[term_gradient(unrolled, term) for term in expansion.terms])):
+            failures.append(f"gradient of {wrt}")
+    return Equivalence(unrolled.steps, n_delta, len(expansions), tuple(failures))

@@ -1,0 +1,51 @@
+"""Stage 4b: substitute the rule table into the chain-rule terms.
+
+Each factor d num/d den of a term becomes the matrix the rules give for that edge
+of the unrolled graph; a term becomes the ordered product of its factors, with
+dJ_t/dp_t dp_t/dy_t collapsed to (p_t - l_t)^T where the loss is softmax +
+cross-entropy, and the last factor applied: a row vector g^T times d(W v)/dW is
+the outer product g v^T; times an ordinary Jacobian it is transposed back to a
+column.  Either way the term has the shape of what it differentiates.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from .chain import Factor, Term
+from .exprs import Outer, mul, transpose
+from .rules import jacobian, softmax_cross_entropy
+from .unroll import Unrolled
+
+
+def factor_matrix(unrolled: Unrolled, factor: Factor) -> sp.Basic:
+    """The local derivative d num / d den as a matrix expression (or ``Outer``)."""
+    return jacobian(unrolled.rhs[factor.num], unrolled.symbols[factor.den], unrolled.symbols[factor.num])
+
+
+def collapsed_head(unrolled: Unrolled, factors: tuple[Factor, ...]) -> tuple[sp.Basic | None, int]:
+    """(p_t - l_t)^T and 2 when the path starts with softmax + cross-entropy, else (None, 0)."""
+    if len(factors) >= 2 and factors[0].den == factors[1].num:
+        head = softmax_cross_entropy(unrolled.rhs[factors[0].num], unrolled.rhs[factors[1].num])
+        if head is not None:
+            return head, 2
+    return None, 0
+
+
+def row_product(unrolled: Unrolled, factors: tuple[Factor, ...], collapse: bool = True) -> sp.Basic:
+    """The ordered product of the factors' matrices (all but a final ``Outer``)."""
+    head, skip = collapsed_head(unrolled, factors) if collapse else (None, 0)
+    mats = [head] if head is not None else []
+    mats += [factor_matrix(unrolled, f) for f in factors[skip:]]
+    if not mats:  # J_t itself: d J_t / d J_t
+        return sp.Identity(1)
+    return mul(*mats)
+
+
+def term_gradient(unrolled: Unrolled, term: Term) -> sp.Basic:
+    """The term as a matrix of the shape of what it differentiates."""
+    last = factor_matrix(unrolled, term.factors[-1])
+    if isinstance(last, Outer):
+        row = row_product(unrolled, term.factors[:-1])
+        return mul(transpose(row), transpose(last.right))
+    return transpose(row_product(unrolled, term.factors))

@@ -1,0 +1,135 @@
+"""Cell IR: the first stage of the pipeline, and the built-in seed cell.
+
+A ``Cell`` is a frozen description of one step of a recurrent network: its
+dimensions, parameters, per-step inputs and targets, state vectors, and the
+ordered equations that compute each node at step t from the step's inputs, the
+parameters and the states at t-1.  Equations are SymPy expressions over
+step-relative symbols (``x@t``, ``h@t-1``; see ``naming``), so ``unroll`` only
+has to substitute concrete steps.  Conventions: column vectors, numerator-layout
+Jacobians, a per-step scalar loss J_t, and the total loss J = sum_t J_t.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import sympy as sp
+from sympy import MatrixSymbol
+
+from . import naming
+from .exprs import CrossEntropy, Softmax, Tanh
+
+
+def dim_symbol(dim: str) -> sp.Symbol:
+    """The size of a named dimension: ``dim_symbol("h")`` is n_h."""
+    return sp.Symbol(f"n_{dim}", integer=True, positive=True)
+
+
+@dataclass(frozen=True)
+class Param:
+    """A trained matrix (shape (rows, cols)) or vector (shape (rows,)), named by dimensions."""
+
+    name: str
+    shape: tuple[str, ...]
+
+    @property
+    def symbol(self) -> MatrixSymbol:
+        rows = dim_symbol(self.shape[0])
+        cols = dim_symbol(self.shape[1]) if len(self.shape) == 2 else sp.S.One
+        return MatrixSymbol(self.name, rows, cols)
+
+
+@dataclass(frozen=True)
+class Vector:
+    """A per-step column vector of dimension ``dim``: an input, target, state or node."""
+
+    name: str
+    dim: str
+
+    def at(self, step: int | str) -> MatrixSymbol:
+        return MatrixSymbol(naming.step_name(self.name, step), dim_symbol(self.dim), 1)
+
+
+@dataclass(frozen=True)
+class Equation:
+    """``name@t = rhs``; rhs uses step-relative symbols (``@t``, ``@t-1``)."""
+
+    name: str
+    rhs: sp.Basic
+
+    @property
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
+        return self.rhs.shape
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One step of a recurrent network; the input of ``unroll``."""
+
+    name: str
+    title: str
+    dims: tuple[str, ...]
+    params: tuple[Param, ...]
+    inputs: tuple[Vector, ...]
+    targets: tuple[Vector, ...]
+    states: tuple[Vector, ...]
+    equations: tuple[Equation, ...]
+    loss: str  # the equation whose value is J_t
+
+    @cached_property
+    def nodes(self) -> dict[str, Vector]:
+        """Every computed vector, keyed by name, with its dimension."""
+        out = {}
+        for eq in self.equations:
+            rows = eq.shape[0]
+            dim = str(rows)[2:] if rows != 1 else "1"
+            out[eq.name] = Vector(eq.name, dim)
+        return out
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    def param(self, name: str) -> Param:
+        return next(p for p in self.params if p.name == name)
+
+    def equation(self, name: str) -> Equation:
+        return next(e for e in self.equations if e.name == name)
+
+
+def _add(*terms: sp.Basic) -> sp.Basic:
+    """A sum that keeps the order it was written in (SymPy would sort it)."""
+    return sp.MatAdd(*terms, evaluate=False)
+
+
+def seed_rnn() -> Cell:
+    """The origin document's vanilla RNN, with no biases.
+
+    z_t = W_xh x_t + W_hh h_{t-1};  h_t = tanh(z_t);  y_t = W_hy h_t;
+    p_t = softmax(y_t);  J_t = cross_entropy(p_t, l_t) = -l_t^T log p_t.
+    """
+    W_xh, W_hh, W_hy = Param("W_xh", ("h", "x")), Param("W_hh", ("h", "h")), Param("W_hy", ("y", "h"))
+    x, h, l = Vector("x", "x"), Vector("h", "h"), Vector("l", "y")
+    z, y, p = Vector("z", "h"), Vector("y", "y"), Vector("p", "y")
+    equations = (
+        Equation("z", _add(W_xh.symbol * x.at("t"), W_hh.symbol * h.at("t-1"))),
+        Equation("h", Tanh(z.at("t"))),
+        Equation("y", W_hy.symbol * h.at("t")),
+        Equation("p", Softmax(y.at("t"))),
+        Equation("J", CrossEntropy(p.at("t"), l.at("t"))),
+    )
+    return Cell(
+        name="rnn",
+        title="Vanilla RNN (the seed model)",
+        dims=("x", "h", "y"),
+        params=(W_xh, W_hh, W_hy),
+        inputs=(x,),
+        targets=(l,),
+        states=(h,),
+        equations=equations,
+        loss="J",
+    )
+
+
+BUILTIN = {"rnn": seed_rnn}

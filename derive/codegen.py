@@ -1,0 +1,213 @@
+"""Stage 6a: print a derivation into the strings the NumPy module template lays out.
+
+Two implementations come out of one derivation:
+
+- the fast path: the cell's equations in a loop over t on (B, n) row-vector
+  batches, then the program of ``adjoint`` in a loop from T down to 1;
+- the by-definition path: the unrolled equations for the derived T on (n, 1)
+  column vectors, every local Jacobian as an explicit matrix, and every
+  chain-rule term of ``chain`` as a literal product, one block per (w, J_t).
+
+Everything here is printing; the template only places the strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from . import naming
+from .adjoint import Program
+from .analytic import factor_matrix
+from .chain import Term
+from .exprs import CrossEntropy, Outer, Softmax, SoftmaxCrossEntropy
+from .pipeline import Derivation
+from .printing import BatchedPrinter, ColumnPrinter, text
+
+
+@dataclass(frozen=True)
+class Line:
+    code: str
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class Block:
+    """Lines under one comment header."""
+
+    header: str
+    lines: tuple[Line, ...]
+
+
+def _dim(shape_rows: sp.Expr) -> str:
+    return "1" if shape_rows == 1 else str(shape_rows)
+
+
+def _code_loss(derivation: Derivation, rhs: sp.Basic) -> sp.Basic:
+    """The loss as code computes it: cross_entropy(softmax(y)) from the logits, stably."""
+    cell = derivation.cell
+    if isinstance(rhs, CrossEntropy):
+        base = naming.split(rhs.p.name)[0]
+        producer = next((e for e in cell.equations if e.name == base), None)
+        if producer is not None and isinstance(producer.rhs, Softmax):
+            step = naming.split(rhs.p.name)[1]
+            logits = producer.rhs.arg
+            logits = sp.MatrixSymbol(naming.step_name(naming.split(logits.name)[0], step), *logits.shape)
+            return SoftmaxCrossEntropy(logits, rhs.target)
+    return rhs
+
+
+def fast_forward(derivation: Derivation) -> tuple[tuple[Line, ...], Line]:
+    """The loop body of the forward pass, and the line adding J_t to the loss."""
+    cell = derivation.cell
+    printer = BatchedPrinter()
+    lines = []
+    loss = None
+    for eq in cell.equations:
+        lhs = sp.MatrixSymbol(naming.step_name(eq.name, "t"), *eq.shape)
+        comment = f"{text(lhs)} = {text(eq.rhs)}"
+        if eq.name == cell.loss:
+            loss = Line(f"loss += {printer.doprint(_code_loss(derivation, eq.rhs))}", comment)
+        else:
+            lines.append(Line(f"{printer.doprint(lhs)} = {printer.doprint(eq.rhs)}", f"{comment}  (B, {_dim(eq.shape[0])})"))
+    assert loss is not None
+    return tuple(lines), loss
+
+
+def _backward_locals(program: Program) -> dict[str, str]:
+    names = {a.target.name: naming.code_local(naming.grad_name(a.node)) for a in program.assigns}
+    return names
+
+
+def fast_backward(program: Program) -> tuple[tuple[Line, ...], tuple[Line, ...], tuple[Line, ...]]:
+    """(delta assignments, gradient accumulations, state carries) of one backward step."""
+    printer = BatchedPrinter(_backward_locals(program))
+    assigns = []
+    for a in program.assigns:
+        code = printer.doprint(a.expr)
+        comment = f"{text(a.target)} = {text(a.expr)}"
+        if a.carried is not None:
+            carried = program.carried_into(a.node)
+            code = f"{code} + {carried_local(a.node)}"
+            comment += f" + {text(carried)}"
+        assigns.append(Line(f"{printer.doprint(a.target)} = {code}", comment))
+    accs = tuple(
+        Line(f"{grad_local(acc.wrt)} += {printer.doprint(acc.expr)}", f"dJ/d{acc.wrt} += {text(acc.expr)}")
+        for acc in program.accumulates
+    )
+    carries = tuple(
+        Line(f"{carried_local(c.state)} = {printer.doprint(c.expr)}", f"share of dJ/d{c.state}_{{t-1}}: {text(c.expr)}")
+        for c in program.carries
+    )
+    return tuple(assigns), accs, carries
+
+
+def carried_local(state: str) -> str:
+    return f"d{state}_next"
+
+
+def grad_local(wrt: str) -> str:
+    return naming.code_local(naming.grad_name(wrt))
+
+
+# ---- by definition ---------------------------------------------------------------
+
+
+def definition_forward(derivation: Derivation) -> tuple[Line, ...]:
+    printer = ColumnPrinter()
+    out = []
+    for lhs, rhs in derivation.unrolled.equations:
+        shape = "scalar" if lhs.shape == (1, 1) else f"({_dim(lhs.shape[0])}, 1)"
+        out.append(Line(f"{printer.doprint(lhs)} = {printer.doprint(rhs)}", shape))
+    return tuple(out)
+
+
+def definition_jacobians(derivation: Derivation) -> tuple[Line, ...]:
+    """Every local Jacobian any term uses, once, in the order first used."""
+    printer = ColumnPrinter()
+    seen: dict[tuple[str, str], Line] = {}
+    for expansion in derivation.expansions.values():
+        for term in expansion.terms:
+            for f in term.factors:
+                key = (f.num, f.den)
+                if key in seen:
+                    continue
+                matrix = factor_matrix(derivation.unrolled, f)
+                if isinstance(matrix, Outer):
+                    continue
+                shape = f"({_dim(matrix.shape[0])}, {_dim(matrix.shape[1])})"
+                seen[key] = Line(f"{naming.jacobian_local(f.num, f.den)} = {printer.doprint(matrix)}", shape)
+    return tuple(seen.values())
+
+
+def _term_code(derivation: Derivation, term: Term) -> str:
+    """The term as a product of the Jacobian locals, made the shape of what it differentiates."""
+    factors = term.factors
+    last = factor_matrix(derivation.unrolled, factors[-1])
+    chain = factors[:-1] if isinstance(last, Outer) else factors
+    row = " @ ".join(naming.jacobian_local(f.num, f.den) for f in chain)
+    if isinstance(last, Outer):
+        return f"({row}).T @ {ColumnPrinter().doprint(sp.Transpose(last.right))}"
+    return f"({row}).T"
+
+
+def definition_terms(derivation: Derivation) -> tuple[Block, ...]:
+    blocks = []
+    for wrt, expansion in derivation.expansions.items():
+        for t, terms in enumerate(expansion.per_loss, start=1):
+            if not terms:
+                continue
+            lines = []
+            for term in terms:
+                path = " ".join(f"d{naming.text_name(f.num)}/d{naming.text_name(f.den)}" for f in term.factors)
+                lines.append(Line(f"{grad_local(wrt)} += {_term_code(derivation, term)}", f"k = {term.entry_step}: {path}"))
+            header = f"dJ_{t}/d{naming.text_name(wrt)}: {len(terms)} term{'s' if len(terms) > 1 else ''}"
+            blocks.append(Block(header, tuple(lines)))
+    return tuple(blocks)
+
+
+def _py_tuple(names: tuple[str, ...]) -> str:
+    """A tuple literal of strings in double quotes: ``("W_xh", "W_hh")``."""
+    inner = ", ".join(f'"{n}"' for n in names)
+    return f"({inner},)" if len(names) == 1 else f"({inner})"
+
+
+def module_context(derivation: Derivation, command: str) -> dict[str, object]:
+    """Everything ``templates/module.py.j2`` places, already printed."""
+    cell = derivation.cell
+    forward, loss_line = fast_forward(derivation)
+    backward, accumulate, carry = fast_backward(derivation.program)
+    state = cell.states[0]
+    printer = ColumnPrinter()
+    step_inputs = []
+    for t in range(1, derivation.steps + 1):
+        for v in cell.inputs + cell.targets:
+            sym = v.at(t)
+            step_inputs.append(f"{printer.doprint(sym)} = {naming.code_base(v.name)}[{t}]")
+    losses = " + ".join(printer.doprint(j) for j in derivation.unrolled.losses)
+    return {
+        "cell": cell,
+        "steps": derivation.steps,
+        "command": command,
+        "equations": [f"{text(sp.MatrixSymbol(naming.step_name(e.name, 't'), *e.shape))} = {text(e.rhs)}" for e in cell.equations],
+        "param_names": _py_tuple(cell.param_names),
+        "params": [
+            {"name": p.name, "shape": _py_tuple(tuple(f"n_{d}" for d in p.shape)), "grad": grad_local(p.name)} for p in cell.params
+        ],
+        "input": cell.inputs[0],
+        "target": cell.targets[0],
+        "state": state,
+        "nodes": [cell.nodes[e.name] for e in cell.equations if e.name != cell.loss],
+        "forward": forward,
+        "loss_line": loss_line,
+        "backward": backward,
+        "accumulate": accumulate,
+        "carry": carry,
+        "carries": [{"name": carried_local(s.name), "dim": s.dim} for s in cell.states],
+        "step_inputs": step_inputs,
+        "def_forward": definition_forward(derivation),
+        "def_loss": losses,
+        "def_jacobians": definition_jacobians(derivation),
+        "def_terms": definition_terms(derivation),
+    }

@@ -1,0 +1,180 @@
+"""SymPy expression classes for the operators a cell is written in.
+
+Vectors are column ``MatrixSymbol``s (see ``naming``); the classes here add what
+SymPy's matrix algebra lacks: elementwise activations, softmax and losses.  Each
+is a ``MatrixExpr`` with a known shape, so the unrolled equations stay symbolic in
+the dimensions.  Printers (``printing``) give each class its LaTeX and NumPy
+spelling; ``rules`` gives each its local derivative.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.matrices.expressions import MatrixExpr
+
+
+class Elementwise(MatrixExpr):
+    """f applied to every entry of a column vector; the shape is the argument's."""
+
+    latex_name = ""
+    numpy_name = ""
+
+    def __new__(cls, arg: MatrixExpr) -> Elementwise:
+        arg = sp.sympify(arg)
+        if not getattr(arg, "is_Matrix", False) or arg.shape[1] != 1:
+            raise TypeError(f"{cls.__name__} takes a column vector, got {arg!r}")
+        return super().__new__(cls, arg)
+
+    @property
+    def arg(self) -> MatrixExpr:
+        return self.args[0]
+
+    @property
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
+        return self.arg.shape
+
+
+class Tanh(Elementwise):
+    latex_name = r"\tanh"
+    numpy_name = "np.tanh"
+
+
+class Softmax(MatrixExpr):
+    """softmax(y) = exp(y) / sum(exp(y)), a vector of the shape of y."""
+
+    def __new__(cls, arg: MatrixExpr) -> Softmax:
+        return super().__new__(cls, sp.sympify(arg))
+
+    @property
+    def arg(self) -> MatrixExpr:
+        return self.args[0]
+
+    @property
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
+        return self.arg.shape
+
+
+class CrossEntropy(MatrixExpr):
+    """-l^T log(p) for a probability vector p and a one-hot target l: a 1 x 1 loss."""
+
+    def __new__(cls, p: MatrixExpr, target: MatrixExpr) -> CrossEntropy:
+        p, target = sp.sympify(p), sp.sympify(target)
+        if p.shape != target.shape:
+            raise TypeError(f"cross_entropy of shapes {p.shape} and {target.shape}")
+        return super().__new__(cls, p, target)
+
+    @property
+    def p(self) -> MatrixExpr:
+        return self.args[0]
+
+    @property
+    def target(self) -> MatrixExpr:
+        return self.args[1]
+
+    @property
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
+        return (sp.S.One, sp.S.One)
+
+
+class Outer(MatrixExpr):
+    """The local derivative of W v with respect to W, as the map g^T -> g v^T.
+
+    d(W v)/dW is a third-order tensor; contracted with the row vector g^T that
+    the chain rule brings from the left, it gives the outer product g v^T, which
+    has the shape of W.  ``Outer(v)`` stands for that map in a chain of factors.
+    """
+
+    def __new__(cls, right: MatrixExpr, param: MatrixExpr) -> Outer:
+        return super().__new__(cls, sp.sympify(right), sp.sympify(param))
+
+    @property
+    def right(self) -> MatrixExpr:
+        return self.args[0]
+
+    @property
+    def param(self) -> MatrixExpr:
+        return self.args[1]
+
+    @property
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
+        return self.param.shape
+
+
+class Diag(MatrixExpr):
+    """diag(v): the square matrix with the vector v on its diagonal; its own transpose.
+
+    SymPy's ``DiagMatrix`` consults the assumptions system on every ``doit``,
+    which makes expanding long chain-rule products slow; this class is inert.
+    """
+
+    def __new__(cls, v: MatrixExpr) -> Diag:
+        return super().__new__(cls, sp.sympify(v))
+
+    @property
+    def arg(self) -> MatrixExpr:
+        return self.args[0]
+
+    @property
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
+        return (self.arg.shape[0], self.arg.shape[0])
+
+    def _eval_transpose(self) -> Diag:
+        return self
+
+
+# ---- inert constructors: SymPy's operators on matrix expressions call doit() ----------
+
+
+def mul(*factors: sp.Basic) -> sp.Basic:
+    """The product of the factors, flattened, without identities; no simplification."""
+    flat: list[sp.Basic] = []
+    for f in factors:
+        if isinstance(f, sp.Identity):
+            continue
+        flat.extend(f.args if isinstance(f, sp.MatMul) else (f,))
+    if not flat:
+        raise ValueError("empty product")
+    return flat[0] if len(flat) == 1 else sp.MatMul(*flat)
+
+
+def add(*terms: sp.Basic) -> sp.Basic:
+    """The sum of the terms in the order given; no simplification."""
+    return terms[0] if len(terms) == 1 else sp.MatAdd(*terms)
+
+
+def neg(expr: sp.Basic) -> sp.Basic:
+    return sp.MatMul(sp.S.NegativeOne, expr)
+
+
+def transpose(expr: sp.Basic) -> sp.Basic:
+    """expr^T with the transpose pushed down to the symbols: (A B)^T = B^T A^T."""
+    if isinstance(expr, sp.MatMul):
+        return mul(*[transpose(a) for a in reversed(expr.args)])
+    if isinstance(expr, sp.MatAdd):
+        return sp.MatAdd(*[transpose(a) for a in expr.args])
+    if isinstance(expr, sp.Transpose):
+        return expr.arg
+    if expr.is_Number or isinstance(expr, (Diag, sp.Identity)):
+        return expr
+    if isinstance(expr, sp.ZeroMatrix):
+        return sp.ZeroMatrix(expr.shape[1], expr.shape[0])
+    return sp.Transpose(expr)
+
+
+class SoftmaxCrossEntropy(MatrixExpr):
+    """cross_entropy(softmax(y), l) computed from the logits y (log-sum-exp), for code only."""
+
+    def __new__(cls, logits: MatrixExpr, target: MatrixExpr) -> SoftmaxCrossEntropy:
+        return super().__new__(cls, sp.sympify(logits), sp.sympify(target))
+
+    @property
+    def logits(self) -> MatrixExpr:
+        return self.args[0]
+
+    @property
+    def target(self) -> MatrixExpr:
+        return self.args[1]
+
+    @property
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
+        return (sp.S.One, sp.S.One)

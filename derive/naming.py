@@ -1,0 +1,148 @@
+"""How code, LaTeX and file names spell a symbol: the one place that owns naming.
+
+Every vector in the unrolled graph is a SymPy ``MatrixSymbol`` whose name joins
+a base and a step with ``@``: ``"h@3"`` is h_3, ``"h@t-1"`` is h_{t-1}, and a
+name with no ``@`` (``"W_hh"``) is not indexed by time.  Adjoints (gradients of
+the total loss J) take a ``d`` prefix: ``"dz@t"`` is dJ/dz_t, ``"dW_hh"`` is dJ/dW_hh.
+Printers call the functions here; nothing else formats a symbol's name.
+"""
+
+from __future__ import annotations
+
+import re
+
+SEP = "@"
+GRAD = "d"
+
+
+
+def step_name(base: str, step: int | str) -> str:
+    """``step_name("h", 3) == "h@3"``; ``step_name("h", "t-1") == "h@t-1"``."""
+    return f"{base}{SEP}{step}"
+
+
+def split(name: str) -> tuple[str, str | None]:
+    """``"h@t-1" -> ("h", "t-1")``; ``"W_hh" -> ("W_hh", None)``."""
+    base, sep, step = name.partition(SEP)
+    return base, (step if sep else None)
+
+
+def step_of(name: str) -> int:
+    """The integer step of a concrete name: ``step_of("h@3") == 3``."""
+    step = split(name)[1]
+    if step is None or not step.isdigit():
+        raise ValueError(f"{name!r} has no concrete step")
+    return int(step)
+
+
+def grad_name(name: str) -> str:
+    """The adjoint of a symbol: ``"dz@t"`` for ``"z@t"``, ``"dW_hh"`` for ``"W_hh"``."""
+    return GRAD + name
+
+
+def shift(step: str, offset: int) -> str:
+    """Move a symbolic step: ``shift("t", -1) == "t-1"``, ``shift("t-1", 1) == "t"``."""
+    m = re.fullmatch(r"([a-z])([+-]\d+)?", step)
+    if m is None:
+        return str(int(step) + offset)
+    total = int(m.group(2) or 0) + offset
+    return m.group(1) + (f"{total:+d}" if total else "")
+
+
+def offset(step: str) -> int:
+    """The offset of a step relative to t: ``offset("t-1") == -1``, ``offset("t") == 0``."""
+    m = re.fullmatch(r"t([+-]\d+)?", step)
+    if m is None:
+        raise ValueError(f"{step!r} is not a step relative to t")
+    return int(m.group(1) or 0)
+
+
+# ---- LaTeX -------------------------------------------------------------------
+
+_GREEK = {"delta": r"\delta", "ell": r"\ell"}
+
+
+def latex_base(base: str) -> str:
+    """``"W_hh" -> "W_{hh}"``, ``"b_h" -> "b_{h}"``, ``"h" -> "h"``."""
+    head, _, sub = base.partition("_")
+    head = _GREEK.get(head, head)
+    return f"{head}_{{{sub}}}" if sub else head
+
+
+def latex_step(step: str) -> str:
+    return step
+
+
+def latex_name(name: str) -> str:
+    """``"h@t-1" -> "h_{t-1}"``, ``"W_hh" -> "W_{hh}"``, ``"dz@3" -> "\\delta^{z}_{3}"``."""
+    base, step = split(name)
+    if base.startswith(GRAD) and len(base) > 1:
+        inner = base[len(GRAD):]
+        if step is None:
+            return rf"\frac{{\partial J}}{{\partial {latex_base(inner)}}}"
+        return rf"\delta^{{{latex_base(inner)}}}_{{{latex_step(step)}}}"
+    if step is None:
+        return latex_base(base)
+    if "_" in base:  # a subscripted base keeps its subscript and takes the step as a superscript
+        return rf"{latex_base(base)}^{{({step})}}"
+    return rf"{latex_base(base)}_{{{latex_step(step)}}}"
+
+
+# ---- plain text (comments in generated code) ------------------------------------
+
+
+def text_name(name: str) -> str:
+    """``"h@t-1" -> "h_{t-1}"``, ``"h@3" -> "h_3"``, ``"dz@t" -> "dJ/dz_t"``, ``"dW_hh" -> "dJ/dW_hh"``."""
+    base, step = split(name)
+    if base.startswith(GRAD) and len(base) > 1:
+        return "dJ/d" + text_name(name[len(GRAD):])
+    if step is None:
+        return base
+    return f"{base}_{step}" if len(step) == 1 else f"{base}_{{{step}}}"
+
+
+# ---- code --------------------------------------------------------------------
+
+# maths names that would be poor Python names ("l" reads as "1": ruff's E741)
+_CODE_BASE = {"l": "onehot"}
+
+
+def code_base(base: str) -> str:
+    return _CODE_BASE.get(base, base)
+
+
+def code_local(name: str) -> str:
+    """A concrete-step name as a Python local: ``"h@3" -> "h_3"``, ``"dz@3" -> "dz_3"``."""
+    base, step = split(name)
+    base = code_base(base)
+    if step is None:
+        return base
+    if not step.isdigit():
+        raise ValueError(f"{name!r} has a symbolic step; use code_indexed")
+    return f"{base}_{step}"
+
+
+def code_indexed(name: str) -> str:
+    """A symbolic-step name as an array element: ``"h@t-1" -> "h[t - 1]"``."""
+    base, step = split(name)
+    base = code_base(base)
+    if step is None:
+        return base
+    m = re.fullmatch(r"([a-z])([+-])?(\d+)?", step)
+    if m is None:
+        return f"{base}[{step}]"
+    var, sign, num = m.groups()
+    return f"{base}[{var} {sign} {num}]" if sign else f"{base}[{var}]"
+
+
+def jacobian_local(num: str, den: str) -> str:
+    """The Python local holding d num / d den: ``("z@3", "h@2") -> "dz_3__dh_2"``."""
+    return f"d{code_local(num)}__d{code_local(den)}"
+
+
+def module_filename(cell: str, steps: int) -> str:
+    return f"{cell}_T{steps}.py"
+
+
+def tex_filename(cell: str, steps: int) -> str:
+    return f"{cell}_T{steps}.tex"

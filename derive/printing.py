@@ -1,0 +1,274 @@
+"""Printers: SymPy printer subclasses that spell the derivation as LaTeX or NumPy.
+
+One ``_print_<Class>`` per expression class, and symbol names from ``naming``;
+nothing else in the package builds a maths string.
+
+- ``LatexPrinter``: the document's maths; sums keep the order the cell wrote
+  them in (positive terms first), diag(v) g prints as v ⊙ g when ``hadamard``.
+- ``ColumnPrinter``: NumPy on column vectors of shape (n, 1), with concrete
+  steps as locals (``h_2``): the literal by-definition code.
+- ``BatchedPrinter``: NumPy on a batch of row vectors of shape (B, n), steps as
+  array indices (``h[t - 1]``): the fast path.  The column-vector maths
+  W v becomes ``v @ W.T``, diag(a) g becomes ``a * g``, and the outer product
+  g v^T becomes ``g.T @ v``, which also sums it over the batch.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy import MatrixSymbol
+from sympy.printing.latex import LatexPrinter as _SympyLatex
+from sympy.printing.numpy import NumPyPrinter as _SympyNumPy
+from sympy.printing.str import StrPrinter as _SympyStr
+
+from . import naming
+from .chain import Factor
+from .exprs import CrossEntropy, Diag, Softmax, SoftmaxCrossEntropy, Tanh, transpose
+
+
+def _ordered(expr: sp.MatAdd) -> list[sp.Basic]:
+    """Positive terms first, each group in the order written."""
+    return sorted(expr.args, key=_is_negative)
+
+
+def _is_negative(term: sp.Basic) -> bool:
+    return isinstance(term, sp.MatMul) and bool(term.args[0].is_Number and term.args[0].is_negative)
+
+
+def _negated(term: sp.Basic) -> sp.Basic:
+    """-term for a term with a negative coefficient."""
+    coeff, *rest = term.args
+    if coeff == -1:
+        return rest[0] if len(rest) == 1 else sp.MatMul(*rest)
+    return sp.MatMul(-coeff, *rest)
+
+
+def _is_vector(expr: sp.Basic) -> bool:
+    return expr.shape[1] == 1 and expr.shape[0] != 1
+
+
+class _SignedSums:
+    """The sum and product layout shared by all three printers."""
+
+    def _print_MatAdd(self, expr: sp.MatAdd) -> str:
+        out = ""
+        for i, term in enumerate(_ordered(expr)):
+            if _is_negative(term):
+                out += (" - " if i else "-") + self._factor(_negated(term))
+            else:
+                out += (" + " if i else "") + self._print(term)
+        return out
+
+    def _factor(self, expr: sp.Basic) -> str:
+        s = self._print(expr)
+        return self._paren(s) if isinstance(expr, sp.MatAdd) else s
+
+
+class LatexPrinter(_SignedSums, _SympyLatex):
+    def __init__(self, hadamard: bool = False) -> None:
+        super().__init__()
+        self.hadamard = hadamard
+
+    def _paren(self, s: str) -> str:
+        return rf"\left({s}\right)"
+
+    def _print_MatrixSymbol(self, expr: MatrixSymbol) -> str:
+        return naming.latex_name(expr.name)
+
+    def _print_Transpose(self, expr: sp.Transpose) -> str:
+        inner = self._print(expr.arg)
+        if not isinstance(expr.arg, MatrixSymbol):
+            inner = self._paren(inner)
+        return f"{inner}^{{T}}"
+
+    def _print_MatMul(self, expr: sp.MatMul) -> str:
+        args = list(expr.args)
+        sign = ""
+        if args[0].is_Number:
+            coeff = args.pop(0)
+            sign = "-" if coeff == -1 else self._print(coeff) + " "
+        parts = []
+        i = 0
+        while i < len(args):
+            a = args[i]
+            if self.hadamard and isinstance(a, Diag) and i + 1 < len(args) and _is_vector(args[-1]):
+                rest = args[i + 1] if i + 2 == len(args) else sp.MatMul(*args[i + 1 :])
+                parts.append(f"{self._factor(a.arg)} \\odot {self._factor(rest)}")
+                break
+            parts.append(self._factor(a))
+            i += 1
+        return sign + " ".join(parts)
+
+    def _print_Diag(self, expr: Diag) -> str:
+        arg = expr.arg
+        if isinstance(arg, sp.HadamardPower) and arg.exp == -1:
+            return rf"\operatorname{{diag}}\left({self._print(arg.base)}\right)^{{-1}}"
+        return rf"\operatorname{{diag}}\left({self._print(arg)}\right)"
+
+    def _print_HadamardPower(self, expr: sp.HadamardPower) -> str:
+        return rf"{self._print(expr.base)}^{{\circ {self._print(expr.exp)}}}"
+
+    def _print_OneMatrix(self, expr: sp.OneMatrix) -> str:
+        return r"\mathbf{1}"
+
+    def _print_Identity(self, expr: sp.Identity) -> str:
+        return "I"
+
+    def _print_ZeroMatrix(self, expr: sp.ZeroMatrix) -> str:
+        return r"\mathbf{0}"
+
+    def _print_Tanh(self, expr: Tanh) -> str:
+        return rf"\tanh\left({self._print(expr.arg)}\right)"
+
+    def _print_Softmax(self, expr: Softmax) -> str:
+        return rf"\operatorname{{softmax}}\left({self._print(expr.arg)}\right)"
+
+    def _print_CrossEntropy(self, expr: CrossEntropy) -> str:
+        return rf"-{self._print(transpose(expr.target))} \log {self._print(expr.p)}"
+
+    def partial(self, factor: Factor) -> str:
+        """d num / d den as a fraction: ``\\frac{\\partial z_{3}}{\\partial h_{2}}``."""
+        return rf"\frac{{\partial {naming.latex_name(factor.num)}}}{{\partial {naming.latex_name(factor.den)}}}"
+
+
+def latex(expr: sp.Basic, hadamard: bool = False) -> str:
+    return LatexPrinter(hadamard=hadamard).doprint(expr)
+
+
+class TextPrinter(_SignedSums, _SympyStr):
+    """Plain-text maths for comments in generated code: ``z_t = W_xh x_t + W_hh h_{t-1}``."""
+
+    def _paren(self, s: str) -> str:
+        return f"({s})"
+
+    def _print_MatrixSymbol(self, expr: MatrixSymbol) -> str:
+        return naming.text_name(expr.name)
+
+    def _print_Transpose(self, expr: sp.Transpose) -> str:
+        inner = self._print(expr.arg)
+        return f"{inner}^T" if isinstance(expr.arg, MatrixSymbol) else f"({inner})^T"
+
+    def _print_MatMul(self, expr: sp.MatMul) -> str:
+        args = list(expr.args)
+        sign = ""
+        if args[0].is_Number:
+            coeff = args.pop(0)
+            sign = "-" if coeff == -1 else f"{self._print(coeff)} "
+        if len(args) == 2 and isinstance(args[0], Diag) and _is_vector(args[1]):
+            return sign + f"{self._factor(args[0].arg)} ⊙ {self._factor(args[1])}"
+        return sign + " ".join(self._factor(a) for a in args)
+
+    def _print_Diag(self, expr: Diag) -> str:
+        return f"diag({self._print(expr.arg)})"
+
+    def _print_HadamardPower(self, expr: sp.HadamardPower) -> str:
+        return f"{self._factor(expr.base)}^{self._print(expr.exp)}"
+
+    def _print_OneMatrix(self, expr: sp.OneMatrix) -> str:
+        return "1"
+
+    def _print_Tanh(self, expr: Tanh) -> str:
+        return f"tanh({self._print(expr.arg)})"
+
+    def _print_Softmax(self, expr: Softmax) -> str:
+        return f"softmax({self._print(expr.arg)})"
+
+    def _print_CrossEntropy(self, expr: CrossEntropy) -> str:
+        return f"cross_entropy({self._print(expr.p)}, {self._print(expr.target)})"
+
+
+def text(expr: sp.Basic) -> str:
+    return TextPrinter().doprint(expr)
+
+
+class _NumPyBase(_SignedSums, _SympyNumPy):
+    def __init__(self) -> None:
+        super().__init__({"fully_qualified_modules": True})
+
+    def _paren(self, s: str) -> str:
+        return f"({s})"
+
+    def _print_HadamardPower(self, expr: sp.HadamardPower) -> str:
+        if expr.exp == -1:
+            return f"1 / {self._factor(expr.base)}"
+        return f"{self._factor(expr.base)}**{self._print(expr.exp)}"
+
+    def _print_OneMatrix(self, expr: sp.OneMatrix) -> str:
+        return "1"
+
+    def _print_Tanh(self, expr: Tanh) -> str:
+        return f"np.tanh({self._print(expr.arg)})"
+
+    def _print_Softmax(self, expr: Softmax) -> str:
+        return f"_softmax({self._print(expr.arg)})"
+
+    def _print_CrossEntropy(self, expr: CrossEntropy) -> str:
+        return f"_cross_entropy({self._print(expr.p)}, {self._print(expr.target)})"
+
+    def _print_SoftmaxCrossEntropy(self, expr: SoftmaxCrossEntropy) -> str:
+        return f"_softmax_cross_entropy({self._print(expr.logits)}, {self._print(expr.target)})"
+
+    def _coefficient(self, args: list[sp.Basic]) -> str:
+        if args and args[0].is_Number:
+            coeff = args.pop(0)
+            return "-" if coeff == -1 else f"{self._print(coeff)} * "
+        return ""
+
+
+class ColumnPrinter(_NumPyBase):
+    """Literal column-vector NumPy: every product is ``@``, every diag is a matrix."""
+
+    def _print_MatrixSymbol(self, expr: MatrixSymbol) -> str:
+        return naming.code_local(expr.name)
+
+    def _print_Transpose(self, expr: sp.Transpose) -> str:
+        inner = self._print(expr.arg)
+        return f"{inner}.T" if isinstance(expr.arg, MatrixSymbol) else f"({inner}).T"
+
+    def _print_MatMul(self, expr: sp.MatMul) -> str:
+        args = list(expr.args)
+        sign = self._coefficient(args)
+        return sign + " @ ".join(self._factor(a) for a in args)
+
+    def _print_Diag(self, expr: Diag) -> str:
+        return f"np.diagflat({self._print(expr.arg)})"
+
+    def _print_Identity(self, expr: sp.Identity) -> str:
+        return f"np.eye({self._print(expr.shape[0])})"
+
+    def _print_Softmax(self, expr: Softmax) -> str:
+        return f"_softmax({self._print(expr.arg)}, axis=0)"
+
+
+class BatchedPrinter(_NumPyBase):
+    """Row-major NumPy over a batch: vectors are (B, n) arrays, ``h[t - 1]`` and so on.
+
+    ``locals`` maps symbol names to the Python name that holds them in the loop
+    body (``dz@t -> dz``); every other stepped symbol prints as an array element.
+    """
+
+    def __init__(self, locals: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.locals = locals or {}
+
+    def _print_MatrixSymbol(self, expr: MatrixSymbol) -> str:
+        return self.locals.get(expr.name) or naming.code_indexed(expr.name)
+
+    def _print_Transpose(self, expr: sp.Transpose) -> str:
+        return f"{self._print(expr.arg)}.T"
+
+    def _print_MatMul(self, expr: sp.MatMul) -> str:
+        args = list(expr.args)
+        sign = self._coefficient(args)
+        if len(args) == 2 and _is_vector(args[0]) and isinstance(args[1], sp.Transpose) and _is_vector(args[1].arg):
+            # outer product g v^T of column vectors: summed over the batch
+            return sign + f"{self._factor(args[0])}.T @ {self._factor(args[1].arg)}"
+        if not _is_vector(args[-1]):
+            raise NotImplementedError(f"batched product must end in a vector: {expr}")
+        out = self._factor(args[-1])
+        for m in reversed(args[:-1]):
+            if isinstance(m, Diag):
+                out = f"{self._factor(m.arg)} * {out}"
+            else:
+                out = f"{out} @ {self._print(transpose(m))}"
+        return sign + out

@@ -1,0 +1,107 @@
+"""Stage 4: the table of local derivative rules, one entry per operator.
+
+``jacobian(rhs, wrt, out)`` returns d out / d wrt for ``out = rhs`` in numerator
+layout (rows follow ``out``, columns follow ``wrt``), built from one rule per
+expression class, registered with ``@rule``.  The rules read like the maths:
+
+    tanh:          d tanh(a)/da        = diag(1 - h∘h)          (h = tanh(a))
+    softmax:       d softmax(a)/da     = diag(p) - p p^T
+    cross_entropy: d(-l^T log p)/dp    = -l^T diag(p^{∘-1})
+    W v:           d(W v)/dv = W,  d(W v)/dW = Outer(v): g^T -> g v^T
+
+The same table serves the LaTeX and the NumPy emitters, and the efficient
+program (``adjoint``) uses its transposes as vector-Jacobian products.  An
+operator with no rule raises ``NotImplementedError`` naming it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sympy as sp
+from sympy import HadamardPower, Identity, MatrixSymbol, OneMatrix
+
+from .exprs import CrossEntropy, Diag, Outer, Softmax, Tanh, add, mul, neg, transpose
+
+Rule = Callable[[sp.Basic, MatrixSymbol, "sp.Basic | None"], sp.Basic]
+RULES: dict[type, Rule] = {}
+
+
+def rule(op: type) -> Callable[[Rule], Rule]:
+    def register(fn: Rule) -> Rule:
+        RULES[op] = fn
+        return fn
+
+    return register
+
+
+def op_name(expr: sp.Basic) -> str:
+    return type(expr).__name__
+
+
+def jacobian(rhs: sp.Basic, wrt: MatrixSymbol, out: sp.Basic | None = None) -> sp.Basic:
+    """d rhs / d wrt.  ``out`` names the value of ``rhs`` (h_t for tanh(z_t)), if it has one."""
+    if rhs == wrt:
+        return Identity(wrt.shape[0])
+    if not rhs.has(wrt):
+        raise ValueError(f"{rhs} does not depend on {wrt}")
+    for op in type(rhs).__mro__:
+        if op in RULES:
+            return RULES[op](rhs, wrt, out)
+    raise NotImplementedError(f"no rule for {op_name(rhs)}")
+
+
+def chain(outer: sp.Basic, inner_rhs: sp.Basic, wrt: MatrixSymbol) -> sp.Basic:
+    """outer * d inner_rhs / d wrt, without a multiplication by the identity."""
+    inner = jacobian(inner_rhs, wrt)
+    if isinstance(inner, Outer):
+        raise NotImplementedError(f"{wrt} inside {op_name(inner_rhs)}: a parameter must multiply a vector directly")
+    return mul(outer, inner)
+
+
+@rule(sp.MatAdd)
+def _add(rhs: sp.MatAdd, wrt: MatrixSymbol, out: sp.Basic | None) -> sp.Basic:
+    parts = [jacobian(arg, wrt) for arg in rhs.args if arg.has(wrt)]
+    return add(*parts)
+
+
+@rule(sp.MatMul)
+def _matmul(rhs: sp.MatMul, wrt: MatrixSymbol, out: sp.Basic | None) -> sp.Basic:
+    if len(rhs.args) != 2:
+        raise NotImplementedError(f"no rule for a product of {len(rhs.args)} factors: {rhs}")
+    left, right = rhs.args
+    if left == wrt:
+        if right.has(wrt):
+            raise NotImplementedError(f"{wrt} appears on both sides of {rhs}")
+        return Outer(right, wrt)
+    return chain(left, right, wrt)
+
+
+@rule(Tanh)
+def _tanh(rhs: Tanh, wrt: MatrixSymbol, out: sp.Basic | None) -> sp.Basic:
+    h = out if out is not None else rhs
+    return chain(Diag(add(OneMatrix(*h.shape), neg(HadamardPower(h, 2)))), rhs.arg, wrt)
+
+
+@rule(Softmax)
+def _softmax(rhs: Softmax, wrt: MatrixSymbol, out: sp.Basic | None) -> sp.Basic:
+    p = out if out is not None else rhs
+    return chain(add(Diag(p), neg(mul(p, transpose(p)))), rhs.arg, wrt)
+
+
+@rule(CrossEntropy)
+def _cross_entropy(rhs: CrossEntropy, wrt: MatrixSymbol, out: sp.Basic | None) -> sp.Basic:
+    if rhs.target.has(wrt):
+        raise NotImplementedError("cross_entropy is not differentiated with respect to its target")
+    return chain(neg(mul(transpose(rhs.target), Diag(HadamardPower(rhs.p, -1)))), rhs.p, wrt)
+
+
+def softmax_cross_entropy(loss_rhs: sp.Basic, p_rhs: sp.Basic) -> sp.Basic | None:
+    """dJ/dp dp/dy collapsed to (p - l)^T when J = cross_entropy(p, l) and p = softmax(y).
+
+    -l^T diag(p)^{-1} (diag(p) - p p^T) = -l^T + (l^T 1) p^T = (p - l)^T, since the
+    one-hot l sums to 1.  Returns None when the pair is not softmax + cross-entropy.
+    """
+    if isinstance(loss_rhs, CrossEntropy) and isinstance(p_rhs, Softmax):
+        return transpose(add(loss_rhs.p, neg(loss_rhs.target)))
+    return None

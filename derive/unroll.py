@@ -1,0 +1,90 @@
+"""Stage 2: unroll a cell over T steps into concrete, step-indexed equations.
+
+``unroll(cell, T)`` substitutes t = 1..T into the cell's step-relative equations.
+The result is the computation graph of the whole sequence: ``z@1 = W_xh x@1 +
+W_hh h@0``, ..., ``J@T = ...``.  Initial states (``h@0``) are inputs of the graph,
+not functions of any parameter, so every inner chain-rule sum starts at k = 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+
+import sympy as sp
+from sympy import MatrixSymbol
+
+from . import naming
+from .cell import Cell
+
+
+def at_step(expr: sp.Basic, step: int) -> sp.Basic:
+    """Replace every step-relative symbol (``h@t-1``) by its concrete one (``h@{step-1}``)."""
+    mapping = {}
+    for sym in expr.atoms(MatrixSymbol):
+        base, rel = naming.split(sym.name)
+        if rel is None:
+            continue
+        concrete = step + naming.offset(rel)
+        mapping[sym] = MatrixSymbol(naming.step_name(base, concrete), *sym.shape)
+    return expr.xreplace(mapping)
+
+
+def symbols_in(expr: sp.Basic) -> tuple[MatrixSymbol, ...]:
+    """The matrix symbols of ``expr`` in the order they are written, each once."""
+    seen: dict[MatrixSymbol, None] = {}
+    for node in sp.preorder_traversal(expr):
+        if isinstance(node, MatrixSymbol):
+            seen.setdefault(node, None)
+    return tuple(seen)
+
+
+@dataclass(frozen=True)
+class Unrolled:
+    """The equations of the whole sequence, in evaluation order."""
+
+    cell: Cell
+    steps: int
+    equations: tuple[tuple[MatrixSymbol, sp.Basic], ...]
+
+    @cached_property
+    def rhs(self) -> Mapping[str, sp.Basic]:
+        return {lhs.name: rhs for lhs, rhs in self.equations}
+
+    @cached_property
+    def symbols(self) -> Mapping[str, MatrixSymbol]:
+        """Every symbol of the graph by name: computed nodes, inputs, parameters, initial states."""
+        out = {lhs.name: lhs for lhs, _ in self.equations}
+        for _, rhs in self.equations:
+            for sym in symbols_in(rhs):
+                out.setdefault(sym.name, sym)
+        return out
+
+    @cached_property
+    def deps(self) -> Mapping[str, tuple[str, ...]]:
+        """The direct arguments of each computed node, in written order."""
+        return {lhs.name: tuple(s.name for s in symbols_in(rhs)) for lhs, rhs in self.equations}
+
+    @property
+    def losses(self) -> tuple[MatrixSymbol, ...]:
+        """J@1, ..., J@T."""
+        return tuple(self.symbols[naming.step_name(self.cell.loss, t)] for t in range(1, self.steps + 1))
+
+    @property
+    def initial_states(self) -> tuple[MatrixSymbol, ...]:
+        return tuple(self.symbols[naming.step_name(s.name, 0)] for s in self.cell.states)
+
+    def node(self, base: str, step: int) -> MatrixSymbol:
+        return self.symbols[naming.step_name(base, step)]
+
+
+def unroll(cell: Cell, steps: int) -> Unrolled:
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"the number of steps must be an integer >= 1, got {steps!r}")
+    equations = []
+    for t in range(1, steps + 1):
+        for eq in cell.equations:
+            lhs = MatrixSymbol(naming.step_name(eq.name, t), *eq.shape)
+            equations.append((lhs, at_step(eq.rhs, t)))
+    return Unrolled(cell=cell, steps=steps, equations=tuple(equations))
