@@ -91,7 +91,11 @@ def _fused_softmax(cell: Cell) -> dict[str, str]:
     loss = cell.equation(cell.loss).rhs
     fused = {}
     for eq in cell.equations:
-        if isinstance(eq.rhs, Softmax) and isinstance(loss, CrossEntropy) and loss.p.name == naming.step_name(eq.name, "t"):
+        if (
+            isinstance(eq.rhs, Softmax)
+            and isinstance(loss, CrossEntropy)
+            and loss.p.name == naming.step_name(eq.name, "t")
+        ):
             users = [e for e in cell.equations if e.rhs.has(loss.p) and e.name != eq.name]
             if [u.name for u in users] == [cell.loss]:
                 fused[naming.split(eq.rhs.arg.name)[0]] = eq.name
@@ -232,7 +236,7 @@ def check_equivalence(program: Program, unrolled: Unrolled, expansions: dict[str
     failures = []
     n_delta = 0
     for name, value in values.items():
-        node = name[len(naming.GRAD):]
+        node = name[len(naming.GRAD) :]
         expanded = [
             transpose(row_product(unrolled, factors))
             for loss in unrolled.losses

@@ -110,14 +110,14 @@ def seed_rnn() -> Cell:
     p_t = softmax(y_t);  J_t = cross_entropy(p_t, l_t) = -l_t^T log p_t.
     """
     W_xh, W_hh, W_hy = Param("W_xh", ("h", "x")), Param("W_hh", ("h", "h")), Param("W_hy", ("y", "h"))
-    x, h, l = Vector("x", "x"), Vector("h", "h"), Vector("l", "y")
+    x, h, label = Vector("x", "x"), Vector("h", "h"), Vector("l", "y")
     z, y, p = Vector("z", "h"), Vector("y", "y"), Vector("p", "y")
     equations = (
         Equation("z", _add(W_xh.symbol * x.at("t"), W_hh.symbol * h.at("t-1"))),
         Equation("h", Tanh(z.at("t"))),
         Equation("y", W_hy.symbol * h.at("t")),
         Equation("p", Softmax(y.at("t"))),
-        Equation("J", CrossEntropy(p.at("t"), l.at("t"))),
+        Equation("J", CrossEntropy(p.at("t"), label.at("t"))),
     )
     return Cell(
         name="rnn",
@@ -125,7 +125,7 @@ def seed_rnn() -> Cell:
         dims=("x", "h", "y"),
         params=(W_xh, W_hh, W_hy),
         inputs=(x,),
-        targets=(l,),
+        targets=(label,),
         states=(h,),
         equations=equations,
         loss="J",

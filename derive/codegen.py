@@ -52,6 +52,7 @@ def _code_loss(derivation: Derivation, rhs: sp.Basic) -> sp.Basic:
         producer = next((e for e in cell.equations if e.name == base), None)
         if producer is not None and isinstance(producer.rhs, Softmax):
             step = naming.split(rhs.p.name)[1]
+            assert step is not None, "the loss reads p at a step"
             logits = producer.rhs.arg
             logits = sp.MatrixSymbol(naming.step_name(naming.split(logits.name)[0], step), *logits.shape)
             return SoftmaxCrossEntropy(logits, rhs.target)
@@ -70,7 +71,9 @@ def fast_forward(derivation: Derivation) -> tuple[tuple[Line, ...], Line]:
         if eq.name == cell.loss:
             loss = Line(f"loss += {printer.doprint(_code_loss(derivation, eq.rhs))}", comment)
         else:
-            lines.append(Line(f"{printer.doprint(lhs)} = {printer.doprint(eq.rhs)}", f"{comment}  (B, {_dim(eq.shape[0])})"))
+            lines.append(
+                Line(f"{printer.doprint(lhs)} = {printer.doprint(eq.rhs)}", f"{comment}  (B, {_dim(eq.shape[0])})")
+            )
     assert loss is not None
     return tuple(lines), loss
 
@@ -161,7 +164,9 @@ def definition_terms(derivation: Derivation) -> tuple[Block, ...]:
             lines = []
             for term in terms:
                 path = " ".join(f"d{naming.text_name(f.num)}/d{naming.text_name(f.den)}" for f in term.factors)
-                lines.append(Line(f"{grad_local(wrt)} += {_term_code(derivation, term)}", f"k = {term.entry_step}: {path}"))
+                lines.append(
+                    Line(f"{grad_local(wrt)} += {_term_code(derivation, term)}", f"k = {term.entry_step}: {path}")
+                )
             header = f"dJ_{t}/d{naming.text_name(wrt)}: {len(terms)} term{'s' if len(terms) > 1 else ''}"
             blocks.append(Block(header, tuple(lines)))
     return tuple(blocks)
@@ -190,10 +195,13 @@ def module_context(derivation: Derivation, command: str) -> dict[str, object]:
         "cell": cell,
         "steps": derivation.steps,
         "command": command,
-        "equations": [f"{text(sp.MatrixSymbol(naming.step_name(e.name, 't'), *e.shape))} = {text(e.rhs)}" for e in cell.equations],
+        "equations": [
+            f"{text(sp.MatrixSymbol(naming.step_name(e.name, 't'), *e.shape))} = {text(e.rhs)}" for e in cell.equations
+        ],
         "param_names": _py_tuple(cell.param_names),
         "params": [
-            {"name": p.name, "shape": _py_tuple(tuple(f"n_{d}" for d in p.shape)), "grad": grad_local(p.name)} for p in cell.params
+            {"name": p.name, "shape": _py_tuple(tuple(f"n_{d}" for d in p.shape)), "grad": grad_local(p.name)}
+            for p in cell.params
         ],
         "input": cell.inputs[0],
         "target": cell.targets[0],

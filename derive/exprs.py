@@ -149,7 +149,9 @@ def neg(expr: sp.Basic) -> sp.Basic:
 def transpose(expr: sp.Basic) -> sp.Basic:
     """expr^T with the transpose pushed down to the symbols: (A B)^T = B^T A^T."""
     if isinstance(expr, sp.MatMul):
-        return mul(*[transpose(a) for a in reversed(expr.args)])
+        coeffs = [a for a in expr.args if a.is_Number]
+        mats = [transpose(a) for a in reversed(expr.args) if not a.is_Number]
+        return mul(*coeffs, *mats)
     if isinstance(expr, sp.MatAdd):
         return sp.MatAdd(*[transpose(a) for a in expr.args])
     if isinstance(expr, sp.Transpose):

@@ -15,7 +15,6 @@ SEP = "@"
 GRAD = "d"
 
 
-
 def step_name(base: str, step: int | str) -> str:
     """``step_name("h", 3) == "h@3"``; ``step_name("h", "t-1") == "h@t-1"``."""
     return f"{base}{SEP}{step}"
@@ -77,7 +76,7 @@ def latex_name(name: str) -> str:
     """``"h@t-1" -> "h_{t-1}"``, ``"W_hh" -> "W_{hh}"``, ``"dz@3" -> "\\delta^{z}_{3}"``."""
     base, step = split(name)
     if base.startswith(GRAD) and len(base) > 1:
-        inner = base[len(GRAD):]
+        inner = base[len(GRAD) :]
         if step is None:
             return rf"\frac{{\partial J}}{{\partial {latex_base(inner)}}}"
         return rf"\delta^{{{latex_base(inner)}}}_{{{latex_step(step)}}}"
@@ -95,7 +94,7 @@ def text_name(name: str) -> str:
     """``"h@t-1" -> "h_{t-1}"``, ``"h@3" -> "h_3"``, ``"dz@t" -> "dJ/dz_t"``, ``"dW_hh" -> "dJ/dW_hh"``."""
     base, step = split(name)
     if base.startswith(GRAD) and len(base) > 1:
-        return "dJ/d" + text_name(name[len(GRAD):])
+        return "dJ/d" + text_name(name[len(GRAD) :])
     if step is None:
         return base
     return f"{base}_{step}" if len(step) == 1 else f"{base}_{{{step}}}"

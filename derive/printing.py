@@ -15,6 +15,8 @@ nothing else in the package builds a maths string.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import sympy as sp
 from sympy import MatrixSymbol
 from sympy.printing.latex import LatexPrinter as _SympyLatex
@@ -48,7 +50,13 @@ def _is_vector(expr: sp.Basic) -> bool:
 
 
 class _SignedSums:
-    """The sum and product layout shared by all three printers."""
+    """The sum and product layout shared by all the printers."""
+
+    if TYPE_CHECKING:  # provided by the SymPy printer and the subclass it is mixed into
+
+        def _print(self, expr: sp.Basic) -> str: ...
+
+        def _paren(self, s: str) -> str: ...
 
     def _print_MatAdd(self, expr: sp.MatAdd) -> str:
         out = ""
@@ -125,6 +133,15 @@ class LatexPrinter(_SignedSums, _SympyLatex):
 
     def _print_CrossEntropy(self, expr: CrossEntropy) -> str:
         return rf"-{self._print(transpose(expr.target))} \log {self._print(expr.p)}"
+
+    def factors(self, expr: sp.Basic) -> tuple[str, list[str]]:
+        """(sign, printed factors) of a product, for layouts that break long products."""
+        args = list(expr.args) if isinstance(expr, sp.MatMul) else [expr]
+        sign = ""
+        if args[0].is_Number:
+            coeff = args.pop(0)
+            sign = "-" if coeff == -1 else self._print(coeff) + " "
+        return sign, [self._factor(a) for a in args]
 
     def partial(self, factor: Factor) -> str:
         """d num / d den as a fraction: ``\\frac{\\partial z_{3}}{\\partial h_{2}}``."""

@@ -83,12 +83,12 @@ def _single_sequence(W_xh, W_hh, W_hy, xs, labels, h0, truncate):
 
         # Propagate dJ_t back through time, from z_t down to z_{k_min}.
         k_min = 1 if truncate is None else max(1, t - truncate + 1)
-        dh = W_hy.T @ dy                      # dJ_t/dh_t
+        dh = W_hy.T @ dy  # dJ_t/dh_t
         for k in range(t, k_min - 1, -1):
-            dz = dh * (1.0 - h[k] ** 2)       # dJ_t/dz_k
+            dz = dh * (1.0 - h[k] ** 2)  # dJ_t/dz_k
             dW_xh += dz @ x[k].T
             dW_hh += dz @ h[k - 1].T
-            dh = W_hh.T @ dz                  # dJ_t/dh_{k-1}
+            dh = W_hh.T @ dz  # dJ_t/dh_{k-1}
         if k_min == 1:
             # The k = 1 term was kept, so dh now holds dJ_t/dh_0.
             dh0 += dh
@@ -137,8 +137,7 @@ def reference_loss_and_gradients(params, xs, labels, h0=None, truncate=None):
     if xs.ndim == 2:
         # Single sequence.
         h0_ = np.zeros(n_h) if h0 is None else np.asarray(h0, dtype=np.float64)
-        loss, dW_xh, dW_hh, dW_hy, dh0 = _single_sequence(
-            W_xh, W_hh, W_hy, xs, labels, h0_, truncate)
+        loss, dW_xh, dW_hh, dW_hy, dh0 = _single_sequence(W_xh, W_hh, W_hy, xs, labels, h0_, truncate)
         grads = {"W_xh": dW_xh, "W_hh": dW_hh, "W_hy": dW_hy, "h0": dh0}
         return float(loss), grads
 
@@ -149,12 +148,10 @@ def reference_loss_and_gradients(params, xs, labels, h0=None, truncate=None):
     else:
         h0_ = np.asarray(h0, dtype=np.float64)
     total = 0.0
-    grads = {"W_xh": np.zeros_like(W_xh), "W_hh": np.zeros_like(W_hh),
-             "W_hy": np.zeros_like(W_hy)}
+    grads = {"W_xh": np.zeros_like(W_xh), "W_hh": np.zeros_like(W_hh), "W_hy": np.zeros_like(W_hy)}
     dh0s = []
     for b in range(B):
-        loss, dW_xh, dW_hh, dW_hy, dh0 = _single_sequence(
-            W_xh, W_hh, W_hy, xs[:, b, :], labels[:, b], h0_[b], truncate)
+        loss, dW_xh, dW_hh, dW_hy, dh0 = _single_sequence(W_xh, W_hh, W_hy, xs[:, b, :], labels[:, b], h0_[b], truncate)
         total += loss
         grads["W_xh"] += dW_xh
         grads["W_hh"] += dW_hh

@@ -15,8 +15,8 @@ from derive.reference import reference_loss_and_gradients
 N_X, N_H, N_Y = 3, 4, 5
 B = 3
 FD_EPS = 1e-6
-FD_RTOL = 1e-6   # relative tolerance for analytic vs finite-difference gradients
-FD_ATOL = 1e-8   # absolute floor, for gradient entries that are ~0
+FD_RTOL = 1e-6  # relative tolerance for analytic vs finite-difference gradients
+FD_ATOL = 1e-8  # absolute floor, for gradient entries that are ~0
 PARAM_KEYS = ("W_xh", "W_hh", "W_hy")
 
 
@@ -82,8 +82,7 @@ def test_gradients_match_finite_differences(T, batched):
 
     num = fd_all(params, xs, labels, h0)
     for k in (*PARAM_KEYS, "h0"):
-        np.testing.assert_allclose(grads[k], num[k], rtol=FD_RTOL, atol=FD_ATOL,
-                                   err_msg=f"gradient mismatch for {k}")
+        np.testing.assert_allclose(grads[k], num[k], rtol=FD_RTOL, atol=FD_ATOL, err_msg=f"gradient mismatch for {k}")
 
 
 def test_batched_is_sum_of_sequences():
@@ -117,8 +116,7 @@ def test_loss_T1_by_hand():
     # Scalar loops, no vectorisation, no max-subtraction.
     h = []
     for i in range(N_H):
-        zi = sum(Wxh[i, j] * x[j] for j in range(N_X)) + \
-            sum(Whh[i, j] * h0[j] for j in range(N_H))
+        zi = sum(Wxh[i, j] * x[j] for j in range(N_X)) + sum(Whh[i, j] * h0[j] for j in range(N_H))
         h.append(math.tanh(zi))
     y = [sum(Why[m, i] * h[i] for i in range(N_H)) for m in range(N_Y)]
     expected = -math.log(math.exp(y[label]) / sum(math.exp(v) for v in y))
@@ -154,14 +152,14 @@ def _forward(params, xs, h0):
 def test_truncate_1_is_k_equals_t_only():
     T = 3
     params, xs, labels, h0 = make_problem(T)
-    hs, ps = _forward(params, xs, h0)           # hs[t] = h_t, hs[0] = h_0
+    hs, ps = _forward(params, xs, h0)  # hs[t] = h_t, hs[0] = h_0
     dWhh = np.zeros((N_H, N_H))
     dh0 = np.zeros(N_H)
     for t in range(1, T + 1):
         dy = ps[t - 1].copy()
         dy[labels[t - 1]] -= 1.0
-        dz_t = (params["W_hy"].T @ dy) * (1.0 - hs[t] ** 2)   # dJ_t/dz_t
-        dWhh += np.outer(dz_t, hs[t - 1])                      # k = t term only
+        dz_t = (params["W_hy"].T @ dy) * (1.0 - hs[t] ** 2)  # dJ_t/dz_t
+        dWhh += np.outer(dz_t, hs[t - 1])  # k = t term only
         if t == 1:
             dh0 += params["W_hh"].T @ dz_t
     _, g = reference_loss_and_gradients(params, xs, labels, h0, truncate=1)
@@ -191,7 +189,7 @@ def test_truncate_K_matches_stop_gradient_fd(K):
         s = max(1, t - K + 1)
 
         def J_t():
-            h = h0p if s == 1 else hs[s - 1]        # frozen unless it is h0
+            h = h0p if s == 1 else hs[s - 1]  # frozen unless it is h0
             for k in range(s, t + 1):
                 h = np.tanh(pert["W_xh"] @ xs[k - 1] + pert["W_hh"] @ h)
             y = pert["W_hy"] @ h
@@ -204,5 +202,6 @@ def test_truncate_K_matches_stop_gradient_fd(K):
 
     _, g = reference_loss_and_gradients(params, xs, labels, h0, truncate=K)
     for k in expected:
-        np.testing.assert_allclose(g[k], expected[k], rtol=FD_RTOL, atol=FD_ATOL,
-                                   err_msg=f"truncate={K} mismatch for {k}")
+        np.testing.assert_allclose(
+            g[k], expected[k], rtol=FD_RTOL, atol=FD_ATOL, err_msg=f"truncate={K} mismatch for {k}"
+        )

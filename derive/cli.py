@@ -1,0 +1,196 @@
+"""The command line: ``bptt`` (the default job), ``bptt derive``, ``bptt emit``, ``bptt verify``.
+
+Bad input is answered with one line on stderr and exit status 2, and nothing is
+written; a failed verification exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import NoReturn
+
+from . import naming
+from .cell import BUILTIN, Cell
+from .codegen import module_context
+from .document import document_context
+from .pipeline import Derivation, derive
+from .render import OutputError, check_writable, render, write_all, write_atomic
+from .verify import Report, format_table, load_module, verify
+
+DEFAULT_STEPS = 3
+DEFAULT_OUT = "out"
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _steps(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _common(p: argparse.ArgumentParser, out: bool = True) -> None:
+    p.add_argument(
+        "--cell", default="rnn", choices=sorted(BUILTIN), help="the built-in cell (default: rnn, the seed model)"
+    )
+    p.add_argument(
+        "--steps", "-T", type=_steps, default=DEFAULT_STEPS, metavar="T", help="sequence length T >= 1 (default: 3)"
+    )
+    if out:
+        p.add_argument(
+            "--out", "-o", type=Path, default=Path(DEFAULT_OUT), metavar="DIR", help="output folder (default: ./out)"
+        )
+        p.add_argument("--force", action="store_true", help="overwrite files that bptt-derive did not generate")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = _Parser(
+        prog="bptt",
+        description="Derive BPTT gradients symbolically: a LaTeX derivation, a NumPy gradient module, and a "
+        "verification of both. With no subcommand: all three for the seed RNN at T = 3.",
+    )
+    _common(top)
+    top.add_argument("--no-pdf", action="store_true", help="do not compile the .tex with pdflatex")
+    sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, aliases, text in (
+        ("derive", ["latex"], "write the LaTeX derivation (.tex, and .pdf with --pdf)"),
+        ("emit", [], "write the NumPy gradient module (.py)"),
+        ("verify", [], "check the generated gradients; exit 1 on a mismatch"),
+    ):
+        p = sub.add_parser(name, aliases=aliases, help=text, description=text)
+        _common(p, out=name != "verify")
+        if name == "derive":
+            p.add_argument("--pdf", action="store_true", help="also compile the .tex with pdflatex")
+    return top
+
+
+# ---- the jobs ----------------------------------------------------------------------------
+
+
+def _module_source(derivation: Derivation, cell: Cell) -> str:
+    command = f"bptt emit --cell {cell.name} --steps {derivation.steps} --out generated"
+    return render("module.py.j2", module_context(derivation, command))
+
+
+def _tex_source(derivation: Derivation, report: Report, cell: Cell) -> str:
+    command = f"bptt derive --cell {cell.name} --steps {derivation.steps} --out generated"
+    return render("derivation.tex.j2", document_context(derivation, report, command))
+
+
+def _verified(derivation: Derivation, source: str) -> Report:
+    module = load_module(source, naming.module_filename(derivation.cell.name, derivation.steps)[:-3])
+    return verify(derivation.cell, module, derivation.steps)
+
+
+def compile_pdf(tex_path: Path, tex: str) -> tuple[Path | None, str]:
+    """Compile with pdflatex in a scratch folder; (pdf path or None, what happened)."""
+    exe = shutil.which("pdflatex")
+    if exe is None:
+        return None, "pdflatex not found, so no PDF (Debian: apt-get install texlive-latex-recommended)"
+    with tempfile.TemporaryDirectory(prefix="bptt-") as tmp:
+        src = Path(tmp) / tex_path.name
+        src.write_text(tex, encoding="utf-8")
+        for _ in range(2):  # twice, for the page layout to settle
+            run = subprocess.run(
+                [exe, "-interaction=nonstopmode", "-halt-on-error", src.name],
+                cwd=tmp,
+                capture_output=True,
+                text=True,
+                errors="replace",
+            )
+            if run.returncode != 0:
+                err = next((line for line in run.stdout.splitlines() if line.startswith("!")), "see the .log")
+                return None, f"pdflatex failed on {tex_path}: {err}"
+        pdf = tex_path.with_suffix(".pdf")
+        write_atomic(pdf, (Path(tmp) / src.with_suffix(".pdf").name).read_bytes())
+    return pdf, "compiled with pdflatex"
+
+
+def _summary(derivation: Derivation) -> str:
+    counts = ", ".join(f"{e.count()} for {naming.text_name(w)}" for w, e in derivation.expansions.items())
+    eq = derivation.equivalence
+    return (
+        f"chain-rule terms: {counts}\n"
+        f"recurrence = expanded sums: {eq.delta_identities} delta and {eq.gradient_identities} gradient identities "
+        f"hold (SymPy)"
+    )
+
+
+def run(args: argparse.Namespace, out=sys.stdout) -> int:
+    cell = BUILTIN[args.cell]()
+    steps = args.steps
+    command = args.command or "all"
+    stem = naming.module_filename(cell.name, steps)[:-3]
+    targets: dict[Path, str] = {}
+    if command in ("all", "derive", "latex", "emit"):
+        # check the destinations before the (slower) derivation: fail fast, write nothing
+        planned = {}
+        if command != "emit":
+            planned[args.out / f"{stem}.tex"] = ""
+            if command == "all" and not args.no_pdf or getattr(args, "pdf", False):
+                planned[args.out / f"{stem}.pdf"] = ""
+        if command in ("all", "emit"):
+            planned[args.out / f"{stem}.py"] = ""
+        check_writable(planned, args.force)
+
+    print(f"bptt-derive: {cell.title}, T = {steps}", file=out)
+    derivation = derive(cell, steps)
+    print(_summary(derivation), file=out)
+    source = _module_source(derivation, cell)
+    report = None
+    if command in ("all", "derive", "latex", "verify"):
+        report = _verified(derivation, source)
+    if command in ("all", "derive", "latex"):
+        assert report is not None
+        targets[args.out / f"{stem}.tex"] = _tex_source(derivation, report, cell)
+    if command in ("all", "emit"):
+        targets[args.out / f"{stem}.py"] = source
+    if targets:
+        write_all(targets, args.force)
+        for path in targets:
+            print(f"wrote {path}", file=out)
+    tex_path = args.out / f"{stem}.tex"
+    if tex_path in targets and (command == "all" and not args.no_pdf or getattr(args, "pdf", False)):
+        pdf, what = compile_pdf(tex_path, targets[tex_path])
+        print(f"wrote {pdf} ({what})" if pdf else what, file=out)
+    if report is not None:
+        print("\nverification: max relative error, float64", file=out)
+        print(format_table(report), file=out)
+        if not report.passed:
+            for failure in report.failures():
+                print(f"MISMATCH {failure}", file=out)
+            return 1
+        print("all checks pass", file=out)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return run(args)
+    except (UsageError, OutputError) as e:
+        print(f"bptt: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bptt: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""Stage 6b: print a derivation (and a verification report) into the LaTeX template's strings.
+
+The document follows the origin post's "Derivadas Algebraicas" layout, corrected:
+inner sums start at k = 1 (h_0 is given), each heading names the matrix its
+section differentiates, and the analytic derivatives keep their transposes,
+outer products and diagonal matrices.  Long products are broken across lines
+so that the PDF never runs off the page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from . import naming
+from .adjoint import with_carry
+from .analytic import term_gradient
+from .chain import Factor
+from .exprs import Outer
+from .pipeline import Derivation
+from .printing import LatexPrinter, latex
+from .rules import jacobian, softmax_cross_entropy
+from .unroll import at_step
+from .verify import CHECKS, IMPLEMENTATIONS, SYMPY_MAX_STEPS, TOLERANCE, Report
+
+PARTIALS_PER_LINE = 7
+MATRICES_PER_LINE = 4
+
+
+@dataclass(frozen=True)
+class Group:
+    """The terms of dJ_t/dw as align* rows: ``lhs`` then one or more lines per term."""
+
+    lhs: str
+    terms: tuple[tuple[str, ...], ...]
+
+
+def _chunks(items: list[str], size: int) -> tuple[str, ...]:
+    return tuple(" ".join(items[i : i + size]) for i in range(0, len(items), size))
+
+
+def _dim(size: sp.Expr) -> str:
+    return latex(size) if size != 1 else "1"
+
+
+def _shape(expr: sp.Basic) -> str:
+    rows, cols = expr.shape
+    return f"{_dim(rows)} \\times {_dim(cols)}"
+
+
+def _step_symbol(name: str, step: int | str, shape: tuple[sp.Expr, sp.Expr]) -> sp.MatrixSymbol:
+    return sp.MatrixSymbol(naming.step_name(name, step), *shape)
+
+
+def _partial_wrt(loss: str, wrt: str) -> str:
+    return LatexPrinter().partial(Factor(loss, wrt))
+
+
+def expansion_groups(derivation: Derivation, wrt: str) -> tuple[Group, ...]:
+    printer = LatexPrinter()
+    groups = []
+    per_loss = derivation.expansions[wrt].per_loss
+    for t in range(len(per_loss), 0, -1):
+        terms = tuple(
+            _chunks([printer.partial(f) for f in term.factors], PARTIALS_PER_LINE) for term in per_loss[t - 1]
+        )
+        if terms:
+            groups.append(Group(_partial_wrt(naming.step_name(derivation.cell.loss, t), wrt), terms))
+    return tuple(groups)
+
+
+def analytic_groups(derivation: Derivation, wrt: str) -> tuple[Group, ...]:
+    printer = LatexPrinter()
+    groups = []
+    per_loss = derivation.expansions[wrt].per_loss
+    for t in range(len(per_loss), 0, -1):
+        terms = []
+        for term in per_loss[t - 1]:
+            sign, parts = printer.factors(term_gradient(derivation.unrolled, term))
+            lines = list(_chunks(parts, MATRICES_PER_LINE))
+            lines[0] = sign + lines[0]
+            terms.append(tuple(lines))
+        if terms:
+            groups.append(Group(_partial_wrt(naming.step_name(derivation.cell.loss, t), wrt), tuple(terms)))
+    return tuple(groups)
+
+
+def local_derivatives(derivation: Derivation) -> tuple[tuple[str, str, str], ...]:
+    """(factor, value, shape) for every edge of one step of the cell."""
+    cell = derivation.cell
+    printer = LatexPrinter()
+    rows = []
+    differentiable = set(cell.param_names) | set(cell.nodes) | {s.name for s in cell.states}
+    for eq in cell.equations:
+        out = _step_symbol(eq.name, "t", eq.shape)
+        for sym in dict.fromkeys(s for s in sp.preorder_traversal(eq.rhs) if isinstance(s, sp.MatrixSymbol)):
+            if naming.split(sym.name)[0] not in differentiable:
+                continue
+            value = jacobian(eq.rhs, sym, out)
+            factor = printer.partial(Factor(out.name, sym.name))
+            if isinstance(value, Outer):
+                v = latex(sp.Transpose(value.right))
+                rows.append((factor, rf"g^{{T}} \mapsto g\, {v}", _shape(value.param) + r" \text{ (an outer product)}"))
+            else:
+                rows.append((factor, latex(value), _shape(value)))
+    return tuple(rows)
+
+
+def softmax_collapse(derivation: Derivation) -> str | None:
+    """The line showing dJ_t/dp_t dp_t/dy_t = (p_t - l_t)^T, or None for another loss."""
+    cell = derivation.cell
+    loss = cell.equation(cell.loss).rhs
+    for eq in cell.equations:
+        head = softmax_cross_entropy(loss, eq.rhs)
+        if head is None or naming.split(loss.p.name)[0] != eq.name:
+            continue
+        p = _step_symbol(eq.name, "t", eq.shape)
+        y = eq.rhs.arg
+        loss_sym = _step_symbol(cell.loss, "t", (1, 1))
+        ce = latex(jacobian(loss, p, loss_sym))
+        sm = latex(jacobian(eq.rhs, y, p))
+        printer = LatexPrinter()
+        lhs = printer.partial(Factor(loss_sym.name, p.name)) + " " + printer.partial(Factor(p.name, y.name))
+        l_t = latex(loss.target)
+        p_t = latex(p)
+        return (
+            rf"{lhs} &= {ce} \left({sm}\right) \\"
+            "\n"
+            rf"&= -{l_t}^{{T}} + \left({l_t}^{{T}} \mathbf{{1}}\right) {p_t}^{{T}} = {latex(head)}"
+        )
+    return None
+
+
+def recurrence(derivation: Derivation) -> dict[str, object]:
+    program = derivation.program
+    cell = derivation.cell
+    lines = [(latex(a.target), latex(with_carry(program, a), hadamard=True)) for a in program.assigns]
+    after_last = {
+        sym.name: sp.MatrixSymbol(naming.step_name(naming.split(sym.name)[0], "T+1"), *sym.shape)
+        for c in program.carries
+        for sym in c.expr.atoms(sp.MatrixSymbol)
+        if sym.name.startswith(naming.GRAD)
+    }
+    boundary = [latex(s) for s in after_last.values()]
+    grads = []
+    for acc in program.accumulates:
+        grads.append(
+            (rf"\frac{{\partial J}}{{\partial {naming.latex_base(acc.wrt)}}}", rf"\sum_{{t=1}}^{{T}} {latex(acc.expr)}")
+        )
+    for c in program.carries:
+        state0 = naming.latex_name(naming.step_name(c.state, 0))
+        one = latex(at_step(c.expr, 1))
+        grads.append((rf"\frac{{\partial J}}{{\partial {state0}}}", one))
+    eq = derivation.equivalence
+    return {
+        "lines": lines,
+        "boundary": boundary,
+        "gradients": grads,
+        "delta_identities": eq.delta_identities,
+        "gradient_identities": eq.gradient_identities,
+        "delta_names": [latex(_step_symbol(naming.grad_name(a.node), "k", a.target.shape)) for a in program.assigns],
+        "node_names": [naming.latex_name(naming.step_name(a.node, "k")) for a in program.assigns],
+        "first_state": cell.states[0].name,
+    }
+
+
+def verification_table(report: Report) -> dict[str, object]:
+    rows = []
+    for row in report.rows:
+        label = (
+            r"\text{loss } J"
+            if row == "loss"
+            else naming.latex_name(naming.step_name(row[:-1], 0) if row == "h0" else row)
+        )
+        cells = [_measured(report.error(impl, check, row)) for impl in IMPLEMENTATIONS for check in CHECKS]
+        rows.append((label, cells))
+    return {
+        "rows": rows,
+        "checks": CHECKS,
+        "tolerances": [f"{TOLERANCE[c]:.0e}" for c in CHECKS],
+        "passed": report.passed,
+        "sympy_skipped": report.error(IMPLEMENTATIONS[0], "sympy", "loss") is None,
+        "sympy_max": SYMPY_MAX_STEPS,
+        "failures": report.failures(),
+    }
+
+
+def _measured(err: float | None) -> str:
+    """A measured error, wrapped so that the golden-file test can mask machine noise."""
+    return "--" if err is None else rf"\measured{{{err:.1e}}}"
+
+
+def document_context(derivation: Derivation, report: Report, command: str) -> dict[str, object]:
+    cell = derivation.cell
+    T = derivation.steps
+    model = [(latex(_step_symbol(e.name, "t", e.shape)), latex(e.rhs)) for e in cell.equations]
+    unrolled = [
+        [(latex(lhs), latex(rhs)) for lhs, rhs in derivation.unrolled.equations[i : i + len(cell.equations)]]
+        for i in range(0, len(derivation.unrolled.equations), len(cell.equations))
+    ]
+    sections = []
+    for wrt, expansion in derivation.expansions.items():
+        counts = [len(terms) for terms in expansion.per_loss]
+        sections.append(
+            {
+                "name": naming.latex_name(wrt),
+                "total": expansion.count(),
+                "counts": " + ".join(str(c) for c in counts),
+                "expansion": expansion_groups(derivation, wrt),
+                "analytic": analytic_groups(derivation, wrt),
+                "is_state": wrt not in cell.param_names,
+            }
+        )
+    return {
+        "cell": cell,
+        "steps": T,
+        "command": command,
+        "dims": [
+            (naming.latex_name(v.name), latex(v.at("t").shape[0])) for v in cell.inputs + cell.targets + cell.states
+        ],
+        "params": [(naming.latex_name(p.name), _shape(p.symbol)) for p in cell.params],
+        "model": model,
+        "unrolled": unrolled,
+        "sections": sections,
+        "locals": local_derivatives(derivation),
+        "collapse": softmax_collapse(derivation),
+        "recurrence": recurrence(derivation),
+        "verification": verification_table(report),
+        "implementations": IMPLEMENTATIONS,
+    }
