@@ -7,20 +7,16 @@ written; a failed verification exits 1.
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import NoReturn
 
 from . import naming
-from .cell import BUILTIN, Cell
-from .codegen import module_context
-from .document import document_context
+from .cell import BUILTIN
+from .outputs import compile_pdf, module_source, tex_source, verified
 from .pipeline import Derivation, derive
-from .render import OutputError, check_writable, render, write_all, write_atomic
-from .verify import Report, format_table, load_module, verify
+from .render import OutputError, check_writable, write_all
+from .verify import format_table
 
 DEFAULT_STEPS = 3
 DEFAULT_OUT = "out"
@@ -83,45 +79,6 @@ def parser() -> argparse.ArgumentParser:
 # ---- the jobs ----------------------------------------------------------------------------
 
 
-def _module_source(derivation: Derivation, cell: Cell) -> str:
-    command = f"bptt emit --cell {cell.name} --steps {derivation.steps} --out generated"
-    return render("module.py.j2", module_context(derivation, command))
-
-
-def _tex_source(derivation: Derivation, report: Report, cell: Cell) -> str:
-    command = f"bptt derive --cell {cell.name} --steps {derivation.steps} --out generated"
-    return render("derivation.tex.j2", document_context(derivation, report, command))
-
-
-def _verified(derivation: Derivation, source: str) -> Report:
-    module = load_module(source, naming.module_filename(derivation.cell.name, derivation.steps)[:-3])
-    return verify(derivation.cell, module, derivation.steps)
-
-
-def compile_pdf(tex_path: Path, tex: str) -> tuple[Path | None, str]:
-    """Compile with pdflatex in a scratch folder; (pdf path or None, what happened)."""
-    exe = shutil.which("pdflatex")
-    if exe is None:
-        return None, "pdflatex not found, so no PDF (Debian: apt-get install texlive-latex-recommended)"
-    with tempfile.TemporaryDirectory(prefix="bptt-") as tmp:
-        src = Path(tmp) / tex_path.name
-        src.write_text(tex, encoding="utf-8")
-        for _ in range(2):  # twice, for the page layout to settle
-            run = subprocess.run(
-                [exe, "-interaction=nonstopmode", "-halt-on-error", src.name],
-                cwd=tmp,
-                capture_output=True,
-                text=True,
-                errors="replace",
-            )
-            if run.returncode != 0:
-                err = next((line for line in run.stdout.splitlines() if line.startswith("!")), "see the .log")
-                return None, f"pdflatex failed on {tex_path}: {err}"
-        pdf = tex_path.with_suffix(".pdf")
-        write_atomic(pdf, (Path(tmp) / src.with_suffix(".pdf").name).read_bytes())
-    return pdf, "compiled with pdflatex"
-
-
 def _summary(derivation: Derivation) -> str:
     counts = ", ".join(f"{e.count()} for {naming.text_name(w)}" for w, e in derivation.expansions.items())
     eq = derivation.equivalence
@@ -152,13 +109,13 @@ def run(args: argparse.Namespace, out=sys.stdout) -> int:
     print(f"bptt-derive: {cell.title}, T = {steps}", file=out)
     derivation = derive(cell, steps)
     print(_summary(derivation), file=out)
-    source = _module_source(derivation, cell)
+    source = module_source(derivation, cell)
     report = None
     if command in ("all", "derive", "latex", "verify"):
-        report = _verified(derivation, source)
+        report = verified(derivation, source)
     if command in ("all", "derive", "latex"):
         assert report is not None
-        targets[args.out / f"{stem}.tex"] = _tex_source(derivation, report, cell)
+        targets[args.out / f"{stem}.tex"] = tex_source(derivation, report, cell)
     if command in ("all", "emit"):
         targets[args.out / f"{stem}.py"] = source
     if targets:
