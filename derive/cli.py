@@ -7,9 +7,10 @@ written; a failed verification exits 1.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 from . import naming
 from .cell import BUILTIN
@@ -32,27 +33,27 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _steps(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
+    if not re.fullmatch(r"[0-9]+", text) or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
+    return int(text)
 
 
-def _common(p: argparse.ArgumentParser, out: bool = True) -> None:
+def _common(p: argparse.ArgumentParser, out: bool = True, top: bool = False) -> None:
+    """The options every command takes; a subcommand's defaults leave the top level's values alone."""
+
+    def default(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
+    cells = sorted(BUILTIN)
+    p.add_argument("--cell", default=default("rnn"), choices=cells, help="the built-in cell (default: rnn)")
     p.add_argument(
-        "--cell", default="rnn", choices=sorted(BUILTIN), help="the built-in cell (default: rnn, the seed model)"
-    )
-    p.add_argument(
-        "--steps", "-T", type=_steps, default=DEFAULT_STEPS, metavar="T", help="sequence length T >= 1 (default: 3)"
+        "--steps", "-T", type=_steps, default=default(DEFAULT_STEPS), metavar="T", help="T >= 1 (default: 3)"
     )
     if out:
         p.add_argument(
-            "--out", "-o", type=Path, default=Path(DEFAULT_OUT), metavar="DIR", help="output folder (default: ./out)"
+            "--out", "-o", type=Path, default=default(Path(DEFAULT_OUT)), metavar="DIR", help="default: ./out"
         )
-        p.add_argument("--force", action="store_true", help="overwrite files that bptt-derive did not generate")
+        p.add_argument("--force", action="store_true", default=default(False), help="overwrite files not made by bptt")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -61,7 +62,7 @@ def parser() -> argparse.ArgumentParser:
         description="Derive BPTT gradients symbolically: a LaTeX derivation, a NumPy gradient module, and a "
         "verification of both. With no subcommand: all three for the seed RNN at T = 3.",
     )
-    _common(top)
+    _common(top, top=True)
     top.add_argument("--no-pdf", action="store_true", help="do not compile the .tex with pdflatex")
     sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, aliases, text in (
@@ -89,7 +90,8 @@ def _summary(derivation: Derivation) -> str:
     )
 
 
-def run(args: argparse.Namespace, out=sys.stdout) -> int:
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     cell = BUILTIN[args.cell]()
     steps = args.steps
     command = args.command or "all"
