@@ -24,8 +24,8 @@ from .rules import jacobian, softmax_cross_entropy
 from .unroll import at_step
 from .verify import CHECKS, IMPLEMENTATIONS, SYMPY_MAX_STEPS, TOLERANCE, Report
 
-PARTIALS_PER_LINE = 7
-MATRICES_PER_LINE = 4
+PARTIALS_PER_LINE = 10
+MATRICES_PER_LINE = 5
 
 
 @dataclass(frozen=True)
