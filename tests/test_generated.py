@@ -9,8 +9,8 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import derivation, module_source
 
+from conftest import derivation, module_source
 from derive.cell import seed_rnn
 from derive.outputs import tex_source, verified
 

@@ -7,8 +7,8 @@ Tolerances: float64 rounding only against the reference loop and SymPy
 import functools
 
 import pytest
-from conftest import generated
 
+from conftest import generated
 from derive.cell import seed_rnn
 from derive.reference import reference_loss_and_gradients
 from derive.verify import (

@@ -5,8 +5,8 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import derivation, module_source
 
+from conftest import derivation, module_source
 from derive.cell import seed_rnn
 from derive.document import local_derivatives, softmax_collapse
 from derive.outputs import tex_source, verified

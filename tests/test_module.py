@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from conftest import generated
 
+from conftest import generated
 from derive.reference import reference_loss_and_gradients
 from derive.verify import RTOL_EXACT, max_rel_error
 
