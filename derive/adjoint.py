@@ -28,7 +28,7 @@ from .cell import Cell
 from .chain import Expansion, paths
 from .exprs import CrossEntropy, Outer, Softmax, add, mul, transpose
 from .rules import jacobian, softmax_cross_entropy
-from .unroll import Unrolled, at_step
+from .unroll import Unrolled, at_step, relabel
 
 
 def adjoint_symbol(name: str, shape: tuple[sp.Expr, sp.Expr]) -> MatrixSymbol:
@@ -73,17 +73,7 @@ class Program:
     def carried_into(self, state: str) -> sp.Basic:
         """The carried share of delta^s_t, written at step t + 1 (for the LaTeX)."""
         carry = next(c for c in self.carries if c.state == state)
-        return shift_steps(carry.expr, 1)
-
-
-def shift_steps(expr: sp.Basic, offset: int) -> sp.Basic:
-    """``delta^z_t -> delta^z_{t+1}`` for offset 1: move every step-relative symbol."""
-    mapping = {}
-    for sym in expr.atoms(MatrixSymbol):
-        base, step = naming.split(sym.name)
-        if step is not None:
-            mapping[sym] = MatrixSymbol(naming.step_name(base, naming.shift(step, offset)), *sym.shape)
-    return expr.xreplace(mapping)
+        return relabel(carry.expr, "t+1")
 
 
 def _fused_softmax(cell: Cell) -> dict[str, str]:

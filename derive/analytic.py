@@ -15,15 +15,15 @@ import sympy as sp
 from .chain import Factor, Term
 from .exprs import Outer, mul, transpose
 from .rules import jacobian, softmax_cross_entropy
-from .unroll import Unrolled
+from .unroll import Graph
 
 
-def factor_matrix(unrolled: Unrolled, factor: Factor) -> sp.Basic:
+def factor_matrix(unrolled: Graph, factor: Factor) -> sp.Basic:
     """The local derivative d num / d den as a matrix expression (or ``Outer``)."""
     return jacobian(unrolled.rhs[factor.num], unrolled.symbols[factor.den], unrolled.symbols[factor.num])
 
 
-def collapsed_head(unrolled: Unrolled, factors: tuple[Factor, ...]) -> tuple[sp.Basic | None, int]:
+def collapsed_head(unrolled: Graph, factors: tuple[Factor, ...]) -> tuple[sp.Basic | None, int]:
     """(p_t - l_t)^T and 2 when the path starts with softmax + cross-entropy, else (None, 0)."""
     if len(factors) >= 2 and factors[0].den == factors[1].num:
         head = softmax_cross_entropy(unrolled.rhs[factors[0].num], unrolled.rhs[factors[1].num])
@@ -32,7 +32,7 @@ def collapsed_head(unrolled: Unrolled, factors: tuple[Factor, ...]) -> tuple[sp.
     return None, 0
 
 
-def row_product(unrolled: Unrolled, factors: tuple[Factor, ...], collapse: bool = True) -> sp.Basic:
+def row_product(unrolled: Graph, factors: tuple[Factor, ...], collapse: bool = True) -> sp.Basic:
     """The ordered product of the factors' matrices (all but a final ``Outer``)."""
     head, skip = collapsed_head(unrolled, factors) if collapse else (None, 0)
     mats = [head] if head is not None else []
@@ -42,7 +42,7 @@ def row_product(unrolled: Unrolled, factors: tuple[Factor, ...], collapse: bool 
     return mul(*mats)
 
 
-def term_gradient(unrolled: Unrolled, term: Term) -> sp.Basic:
+def term_gradient(unrolled: Graph, term: Term) -> sp.Basic:
     """The term as a matrix of the shape of what it differentiates."""
     last = factor_matrix(unrolled, term.factors[-1])
     if isinstance(last, Outer):

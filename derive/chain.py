@@ -17,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import naming
-from .unroll import Unrolled
+from .cell import Cell
+from .unroll import Unrolled, symbols_in
 
 
 @dataclass(frozen=True)
@@ -88,3 +89,93 @@ def differentiable(unrolled: Unrolled) -> tuple[str, ...]:
 
 def expand_all(unrolled: Unrolled) -> dict[str, Expansion]:
     return {wrt: expand(unrolled, wrt) for wrt in differentiable(unrolled)}
+
+
+# ---- the same sums, factorized over time (single-state cells) ---------------------------
+
+
+@dataclass(frozen=True)
+class Factorized:
+    """dJ_t/dw for any t, with the one-step state Jacobian as the repeated factor.
+
+    For a cell with one state s:
+
+        dJ_t/dw = sum(direct) + sum_{k=1}^{t} head_t (step_t step_{t-1} ... step_{k+1}) tail_k
+
+    where ``head`` are the paths from J_t to s_t, ``step`` the paths from s_j to
+    s_{j-1} inside step j, ``tail`` the paths from s_k to w inside step k, and
+    ``direct`` the paths from J_t to w that do not pass through s_t.  Each is a
+    tuple of alternative paths (a sum), written at the symbolic steps t, j, k.
+    For an initial state w = s_0 the tail is empty and k = 0 is the only term.
+    """
+
+    wrt: str
+    state: str
+    head: tuple[tuple[Factor, ...], ...]
+    step: tuple[tuple[Factor, ...], ...]
+    tail: tuple[tuple[Factor, ...], ...]
+    direct: tuple[tuple[Factor, ...], ...]
+
+    @property
+    def initial(self) -> bool:
+        return self.wrt == naming.step_name(self.state, 0)
+
+    def count(self, t: int) -> int:
+        """The number of terms of dJ_t/dw this formula stands for."""
+        if self.initial:
+            return len(self.head) * len(self.step) ** t
+        return len(self.direct) + sum(
+            len(self.head) * len(self.step) ** (t - k) * len(self.tail) for k in range(1, t + 1)
+        )
+
+
+def _move(paths: tuple[tuple[Factor, ...], ...], step: int | str, var: str = "t") -> list[tuple[Factor, ...]]:
+    """Paths written relative to ``var`` moved to ``step`` (see ``naming.move``)."""
+    return [tuple(Factor(naming.move(f.num, step, var), naming.move(f.den, step, var)) for f in p) for p in paths]
+
+
+def instances(f: Factorized, t: int) -> list[tuple[Factor, ...]]:
+    """Every term of dJ_t/dw that the factorized formula stands for, shortest first."""
+    out = list(_move(f.direct, t))
+    ks = [0] if f.initial else range(t, 0, -1)
+    for k in ks:
+        prefixes = _move(f.head, t)
+        for j in range(t, k, -1):
+            prefixes = [p + s for p in prefixes for s in _move(f.step, j, "j")]
+        tails = [()] if f.initial else _move(f.tail, k, "k")
+        out += [p + tail for p in prefixes for tail in tails]
+    return sorted(out, key=len)
+
+
+def _within_step(cell: Cell, top: str, stop: str, avoid: str | None = None) -> tuple[tuple[Factor, ...], ...]:
+    """Paths from ``top`` down to ``stop`` among step t's own nodes (symbols at @t)."""
+    deps = {naming.step_name(eq.name, "t"): tuple(s.name for s in symbols_in(eq.rhs)) for eq in cell.equations}
+    found: list[tuple[Factor, ...]] = []
+
+    def walk(node: str, prefix: tuple[Factor, ...]) -> None:
+        for arg in deps.get(node, ()):
+            if arg == avoid:
+                continue
+            step = prefix + (Factor(node, arg),)
+            if arg == stop:
+                found.append(step)
+            elif arg in deps:
+                walk(arg, step)
+
+    walk(top, ())
+    return tuple(sorted(found, key=len))
+
+
+def factorize(cell: Cell, wrt: str) -> Factorized:
+    """The time-factorized chain rule for ``wrt`` (a parameter, or the initial state s@0)."""
+    if len(cell.states) != 1:
+        raise NotImplementedError("the time-factorized expansion is written for cells with one state")
+    state = cell.states[0].name
+    loss, s_t, s_prev = (naming.step_name(n, r) for n, r in ((cell.loss, "t"), (state, "t"), (state, "t-1")))
+    head = _within_step(cell, loss, s_t)
+    step = tuple(_move(_within_step(cell, s_t, s_prev), "j"))
+    if wrt == naming.step_name(state, 0):
+        return Factorized(wrt, state, head, step, (), ())
+    tail = tuple(_move(_within_step(cell, s_t, wrt), "k"))
+    direct = _within_step(cell, loss, wrt, avoid=s_t)
+    return Factorized(wrt, state, head, step, tail, direct)

@@ -15,13 +15,13 @@ import sympy as sp
 
 from . import naming
 from .adjoint import with_carry
-from .analytic import term_gradient
-from .chain import Factor
-from .exprs import Outer
+from .analytic import factor_matrix, row_product, term_gradient
+from .chain import Factor, Term, factorize
+from .exprs import Outer, add, transpose
 from .pipeline import Derivation
 from .printing import LatexPrinter, latex
 from .rules import jacobian, softmax_cross_entropy
-from .unroll import at_step
+from .unroll import StepGraph, at_step
 from .verify import CHECKS, IMPLEMENTATIONS, SYMPY_MAX_STEPS, TOLERANCE, Report
 
 PARTIALS_PER_LINE = 10
@@ -84,6 +84,59 @@ def analytic_groups(derivation: Derivation, wrt: str) -> tuple[Group, ...]:
         if terms:
             groups.append(Group(_partial_wrt(naming.step_name(derivation.cell.loss, t), wrt), tuple(terms)))
     return tuple(groups)
+
+
+def _paths_latex(paths: tuple[tuple[Factor, ...], ...]) -> str:
+    printer = LatexPrinter()
+    items = [" ".join(printer.partial(f) for f in path) for path in paths]
+    return items[0] if len(items) == 1 else r"\left(" + " + ".join(items) + r"\right)"
+
+
+def _paths_matrix(graph: StepGraph, paths: tuple[tuple[Factor, ...], ...]) -> str:
+    """The paths' Jacobian products, summed, as LaTeX (a sum in parentheses)."""
+    return LatexPrinter().factor(add(*[row_product(graph, path) for path in paths]))
+
+
+def general_formula(derivation: Derivation, wrt: str) -> dict[str, list[str]]:
+    """dJ/dw for every T, as display lines: "factors" (partials) and "analytic" (substituted)."""
+    cell = derivation.cell
+    f = factorize(cell, wrt)
+    graph = StepGraph(cell)
+    head, step = _paths_latex(f.head), _paths_latex(f.step)
+    head_m, step_m = _paths_matrix(graph, f.head), _paths_matrix(graph, f.step)
+    sum_t = r"\sum_{t=1}^{T}"
+    if f.initial:
+        product, product_m = (rf"\left(\prod_{{j=1}}^{{t}} {x}\right)" for x in (step, step_m))
+        return {
+            "factors": [f"{sum_t} {head}", product],
+            "analytic": [rf"{sum_t} \biggl[{head_m}", rf"{product_m}\biggr]^{{T}}"],
+        }
+    direct = _paths_latex(f.direct) if f.direct else ""
+    direct_m = " + ".join(latex(_shaped(graph, path)) for path in f.direct)
+    if not f.tail:
+        return {"factors": [f"{sum_t} {direct}"], "analytic": [f"{sum_t} {direct_m}"]}
+    rows = tuple(path[:-1] for path in f.tail)
+    (enters,) = {factor_matrix(graph, path[-1]) for path in f.tail}  # how w enters a step
+    tail_m = _paths_matrix(graph, rows) if all(rows) else ""
+    outer = " " + latex(transpose(enters.right)) if isinstance(enters, Outer) else ""
+    product, product_m = (rf"\left(\prod_{{j=k+1}}^{{t}} {x}\right)" for x in (step, step_m))
+    sum_k = r"\sum_{k=1}^{t}"
+    if not f.direct:
+        return {
+            "factors": [f"{sum_t} {sum_k} {head}", f"{product} {_paths_latex(f.tail)}"],
+            "analytic": [rf"{sum_t} {sum_k} \biggl[{head_m}", rf"{product_m} {tail_m}\biggr]^{{T}}{outer}"],
+        }
+    return {
+        "factors": [rf"{sum_t} \biggl({direct} + {sum_k} {head}", rf"{product} {_paths_latex(f.tail)}\biggr)"],
+        "analytic": [
+            rf"{sum_t} \biggl({direct_m} + {sum_k} \biggl[{head_m}",
+            rf"{product_m} {tail_m}\biggr]^{{T}}{outer}\biggr)",
+        ],
+    }
+
+
+def _shaped(graph: StepGraph, path: tuple[Factor, ...]) -> sp.Basic:
+    return term_gradient(graph, Term(0, path))
 
 
 def local_derivatives(derivation: Derivation) -> tuple[tuple[str, str, str], ...]:
@@ -210,6 +263,7 @@ def document_context(derivation: Derivation, report: Report, command: str) -> di
                 "expansion": expansion_groups(derivation, wrt),
                 "analytic": analytic_groups(derivation, wrt),
                 "is_state": wrt not in cell.param_names,
+                "general": general_formula(derivation, wrt),
             }
         )
     return {

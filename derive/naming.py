@@ -48,12 +48,20 @@ def shift(step: str, offset: int) -> str:
     return m.group(1) + (f"{total:+d}" if total else "")
 
 
-def offset(step: str) -> int:
-    """The offset of a step relative to t: ``offset("t-1") == -1``, ``offset("t") == 0``."""
-    m = re.fullmatch(r"t([+-]\d+)?", step)
-    if m is None:
-        raise ValueError(f"{step!r} is not a step relative to t")
-    return int(m.group(1) or 0)
+def offset(step: str, var: str = "t") -> int | None:
+    """The offset of a step relative to ``var``: ``offset("t-1") == -1``; None if not relative to it."""
+    m = re.fullmatch(rf"{var}([+-]\d+)?", step)
+    return None if m is None else int(m.group(1) or 0)
+
+
+def move(name: str, step: int | str, var: str = "t") -> str:
+    """Put a name relative to ``var`` at another step: ``move("h@t-1", 3) == "h@2"``,
+    ``move("h@t-1", "j") == "h@j-1"``, ``move("dz@t", "t+1") == "dz@t+1"``; other names are kept."""
+    base, rel = split(name)
+    off = None if rel is None else offset(rel, var)
+    if off is None:
+        return name
+    return step_name(base, step + off if isinstance(step, int) else shift(step, off))
 
 
 # ---- LaTeX -------------------------------------------------------------------

@@ -45,6 +45,14 @@ def _negated(term: sp.Basic) -> sp.Basic:
     return sp.MatMul(-coeff, *rest)
 
 
+def _untransposed_sum(expr: sp.MatAdd) -> sp.MatAdd | None:
+    """a^T + b^T as (a + b) when every term is a transposed symbol, else None."""
+    inner = [_negated(a) if _is_negative(a) else a for a in expr.args]
+    if all(isinstance(a, sp.Transpose) and isinstance(a.arg, MatrixSymbol) for a in inner):
+        return sp.MatAdd(*[transpose(a) for a in expr.args])
+    return None
+
+
 def _is_vector(expr: sp.Basic) -> bool:
     return expr.shape[1] == 1 and expr.shape[0] != 1
 
@@ -76,6 +84,21 @@ class LatexPrinter(_SignedSums, _SympyLatex):
     def __init__(self, hadamard: bool = False) -> None:
         super().__init__()
         self.hadamard = hadamard
+
+    def _print_MatAdd(self, expr: sp.MatAdd) -> str:
+        """A sum of transposed vectors prints as the transpose of the sum: (p - l)^T."""
+        untransposed = _untransposed_sum(expr)
+        if untransposed is not None:
+            return rf"{self._paren(super()._print_MatAdd(untransposed))}^{{T}}"
+        return super()._print_MatAdd(expr)
+
+    def factor(self, expr: sp.Basic) -> str:
+        """expr as one factor of a product: a sum in parentheses, (p - l)^T as it is."""
+        if isinstance(expr, sp.MatAdd) and _untransposed_sum(expr) is None:
+            return self._paren(self._print(expr))
+        return self._print(expr)
+
+    _factor = factor
 
     def _paren(self, s: str) -> str:
         return rf"\left({s}\right)"

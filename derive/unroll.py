@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Protocol
 
 import sympy as sp
 from sympy import MatrixSymbol
@@ -19,16 +20,20 @@ from . import naming
 from .cell import Cell
 
 
-def at_step(expr: sp.Basic, step: int) -> sp.Basic:
-    """Replace every step-relative symbol (``h@t-1``) by its concrete one (``h@{step-1}``)."""
+def relabel(expr: sp.Basic, step: int | str, var: str = "t") -> sp.Basic:
+    """Move every symbol relative to ``var`` to ``step``: ``h@t-1`` becomes ``h@2`` at step 3,
+    ``h@j-1`` at step "j"; other symbols are kept."""
     mapping = {}
     for sym in expr.atoms(MatrixSymbol):
-        base, rel = naming.split(sym.name)
-        if rel is None:
-            continue
-        concrete = step + naming.offset(rel)
-        mapping[sym] = MatrixSymbol(naming.step_name(base, concrete), *sym.shape)
+        name = naming.move(sym.name, step, var)
+        if name != sym.name:
+            mapping[sym] = MatrixSymbol(name, *sym.shape)
     return expr.xreplace(mapping)
+
+
+def at_step(expr: sp.Basic, step: int) -> sp.Basic:
+    """Replace every step-relative symbol (``h@t-1``) by its concrete one (``h@{step-1}``)."""
+    return relabel(expr, step)
 
 
 def symbols_in(expr: sp.Basic) -> tuple[MatrixSymbol, ...]:
@@ -38,6 +43,16 @@ def symbols_in(expr: sp.Basic) -> tuple[MatrixSymbol, ...]:
         if isinstance(node, MatrixSymbol):
             seen.setdefault(node, None)
     return tuple(seen)
+
+
+class Graph(Protocol):
+    """What the analytic stage reads: each node's equation, and every symbol by name."""
+
+    @property
+    def rhs(self) -> Mapping[str, sp.Basic]: ...
+
+    @property
+    def symbols(self) -> Mapping[str, MatrixSymbol]: ...
 
 
 @dataclass(frozen=True)
@@ -88,3 +103,26 @@ def unroll(cell: Cell, steps: int) -> Unrolled:
             lhs = MatrixSymbol(naming.step_name(eq.name, t), *eq.shape)
             equations.append((lhs, at_step(eq.rhs, t)))
     return Unrolled(cell=cell, steps=steps, equations=tuple(equations))
+
+
+@dataclass(frozen=True)
+class StepGraph:
+    """One step of the cell at the symbolic steps t, j and k: for formulas valid for every T."""
+
+    cell: Cell
+    steps: tuple[str, ...] = ("t", "j", "k")
+
+    @cached_property
+    def rhs(self) -> Mapping[str, sp.Basic]:
+        return {naming.step_name(eq.name, v): relabel(eq.rhs, v) for v in self.steps for eq in self.cell.equations}
+
+    @cached_property
+    def symbols(self) -> Mapping[str, MatrixSymbol]:
+        out = {}
+        for v in self.steps:
+            for eq in self.cell.equations:
+                out[naming.step_name(eq.name, v)] = MatrixSymbol(naming.step_name(eq.name, v), *eq.shape)
+        for rhs in self.rhs.values():
+            for sym in symbols_in(rhs):
+                out.setdefault(sym.name, sym)
+        return out

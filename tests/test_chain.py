@@ -2,7 +2,7 @@
 
 import pytest
 
-from derive.chain import Factor, expand_all
+from derive.chain import Factor, expand_all, factorize, instances
 from derive.unroll import unroll
 
 STEPS = range(1, 9)
@@ -53,3 +53,22 @@ def test_initial_state_terms_end_at_h0(seed):
     ex = expand_all(unroll(seed, 2))
     ends = [term.factors[-1] for term in ex["h@0"].terms]
     assert ends == [Factor("z@1", "h@0"), Factor("z@1", "h@0")]
+
+
+@pytest.mark.parametrize("T", range(1, 7), ids=lambda T: f"T{T}")
+@pytest.mark.parametrize("wrt", ["W_xh", "W_hh", "W_hy", "h@0"])
+def test_factorized_formula_stands_for_exactly_the_enumerated_terms(seed, T, wrt):
+    f = factorize(seed, wrt)
+    expansion = expand_all(unroll(seed, T))[wrt]
+    for t, terms in enumerate(expansion.per_loss, start=1):
+        assert instances(f, t) == [term.factors for term in terms]
+        assert f.count(t) == len(terms)
+
+
+def test_factorized_pieces_of_the_seed(seed):
+    f = factorize(seed, "W_hh")
+    assert f.head == ((Factor("J@t", "p@t"), Factor("p@t", "y@t"), Factor("y@t", "h@t")),)
+    assert f.step == ((Factor("h@j", "z@j"), Factor("z@j", "h@j-1")),)
+    assert f.tail == ((Factor("h@k", "z@k"), Factor("z@k", "W_hh")),)
+    assert f.direct == ()
+    assert factorize(seed, "W_hy").direct == ((Factor("J@t", "p@t"), Factor("p@t", "y@t"), Factor("y@t", "W_hy")),)

@@ -34,7 +34,7 @@ def test_local_derivative_table(seed):
 
 
 def test_softmax_cross_entropy_collapse_is_shown():
-    assert softmax_collapse(derivation(3)).endswith("= p_{t}^{T} - l_{t}^{T}")
+    assert softmax_collapse(derivation(3)).endswith(r"= \left(p_{t} - l_{t}\right)^{T}")
 
 
 def test_document_corrects_the_seeds_slips():

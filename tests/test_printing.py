@@ -48,7 +48,7 @@ def test_latex_functions():
 
 def test_latex_negative_coefficient_leads():
     p, l_ = MatrixSymbol("p@t", n_y, 1), MatrixSymbol("l@t", n_y, 1)
-    assert latex(transpose(add(p, neg(l_)))) == "p_{t}^{T} - l_{t}^{T}"
+    assert latex(transpose(add(p, neg(l_)))) == r"\left(p_{t} - l_{t}\right)^{T}"
 
 
 def test_column_printer_on_concrete_steps():
