@@ -184,7 +184,9 @@ class Equivalence:
 
     steps: int
     delta_identities: int
+    nontrivial: int  # delta identities whose expanded side has two or more terms
     gradient_identities: int
+    lemmas: tuple[str, ...]  # what else was proved on the way, for the document
     failures: tuple[str, ...]
 
     @property
@@ -224,7 +226,7 @@ def check_equivalence(program: Program, unrolled: Unrolled, expansions: dict[str
     """Prove delta^n_k = sum_{t>=k} (dJ_t/dn_k)^T and dJ/dw = sum of its terms, for this T."""
     values, grads = unrolled_deltas(program, unrolled.steps)
     failures = []
-    n_delta = 0
+    n_delta = nontrivial = 0
     for name, value in values.items():
         node = name[len(naming.GRAD) :]
         expanded = [
@@ -233,9 +235,37 @@ def check_equivalence(program: Program, unrolled: Unrolled, expansions: dict[str
             for factors in paths(unrolled, loss.name, node)
         ]
         n_delta += 1
+        nontrivial += len(expanded) >= 2
         if not _equal(value, add(*expanded) if expanded else ZeroMatrix(*value.shape)):
             failures.append(f"delta of {node}")
     for wrt, expansion in expansions.items():
         if not _equal(grads[wrt], add(*[term_gradient(unrolled, term) for term in expansion.terms])):
             failures.append(f"gradient of {wrt}")
-    return Equivalence(unrolled.steps, n_delta, len(expansions), tuple(failures))
+    lemmas = []
+    if _fused_softmax(program.cell):
+        if prove_softmax_collapse():
+            lemmas.append("softmax_collapse")
+        else:
+            failures.append("the softmax + cross-entropy collapse")
+    return Equivalence(unrolled.steps, n_delta, nontrivial, len(expansions), tuple(lemmas), tuple(failures))
+
+
+COLLAPSE_SIZE = 4
+
+
+def prove_softmax_collapse(size: int = COLLAPSE_SIZE) -> bool:
+    """d(-log softmax(y)[c])/dy = p - e_c, by SymPy's own diff, for every class c of a size-n vector.
+
+    The rule table's product -l^T diag(p)^{-1} (diag(p) - p p^T) = (p - l)^T uses the fact
+    that a one-hot l sums to one; this checks the collapse independently of that table.
+    """
+    y = sp.symbols(f"y0:{size}")
+    exps = [sp.exp(v) for v in y]
+    p = [e / sum(exps) for e in exps]
+    for c in range(size):
+        loss = -sp.log(p[c])
+        for i, v in enumerate(y):
+            expected = p[i] - (1 if i == c else 0)
+            if sp.simplify(sp.diff(loss, v) - expected) != 0:
+                return False
+    return True

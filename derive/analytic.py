@@ -32,9 +32,9 @@ def collapsed_head(unrolled: Graph, factors: tuple[Factor, ...]) -> tuple[sp.Bas
     return None, 0
 
 
-def row_product(unrolled: Graph, factors: tuple[Factor, ...], collapse: bool = True) -> sp.Basic:
+def row_product(unrolled: Graph, factors: tuple[Factor, ...]) -> sp.Basic:
     """The ordered product of the factors' matrices (all but a final ``Outer``)."""
-    head, skip = collapsed_head(unrolled, factors) if collapse else (None, 0)
+    head, skip = collapsed_head(unrolled, factors)
     mats = [head] if head is not None else []
     mats += [factor_matrix(unrolled, f) for f in factors[skip:]]
     if not mats:  # J_t itself: d J_t / d J_t

@@ -80,12 +80,8 @@ class Cell:
     @cached_property
     def nodes(self) -> dict[str, Vector]:
         """Every computed vector, keyed by name, with its dimension."""
-        out = {}
-        for eq in self.equations:
-            rows = eq.shape[0]
-            dim = str(rows)[2:] if rows != 1 else "1"
-            out[eq.name] = Vector(eq.name, dim)
-        return out
+        by_size = {dim_symbol(d): d for d in self.dims}
+        return {eq.name: Vector(eq.name, by_size.get(eq.shape[0], "1")) for eq in self.equations}
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -93,6 +89,14 @@ class Cell:
 
     def param(self, name: str) -> Param:
         return next(p for p in self.params if p.name == name)
+
+    def sizes(self, params: dict[str, object]) -> dict[str, int]:
+        """The size of every dimension, read off the shapes of concrete parameters."""
+        out: dict[str, int] = {}
+        for p in self.params:
+            for dim, size in zip(p.shape, getattr(params[p.name], "shape", ())):
+                out[dim] = int(size)
+        return out
 
     def equation(self, name: str) -> Equation:
         return next(e for e in self.equations if e.name == name)

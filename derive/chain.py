@@ -58,18 +58,18 @@ class Expansion:
 
 
 def paths(unrolled: Unrolled, top: str, wrt: str) -> list[tuple[Factor, ...]]:
-    """Every path from node ``top`` to symbol ``wrt``, shortest first."""
+    """Every path from node ``top`` to symbol ``wrt``, shortest first (an explicit stack: T can be long)."""
     found: list[tuple[Factor, ...]] = []
-
-    def walk(node: str, prefix: tuple[Factor, ...]) -> None:
-        for arg in unrolled.deps.get(node, ()):
+    stack: list[tuple[str, tuple[Factor, ...]]] = [(top, ())]
+    while stack:
+        node, prefix = stack.pop()
+        for arg in reversed(unrolled.deps.get(node, ())):
             step = prefix + (Factor(node, arg),)
             if arg == wrt:
                 found.append(step)
             elif arg in unrolled.deps:
-                walk(arg, step)
-
-    walk(top, ())
+                stack.append((arg, step))
+    found.reverse()
     return sorted(found, key=len)
 
 
@@ -82,13 +82,13 @@ def expand(unrolled: Unrolled, wrt: str) -> Expansion:
     return Expansion(wrt, per_loss)
 
 
-def differentiable(unrolled: Unrolled) -> tuple[str, ...]:
-    """What the gradient is taken with respect to: the parameters, then the initial states."""
-    return unrolled.cell.param_names + tuple(s.name for s in unrolled.initial_states)
+def differentiable_names(cell: Cell) -> tuple[str, ...]:
+    """What the gradient is taken with respect to: the parameters, then the initial states (``h@0``)."""
+    return cell.param_names + tuple(naming.step_name(s.name, 0) for s in cell.states)
 
 
 def expand_all(unrolled: Unrolled) -> dict[str, Expansion]:
-    return {wrt: expand(unrolled, wrt) for wrt in differentiable(unrolled)}
+    return {wrt: expand(unrolled, wrt) for wrt in differentiable_names(unrolled.cell)}
 
 
 # ---- the same sums, factorized over time (single-state cells) ---------------------------
@@ -122,11 +122,22 @@ class Factorized:
 
     def count(self, t: int) -> int:
         """The number of terms of dJ_t/dw this formula stands for."""
+        s = len(self.step)
         if self.initial:
-            return len(self.head) * len(self.step) ** t
-        return len(self.direct) + sum(
-            len(self.head) * len(self.step) ** (t - k) * len(self.tail) for k in range(1, t + 1)
-        )
+            return len(self.head) * s**t
+        repeats = t if s == 1 else (s**t - 1) // (s - 1)  # sum over k of s^(t-k)
+        return len(self.direct) + len(self.head) * len(self.tail) * repeats
+
+    def total(self, steps: int) -> int:
+        """The number of terms of dJ/dw = sum_t dJ_t/dw."""
+        s, h = len(self.step), len(self.head)
+        if self.initial:
+            return h * (steps if s == 1 else s * (s**steps - 1) // (s - 1))
+        if s == 1:
+            repeats = steps * (steps + 1) // 2
+        else:
+            repeats = sum((s**t - 1) // (s - 1) for t in range(1, steps + 1))
+        return len(self.direct) * steps + h * len(self.tail) * repeats
 
 
 def _move(paths: tuple[tuple[Factor, ...], ...], step: int | str, var: str = "t") -> list[tuple[Factor, ...]]:

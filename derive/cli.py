@@ -15,16 +15,12 @@ from typing import NoReturn, TextIO
 from . import naming
 from .cell import BUILTIN
 from .outputs import compile_pdf, module_source, tex_source, verified
-from .pipeline import Derivation, derive
+from .pipeline import MAX_STEPS, Derivation, derive
 from .render import OutputError, check_writable, write_all
 from .verify import format_table
 
 DEFAULT_STEPS = 3
 DEFAULT_OUT = "out"
-
-
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit status 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,8 +29,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _steps(text: str) -> int:
-    if not re.fullmatch(r"[0-9]+", text) or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    if not re.fullmatch(r"[0-9]+", text) or not 1 <= int(text) <= MAX_STEPS:
+        raise argparse.ArgumentTypeError(f"expected an integer from 1 to {MAX_STEPS}, got {text!r}")
     return int(text)
 
 
@@ -81,53 +77,52 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _summary(derivation: Derivation) -> str:
-    counts = ", ".join(f"{e.count()} for {naming.text_name(w)}" for w, e in derivation.expansions.items())
+    counts = ", ".join(f"{derivation.term_count(w)} for {naming.text_name(w)}" for w in derivation.factorized)
     eq = derivation.equivalence
     return (
         f"chain-rule terms: {counts}\n"
-        f"recurrence = expanded sums: {eq.delta_identities} delta and {eq.gradient_identities} gradient identities "
-        f"hold (SymPy)"
+        f"recurrence = expanded sums at T = {eq.steps}: {eq.delta_identities} delta and "
+        f"{eq.gradient_identities} gradient identities hold (SymPy)"
     )
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     cell = BUILTIN[args.cell]()
-    steps = args.steps
-    command = args.command or "all"
-    stem = naming.module_filename(cell.name, steps)[:-3]
-    targets: dict[Path, str] = {}
-    if command in ("all", "derive", "latex", "emit"):
-        # check the destinations before the (slower) derivation: fail fast, write nothing
-        planned = {}
-        if command != "emit":
-            planned[args.out / f"{stem}.tex"] = ""
-            if command == "all" and not args.no_pdf or getattr(args, "pdf", False):
-                planned[args.out / f"{stem}.pdf"] = ""
-        if command in ("all", "emit"):
-            planned[args.out / f"{stem}.py"] = ""
-        check_writable(planned, args.force)
+    job = {"latex": "derive", None: "all"}.get(args.command, args.command)
+    stem = naming.module_filename(cell.name, args.steps)[:-3]
+    tex, py, pdf = (args.out / f"{stem}{ext}" for ext in (".tex", ".py", ".pdf")) if job != "verify" else (None,) * 3
+    want_tex, want_py = job in ("all", "derive"), job in ("all", "emit")
+    want_pdf = want_tex and (args.pdf if job == "derive" else not args.no_pdf)
+    # check the destinations before the (slower) derivation: fail fast, write nothing
+    check_writable([p for p, wanted in ((tex, want_tex), (py, want_py), (pdf, want_pdf)) if wanted and p], args.force)
 
-    print(f"bptt-derive: {cell.title}, T = {steps}", file=out)
-    derivation = derive(cell, steps)
+    print(f"bptt-derive: {cell.title}, T = {args.steps}", file=out)
+    derivation = derive(cell, args.steps)
     print(_summary(derivation), file=out)
-    source = module_source(derivation, cell)
-    report = None
-    if command in ("all", "derive", "latex", "verify"):
-        report = verified(derivation, source)
-    if command in ("all", "derive", "latex"):
-        assert report is not None
-        targets[args.out / f"{stem}.tex"] = tex_source(derivation, report, cell)
-    if command in ("all", "emit"):
-        targets[args.out / f"{stem}.py"] = source
-    if targets:
-        write_all(targets, args.force)
-        for path in targets:
-            print(f"wrote {path}", file=out)
-    tex_path = args.out / f"{stem}.tex"
-    if tex_path in targets and (command == "all" and not args.no_pdf or getattr(args, "pdf", False)):
-        pdf, what = compile_pdf(tex_path, targets[tex_path])
-        print(f"wrote {pdf} ({what})" if pdf else what, file=out)
+    source = module_source(derivation)
+    report = verified(derivation, source) if job != "emit" else None
+    targets: dict[Path, str] = {}
+    if want_tex:
+        assert tex is not None and report is not None
+        targets[tex] = tex_source(derivation, report)
+    if want_py:
+        assert py is not None
+        targets[py] = source
+    write_all(targets, args.force)
+    for path in targets:
+        print(f"wrote {path}", file=out)
+    status = 0
+    if want_pdf:
+        assert tex is not None
+        built = compile_pdf(tex, targets[tex])
+        if built.path is not None:
+            print(f"wrote {built.path} ({built.message})", file=out)
+        elif built.failed:
+            print(f"bptt: error: {built.message}", file=sys.stderr)
+            status = 1
+        else:
+            print(built.message, file=out)
     if report is not None:
         print("\nverification: max relative error, float64", file=out)
         print(format_table(report), file=out)
@@ -136,14 +131,14 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 print(f"MISMATCH {failure}", file=out)
             return 1
         print("all checks pass", file=out)
-    return 0
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return run(args)
-    except (UsageError, OutputError) as e:
+    except OutputError as e:
         print(f"bptt: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -22,8 +22,9 @@ from .adjoint import Program
 from .analytic import factor_matrix
 from .chain import Term
 from .exprs import CrossEntropy, Outer, Softmax, SoftmaxCrossEntropy
-from .pipeline import Derivation
+from .pipeline import EXPANDED_MAX_STEPS, Derivation
 from .printing import BatchedPrinter, ColumnPrinter, text
+from .unroll import Unrolled
 
 
 @dataclass(frozen=True)
@@ -78,14 +79,10 @@ def fast_forward(derivation: Derivation) -> tuple[tuple[Line, ...], Line]:
     return tuple(lines), loss
 
 
-def _backward_locals(program: Program) -> dict[str, str]:
-    names = {a.target.name: naming.code_local(naming.grad_name(a.node)) for a in program.assigns}
-    return names
-
-
 def fast_backward(program: Program) -> tuple[tuple[Line, ...], tuple[Line, ...], tuple[Line, ...]]:
     """(delta assignments, gradient accumulations, state carries) of one backward step."""
-    printer = BatchedPrinter(_backward_locals(program))
+    # the deltas of step t live in locals (dz), everything else in arrays indexed by step (h[t])
+    printer = BatchedPrinter({a.target.name: naming.code_local(naming.grad_name(a.node)) for a in program.assigns})
     assigns = []
     for a in program.assigns:
         code = printer.doprint(a.expr)
@@ -117,10 +114,16 @@ def grad_local(wrt: str) -> str:
 # ---- by definition ---------------------------------------------------------------
 
 
+def _unrolled(derivation: Derivation) -> Unrolled:
+    if derivation.unrolled is None:
+        raise ValueError(f"the by-definition code is written for T <= {EXPANDED_MAX_STEPS}, not T = {derivation.steps}")
+    return derivation.unrolled
+
+
 def definition_forward(derivation: Derivation) -> tuple[Line, ...]:
     printer = ColumnPrinter()
     out = []
-    for lhs, rhs in derivation.unrolled.equations:
+    for lhs, rhs in _unrolled(derivation).equations:
         shape = "scalar" if lhs.shape == (1, 1) else f"({_dim(lhs.shape[0])}, 1)"
         out.append(Line(f"{printer.doprint(lhs)} = {printer.doprint(rhs)}", shape))
     return tuple(out)
@@ -136,7 +139,7 @@ def definition_jacobians(derivation: Derivation) -> tuple[Line, ...]:
                 key = (f.num, f.den)
                 if key in seen:
                     continue
-                matrix = factor_matrix(derivation.unrolled, f)
+                matrix = factor_matrix(_unrolled(derivation), f)
                 if isinstance(matrix, Outer):
                     continue
                 shape = f"({_dim(matrix.shape[0])}, {_dim(matrix.shape[1])})"
@@ -147,7 +150,7 @@ def definition_jacobians(derivation: Derivation) -> tuple[Line, ...]:
 def _term_code(derivation: Derivation, term: Term) -> str:
     """The term as a product of the Jacobian locals, made the shape of what it differentiates."""
     factors = term.factors
-    last = factor_matrix(derivation.unrolled, factors[-1])
+    last = factor_matrix(_unrolled(derivation), factors[-1])
     chain = factors[:-1] if isinstance(last, Outer) else factors
     row = " @ ".join(naming.jacobian_local(f.num, f.den) for f in chain)
     if isinstance(last, Outer):
@@ -162,11 +165,11 @@ def definition_terms(derivation: Derivation) -> tuple[Block, ...]:
             if not terms:
                 continue
             lines = []
+            initial = wrt not in derivation.cell.param_names
             for term in terms:
                 path = " ".join(f"d{naming.text_name(f.num)}/d{naming.text_name(f.den)}" for f in term.factors)
-                lines.append(
-                    Line(f"{grad_local(wrt)} += {_term_code(derivation, term)}", f"k = {term.entry_step}: {path}")
-                )
+                label = path if initial else f"k = {term.entry_step}: {path}"
+                lines.append(Line(f"{grad_local(wrt)} += {_term_code(derivation, term)}", label))
             header = f"dJ_{t}/d{naming.text_name(wrt)}: {len(terms)} term{'s' if len(terms) > 1 else ''}"
             blocks.append(Block(header, tuple(lines)))
     return tuple(blocks)
@@ -185,13 +188,16 @@ def module_context(derivation: Derivation, command: str) -> dict[str, object]:
     backward, accumulate, carry = fast_backward(derivation.program)
     state = cell.states[0]
     printer = ColumnPrinter()
-    step_inputs = []
-    for t in range(1, derivation.steps + 1):
-        for v in cell.inputs + cell.targets:
-            sym = v.at(t)
-            step_inputs.append(f"{printer.doprint(sym)} = {naming.code_base(v.name)}[{t}]")
-    losses = " + ".join(printer.doprint(j) for j in derivation.unrolled.losses)
+    step_inputs, losses = [], ""
+    if derivation.expanded:
+        for t in range(1, derivation.steps + 1):
+            for v in cell.inputs + cell.targets:
+                step_inputs.append(f"{printer.doprint(v.at(t))} = {naming.code_base(v.name)}[{t}]")
+        losses = " + ".join(printer.doprint(j) for j in _unrolled(derivation).losses)
+    expanded = derivation.expanded
     return {
+        "by_definition": expanded,
+        "expanded_max": EXPANDED_MAX_STEPS,
         "cell": cell,
         "steps": derivation.steps,
         "command": command,
@@ -214,8 +220,8 @@ def module_context(derivation: Derivation, command: str) -> dict[str, object]:
         "carry": carry,
         "carries": [{"name": carried_local(s.name), "dim": s.dim} for s in cell.states],
         "step_inputs": step_inputs,
-        "def_forward": definition_forward(derivation),
+        "def_forward": definition_forward(derivation) if expanded else (),
         "def_loss": losses,
-        "def_jacobians": definition_jacobians(derivation),
-        "def_terms": definition_terms(derivation),
+        "def_jacobians": definition_jacobians(derivation) if expanded else (),
+        "def_terms": definition_terms(derivation) if expanded else (),
     }

@@ -14,16 +14,21 @@ from dataclasses import dataclass
 import sympy as sp
 
 from . import naming
-from .adjoint import with_carry
+from .adjoint import COLLAPSE_SIZE, with_carry
 from .analytic import factor_matrix, row_product, term_gradient
 from .chain import Factor, Term, factorize
 from .exprs import Outer, add, transpose
-from .pipeline import Derivation
+from .pipeline import EXPANDED_MAX_STEPS, Derivation
 from .printing import LatexPrinter, latex
 from .rules import jacobian, softmax_cross_entropy
 from .unroll import StepGraph, at_step
 from .verify import CHECKS, IMPLEMENTATIONS, SYMPY_MAX_STEPS, TOLERANCE, Report
 
+LEMMAS = {
+    "softmax_collapse": "SymPy also differentiated $-\\log \\operatorname{softmax}(y)_c$ for a vector of "
+    f"{COLLAPSE_SIZE} logits and every class $c$, and found $p - e_c$: the collapse of the softmax and the "
+    "cross-entropy above, checked without the rule table.",
+}
 PARTIALS_PER_LINE = 10
 MATRICES_PER_LINE = 5
 
@@ -77,6 +82,7 @@ def analytic_groups(derivation: Derivation, wrt: str) -> tuple[Group, ...]:
     for t in range(len(per_loss), 0, -1):
         terms = []
         for term in per_loss[t - 1]:
+            assert derivation.unrolled is not None, "analytic terms are written for expanded derivations"
             sign, parts = printer.factors(term_gradient(derivation.unrolled, term))
             lines = list(_chunks(parts, MATRICES_PER_LINE))
             lines[0] = sign + lines[0]
@@ -211,6 +217,8 @@ def recurrence(derivation: Derivation) -> dict[str, object]:
         "boundary": boundary,
         "gradients": grads,
         "delta_identities": eq.delta_identities,
+        "nontrivial": eq.nontrivial,
+        "lemmas": [LEMMAS[name] for name in eq.lemmas],
         "gradient_identities": eq.gradient_identities,
         "delta_names": [latex(_step_symbol(naming.grad_name(a.node), "k", a.target.shape)) for a in program.assigns],
         "node_names": [naming.latex_name(naming.step_name(a.node, "k")) for a in program.assigns],
@@ -248,20 +256,20 @@ def document_context(derivation: Derivation, report: Report, command: str) -> di
     cell = derivation.cell
     T = derivation.steps
     model = [(latex(_step_symbol(e.name, "t", e.shape)), latex(e.rhs)) for e in cell.equations]
-    unrolled = [
-        [(latex(lhs), latex(rhs)) for lhs, rhs in derivation.unrolled.equations[i : i + len(cell.equations)]]
-        for i in range(0, len(derivation.unrolled.equations), len(cell.equations))
-    ]
+    unrolled = []
+    if derivation.unrolled is not None:
+        eqs, n = derivation.unrolled.equations, len(cell.equations)
+        unrolled = [[(latex(lhs), latex(rhs)) for lhs, rhs in eqs[i : i + n]] for i in range(0, len(eqs), n)]
     sections = []
-    for wrt, expansion in derivation.expansions.items():
-        counts = [len(terms) for terms in expansion.per_loss]
+    for wrt, f in derivation.factorized.items():
+        expanded = derivation.expanded
         sections.append(
             {
                 "name": naming.latex_name(wrt),
-                "total": expansion.count(),
-                "counts": " + ".join(str(c) for c in counts),
-                "expansion": expansion_groups(derivation, wrt),
-                "analytic": analytic_groups(derivation, wrt),
+                "total": derivation.term_count(wrt),
+                "counts": " + ".join(str(f.count(t)) for t in range(1, T + 1)) if expanded else "",
+                "expansion": expansion_groups(derivation, wrt) if expanded else (),
+                "analytic": analytic_groups(derivation, wrt) if expanded else (),
                 "is_state": wrt not in cell.param_names,
                 "general": general_formula(derivation, wrt),
             }
@@ -269,6 +277,9 @@ def document_context(derivation: Derivation, report: Report, command: str) -> di
     return {
         "cell": cell,
         "steps": T,
+        "expanded": derivation.expanded,
+        "expanded_max": EXPANDED_MAX_STEPS,
+        "checked_steps": derivation.equivalence.steps,
         "command": command,
         "dims": [
             (naming.latex_name(v.name), latex(v.at("t").shape[0])) for v in cell.inputs + cell.targets + cell.states

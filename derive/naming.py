@@ -76,10 +76,6 @@ def latex_base(base: str) -> str:
     return f"{head}_{{{sub}}}" if sub else head
 
 
-def latex_step(step: str) -> str:
-    return step
-
-
 def latex_name(name: str) -> str:
     """``"h@t-1" -> "h_{t-1}"``, ``"W_hh" -> "W_{hh}"``, ``"dz@3" -> "\\delta^{z}_{3}"``."""
     base, step = split(name)
@@ -87,12 +83,12 @@ def latex_name(name: str) -> str:
         inner = base[len(GRAD) :]
         if step is None:
             return rf"\frac{{\partial J}}{{\partial {latex_base(inner)}}}"
-        return rf"\delta^{{{latex_base(inner)}}}_{{{latex_step(step)}}}"
+        return rf"\delta^{{{latex_base(inner)}}}_{{{step}}}"
     if step is None:
         return latex_base(base)
     if "_" in base:  # a subscripted base keeps its subscript and takes the step as a superscript
         return rf"{latex_base(base)}^{{({step})}}"
-    return rf"{latex_base(base)}_{{{latex_step(step)}}}"
+    return rf"{latex_base(base)}_{{{step}}}"
 
 
 # ---- plain text (comments in generated code) ------------------------------------

@@ -9,25 +9,29 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import naming
-from .cell import Cell
 from .codegen import module_context
 from .document import document_context
 from .pipeline import Derivation
-from .render import render, write_atomic
+from .render import is_generated, render, write_atomic
 from .verify import Report, load_module, verify
 
 
-def module_source(derivation: Derivation, cell: Cell) -> str:
-    command = f"bptt emit --cell {cell.name} --steps {derivation.steps} --out generated"
-    return render("module.py.j2", module_context(derivation, command))
+def command(job: str, derivation: Derivation) -> str:
+    """The command that writes the file again; the folder is left out, so that the file does not
+    depend on where it was written."""
+    return f"bptt {job} --cell {derivation.cell.name} --steps {derivation.steps} --out <this folder>"
 
 
-def tex_source(derivation: Derivation, report: Report, cell: Cell) -> str:
-    command = f"bptt derive --cell {cell.name} --steps {derivation.steps} --out generated"
-    return render("derivation.tex.j2", document_context(derivation, report, command))
+def module_source(derivation: Derivation) -> str:
+    return render("module.py.j2", module_context(derivation, command("emit", derivation)))
+
+
+def tex_source(derivation: Derivation, report: Report) -> str:
+    return render("derivation.tex.j2", document_context(derivation, report, command("derive", derivation)))
 
 
 def verified(derivation: Derivation, source: str) -> Report:
@@ -35,11 +39,23 @@ def verified(derivation: Derivation, source: str) -> Report:
     return verify(derivation.cell, module, derivation.steps)
 
 
-def compile_pdf(tex_path: Path, tex: str) -> tuple[Path | None, str]:
-    """Compile with pdflatex in a scratch folder; (pdf path or None, what happened)."""
+@dataclass(frozen=True)
+class Pdf:
+    path: Path | None  # the PDF written, or None
+    message: str
+    failed: bool = False  # pdflatex ran and failed (not: pdflatex is not installed)
+
+
+def compile_pdf(tex_path: Path, tex: str) -> Pdf:
+    """Compile with pdflatex in a scratch folder and write the PDF beside the .tex.
+
+    On a failure a PDF that an earlier run generated there is removed, so that a
+    stale PDF never sits beside a newer .tex.
+    """
     exe = shutil.which("pdflatex")
     if exe is None:
-        return None, "pdflatex not found, so no PDF (Debian: apt-get install texlive-latex-recommended)"
+        return Pdf(None, "pdflatex not found, so no PDF (Debian: apt-get install texlive-latex-recommended)")
+    pdf = tex_path.with_suffix(".pdf")
     with tempfile.TemporaryDirectory(prefix="bptt-") as tmp:
         src = Path(tmp) / tex_path.name
         src.write_text(tex, encoding="utf-8")
@@ -52,8 +68,9 @@ def compile_pdf(tex_path: Path, tex: str) -> tuple[Path | None, str]:
                 errors="replace",
             )
             if run.returncode != 0:
-                err = next((line for line in run.stdout.splitlines() if line.startswith("!")), "see the .log")
-                return None, f"pdflatex failed on {tex_path}: {err}"
-        pdf = tex_path.with_suffix(".pdf")
+                if is_generated(pdf):
+                    pdf.unlink()
+                err = next((line for line in run.stdout.splitlines() if line.startswith("!")), "no message")
+                return Pdf(None, f"pdflatex failed on {tex_path}: {err}", failed=True)
         write_atomic(pdf, (Path(tmp) / src.with_suffix(".pdf").name).read_bytes())
-    return pdf, "compiled with pdflatex"
+    return Pdf(pdf, "compiled with pdflatex")

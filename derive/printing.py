@@ -53,6 +53,10 @@ def _untransposed_sum(expr: sp.MatAdd) -> sp.MatAdd | None:
     return None
 
 
+def _is_reciprocal_diag(expr: sp.Basic) -> bool:
+    return isinstance(expr, Diag) and isinstance(expr.arg, sp.HadamardPower) and expr.arg.exp == -1
+
+
 def _is_vector(expr: sp.Basic) -> bool:
     return expr.shape[1] == 1 and expr.shape[0] != 1
 
@@ -268,7 +272,15 @@ class ColumnPrinter(_NumPyBase):
     def _print_MatMul(self, expr: sp.MatMul) -> str:
         args = list(expr.args)
         sign = self._coefficient(args)
-        return sign + " @ ".join(self._factor(a) for a in args)
+        parts = []
+        while args:
+            a = args.pop(0)
+            if isinstance(a, sp.Transpose) and args and _is_reciprocal_diag(args[0]):
+                # v^T diag(w)^{-1} = (v / w)^T, with 0 / 0 = 0: a one-hot v ignores the other entries of w
+                parts.append(f"_ratio({self._print(a.arg)}, {self._print(args.pop(0).arg.base)}).T")
+            else:
+                parts.append(self._factor(a))
+        return sign + " @ ".join(parts)
 
     def _print_Diag(self, expr: Diag) -> str:
         return f"np.diagflat({self._print(expr.arg)})"

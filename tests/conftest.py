@@ -19,7 +19,7 @@ def derivation(steps: int) -> Derivation:
 
 @functools.cache
 def module_source(steps: int) -> str:
-    return outputs.module_source(derivation(steps), seed_rnn())
+    return outputs.module_source(derivation(steps))
 
 
 @functools.cache

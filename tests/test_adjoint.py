@@ -67,3 +67,14 @@ def test_the_proof_catches_a_wrong_recurrence(seed, broken, failing):
     result = check_equivalence(broken(build_program(seed)), unrolled, expand_all(unrolled))
     assert not result.holds
     assert failing <= set(result.failures)
+
+
+def test_softmax_collapse_is_proved_without_the_rule_table(seed):
+    from derive.adjoint import prove_softmax_collapse
+
+    assert prove_softmax_collapse(3)
+    unrolled = unroll(seed, 3)
+    result = check_equivalence(build_program(seed), unrolled, expand_all(unrolled))
+    assert result.lemmas == ("softmax_collapse",)
+    # delta^y_k is the collapse itself, and delta^h_T, delta^z_T have one term: 4 identities are sums
+    assert result.nontrivial == 4

@@ -24,9 +24,8 @@ import pytest
 
 from derive import cli
 from derive.reference import reference_loss_and_gradients
+from derive.verify import RTOL_EXACT, max_rel_error
 
-RTOL_EXACT = 1e-10  # emitted BPTT vs the hand-written reference: float64 rounding only
-SCALE_FLOOR = 1e-12  # denominator floor of the relative error, for arrays that are ~0
 SUBPROCESS_TIMEOUT = 300  # seconds; a generous bound for one end-to-end run
 USAGE_EXIT = 2  # bad input, an unwritable or protected destination
 SEED = 20240611
@@ -84,12 +83,6 @@ def assert_one_line_error(result: Result) -> None:
     assert len(lines) == 1, result.err
     assert lines[0].startswith("bptt"), lines[0]
     assert "error" in lines[0], lines[0]
-
-
-def rel_error(got, want) -> float:
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    assert got.shape == want.shape
-    return float(np.max(np.abs(got - want)) / max(float(np.max(np.abs(want))), SCALE_FLOOR))
 
 
 @pytest.fixture(autouse=True)
@@ -364,7 +357,7 @@ def test_emitted_module_needs_only_numpy_and_matches_the_reference(bptt, tmp_pat
     assert set(got) == set(want) == {*PARAM_SHAPES, "h0"}
     assert abs(got_loss - want_loss) <= RTOL_EXACT * abs(want_loss)
     for name in want:
-        assert rel_error(got[name], want[name]) <= RTOL_EXACT, name
+        assert max_rel_error(got[name], want[name]) <= RTOL_EXACT, name
 
 
 # ---- PDF -------------------------------------------------------------------------------
@@ -443,3 +436,28 @@ def test_options_before_the_subcommand_are_not_ignored(bptt, tmp_path):
     r = bptt("--steps", 2, "--out", tmp_path / "chosen", "emit")
     assert r.code == 0, r
     assert files_under(tmp_path) == {"chosen", "chosen/rnn_T2.py"}
+
+
+def test_an_interrupted_run_leaves_no_folder(bptt, tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "derive", interrupted)
+    r = bptt("emit", "--out", tmp_path / "new" / "deeper")
+    assert r.code == 130
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.pdf
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+def test_a_failed_pdf_build_is_an_error_and_removes_a_stale_pdf(tmp_path):
+    from derive.outputs import compile_pdf
+    from derive.render import MARK
+
+    tex = tmp_path / "doc.tex"
+    stale = tmp_path / "doc.pdf"
+    stale.write_bytes(b"%PDF-1.5 " + MARK.encode())
+    built = compile_pdf(tex, "\\documentclass{article}\\begin{document}\\undefinedmacro\\end{document}\n")
+    assert built.failed and built.path is None
+    assert "pdflatex failed" in built.message and "Undefined control sequence" in built.message
+    assert not stale.exists()

@@ -7,7 +7,6 @@ import subprocess
 import pytest
 
 from conftest import derivation, module_source
-from derive.cell import seed_rnn
 from derive.document import local_derivatives, softmax_collapse
 from derive.outputs import tex_source, verified
 
@@ -16,7 +15,7 @@ needs_pdflatex = pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pd
 
 def tex(T):
     d = derivation(T)
-    return tex_source(d, verified(d, module_source(T)), seed_rnn())
+    return tex_source(d, verified(d, module_source(T)))
 
 
 def test_local_derivative_table(seed):

@@ -81,6 +81,18 @@ def test_large_logits_do_not_overflow(m):
     assert np.isfinite(loss) and all(np.all(np.isfinite(g)) for g in grads.values())
 
 
+def test_by_definition_survives_underflowing_wrong_classes(m):
+    """p of the other classes underflows to 0 exactly: 0 * log 0 and 0 / 0 must count as 0."""
+    params = {"W_xh": np.full((N_H, N_X), 5.0), "W_hh": np.zeros((N_H, N_H)), "W_hy": np.zeros((N_Y, N_H))}
+    params["W_hy"][0] = 1e3  # y_0 = 1e3 * sum(h) ~ 4e3: p_0 = 1 and the others exp(-4e3) = 0
+    xs, labels = np.ones((3, N_X)), np.zeros(3, dtype=int)
+    loss, grads = m.gradients_by_definition(params, xs, labels)
+    fast_loss, fast = m.loss_and_gradients(params, xs, labels)
+    assert loss == fast_loss == 0.0
+    for name, g in fast.items():
+        assert np.all(np.isfinite(grads[name])) and np.allclose(grads[name], g, rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize(
     "change, message",
     [

@@ -30,9 +30,20 @@ def _cross_entropy(p, onehot):
     return -float(np.sum(onehot * np.log(p)))
 
 
+def _ratio(a, b):
+    return np.divide(a, b, out=np.zeros_like(b), where=a != 0)
+
+
 def evaluate(expr, values):
     """Evaluate an expression through the column printer (our own output, not user text)."""
-    namespace = {"np": np, "numpy": np, "_softmax": _softmax, "_cross_entropy": _cross_entropy, **values}
+    namespace = {
+        "np": np,
+        "numpy": np,
+        "_softmax": _softmax,
+        "_cross_entropy": _cross_entropy,
+        "_ratio": _ratio,
+        **values,
+    }
     return np.asarray(eval(ColumnPrinter().doprint(expr), namespace), dtype=float)
 
 

@@ -64,7 +64,7 @@ def test_table_layout():
 
 
 def test_cli_exits_1_on_a_mismatch(monkeypatch, capsys):
-    def wrong_source(derivation, cell):
+    def wrong_source(derivation):
         return module_source(derivation.steps).replace("dW_hh += dz.T @ h[t - 1]", "dW_hh += dz.T @ h[t]")
 
     monkeypatch.setattr(outputs, "module_source", wrong_source)
