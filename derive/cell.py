@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import sympy as sp
 from sympy import MatrixSymbol
 
 from . import naming
-from .exprs import CrossEntropy, Softmax, Tanh
 
 
 def dim_symbol(dim: str) -> sp.Symbol:
@@ -76,6 +76,7 @@ class Cell:
     states: tuple[Vector, ...]
     equations: tuple[Equation, ...]
     loss: str  # the equation whose value is J_t
+    loss_mode: str = "every"  # "every": J = sum_t J_t (many-to-many); "last": J = J_T (many-to-one)
 
     @cached_property
     def nodes(self) -> dict[str, Vector]:
@@ -102,38 +103,28 @@ class Cell:
         return next(e for e in self.equations if e.name == name)
 
 
-def _add(*terms: sp.Basic) -> sp.Basic:
-    """A sum that keeps the order it was written in (SymPy would sort it)."""
-    return sp.MatAdd(*terms, evaluate=False)
+CELLS = Path(__file__).resolve().parent / "cells"
+
+
+def builtin_names() -> tuple[str, ...]:
+    """The built-in cells: the .cell files shipped in derive/cells."""
+    return tuple(sorted(p.stem for p in CELLS.glob("*.cell")))
+
+
+def builtin_path(name: str) -> Path:
+    return CELLS / f"{name}.cell"
+
+
+def load_builtin(name: str) -> Cell:
+    from .spec import read  # spec builds Cells: import it here, not at module level
+
+    return read(builtin_path(name))
 
 
 def seed_rnn() -> Cell:
-    """The origin document's vanilla RNN, with no biases.
+    """The origin document's vanilla RNN (derive/cells/rnn.cell), with no biases.
 
     z_t = W_xh x_t + W_hh h_{t-1};  h_t = tanh(z_t);  y_t = W_hy h_t;
     p_t = softmax(y_t);  J_t = cross_entropy(p_t, l_t) = -l_t^T log p_t.
     """
-    W_xh, W_hh, W_hy = Param("W_xh", ("h", "x")), Param("W_hh", ("h", "h")), Param("W_hy", ("y", "h"))
-    x, h, label = Vector("x", "x"), Vector("h", "h"), Vector("l", "y")
-    z, y, p = Vector("z", "h"), Vector("y", "y"), Vector("p", "y")
-    equations = (
-        Equation("z", _add(W_xh.symbol * x.at("t"), W_hh.symbol * h.at("t-1"))),
-        Equation("h", Tanh(z.at("t"))),
-        Equation("y", W_hy.symbol * h.at("t")),
-        Equation("p", Softmax(y.at("t"))),
-        Equation("J", CrossEntropy(p.at("t"), label.at("t"))),
-    )
-    return Cell(
-        name="rnn",
-        title="Vanilla RNN (the seed model)",
-        dims=("x", "h", "y"),
-        params=(W_xh, W_hh, W_hy),
-        inputs=(x,),
-        targets=(label,),
-        states=(h,),
-        equations=equations,
-        loss="J",
-    )
-
-
-BUILTIN = {"rnn": seed_rnn}
+    return load_builtin("rnn")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NoReturn, TextIO
 
 from . import naming
-from .cell import BUILTIN
+from .cell import builtin_names, load_builtin
 from .outputs import compile_pdf, module_source, tex_source, verified
 from .pipeline import MAX_STEPS, Derivation, derive
 from .render import OutputError, check_writable, write_all
@@ -40,7 +40,7 @@ def _common(p: argparse.ArgumentParser, out: bool = True, top: bool = False) -> 
     def default(value: object) -> object:
         return value if top else argparse.SUPPRESS
 
-    cells = sorted(BUILTIN)
+    cells = builtin_names()
     p.add_argument("--cell", default=default("rnn"), choices=cells, help="the built-in cell (default: rnn)")
     p.add_argument(
         "--steps", "-T", type=_steps, default=default(DEFAULT_STEPS), metavar="T", help="T >= 1 (default: 3)"
@@ -88,7 +88,7 @@ def _summary(derivation: Derivation) -> str:
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
-    cell = BUILTIN[args.cell]()
+    cell = load_builtin(args.cell)
     job = {"latex": "derive", None: "all"}.get(args.command, args.command)
     stem = naming.module_filename(cell.name, args.steps)[:-3]
     tex, py, pdf = (args.out / f"{stem}{ext}" for ext in (".tex", ".py", ".pdf")) if job != "verify" else (None,) * 3

@@ -39,6 +39,60 @@ class Tanh(Elementwise):
     numpy_name = "np.tanh"
 
 
+class Sigmoid(Elementwise):
+    """sigma(a) = 1 / (1 + exp(-a))."""
+
+    latex_name = r"\sigma"
+    numpy_name = "_sigmoid"
+
+
+class Relu(Elementwise):
+    latex_name = r"\operatorname{relu}"
+    numpy_name = "_relu"
+
+
+class Exp(Elementwise):
+    latex_name = r"\exp"
+    numpy_name = "np.exp"
+
+
+class Ident(Elementwise):
+    """The identity activation, kept as a node so that a cell can name it."""
+
+    latex_name = r"\operatorname{id}"
+    numpy_name = ""
+
+
+class Step(Elementwise):
+    """The unit step: 1 where a > 0, else 0 (the derivative of relu; 0 at a = 0)."""
+
+    latex_name = r"\operatorname{step}"
+    numpy_name = "_step"
+
+
+ACTIVATIONS: dict[str, type[Elementwise]] = {
+    "tanh": Tanh,
+    "sigmoid": Sigmoid,
+    "relu": Relu,
+    "exp": Exp,
+    "identity": Ident,
+}
+
+
+class Hadamard(MatrixExpr):
+    """a ∘ b, the elementwise product of two vectors of one shape."""
+
+    def __new__(cls, a: MatrixExpr, b: MatrixExpr) -> Hadamard:
+        a, b = sp.sympify(a), sp.sympify(b)
+        if a.shape != b.shape:
+            raise TypeError(f"elementwise product of shapes {a.shape} and {b.shape}")
+        return super().__new__(cls, a, b)
+
+    @property
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
+        return self.args[0].shape
+
+
 class Softmax(MatrixExpr):
     """softmax(y) = exp(y) / sum(exp(y)), a vector of the shape of y."""
 
@@ -74,6 +128,31 @@ class CrossEntropy(MatrixExpr):
     @property
     def shape(self) -> tuple[sp.Expr, sp.Expr]:
         return (sp.S.One, sp.S.One)
+
+
+class SquaredError(MatrixExpr):
+    """(1/2) |y - r|^2 for a prediction y and a real target r: a 1 x 1 loss."""
+
+    def __new__(cls, y: MatrixExpr, target: MatrixExpr) -> SquaredError:
+        y, target = sp.sympify(y), sp.sympify(target)
+        if y.shape != target.shape:
+            raise TypeError(f"squared_error of shapes {y.shape} and {target.shape}")
+        return super().__new__(cls, y, target)
+
+    @property
+    def y(self) -> MatrixExpr:
+        return self.args[0]
+
+    @property
+    def target(self) -> MatrixExpr:
+        return self.args[1]
+
+    @property
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
+        return (sp.S.One, sp.S.One)
+
+
+LOSSES = {"cross_entropy": CrossEntropy, "squared_error": SquaredError}
 
 
 class Outer(MatrixExpr):
@@ -126,15 +205,19 @@ class Diag(MatrixExpr):
 
 
 def mul(*factors: sp.Basic) -> sp.Basic:
-    """The product of the factors, flattened, without identities; no simplification."""
+    """The product of the factors, flattened: numbers first, identities dropped; no simplification."""
     flat: list[sp.Basic] = []
     for f in factors:
-        if isinstance(f, sp.Identity):
-            continue
         flat.extend(f.args if isinstance(f, sp.MatMul) else (f,))
-    if not flat:
-        raise ValueError("empty product")
-    return flat[0] if len(flat) == 1 else sp.MatMul(*flat)
+    numbers = [f for f in flat if f.is_Number]
+    coeff = sp.Mul(*numbers) if numbers else sp.S.One
+    mats = [f for f in flat if not f.is_Number]
+    kept = [f for f in mats if not isinstance(f, sp.Identity)] or mats[:1]
+    if not kept:
+        raise ValueError("a product needs a matrix factor")
+    if coeff != 1:
+        return sp.MatMul(coeff, *kept)
+    return kept[0] if len(kept) == 1 else sp.MatMul(*kept)
 
 
 def add(*terms: sp.Basic) -> sp.Basic:

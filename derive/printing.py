@@ -25,7 +25,22 @@ from sympy.printing.str import StrPrinter as _SympyStr
 
 from . import naming
 from .chain import Factor
-from .exprs import CrossEntropy, Diag, Softmax, SoftmaxCrossEntropy, Tanh, transpose
+from .exprs import (
+    ACTIVATIONS,
+    CrossEntropy,
+    Diag,
+    Elementwise,
+    Hadamard,
+    Ident,
+    Softmax,
+    SoftmaxCrossEntropy,
+    SquaredError,
+    Step,
+    transpose,
+)
+
+# the spec language's name of each activation (for comments in generated code)
+SPEC_NAMES = {cls: name for name, cls in ACTIVATIONS.items()} | {Step: "step"}
 
 
 def _ordered(expr: sp.MatAdd) -> list[sp.Basic]:
@@ -152,8 +167,15 @@ class LatexPrinter(_SignedSums, _SympyLatex):
     def _print_ZeroMatrix(self, expr: sp.ZeroMatrix) -> str:
         return r"\mathbf{0}"
 
-    def _print_Tanh(self, expr: Tanh) -> str:
-        return rf"\tanh\left({self._print(expr.arg)}\right)"
+    def _print_Elementwise(self, expr: Elementwise) -> str:
+        return rf"{expr.latex_name}\left({self._print(expr.arg)}\right)"
+
+    def _print_Hadamard(self, expr: Hadamard) -> str:
+        return " \\odot ".join(self._factor(a) for a in expr.args)
+
+    def _print_SquaredError(self, expr: SquaredError) -> str:
+        diff = self._print(sp.MatAdd(expr.y, sp.MatMul(sp.S.NegativeOne, expr.target)))
+        return rf"\tfrac{{1}}{{2}} \left\lVert {diff} \right\rVert^{{2}}"
 
     def _print_Softmax(self, expr: Softmax) -> str:
         return rf"\operatorname{{softmax}}\left({self._print(expr.arg)}\right)"
@@ -211,8 +233,14 @@ class TextPrinter(_SignedSums, _SympyStr):
     def _print_OneMatrix(self, expr: sp.OneMatrix) -> str:
         return "1"
 
-    def _print_Tanh(self, expr: Tanh) -> str:
-        return f"tanh({self._print(expr.arg)})"
+    def _print_Elementwise(self, expr: Elementwise) -> str:
+        return f"{SPEC_NAMES[type(expr)]}({self._print(expr.arg)})"
+
+    def _print_Hadamard(self, expr: Hadamard) -> str:
+        return " ⊙ ".join(self._factor(a) for a in expr.args)
+
+    def _print_SquaredError(self, expr: SquaredError) -> str:
+        return f"squared_error({self._print(expr.y)}, {self._print(expr.target)})"
 
     def _print_Softmax(self, expr: Softmax) -> str:
         return f"softmax({self._print(expr.arg)})"
@@ -240,8 +268,16 @@ class _NumPyBase(_SignedSums, _SympyNumPy):
     def _print_OneMatrix(self, expr: sp.OneMatrix) -> str:
         return "1"
 
-    def _print_Tanh(self, expr: Tanh) -> str:
-        return f"np.tanh({self._print(expr.arg)})"
+    def _print_Elementwise(self, expr: Elementwise) -> str:
+        if isinstance(expr, Ident):
+            return self._print(expr.arg)
+        return f"{expr.numpy_name}({self._print(expr.arg)})"
+
+    def _print_Hadamard(self, expr: Hadamard) -> str:
+        return " * ".join(self._factor(a) for a in expr.args)
+
+    def _print_SquaredError(self, expr: SquaredError) -> str:
+        return f"_squared_error({self._print(expr.y)}, {self._print(expr.target)})"
 
     def _print_Softmax(self, expr: Softmax) -> str:
         return f"_softmax({self._print(expr.arg)})"

@@ -5,6 +5,10 @@ layout (rows follow ``out``, columns follow ``wrt``), built from one rule per
 expression class, registered with ``@rule``.  The rules read like the maths:
 
     tanh:          d tanh(a)/da        = diag(1 - h∘h)          (h = tanh(a))
+    sigmoid:       d sigma(a)/da       = diag(s∘(1 - s))        (s = sigma(a))
+    relu, exp:     diag(step(a)), diag(exp(a));   identity: I
+    a ∘ b:         d(a ∘ b)            = diag(b) da + diag(a) db
+    squared_error: d(1/2 |y - r|^2)/dy = (y - r)^T
     softmax:       d softmax(a)/da     = diag(p) - p p^T
     cross_entropy: d(-l^T log p)/dp    = -l^T diag(p^{∘-1})
     W v:           d(W v)/dv = W,  d(W v)/dW = Outer(v): g^T -> g v^T
@@ -21,7 +25,24 @@ from collections.abc import Callable
 import sympy as sp
 from sympy import HadamardPower, Identity, MatrixSymbol, OneMatrix
 
-from .exprs import CrossEntropy, Diag, Outer, Softmax, Tanh, add, mul, neg, transpose
+from .exprs import (
+    CrossEntropy,
+    Diag,
+    Exp,
+    Hadamard,
+    Ident,
+    Outer,
+    Relu,
+    Sigmoid,
+    Softmax,
+    SquaredError,
+    Step,
+    Tanh,
+    add,
+    mul,
+    neg,
+    transpose,
+)
 
 Rule = Callable[[sp.Basic, MatrixSymbol, "sp.Basic | None"], sp.Basic]
 RULES: dict[type, Rule] = {}
@@ -67,14 +88,60 @@ def _add(rhs: sp.MatAdd, wrt: MatrixSymbol, out: sp.Basic | None) -> sp.Basic:
 
 @rule(sp.MatMul)
 def _matmul(rhs: sp.MatMul, wrt: MatrixSymbol, out: sp.Basic | None) -> sp.Basic:
-    if len(rhs.args) != 2:
-        raise NotImplementedError(f"no rule for a product of {len(rhs.args)} factors: {rhs}")
-    left, right = rhs.args
+    """c W v: d/dv = c W; d/dW = Outer(c v); c v (a scaling): d/dv = c I."""
+    coeffs = [a for a in rhs.args if a.is_Number]
+    mats = [a for a in rhs.args if not a.is_Number]
+    c = sp.Mul(*coeffs) if coeffs else sp.S.One
+    if len(mats) == 1:
+        inner = jacobian(mats[0], wrt)
+        if isinstance(inner, Outer):
+            return Outer(mul(c, inner.right), inner.param)
+        return mul(c, inner)
+    if len(mats) != 2:
+        raise NotImplementedError(f"no rule for a product of {len(mats)} matrices: {rhs}")
+    left, right = mats
     if left == wrt:
         if right.has(wrt):
             raise NotImplementedError(f"{wrt} appears on both sides of {rhs}")
-        return Outer(right, wrt)
-    return chain(left, right, wrt)
+        return Outer(right if c == 1 else mul(c, right), wrt)
+    return chain(mul(c, left), right, wrt)
+
+
+@rule(Hadamard)
+def _hadamard(rhs: Hadamard, wrt: MatrixSymbol, out: sp.Basic | None) -> sp.Basic:
+    """d(a ∘ b) = diag(b) da + diag(a) db."""
+    a, b = rhs.args
+    parts = [chain(Diag(other), arg, wrt) for arg, other in ((a, b), (b, a)) if arg.has(wrt)]
+    return add(*parts)
+
+
+@rule(Sigmoid)
+def _sigmoid(rhs: Sigmoid, wrt: MatrixSymbol, out: sp.Basic | None) -> sp.Basic:
+    s = out if out is not None else rhs
+    return chain(Diag(Hadamard(s, add(OneMatrix(*s.shape), neg(s)))), rhs.arg, wrt)
+
+
+@rule(Relu)
+def _relu(rhs: Relu, wrt: MatrixSymbol, out: sp.Basic | None) -> sp.Basic:
+    return chain(Diag(Step(rhs.arg)), rhs.arg, wrt)
+
+
+@rule(Exp)
+def _exp(rhs: Exp, wrt: MatrixSymbol, out: sp.Basic | None) -> sp.Basic:
+    return chain(Diag(out if out is not None else rhs), rhs.arg, wrt)
+
+
+@rule(Ident)
+def _identity(rhs: Ident, wrt: MatrixSymbol, out: sp.Basic | None) -> sp.Basic:
+    return jacobian(rhs.arg, wrt)
+
+
+@rule(SquaredError)
+def _squared_error(rhs: SquaredError, wrt: MatrixSymbol, out: sp.Basic | None) -> sp.Basic:
+    """d(1/2 |y - r|^2)/dy = (y - r)^T."""
+    if rhs.target.has(wrt):
+        raise NotImplementedError("squared_error is not differentiated with respect to its target")
+    return chain(transpose(add(rhs.y, neg(rhs.target))), rhs.y, wrt)
 
 
 @rule(Tanh)
@@ -93,6 +160,8 @@ def _softmax(rhs: Softmax, wrt: MatrixSymbol, out: sp.Basic | None) -> sp.Basic:
 def _cross_entropy(rhs: CrossEntropy, wrt: MatrixSymbol, out: sp.Basic | None) -> sp.Basic:
     if rhs.target.has(wrt):
         raise NotImplementedError("cross_entropy is not differentiated with respect to its target")
+    if isinstance(rhs.p, Softmax):  # cross_entropy(softmax(y), l): the collapse, d/dy = (softmax(y) - l)^T
+        return chain(transpose(add(rhs.p, neg(rhs.target))), rhs.p.arg, wrt)
     return chain(neg(mul(transpose(rhs.target), Diag(HadamardPower(rhs.p, -1)))), rhs.p, wrt)
 
 

@@ -5,7 +5,7 @@ import pytest
 import sympy as sp
 from sympy import MatrixSymbol
 
-from derive.exprs import CrossEntropy, Outer, Softmax, Tanh
+from derive.exprs import CrossEntropy, Exp, Hadamard, Ident, Outer, Relu, Sigmoid, Softmax, SquaredError, Tanh
 from derive.printing import ColumnPrinter
 from derive.rules import RULES, jacobian, softmax_cross_entropy
 
@@ -34,6 +34,14 @@ def _ratio(a, b):
     return np.divide(a, b, out=np.zeros_like(b), where=a != 0)
 
 
+HELPERS = {
+    "_sigmoid": lambda v: 1 / (1 + np.exp(-v)),
+    "_relu": lambda v: np.maximum(v, 0),
+    "_step": lambda v: (v > 0).astype(float),
+    "_squared_error": lambda y, r: 0.5 * float(np.sum((y - r) ** 2)),
+}
+
+
 def evaluate(expr, values):
     """Evaluate an expression through the column printer (our own output, not user text)."""
     namespace = {
@@ -42,6 +50,7 @@ def evaluate(expr, values):
         "_softmax": _softmax,
         "_cross_entropy": _cross_entropy,
         "_ratio": _ratio,
+        **HELPERS,
         **values,
     }
     return np.asarray(eval(ColumnPrinter().doprint(expr), namespace), dtype=float)
@@ -60,11 +69,22 @@ def numeric_jacobian(rhs, wrt_name):
     return np.array(cols).T
 
 
+b = MatrixSymbol("b@1", N, 1)
+VALUES["b_1"] = rng.standard_normal((N, 1))
 CASES = {
     "tanh": Tanh(a),
+    "sigmoid": Sigmoid(a),
+    "relu": Relu(a),
+    "exp": Exp(a),
+    "identity": Ident(a),
     "softmax": Softmax(a),
     "matvec": W * a,
+    "scaled": sp.MatMul(3, a),
+    "scaled-matvec": sp.MatMul(-2, W, a),
     "sum": sp.MatAdd(W * a, a),
+    "one-minus": sp.MatAdd(sp.OneMatrix(N, 1), sp.MatMul(-1, Sigmoid(a))),
+    "hadamard": Hadamard(Sigmoid(a), Tanh(b)),
+    "hadamard-same": Hadamard(Sigmoid(a), Tanh(a)),
     "tanh-of-matvec": Tanh(W * a),
 }
 
@@ -122,5 +142,29 @@ def test_missing_rule_names_the_operator():
         RULES[Tanh] = del_rule
 
 
+def test_squared_error_rule():
+    r = MatrixSymbol("r@1", N, 1)
+    values = dict(VALUES, r_1=rng.standard_normal((N, 1)))
+    analytic = evaluate(jacobian(SquaredError(a, r), a), values)
+    assert np.allclose(analytic, (values["a_1"] - values["r_1"]).T, rtol=1e-14, atol=0)
+
+
+def test_nested_softmax_cross_entropy_collapses():
+    analytic = evaluate(jacobian(CrossEntropy(Softmax(a), label), a), VALUES)
+    assert np.allclose(analytic, (_softmax(VALUES["a_1"]) - VALUES["onehot_1"]).T, rtol=1e-14, atol=1e-15)
+
+
 def test_one_rule_per_operator():
-    assert set(RULES) == {sp.MatAdd, sp.MatMul, Tanh, Softmax, CrossEntropy}
+    assert set(RULES) == {
+        sp.MatAdd,
+        sp.MatMul,
+        Hadamard,
+        Tanh,
+        Sigmoid,
+        Relu,
+        Exp,
+        Ident,
+        Softmax,
+        CrossEntropy,
+        SquaredError,
+    }
