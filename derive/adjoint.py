@@ -130,14 +130,16 @@ def build_program(cell: Cell) -> Program:
             if eqs[name].rhs.has(psym):
                 jac = jacobian(eqs[name].rhs, psym, here[name])
                 g = delta[name]
-                parts.append(mul(g, transpose(jac.right)) if isinstance(jac, Outer) else mul(transpose(jac), g))
+                parts.append(jac.contract(g) if isinstance(jac, Outer) else mul(transpose(jac), g))
         if parts:
             accumulates.append(Accumulate(wrt, add(*parts)))
 
     carries = []
     for state in cell.states:
         prev = MatrixSymbol(naming.step_name(state.name, "t-1"), *state.at("t").shape)
-        parts = [mul(transpose(jacobian(eqs[n].rhs, prev)), delta[n]) for n in computed if eqs[n].rhs.has(prev)]
+        parts = [
+            mul(transpose(jacobian(eqs[n].rhs, prev, here[n])), delta[n]) for n in computed if eqs[n].rhs.has(prev)
+        ]
         carries.append(Carry(state.name, add(*parts)))
     return Program(cell, tuple(assigns), tuple(accumulates), tuple(carries))
 

@@ -46,6 +46,5 @@ def term_gradient(unrolled: Graph, term: Term) -> sp.Basic:
     """The term as a matrix of the shape of what it differentiates."""
     last = factor_matrix(unrolled, term.factors[-1])
     if isinstance(last, Outer):
-        row = row_product(unrolled, term.factors[:-1])
-        return mul(transpose(row), transpose(last.right))
+        return last.contract(transpose(row_product(unrolled, term.factors[:-1])))
     return transpose(row_product(unrolled, term.factors))

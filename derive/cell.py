@@ -52,6 +52,13 @@ class Vector:
 
 
 @dataclass(frozen=True)
+class Target(Vector):
+    """A per-step target: ``class`` (an integer label, one-hot l_t over ``dim``) or ``real`` (a vector)."""
+
+    kind: str = "class"
+
+
+@dataclass(frozen=True)
 class Equation:
     """``name@t = rhs``; rhs uses step-relative symbols (``@t``, ``@t-1``)."""
 
@@ -72,7 +79,7 @@ class Cell:
     dims: tuple[str, ...]
     params: tuple[Param, ...]
     inputs: tuple[Vector, ...]
-    targets: tuple[Vector, ...]
+    targets: tuple[Target, ...]
     states: tuple[Vector, ...]
     equations: tuple[Equation, ...]
     loss: str  # the equation whose value is J_t

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import NoReturn, TextIO
 
 from . import naming
-from .cell import builtin_names, load_builtin
+from .cell import Cell, builtin_names, builtin_path, load_builtin
 from .outputs import compile_pdf, module_source, tex_source, verified
 from .pipeline import MAX_STEPS, Derivation, derive
 from .render import OutputError, check_writable, write_all
+from .spec import SpecError, read
 from .verify import format_table
 
 DEFAULT_STEPS = 3
@@ -40,8 +41,9 @@ def _common(p: argparse.ArgumentParser, out: bool = True, top: bool = False) -> 
     def default(value: object) -> object:
         return value if top else argparse.SUPPRESS
 
-    cells = builtin_names()
-    p.add_argument("--cell", default=default("rnn"), choices=cells, help="the built-in cell (default: rnn)")
+    p.add_argument(
+        "--cell", default=default("rnn"), metavar="CELL", help="a built-in cell (see bptt cells) or a .cell file"
+    )
     p.add_argument(
         "--steps", "-T", type=_steps, default=default(DEFAULT_STEPS), metavar="T", help="T >= 1 (default: 3)"
     )
@@ -67,10 +69,41 @@ def parser() -> argparse.ArgumentParser:
         ("verify", [], "check the generated gradients; exit 1 on a mismatch"),
     ):
         p = sub.add_parser(name, aliases=aliases, help=text, description=text)
+        p.add_argument("spec", nargs="?", metavar="CELL", help="a built-in cell or a .cell file (default: rnn)")
         _common(p, out=name != "verify")
         if name == "derive":
             p.add_argument("--pdf", action="store_true", help="also compile the .tex with pdflatex")
+    cells = sub.add_parser(
+        "cells",
+        help="list the built-in cells, or print one's spec",
+        description="list the built-in cells, or print the spec of one (copy it to start your own)",
+    )
+    cells.add_argument("spec", nargs="?", metavar="CELL", help="print this built-in cell's spec file")
     return top
+
+
+def load_cell(arg: str) -> Cell:
+    """A built-in cell by name, or a spec file by path; bad input is a ``SpecError``."""
+    if arg in builtin_names():
+        return load_builtin(arg)
+    path = Path(arg)
+    if path.suffix != ".cell" and not path.exists():
+        raise SpecError(arg, 1, 1, f"no built-in cell {arg!r} ({', '.join(builtin_names())}) and no such .cell file")
+    return read(path)
+
+
+def list_cells(args: argparse.Namespace, out: TextIO) -> int:
+    if args.spec:
+        if args.spec not in builtin_names():
+            raise SpecError(
+                args.spec, 1, 1, f"no built-in cell {args.spec!r}; the built-ins: {', '.join(builtin_names())}"
+            )
+        out.write(builtin_path(args.spec).read_text(encoding="utf-8"))
+        return 0
+    for name in builtin_names():
+        cell = load_builtin(name)
+        print(f"{name:8} {cell.title}  ({builtin_path(name)})", file=out)
+    return 0
 
 
 # ---- the jobs ----------------------------------------------------------------------------
@@ -88,7 +121,9 @@ def _summary(derivation: Derivation) -> str:
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
-    cell = load_builtin(args.cell)
+    if args.command == "cells":
+        return list_cells(args, out)
+    cell = load_cell(getattr(args, "spec", None) or args.cell)
     job = {"latex": "derive", None: "all"}.get(args.command, args.command)
     stem = naming.module_filename(cell.name, args.steps)[:-3]
     tex, py, pdf = (args.out / f"{stem}{ext}" for ext in (".tex", ".py", ".pdf")) if job != "verify" else (None,) * 3
@@ -138,8 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return run(args)
-    except OutputError as e:
+    except (OutputError, SpecError) as e:
         print(f"bptt: error: {e}", file=sys.stderr)
+        return 2
+    except NotImplementedError as e:  # a cell the tool cannot derive yet: say so, in one line
+        print(f"bptt: error: not supported yet: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("bptt: interrupted", file=sys.stderr)

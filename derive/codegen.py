@@ -13,7 +13,9 @@ Everything here is printing; the template only places the strings.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any
 
 import sympy as sp
 
@@ -22,7 +24,7 @@ from .adjoint import Program
 from .analytic import factor_matrix
 from .chain import Term
 from .exprs import CrossEntropy, Outer, Softmax, SoftmaxCrossEntropy
-from .pipeline import EXPANDED_MAX_STEPS, Derivation
+from .pipeline import Derivation
 from .printing import BatchedPrinter, ColumnPrinter, text
 from .unroll import Unrolled
 
@@ -48,7 +50,9 @@ def _dim(shape_rows: sp.Expr) -> str:
 def _code_loss(derivation: Derivation, rhs: sp.Basic) -> sp.Basic:
     """The loss as code computes it: cross_entropy(softmax(y)) from the logits, stably."""
     cell = derivation.cell
-    if isinstance(rhs, CrossEntropy):
+    if isinstance(rhs, CrossEntropy) and isinstance(rhs.p, Softmax):  # cross_entropy(softmax(y), l)
+        return SoftmaxCrossEntropy(rhs.p.arg, rhs.target)
+    if isinstance(rhs, CrossEntropy) and isinstance(rhs.p, sp.MatrixSymbol):
         base = naming.split(rhs.p.name)[0]
         producer = next((e for e in cell.equations if e.name == base), None)
         if producer is not None and isinstance(producer.rhs, Softmax):
@@ -92,15 +96,17 @@ def fast_backward(program: Program) -> tuple[tuple[Line, ...], tuple[Line, ...],
             code = f"{code} + {carried_local(a.node)}"
             comment += f" + {text(carried)}"
         assigns.append(Line(f"{printer.doprint(a.target)} = {code}", comment))
-    accs = tuple(
-        Line(f"{grad_local(acc.wrt)} += {printer.doprint(acc.expr)}", f"dJ/d{acc.wrt} += {text(acc.expr)}")
-        for acc in program.accumulates
-    )
+    accs = []
+    for acc in program.accumulates:
+        code = printer.doprint(acc.expr)
+        if program.cell.param(acc.wrt).symbol.shape[1] == 1:  # a bias: its (B, n) rows summed over the batch
+            code = f"{code}.sum(axis=0)" if code.isidentifier() else f"({code}).sum(axis=0)"
+        accs.append(Line(f"{grad_local(acc.wrt)} += {code}", f"dJ/d{acc.wrt} += {text(acc.expr)}"))
     carries = tuple(
         Line(f"{carried_local(c.state)} = {printer.doprint(c.expr)}", f"share of dJ/d{c.state}_{{t-1}}: {text(c.expr)}")
         for c in program.carries
     )
-    return tuple(assigns), accs, carries
+    return tuple(assigns), tuple(accs), carries
 
 
 def carried_local(state: str) -> str:
@@ -116,7 +122,9 @@ def grad_local(wrt: str) -> str:
 
 def _unrolled(derivation: Derivation) -> Unrolled:
     if derivation.unrolled is None:
-        raise ValueError(f"the by-definition code is written for T <= {EXPANDED_MAX_STEPS}, not T = {derivation.steps}")
+        raise ValueError(
+            f"the by-definition code is written for T <= {derivation.expandable}, not T = {derivation.steps}"
+        )
     return derivation.unrolled
 
 
@@ -154,6 +162,8 @@ def _term_code(derivation: Derivation, term: Term) -> str:
     chain = factors[:-1] if isinstance(last, Outer) else factors
     row = " @ ".join(naming.jacobian_local(f.num, f.den) for f in chain)
     if isinstance(last, Outer):
+        if not isinstance(last.left, sp.Identity):
+            row = f"{row} @ {ColumnPrinter().doprint(last.left)}"
         return f"({row}).T @ {ColumnPrinter().doprint(sp.Transpose(last.right))}"
     return f"({row}).T"
 
@@ -181,7 +191,7 @@ def _py_tuple(names: tuple[str, ...]) -> str:
     return f"({inner},)" if len(names) == 1 else f"({inner})"
 
 
-def module_context(derivation: Derivation, command: str) -> dict[str, object]:
+def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
     """Everything ``templates/module.py.j2`` places, already printed."""
     cell = derivation.cell
     forward, loss_line = fast_forward(derivation)
@@ -195,9 +205,20 @@ def module_context(derivation: Derivation, command: str) -> dict[str, object]:
                 step_inputs.append(f"{printer.doprint(v.at(t))} = {naming.code_base(v.name)}[{t}]")
         losses = " + ".join(printer.doprint(j) for j in _unrolled(derivation).losses)
     expanded = derivation.expanded
-    return {
+    target = cell.targets[0]
+    sizes: dict[str, str] = {}
+    for p in cell.params:
+        for i, d in enumerate(p.shape):
+            sizes.setdefault(d, f"n_{d} = {p.name}.shape[{i}]")
+    context: dict[str, Any] = {
+        "input_code": naming.code_base(cell.inputs[0].name),
+        "target_code": naming.code_base(target.name),
+        "target_kind": target.kind,
+        "target_arg": "labels" if target.kind == "class" else "targets",
+        "dim_names": _py_tuple(tuple(f"n_{d}" for d in cell.dims)),
+        "size_lines": [sizes[d] for d in cell.dims if d in sizes],
         "by_definition": expanded,
-        "expanded_max": EXPANDED_MAX_STEPS,
+        "expanded_max": derivation.expandable,
         "cell": cell,
         "steps": derivation.steps,
         "command": command,
@@ -225,3 +246,15 @@ def module_context(derivation: Derivation, command: str) -> dict[str, object]:
         "def_jacobians": definition_jacobians(derivation) if expanded else (),
         "def_terms": definition_terms(derivation) if expanded else (),
     }
+    code = "\n".join(
+        line.code
+        for group in ("forward", "backward", "accumulate", "carry", "def_forward", "def_jacobians")
+        for line in context[group]
+    )
+    code += "\n" + context["loss_line"].code
+    context["uses"] = sorted(h for h in ("_sigmoid", "_relu", "_step", "_squared_error") if h + "(" in code)
+    by_definition = "\n".join(line.code for group in ("def_forward", "def_jacobians") for line in context[group])
+    context["size_lines"] = [
+        line for line in context["size_lines"] if re.search(rf"\b{line.split()[0]}\b", by_definition)
+    ]
+    return context

@@ -17,11 +17,11 @@ from . import naming
 from .adjoint import COLLAPSE_SIZE, with_carry
 from .analytic import factor_matrix, row_product, term_gradient
 from .chain import Factor, Term, factorize
-from .exprs import Outer, add, transpose
-from .pipeline import EXPANDED_MAX_STEPS, Derivation
+from .exprs import Outer, add, mul, transpose
+from .pipeline import Derivation
 from .printing import LatexPrinter, latex
 from .rules import jacobian, softmax_cross_entropy
-from .unroll import StepGraph, at_step
+from .unroll import StepGraph, at_step, symbols_in
 from .verify import CHECKS, IMPLEMENTATIONS, SYMPY_MAX_STEPS, TOLERANCE, Report
 
 LEMMAS = {
@@ -123,7 +123,10 @@ def general_formula(derivation: Derivation, wrt: str) -> dict[str, list[str]]:
         return {"factors": [f"{sum_t} {direct}"], "analytic": [f"{sum_t} {direct_m}"]}
     rows = tuple(path[:-1] for path in f.tail)
     (enters,) = {factor_matrix(graph, path[-1]) for path in f.tail}  # how w enters a step
-    tail_m = _paths_matrix(graph, rows) if all(rows) else ""
+    tail = [add(*[row_product(graph, row) for row in rows])] if all(rows) else []
+    if isinstance(enters, Outer) and not isinstance(enters.left, sp.Identity):
+        tail.append(enters.left)
+    tail_m = LatexPrinter().factor(mul(*tail)) if tail else ""
     outer = " " + latex(transpose(enters.right)) if isinstance(enters, Outer) else ""
     product, product_m = (rf"\left(\prod_{{j=k+1}}^{{t}} {x}\right)" for x in (step, step_m))
     sum_k = r"\sum_{k=1}^{t}"
@@ -160,7 +163,11 @@ def local_derivatives(derivation: Derivation) -> tuple[tuple[str, str, str], ...
             factor = printer.partial(Factor(out.name, sym.name))
             if isinstance(value, Outer):
                 v = latex(sp.Transpose(value.right))
-                rows.append((factor, rf"g^{{T}} \mapsto g\, {v}", _shape(value.param) + r" \text{ (an outer product)}"))
+                if isinstance(value.left, sp.Identity):
+                    mapped = rf"g^{{T}} \mapsto g\, {v}"
+                else:
+                    mapped = rf"g^{{T}} \mapsto \left(g^{{T}} {LatexPrinter().factor(value.left)}\right)^{{T}} {v}"
+                rows.append((factor, mapped, _shape(value.param) + r" \text{ (an outer product)}"))
             else:
                 rows.append((factor, latex(value), _shape(value)))
     return tuple(rows)
@@ -198,7 +205,7 @@ def recurrence(derivation: Derivation) -> dict[str, object]:
     after_last = {
         sym.name: sp.MatrixSymbol(naming.step_name(naming.split(sym.name)[0], "T+1"), *sym.shape)
         for c in program.carries
-        for sym in c.expr.atoms(sp.MatrixSymbol)
+        for sym in symbols_in(c.expr)  # in written order: a set's order would vary from run to run
         if sym.name.startswith(naming.GRAD)
     }
     boundary = [latex(s) for s in after_last.values()]
@@ -278,7 +285,7 @@ def document_context(derivation: Derivation, report: Report, command: str) -> di
         "cell": cell,
         "steps": T,
         "expanded": derivation.expanded,
-        "expanded_max": EXPANDED_MAX_STEPS,
+        "expanded_max": derivation.expandable,
         "checked_steps": derivation.equivalence.steps,
         "command": command,
         "dims": [

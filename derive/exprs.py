@@ -156,15 +156,19 @@ LOSSES = {"cross_entropy": CrossEntropy, "squared_error": SquaredError}
 
 
 class Outer(MatrixExpr):
-    """The local derivative of W v with respect to W, as the map g^T -> g v^T.
+    """The local derivative of an expression in W v with respect to W, as the map g^T -> (g^T L)^T v^T.
 
-    d(W v)/dW is a third-order tensor; contracted with the row vector g^T that
-    the chain rule brings from the left, it gives the outer product g v^T, which
-    has the shape of W.  ``Outer(v)`` stands for that map in a chain of factors.
+    d(W v)/dW is a third-order tensor; contracted with the row vector g^T that the
+    chain rule brings from the left, it gives the outer product g v^T, which has the
+    shape of W.  When W v sits inside another operation (sigma(W v + b)), that
+    operation's Jacobian L comes between: g^T -> (g^T L)^T v^T.  ``Outer(v, W, L)``
+    stands for that map in a chain of factors; L is the identity for a bare W v.
     """
 
-    def __new__(cls, right: MatrixExpr, param: MatrixExpr) -> Outer:
-        return super().__new__(cls, sp.sympify(right), sp.sympify(param))
+    def __new__(cls, right: MatrixExpr, param: MatrixExpr, left: MatrixExpr | None = None) -> Outer:
+        right, param = sp.sympify(right), sp.sympify(param)
+        left = sp.Identity(param.shape[0]) if left is None else sp.sympify(left)
+        return super().__new__(cls, right, param, left)
 
     @property
     def right(self) -> MatrixExpr:
@@ -175,8 +179,17 @@ class Outer(MatrixExpr):
         return self.args[1]
 
     @property
+    def left(self) -> MatrixExpr:
+        """The Jacobian between the node and W v (the identity for a bare W v)."""
+        return self.args[2]
+
+    @property
     def shape(self) -> tuple[sp.Expr, sp.Expr]:
         return self.param.shape
+
+    def contract(self, g: MatrixExpr) -> MatrixExpr:
+        """The gradient for an upstream column vector g (the node's delta): L^T g v^T."""
+        return mul(transpose(self.left), g, transpose(self.right))
 
 
 class Diag(MatrixExpr):

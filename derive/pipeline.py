@@ -3,11 +3,12 @@
 ``derive(cell, T)`` runs the stages in order and hands back one frozen
 ``Derivation``; the emitters (``codegen``, ``document``) read only this.
 
-The term-by-term expansion has O(T^2) terms of length O(T), so it is written
-out (unrolled equations, every term, the by-definition code) only for
-T <= EXPANDED_MAX_STEPS.  Beyond that the derivation keeps what holds for every
-T (the factorized formulas and the recurrence), and the equivalence proof is
-run at T = EXPANDED_MAX_STEPS.
+The term-by-term expansion has O(T^2) terms of length O(T) (exponentially many
+for a gated cell), so it is written out (unrolled equations, every term, the
+by-definition code) only for T <= EXPANDED_MAX_STEPS and at most
+EXPANDED_MAX_TERMS terms.  Beyond that the derivation keeps what holds for every
+T (the factorized formulas and the recurrence), and the equivalence proof runs
+at the largest T that fits.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .chain import Expansion, Factorized, differentiable_names, expand_all, fact
 from .unroll import Unrolled, unroll
 
 EXPANDED_MAX_STEPS = 20
+EXPANDED_MAX_TERMS = 3_000  # a gated cell's terms grow exponentially in T: a GRU has ~4^T / 3 per weight
 MAX_STEPS = 1_000  # verification runs finite differences over every parameter entry: O(P T); ~18 s at T = 1000
 
 
@@ -27,6 +29,7 @@ MAX_STEPS = 1_000  # verification runs finite differences over every parameter e
 class Derivation:
     cell: Cell
     steps: int
+    expandable: int  # the largest T whose expansion this cell writes out (<= EXPANDED_MAX_STEPS)
     unrolled: Unrolled | None  # None beyond EXPANDED_MAX_STEPS
     expansions: dict[str, Expansion]  # by what is differentiated; empty beyond EXPANDED_MAX_STEPS
     factorized: dict[str, Factorized]  # for every T
@@ -46,16 +49,25 @@ def derive(cell: Cell, steps: int) -> Derivation:
     if not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
         raise ValueError(f"the number of steps must be an integer in 1..{MAX_STEPS}, got {steps!r}")
     program = build_program(cell)
-    checked = unroll(cell, min(steps, EXPANDED_MAX_STEPS))
+    factorized = {wrt: factorize(cell, wrt) for wrt in differentiable_names(cell)}
+
+    def affordable(t: int) -> bool:
+        return t <= EXPANDED_MAX_STEPS and sum(f.total(t) for f in factorized.values()) <= EXPANDED_MAX_TERMS
+
+    expandable = 1  # the longest sequence whose expansion is written out for this cell
+    while expandable < EXPANDED_MAX_STEPS and affordable(expandable + 1):
+        expandable += 1
+    check_steps = min(steps, expandable)
+    checked = unroll(cell, check_steps)
     checked_expansions = expand_all(checked)
     equivalence = check_equivalence(program, checked, checked_expansions)
     if not equivalence.holds:
         raise AssertionError(f"the efficient recurrence does not match the expansion: {equivalence.failures}")
-    expanded = steps <= EXPANDED_MAX_STEPS
-    factorized = {wrt: factorize(cell, wrt) for wrt in differentiable_names(cell)}
+    expanded = check_steps == steps
     return Derivation(
         cell,
         steps,
+        expandable,
         checked if expanded else None,
         checked_expansions if expanded else {},
         factorized,

@@ -36,6 +36,7 @@ from .exprs import (
     SoftmaxCrossEntropy,
     SquaredError,
     Step,
+    mul,
     transpose,
 )
 
@@ -298,6 +299,16 @@ class _NumPyBase(_SignedSums, _SympyNumPy):
 class ColumnPrinter(_NumPyBase):
     """Literal column-vector NumPy: every product is ``@``, every diag is a matrix."""
 
+    def _factor(self, expr: sp.Basic) -> str:
+        """An operand of ``@`` or ``*``: sums and elementwise products in parentheses."""
+        s = self._print(expr)
+        return self._paren(s) if isinstance(expr, (sp.MatAdd, Hadamard)) else s
+
+    def _print_Hadamard(self, expr: Hadamard) -> str:
+        return " * ".join(
+            self._paren(self._print(a)) if isinstance(a, (sp.MatAdd, sp.MatMul)) else self._print(a) for a in expr.args
+        )
+
     def _print_MatrixSymbol(self, expr: MatrixSymbol) -> str:
         return naming.code_local(expr.name)
 
@@ -345,18 +356,34 @@ class BatchedPrinter(_NumPyBase):
     def _print_Transpose(self, expr: sp.Transpose) -> str:
         return f"{self._print(expr.arg)}.T"
 
+    def _operand(self, expr: sp.Basic) -> str:
+        """expr as an operand of * or @: names, elements and calls bare, anything else in parentheses."""
+        text = self._print(expr)
+        atomic = isinstance(expr, (MatrixSymbol, Elementwise, Softmax, sp.OneMatrix)) or (
+            isinstance(expr, sp.Transpose) and isinstance(expr.arg, MatrixSymbol)
+        )
+        return text if atomic else self._paren(text)
+
+    def _print_Hadamard(self, expr: Hadamard) -> str:
+        return " * ".join(self._operand(a) for a in expr.args)
+
     def _print_MatMul(self, expr: sp.MatMul) -> str:
         args = list(expr.args)
         sign = self._coefficient(args)
-        if len(args) == 2 and _is_vector(args[0]) and isinstance(args[1], sp.Transpose) and _is_vector(args[1].arg):
-            # outer product g v^T of column vectors: summed over the batch
-            return sign + f"{self._factor(args[0])}.T @ {self._factor(args[1].arg)}"
+        if len(args) >= 2 and isinstance(args[-1], sp.Transpose) and _is_vector(args[-1].arg):
+            # an outer product (...) v^T: the rows of (...) times those of v, summed over the batch
+            left = args[0] if len(args) == 2 else sp.MatMul(*args[:-1])
+            return sign + f"{self._operand(left)}.T @ {self._operand(args[-1].arg)}"
         if not _is_vector(args[-1]):
             raise NotImplementedError(f"batched product must end in a vector: {expr}")
-        out = self._factor(args[-1])
+        for i, m in enumerate(args[:-1]):
+            if isinstance(m, sp.MatAdd):  # (A + B) v = A v + B v: each term applied to the rows on its own
+                terms = sp.MatAdd(*[mul(*args[:i], term, *args[i + 1 :]) for term in m.args])
+                return sign + self._paren(self._print(terms)) if sign else self._print(terms)
+        out, bare = self._operand(args[-1]), True  # bare: no @ yet, so * can be chained without parentheses
         for m in reversed(args[:-1]):
             if isinstance(m, Diag):
-                out = f"{self._factor(m.arg)} * {out}"
+                out = f"{self._operand(m.arg)} * {out if bare else self._paren(out)}"
             else:
-                out = f"{out} @ {self._print(transpose(m))}"
+                out, bare = f"{out} @ {self._print(transpose(m))}", False
         return sign + out

@@ -11,7 +11,7 @@ expression class, registered with ``@rule``.  The rules read like the maths:
     squared_error: d(1/2 |y - r|^2)/dy = (y - r)^T
     softmax:       d softmax(a)/da     = diag(p) - p p^T
     cross_entropy: d(-l^T log p)/dp    = -l^T diag(p^{∘-1})
-    W v:           d(W v)/dv = W,  d(W v)/dW = Outer(v): g^T -> g v^T
+    W v:           d(W v)/dv = W,  d(W v)/dW = Outer(v): g^T -> g v^T  (and (g^T L)^T v^T inside f)
 
 The same table serves the LaTeX and the NumPy emitters, and the efficient
 program (``adjoint``) uses its transposes as vector-Jacobian products.  An
@@ -75,14 +75,16 @@ def jacobian(rhs: sp.Basic, wrt: MatrixSymbol, out: sp.Basic | None = None) -> s
 def chain(outer: sp.Basic, inner_rhs: sp.Basic, wrt: MatrixSymbol) -> sp.Basic:
     """outer * d inner_rhs / d wrt, without a multiplication by the identity."""
     inner = jacobian(inner_rhs, wrt)
-    if isinstance(inner, Outer):
-        raise NotImplementedError(f"{wrt} inside {op_name(inner_rhs)}: a parameter must multiply a vector directly")
+    if isinstance(inner, Outer):  # W v inside another operation: its Jacobian joins L
+        return Outer(inner.right, inner.param, mul(outer, inner.left))
     return mul(outer, inner)
 
 
 @rule(sp.MatAdd)
 def _add(rhs: sp.MatAdd, wrt: MatrixSymbol, out: sp.Basic | None) -> sp.Basic:
     parts = [jacobian(arg, wrt) for arg in rhs.args if arg.has(wrt)]
+    if len(parts) > 1 and any(isinstance(p, Outer) for p in parts):
+        raise NotImplementedError(f"{wrt} appears in more than one term of {rhs}: name one of the terms")
     return add(*parts)
 
 
@@ -95,7 +97,7 @@ def _matmul(rhs: sp.MatMul, wrt: MatrixSymbol, out: sp.Basic | None) -> sp.Basic
     if len(mats) == 1:
         inner = jacobian(mats[0], wrt)
         if isinstance(inner, Outer):
-            return Outer(mul(c, inner.right), inner.param)
+            return Outer(inner.right, inner.param, mul(c, inner.left))
         return mul(c, inner)
     if len(mats) != 2:
         raise NotImplementedError(f"no rule for a product of {len(mats)} matrices: {rhs}")
@@ -103,7 +105,7 @@ def _matmul(rhs: sp.MatMul, wrt: MatrixSymbol, out: sp.Basic | None) -> sp.Basic
     if left == wrt:
         if right.has(wrt):
             raise NotImplementedError(f"{wrt} appears on both sides of {rhs}")
-        return Outer(right if c == 1 else mul(c, right), wrt)
+        return Outer(right, wrt, None if c == 1 else mul(c, sp.Identity(wrt.shape[0])))
     return chain(mul(c, left), right, wrt)
 
 

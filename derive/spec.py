@@ -25,15 +25,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import sympy as sp
 
 from . import naming
-from .cell import Cell, Equation, Param, Vector, dim_symbol
-from .exprs import ACTIVATIONS, LOSSES, CrossEntropy, Hadamard, Softmax, SquaredError
+from .cell import Cell, Equation, Param, Target, Vector, dim_symbol
+from .exprs import ACTIVATIONS, LOSSES, CrossEntropy, Hadamard, Softmax, SquaredError, mul
 
 KEYWORDS = ("cell", "param", "input", "state", "target", "loss")
+LOSS = "<loss>"  # what _Builder.defined records for the loss node instead of a dimension
 FUNCTIONS = tuple(ACTIVATIONS) + ("softmax",) + tuple(LOSSES)
 
 
@@ -60,7 +62,7 @@ class Token:
 
 
 _TOKEN = re.compile(
-    r"(?P<space>[ \t\r]+)|(?P<comment>#[^\n]*)|(?P<newline>\n)|(?P<number>\d+(?:\.\d*)?(?:[eE][+-]?\d+)?)"
+    r"(?P<space>[ \t\r]+)|(?P<comment>#[^\n]*)|(?P<newline>\n)|(?P<number>[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)"
     r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<string>\"[^\"\n]*\")|(?P<op>[\[\](),;:=+\-*])"
 )
 
@@ -361,22 +363,39 @@ class _Parser:
         tok = self.tok
         if tok.kind == "number":
             self.i += 1
-            return Num(tok.line, tok.col, sp.nsimplify(tok.text))
+            exact = Fraction(tok.text)  # the standard library's exact decimal reading; no SymPy parsing
+            return Num(tok.line, tok.col, sp.Rational(exact.numerator, exact.denominator))
         if self.at("("):
             self.i += 1
             inner = self.expr()
-            self.take("op", ")", "')'")
+            self.close(tok, "(")
             return inner
         if tok.kind != "name":
             raise self.error(tok, f"expected a name, a number or '(', got {tok.show()}")
         if tok.text in KEYWORDS:
             raise self.error(tok, f"{tok.text!r} is a keyword, not a name")
         self.i += 1
-        if self.at("("):
-            return self.call(tok)
+        if self.at("(") and (tok.text in FUNCTIONS or not self.known(tok.text)):
+            return self.call(tok)  # a declared name before '(' is a product instead: U (r * h[t-1])
         if self.at("["):
             return Ref(tok.line, tok.col, tok.text, self.lag(tok))
         return Ref(tok.line, tok.col, tok.text, 0)
+
+    def close(self, opening: Token, what: str) -> None:
+        """Expect ')': a missing one is reported where the '(' opened, since newlines inside are joined."""
+        if not self.at(")"):
+            raise self.error(opening, f"{what} is never closed: expected ')' before {self.tok.show()}")
+        self.i += 1
+
+    def known(self, name: str) -> bool:
+        d = self.d
+        return (
+            name in d.params
+            or name in d.inputs
+            or name in d.states
+            or name in d.targets
+            or any(tok.text == name for tok, _ in d.equations)
+        )
 
     def lag(self, name: Token) -> int:
         self.take("op", "[")
@@ -405,12 +424,12 @@ class _Parser:
     def call(self, fn: Token) -> Node:
         if fn.text not in FUNCTIONS:
             raise self.error(fn, f"unknown function {fn.text!r}; expected one of {', '.join(FUNCTIONS)}")
-        self.take("op", "(")
+        opening = self.take("op", "(")
         args = [self.expr()]
         while self.at(","):
             self.i += 1
             args.append(self.expr())
-        self.take("op", ")", f"')' to close {fn.text}(")
+        self.close(opening, f"{fn.text}(")
         return Call(fn.line, fn.col, fn.text, tuple(args))
 
 
@@ -455,6 +474,8 @@ class _Builder:
             if tok.text in self.defined:
                 raise self.error(tok, f"{tok.text!r} is defined twice")
             value = self.value(tree, top=True)
+            if value.kind == "loss" and tok.text in self.d.states:
+                raise self.error(tree, f"state {tok.text} is updated by a loss: a state's update must be a vector")
             if value.kind == "loss":
                 if loss_name is not None:
                     raise self.error(
@@ -466,7 +487,7 @@ class _Builder:
             elif tok.text in self.d.states and self.d.states[tok.text][0].dim != value.dim:
                 state = self.d.states[tok.text][0]
                 raise self.error(tree, f"state {tok.text} has size {state.dim} but its update is {value.describe()}")
-            self.defined[tok.text] = value.dim
+            self.defined[tok.text] = LOSS if value.kind == "loss" else value.dim
             equations.append(Equation(tok.text, value.expr))
         last = self.d.equations[-1][0] if self.d.equations else Token("eof", "", 1, 1)
         if loss_name is None:
@@ -493,7 +514,7 @@ class _Builder:
                 return _Value(-arg.expr, "number")
             if arg.kind != "vector":
                 raise self.error(node, f"cannot negate {arg.describe()}")
-            return _Value(sp.MatMul(sp.S.NegativeOne, arg.expr), "vector", arg.dim)
+            return _Value(mul(sp.S.NegativeOne, arg.expr), "vector", arg.dim)
         if isinstance(node, BinOp):
             return self.binop(node)
         if isinstance(node, Call):
@@ -520,6 +541,8 @@ class _Builder:
         if name in d.targets:
             v, kind, _ = d.targets[name]
             return _Value(v.at("t"), "target", v.dim, kind)
+        if name in self.defined and self.defined[name] == LOSS:
+            raise self.error(node, f"{name} is the loss: it cannot be used in an expression")
         if name in self.defined:
             return _Value(
                 sp.MatrixSymbol(naming.step_name(name, "t"), dim_symbol(self.defined[name]), 1),
@@ -553,9 +576,11 @@ class _Builder:
                 right = sp.MatMul(sp.S.NegativeOne, right)
             terms = [*(left.args if isinstance(left, sp.MatAdd) else (left,)), right]
             return _Value(sp.MatAdd(*terms), "vector", dim)
+        if a.kind == "number" and b.kind == "matrix":  # 2 W_xh x reads (2 W_xh) x
+            return _Value(mul(a.expr, b.expr), "matrix", b.dim)
         if node.op == "W v":
             if a.kind == "number" and b.kind == "vector":
-                return _Value(sp.MatMul(a.expr, b.expr), "vector", b.dim)
+                return _Value(mul(a.expr, b.expr), "vector", b.dim)
             if a.kind != "matrix":
                 raise self.error(
                     node,
@@ -567,13 +592,13 @@ class _Builder:
                 raise self.error(
                     node, f"shape mismatch: {a.describe()} times {b.describe()}; it needs a vector of size {cols}"
                 )
-            return _Value(sp.MatMul(a.expr, b.expr), "vector", rows)
+            return _Value(mul(a.expr, b.expr), "vector", rows)
         # "*": elementwise, or a scaling by a number
         if "matrix" in (a.kind, b.kind):
             raise self.error(node, "a matrix times a vector is written W x, without '*'")
         if a.kind == "number" or b.kind == "number":
             num, vec = (a, b) if a.kind == "number" else (b, a)
-            return _Value(sp.MatMul(num.expr, vec.expr), "vector", vec.dim)
+            return _Value(mul(num.expr, vec.expr), "vector", vec.dim)
         if a.dim != b.dim:
             raise self.error(node, f"shape mismatch: {a.describe()} * {b.describe()}")
         return _Value(Hadamard(a.expr, b.expr), "vector", a.dim)
@@ -635,7 +660,7 @@ def parse(text: str, path: str = "<spec>", default_name: str = "cell") -> Cell:
         dims=dims,
         params=tuple(p for p, _ in d.params.values()),
         inputs=tuple(v for v, _ in d.inputs.values()),
-        targets=tuple(v for v, _, _ in d.targets.values()),
+        targets=tuple(Target(v.name, v.dim, kind) for v, kind, _ in d.targets.values()),
         states=tuple(v for v, _ in d.states.values()),
         equations=tuple(equations),
         loss=loss,
@@ -655,7 +680,7 @@ def read(path: str | Path) -> Cell:
     except UnicodeDecodeError as e:
         before = data[: e.start]
         line = before.count(b"\n") + 1
-        col = e.start - (before.rfind(b"\n") + 1) + 1
+        col = len(before[before.rfind(b"\n") + 1 :].decode("utf-8", errors="replace")) + 1
         raise SpecError(
             str(path), line, col, f"not UTF-8 text (byte 0x{data[e.start]:02x}): expected a .cell text file"
         ) from None

@@ -21,9 +21,10 @@ import numpy as np
 import sympy as sp
 
 from . import naming
-from .cell import Cell
-from .exprs import CrossEntropy, Softmax, Tanh
+from .cell import Cell, dim_symbol, load_builtin
+from .exprs import CrossEntropy, Elementwise, Exp, Hadamard, Ident, Relu, Sigmoid, Softmax, SquaredError, Tanh
 from .reference import reference_loss_and_gradients
+from .references import reference_elman, reference_gru
 from .unroll import at_step
 
 SCALE_FLOOR = 1e-8
@@ -38,6 +39,13 @@ SYMPY_SIZES = (2, 2, 3)
 SYMPY_MAX_STEPS = 6  # the scalar unrolled loss, and the time to differentiate it, grow fast with T
 
 GradFn = Callable[..., tuple[float, dict[str, np.ndarray]]]
+
+# hand-written reference loops for built-in cells, each written independently of the generator
+REFERENCES: dict[str, GradFn] = {
+    "rnn": reference_loss_and_gradients,
+    "elman": reference_elman,
+    "gru": reference_gru,
+}
 
 
 def load_module(source: str, name: str) -> types.ModuleType:
@@ -58,15 +66,21 @@ def max_rel_error(a: np.ndarray | float, b: np.ndarray | float) -> float:
 def random_problem(
     module: types.ModuleType, steps: int, sizes: tuple[int, ...], seed: int = SEED, batch: int | None = None
 ):
-    """Seeded params, inputs, labels and initial state for the seed cell's dimensions."""
+    """Seeded params, inputs, targets and initial state; ``sizes`` gives n_x, n_h, n_y (others take n_h)."""
     n_x, n_h, n_y = sizes[:3]
+    by_dim = {"n_x": n_x, "n_h": n_h, "n_y": n_y}
+    dims = [by_dim.get(d, n_h) for d in module.DIMS]
     rng = np.random.default_rng(seed)
-    params = {k: 0.8 * v for k, v in module.init_params(n_x, n_h, n_y, seed=seed).items()}
+    params = {k: 0.8 * v for k, v in module.init_params(*dims, seed=seed).items()}
+    sizes_of = dict(zip(module.DIMS, dims))
     lead = (steps,) if batch is None else (steps, batch)
-    xs = rng.standard_normal(lead + (n_x,))
-    labels = rng.integers(0, n_y, lead)
-    h0 = 0.5 * rng.standard_normal(lead[1:] + (n_h,))
-    return params, xs, labels, h0
+    xs = rng.standard_normal(lead + (sizes_of[module.SHAPES_OF["input"]],))
+    n_target = sizes_of[module.SHAPES_OF["target"]]
+    targets: np.ndarray = (
+        rng.integers(0, n_target, lead) if module.TARGET == "class" else rng.standard_normal(lead + (n_target,))
+    )
+    h0 = 0.5 * rng.standard_normal(lead[1:] + (sizes_of[module.SHAPES_OF["state"]],))
+    return params, xs, targets, h0
 
 
 def finite_differences(
@@ -93,33 +107,56 @@ def finite_differences(
 # ---- exact SymPy differentiation of the scalar unrolled loss ---------------------------
 
 
-def _explicit(expr: sp.Basic, env: dict[str, sp.Matrix]) -> sp.Matrix:
-    """Evaluate a cell expression on explicit matrices of scalars."""
+def _explicit(expr: sp.Basic, env: dict[str, sp.Matrix], sizes: dict[sp.Symbol, int]) -> sp.Matrix:
+    """Evaluate a cell expression on explicit matrices of scalars; ``sizes`` gives each dimension."""
     if isinstance(expr, sp.MatrixSymbol):
         return env[expr.name]
     if isinstance(expr, sp.MatAdd):
-        out = _explicit(expr.args[0], env)
+        out = _explicit(expr.args[0], env, sizes)
         for arg in expr.args[1:]:
-            out = out + _explicit(arg, env)
+            out = out + _explicit(arg, env, sizes)
         return out
     if isinstance(expr, sp.MatMul):
-        out = _explicit(expr.args[0], env) if not expr.args[0].is_Number else expr.args[0]
+        out = _explicit(expr.args[0], env, sizes) if not expr.args[0].is_Number else expr.args[0]
         for arg in expr.args[1:]:
-            out = out * _explicit(arg, env)
+            out = out * _explicit(arg, env, sizes)
         return out
-    if isinstance(expr, Tanh):
-        return _explicit(expr.arg, env).applyfunc(sp.tanh)
+    if isinstance(expr, sp.OneMatrix):
+        return sp.ones(*[int(sizes.get(n, n)) for n in expr.shape])
+    if isinstance(expr, Hadamard):
+        a, b = (_explicit(arg, env, sizes) for arg in expr.args)
+        return a.multiply_elementwise(b)
+    if isinstance(expr, Elementwise):
+        fn = {
+            Tanh: sp.tanh,
+            Sigmoid: lambda v: 1 / (1 + sp.exp(-v)),
+            Relu: lambda v: sp.Max(v, 0),
+            Exp: sp.exp,
+            Ident: lambda v: v,
+        }[type(expr)]
+        return _explicit(expr.arg, env, sizes).applyfunc(fn)
+    if isinstance(expr, SquaredError):
+        diff = _explicit(expr.y, env, sizes) - _explicit(expr.target, env, sizes)
+        return sp.Matrix([[sum(d**2 for d in diff) / 2]])
     if isinstance(expr, Softmax):
-        e = _explicit(expr.arg, env).applyfunc(sp.exp)
+        e = _explicit(expr.arg, env, sizes).applyfunc(sp.exp)
         return e / sum(e)
     if isinstance(expr, CrossEntropy):
-        p, onehot = _explicit(expr.p, env), _explicit(expr.target, env)
+        p, onehot = _explicit(expr.p, env, sizes), _explicit(expr.target, env, sizes)
         return sp.Matrix([[-sum(li * sp.log(pi) for li, pi in zip(onehot, p))]])
     raise NotImplementedError(f"no explicit evaluation for {type(expr).__name__}")
 
 
 def sympy_gradients(cell: Cell, params, xs, labels, h0) -> tuple[float, dict[str, np.ndarray]]:
-    """Loss and gradients of one sequence by ``sympy.diff`` of the scalar unrolled loss."""
+    """Loss and gradients of one sequence by SymPy, independent of the rule table.
+
+    The unrolled loss is built on scalar symbols.  For a cell without gates (no
+    elementwise products) it is differentiated whole: ``sympy.diff`` of the fully scalar
+    unrolled loss with respect to every weight.  A gated cell's unrolled loss swells
+    past what SymPy differentiates in minutes (a GRU at T = 2: 220 s), so there SymPy
+    differentiates each scalar operation and the chain rule runs over the scalar graph
+    in 30-digit arithmetic: the same numbers, without the swell.
+    """
     env: dict[str, sp.Matrix] = {}
     unknowns: dict[str, sp.Matrix] = {}
     for p in cell.params:
@@ -131,20 +168,33 @@ def sympy_gradients(cell: Cell, params, xs, labels, h0) -> tuple[float, dict[str
     env.update({k: v for k, v in unknowns.items() if k != "h0"})
     env[naming.step_name(state.name, 0)] = unknowns["h0"]
     n_y = cell.sizes(params)[cell.targets[0].dim]
-    total = sp.S.Zero
+    sizes = {dim_symbol(d): n for d, n in cell.sizes(params).items()}
+    graph: list[tuple[sp.Symbol, sp.Expr]] = []  # each scalar of each unrolled node, in evaluation order
+    losses: list[sp.Symbol] = []
     for t in range(1, len(xs) + 1):
         env[naming.step_name(cell.inputs[0].name, t)] = sp.Matrix([sp.Float(v, 30) for v in xs[t - 1]])
-        onehot = [sp.S.One if i == labels[t - 1] else sp.S.Zero for i in range(n_y)]
-        env[naming.step_name(cell.targets[0].name, t)] = sp.Matrix(onehot)
+        if cell.targets[0].kind == "class":
+            target = [sp.S.One if i == labels[t - 1] else sp.S.Zero for i in range(n_y)]
+        else:
+            target = [sp.Float(v, 30) for v in labels[t - 1]]
+        env[naming.step_name(cell.targets[0].name, t)] = sp.Matrix(target)
         for eq in cell.equations:
-            env[naming.step_name(eq.name, t)] = _explicit(at_step(eq.rhs, t), env)
-        total += env[naming.step_name(cell.loss, t)][0, 0]
+            local = _explicit(at_step(eq.rhs, t), env, sizes)
+            names = sp.Matrix(*local.shape, lambda i, j, n=eq.name, t=t: sp.Symbol(f"{n}@{t}_{i}_{j}"))
+            graph += list(zip(names, local))
+            env[naming.step_name(eq.name, t)] = names
+        losses.append(env[naming.step_name(cell.loss, t)][0, 0])
     values = {s: v for name, m in unknowns.items() for s, v in zip(m, np.ravel(params[name] if name != "h0" else h0))}
     symbols = list(values)
-    derivs = [sp.diff(total, s) for s in symbols]
-    f = sp.lambdify(symbols, [total] + derivs, modules="numpy", cse=True)
-    out = f(*[float(values[s]) for s in symbols])
-    loss, flat = float(out[0]), np.array(out[1:], dtype=np.float64)
+    if not any(eq.rhs.has(Hadamard) for eq in cell.equations):
+        total = sp.Add(*losses)
+        for sym, local in reversed(graph):  # inline the graph into one expression of the unknowns
+            total = total.xreplace({sym: local})
+        f = sp.lambdify(symbols, [total] + [sp.diff(total, s) for s in symbols], modules="numpy", cse=True)
+        out = f(*[float(values[s]) for s in symbols])
+        loss, flat = float(out[0]), np.array(out[1:], dtype=np.float64)
+    else:
+        loss, flat = _graph_gradients(graph, losses, {s: sp.Float(float(v), 30) for s, v in values.items()}, symbols)
     grads, i = {}, 0
     for name in unknowns:
         shape = np.shape(params[name]) if name != "h0" else np.shape(h0)
@@ -152,6 +202,22 @@ def sympy_gradients(cell: Cell, params, xs, labels, h0) -> tuple[float, dict[str
         grads[name] = flat[i : i + size].reshape(shape)
         i += size
     return loss, grads
+
+
+def _graph_gradients(graph, losses, values, symbols) -> tuple[float, np.ndarray]:
+    """Reverse accumulation over the scalar graph; each local derivative by ``sympy.diff``."""
+    known = dict(values)
+    for sym, local in graph:
+        known[sym] = local.xreplace(known).evalf(30)
+    adjoint: dict[sp.Symbol, sp.Expr] = {s: sp.S.One for s in losses}
+    for sym, local in reversed(graph):
+        a = adjoint.get(sym)
+        if a is None:
+            continue
+        for v in sorted(local.free_symbols, key=str):  # a fixed order: the same digits every run
+            adjoint[v] = adjoint.get(v, sp.S.Zero) + a * sp.diff(local, v).xreplace(known).evalf(30)
+    loss = float(sp.Add(*[known[s] for s in losses]))
+    return loss, np.array([float(adjoint.get(s, 0)) for s in symbols], dtype=np.float64)
 
 
 # ---- the report ------------------------------------------------------------------------
@@ -192,11 +258,12 @@ def verify(cell: Cell, module: types.ModuleType, steps: int) -> Report:
     errors: dict[tuple[str, str], dict[str, float]] = {}
     numeric = random_problem(module, steps, NUMERIC_SIZES, batch=NUMERIC_SIZES[3])
     tiny = random_problem(module, steps, SYMPY_SIZES)
-    trusted: dict[str, tuple[tuple, tuple[float | None, dict[str, np.ndarray]]]] = {
-        "reference": (numeric, reference_loss_and_gradients(*numeric)),
-        # finite differences measure gradients only: the loss has no row here
-        "finite differences": (numeric, (None, finite_differences(module.loss, *numeric))),
-    }
+    trusted: dict[str, tuple[tuple, tuple[float | None, dict[str, np.ndarray]]]] = {}
+    reference = REFERENCES.get(cell.name)
+    if reference is not None and cell == load_builtin(cell.name):
+        trusted["reference"] = (numeric, reference(*numeric))
+    # finite differences measure gradients only: the loss has no row here
+    trusted["finite differences"] = (numeric, (None, finite_differences(module.loss, *numeric)))
     if steps <= SYMPY_MAX_STEPS:
         trusted["sympy"] = (tiny, sympy_gradients(cell, *tiny))
     rows = ("loss",) + tuple(module.PARAMS) + ("h0",)

@@ -31,6 +31,9 @@ CELL = "rnn"
 STEPS = 3  # the T that gradients_by_definition expands
 BY_DEFINITION = True  # whether gradients_by_definition was generated (T <= 20)
 PARAMS = ("W_xh", "W_hh", "W_hy")
+DIMS = ("n_x", "n_h", "n_y")  # the arguments of init_params, in order
+TARGET = "class"  # "class": integer labels; "real": target vectors
+SHAPES_OF = {"input": "n_x", "target": "n_y", "state": "n_h"}
 SHAPES = {
     "W_xh": ("n_h", "n_x"),
     "W_hh": ("n_h", "n_h"),
@@ -83,7 +86,7 @@ def _array(value, name):
 
 
 def _prepare(params, xs, labels, h0):
-    """Check shapes and labels; return 1-based (T + 1, B, n) arrays of x, one-hot l, and h0."""
+    """Check shapes and labels; return 1-based (T + 1, B, n) arrays of x, the targets, and h0."""
     if not isinstance(params, dict):
         raise ValueError(f"params: expected a dict of arrays keyed by {PARAMS}, got {type(params).__name__}")
     missing = [name for name in PARAMS if name not in params]
@@ -184,15 +187,16 @@ def gradients_by_definition(params, xs, labels, h0=None):
     T, B = x.shape[0] - 1, x.shape[1]
     if T != STEPS:
         raise ValueError(f"xs: gradients_by_definition was derived for T = {STEPS}, got T = {T}")
-    args = [np.asarray(params[name], np.float64) for name in PARAMS]
+    # every parameter as a matrix: a bias b of shape (n,) becomes the column (n, 1)
+    args = [np.asarray(params[name], np.float64).reshape(sizes[SHAPES[name][0]], -1) for name in PARAMS]
     total = 0.0
-    grads = {name: np.zeros_like(a) for name, a in zip(PARAMS, args)}
+    grads = {name: np.zeros(np.shape(params[name])) for name in PARAMS}
     grads["h0"] = np.zeros((B, sizes["n_h"]))
     for b in range(B):
         loss_b, grads_b = _by_definition_one(*args, x[:, b, :, None], onehot[:, b, :, None], h0[b, :, None])
         total += loss_b
         for name in PARAMS:
-            grads[name] += grads_b[name]
+            grads[name] += grads_b[name].reshape(grads[name].shape)
         grads["h0"][b] = grads_b["h0"][:, 0]
     grads = {name: g.astype(dtype, copy=False) for name, g in grads.items()}
     if not batched:

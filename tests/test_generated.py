@@ -5,43 +5,59 @@ machine's floating point, so each ``\\measured{...}`` is masked before diffing.
 """
 
 import difflib
+import functools
 import re
 from pathlib import Path
 
 import pytest
 
-from conftest import derivation, module_source
-from derive.cell import seed_rnn
-from derive.outputs import tex_source, verified
+from derive.cell import builtin_names, load_builtin, seed_rnn
+from derive.outputs import module_source, tex_source, verified
+from derive.pipeline import derive
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATED = ROOT / "generated"
-REFRESH = "bptt --out generated --no-pdf"
 MEASURED = re.compile(r"\\measured\{[^}]*\}")
+GOLDEN_STEPS = 3
 
 
-def _diff(expected: str, got: str, name: str) -> str:
+def _diff(expected: str, got: str, name: str, cell: str) -> str:
     lines = difflib.unified_diff(
         expected.splitlines(keepends=True), got.splitlines(keepends=True), f"generated/{name}", "regenerated"
     )
-    return "".join(lines) + f"\nrefresh with: {REFRESH}"
+    return "".join(lines) + f"\nrefresh with: bptt --cell {cell} --out generated --no-pdf"
 
 
-def test_module_golden():
-    got = module_source(3)
-    expected = (GENERATED / "rnn_T3.py").read_text(encoding="utf-8")
-    assert got == expected, _diff(expected, got, "rnn_T3.py")
+@functools.cache
+def _golden(cell: str):
+    d = derive(load_builtin(cell), GOLDEN_STEPS)
+    return d, module_source(d)
 
 
-def test_tex_golden():
-    d = derivation(3)
-    report = verified(d, module_source(3))
+def test_every_builtin_has_golden_files():
+    expected = {f"{c}_T{GOLDEN_STEPS}{ext}" for c in builtin_names() for ext in (".py", ".tex")}
+    assert {p.name for p in GENERATED.iterdir()} == expected
+
+
+@pytest.mark.parametrize("cell", builtin_names())
+def test_module_golden(cell):
+    got = _golden(cell)[1]
+    name = f"{cell}_T{GOLDEN_STEPS}.py"
+    expected = (GENERATED / name).read_text(encoding="utf-8")
+    assert got == expected, _diff(expected, got, name, cell)
+
+
+@pytest.mark.parametrize("cell", builtin_names())
+def test_tex_golden(cell):
+    d, source = _golden(cell)
+    report = verified(d, source)
     got = tex_source(d, report)
-    expected = (GENERATED / "rnn_T3.tex").read_text(encoding="utf-8")
+    name = f"{cell}_T{GOLDEN_STEPS}.tex"
+    expected = (GENERATED / name).read_text(encoding="utf-8")
     masked_got, masked_expected = MEASURED.sub(r"\\measured{*}", got), MEASURED.sub(r"\\measured{*}", expected)
-    assert masked_got == masked_expected, _diff(masked_expected, masked_got, "rnn_T3.tex")
-    # 5 rows x (2 implementations x 3 checks), less the loss row of finite differences (they measure gradients)
-    assert len(MEASURED.findall(expected)) == 5 * 6 - 2
+    assert masked_got == masked_expected, _diff(masked_expected, masked_got, name, cell)
+    # rows x (2 implementations x 3 checks), less the loss row of finite differences (they measure gradients)
+    assert len(MEASURED.findall(expected)) == len(report.rows) * 6 - 2
 
 
 @pytest.mark.parametrize("name", ["rnn_T3.py", "rnn_T3.tex"])

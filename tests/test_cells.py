@@ -1,0 +1,56 @@
+"""Every built-in cell, at T = 1..5: both generated implementations against every yardstick.
+
+One ``verify`` report per (cell, T), cached; each test reads one parameter's row, so a
+failure names the cell, the step count and the parameter (``gru-T4-U_n``).
+"""
+
+import functools
+
+import pytest
+
+from derive.cell import builtin_names, load_builtin
+from derive.outputs import module_source, verified
+from derive.pipeline import derive
+from derive.verify import CHECKS, IMPLEMENTATIONS, TOLERANCE, load_module
+
+CELLS = [c for c in builtin_names() if c != "rnn"]  # rnn has its own, finer tests (test_gradients.py)
+STEPS = range(1, 6)
+
+
+@functools.cache
+def derivation(cell: str, steps: int):
+    return derive(load_builtin(cell), steps)
+
+
+@functools.cache
+def report(cell: str, steps: int):
+    d = derivation(cell, steps)
+    return verified(d, module_source(d))
+
+
+def _cases():
+    for cell in CELLS:
+        module = load_module(module_source(derive(load_builtin(cell), 1)), cell)
+        for steps in STEPS:
+            for row in ("loss", *module.PARAMS, "h0"):
+                yield pytest.param(cell, steps, row, id=f"{cell}-T{steps}-{row}")
+
+
+@pytest.mark.parametrize("cell, steps, row", list(_cases()))
+def test_every_check_of_every_parameter(cell, steps, row):
+    r = report(cell, steps)
+    # the by-definition code exists where the expansion is written out (a GRU's terms grow as 4^T)
+    implementations = IMPLEMENTATIONS if derivation(cell, steps).expanded else IMPLEMENTATIONS[:1]
+    for impl in implementations:
+        for check in CHECKS:
+            err = r.error(impl, check, row)
+            if row == "loss" and check == "finite differences":
+                assert err is None  # finite differences measure gradients only
+                continue
+            assert err is not None, f"{impl} vs {check} did not run"
+            assert err <= TOLERANCE[check], f"{impl} vs {check}: {err:.1e}"
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_cells_have_their_own_reference_loop(cell):
+    assert all(r is not None for r in report(cell, 2).errors[("loss_and_gradients", "reference")].values())
