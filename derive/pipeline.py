@@ -45,9 +45,21 @@ class Derivation:
         return self.factorized[wrt].total(self.steps)
 
 
+def check_supported(cell: Cell) -> None:
+    """Raise NotImplementedError, naming the feature, for a valid spec this version cannot derive yet."""
+    if cell.loss_mode != "every":
+        raise NotImplementedError(f"{cell.name}: 'loss: last step' (many-to-one)")
+    if len(cell.states) != 1:
+        names = ", ".join(s.name for s in cell.states)
+        raise NotImplementedError(f"{cell.name}: several states ({names}); one state (h) is supported for now")
+    if len(cell.inputs) != 1 or len(cell.targets) != 1:
+        raise NotImplementedError(f"{cell.name}: one input and one target are supported for now")
+
+
 def derive(cell: Cell, steps: int) -> Derivation:
     if not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
         raise ValueError(f"the number of steps must be an integer in 1..{MAX_STEPS}, got {steps!r}")
+    check_supported(cell)
     program = build_program(cell)
     factorized = {wrt: factorize(cell, wrt) for wrt in differentiable_names(cell)}
 

@@ -5,6 +5,7 @@ failure names the cell, the step count and the parameter (``gru-T4-U_n``).
 """
 
 import functools
+import re
 
 import pytest
 
@@ -54,3 +55,33 @@ def test_every_check_of_every_parameter(cell, steps, row):
 @pytest.mark.parametrize("cell", CELLS)
 def test_cells_have_their_own_reference_loop(cell):
     assert all(r is not None for r in report(cell, 2).errors[("loss_and_gradients", "reference")].values())
+
+
+UNSUPPORTED = {
+    "several-states": (
+        "param W[h, x], U[h, h], V[y, h]\ninput x[x]; state h[h]; state c[h]; target l: class(y)\n"
+        "c = tanh(W x + U h[t-1]) * c[t-1]\nh = tanh(c)\ny = V h\nJ = cross_entropy(softmax(y), l)\n",
+        "several states (h, c)",
+    ),
+    "many-to-one": (
+        "param W[h, x], U[h, h], V[y, h]\ninput x[x]; state h[h]; target l: class(y)\nloss: last step\n"
+        "h = tanh(W x + U h[t-1])\ny = V h\nJ = cross_entropy(softmax(y), l)\n",
+        "many-to-one",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", UNSUPPORTED)
+def test_unsupported_features_are_named_not_derived_wrongly(name, tmp_path, capsys):
+    from derive import cli
+    from derive.spec import parse
+
+    text, feature = UNSUPPORTED[name]
+    with pytest.raises(NotImplementedError, match=re.escape(feature)):
+        derive(parse(text), 2)
+    spec = tmp_path / f"{name}.cell"
+    spec.write_text(text)
+    assert cli.main(["emit", str(spec), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not supported yet" in err[0] and feature in err[0]
+    assert not (tmp_path / "out").exists()
