@@ -159,8 +159,13 @@ def unrolled_deltas(program: Program, steps: int) -> tuple[dict[str, sp.Basic], 
     values: dict[str, sp.Basic] = {}
     grads: dict[str, sp.Basic] = {}
     carried: dict[str, sp.Basic] = {}
+    cell = program.cell
     for k in range(steps, 0, -1):
         for a in program.assigns:
+            if cell.loss_mode == "last" and k < steps and a.node in cell.outputs:
+                # many-to-one: the outputs exist at step T only; their deltas are zero before it
+                values[naming.grad_name(naming.step_name(a.node, k))] = ZeroMatrix(*a.target.shape)
+                continue
             expr = _substitute(at_step(a.expr, k), values)
             if a.carried is not None and a.node in carried:
                 expr = add(expr, carried[a.node])
@@ -231,6 +236,8 @@ def check_equivalence(program: Program, unrolled: Unrolled, expansions: dict[str
     n_delta = nontrivial = 0
     for name, value in values.items():
         node = name[len(naming.GRAD) :]
+        if node not in unrolled.deps:  # an output before the last step of a many-to-one cell: not a node
+            continue
         expanded = [
             transpose(row_product(unrolled, factors))
             for loss in unrolled.losses

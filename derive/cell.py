@@ -91,6 +91,33 @@ class Cell:
         by_size = {dim_symbol(d): d for d in self.dims}
         return {eq.name: Vector(eq.name, by_size.get(eq.shape[0], "1")) for eq in self.equations}
 
+    @cached_property
+    def outputs(self) -> frozenset[str]:
+        """Nodes no state update depends on (y, p, J): with ``loss: last step`` only step T computes them."""
+        deps = {
+            eq.name: {naming.split(s.name)[0] for s in eq.rhs.atoms(MatrixSymbol) if naming.split(s.name)[1] == "t"}
+            for eq in self.equations
+        }
+        needed: set[str] = set()
+        todo = [s.name for s in self.states]
+        while todo:
+            name = todo.pop()
+            if name in needed or name not in deps:
+                continue
+            needed.add(name)
+            todo.extend(deps[name])
+        return frozenset(deps) - needed
+
+    def computed_at(self, step: int, steps: int) -> tuple[Equation, ...]:
+        """The equations evaluated at ``step`` of ``steps``: all, or none of the outputs before the last step."""
+        if self.loss_mode == "last" and step < steps:
+            return tuple(eq for eq in self.equations if eq.name not in self.outputs)
+        return self.equations
+
+    def loss_steps(self, steps: int) -> range:
+        """The steps t whose J_t enters J: every step, or the last only (many-to-one)."""
+        return range(steps, steps + 1) if self.loss_mode == "last" else range(1, steps + 1)
+
     @property
     def param_names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.params)

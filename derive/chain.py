@@ -44,7 +44,8 @@ class Term:
 
 @dataclass(frozen=True)
 class Expansion:
-    """dJ/dw = sum_t dJ_t/dw, each dJ_t/dw a sum of terms; ``per_loss[t - 1]`` holds J_t's."""
+    """dJ/dw = sum_t dJ_t/dw, each dJ_t/dw a sum of terms; ``per_loss[i]`` holds those of the i-th loss
+    (J_{i+1}, or J_T alone for a many-to-one cell)."""
 
     wrt: str
     per_loss: tuple[tuple[Term, ...], ...]
@@ -76,8 +77,8 @@ def paths(unrolled: Unrolled, top: str, wrt: str) -> list[tuple[Factor, ...]]:
 def expand(unrolled: Unrolled, wrt: str) -> Expansion:
     """The chain-rule expansion of dJ/d``wrt`` over all T losses."""
     per_loss = tuple(
-        tuple(Term(t, factors) for factors in paths(unrolled, loss.name, wrt))
-        for t, loss in enumerate(unrolled.losses, start=1)
+        tuple(Term(naming.step_of(loss.name), factors) for factors in paths(unrolled, loss.name, wrt))
+        for loss in unrolled.losses
     )
     return Expansion(wrt, per_loss)
 
@@ -111,6 +112,7 @@ class Factorized:
 
     wrt: str
     state: str
+    last: bool  # many-to-one: only J_T enters J
     head: tuple[tuple[Factor, ...], ...]
     step: tuple[tuple[Factor, ...], ...]
     tail: tuple[tuple[Factor, ...], ...]
@@ -129,7 +131,9 @@ class Factorized:
         return len(self.direct) + len(self.head) * len(self.tail) * repeats
 
     def total(self, steps: int) -> int:
-        """The number of terms of dJ/dw = sum_t dJ_t/dw."""
+        """The number of terms of dJ/dw = sum_t dJ_t/dw (dJ_T/dw for a many-to-one cell)."""
+        if self.last:
+            return self.count(steps)
         s, h = len(self.step), len(self.head)
         if self.initial:
             return h * (steps if s == 1 else s * (s**steps - 1) // (s - 1))
@@ -140,20 +144,20 @@ class Factorized:
         return len(self.direct) * steps + h * len(self.tail) * repeats
 
 
-def _move(paths: tuple[tuple[Factor, ...], ...], step: int | str, var: str = "t") -> list[tuple[Factor, ...]]:
+def move_paths(paths: tuple[tuple[Factor, ...], ...], step: int | str, var: str = "t") -> list[tuple[Factor, ...]]:
     """Paths written relative to ``var`` moved to ``step`` (see ``naming.move``)."""
     return [tuple(Factor(naming.move(f.num, step, var), naming.move(f.den, step, var)) for f in p) for p in paths]
 
 
 def instances(f: Factorized, t: int) -> list[tuple[Factor, ...]]:
     """Every term of dJ_t/dw that the factorized formula stands for, shortest first."""
-    out = list(_move(f.direct, t))
+    out = list(move_paths(f.direct, t))
     ks = [0] if f.initial else range(t, 0, -1)
     for k in ks:
-        prefixes = _move(f.head, t)
+        prefixes = move_paths(f.head, t)
         for j in range(t, k, -1):
-            prefixes = [p + s for p in prefixes for s in _move(f.step, j, "j")]
-        tails = [()] if f.initial else _move(f.tail, k, "k")
+            prefixes = [p + s for p in prefixes for s in move_paths(f.step, j, "j")]
+        tails = [()] if f.initial else move_paths(f.tail, k, "k")
         out += [p + tail for p in prefixes for tail in tails]
     return sorted(out, key=len)
 
@@ -182,11 +186,12 @@ def factorize(cell: Cell, wrt: str) -> Factorized:
     if len(cell.states) != 1:
         raise NotImplementedError("the time-factorized expansion is written for cells with one state")
     state = cell.states[0].name
+    last = cell.loss_mode == "last"
     loss, s_t, s_prev = (naming.step_name(n, r) for n, r in ((cell.loss, "t"), (state, "t"), (state, "t-1")))
     head = _within_step(cell, loss, s_t)
-    step = tuple(_move(_within_step(cell, s_t, s_prev), "j"))
+    step = tuple(move_paths(_within_step(cell, s_t, s_prev), "j"))
     if wrt == naming.step_name(state, 0):
-        return Factorized(wrt, state, head, step, (), ())
-    tail = tuple(_move(_within_step(cell, s_t, wrt), "k"))
+        return Factorized(wrt, state, last, head, step, (), ())
+    tail = tuple(move_paths(_within_step(cell, s_t, wrt), "k"))
     direct = _within_step(cell, loss, wrt, avoid=s_t)
-    return Factorized(wrt, state, head, step, tail, direct)
+    return Factorized(wrt, state, last, head, step, tail, direct)

@@ -22,6 +22,7 @@ import sympy as sp
 from . import naming
 from .adjoint import Program
 from .analytic import factor_matrix
+from .cell import Cell
 from .chain import Term
 from .exprs import CrossEntropy, Outer, Softmax, SoftmaxCrossEntropy
 from .pipeline import Derivation
@@ -33,6 +34,23 @@ from .unroll import Unrolled
 class Line:
     code: str
     comment: str = ""
+    last_only: bool = False  # many-to-one: runs at the last step only
+
+
+def runs(lines: tuple[Line, ...]) -> tuple[tuple[bool, tuple[Line, ...]], ...]:
+    """Consecutive lines grouped by ``last_only``, for the template's ``if t == T:`` blocks."""
+    out: list[tuple[bool, list[Line]]] = []
+    for line in lines:
+        if out and out[-1][0] == line.last_only:
+            out[-1][1].append(line)
+        else:
+            out.append((line.last_only, [line]))
+    return tuple((flag, tuple(group)) for flag, group in out)
+
+
+def _last_only(cell: Cell, names: set[str]) -> bool:
+    """True for a many-to-one cell when everything in ``names`` is an output (computed at T only)."""
+    return cell.loss_mode == "last" and bool(names) and names <= cell.outputs
 
 
 @dataclass(frozen=True)
@@ -64,23 +82,21 @@ def _code_loss(derivation: Derivation, rhs: sp.Basic) -> sp.Basic:
     return rhs
 
 
-def fast_forward(derivation: Derivation) -> tuple[tuple[Line, ...], Line]:
-    """The loop body of the forward pass, and the line adding J_t to the loss."""
+def fast_forward(derivation: Derivation) -> tuple[Line, ...]:
+    """The loop body of the forward pass, the line adding J_t to the loss included."""
     cell = derivation.cell
     printer = BatchedPrinter()
     lines = []
-    loss = None
     for eq in cell.equations:
         lhs = sp.MatrixSymbol(naming.step_name(eq.name, "t"), *eq.shape)
         comment = f"{text(lhs)} = {text(eq.rhs)}"
+        last = _last_only(cell, {eq.name})
         if eq.name == cell.loss:
-            loss = Line(f"loss += {printer.doprint(_code_loss(derivation, eq.rhs))}", comment)
+            lines.append(Line(f"loss += {printer.doprint(_code_loss(derivation, eq.rhs))}", comment, last))
         else:
-            lines.append(
-                Line(f"{printer.doprint(lhs)} = {printer.doprint(eq.rhs)}", f"{comment}  (B, {_dim(eq.shape[0])})")
-            )
-    assert loss is not None
-    return tuple(lines), loss
+            code = f"{printer.doprint(lhs)} = {printer.doprint(eq.rhs)}"
+            lines.append(Line(code, f"{comment}  (B, {_dim(eq.shape[0])})", last))
+    return tuple(lines)
 
 
 def fast_backward(program: Program) -> tuple[tuple[Line, ...], tuple[Line, ...], tuple[Line, ...]]:
@@ -95,13 +111,15 @@ def fast_backward(program: Program) -> tuple[tuple[Line, ...], tuple[Line, ...],
             carried = program.carried_into(a.node)
             code = f"{code} + {carried_local(a.node)}"
             comment += f" + {text(carried)}"
-        assigns.append(Line(f"{printer.doprint(a.target)} = {code}", comment))
+        assigns.append(Line(f"{printer.doprint(a.target)} = {code}", comment, _last_only(program.cell, {a.node})))
     accs = []
     for acc in program.accumulates:
         code = printer.doprint(acc.expr)
         if program.cell.param(acc.wrt).symbol.shape[1] == 1:  # a bias: its (B, n) rows summed over the batch
             code = f"{code}.sum(axis=0)" if code.isidentifier() else f"({code}).sum(axis=0)"
-        accs.append(Line(f"{grad_local(acc.wrt)} += {code}", f"dJ/d{acc.wrt} += {text(acc.expr)}"))
+        users = {eq.name for eq in program.cell.equations if eq.rhs.has(program.cell.param(acc.wrt).symbol)}
+        last = _last_only(program.cell, users)
+        accs.append(Line(f"{grad_local(acc.wrt)} += {code}", f"dJ/d{acc.wrt} += {text(acc.expr)}", last))
     carries = tuple(
         Line(f"{carried_local(c.state)} = {printer.doprint(c.expr)}", f"share of dJ/d{c.state}_{{t-1}}: {text(c.expr)}")
         for c in program.carries
@@ -171,9 +189,10 @@ def _term_code(derivation: Derivation, term: Term) -> str:
 def definition_terms(derivation: Derivation) -> tuple[Block, ...]:
     blocks = []
     for wrt, expansion in derivation.expansions.items():
-        for t, terms in enumerate(expansion.per_loss, start=1):
+        for terms in expansion.per_loss:
             if not terms:
                 continue
+            t = terms[0].loss_step
             lines = []
             initial = wrt not in derivation.cell.param_names
             for term in terms:
@@ -194,15 +213,18 @@ def _py_tuple(names: tuple[str, ...]) -> str:
 def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
     """Everything ``templates/module.py.j2`` places, already printed."""
     cell = derivation.cell
-    forward, loss_line = fast_forward(derivation)
+    forward = fast_forward(derivation)
     backward, accumulate, carry = fast_backward(derivation.program)
     state = cell.states[0]
     printer = ColumnPrinter()
     step_inputs, losses = [], ""
     if derivation.expanded:
         for t in range(1, derivation.steps + 1):
-            for v in cell.inputs + cell.targets:
+            for v in cell.inputs:
                 step_inputs.append(f"{printer.doprint(v.at(t))} = {naming.code_base(v.name)}[{t}]")
+            if t in cell.loss_steps(derivation.steps):
+                for v in cell.targets:
+                    step_inputs.append(f"{printer.doprint(v.at(t))} = {naming.code_base(v.name)}[{t}]")
         losses = " + ".join(printer.doprint(j) for j in _unrolled(derivation).losses)
     expanded = derivation.expanded
     target = cell.targets[0]
@@ -210,6 +232,11 @@ def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
     for p in cell.params:
         for i, d in enumerate(p.shape):
             sizes.setdefault(d, f"n_{d} = {p.name}.shape[{i}]")
+    zero_deltas = [  # many-to-one: the outputs' deltas, zero before step T
+        {"name": line.code.split(" = ")[0], "dim": cell.nodes[a.node].dim}
+        for a, line in zip(derivation.program.assigns, backward)
+        if line.last_only
+    ]
     context: dict[str, Any] = {
         "input_code": naming.code_base(cell.inputs[0].name),
         "target_code": naming.code_base(target.name),
@@ -235,9 +262,15 @@ def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
         "state": state,
         "nodes": [cell.nodes[e.name] for e in cell.equations if e.name != cell.loss],
         "forward": forward,
-        "loss_line": loss_line,
         "backward": backward,
         "accumulate": accumulate,
+        "forward_runs": runs(forward),
+        "backward_runs": [
+            (last, lines, [z for z in zero_deltas if any(line.code.startswith(z["name"] + " = ") for line in lines)])
+            for last, lines in runs(backward + accumulate)
+        ],
+        "loss_last": cell.loss_mode == "last",
+        "zero_deltas": zero_deltas,
         "carry": carry,
         "carries": [{"name": carried_local(s.name), "dim": s.dim} for s in cell.states],
         "step_inputs": step_inputs,
@@ -251,7 +284,6 @@ def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
         for group in ("forward", "backward", "accumulate", "carry", "def_forward", "def_jacobians")
         for line in context[group]
     )
-    code += "\n" + context["loss_line"].code
     context["uses"] = sorted(h for h in ("_sigmoid", "_relu", "_step", "_squared_error") if h + "(" in code)
     by_definition = "\n".join(line.code for group in ("def_forward", "def_jacobians") for line in context[group])
     context["size_lines"] = [

@@ -16,7 +16,7 @@ import sympy as sp
 from . import naming
 from .adjoint import COLLAPSE_SIZE, with_carry
 from .analytic import factor_matrix, row_product, term_gradient
-from .chain import Factor, Term, factorize
+from .chain import Factor, Term, factorize, move_paths
 from .exprs import Outer, add, mul, transpose
 from .pipeline import Derivation
 from .printing import LatexPrinter, latex
@@ -65,11 +65,9 @@ def _partial_wrt(loss: str, wrt: str) -> str:
 def expansion_groups(derivation: Derivation, wrt: str) -> tuple[Group, ...]:
     printer = LatexPrinter()
     groups = []
-    per_loss = derivation.expansions[wrt].per_loss
-    for t in range(len(per_loss), 0, -1):
-        terms = tuple(
-            _chunks([printer.partial(f) for f in term.factors], PARTIALS_PER_LINE) for term in per_loss[t - 1]
-        )
+    for loss_terms in reversed(derivation.expansions[wrt].per_loss):
+        t = loss_terms[0].loss_step if loss_terms else 0
+        terms = tuple(_chunks([printer.partial(f) for f in term.factors], PARTIALS_PER_LINE) for term in loss_terms)
         if terms:
             groups.append(Group(_partial_wrt(naming.step_name(derivation.cell.loss, t), wrt), terms))
     return tuple(groups)
@@ -78,10 +76,10 @@ def expansion_groups(derivation: Derivation, wrt: str) -> tuple[Group, ...]:
 def analytic_groups(derivation: Derivation, wrt: str) -> tuple[Group, ...]:
     printer = LatexPrinter()
     groups = []
-    per_loss = derivation.expansions[wrt].per_loss
-    for t in range(len(per_loss), 0, -1):
+    for loss_terms in reversed(derivation.expansions[wrt].per_loss):
+        t = loss_terms[0].loss_step if loss_terms else 0
         terms = []
-        for term in per_loss[t - 1]:
+        for term in loss_terms:
             assert derivation.unrolled is not None, "analytic terms are written for expanded derivations"
             sign, parts = printer.factors(term_gradient(derivation.unrolled, term))
             lines = list(_chunks(parts, MATRICES_PER_LINE))
@@ -108,17 +106,20 @@ def general_formula(derivation: Derivation, wrt: str) -> dict[str, list[str]]:
     cell = derivation.cell
     f = factorize(cell, wrt)
     graph = StepGraph(cell)
-    head, step = _paths_latex(f.head), _paths_latex(f.step)
-    head_m, step_m = _paths_matrix(graph, f.head), _paths_matrix(graph, f.step)
-    sum_t = r"\sum_{t=1}^{T}"
+    top = "T" if f.last else "t"  # many-to-one: the one loss is J_T
+    head_paths = tuple(move_paths(f.head, top))
+    head, step = _paths_latex(head_paths), _paths_latex(f.step)
+    head_m, step_m = _paths_matrix(graph, head_paths), _paths_matrix(graph, f.step)
+    sum_t = "" if f.last else r"\sum_{t=1}^{T}"
     if f.initial:
-        product, product_m = (rf"\left(\prod_{{j=1}}^{{t}} {x}\right)" for x in (step, step_m))
+        product, product_m = (rf"\left(\prod_{{j=1}}^{{{top}}} {x}\right)" for x in (step, step_m))
         return {
             "factors": [f"{sum_t} {head}", product],
             "analytic": [rf"{sum_t} \biggl[{head_m}", rf"{product_m}\biggr]^{{T}}"],
         }
-    direct = _paths_latex(f.direct) if f.direct else ""
-    direct_m = " + ".join(latex(_shaped(graph, path)) for path in f.direct)
+    direct_paths = tuple(move_paths(f.direct, top))
+    direct = _paths_latex(direct_paths) if direct_paths else ""
+    direct_m = " + ".join(latex(_shaped(graph, path)) for path in direct_paths)
     if not f.tail:
         return {"factors": [f"{sum_t} {direct}"], "analytic": [f"{sum_t} {direct_m}"]}
     rows = tuple(path[:-1] for path in f.tail)
@@ -128,8 +129,8 @@ def general_formula(derivation: Derivation, wrt: str) -> dict[str, list[str]]:
         tail.append(enters.left)
     tail_m = LatexPrinter().factor(mul(*tail)) if tail else ""
     outer = " " + latex(transpose(enters.right)) if isinstance(enters, Outer) else ""
-    product, product_m = (rf"\left(\prod_{{j=k+1}}^{{t}} {x}\right)" for x in (step, step_m))
-    sum_k = r"\sum_{k=1}^{t}"
+    product, product_m = (rf"\left(\prod_{{j=k+1}}^{{{top}}} {x}\right)" for x in (step, step_m))
+    sum_k = rf"\sum_{{k=1}}^{{{top}}}"
     if not f.direct:
         return {
             "factors": [f"{sum_t} {sum_k} {head}", f"{product} {_paths_latex(f.tail)}"],
@@ -274,7 +275,7 @@ def document_context(derivation: Derivation, report: Report, command: str) -> di
             {
                 "name": naming.latex_name(wrt),
                 "total": derivation.term_count(wrt),
-                "counts": " + ".join(str(f.count(t)) for t in range(1, T + 1)) if expanded else "",
+                "counts": " + ".join(str(f.count(t)) for t in cell.loss_steps(T)) if expanded else "",
                 "expansion": expansion_groups(derivation, wrt) if expanded else (),
                 "analytic": analytic_groups(derivation, wrt) if expanded else (),
                 "is_state": wrt not in cell.param_names,
@@ -285,6 +286,8 @@ def document_context(derivation: Derivation, report: Report, command: str) -> di
         "cell": cell,
         "steps": T,
         "expanded": derivation.expanded,
+        "loss_last": cell.loss_mode == "last",
+        "target_kind": cell.targets[0].kind,
         "expanded_max": derivation.expandable,
         "checked_steps": derivation.equivalence.steps,
         "command": command,

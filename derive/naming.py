@@ -41,7 +41,7 @@ def grad_name(name: str) -> str:
 
 def shift(step: str, offset: int) -> str:
     """Move a symbolic step: ``shift("t", -1) == "t-1"``, ``shift("t-1", 1) == "t"``."""
-    m = re.fullmatch(r"([a-z])([+-]\d+)?", step)
+    m = re.fullmatch(r"([A-Za-z])([+-]\d+)?", step)
     if m is None:
         return str(int(step) + offset)
     total = int(m.group(2) or 0) + offset

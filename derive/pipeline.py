@@ -47,8 +47,6 @@ class Derivation:
 
 def check_supported(cell: Cell) -> None:
     """Raise NotImplementedError, naming the feature, for a valid spec this version cannot derive yet."""
-    if cell.loss_mode != "every":
-        raise NotImplementedError(f"{cell.name}: 'loss: last step' (many-to-one)")
     if len(cell.states) != 1:
         names = ", ".join(s.name for s in cell.states)
         raise NotImplementedError(f"{cell.name}: several states ({names}); one state (h) is supported for now")

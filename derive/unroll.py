@@ -83,8 +83,8 @@ class Unrolled:
 
     @property
     def losses(self) -> tuple[MatrixSymbol, ...]:
-        """J@1, ..., J@T."""
-        return tuple(self.symbols[naming.step_name(self.cell.loss, t)] for t in range(1, self.steps + 1))
+        """J@1, ..., J@T (J@T alone for a many-to-one cell)."""
+        return tuple(self.symbols[naming.step_name(self.cell.loss, t)] for t in self.cell.loss_steps(self.steps))
 
     @property
     def initial_states(self) -> tuple[MatrixSymbol, ...]:
@@ -99,7 +99,7 @@ def unroll(cell: Cell, steps: int) -> Unrolled:
         raise ValueError(f"the number of steps must be an integer >= 1, got {steps!r}")
     equations = []
     for t in range(1, steps + 1):
-        for eq in cell.equations:
+        for eq in cell.computed_at(t, steps):
             lhs = MatrixSymbol(naming.step_name(eq.name, t), *eq.shape)
             equations.append((lhs, at_step(eq.rhs, t)))
     return Unrolled(cell=cell, steps=steps, equations=tuple(equations))
@@ -107,10 +107,10 @@ def unroll(cell: Cell, steps: int) -> Unrolled:
 
 @dataclass(frozen=True)
 class StepGraph:
-    """One step of the cell at the symbolic steps t, j and k: for formulas valid for every T."""
+    """One step of the cell at the symbolic steps t, j, k and T: for formulas valid for every T."""
 
     cell: Cell
-    steps: tuple[str, ...] = ("t", "j", "k")
+    steps: tuple[str, ...] = ("t", "j", "k", "T")
 
     @cached_property
     def rhs(self) -> Mapping[str, sp.Basic]:

@@ -7,8 +7,9 @@
    cell's equations with explicit matrices of scalar symbols: SymPy's own
    derivatives of tanh, exp and log, none of our rule table.
 
-The error measure is ``max|a - b| / max(max|b|, SCALE_FLOOR)``: the largest
-deviation relative to the largest entry of the trusted value.
+The error measure is ``max|a - b| / max(max|b|, floor)``: the largest
+deviation relative to the largest entry of the trusted value, with the floor
+SCALE_FLOOR, or FD_SCALE_FLOOR against finite differences (whose noise is absolute).
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ from .references import reference_elman, reference_gru
 from .unroll import at_step
 
 SCALE_FLOOR = 1e-8
+# central differences carry an absolute noise of about eps_machine * |J| / FD_EPS ~ 1e-10 whatever the
+# gradient's size, so against them a vanishing gradient (|b| ~ 1e-5 after a few sigmoid steps) is
+# measured relative to at least this scale: an absolute error of 1e-8 passes RTOL_FD
+FD_SCALE_FLOOR = 1e-2
 RTOL_EXACT = 1e-10  # against the reference loop and SymPy: float64 rounding only
 RTOL_FD = 1e-6  # against central differences with FD_EPS: truncation and cancellation
 FD_EPS = 1e-6
@@ -56,11 +61,11 @@ def load_module(source: str, name: str) -> types.ModuleType:
     return module
 
 
-def max_rel_error(a: np.ndarray | float, b: np.ndarray | float) -> float:
+def max_rel_error(a: np.ndarray | float, b: np.ndarray | float, floor: float = SCALE_FLOOR) -> float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.shape != b.shape:
         return float("inf")
-    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), SCALE_FLOOR))
+    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), floor))
 
 
 def random_problem(
@@ -76,8 +81,9 @@ def random_problem(
     lead = (steps,) if batch is None else (steps, batch)
     xs = rng.standard_normal(lead + (sizes_of[module.SHAPES_OF["input"]],))
     n_target = sizes_of[module.SHAPES_OF["target"]]
+    per = lead[1:] if module.LOSS_AT == "last" else lead  # many-to-one: one target per sequence
     targets: np.ndarray = (
-        rng.integers(0, n_target, lead) if module.TARGET == "class" else rng.standard_normal(lead + (n_target,))
+        rng.integers(0, n_target, per) if module.TARGET == "class" else rng.standard_normal(per + (n_target,))
     )
     h0 = 0.5 * rng.standard_normal(lead[1:] + (sizes_of[module.SHAPES_OF["state"]],))
     return params, xs, targets, h0
@@ -171,19 +177,23 @@ def sympy_gradients(cell: Cell, params, xs, labels, h0) -> tuple[float, dict[str
     sizes = {dim_symbol(d): n for d, n in cell.sizes(params).items()}
     graph: list[tuple[sp.Symbol, sp.Expr]] = []  # each scalar of each unrolled node, in evaluation order
     losses: list[sp.Symbol] = []
-    for t in range(1, len(xs) + 1):
+    steps = len(xs)
+    for t in range(1, steps + 1):
         env[naming.step_name(cell.inputs[0].name, t)] = sp.Matrix([sp.Float(v, 30) for v in xs[t - 1]])
-        if cell.targets[0].kind == "class":
-            target = [sp.S.One if i == labels[t - 1] else sp.S.Zero for i in range(n_y)]
-        else:
-            target = [sp.Float(v, 30) for v in labels[t - 1]]
-        env[naming.step_name(cell.targets[0].name, t)] = sp.Matrix(target)
-        for eq in cell.equations:
+        if t in cell.loss_steps(steps):
+            label = labels if cell.loss_mode == "last" else labels[t - 1]
+            if cell.targets[0].kind == "class":
+                target = [sp.S.One if i == label else sp.S.Zero for i in range(n_y)]
+            else:
+                target = [sp.Float(v, 30) for v in label]
+            env[naming.step_name(cell.targets[0].name, t)] = sp.Matrix(target)
+        for eq in cell.computed_at(t, steps):
             local = _explicit(at_step(eq.rhs, t), env, sizes)
             names = sp.Matrix(*local.shape, lambda i, j, n=eq.name, t=t: sp.Symbol(f"{n}@{t}_{i}_{j}"))
             graph += list(zip(names, local))
             env[naming.step_name(eq.name, t)] = names
-        losses.append(env[naming.step_name(cell.loss, t)][0, 0])
+        if t in cell.loss_steps(steps):
+            losses.append(env[naming.step_name(cell.loss, t)][0, 0])
     values = {s: v for name, m in unknowns.items() for s, v in zip(m, np.ravel(params[name] if name != "h0" else h0))}
     symbols = list(values)
     if not any(eq.rhs.has(Hadamard) for eq in cell.equations):
@@ -273,7 +283,8 @@ def verify(cell: Cell, module: types.ModuleType, steps: int) -> Report:
         for check, (problem, (loss, grads)) in trusted.items():
             got_loss, got = fn(*problem)
             by_row = {} if loss is None else {"loss": max_rel_error(got_loss, loss)}
-            by_row.update({name: max_rel_error(got[name], grads[name]) for name in rows[1:]})
+            floor = FD_SCALE_FLOOR if check == "finite differences" else SCALE_FLOOR
+            by_row.update({name: max_rel_error(got[name], grads[name], floor) for name in rows[1:]})
             errors[(impl, check)] = by_row
     return Report(cell.name, steps, rows, errors)
 

@@ -32,6 +32,7 @@ BY_DEFINITION = True  # whether gradients_by_definition was generated (T <= 20)
 PARAMS = ("W_xh", "W_hh", "W_hy", "b_h", "b_y")
 DIMS = ("n_x", "n_h", "n_y")  # the arguments of init_params, in order
 TARGET = "class"  # "class": integer labels; "real": target vectors
+LOSS_AT = "every"  # "every" step (many-to-many) or the "last" (many-to-one)
 SHAPES_OF = {"input": "n_x", "target": "n_y", "state": "n_h"}
 SHAPES = {
     "W_xh": ("n_h", "n_x"),
@@ -113,15 +114,16 @@ def _prepare(params, xs, labels, h0):
     if not np.issubdtype(xs.dtype, np.floating):
         xs = xs.astype(np.float64)
     dtype = np.result_type(xs.dtype, *(np.asarray(params[name]).dtype for name in PARAMS))
+    lead = (T, B) if batched else (T,)
     labels = _array(labels, "labels")
-    if labels.shape != ((T, B) if batched else (T,)):
-        raise ValueError(f"labels: expected shape {(T, B) if batched else (T,)} to match xs, got {labels.shape}")
+    if labels.shape != lead:
+        raise ValueError(f"labels: expected shape {lead} to match xs, got {labels.shape}")
     if labels.size and not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels: expected integers, got dtype {labels.dtype}")
     n_y = sizes["n_y"]
     if labels.size and (labels.min() < 0 or labels.max() >= n_y):
         raise ValueError(f"labels: expected class indices in [0, {n_y}), got values in [{labels.min()}, {labels.max()}]")
-    labels = labels.reshape(T, B)
+    labels = labels.reshape(-1, B)
     n_h = sizes["n_h"]
     if h0 is None:
         h0 = np.zeros((B, n_h), dtype)

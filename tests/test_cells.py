@@ -1,4 +1,5 @@
-"""Every built-in cell, at T = 1..5: both generated implementations against every yardstick.
+"""Every built-in cell and a corpus of test specs (tests/cells: each activation, each loss,
+many-to-one), at T = 1..5: both generated implementations against every yardstick.
 
 One ``verify`` report per (cell, T), cached; each test reads one parameter's row, so a
 failure names the cell, the step count and the parameter (``gru-T4-U_n``).
@@ -6,21 +7,29 @@ failure names the cell, the step count and the parameter (``gru-T4-U_n``).
 
 import functools
 import re
+from pathlib import Path
 
 import pytest
 
 from derive.cell import builtin_names, load_builtin
 from derive.outputs import module_source, verified
 from derive.pipeline import derive
+from derive.spec import read
 from derive.verify import CHECKS, IMPLEMENTATIONS, TOLERANCE, load_module
 
+CORPUS = Path(__file__).resolve().parent / "cells"
 CELLS = [c for c in builtin_names() if c != "rnn"]  # rnn has its own, finer tests (test_gradients.py)
+CELLS += sorted(f"corpus/{p.stem}" for p in CORPUS.glob("*.cell"))
 STEPS = range(1, 6)
+
+
+def load(cell: str):
+    return read(CORPUS / f"{cell.split('/')[1]}.cell") if cell.startswith("corpus/") else load_builtin(cell)
 
 
 @functools.cache
 def derivation(cell: str, steps: int):
-    return derive(load_builtin(cell), steps)
+    return derive(load(cell), steps)
 
 
 @functools.cache
@@ -31,10 +40,10 @@ def report(cell: str, steps: int):
 
 def _cases():
     for cell in CELLS:
-        module = load_module(module_source(derive(load_builtin(cell), 1)), cell)
+        module = load_module(module_source(derivation(cell, 1)), cell.replace("/", "_"))
         for steps in STEPS:
             for row in ("loss", *module.PARAMS, "h0"):
-                yield pytest.param(cell, steps, row, id=f"{cell}-T{steps}-{row}")
+                yield pytest.param(cell, steps, row, id=f"{cell.split('/')[-1]}-T{steps}-{row}")
 
 
 @pytest.mark.parametrize("cell, steps, row", list(_cases()))
@@ -42,8 +51,10 @@ def test_every_check_of_every_parameter(cell, steps, row):
     r = report(cell, steps)
     # the by-definition code exists where the expansion is written out (a GRU's terms grow as 4^T)
     implementations = IMPLEMENTATIONS if derivation(cell, steps).expanded else IMPLEMENTATIONS[:1]
+    # the corpus has no hand-written loops: finite differences and SymPy only
+    checks = [c for c in CHECKS if c != "reference"] if cell.startswith("corpus/") else CHECKS
     for impl in implementations:
-        for check in CHECKS:
+        for check in checks:
             err = r.error(impl, check, row)
             if row == "loss" and check == "finite differences":
                 assert err is None  # finite differences measure gradients only
@@ -52,7 +63,7 @@ def test_every_check_of_every_parameter(cell, steps, row):
             assert err <= TOLERANCE[check], f"{impl} vs {check}: {err:.1e}"
 
 
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", [c for c in CELLS if not c.startswith("corpus/")])
 def test_cells_have_their_own_reference_loop(cell):
     assert all(r is not None for r in report(cell, 2).errors[("loss_and_gradients", "reference")].values())
 
@@ -63,10 +74,10 @@ UNSUPPORTED = {
         "c = tanh(W x + U h[t-1]) * c[t-1]\nh = tanh(c)\ny = V h\nJ = cross_entropy(softmax(y), l)\n",
         "several states (h, c)",
     ),
-    "many-to-one": (
-        "param W[h, x], U[h, h], V[y, h]\ninput x[x]; state h[h]; target l: class(y)\nloss: last step\n"
-        "h = tanh(W x + U h[t-1])\ny = V h\nJ = cross_entropy(softmax(y), l)\n",
-        "many-to-one",
+    "several-inputs": (
+        "param W[h, x], A[h, a], U[h, h], V[y, h]\ninput x[x], a[a]; state h[h]; target l: class(y)\n"
+        "h = tanh(W x + A a + U h[t-1])\ny = V h\nJ = cross_entropy(softmax(y), l)\n",
+        "one input and one target",
     ),
 }
 
