@@ -19,7 +19,7 @@ from .analytic import factor_matrix, row_product, term_gradient
 from .chain import Factor, Term, factorize, move_paths
 from .exprs import Outer, add, mul, transpose
 from .pipeline import Derivation
-from .printing import LatexPrinter, latex
+from .printing import LatexPrinter, is_negative, latex, latex_width, negated, ordered_terms
 from .rules import jacobian, softmax_cross_entropy
 from .unroll import StepGraph, at_step, symbols_in
 from .verify import CHECKS, IMPLEMENTATIONS, SYMPY_MAX_STEPS, TOLERANCE, Report
@@ -30,7 +30,6 @@ LEMMAS = {
     "cross-entropy above, checked without the rule table.",
 }
 PARTIALS_PER_LINE = 10
-MATRICES_PER_LINE = 5
 
 
 @dataclass(frozen=True)
@@ -39,6 +38,20 @@ class Group:
 
     lhs: str
     terms: tuple[tuple[str, ...], ...]
+
+
+LINE_WIDTH = 60  # latex_width of one display line on the page (A4, 2 cm margins, 10 pt)
+
+
+def _fill(items: list[str], width: int = LINE_WIDTH) -> tuple[str, ...]:
+    """Items packed greedily into lines no wider than ``width`` (an item wider than that alone)."""
+    lines: list[list[str]] = []
+    for item in items:
+        if lines and latex_width(" ".join(lines[-1] + [item])) <= width:
+            lines[-1].append(item)
+        else:
+            lines.append([item])
+    return tuple(" ".join(line) for line in lines)
 
 
 def _chunks(items: list[str], size: int) -> tuple[str, ...]:
@@ -81,8 +94,8 @@ def analytic_groups(derivation: Derivation, wrt: str) -> tuple[Group, ...]:
         terms = []
         for term in loss_terms:
             assert derivation.unrolled is not None, "analytic terms are written for expanded derivations"
-            sign, parts = printer.factors(term_gradient(derivation.unrolled, term))
-            lines = list(_chunks(parts, MATRICES_PER_LINE))
+            sign, parts = printer.factors(term_gradient(derivation.unrolled, term), LINE_WIDTH)
+            lines = list(_fill(parts))
             lines[0] = sign + lines[0]
             terms.append(tuple(lines))
         if terms:
@@ -145,6 +158,13 @@ def general_formula(derivation: Derivation, wrt: str) -> dict[str, list[str]]:
     }
 
 
+def _fitting(formula: dict[str, list[str]]) -> dict[str, list[str] | None]:
+    """The formula's displays, each None where a line would run off the page."""
+    return {
+        key: (lines if all(latex_width(x) <= LINE_WIDTH for x in lines) else None) for key, lines in formula.items()
+    }
+
+
 def _shaped(graph: StepGraph, path: tuple[Factor, ...]) -> sp.Basic:
     return term_gradient(graph, Term(0, path))
 
@@ -170,8 +190,40 @@ def local_derivatives(derivation: Derivation) -> tuple[tuple[str, str, str], ...
                     mapped = rf"g^{{T}} \mapsto \left(g^{{T}} {LatexPrinter().factor(value.left)}\right)^{{T}} {v}"
                 rows.append((factor, mapped, _shape(value.param) + r" \text{ (an outer product)}"))
             else:
-                rows.append((factor, latex(value), _shape(value)))
+                rows.append((factor, _display(value), _shape(value)))
     return tuple(rows)
+
+
+CONTINUE = " \\\\\n&\\qquad "  # a display line broken inside align*: the rest indented under the '='
+
+
+def _display(expr: sp.Basic, hadamard: bool = False, width: int = LINE_WIDTH) -> str:
+    """expr for an align* right-hand side, broken into lines at sums and products where it is too wide."""
+    printer = LatexPrinter(hadamard=hadamard)
+    text = printer.doprint(expr)
+    if latex_width(text) <= width:
+        return text
+    if isinstance(expr, sp.MatAdd):
+        items = []
+        for i, term in enumerate(_signed_terms(expr)):
+            piece = _display(term[1], hadamard, width)
+            items.append(piece if i == 0 and term[0] == "+" else f"{term[0]} {piece}")
+        return CONTINUE.join(_fill(items, width))
+    sign, parts = printer.factors(expr, width)
+    return sign + CONTINUE.join(_fill(parts, width))
+
+
+def _flat_sum(expr: sp.Basic) -> sp.Basic:
+    """A sum of sums as one sum, so that its lines break at every term."""
+    if not isinstance(expr, sp.MatAdd):
+        return expr
+    terms = [t for a in expr.args for t in (_flat_sum(a).args if isinstance(_flat_sum(a), sp.MatAdd) else (a,))]
+    return sp.MatAdd(*terms)
+
+
+def _signed_terms(expr: sp.MatAdd) -> list[tuple[str, sp.Basic]]:
+    """The terms of a sum as (sign, term), in the order the printers write them."""
+    return [("-", negated(t)) if is_negative(t) else ("+", t) for t in ordered_terms(expr)]
 
 
 def softmax_collapse(derivation: Derivation) -> str | None:
@@ -202,7 +254,7 @@ def softmax_collapse(derivation: Derivation) -> str | None:
 def recurrence(derivation: Derivation) -> dict[str, object]:
     program = derivation.program
     cell = derivation.cell
-    lines = [(latex(a.target), latex(with_carry(program, a), hadamard=True)) for a in program.assigns]
+    lines = [(latex(a.target), _display(_flat_sum(with_carry(program, a)), hadamard=True)) for a in program.assigns]
     after_last = {
         sym.name: sp.MatrixSymbol(naming.step_name(naming.split(sym.name)[0], "T+1"), *sym.shape)
         for c in program.carries
@@ -279,7 +331,7 @@ def document_context(derivation: Derivation, report: Report, command: str) -> di
                 "expansion": expansion_groups(derivation, wrt) if expanded else (),
                 "analytic": analytic_groups(derivation, wrt) if expanded else (),
                 "is_state": wrt not in cell.param_names,
-                "general": general_formula(derivation, wrt),
+                "general": _fitting(general_formula(derivation, wrt)),
             }
         )
     return {

@@ -72,7 +72,10 @@ _GREEK = {"delta": r"\delta", "ell": r"\ell"}
 def latex_base(base: str) -> str:
     """``"W_hh" -> "W_{hh}"``, ``"b_h" -> "b_{h}"``, ``"h" -> "h"``."""
     head, _, sub = base.partition("_")
-    head = _GREEK.get(head, head)
+    if head in _GREEK:
+        head = _GREEK[head]
+    elif len(head) > 1:  # a word (label, gate): upright, not a product of italic letters
+        head = rf"\mathrm{{{head}}}"
     return f"{head}_{{{sub}}}" if sub else head
 
 

@@ -15,6 +15,7 @@ nothing else in the package builds a maths string.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import sympy as sp
@@ -44,16 +45,16 @@ from .exprs import (
 SPEC_NAMES = {cls: name for name, cls in ACTIVATIONS.items()} | {Step: "step"}
 
 
-def _ordered(expr: sp.MatAdd) -> list[sp.Basic]:
+def ordered_terms(expr: sp.MatAdd) -> list[sp.Basic]:
     """Positive terms first, each group in the order written."""
-    return sorted(expr.args, key=_is_negative)
+    return sorted(expr.args, key=is_negative)
 
 
-def _is_negative(term: sp.Basic) -> bool:
+def is_negative(term: sp.Basic) -> bool:
     return isinstance(term, sp.MatMul) and bool(term.args[0].is_Number and term.args[0].is_negative)
 
 
-def _negated(term: sp.Basic) -> sp.Basic:
+def negated(term: sp.Basic) -> sp.Basic:
     """-term for a term with a negative coefficient."""
     coeff, *rest = term.args
     if coeff == -1:
@@ -63,7 +64,7 @@ def _negated(term: sp.Basic) -> sp.Basic:
 
 def _untransposed_sum(expr: sp.MatAdd) -> sp.MatAdd | None:
     """a^T + b^T as (a + b) when every term is a transposed symbol, else None."""
-    inner = [_negated(a) if _is_negative(a) else a for a in expr.args]
+    inner = [negated(a) if is_negative(a) else a for a in expr.args]
     if all(isinstance(a, sp.Transpose) and isinstance(a.arg, MatrixSymbol) for a in inner):
         return sp.MatAdd(*[transpose(a) for a in expr.args])
     return None
@@ -88,9 +89,9 @@ class _SignedSums:
 
     def _print_MatAdd(self, expr: sp.MatAdd) -> str:
         out = ""
-        for i, term in enumerate(_ordered(expr)):
-            if _is_negative(term):
-                out += (" - " if i else "-") + self._factor(_negated(term))
+        for i, term in enumerate(ordered_terms(expr)):
+            if is_negative(term):
+                out += (" - " if i else "-") + self._factor(negated(term))
             else:
                 out += (" + " if i else "") + self._print(term)
         return out
@@ -144,7 +145,9 @@ class LatexPrinter(_SignedSums, _SympyLatex):
             a = args[i]
             if self.hadamard and isinstance(a, Diag) and i + 1 < len(args) and _is_vector(args[-1]):
                 rest = args[i + 1] if i + 2 == len(args) else sp.MatMul(*args[i + 1 :])
-                parts.append(f"{self._factor(a.arg)} \\odot {self._factor(rest)}")
+                # a ⊙ (M v): the product in parentheses, since ⊙ and juxtaposition have no agreed precedence
+                right = self._paren(self._print(rest)) if isinstance(rest, sp.MatMul) else self._factor(rest)
+                parts.append(f"{self._factor(a.arg)} \\odot {right}")
                 break
             parts.append(self._factor(a))
             i += 1
@@ -184,18 +187,38 @@ class LatexPrinter(_SignedSums, _SympyLatex):
     def _print_CrossEntropy(self, expr: CrossEntropy) -> str:
         return rf"-{self._print(transpose(expr.target))} \log {self._print(expr.p)}"
 
-    def factors(self, expr: sp.Basic) -> tuple[str, list[str]]:
-        """(sign, printed factors) of a product, for layouts that break long products."""
+    def factors(self, expr: sp.Basic, width: int | None = None) -> tuple[str, list[str]]:
+        """(sign, printed factors) of a product, for layouts that break long products.
+
+        With ``width``, a factor wider than that which is a sum comes back as pieces, one
+        per term, bracketed by \\Bigl( and \\Bigr) (which, unlike \\left and \\right, may
+        sit on different lines), so that a layout can break inside it.
+        """
         args = list(expr.args) if isinstance(expr, sp.MatMul) else [expr]
         sign = ""
         if args[0].is_Number:
             coeff = args.pop(0)
             sign = "-" if coeff == -1 else self._print(coeff) + " "
-        return sign, [self._factor(a) for a in args]
+        out = []
+        for a in args:
+            text = self._factor(a)
+            if width is not None and isinstance(a, sp.MatAdd) and latex_width(text) > width:
+                terms = [self._print(t) for t in ordered_terms(a)]
+                pieces = [t if i == 0 or t.startswith("-") else f"+ {t}" for i, t in enumerate(terms)]
+                pieces[0], pieces[-1] = rf"\Bigl({pieces[0]}", rf"{pieces[-1]}\Bigr)"
+                out.extend(pieces)
+            else:
+                out.append(text)
+        return sign, out
 
     def partial(self, factor: Factor) -> str:
         """d num / d den as a fraction: ``\\frac{\\partial z_{3}}{\\partial h_{2}}``."""
         return rf"\frac{{\partial {naming.latex_name(factor.num)}}}{{\partial {naming.latex_name(factor.den)}}}"
+
+
+def latex_width(text: str) -> int:
+    """A rough width of typeset LaTeX, in characters: commands, braces and scripts do not count."""
+    return len(re.sub(r"\\(left|right|Bigl|Bigr|biggl|biggr)|\\[a-zA-Z]+|[{}^_ ]", "", text))
 
 
 def latex(expr: sp.Basic, hadamard: bool = False) -> str:

@@ -7,6 +7,8 @@ failure names the cell, the step count and the parameter (``gru-T4-U_n``).
 
 import functools
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -96,3 +98,23 @@ def test_unsupported_features_are_named_not_derived_wrongly(name, tmp_path, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not supported yet" in err[0] and feature in err[0]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.pdf
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+@pytest.mark.parametrize("cell", CELLS)
+def test_document_compiles_with_nothing_off_the_page(cell, tmp_path):
+    from derive.outputs import tex_source
+
+    path = tmp_path / "doc.tex"
+    path.write_text(tex_source(derivation(cell, 3), report(cell, 3)), encoding="utf-8")
+    run = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", path.name],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        errors="replace",
+    )
+    log = (tmp_path / "doc.log").read_text(errors="replace")
+    assert run.returncode == 0, log[-2000:]
+    assert "Overfull \\hbox" not in log
