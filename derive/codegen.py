@@ -181,7 +181,7 @@ def _term_code(derivation: Derivation, term: Term) -> str:
     row = " @ ".join(naming.jacobian_local(f.num, f.den) for f in chain)
     if isinstance(last, Outer):
         if not isinstance(last.left, sp.Identity):
-            row = f"{row} @ {ColumnPrinter().doprint(last.left)}"
+            row = f"{row} @ {ColumnPrinter().operand(last.left)}"
         return f"({row}).T @ {ColumnPrinter().doprint(sp.Transpose(last.right))}"
     return f"({row}).T"
 

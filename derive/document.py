@@ -114,7 +114,7 @@ def _paths_matrix(graph: StepGraph, paths: tuple[tuple[Factor, ...], ...]) -> st
     return LatexPrinter().factor(add(*[row_product(graph, path) for path in paths]))
 
 
-def general_formula(derivation: Derivation, wrt: str) -> dict[str, list[str]]:
+def general_formula(derivation: Derivation, wrt: str) -> dict[str, list[str] | None]:
     """dJ/dw for every T, as display lines: "factors" (partials) and "analytic" (substituted)."""
     cell = derivation.cell
     f = factorize(cell, wrt)
@@ -136,7 +136,14 @@ def general_formula(derivation: Derivation, wrt: str) -> dict[str, list[str]]:
     if not f.tail:
         return {"factors": [f"{sum_t} {direct}"], "analytic": [f"{sum_t} {direct_m}"]}
     rows = tuple(path[:-1] for path in f.tail)
-    (enters,) = {factor_matrix(graph, path[-1]) for path in f.tail}  # how w enters a step
+    entries = {factor_matrix(graph, path[-1]) for path in f.tail}  # how w enters a step
+    product = rf"\left(\prod_{{j=k+1}}^{{{top}}} {step}\right)"
+    sum_k = rf"\sum_{{k=1}}^{{{top}}}"
+    if len(entries) > 1:  # w enters a step through several nodes: the analytic form is left to the terms
+        first = rf"{sum_t} \biggl({direct} + {sum_k} {head}" if f.direct else f"{sum_t} {sum_k} {head}"
+        last = rf"{product} {_paths_latex(f.tail)}" + (r"\biggr)" if f.direct else "")
+        return {"factors": [first, last], "analytic": None}
+    (enters,) = entries
     tail = [add(*[row_product(graph, row) for row in rows])] if all(rows) else []
     if isinstance(enters, Outer) and not isinstance(enters.left, sp.Identity):
         tail.append(enters.left)
@@ -158,10 +165,11 @@ def general_formula(derivation: Derivation, wrt: str) -> dict[str, list[str]]:
     }
 
 
-def _fitting(formula: dict[str, list[str]]) -> dict[str, list[str] | None]:
+def _fitting(formula: dict[str, list[str] | None]) -> dict[str, list[str] | None]:
     """The formula's displays, each None where a line would run off the page."""
     return {
-        key: (lines if all(latex_width(x) <= LINE_WIDTH for x in lines) else None) for key, lines in formula.items()
+        key: (lines if lines is not None and all(latex_width(x) <= LINE_WIDTH for x in lines) else None)
+        for key, lines in formula.items()
     }
 
 

@@ -323,9 +323,13 @@ class ColumnPrinter(_NumPyBase):
     """Literal column-vector NumPy: every product is ``@``, every diag is a matrix."""
 
     def _factor(self, expr: sp.Basic) -> str:
-        """An operand of ``@`` or ``*``: sums and elementwise products in parentheses."""
+        """An operand of ``@`` or ``*``: sums, elementwise and scaled products in parentheses."""
         s = self._print(expr)
-        return self._paren(s) if isinstance(expr, (sp.MatAdd, Hadamard)) else s
+        scaled = isinstance(expr, sp.MatMul) and expr.args[0].is_Number
+        return self._paren(s) if isinstance(expr, (sp.MatAdd, Hadamard)) or scaled else s
+
+    def operand(self, expr: sp.Basic) -> str:
+        return self._factor(expr)
 
     def _print_Hadamard(self, expr: Hadamard) -> str:
         return " * ".join(
