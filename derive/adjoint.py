@@ -129,7 +129,7 @@ def build_program(cell: Cell) -> Program:
         for name in computed + ([cell.loss] if cell.loss not in fused.values() else []):
             if eqs[name].rhs.has(psym):
                 jac = jacobian(eqs[name].rhs, psym, here[name])
-                g = delta[name]
+                g = sp.Identity(1) if name == cell.loss else delta[name]  # dJ/dJ_t = 1
                 parts.append(jac.contract(g) if isinstance(jac, Outer) else mul(transpose(jac), g))
         if parts:
             accumulates.append(Accumulate(wrt, add(*parts)))

@@ -26,8 +26,10 @@ def factor_matrix(unrolled: Graph, factor: Factor) -> sp.Basic:
 def collapsed_head(unrolled: Graph, factors: tuple[Factor, ...]) -> tuple[sp.Basic | None, int]:
     """(p_t - l_t)^T and 2 when the path starts with softmax + cross-entropy, else (None, 0)."""
     if len(factors) >= 2 and factors[0].den == factors[1].num:
+        p = unrolled.symbols[factors[0].den]
+        users = [n for n, rhs in unrolled.rhs.items() if rhs.has(p)]
         head = softmax_cross_entropy(unrolled.rhs[factors[0].num], unrolled.rhs[factors[1].num])
-        if head is not None:
+        if head is not None and users == [factors[0].num]:  # p read by the loss alone, as the program assumes
             return head, 2
     return None, 0
 

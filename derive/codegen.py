@@ -74,11 +74,7 @@ def _code_loss(derivation: Derivation, rhs: sp.Basic) -> sp.Basic:
         base = naming.split(rhs.p.name)[0]
         producer = next((e for e in cell.equations if e.name == base), None)
         if producer is not None and isinstance(producer.rhs, Softmax):
-            step = naming.split(rhs.p.name)[1]
-            assert step is not None, "the loss reads p at a step"
-            logits = producer.rhs.arg
-            logits = sp.MatrixSymbol(naming.step_name(naming.split(logits.name)[0], step), *logits.shape)
-            return SoftmaxCrossEntropy(logits, rhs.target)
+            return SoftmaxCrossEntropy(producer.rhs.arg, rhs.target)  # the loss and p are both at step t
     return rhs
 
 
@@ -178,10 +174,11 @@ def _term_code(derivation: Derivation, term: Term) -> str:
     factors = term.factors
     last = factor_matrix(_unrolled(derivation), factors[-1])
     chain = factors[:-1] if isinstance(last, Outer) else factors
-    row = " @ ".join(naming.jacobian_local(f.num, f.den) for f in chain)
+    parts = [naming.jacobian_local(f.num, f.den) for f in chain]
+    if isinstance(last, Outer) and not isinstance(last.left, sp.Identity):
+        parts.append(ColumnPrinter().operand(last.left))
+    row = " @ ".join(parts) or "np.ones((1, 1))"  # J_t = w v itself: dJ_t/dJ_t = 1
     if isinstance(last, Outer):
-        if not isinstance(last.left, sp.Identity):
-            row = f"{row} @ {ColumnPrinter().operand(last.left)}"
         return f"({row}).T @ {ColumnPrinter().doprint(sp.Transpose(last.right))}"
     return f"({row}).T"
 
@@ -286,6 +283,7 @@ def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
     )
     context["uses"] = sorted(h for h in ("_sigmoid", "_relu", "_step", "_squared_error") if h + "(" in code)
     by_definition = "\n".join(line.code for group in ("def_forward", "def_jacobians") for line in context[group])
+    by_definition += "\n".join(line.code for block in context["def_terms"] for line in block.lines)
     context["size_lines"] = [
         line for line in context["size_lines"] if re.search(rf"\b{line.split()[0]}\b", by_definition)
     ]

@@ -240,8 +240,11 @@ def softmax_collapse(derivation: Derivation) -> str | None:
     loss = cell.equation(cell.loss).rhs
     for eq in cell.equations:
         head = softmax_cross_entropy(loss, eq.rhs)
-        if head is None or naming.split(loss.p.name)[0] != eq.name:
+        if head is None or not isinstance(loss.p, sp.MatrixSymbol) or naming.split(loss.p.name)[0] != eq.name:
             continue
+        users = [e.name for e in cell.equations if e.rhs.has(loss.p)]
+        if users != [cell.loss] or not isinstance(eq.rhs.arg, sp.MatrixSymbol):
+            continue  # the derivation keeps dJ/dp and dp/dy apart here (p feeds another node, or y has no name)
         p = _step_symbol(eq.name, "t", eq.shape)
         y = eq.rhs.arg
         loss_sym = _step_symbol(cell.loss, "t", (1, 1))
@@ -315,6 +318,18 @@ def verification_table(report: Report) -> dict[str, object]:
     }
 
 
+_TEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "\\": r"\textbackslash{}",
+}
+
+
+def tex_text(text: str) -> str:
+    """Plain text (a cell's title) safe inside LaTeX: the special characters escaped."""
+    return "".join(_TEX_SPECIAL.get(c, c) for c in text)
+
+
 def _measured(err: float | None) -> str:
     """A measured error, wrapped so that the golden-file test can mask machine noise."""
     return "--" if err is None else rf"\measured{{{err:.1e}}}"
@@ -344,6 +359,7 @@ def document_context(derivation: Derivation, report: Report, command: str) -> di
         )
     return {
         "cell": cell,
+        "title": tex_text(cell.title),
         "steps": T,
         "expanded": derivation.expanded,
         "loss_last": cell.loss_mode == "last",

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import naming
 from .adjoint import Equivalence, Program, build_program, check_equivalence
 from .cell import Cell
 from .chain import Expansion, Factorized, differentiable_names, expand_all, factorize
-from .unroll import Unrolled, unroll
+from .unroll import Unrolled, symbols_in, unroll
 
 EXPANDED_MAX_STEPS = 20
 EXPANDED_MAX_TERMS = 3_000  # a gated cell's terms grow exponentially in T: a GRU has ~4^T / 3 per weight
@@ -47,6 +48,15 @@ class Derivation:
 
 def check_supported(cell: Cell) -> None:
     """Raise NotImplementedError, naming the feature, for a valid spec this version cannot derive yet."""
+    if cell.loss_mode == "last":
+        loss = cell.equation(cell.loss).rhs
+        reads = {naming.split(s.name)[0] for s in symbols_in(loss)}
+        targets = {t.name for t in cell.targets}
+        if not reads - targets <= cell.outputs:
+            raise NotImplementedError(
+                f"{cell.name}: a many-to-one loss that reads a state or a parameter directly; "
+                "name its prediction first (y = V h; J = squared_error(y, r))"
+            )
     if len(cell.states) != 1:
         names = ", ".join(s.name for s in cell.states)
         raise NotImplementedError(f"{cell.name}: several states ({names}); one state (h) is supported for now")

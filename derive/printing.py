@@ -257,6 +257,9 @@ class TextPrinter(_SignedSums, _SympyStr):
     def _print_OneMatrix(self, expr: sp.OneMatrix) -> str:
         return "1"
 
+    def _print_ZeroMatrix(self, expr: sp.ZeroMatrix) -> str:
+        return "0"
+
     def _print_Elementwise(self, expr: Elementwise) -> str:
         return f"{SPEC_NAMES[type(expr)]}({self._print(expr.arg)})"
 
@@ -291,6 +294,9 @@ class _NumPyBase(_SignedSums, _SympyNumPy):
 
     def _print_OneMatrix(self, expr: sp.OneMatrix) -> str:
         return "1"
+
+    def _print_ZeroMatrix(self, expr: sp.ZeroMatrix) -> str:
+        return "0"
 
     def _print_Elementwise(self, expr: Elementwise) -> str:
         if isinstance(expr, Ident):
@@ -411,6 +417,10 @@ class BatchedPrinter(_NumPyBase):
         for m in reversed(args[:-1]):
             if isinstance(m, Diag):
                 out = f"{self._operand(m.arg)} * {out if bare else self._paren(out)}"
+            elif isinstance(m, sp.Transpose) and _is_vector(m.arg):  # p^T g: a dot product per row
+                out, bare = f"({out} * {self._operand(m.arg)}).sum(axis=-1, keepdims=True)", True
+            elif _is_vector(m):  # p c, c one number per row
+                out = f"{self._operand(m)} * {out if bare else self._paren(out)}"
             else:
                 out, bare = f"{out} @ {self._print(transpose(m))}", False
         return sign + out

@@ -23,6 +23,7 @@ message is ``path:line:column: what was expected``.
 
 from __future__ import annotations
 
+import keyword
 import re
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -36,6 +37,11 @@ from .exprs import ACTIVATIONS, LOSSES, CrossEntropy, Hadamard, Softmax, Squared
 
 KEYWORDS = ("cell", "param", "input", "state", "target", "loss")
 LOSS = "<loss>"  # what _Builder.defined records for the loss node instead of a dimension
+# names the generated module uses for itself: a spec name equal to one would shadow it
+RESERVED = frozenset(keyword.kwlist) | frozenset(
+    "np t T B sizes dtype loss grads params batched xs labels targets total args onehot lead name".split()
+)
+MAX_NUMBER = 40  # characters in a numeric literal
 FUNCTIONS = tuple(ACTIVATIONS) + ("softmax",) + tuple(LOSSES)
 
 
@@ -62,7 +68,7 @@ class Token:
 
 
 _TOKEN = re.compile(
-    r"(?P<space>[ \t\r]+)|(?P<comment>#[^\n]*)|(?P<newline>\n)|(?P<number>[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)"
+    r"(?P<space>[ \t\r]+)|(?P<comment>#[^\n]*)|(?P<newline>\n)|(?P<number>[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]{1,3})?)"
     r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<string>\"[^\"\n]*\")|(?P<op>[\[\](),;:=+\-*])"
 )
 
@@ -183,6 +189,8 @@ class _Parser:
             raise self.error(tok, f"expected {what} (a name such as W_xh), got {tok.show()}")
         if tok.text in KEYWORDS:
             raise self.error(tok, f"{tok.text!r} is a keyword, not a name")
+        if tok.text in RESERVED or re.search(r"_[0-9]+$|_next$|^n_", tok.text):
+            raise self.error(tok, f"{tok.text!r} is reserved for the generated code (or ends in _<digits>); rename it")
         self.i += 1
         return tok
 
@@ -363,6 +371,8 @@ class _Parser:
         tok = self.tok
         if tok.kind == "number":
             self.i += 1
+            if len(tok.text) > MAX_NUMBER:
+                raise self.error(tok, f"a number of at most {MAX_NUMBER} characters, got {len(tok.text)}")
             exact = Fraction(tok.text)  # the standard library's exact decimal reading; no SymPy parsing
             return Num(tok.line, tok.col, sp.Rational(exact.numerator, exact.denominator))
         if self.at("("):
@@ -495,6 +505,16 @@ class _Builder:
         for name, (_, tok) in self.d.states.items():
             if name not in self.defined:
                 raise self.error(tok, f"state {name!r} has no update: add an equation '{name} = ...'")
+        declared = {**self.d.params, **self.d.inputs, **self.d.states}
+        names = set(declared) | set(self.d.targets) | set(self.defined)
+        for tok, _ in self.d.equations:
+            if tok.text.startswith("d") and tok.text[1:] in names:
+                raise self.error(
+                    tok, f"{tok.text!r} would share a name with the gradient of {tok.text[1:]!r}; rename it"
+                )
+        for name, (_, tok) in declared.items():
+            if name.startswith("d") and name[1:] in names:
+                raise self.error(tok, f"{name!r} would share a name with the gradient of {name[1:]!r}; rename it")
         for name, (_, tok) in self.d.params.items():
             if name not in self.used:
                 raise self.error(tok, f"parameter {name!r} is never used")
@@ -643,8 +663,13 @@ class _Builder:
 
 def parse(text: str, path: str = "<spec>", default_name: str = "cell") -> Cell:
     """Read a cell specification; raise ``SpecError`` with file:line:column on any problem."""
-    d = _Parser(text, path).parse()
-    equations, loss = _Builder(d, path).build()
+    parser = _Parser(text, path)
+    try:
+        d = parser.parse()
+        equations, loss = _Builder(d, path).build()
+    except RecursionError:
+        tok = parser.tok
+        raise SpecError(path, tok.line, tok.col, "expression nested too deeply: name some of its parts") from None
     if not d.inputs:
         raise SpecError(path, 1, 1, "expected at least one input, declared as 'input x[x]'")
     if not d.states:
