@@ -108,48 +108,44 @@ class Softmax(MatrixExpr):
         return self.arg.shape
 
 
-class CrossEntropy(MatrixExpr):
-    """-l^T log(p) for a probability vector p and a one-hot target l: a 1 x 1 loss."""
+class Loss(MatrixExpr):
+    """A 1 x 1 loss of a prediction and a target vector of the same shape."""
 
-    def __new__(cls, p: MatrixExpr, target: MatrixExpr) -> CrossEntropy:
-        p, target = sp.sympify(p), sp.sympify(target)
-        if p.shape != target.shape:
-            raise TypeError(f"cross_entropy of shapes {p.shape} and {target.shape}")
-        return super().__new__(cls, p, target)
+    spec_name = ""
+
+    def __new__(cls, prediction: MatrixExpr, target: MatrixExpr) -> Loss:
+        prediction, target = sp.sympify(prediction), sp.sympify(target)
+        if prediction.shape != target.shape:
+            raise TypeError(f"{cls.spec_name} of shapes {prediction.shape} and {target.shape}")
+        return super().__new__(cls, prediction, target)
+
+    @property
+    def target(self) -> MatrixExpr:
+        return self.args[1]
+
+    @property
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
+        return (sp.S.One, sp.S.One)
+
+
+class CrossEntropy(Loss):
+    """-l^T log(p) for a probability vector p and a one-hot target l."""
+
+    spec_name = "cross_entropy"
 
     @property
     def p(self) -> MatrixExpr:
         return self.args[0]
 
-    @property
-    def target(self) -> MatrixExpr:
-        return self.args[1]
 
-    @property
-    def shape(self) -> tuple[sp.Expr, sp.Expr]:
-        return (sp.S.One, sp.S.One)
+class SquaredError(Loss):
+    """(1/2) |y - r|^2 for a prediction y and a real target r."""
 
-
-class SquaredError(MatrixExpr):
-    """(1/2) |y - r|^2 for a prediction y and a real target r: a 1 x 1 loss."""
-
-    def __new__(cls, y: MatrixExpr, target: MatrixExpr) -> SquaredError:
-        y, target = sp.sympify(y), sp.sympify(target)
-        if y.shape != target.shape:
-            raise TypeError(f"squared_error of shapes {y.shape} and {target.shape}")
-        return super().__new__(cls, y, target)
+    spec_name = "squared_error"
 
     @property
     def y(self) -> MatrixExpr:
         return self.args[0]
-
-    @property
-    def target(self) -> MatrixExpr:
-        return self.args[1]
-
-    @property
-    def shape(self) -> tuple[sp.Expr, sp.Expr]:
-        return (sp.S.One, sp.S.One)
 
 
 LOSSES = {"cross_entropy": CrossEntropy, "squared_error": SquaredError}
@@ -259,20 +255,11 @@ def transpose(expr: sp.Basic) -> sp.Basic:
     return sp.Transpose(expr)
 
 
-class SoftmaxCrossEntropy(MatrixExpr):
+class SoftmaxCrossEntropy(Loss):
     """cross_entropy(softmax(y), l) computed from the logits y (log-sum-exp), for code only."""
 
-    def __new__(cls, logits: MatrixExpr, target: MatrixExpr) -> SoftmaxCrossEntropy:
-        return super().__new__(cls, sp.sympify(logits), sp.sympify(target))
+    spec_name = "softmax_cross_entropy"
 
     @property
     def logits(self) -> MatrixExpr:
         return self.args[0]
-
-    @property
-    def target(self) -> MatrixExpr:
-        return self.args[1]
-
-    @property
-    def shape(self) -> tuple[sp.Expr, sp.Expr]:
-        return (sp.S.One, sp.S.One)
