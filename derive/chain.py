@@ -162,14 +162,17 @@ def instances(f: Factorized, t: int) -> list[tuple[Factor, ...]]:
     return sorted(out, key=len)
 
 
-def _within_step(cell: Cell, top: str, stop: str, avoid: str | None = None) -> tuple[tuple[Factor, ...], ...]:
-    """Paths from ``top`` down to ``stop`` among step t's own nodes (symbols at @t)."""
+def within_step(
+    cell: Cell, top: str, stop: str, avoid: str | frozenset[str] | None = None
+) -> tuple[tuple[Factor, ...], ...]:
+    """Paths from ``top`` down to ``stop`` among step t's own nodes (symbols at @t), through none of ``avoid``."""
     deps = {naming.step_name(eq.name, "t"): tuple(s.name for s in symbols_in(eq.rhs)) for eq in cell.equations}
+    avoided = frozenset([avoid]) if isinstance(avoid, str) else avoid or frozenset()
     found: list[tuple[Factor, ...]] = []
 
-    def walk(node: str, prefix: tuple[Factor, ...]) -> None:
+    def walk(node: str, prefix: tuple[Factor, ...]) -> None:  # depth: the nodes of one step
         for arg in deps.get(node, ()):
-            if arg == avoid:
+            if arg in avoided:
                 continue
             step = prefix + (Factor(node, arg),)
             if arg == stop:
@@ -181,17 +184,153 @@ def _within_step(cell: Cell, top: str, stop: str, avoid: str | None = None) -> t
     return tuple(sorted(found, key=len))
 
 
-def factorize(cell: Cell, wrt: str) -> Factorized:
-    """The time-factorized chain rule for ``wrt`` (a parameter, or the initial state s@0)."""
+def factorize(cell: Cell, wrt: str) -> Factorized | Blocks:
+    """The time-factorized chain rule for ``wrt`` (a parameter, or an initial state s@0)."""
     if len(cell.states) != 1:
-        raise NotImplementedError("the time-factorized expansion is written for cells with one state")
+        return factorize_blocks(cell, wrt)
     state = cell.states[0].name
     last = cell.loss_mode == "last"
     loss, s_t, s_prev = (naming.step_name(n, r) for n, r in ((cell.loss, "t"), (state, "t"), (state, "t-1")))
-    head = _within_step(cell, loss, s_t)
-    step = tuple(move_paths(_within_step(cell, s_t, s_prev), "j"))
+    head = within_step(cell, loss, s_t)
+    step = tuple(move_paths(within_step(cell, s_t, s_prev), "j"))
     if wrt == naming.step_name(state, 0):
         return Factorized(wrt, state, last, head, step, (), ())
-    tail = tuple(move_paths(_within_step(cell, s_t, wrt), "k"))
-    direct = _within_step(cell, loss, wrt, avoid=s_t)
+    tail = tuple(move_paths(within_step(cell, s_t, wrt), "k"))
+    direct = within_step(cell, loss, wrt, avoid=s_t)
     return Factorized(wrt, state, last, head, step, tail, direct)
+
+
+# ---- several states: the stacked state s_t = (h_t, c_t, ...) and its block Jacobian ------
+
+
+Paths = tuple[tuple[Factor, ...], ...]
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """dJ_t/dw for any t, for a cell whose state is several vectors s_t = (a_t, b_t, ...):
+
+        dJ_t/dw = sum(direct) + sum_{k=1}^{t} (dJ_t/ds_t) (ds_t/ds_{t-1}) ... (ds_{k+1}/ds_k) (ds_k/dw)
+
+    The repeated factor ds_j/ds_{j-1} is a block matrix: ``step[a][b]`` holds the paths inside
+    step j from state a (at j) to state b at j-1, through the step's other nodes (c_t on
+    the way from h_t to c_{t-1}).  ``head[a]`` holds the paths from J_t to state a of step
+    t that meet no other state of step t first (so that each path is counted once),
+    ``tail[a]`` the paths inside step k from state a to w, and ``direct`` the paths from
+    J_t to w that meet no state of step t.  For an initial state w = b@0 the only term
+    is k = 0 and the tail picks block b.  Written at the symbolic steps t, j, k.
+    """
+
+    wrt: str
+    states: tuple[str, ...]
+    last: bool  # many-to-one: only J_T enters J
+    head: tuple[Paths, ...]
+    step: tuple[tuple[Paths, ...], ...]
+    tail: tuple[Paths, ...]
+    direct: Paths
+
+    @property
+    def initial(self) -> bool:
+        return self.wrt in {naming.step_name(s, 0) for s in self.states}
+
+    @property
+    def initial_index(self) -> int:
+        return [naming.step_name(s, 0) for s in self.states].index(self.wrt)
+
+    def _rows(self, steps: int) -> list[list[int]]:
+        """Path counts of head M^m for m = 0..steps, M the block counts of the step Jacobian."""
+        size = len(self.states)
+        counts = [[len(self.step[a][b]) for b in range(size)] for a in range(size)]
+        row = [len(paths) for paths in self.head]
+        out = [row]
+        for _ in range(steps):
+            row = [sum(row[a] * counts[a][b] for a in range(size)) for b in range(size)]
+            out.append(row)
+        return out
+
+    def count(self, t: int) -> int:
+        """The number of paths of the unrolled graph from J_t to w: the terms dJ_t/dw stands for."""
+        rows = self._rows(t)
+        if self.initial:
+            return rows[t][self.initial_index]
+        tails = [len(paths) for paths in self.tail]
+        return len(self.direct) + sum(sum(r * n for r, n in zip(rows[m], tails)) for m in range(t))
+
+    def total(self, steps: int) -> int:
+        """The number of paths from J (every J_t, or J_T for a many-to-one cell) to w."""
+        if self.last:
+            return self.count(steps)
+        rows = self._rows(steps)
+        if self.initial:
+            return sum(rows[t][self.initial_index] for t in range(1, steps + 1))
+        tails = [len(paths) for paths in self.tail]
+        per_m = [sum(r * n for r, n in zip(rows[m], tails)) for m in range(steps)]
+        # J_t has the terms m = t - k = 0..t-1: per_m[m] enters the T - m losses t = m+1..T
+        return len(self.direct) * steps + sum(per_m[m] * (steps - m) for m in range(steps))
+
+    def block_count(self, t: int) -> int:
+        """The number of terms written for dJ_t/dw: the direct paths and one block product per k."""
+        if self.initial:
+            return 1
+        return len(self.direct) + (t if any(self.tail) else 0)
+
+    def block_total(self, steps: int) -> int:
+        return sum(self.block_count(t) for t in (range(steps, steps + 1) if self.last else range(1, steps + 1)))
+
+
+def factorize_blocks(cell: Cell, wrt: str) -> Blocks:
+    states = tuple(s.name for s in cell.states)
+    now = {s: naming.step_name(s, "t") for s in states}
+    loss = naming.step_name(cell.loss, "t")
+    head = tuple(within_step(cell, loss, now[a], avoid=frozenset(now.values()) - {now[a]}) for a in states)
+    step = tuple(
+        tuple(tuple(move_paths(within_step(cell, now[a], naming.step_name(b, "t-1")), "j")) for b in states)
+        for a in states
+    )
+    last = cell.loss_mode == "last"
+    if wrt in {naming.step_name(s, 0) for s in states}:
+        return Blocks(wrt, states, last, head, step, tuple(() for _ in states), ())
+    tail = tuple(tuple(move_paths(within_step(cell, now[a], wrt), "k")) for a in states)
+    direct = within_step(cell, loss, wrt, avoid=frozenset(now.values()))
+    return Blocks(wrt, states, last, head, step, tail, direct)
+
+
+def block_instances(f: Blocks, t: int) -> list[tuple[Factor, ...]]:
+    """Every path of the unrolled graph from J_t to w that the block formula stands for, shortest first."""
+    out = list(move_paths(f.direct, t))
+    ks = [0] if f.initial else range(t, 0, -1)
+    for k in ks:
+        prefixes = [(a, p) for a, paths in enumerate(f.head) for p in move_paths(paths, t)]
+        for j in range(t, k, -1):
+            prefixes = [
+                (b, p + s) for a, p in prefixes for b in range(len(f.states)) for s in move_paths(f.step[a][b], j, "j")
+            ]
+        if f.initial:
+            out += [p for a, p in prefixes if a == f.initial_index]
+        else:
+            out += [p + tail for a, p in prefixes for tail in move_paths(f.tail[a], k, "k")]
+    return sorted(out, key=len)
+
+
+def stacked_name(cell: Cell) -> str:
+    """The name of the stacked state (h_t, c_t, ...) in block factors: s, unless the cell uses s."""
+    used = {eq.name for eq in cell.equations} | {v.name for v in cell.inputs + cell.targets + cell.states}
+    used |= set(cell.param_names)
+    return next(n for n in ("s", "S", "s_state") if n not in used)
+
+
+def block_expansion(cell: Cell, steps: int, f: Blocks) -> Expansion:
+    """dJ/dw term by term at the state level: the direct paths, then for each k the product
+    (dJ_t/ds_t)(ds_t/ds_{t-1}) ... (ds_{k+1}/ds_k)(ds_k/dw) as one term of block factors."""
+    s = stacked_name(cell)
+    per_loss = []
+    for t in cell.loss_steps(steps):
+        terms = [Term(t, path) for path in move_paths(f.direct, t)]
+        ks = [0] if f.initial else (range(t, 0, -1) if any(f.tail) else [])
+        for k in ks:
+            factors = [Factor(naming.step_name(cell.loss, t), naming.step_name(s, t))]
+            factors += [Factor(naming.step_name(s, j), naming.step_name(s, j - 1)) for j in range(t, k, -1)]
+            factors.append(Factor(naming.step_name(s, k), f.wrt))
+            terms.append(Term(t, tuple(factors)))
+        per_loss.append(tuple(terms))
+    return Expansion(f.wrt, tuple(per_loss))

@@ -112,6 +112,9 @@ def list_cells(args: argparse.Namespace, out: TextIO) -> int:
 def _summary(derivation: Derivation) -> str:
     counts = ", ".join(f"{derivation.term_count(w)} for {naming.text_name(w)}" for w in derivation.factorized)
     eq = derivation.equivalence
+    if derivation.blocks:  # one term per k through the stacked state; each stands for many paths
+        paths = ", ".join(f"{derivation.path_count(w)}" for w in derivation.factorized)
+        counts += f"\n  (block products through the stacked state, standing for {paths} paths of the graph)"
     return (
         f"chain-rule terms: {counts}\n"
         f"recurrence = expanded sums at T = {eq.steps}: {eq.delta_identities} delta and "

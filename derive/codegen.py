@@ -23,7 +23,7 @@ from . import naming
 from .adjoint import Program
 from .analytic import factor_matrix
 from .cell import Cell
-from .chain import Term
+from .chain import Blocks, Factor, Term, move_paths, stacked_name
 from .exprs import CrossEntropy, Outer, Softmax, SoftmaxCrossEntropy
 from .pipeline import Derivation
 from .printing import BatchedPrinter, ColumnPrinter, text
@@ -127,6 +127,11 @@ def carried_local(state: str) -> str:
     return f"d{state}_next"
 
 
+def initial_arg(state: str) -> str:
+    """The argument and gradient key of an initial state: ``h0`` for the state h."""
+    return f"{state}0"
+
+
 def grad_local(wrt: str) -> str:
     return naming.code_local(naming.grad_name(wrt))
 
@@ -151,36 +156,131 @@ def definition_forward(derivation: Derivation) -> tuple[Line, ...]:
     return tuple(out)
 
 
-def definition_jacobians(derivation: Derivation) -> tuple[Line, ...]:
-    """Every local Jacobian any term uses, once, in the order first used."""
-    printer = ColumnPrinter()
-    seen: dict[tuple[str, str], Line] = {}
-    for expansion in derivation.expansions.values():
+def _raw_paths(derivation: Derivation) -> list[tuple[Factor, ...]]:
+    """The paths whose edges the by-definition code multiplies: the terms themselves for one state;
+    for several states the paths inside the blocks and tails of every block term."""
+    if not derivation.blocks:
+        return [term.factors for expansion in derivation.expansions.values() for term in expansion.terms]
+    out: list[tuple[Factor, ...]] = []
+    for wrt, expansion in derivation.expansions.items():
+        f = derivation.factorized[wrt]
+        assert isinstance(f, Blocks)
         for term in expansion.terms:
-            for f in term.factors:
-                key = (f.num, f.den)
-                if key in seen:
-                    continue
-                matrix = factor_matrix(_unrolled(derivation), f)
-                if isinstance(matrix, Outer):
-                    continue
-                shape = f"({_dim(matrix.shape[0])}, {_dim(matrix.shape[1])})"
-                seen[key] = Line(f"{naming.jacobian_local(f.num, f.den)} = {printer.doprint(matrix)}", shape)
-    return tuple(seen.values())
+            if not _is_block(derivation, term):
+                out.append(term.factors)
+                continue
+            out += [p for paths in f.head for p in move_paths(paths, term.loss_step)]
+            for factor in term.factors[1:-1]:
+                j = naming.step_of(factor.num)
+                out += [p for row in f.step for paths in row for p in move_paths(paths, j, "j")]
+            if not f.initial:
+                out += [p for paths in f.tail for p in move_paths(paths, term.entry_step, "k")]
+    return out
 
 
-def _term_code(derivation: Derivation, term: Term) -> str:
-    """The term as a product of the Jacobian locals, made the shape of what it differentiates."""
-    factors = term.factors
-    last = factor_matrix(_unrolled(derivation), factors[-1])
-    chain = factors[:-1] if isinstance(last, Outer) else factors
-    parts = [naming.jacobian_local(f.num, f.den) for f in chain]
+def _is_block(derivation: Derivation, term: Term) -> bool:
+    return derivation.blocks and naming.split(term.factors[0].den)[0] == stacked_name(derivation.cell)
+
+
+def definition_jacobians(derivation: Derivation) -> tuple[Line, ...]:
+    """Every local Jacobian any term uses, once, in the order first used; then, for a cell with
+    several states, the blocks dJ_t/ds_t and ds_j/ds_{j-1} built from them."""
+    printer = ColumnPrinter()
+    lines = []
+    edges = dict.fromkeys(f for path in _raw_paths(derivation) for f in path)
+    for f in edges:
+        matrix = factor_matrix(_unrolled(derivation), f)
+        if isinstance(matrix, Outer):
+            continue
+        shape = f"({_dim(matrix.shape[0])}, {_dim(matrix.shape[1])})"
+        lines.append(Line(f"{naming.jacobian_local(f.num, f.den)} = {printer.doprint(matrix)}", shape))
+    if derivation.blocks:
+        lines += _block_lines(derivation)
+    return tuple(lines)
+
+
+def _path_sum(paths: list[tuple[Factor, ...]], rows: str, cols: str) -> str:
+    """The sum over paths of the products of their edge locals; zeros of (rows, cols) for no path."""
+    if not paths:
+        return f"np.zeros(({rows}, {cols}))"
+    return " + ".join(" @ ".join(naming.jacobian_local(f.num, f.den) for f in path) for path in paths)
+
+
+def _state_dims(derivation: Derivation) -> list[str]:
+    return [f"n_{s.dim}" for s in derivation.cell.states]
+
+
+def _block_lines(derivation: Derivation) -> list[Line]:
+    """dJ_t/ds_t (a row of blocks) and ds_j/ds_{j-1} (a matrix of blocks), from the paths inside a step."""
+    cell = derivation.cell
+    f = next(iter(derivation.factorized.values()))
+    assert isinstance(f, Blocks)
+    s = stacked_name(cell)
+    dims = _state_dims(derivation)
+    width = " + ".join(dims)
+    used = {x for expansion in derivation.expansions.values() for term in expansion.terms for x in term.factors}
+    lines = []
+    for t in cell.loss_steps(derivation.steps):
+        head = Factor(naming.step_name(cell.loss, t), naming.step_name(s, t))
+        if head in used:
+            blocks = ", ".join(_path_sum(move_paths(f.head[a], t), "1", dims[a]) for a in range(len(dims)))
+            lines.append(Line(f"{naming.jacobian_local(head.num, head.den)} = np.hstack([{blocks}])", f"(1, {width})"))
+    for j in range(derivation.steps, 0, -1):
+        factor = Factor(naming.step_name(s, j), naming.step_name(s, j - 1))
+        if factor not in used:
+            continue
+        rows = []
+        for a in range(len(dims)):
+            row = [_path_sum(move_paths(f.step[a][b], j, "j"), dims[a], dims[b]) for b in range(len(dims))]
+            rows.append(f"[{', '.join(row)}]")
+        code = f"{naming.jacobian_local(factor.num, factor.den)} = np.block([{', '.join(rows)}])"
+        lines.append(Line(code, f"({width}, {width})"))
+    return lines
+
+
+def _state_slices(derivation: Derivation) -> list[str]:
+    """``[:, lo:hi]`` of each state's block in a row over the stacked state."""
+    dims = _state_dims(derivation)
+    out = []
+    for a in range(len(dims)):
+        lo = " + ".join(dims[:a])
+        hi = " + ".join(dims[: a + 1]) if a < len(dims) - 1 else ""
+        out.append(f"[:, {lo}:{hi}]")
+    return out
+
+
+def _path_code(derivation: Derivation, row: list[str], path: tuple[Factor, ...]) -> str:
+    """``row`` (1 x n, or nothing) times the path's Jacobians, made the shape of what the path ends at."""
+    last = factor_matrix(_unrolled(derivation), path[-1])
+    chain = path[:-1] if isinstance(last, Outer) else path
+    parts = row + [naming.jacobian_local(f.num, f.den) for f in chain]
     if isinstance(last, Outer) and not isinstance(last.left, sp.Identity):
         parts.append(ColumnPrinter().operand(last.left))
-    row = " @ ".join(parts) or "np.ones((1, 1))"  # J_t = w v itself: dJ_t/dJ_t = 1
+    product = " @ ".join(parts) or "np.ones((1, 1))"  # J_t = w v itself: dJ_t/dJ_t = 1
     if isinstance(last, Outer):
-        return f"({row}).T @ {ColumnPrinter().doprint(sp.Transpose(last.right))}"
-    return f"({row}).T"
+        return f"({product}).T @ {ColumnPrinter().doprint(sp.Transpose(last.right))}"
+    return f"({product}).T"
+
+
+def _term_code(derivation: Derivation, term: Term) -> list[str]:
+    """The term as code, the last line its value: the product of its Jacobian locals, made the
+    shape of what it differentiates.  A block term (dJ_t/ds_t)(ds_t/ds_{t-1}) ... (ds_k/dw)
+    first computes the row dJ_dsk = dJ_t/ds_k, then sends each state's slice of it down that
+    state's paths to w inside step k."""
+    if not _is_block(derivation, term):
+        return [_path_code(derivation, [], term.factors)]
+    row = " @ ".join(naming.jacobian_local(f.num, f.den) for f in term.factors[:-1])
+    f = derivation.factorized[term.factors[-1].den]
+    assert isinstance(f, Blocks)
+    slices = _state_slices(derivation)
+    if f.initial:
+        return [f"({row}){slices[f.initial_index]}.T"]
+    parts = [
+        _path_code(derivation, [f"dJ_dsk{slices[a]}"], path)
+        for a in range(len(f.states))
+        for path in move_paths(f.tail[a], term.entry_step, "k")
+    ]
+    return [f"dJ_dsk = {row}", " + ".join(parts)]
 
 
 def definition_terms(derivation: Derivation) -> tuple[Block, ...]:
@@ -195,7 +295,9 @@ def definition_terms(derivation: Derivation) -> tuple[Block, ...]:
             for term in terms:
                 path = " ".join(f"d{naming.text_name(f.num)}/d{naming.text_name(f.den)}" for f in term.factors)
                 label = path if initial else f"k = {term.entry_step}: {path}"
-                lines.append(Line(f"{grad_local(wrt)} += {_term_code(derivation, term)}", label))
+                *before, last = _term_code(derivation, term)
+                lines += [Line(code, label if i == 0 else "") for i, code in enumerate(before)]
+                lines.append(Line(f"{grad_local(wrt)} += {last}", "" if before else label))
             header = f"dJ_{t}/d{naming.text_name(wrt)}: {len(terms)} term{'s' if len(terms) > 1 else ''}"
             blocks.append(Block(header, tuple(lines)))
     return tuple(blocks)
@@ -212,7 +314,6 @@ def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
     cell = derivation.cell
     forward = fast_forward(derivation)
     backward, accumulate, carry = fast_backward(derivation.program)
-    state = cell.states[0]
     printer = ColumnPrinter()
     step_inputs, losses = [], ""
     if derivation.expanded:
@@ -225,6 +326,16 @@ def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
         losses = " + ".join(printer.doprint(j) for j in _unrolled(derivation).losses)
     expanded = derivation.expanded
     target = cell.targets[0]
+    initial = [
+        {
+            "name": s.name,
+            "arg": initial_arg(s.name),
+            "dim": s.dim,
+            "carried": carried_local(s.name),
+            "local": naming.code_local(naming.step_name(s.name, 0)),
+        }
+        for s in cell.states
+    ]
     sizes: dict[str, str] = {}
     for p in cell.params:
         for i, d in enumerate(p.shape):
@@ -256,7 +367,11 @@ def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
         ],
         "input": cell.inputs[0],
         "target": cell.targets[0],
-        "state": state,
+        "initial": initial,
+        "initial_args": ", ".join(s["arg"] for s in initial),
+        "initial_defaults": ", ".join(f"{s['arg']}=None" for s in initial),
+        "initial_names": ", ".join(f'``"{s["arg"]}"``' for s in initial),
+        "initial_doc": "; ".join(f"``{s['arg']}`` (n_{s['dim']},) or (B, n_{s['dim']})" for s in initial),
         "nodes": [cell.nodes[e.name] for e in cell.equations if e.name != cell.loss],
         "forward": forward,
         "backward": backward,

@@ -16,7 +16,8 @@ import sympy as sp
 from . import naming
 from .adjoint import COLLAPSE_SIZE, with_carry
 from .analytic import factor_matrix, row_product, term_gradient
-from .chain import Factor, Term, factorize, move_paths
+from .cell import Cell
+from .chain import Blocks, Factor, Factorized, Term, move_paths, stacked_name
 from .exprs import Outer, add, mul, transpose
 from .pipeline import Derivation
 from .printing import LatexPrinter, is_negative, latex, latex_width, negated, ordered_terms
@@ -117,7 +118,8 @@ def _paths_matrix(graph: StepGraph, paths: tuple[tuple[Factor, ...], ...]) -> st
 def general_formula(derivation: Derivation, wrt: str) -> dict[str, list[str] | None]:
     """dJ/dw for every T, as display lines: "factors" (partials) and "analytic" (substituted)."""
     cell = derivation.cell
-    f = factorize(cell, wrt)
+    f = derivation.factorized[wrt]
+    assert isinstance(f, Factorized), "one state: see block_formula for several"
     graph = StepGraph(cell)
     top = "T" if f.last else "t"  # many-to-one: the one loss is J_T
     head_paths = tuple(move_paths(f.head, top))
@@ -196,12 +198,17 @@ def local_derivatives(derivation: Derivation) -> tuple[tuple[str, str, str], ...
                     mapped = rf"g^{{T}} \mapsto g\, {v}"
                 else:
                     mapped = rf"g^{{T}} \mapsto \left(g^{{T}} {LatexPrinter().factor(value.left)}\right)^{{T}} {v}"
-                rows.append((factor, mapped, _shape(value.param) + r" \text{ (an outer product)}"))
+                rows.append((factor, mapped, _shape(value.param) + OUTER_NOTE))
             else:
                 rows.append((factor, _display(value), _shape(value)))
+    # align* sets each column as wide as its widest entry: the widest value beside the widest shape
+    widest = max((latex_width(f"{f} {v}") for f, v, _ in rows), default=0)
+    if widest + max((latex_width(shape) for _, _, shape in rows), default=0) > LINE_WIDTH:
+        rows = [(f, v, shape.replace(OUTER_NOTE, r" \text{ (outer)}")) for f, v, shape in rows]
     return tuple(rows)
 
 
+OUTER_NOTE = r" \text{ (an outer product)}"
 CONTINUE = " \\\\\n&\\qquad "  # a display line broken inside align*: the rest indented under the '='
 
 
@@ -280,7 +287,7 @@ def recurrence(derivation: Derivation) -> dict[str, object]:
         )
     for c in program.carries:
         state0 = naming.latex_name(naming.step_name(c.state, 0))
-        one = latex(at_step(c.expr, 1))
+        one = _display(_flat_sum(at_step(c.expr, 1)))
         grads.append((rf"\frac{{\partial J}}{{\partial {state0}}}", one))
     eq = derivation.equivalence
     return {
@@ -297,14 +304,11 @@ def recurrence(derivation: Derivation) -> dict[str, object]:
     }
 
 
-def verification_table(report: Report) -> dict[str, object]:
+def verification_table(report: Report, cell: Cell) -> dict[str, object]:
     rows = []
+    initial = {f"{s.name}0": naming.step_name(s.name, 0) for s in cell.states}  # the argument h0 is h_0
     for row in report.rows:
-        label = (
-            r"\text{loss } J"
-            if row == "loss"
-            else naming.latex_name(naming.step_name(row[:-1], 0) if row == "h0" else row)
-        )
+        label = r"\text{loss } J" if row == "loss" else naming.latex_name(initial.get(row, row))
         cells = [_measured(report.error(impl, check, row)) for impl in IMPLEMENTATIONS for check in CHECKS]
         rows.append((label, cells))
     return {
@@ -346,15 +350,19 @@ def document_context(derivation: Derivation, report: Report, command: str) -> di
     sections = []
     for wrt, f in derivation.factorized.items():
         expanded = derivation.expanded
+        counts = (f.block_count if isinstance(f, Blocks) else f.count) if expanded else None
+        general, tail = block_formula(derivation, wrt) if derivation.blocks else (general_formula(derivation, wrt), [])
         sections.append(
             {
                 "name": naming.latex_name(wrt),
                 "total": derivation.term_count(wrt),
-                "counts": " + ".join(str(f.count(t)) for t in cell.loss_steps(T)) if expanded else "",
+                "paths": derivation.path_count(wrt),
+                "counts": " + ".join(str(counts(t)) for t in cell.loss_steps(T)) if counts else "",
                 "expansion": expansion_groups(derivation, wrt) if expanded else (),
-                "analytic": analytic_groups(derivation, wrt) if expanded else (),
+                "analytic": analytic_groups(derivation, wrt) if expanded and not derivation.blocks else (),
                 "is_state": wrt not in cell.param_names,
-                "general": _fitting(general_formula(derivation, wrt)),
+                "general": _fitting(general),
+                "tail": [(lhs, CONTINUE.join(lines)) for lhs, lines in tail],
             }
         )
     return {
@@ -374,9 +382,98 @@ def document_context(derivation: Derivation, report: Report, command: str) -> di
         "model": model,
         "unrolled": unrolled,
         "sections": sections,
+        "blocks": state_blocks(derivation),
         "locals": local_derivatives(derivation),
         "collapse": softmax_collapse(derivation),
         "recurrence": recurrence(derivation),
-        "verification": verification_table(report),
+        "verification": verification_table(report, cell),
         "implementations": IMPLEMENTATIONS,
     }
+
+
+# ---- several states: the stacked state and its block Jacobian ---------------------------
+
+
+def _zero_or(paths_latex: str) -> str:
+    return paths_latex or "0"
+
+
+def _sum_of_paths(paths: tuple[tuple[Factor, ...], ...]) -> list[str]:
+    """The paths as a sum of products of partials, packed into display lines."""
+    printer = LatexPrinter()
+    items = [" ".join(printer.partial(f) for f in path) for path in paths]
+    items = [item if i == 0 else f"+ {item}" for i, item in enumerate(items)]
+    return list(_fill(items)) if items else ["0"]
+
+
+def state_blocks(derivation: Derivation) -> dict[str, object] | None:
+    """The stacked state s_t = (h_t, c_t, ...), and the blocks of dJ_t/ds_t and ds_j/ds_{j-1}:
+    names (bmatrix rows), their paths (factors) and their values (analytic); None for one state."""
+    if not derivation.blocks:
+        return None
+    cell = derivation.cell
+    f = next(iter(derivation.factorized.values()))
+    assert isinstance(f, Blocks)
+    s = stacked_name(cell)
+    graph = StepGraph(cell)
+    printer = LatexPrinter()
+    loss_t = naming.step_name(cell.loss, "t")
+    head = [Factor(loss_t, naming.step_name(a, "t")) for a in f.states]
+    step = [[Factor(naming.step_name(a, "j"), naming.step_name(b, "j-1")) for b in f.states] for a in f.states]
+    entries = [(head[a], f.head[a], tuple(move_paths(f.head[a], "t"))) for a in range(len(f.states))]
+    entries += [(step[a][b], f.step[a][b], f.step[a][b]) for a in range(len(f.states)) for b in range(len(f.states))]
+    rows = []
+    for factor, _, paths in entries:
+        value = _display(_flat_sum(add(*[row_product(graph, p) for p in paths]))) if paths else r"\mathbf{0}"
+        rows.append({"lhs": printer.partial(factor), "paths": CONTINUE.join(_sum_of_paths(paths)), "value": value})
+    return {
+        "name": naming.latex_base(s),
+        "parts": ", ".join(naming.latex_name(naming.step_name(a, "t")) for a in f.states),
+        "head": printer.partial(Factor(loss_t, naming.step_name(s, "t"))),
+        "step": printer.partial(Factor(naming.step_name(s, "j"), naming.step_name(s, "j-1"))),
+        "head_row": " & ".join(_display_partial(x) for x in head),
+        "step_rows": r" \\[1ex] ".join(" & ".join(_display_partial(x) for x in row) for row in step),
+        "entries": rows,
+    }
+
+
+def _display_partial(factor: Factor) -> str:
+    """A partial derivative inside a bmatrix, at display size."""
+    return LatexPrinter().partial(factor).replace(r"\frac", r"\dfrac", 1)
+
+
+Formula = dict[str, list[str] | None]
+
+
+def block_formula(derivation: Derivation, wrt: str) -> tuple[Formula, list[tuple[str, list[str]]]]:
+    """dJ/dw for every T through the stacked state (its "factors"; "analytic" is left to the
+    blocks), and the tail ds_k/dw block by block as (lhs, lines)."""
+    cell = derivation.cell
+    f = derivation.factorized[wrt]
+    assert isinstance(f, Blocks)
+    printer = LatexPrinter()
+    s = stacked_name(cell)
+    top = "T" if f.last else "t"
+    sum_t = "" if f.last else r"\sum_{t=1}^{T}"
+    head = printer.partial(Factor(naming.step_name(cell.loss, top), naming.step_name(s, top)))
+    step = printer.partial(Factor(naming.step_name(s, "j"), naming.step_name(s, "j-1")))
+    graph = StepGraph(cell)
+    if f.initial:
+        pick = printer.partial(Factor(naming.step_name(s, 0), wrt))
+        blocks = r" \\ ".join(r"I" if a == f.initial_index else r"\mathbf{0}" for a in range(len(f.states)))
+        factors = [f"{sum_t} {head}", rf"\left(\prod_{{j=1}}^{{{top}}} {step}\right) {pick}"]
+        return {"factors": factors, "analytic": None}, [(pick, [rf"\begin{{bmatrix}} {blocks} \end{{bmatrix}}"])]
+    direct_paths = tuple(move_paths(f.direct, top))
+    direct = _paths_latex(direct_paths) if direct_paths else ""
+    if not any(f.tail):
+        direct_m = " + ".join(latex(_shaped(graph, path)) for path in direct_paths)
+        return {"factors": [f"{sum_t} {direct}"], "analytic": [f"{sum_t} {direct_m}"]}, []
+    tail = printer.partial(Factor(naming.step_name(s, "k"), wrt))
+    product = rf"\left(\prod_{{j=k+1}}^{{{top}}} {step}\right) {tail}"
+    sum_k = rf"\sum_{{k=1}}^{{{top}}} {head}"
+    first = rf"{sum_t} \biggl({direct} + {sum_k}" if direct else f"{sum_t} {sum_k}"
+    tails = [
+        (printer.partial(Factor(naming.step_name(name, "k"), wrt)), _sum_of_paths(f.tail[a]))
+        for a, name in enumerate(f.states)
+    ]
+    return {"factors": [first, product + (r"\biggr)" if direct else "")], "analytic": None}, tails

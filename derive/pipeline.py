@@ -18,11 +18,22 @@ from dataclasses import dataclass
 from . import naming
 from .adjoint import Equivalence, Program, build_program, check_equivalence
 from .cell import Cell
-from .chain import Expansion, Factorized, differentiable_names, expand_all, factorize
+from .chain import (
+    Blocks,
+    Expansion,
+    Factorized,
+    block_expansion,
+    differentiable_names,
+    expand_all,
+    factorize,
+    within_step,
+)
 from .unroll import Unrolled, symbols_in, unroll
 
 EXPANDED_MAX_STEPS = 20
 EXPANDED_MAX_TERMS = 3_000  # a gated cell's terms grow exponentially in T: a GRU has ~4^T / 3 per weight
+# the proof expands every path of the unrolled graph: an LSTM has ~4.8^T per weight (2776 at T = 4: 15 s)
+PROOF_MAX_PATHS = 1_500
 MAX_STEPS = 1_000  # verification runs finite differences over every parameter entry: O(P T); ~18 s at T = 1000
 
 
@@ -33,7 +44,7 @@ class Derivation:
     expandable: int  # the largest T whose expansion this cell writes out (<= EXPANDED_MAX_STEPS)
     unrolled: Unrolled | None  # None beyond EXPANDED_MAX_STEPS
     expansions: dict[str, Expansion]  # by what is differentiated; empty beyond EXPANDED_MAX_STEPS
-    factorized: dict[str, Factorized]  # for every T
+    factorized: dict[str, Factorized | Blocks]  # for every T
     program: Program
     equivalence: Equivalence
 
@@ -42,7 +53,18 @@ class Derivation:
         """Whether the expansion is written out term by term."""
         return self.unrolled is not None
 
+    @property
+    def blocks(self) -> bool:
+        """Whether the terms are written at the level of the stacked state (a cell with several states)."""
+        return len(self.cell.states) > 1
+
     def term_count(self, wrt: str) -> int:
+        """The number of terms written for dJ/dw (block products for a cell with several states)."""
+        f = self.factorized[wrt]
+        return f.block_total(self.steps) if isinstance(f, Blocks) else f.total(self.steps)
+
+    def path_count(self, wrt: str) -> int:
+        """The number of paths from J to w in the unrolled graph: the products the terms stand for."""
         return self.factorized[wrt].total(self.steps)
 
 
@@ -57,9 +79,13 @@ def check_supported(cell: Cell) -> None:
                 f"{cell.name}: a many-to-one loss that reads a state or a parameter directly; "
                 "name its prediction first (y = V h; J = squared_error(y, r))"
             )
-    if len(cell.states) != 1:
-        names = ", ".join(s.name for s in cell.states)
-        raise NotImplementedError(f"{cell.name}: several states ({names}); one state (h) is supported for now")
+    now = frozenset(naming.step_name(s.name, "t") for s in cell.states)
+    for state in cell.states:
+        if within_step(cell, naming.step_name(cell.loss, "t"), naming.step_name(state.name, "t-1"), avoid=now):
+            raise NotImplementedError(
+                f"{cell.name}: the loss reads {state.name}[t-1] other than through a state of step t; "
+                f"compute the prediction from {state.name} of the same step"
+            )
     if len(cell.inputs) != 1 or len(cell.targets) != 1:
         raise NotImplementedError(f"{cell.name}: one input and one target are supported for now")
 
@@ -71,26 +97,31 @@ def derive(cell: Cell, steps: int) -> Derivation:
     program = build_program(cell)
     factorized = {wrt: factorize(cell, wrt) for wrt in differentiable_names(cell)}
 
-    def affordable(t: int) -> bool:
-        return t <= EXPANDED_MAX_STEPS and sum(f.total(t) for f in factorized.values()) <= EXPANDED_MAX_TERMS
+    def written(t: int) -> int:
+        return sum(f.block_total(t) if isinstance(f, Blocks) else f.total(t) for f in factorized.values())
+
+    def provable(t: int) -> bool:
+        return sum(f.total(t) for f in factorized.values()) <= PROOF_MAX_PATHS
 
     expandable = 1  # the longest sequence whose expansion is written out for this cell
-    while expandable < EXPANDED_MAX_STEPS and affordable(expandable + 1):
+    while expandable < EXPANDED_MAX_STEPS and written(expandable + 1) <= EXPANDED_MAX_TERMS:
         expandable += 1
-    check_steps = min(steps, expandable)
+    check_steps = 1  # the longest sequence, up to T, whose every path the proof expands
+    while check_steps < min(steps, EXPANDED_MAX_STEPS) and provable(check_steps + 1):
+        check_steps += 1
     checked = unroll(cell, check_steps)
-    checked_expansions = expand_all(checked)
+    checked_expansions = expand_all(checked)  # every path: for a cell with several states, only for the proof
     equivalence = check_equivalence(program, checked, checked_expansions)
     if not equivalence.holds:
         raise AssertionError(f"the efficient recurrence does not match the expansion: {equivalence.failures}")
-    expanded = check_steps == steps
-    return Derivation(
-        cell,
-        steps,
-        expandable,
-        checked if expanded else None,
-        checked_expansions if expanded else {},
-        factorized,
-        program,
-        equivalence,
-    )
+    unrolled, expansions = None, {}
+    if steps <= expandable:
+        if len(cell.states) > 1:
+            unrolled = unroll(cell, steps)
+            expansions = {
+                wrt: block_expansion(cell, steps, f) for wrt, f in factorized.items() if isinstance(f, Blocks)
+            }
+        else:  # one state: the terms are the paths themselves
+            unrolled = checked if check_steps == steps else unroll(cell, steps)
+            expansions = checked_expansions if check_steps == steps else expand_all(unrolled)
+    return Derivation(cell, steps, expandable, unrolled, expansions, factorized, program, equivalence)

@@ -39,7 +39,7 @@ KEYWORDS = ("cell", "param", "input", "state", "target", "loss")
 LOSS = "<loss>"  # what _Builder.defined records for the loss node instead of a dimension
 # names the generated module uses for itself: a spec name equal to one would shadow it
 RESERVED = frozenset(keyword.kwlist) | frozenset(
-    "np t T B sizes dtype loss grads params batched xs labels targets total args onehot lead name".split()
+    "np t T B sizes dtype loss grads params batched xs labels targets total args onehot lead name dJ_dsk".split()
 )
 MAX_NUMBER = 40  # characters in a numeric literal
 FUNCTIONS = tuple(ACTIVATIONS) + ("softmax",) + tuple(LOSSES)

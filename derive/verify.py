@@ -25,7 +25,7 @@ from . import naming
 from .cell import Cell, dim_symbol, load_builtin
 from .exprs import CrossEntropy, Elementwise, Exp, Hadamard, Ident, Relu, Sigmoid, Softmax, SquaredError, Tanh
 from .reference import reference_loss_and_gradients
-from .references import reference_elman, reference_gru
+from .references import reference_elman, reference_gru, reference_lstm
 from .unroll import at_step
 
 SCALE_FLOOR = 1e-8
@@ -50,6 +50,7 @@ REFERENCES: dict[str, GradFn] = {
     "rnn": reference_loss_and_gradients,
     "elman": reference_elman,
     "gru": reference_gru,
+    "lstm": reference_lstm,
 }
 
 
@@ -71,10 +72,13 @@ def max_rel_error(a: np.ndarray | float, b: np.ndarray | float, floor: float = S
 def random_problem(
     module: types.ModuleType, steps: int, sizes: tuple[int, ...], seed: int = SEED, batch: int | None = None
 ):
-    """Seeded params, inputs, targets and initial state; ``sizes`` gives n_x, n_h, n_y (others take n_h)."""
+    """(params, xs, targets, *initial states), seeded; ``sizes`` gives n_x, n_h, n_y, and any other
+    dimension takes a size of its own (n_h + 1, n_h + 2, ...), so that a transposition between two
+    dimensions shows as a shape error rather than hiding behind equal sizes."""
     n_x, n_h, n_y = sizes[:3]
     by_dim = {"n_x": n_x, "n_h": n_h, "n_y": n_y}
-    dims = [by_dim.get(d, n_h) for d in module.DIMS]
+    others = iter(range(n_h + 1, n_h + 1 + len(module.DIMS)))
+    dims = [by_dim[d] if d in by_dim else next(others) for d in module.DIMS]
     rng = np.random.default_rng(seed)
     params = {k: 0.8 * v for k, v in module.init_params(*dims, seed=seed).items()}
     sizes_of = dict(zip(module.DIMS, dims))
@@ -85,26 +89,27 @@ def random_problem(
     targets: np.ndarray = (
         rng.integers(0, n_target, per) if module.TARGET == "class" else rng.standard_normal(per + (n_target,))
     )
-    h0 = 0.5 * rng.standard_normal(lead[1:] + (sizes_of[module.SHAPES_OF["state"]],))
-    return params, xs, targets, h0
+    initial = [0.5 * rng.standard_normal(lead[1:] + (sizes_of[dim],)) for dim in module.INITIAL.values()]
+    return (params, xs, targets, *initial)
 
 
 def finite_differences(
-    loss: Callable[..., float], params, xs, labels, h0, eps: float = FD_EPS
+    loss: Callable[..., float], params, xs, labels, *initial, names: tuple[str, ...] = ("h0",), eps: float = FD_EPS
 ) -> dict[str, np.ndarray]:
-    """Central differences of ``loss`` with respect to every parameter and h0."""
+    """Central differences of ``loss(params, xs, labels, *initial)`` with respect to every parameter
+    and every initial state (``names`` gives their keys: h0, c0, ...)."""
     grads = {}
-    targets = dict(params, h0=h0)
-    for name, value in targets.items():
+    values = dict(params) | dict(zip(names, initial, strict=True))
+    for name, value in values.items():
         g = np.zeros_like(value, dtype=np.float64)
         for idx in np.ndindex(value.shape):
             shifted = {}
             for sign in (1, -1):
                 v = np.array(value, dtype=np.float64)
                 v[idx] += sign * eps
-                args = dict(targets, **{name: v})
-                h = args.pop("h0")
-                shifted[sign] = loss(args, xs, labels, h)
+                args = dict(values, **{name: v})
+                states = [args.pop(n) for n in names]
+                shifted[sign] = loss(args, xs, labels, *states)
             g[idx] = (shifted[1] - shifted[-1]) / (2 * eps)
         grads[name] = g
     return grads
@@ -153,7 +158,7 @@ def _explicit(expr: sp.Basic, env: dict[str, sp.Matrix], sizes: dict[sp.Symbol, 
     raise NotImplementedError(f"no explicit evaluation for {type(expr).__name__}")
 
 
-def sympy_gradients(cell: Cell, params, xs, labels, h0) -> tuple[float, dict[str, np.ndarray]]:
+def sympy_gradients(cell: Cell, params, xs, labels, *initial) -> tuple[float, dict[str, np.ndarray]]:
     """Loss and gradients of one sequence by SymPy, independent of the rule table.
 
     The unrolled loss is built on scalar symbols.  For a cell without gates (no
@@ -169,10 +174,13 @@ def sympy_gradients(cell: Cell, params, xs, labels, h0) -> tuple[float, dict[str
         shape = np.shape(params[p.name])
         rows, cols = shape if len(shape) == 2 else (shape[0], 1)
         unknowns[p.name] = sp.Matrix(rows, cols, lambda i, j, n=p.name: sp.Symbol(f"{n}_{i}_{j}"))
-    state = cell.states[0]
-    unknowns["h0"] = sp.Matrix(len(h0), 1, lambda i, j: sp.Symbol(f"h0_{i}"))
-    env.update({k: v for k, v in unknowns.items() if k != "h0"})
-    env[naming.step_name(state.name, 0)] = unknowns["h0"]
+    env.update(unknowns)
+    given = {}  # initial state arguments (h0, c0) by key
+    for state, value in zip(cell.states, initial, strict=True):
+        key = f"{state.name}0"
+        given[key] = value
+        unknowns[key] = sp.Matrix(len(value), 1, lambda i, j, k=key: sp.Symbol(f"{k}_{i}"))
+        env[naming.step_name(state.name, 0)] = unknowns[key]
     n_y = cell.sizes(params)[cell.targets[0].dim]
     sizes = {dim_symbol(d): n for d, n in cell.sizes(params).items()}
     graph: list[tuple[sp.Symbol, sp.Expr]] = []  # each scalar of each unrolled node, in evaluation order
@@ -194,7 +202,7 @@ def sympy_gradients(cell: Cell, params, xs, labels, h0) -> tuple[float, dict[str
             env[naming.step_name(eq.name, t)] = names
         if t in cell.loss_steps(steps):
             losses.append(env[naming.step_name(cell.loss, t)][0, 0])
-    values = {s: v for name, m in unknowns.items() for s, v in zip(m, np.ravel(params[name] if name != "h0" else h0))}
+    values = {s: v for name, m in unknowns.items() for s, v in zip(m, np.ravel(given.get(name, params.get(name))))}
     symbols = list(values)
     if not any(eq.rhs.has(Hadamard) for eq in cell.equations):
         total = sp.Add(*losses)
@@ -207,7 +215,7 @@ def sympy_gradients(cell: Cell, params, xs, labels, h0) -> tuple[float, dict[str
         loss, flat = _graph_gradients(graph, losses, {s: sp.Float(float(v), 30) for s, v in values.items()}, symbols)
     grads, i = {}, 0
     for name in unknowns:
-        shape = np.shape(params[name]) if name != "h0" else np.shape(h0)
+        shape = np.shape(given[name] if name in given else params[name])
         size = int(np.prod(shape))
         grads[name] = flat[i : i + size].reshape(shape)
         i += size
@@ -273,10 +281,11 @@ def verify(cell: Cell, module: types.ModuleType, steps: int) -> Report:
     if reference is not None and cell == load_builtin(cell.name):
         trusted["reference"] = (numeric, reference(*numeric))
     # finite differences measure gradients only: the loss has no row here
-    trusted["finite differences"] = (numeric, (None, finite_differences(module.loss, *numeric)))
+    initial = tuple(module.INITIAL)
+    trusted["finite differences"] = (numeric, (None, finite_differences(module.loss, *numeric, names=initial)))
     if steps <= SYMPY_MAX_STEPS:
         trusted["sympy"] = (tiny, sympy_gradients(cell, *tiny))
-    rows = ("loss",) + tuple(module.PARAMS) + ("h0",)
+    rows = ("loss",) + tuple(module.PARAMS) + initial
     implementations = IMPLEMENTATIONS if module.BY_DEFINITION else IMPLEMENTATIONS[:1]
     for impl in implementations:
         fn: GradFn = getattr(module, impl)

@@ -22,7 +22,7 @@ One step of the cell (column vectors; J = sum_t J_t, the total over time and bat
 
 Shapes: ``xs`` (T, n_x) or (T, B, n_x); ``labels`` (T,) or (T, B) of ints
 in [0, n_y); ``h0`` (n_h,) or (B, n_h), zeros when None.
-``grads`` has one array per parameter and ``"h0"``, each the shape of what it
+``grads`` has one array per parameter and per initial state (``"h0"``), each the shape of what it
 differentiates.  Arrays keep the floating dtype of the inputs.
 """
 
@@ -35,7 +35,8 @@ PARAMS = ("W_r", "U_r", "b_r", "W_u", "U_u", "b_u", "W_n", "U_n", "b_n", "W_y", 
 DIMS = ("n_x", "n_h", "n_y")  # the arguments of init_params, in order
 TARGET = "class"  # "class": integer labels; "real": target vectors
 LOSS_AT = "every"  # "every" step (many-to-many) or the "last" (many-to-one)
-SHAPES_OF = {"input": "n_x", "target": "n_y", "state": "n_h"}
+SHAPES_OF = {"input": "n_x", "target": "n_y"}
+INITIAL = {"h0": "n_h"}  # the initial states, and their sizes
 SHAPES = {
     "W_r": ("n_h", "n_x"),
     "U_r": ("n_h", "n_h"),
@@ -102,7 +103,7 @@ def _array(value, name):
 
 
 def _prepare(params, xs, labels, h0):
-    """Check shapes and labels; return 1-based (T + 1, B, n) arrays of x, the targets, and h0."""
+    """Check shapes and labels; return 1-based (T + 1, B, n) arrays of x, the targets, and ``"h0"``."""
     if not isinstance(params, dict):
         raise ValueError(f"params: expected a dict of arrays keyed by {PARAMS}, got {type(params).__name__}")
     missing = [name for name in PARAMS if name not in params]
@@ -174,7 +175,7 @@ def loss_and_gradients(params, xs, labels, h0=None):
     W_y = np.asarray(params["W_y"], dtype)
     b_y = np.asarray(params["b_y"], dtype)
 
-    # forward: arrays indexed by step, t = 1..T (index 0 of h holds h_0)
+    # forward: arrays indexed by step, t = 1..T (index 0 of h holds the initial state)
     r = np.empty((T + 1, B, sizes["n_h"]), dtype)
     u = np.empty((T + 1, B, sizes["n_h"]), dtype)
     n = np.empty((T + 1, B, sizes["n_h"]), dtype)
@@ -190,7 +191,7 @@ def loss_and_gradients(params, xs, labels, h0=None):
         y[t] = h[t] @ W_y.T + b_y  # y_t = W_y h_t + b_y  (B, n_y)
         loss += _softmax_cross_entropy(y[t], label[t])  # J_t = cross_entropy(softmax(y_t), label_t)
 
-    # backward: deltas at step t, the state's share carried from t + 1 to t
+    # backward: deltas at step t, each state's share carried from t + 1 to t
     dW_r = np.zeros_like(W_r)
     dU_r = np.zeros_like(U_r)
     db_r = np.zeros_like(b_r)

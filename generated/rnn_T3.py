@@ -21,7 +21,7 @@ One step of the cell (column vectors; J = sum_t J_t, the total over time and bat
 
 Shapes: ``xs`` (T, n_x) or (T, B, n_x); ``labels`` (T,) or (T, B) of ints
 in [0, n_y); ``h0`` (n_h,) or (B, n_h), zeros when None.
-``grads`` has one array per parameter and ``"h0"``, each the shape of what it
+``grads`` has one array per parameter and per initial state (``"h0"``), each the shape of what it
 differentiates.  Arrays keep the floating dtype of the inputs.
 """
 
@@ -34,7 +34,8 @@ PARAMS = ("W_xh", "W_hh", "W_hy")
 DIMS = ("n_x", "n_h", "n_y")  # the arguments of init_params, in order
 TARGET = "class"  # "class": integer labels; "real": target vectors
 LOSS_AT = "every"  # "every" step (many-to-many) or the "last" (many-to-one)
-SHAPES_OF = {"input": "n_x", "target": "n_y", "state": "n_h"}
+SHAPES_OF = {"input": "n_x", "target": "n_y"}
+INITIAL = {"h0": "n_h"}  # the initial states, and their sizes
 SHAPES = {
     "W_xh": ("n_h", "n_x"),
     "W_hh": ("n_h", "n_h"),
@@ -87,7 +88,7 @@ def _array(value, name):
 
 
 def _prepare(params, xs, labels, h0):
-    """Check shapes and labels; return 1-based (T + 1, B, n) arrays of x, the targets, and h0."""
+    """Check shapes and labels; return 1-based (T + 1, B, n) arrays of x, the targets, and ``"h0"``."""
     if not isinstance(params, dict):
         raise ValueError(f"params: expected a dict of arrays keyed by {PARAMS}, got {type(params).__name__}")
     missing = [name for name in PARAMS if name not in params]
@@ -151,7 +152,7 @@ def loss_and_gradients(params, xs, labels, h0=None):
     W_hh = np.asarray(params["W_hh"], dtype)
     W_hy = np.asarray(params["W_hy"], dtype)
 
-    # forward: arrays indexed by step, t = 1..T (index 0 of h holds h_0)
+    # forward: arrays indexed by step, t = 1..T (index 0 of h holds the initial state)
     z = np.empty((T + 1, B, sizes["n_h"]), dtype)
     h = np.empty((T + 1, B, sizes["n_h"]), dtype)
     y = np.empty((T + 1, B, sizes["n_y"]), dtype)
@@ -165,7 +166,7 @@ def loss_and_gradients(params, xs, labels, h0=None):
         p[t] = _softmax(y[t])  # p_t = softmax(y_t)  (B, n_y)
         loss += _softmax_cross_entropy(y[t], onehot[t])  # J_t = cross_entropy(p_t, l_t)
 
-    # backward: deltas at step t, the state's share carried from t + 1 to t
+    # backward: deltas at step t, each state's share carried from t + 1 to t
     dW_xh = np.zeros_like(W_xh)
     dW_hh = np.zeros_like(W_hh)
     dW_hy = np.zeros_like(W_hy)

@@ -1,9 +1,26 @@
 """Stage 3: the chain-rule expansion has exactly the terms a careful person writes down."""
 
+from pathlib import Path
+
 import pytest
 
-from derive.chain import Factor, expand_all, factorize, instances
+from derive import naming
+from derive.cell import load_builtin
+from derive.chain import (
+    Blocks,
+    Factor,
+    block_expansion,
+    block_instances,
+    differentiable_names,
+    expand_all,
+    factorize,
+    instances,
+    paths,
+)
+from derive.spec import read
 from derive.unroll import unroll
+
+CORPUS = Path(__file__).resolve().parent / "cells"
 
 STEPS = range(1, 9)
 
@@ -72,3 +89,71 @@ def test_factorized_pieces_of_the_seed(seed):
     assert f.tail == ((Factor("h@k", "z@k"), Factor("z@k", "W_hh")),)
     assert f.direct == ()
     assert factorize(seed, "W_hy").direct == ((Factor("J@t", "p@t"), Factor("p@t", "y@t"), Factor("y@t", "W_hy")),)
+
+
+# ---- several states: the block factorization through the stacked state -------------------
+
+MULTI = {
+    "lstm": lambda: load_builtin("lstm"),
+    "two_states": lambda: read(CORPUS / "two_states.cell"),
+    "m2o_lstm": lambda: read(CORPUS / "m2o_lstm.cell"),
+}
+
+
+@pytest.mark.parametrize("T", [1, 2, 3])
+@pytest.mark.parametrize("name", MULTI)
+def test_block_formula_stands_for_exactly_the_paths_of_the_unrolled_graph(name, T):
+    cell = MULTI[name]()
+    unrolled = unroll(cell, T)
+    for wrt in differentiable_names(cell):
+        f = factorize(cell, wrt)
+        assert isinstance(f, Blocks)
+        total = 0
+        for loss in unrolled.losses:
+            t = naming.step_of(loss.name)
+            raw = paths(unrolled, loss.name, wrt)
+            assert sorted(block_instances(f, t), key=repr) == sorted(raw, key=repr), (wrt, t)
+            assert f.count(t) == len(raw)
+            total += len(raw)
+        assert f.total(T) == total
+
+
+def test_lstm_block_counts():
+    cell = load_builtin("lstm")
+    f = factorize(cell, "W_f")
+    # one path J_t -> y_t -> h_t; ds_j/ds_{j-1} has 4, 1 / 3, 1 paths (h <- o, c <- f, i, g; h <- c <- c)
+    assert [len(p) for p in f.head] == [1, 0]
+    assert [[len(p) for p in row] for row in f.step] == [[4, 1], [3, 1]]
+    assert [len(p) for p in f.tail] == [1, 1]
+    assert [f.count(t) for t in range(1, 5)] == [1, 6, 30, 145]  # 1, then head M^m tail summed over m
+    assert [f.block_count(t) for t in range(1, 5)] == [1, 2, 3, 4]  # one block product per k
+    assert f.block_total(20) == 210 and f.total(3) == 37
+    h0, c0 = factorize(cell, "h@0"), factorize(cell, "c@0")
+    assert [h0.count(t) for t in (1, 2, 3)] == [4, 19, 91] and [c0.count(t) for t in (1, 2, 3)] == [1, 5, 24]
+    assert factorize(cell, "W_y").direct == ((Factor("J@t", "y@t"), Factor("y@t", "W_y")),)
+
+
+def test_two_states_head_counts_each_path_once():
+    # y reads h and c; h reads c: J -> y -> h -> c goes in the h block, J -> y -> c in the c block
+    f = factorize(read(CORPUS / "two_states.cell"), "A")
+    assert [[(x.num, x.den) for x in p] for p in f.head[0]] == [[("J@t", "y@t"), ("y@t", "h@t")]]
+    assert [[(x.num, x.den) for x in p] for p in f.head[1]] == [[("J@t", "y@t"), ("y@t", "c@t")]]
+
+
+def test_block_expansion_has_one_term_per_k():
+    cell = load_builtin("lstm")
+    e = block_expansion(cell, 3, factorize(cell, "U_g"))
+    assert [len(terms) for terms in e.per_loss] == [1, 2, 3]
+    assert [(f.num, f.den) for f in e.per_loss[2][2].factors] == [
+        ("J@3", "s@3"),
+        ("s@3", "s@2"),
+        ("s@2", "s@1"),
+        ("s@1", "U_g"),
+    ]
+    init = block_expansion(cell, 2, factorize(cell, "c@0"))
+    assert [(f.num, f.den) for f in init.per_loss[1][0].factors] == [
+        ("J@2", "s@2"),
+        ("s@2", "s@1"),
+        ("s@1", "s@0"),
+        ("s@0", "c@0"),
+    ]
