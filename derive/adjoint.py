@@ -180,6 +180,40 @@ def unrolled_deltas(program: Program, steps: int) -> tuple[dict[str, sp.Basic], 
     return values, grads
 
 
+def truncated_gradients(program: Program, steps: int, truncate: int) -> dict[str, sp.Basic]:
+    """Run truncated BPTT symbolically: for each loss J_s, the program from step s down to
+    max(1, s - K + 1) with the outputs' deltas zero below step s and nothing carried in from
+    step s + 1; J_s's share of an initial state's gradient only where the run reaches step 1."""
+    cell = program.cell
+    grads: dict[str, sp.Basic] = {}
+
+    def add_to(wrt: str, term: sp.Basic) -> None:
+        grads[wrt] = add(grads[wrt], term) if wrt in grads else term
+
+    for s in cell.loss_steps(steps):
+        values: dict[str, sp.Basic] = {}
+        carried: dict[str, sp.Basic] = {}
+        lowest = max(1, s - truncate + 1)
+        for k in range(s, lowest - 1, -1):
+            for a in program.assigns:
+                name = naming.grad_name(naming.step_name(a.node, k))
+                if k < s and a.node in cell.outputs:  # J_s reads the outputs of step s only
+                    values[name] = ZeroMatrix(*a.target.shape)
+                    continue
+                expr = _substitute(at_step(a.expr, k), values)
+                if a.carried is not None and a.node in carried:
+                    expr = add(expr, carried[a.node])
+                values[name] = expr
+            for acc in program.accumulates:
+                add_to(acc.wrt, _substitute(at_step(acc.expr, k), values))
+            for c in program.carries:
+                carried[c.state] = _substitute(at_step(c.expr, k), values)
+        if lowest == 1:
+            for c in program.carries:
+                add_to(naming.step_name(c.state, 0), carried[c.state])
+    return grads
+
+
 def _substitute(expr: sp.Basic, values: dict[str, sp.Basic]) -> sp.Basic:
     mapping = {s: values[s.name] for s in expr.atoms(MatrixSymbol) if s.name in values}
     return expr.xreplace(mapping)
@@ -195,6 +229,7 @@ class Equivalence:
     gradient_identities: int
     lemmas: tuple[str, ...]  # what else was proved on the way, for the document
     failures: tuple[str, ...]
+    truncate: int | None = None  # the gradient identities are those of truncated BPTT to this many steps
 
     @property
     def holds(self) -> bool:
@@ -229,9 +264,15 @@ def _equal(a: sp.Basic, b: sp.Basic) -> bool:
     return sp.expand(noncommutative(a) - noncommutative(b)) == 0
 
 
-def check_equivalence(program: Program, unrolled: Unrolled, expansions: dict[str, Expansion]) -> Equivalence:
-    """Prove delta^n_k = sum_{t>=k} (dJ_t/dn_k)^T and dJ/dw = sum of its terms, for this T."""
+def check_equivalence(
+    program: Program, unrolled: Unrolled, expansions: dict[str, Expansion], truncate: int | None = None
+) -> Equivalence:
+    """Prove delta^n_k = sum_{t>=k} (dJ_t/dn_k)^T and dJ/dw = sum of its terms, for this T; with
+    ``truncate``, that truncated BPTT's runs sum to the terms truncation keeps."""
     values, grads = unrolled_deltas(program, unrolled.steps)
+    if truncate is not None:
+        grads = truncated_gradients(program, unrolled.steps, truncate)
+        expansions = {wrt: e.truncated(truncate) for wrt, e in expansions.items()}
     failures = []
     n_delta = nontrivial = 0
     for name, value in values.items():
@@ -248,7 +289,13 @@ def check_equivalence(program: Program, unrolled: Unrolled, expansions: dict[str
         if not _equal(value, add(*expanded) if expanded else ZeroMatrix(*value.shape)):
             failures.append(f"delta of {node}")
     for wrt, expansion in expansions.items():
-        if not _equal(grads[wrt], add(*[term_gradient(unrolled, term) for term in expansion.terms])):
+        terms = [term_gradient(unrolled, term) for term in expansion.terms]
+        got = grads.get(wrt)
+        if got is None:  # truncation dropped every term (an initial state, T > K)
+            ok = not terms
+        else:
+            ok = _equal(got, add(*terms) if terms else ZeroMatrix(*got.shape))
+        if not ok:
             failures.append(f"gradient of {wrt}")
     lemmas = []
     if _fused_softmax(program.cell):
@@ -256,7 +303,7 @@ def check_equivalence(program: Program, unrolled: Unrolled, expansions: dict[str
             lemmas.append("softmax_collapse")
         else:
             failures.append("the softmax + cross-entropy collapse")
-    return Equivalence(unrolled.steps, n_delta, nontrivial, len(expansions), tuple(lemmas), tuple(failures))
+    return Equivalence(unrolled.steps, n_delta, nontrivial, len(expansions), tuple(lemmas), tuple(failures), truncate)
 
 
 COLLAPSE_SIZE = 4

@@ -14,6 +14,7 @@ Terms are listed shortest first, which for a single-state cell is k = t, t-1,
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from . import naming
@@ -56,6 +57,23 @@ class Expansion:
 
     def count(self) -> int:
         return sum(len(terms) for terms in self.per_loss)
+
+    def truncated(self, truncate: int | None) -> Expansion:
+        """Only the terms truncated BPTT keeps (see ``kept``)."""
+        if truncate is None:
+            return self
+        return Expansion(self.wrt, tuple(tuple(t for t in terms if kept(t, truncate)) for terms in self.per_loss))
+
+
+def kept(term: Term, truncate: int | None) -> bool:
+    """Truncated BPTT to K steps keeps the terms of dJ_t/dw where w enters at a step k > t - K
+    (an initial state enters at step 1): the last K steps of each inner sum."""
+    return truncate is None or max(term.entry_step, 1) > term.loss_step - truncate
+
+
+def kept_steps(t: int, truncate: int | None) -> range:
+    """The steps k = t, t-1, ... that the inner sum of dJ_t/dw keeps."""
+    return range(t, 0 if truncate is None else max(0, t - truncate), -1)
 
 
 def paths(unrolled: Unrolled, top: str, wrt: str) -> list[tuple[Factor, ...]]:
@@ -122,18 +140,21 @@ class Factorized:
     def initial(self) -> bool:
         return self.wrt == naming.step_name(self.state, 0)
 
-    def count(self, t: int) -> int:
-        """The number of terms of dJ_t/dw this formula stands for."""
+    def count(self, t: int, truncate: int | None = None) -> int:
+        """The number of terms of dJ_t/dw this formula stands for (those truncated BPTT keeps)."""
         s = len(self.step)
         if self.initial:
-            return len(self.head) * s**t
-        repeats = t if s == 1 else (s**t - 1) // (s - 1)  # sum over k of s^(t-k)
+            return len(self.head) * s**t if truncate is None or t <= truncate else 0
+        kept = t if truncate is None else min(t, truncate)
+        repeats = kept if s == 1 else (s**kept - 1) // (s - 1)  # sum over the kept k of s^(t-k)
         return len(self.direct) + len(self.head) * len(self.tail) * repeats
 
-    def total(self, steps: int) -> int:
+    def total(self, steps: int, truncate: int | None = None) -> int:
         """The number of terms of dJ/dw = sum_t dJ_t/dw (dJ_T/dw for a many-to-one cell)."""
         if self.last:
-            return self.count(steps)
+            return self.count(steps, truncate)
+        if truncate is not None:
+            return sum(self.count(t, truncate) for t in range(1, steps + 1))
         s, h = len(self.step), len(self.head)
         if self.initial:
             return h * (steps if s == 1 else s * (s**steps - 1) // (s - 1))
@@ -149,10 +170,10 @@ def move_paths(paths: tuple[tuple[Factor, ...], ...], step: int | str, var: str 
     return [tuple(Factor(naming.move(f.num, step, var), naming.move(f.den, step, var)) for f in p) for p in paths]
 
 
-def instances(f: Factorized, t: int) -> list[tuple[Factor, ...]]:
+def instances(f: Factorized, t: int, truncate: int | None = None) -> list[tuple[Factor, ...]]:
     """Every term of dJ_t/dw that the factorized formula stands for, shortest first."""
     out = list(move_paths(f.direct, t))
-    ks = [0] if f.initial else range(t, 0, -1)
+    ks = ([0] if truncate is None or t <= truncate else []) if f.initial else kept_steps(t, truncate)
     for k in ks:
         prefixes = move_paths(f.head, t)
         for j in range(t, k, -1):
@@ -248,34 +269,40 @@ class Blocks:
             out.append(row)
         return out
 
-    def count(self, t: int) -> int:
-        """The number of paths of the unrolled graph from J_t to w: the terms dJ_t/dw stands for."""
-        rows = self._rows(t)
-        if self.initial:
-            return rows[t][self.initial_index]
-        tails = [len(paths) for paths in self.tail]
-        return len(self.direct) + sum(sum(r * n for r, n in zip(rows[m], tails)) for m in range(t))
+    def _losses(self, steps: int) -> range:
+        return range(steps, steps + 1) if self.last else range(1, steps + 1)
 
-    def total(self, steps: int) -> int:
-        """The number of paths from J (every J_t, or J_T for a many-to-one cell) to w."""
-        if self.last:
-            return self.count(steps)
+    def _counts(self, steps: int, truncate: int | None) -> list[int]:
+        """The path count of dJ_t/dw for t = 0..steps (index 0 unused)."""
         rows = self._rows(steps)
         if self.initial:
-            return sum(rows[t][self.initial_index] for t in range(1, steps + 1))
+            return [rows[t][self.initial_index] if truncate is None or t <= truncate else 0 for t in range(steps + 1)]
         tails = [len(paths) for paths in self.tail]
-        per_m = [sum(r * n for r, n in zip(rows[m], tails)) for m in range(steps)]
-        # J_t has the terms m = t - k = 0..t-1: per_m[m] enters the T - m losses t = m+1..T
-        return len(self.direct) * steps + sum(per_m[m] * (steps - m) for m in range(steps))
+        per_m = [sum(r * n for r, n in zip(rows[m], tails)) for m in range(steps)]  # the terms with t - k = m
+        prefix = [0]
+        for n in per_m:
+            prefix.append(prefix[-1] + n)
+        return [0] + [
+            len(self.direct) + prefix[t if truncate is None else min(t, truncate)] for t in range(1, steps + 1)
+        ]
 
-    def block_count(self, t: int) -> int:
-        """The number of terms written for dJ_t/dw: the direct paths and one block product per k."""
+    def count(self, t: int, truncate: int | None = None) -> int:
+        """The number of paths of the unrolled graph from J_t to w: the terms dJ_t/dw stands for."""
+        return self._counts(t, truncate)[t]
+
+    def total(self, steps: int, truncate: int | None = None) -> int:
+        """The number of paths from J (every J_t, or J_T for a many-to-one cell) to w."""
+        counts = self._counts(steps, truncate)
+        return sum(counts[t] for t in self._losses(steps))
+
+    def block_count(self, t: int, truncate: int | None = None) -> int:
+        """The number of terms written for dJ_t/dw: the direct paths and one block product per kept k."""
         if self.initial:
-            return 1
-        return len(self.direct) + (t if any(self.tail) else 0)
+            return 1 if truncate is None or t <= truncate else 0
+        return len(self.direct) + (len(kept_steps(t, truncate)) if any(self.tail) else 0)
 
-    def block_total(self, steps: int) -> int:
-        return sum(self.block_count(t) for t in (range(steps, steps + 1) if self.last else range(1, steps + 1)))
+    def block_total(self, steps: int, truncate: int | None = None) -> int:
+        return sum(self.block_count(t, truncate) for t in self._losses(steps))
 
 
 def factorize_blocks(cell: Cell, wrt: str) -> Blocks:
@@ -295,10 +322,10 @@ def factorize_blocks(cell: Cell, wrt: str) -> Blocks:
     return Blocks(wrt, states, last, head, step, tail, direct)
 
 
-def block_instances(f: Blocks, t: int) -> list[tuple[Factor, ...]]:
+def block_instances(f: Blocks, t: int, truncate: int | None = None) -> list[tuple[Factor, ...]]:
     """Every path of the unrolled graph from J_t to w that the block formula stands for, shortest first."""
     out = list(move_paths(f.direct, t))
-    ks = [0] if f.initial else range(t, 0, -1)
+    ks = ([0] if truncate is None or t <= truncate else []) if f.initial else kept_steps(t, truncate)
     for k in ks:
         prefixes = [(a, p) for a, paths in enumerate(f.head) for p in move_paths(paths, t)]
         for j in range(t, k, -1):
@@ -319,14 +346,17 @@ def stacked_name(cell: Cell) -> str:
     return next(n for n in ("s", "S", "s_state") if n not in used)
 
 
-def block_expansion(cell: Cell, steps: int, f: Blocks) -> Expansion:
+def block_expansion(cell: Cell, steps: int, f: Blocks, truncate: int | None = None) -> Expansion:
     """dJ/dw term by term at the state level: the direct paths, then for each k the product
     (dJ_t/ds_t)(ds_t/ds_{t-1}) ... (ds_{k+1}/ds_k)(ds_k/dw) as one term of block factors."""
     s = stacked_name(cell)
     per_loss = []
     for t in cell.loss_steps(steps):
         terms = [Term(t, path) for path in move_paths(f.direct, t)]
-        ks = [0] if f.initial else (range(t, 0, -1) if any(f.tail) else [])
+        if f.initial:
+            ks: Iterable[int] = [0] if truncate is None or t <= truncate else []
+        else:
+            ks = kept_steps(t, truncate) if any(f.tail) else []
         for k in ks:
             factors = [Factor(naming.step_name(cell.loss, t), naming.step_name(s, t))]
             factors += [Factor(naming.step_name(s, j), naming.step_name(s, j - 1)) for j in range(t, k, -1)]

@@ -7,6 +7,7 @@ written; a failed verification exits 1.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
@@ -35,6 +36,12 @@ def _steps(text: str) -> int:
     return int(text)
 
 
+def _truncate(text: str) -> int:
+    if not re.fullmatch(r"[0-9]+", text) or not 1 <= int(text) <= MAX_STEPS:
+        raise argparse.ArgumentTypeError(f"expected an integer from 1 to {MAX_STEPS}, got {text!r}")
+    return int(text)
+
+
 def _common(p: argparse.ArgumentParser, out: bool = True, top: bool = False) -> None:
     """The options every command takes; a subcommand's defaults leave the top level's values alone."""
 
@@ -46,6 +53,14 @@ def _common(p: argparse.ArgumentParser, out: bool = True, top: bool = False) -> 
     )
     p.add_argument(
         "--steps", "-T", type=_steps, default=default(DEFAULT_STEPS), metavar="T", help="T >= 1 (default: 3)"
+    )
+    p.add_argument(
+        "--truncate",
+        "-K",
+        type=_truncate,
+        default=default(None),
+        metavar="K",
+        help="truncated BPTT: each J_t's gradient flows back K steps only (the terms with k > t - K)",
     )
     if out:
         p.add_argument(
@@ -128,15 +143,16 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return list_cells(args, out)
     cell = load_cell(getattr(args, "spec", None) or args.cell)
     job = {"latex": "derive", None: "all"}.get(args.command, args.command)
-    stem = naming.module_filename(cell.name, args.steps)[:-3]
+    stem = naming.file_stem(cell.name, args.steps, args.truncate)
     tex, py, pdf = (args.out / f"{stem}{ext}" for ext in (".tex", ".py", ".pdf")) if job != "verify" else (None,) * 3
     want_tex, want_py = job in ("all", "derive"), job in ("all", "emit")
     want_pdf = want_tex and (args.pdf if job == "derive" else not args.no_pdf)
     # check the destinations before the (slower) derivation: fail fast, write nothing
     check_writable([p for p, wanted in ((tex, want_tex), (py, want_py), (pdf, want_pdf)) if wanted and p], args.force)
 
-    print(f"bptt-derive: {cell.title}, T = {args.steps}", file=out)
-    derivation = derive(cell, args.steps)
+    truncated = "" if args.truncate is None else f", truncated to K = {args.truncate} steps"
+    print(f"bptt-derive: {cell.title}, T = {args.steps}{truncated}", file=out)
+    derivation = derive(cell, args.steps, args.truncate)
     print(_summary(derivation), file=out)
     source = module_source(derivation)
     report = verified(derivation, source) if job != "emit" else None
@@ -185,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bptt: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (bptt ... | head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

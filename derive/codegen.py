@@ -35,16 +35,19 @@ class Line:
     code: str
     comment: str = ""
     last_only: bool = False  # many-to-one: runs at the last step only
+    output: bool = False  # reads only the outputs (y, p): truncated BPTT runs it at the loss's own step only
 
 
-def runs(lines: tuple[Line, ...]) -> tuple[tuple[bool, tuple[Line, ...]], ...]:
-    """Consecutive lines grouped by ``last_only``, for the template's ``if t == T:`` blocks."""
+def runs(lines: tuple[Line, ...], key: str = "last_only") -> tuple[tuple[bool, tuple[Line, ...]], ...]:
+    """Consecutive lines grouped by ``key`` (``last_only`` or ``output``), for the template's
+    ``if t == T:`` (``if t == loss_t:``) blocks."""
     out: list[tuple[bool, list[Line]]] = []
     for line in lines:
-        if out and out[-1][0] == line.last_only:
+        flag = getattr(line, key)
+        if out and out[-1][0] == flag:
             out[-1][1].append(line)
         else:
-            out.append((line.last_only, [line]))
+            out.append((flag, [line]))
     return tuple((flag, tuple(group)) for flag, group in out)
 
 
@@ -107,15 +110,17 @@ def fast_backward(program: Program) -> tuple[tuple[Line, ...], tuple[Line, ...],
             carried = program.carried_into(a.node)
             code = f"{code} + {carried_local(a.node)}"
             comment += f" + {text(carried)}"
-        assigns.append(Line(f"{printer.doprint(a.target)} = {code}", comment, _last_only(program.cell, {a.node})))
+        cell = program.cell
+        last, output = _last_only(cell, {a.node}), a.node in cell.outputs
+        assigns.append(Line(f"{printer.doprint(a.target)} = {code}", comment, last, output))
     accs = []
     for acc in program.accumulates:
         code = printer.doprint(acc.expr)
         if program.cell.param(acc.wrt).symbol.shape[1] == 1:  # a bias: its (B, n) rows summed over the batch
             code = f"{code}.sum(axis=0)" if code.isidentifier() else f"({code}).sum(axis=0)"
         users = {eq.name for eq in program.cell.equations if eq.rhs.has(program.cell.param(acc.wrt).symbol)}
-        last = _last_only(program.cell, users)
-        accs.append(Line(f"{grad_local(acc.wrt)} += {code}", f"dJ/d{acc.wrt} += {text(acc.expr)}", last))
+        last, output = _last_only(program.cell, users), users <= program.cell.outputs
+        accs.append(Line(f"{grad_local(acc.wrt)} += {code}", f"dJ/d{acc.wrt} += {text(acc.expr)}", last, output))
     carries = tuple(
         Line(f"{carried_local(c.state)} = {printer.doprint(c.expr)}", f"share of dJ/d{c.state}_{{t-1}}: {text(c.expr)}")
         for c in program.carries
@@ -340,6 +345,11 @@ def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
     for p in cell.params:
         for i, d in enumerate(p.shape):
             sizes.setdefault(d, f"n_{d} = {p.name}.shape[{i}]")
+    output_zeros = [  # truncated BPTT: the outputs' deltas, zero below the loss's own step
+        {"name": line.code.split(" = ")[0], "dim": cell.nodes[a.node].dim}
+        for a, line in zip(derivation.program.assigns, backward)
+        if line.output
+    ]
     zero_deltas = [  # many-to-one: the outputs' deltas, zero before step T
         {"name": line.code.split(" = ")[0], "dim": cell.nodes[a.node].dim}
         for a, line in zip(derivation.program.assigns, backward)
@@ -383,6 +393,12 @@ def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
         ],
         "loss_last": cell.loss_mode == "last",
         "zero_deltas": zero_deltas,
+        "truncate": derivation.truncate,
+        "output_zeros": output_zeros,
+        "truncated_runs": [
+            (out, lines, [z for z in output_zeros if any(line.code.startswith(z["name"] + " = ") for line in lines)])
+            for out, lines in runs(backward + accumulate, "output")
+        ],
         "carry": carry,
         "carries": [{"name": carried_local(s.name), "dim": s.dim} for s in cell.states],
         "step_inputs": step_inputs,

@@ -115,6 +115,19 @@ def _paths_matrix(graph: StepGraph, paths: tuple[tuple[Factor, ...], ...]) -> st
     return LatexPrinter().factor(add(*[row_product(graph, path) for path in paths]))
 
 
+def _sum_k(top: str, truncate: int | None) -> str:
+    """The inner sum over the step k where w enters: k = 1..t, or its last K steps when truncated."""
+    if truncate is None:
+        return rf"\sum_{{k=1}}^{{{top}}}"
+    lower = top if truncate == 1 else rf"\max(1,\, {top}-{truncate - 1})"
+    return rf"\sum_{{k={lower}}}^{{{top}}}"
+
+
+def _sum_t(truncate: int | None) -> str:
+    """The sum over the losses J_t; an initial state's terms, truncated, reach only the first K."""
+    return r"\sum_{t=1}^{T}" if truncate is None else rf"\sum_{{t=1}}^{{\min(T,\, {truncate})}}"
+
+
 def general_formula(derivation: Derivation, wrt: str) -> dict[str, list[str] | None]:
     """dJ/dw for every T, as display lines: "factors" (partials) and "analytic" (substituted)."""
     cell = derivation.cell
@@ -125,7 +138,7 @@ def general_formula(derivation: Derivation, wrt: str) -> dict[str, list[str] | N
     head_paths = tuple(move_paths(f.head, top))
     head, step = _paths_latex(head_paths), _paths_latex(f.step)
     head_m, step_m = _paths_matrix(graph, head_paths), _paths_matrix(graph, f.step)
-    sum_t = "" if f.last else r"\sum_{t=1}^{T}"
+    sum_t = "" if f.last else _sum_t(derivation.truncate if f.initial else None)
     if f.initial:
         product, product_m = (rf"\left(\prod_{{j=1}}^{{{top}}} {x}\right)" for x in (step, step_m))
         return {
@@ -140,7 +153,7 @@ def general_formula(derivation: Derivation, wrt: str) -> dict[str, list[str] | N
     rows = tuple(path[:-1] for path in f.tail)
     entries = {factor_matrix(graph, path[-1]) for path in f.tail}  # how w enters a step
     product = rf"\left(\prod_{{j=k+1}}^{{{top}}} {step}\right)"
-    sum_k = rf"\sum_{{k=1}}^{{{top}}}"
+    sum_k = _sum_k(top, derivation.truncate)
     if len(entries) > 1:  # w enters a step through several nodes: the analytic form is left to the terms
         first = rf"{sum_t} \biggl({direct} + {sum_k} {head}" if f.direct else f"{sum_t} {sum_k} {head}"
         last = rf"{product} {_paths_latex(f.tail)}" + (r"\biggr)" if f.direct else "")
@@ -152,7 +165,7 @@ def general_formula(derivation: Derivation, wrt: str) -> dict[str, list[str] | N
     tail_m = LatexPrinter().factor(mul(*tail)) if tail else ""
     outer = " " + latex(transpose(enters.right)) if isinstance(enters, Outer) else ""
     product, product_m = (rf"\left(\prod_{{j=k+1}}^{{{top}}} {x}\right)" for x in (step, step_m))
-    sum_k = rf"\sum_{{k=1}}^{{{top}}}"
+    sum_k = _sum_k(top, derivation.truncate)
     if not f.direct:
         return {
             "factors": [f"{sum_t} {sum_k} {head}", f"{product} {_paths_latex(f.tail)}"],
@@ -300,7 +313,7 @@ def recurrence(derivation: Derivation) -> dict[str, object]:
         "gradient_identities": eq.gradient_identities,
         "delta_names": [latex(_step_symbol(naming.grad_name(a.node), "k", a.target.shape)) for a in program.assigns],
         "node_names": [naming.latex_name(naming.step_name(a.node, "k")) for a in program.assigns],
-        "first_state": cell.states[0].name,
+        "initial": [naming.latex_name(naming.step_name(s.name, 0)) for s in cell.states],
     }
 
 
@@ -357,7 +370,7 @@ def document_context(derivation: Derivation, report: Report, command: str) -> di
                 "name": naming.latex_name(wrt),
                 "total": derivation.term_count(wrt),
                 "paths": derivation.path_count(wrt),
-                "counts": " + ".join(str(counts(t)) for t in cell.loss_steps(T)) if counts else "",
+                "counts": " + ".join(str(counts(t, derivation.truncate)) for t in cell.loss_steps(T)) if counts else "",
                 "expansion": expansion_groups(derivation, wrt) if expanded else (),
                 "analytic": analytic_groups(derivation, wrt) if expanded and not derivation.blocks else (),
                 "is_state": wrt not in cell.param_names,
@@ -368,8 +381,15 @@ def document_context(derivation: Derivation, report: Report, command: str) -> di
     return {
         "cell": cell,
         "title": tex_text(cell.title),
+        "heading": (
+            f"Backpropagation through time for the {tex_text(cell.title)}, $T = {T}$"
+            if derivation.truncate is None
+            else f"Truncated backpropagation through time for the {tex_text(cell.title)}, "
+            f"$T = {T}$, $K = {derivation.truncate}$"
+        ),
         "steps": T,
         "expanded": derivation.expanded,
+        "truncate": derivation.truncate,
         "loss_last": cell.loss_mode == "last",
         "target_kind": cell.targets[0].kind,
         "expanded_max": derivation.expandable,
@@ -454,7 +474,7 @@ def block_formula(derivation: Derivation, wrt: str) -> tuple[Formula, list[tuple
     printer = LatexPrinter()
     s = stacked_name(cell)
     top = "T" if f.last else "t"
-    sum_t = "" if f.last else r"\sum_{t=1}^{T}"
+    sum_t = "" if f.last else _sum_t(derivation.truncate if f.initial else None)
     head = printer.partial(Factor(naming.step_name(cell.loss, top), naming.step_name(s, top)))
     step = printer.partial(Factor(naming.step_name(s, "j"), naming.step_name(s, "j-1")))
     graph = StepGraph(cell)
@@ -470,7 +490,7 @@ def block_formula(derivation: Derivation, wrt: str) -> tuple[Formula, list[tuple
         return {"factors": [f"{sum_t} {direct}"], "analytic": [f"{sum_t} {direct_m}"]}, []
     tail = printer.partial(Factor(naming.step_name(s, "k"), wrt))
     product = rf"\left(\prod_{{j=k+1}}^{{{top}}} {step}\right) {tail}"
-    sum_k = rf"\sum_{{k=1}}^{{{top}}} {head}"
+    sum_k = f"{_sum_k(top, derivation.truncate)} {head}"
     first = rf"{sum_t} \biggl({direct} + {sum_k}" if direct else f"{sum_t} {sum_k}"
     tails = [
         (printer.partial(Factor(naming.step_name(name, "k"), wrt)), _sum_of_paths(f.tail[a]))

@@ -146,9 +146,14 @@ def jacobian_local(num: str, den: str) -> str:
     return f"d{code_local(num)}__d{code_local(den)}"
 
 
-def module_filename(cell: str, steps: int) -> str:
-    return f"{cell}_T{steps}.py"
+def file_stem(cell: str, steps: int, truncate: int | None = None) -> str:
+    """``rnn_T3``; ``rnn_T3_K2`` for truncated BPTT to 2 steps."""
+    return f"{cell}_T{steps}" + ("" if truncate is None else f"_K{truncate}")
 
 
-def tex_filename(cell: str, steps: int) -> str:
-    return f"{cell}_T{steps}.tex"
+def module_filename(cell: str, steps: int, truncate: int | None = None) -> str:
+    return file_stem(cell, steps, truncate) + ".py"
+
+
+def tex_filename(cell: str, steps: int, truncate: int | None = None) -> str:
+    return file_stem(cell, steps, truncate) + ".tex"

@@ -23,7 +23,8 @@ from .verify import Report, load_module, verify
 def command(job: str, derivation: Derivation) -> str:
     """The command that writes the file again; the folder is left out, so that the file does not
     depend on where it was written."""
-    return f"bptt {job} --cell {derivation.cell.name} --steps {derivation.steps} --out <this folder>"
+    truncate = "" if derivation.truncate is None else f" --truncate {derivation.truncate}"
+    return f"bptt {job} --cell {derivation.cell.name} --steps {derivation.steps}{truncate} --out <this folder>"
 
 
 def module_source(derivation: Derivation) -> str:
@@ -35,7 +36,7 @@ def tex_source(derivation: Derivation, report: Report) -> str:
 
 
 def verified(derivation: Derivation, source: str) -> Report:
-    module = load_module(source, naming.module_filename(derivation.cell.name, derivation.steps)[:-3])
+    module = load_module(source, naming.file_stem(derivation.cell.name, derivation.steps, derivation.truncate))
     return verify(derivation.cell, module, derivation.steps)
 
 

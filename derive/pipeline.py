@@ -47,6 +47,7 @@ class Derivation:
     factorized: dict[str, Factorized | Blocks]  # for every T
     program: Program
     equivalence: Equivalence
+    truncate: int | None = None  # truncated BPTT: each inner sum keeps its last K steps (k > t - K)
 
     @property
     def expanded(self) -> bool:
@@ -61,11 +62,11 @@ class Derivation:
     def term_count(self, wrt: str) -> int:
         """The number of terms written for dJ/dw (block products for a cell with several states)."""
         f = self.factorized[wrt]
-        return f.block_total(self.steps) if isinstance(f, Blocks) else f.total(self.steps)
+        return f.block_total(self.steps, self.truncate) if isinstance(f, Blocks) else f.total(self.steps, self.truncate)
 
     def path_count(self, wrt: str) -> int:
         """The number of paths from J to w in the unrolled graph: the products the terms stand for."""
-        return self.factorized[wrt].total(self.steps)
+        return self.factorized[wrt].total(self.steps, self.truncate)
 
 
 def check_supported(cell: Cell) -> None:
@@ -90,15 +91,21 @@ def check_supported(cell: Cell) -> None:
         raise NotImplementedError(f"{cell.name}: one input and one target are supported for now")
 
 
-def derive(cell: Cell, steps: int) -> Derivation:
+def derive(cell: Cell, steps: int, truncate: int | None = None) -> Derivation:
+    """The derivation of dJ/dw for T = ``steps``; with ``truncate`` = K, truncated BPTT's: each
+    inner sum keeps its last K steps."""
     if not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
         raise ValueError(f"the number of steps must be an integer in 1..{MAX_STEPS}, got {steps!r}")
+    if truncate is not None and (not isinstance(truncate, int) or truncate < 1):
+        raise ValueError(f"truncate must be an integer >= 1 (or None), got {truncate!r}")
     check_supported(cell)
     program = build_program(cell)
     factorized = {wrt: factorize(cell, wrt) for wrt in differentiable_names(cell)}
 
     def written(t: int) -> int:
-        return sum(f.block_total(t) if isinstance(f, Blocks) else f.total(t) for f in factorized.values())
+        return sum(
+            f.block_total(t, truncate) if isinstance(f, Blocks) else f.total(t, truncate) for f in factorized.values()
+        )
 
     def provable(t: int) -> bool:
         return sum(f.total(t) for f in factorized.values()) <= PROOF_MAX_PATHS
@@ -111,17 +118,17 @@ def derive(cell: Cell, steps: int) -> Derivation:
         check_steps += 1
     checked = unroll(cell, check_steps)
     checked_expansions = expand_all(checked)  # every path: for a cell with several states, only for the proof
-    equivalence = check_equivalence(program, checked, checked_expansions)
+    equivalence = check_equivalence(program, checked, checked_expansions, truncate)
     if not equivalence.holds:
         raise AssertionError(f"the efficient recurrence does not match the expansion: {equivalence.failures}")
     unrolled, expansions = None, {}
     if steps <= expandable:
         if len(cell.states) > 1:
             unrolled = unroll(cell, steps)
-            expansions = {
-                wrt: block_expansion(cell, steps, f) for wrt, f in factorized.items() if isinstance(f, Blocks)
-            }
+            blocks = {wrt: f for wrt, f in factorized.items() if isinstance(f, Blocks)}
+            expansions = {wrt: block_expansion(cell, steps, f, truncate) for wrt, f in blocks.items()}
         else:  # one state: the terms are the paths themselves
             unrolled = checked if check_steps == steps else unroll(cell, steps)
-            expansions = checked_expansions if check_steps == steps else expand_all(unrolled)
-    return Derivation(cell, steps, expandable, unrolled, expansions, factorized, program, equivalence)
+            full = checked_expansions if check_steps == steps else expand_all(unrolled)
+            expansions = {wrt: e.truncated(truncate) for wrt, e in full.items()}
+    return Derivation(cell, steps, expandable, unrolled, expansions, factorized, program, equivalence, truncate)

@@ -39,7 +39,7 @@ KEYWORDS = ("cell", "param", "input", "state", "target", "loss")
 LOSS = "<loss>"  # what _Builder.defined records for the loss node instead of a dimension
 # names the generated module uses for itself: a spec name equal to one would shadow it
 RESERVED = frozenset(keyword.kwlist) | frozenset(
-    "np t T B sizes dtype loss grads params batched xs labels targets total args onehot lead name dJ_dsk".split()
+    "np t T B sizes dtype loss grads params batched xs labels targets total args onehot lead name dJ_dsk loss_t".split()
 )
 MAX_NUMBER = 40  # characters in a numeric literal
 FUNCTIONS = tuple(ACTIVATIONS) + ("softmax",) + tuple(LOSSES)
@@ -189,8 +189,12 @@ class _Parser:
             raise self.error(tok, f"expected {what} (a name such as W_xh), got {tok.show()}")
         if tok.text in KEYWORDS:
             raise self.error(tok, f"{tok.text!r} is a keyword, not a name")
-        if tok.text in RESERVED or re.search(r"_[0-9]+$|_next$|^n_", tok.text):
-            raise self.error(tok, f"{tok.text!r} is reserved for the generated code (or ends in _<digits>); rename it")
+        if tok.text in RESERVED or re.search(r"_[0-9]+$|_next$|_acc$|_zero$|^n_", tok.text):
+            raise self.error(
+                tok,
+                f"{tok.text!r} is reserved for the generated code (as are names ending in _<digits>, _next, "
+                "_acc or _zero, or starting with n_); rename it",
+            )
         self.i += 1
         return tok
 

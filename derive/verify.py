@@ -158,7 +158,9 @@ def _explicit(expr: sp.Basic, env: dict[str, sp.Matrix], sizes: dict[sp.Symbol, 
     raise NotImplementedError(f"no explicit evaluation for {type(expr).__name__}")
 
 
-def sympy_gradients(cell: Cell, params, xs, labels, *initial) -> tuple[float, dict[str, np.ndarray]]:
+def sympy_gradients(
+    cell: Cell, params, xs, labels, *initial, truncate: int | None = None
+) -> tuple[float, dict[str, np.ndarray]]:
     """Loss and gradients of one sequence by SymPy, independent of the rule table.
 
     The unrolled loss is built on scalar symbols.  For a cell without gates (no
@@ -167,6 +169,9 @@ def sympy_gradients(cell: Cell, params, xs, labels, *initial) -> tuple[float, di
     past what SymPy differentiates in minutes (a GRU at T = 2: 220 s), so there SymPy
     differentiates each scalar operation and the chain rule runs over the scalar graph
     in 30-digit arithmetic: the same numbers, without the swell.
+
+    With ``truncate`` = K the gradient is truncated BPTT's: the chain rule from each J_s runs
+    through the scalar graph of steps s, s-1, ..., s-K+1 only, older nodes held constant.
     """
     env: dict[str, sp.Matrix] = {}
     unknowns: dict[str, sp.Matrix] = {}
@@ -204,7 +209,7 @@ def sympy_gradients(cell: Cell, params, xs, labels, *initial) -> tuple[float, di
             losses.append(env[naming.step_name(cell.loss, t)][0, 0])
     values = {s: v for name, m in unknowns.items() for s, v in zip(m, np.ravel(given.get(name, params.get(name))))}
     symbols = list(values)
-    if not any(eq.rhs.has(Hadamard) for eq in cell.equations):
+    if truncate is None and not any(eq.rhs.has(Hadamard) for eq in cell.equations):
         total = sp.Add(*losses)
         for sym, local in reversed(graph):  # inline the graph into one expression of the unknowns
             total = total.xreplace({sym: local})
@@ -212,7 +217,9 @@ def sympy_gradients(cell: Cell, params, xs, labels, *initial) -> tuple[float, di
         out = f(*[float(values[s]) for s in symbols])
         loss, flat = float(out[0]), np.array(out[1:], dtype=np.float64)
     else:
-        loss, flat = _graph_gradients(graph, losses, {s: sp.Float(float(v), 30) for s, v in values.items()}, symbols)
+        loss, flat = _graph_gradients(
+            graph, losses, {s: sp.Float(float(v), 30) for s, v in values.items()}, symbols, truncate
+        )
     grads, i = {}, 0
     for name in unknowns:
         shape = np.shape(given[name] if name in given else params[name])
@@ -222,20 +229,29 @@ def sympy_gradients(cell: Cell, params, xs, labels, *initial) -> tuple[float, di
     return loss, grads
 
 
-def _graph_gradients(graph, losses, values, symbols) -> tuple[float, np.ndarray]:
-    """Reverse accumulation over the scalar graph; each local derivative by ``sympy.diff``."""
+def _graph_gradients(graph, losses, values, symbols, truncate: int | None = None) -> tuple[float, np.ndarray]:
+    """Reverse accumulation over the scalar graph; each local derivative by ``sympy.diff``.
+
+    Without truncation one pass carries every loss back at once; with it, one pass per loss
+    J_s that stops at the nodes of step s - K (whose values it holds constant)."""
     known = dict(values)
     for sym, local in graph:
         known[sym] = local.xreplace(known).evalf(30)
-    adjoint: dict[sp.Symbol, sp.Expr] = {s: sp.S.One for s in losses}
-    for sym, local in reversed(graph):
-        a = adjoint.get(sym)
-        if a is None:
-            continue
-        for v in sorted(local.free_symbols, key=str):  # a fixed order: the same digits every run
-            adjoint[v] = adjoint.get(v, sp.S.Zero) + a * sp.diff(local, v).xreplace(known).evalf(30)
+    step = {sym: naming.step_of(str(sym).rsplit("_", 2)[0]) for sym, _ in graph}  # "h@3_0_0" -> 3
+    passes = [(losses, 0)] if truncate is None else [([j], step[j] - truncate + 1) for j in losses]
+    total: dict[sp.Symbol, sp.Expr] = {}
+    for tops, lowest in passes:
+        adjoint: dict[sp.Symbol, sp.Expr] = {s: sp.S.One for s in tops}
+        for sym, local in reversed(graph):
+            a = adjoint.get(sym)
+            if a is None or step[sym] < lowest:
+                continue
+            for v in sorted(local.free_symbols, key=str):  # a fixed order: the same digits every run
+                adjoint[v] = adjoint.get(v, sp.S.Zero) + a * sp.diff(local, v).xreplace(known).evalf(30)
+        for s in symbols:
+            total[s] = total.get(s, sp.S.Zero) + adjoint.get(s, sp.S.Zero)
     loss = float(sp.Add(*[known[s] for s in losses]))
-    return loss, np.array([float(adjoint.get(s, 0)) for s in symbols], dtype=np.float64)
+    return loss, np.array([float(total[s]) for s in symbols], dtype=np.float64)
 
 
 # ---- the report ------------------------------------------------------------------------
@@ -253,6 +269,7 @@ class Report:
     steps: int
     rows: tuple[str, ...]
     errors: dict[tuple[str, str], dict[str, float]]
+    truncate: int | None = None
 
     def error(self, impl: str, check: str, row: str) -> float | None:
         """The measured error, or None where the check was not run (SymPy beyond SYMPY_MAX_STEPS)."""
@@ -272,19 +289,25 @@ class Report:
 
 
 def verify(cell: Cell, module: types.ModuleType, steps: int) -> Report:
-    """Compare both generated functions with the reference, finite differences and SymPy."""
+    """Compare both generated functions with the reference, finite differences and SymPy.
+
+    A module generated for truncated BPTT (``module.TRUNCATE``) is compared with the reference
+    loop truncated the same way and with SymPy's truncated chain rule; finite differences
+    measure the untruncated gradient, so they are not a yardstick for it and do not run."""
     errors: dict[tuple[str, str], dict[str, float]] = {}
+    truncate = module.TRUNCATE
     numeric = random_problem(module, steps, NUMERIC_SIZES, batch=NUMERIC_SIZES[3])
     tiny = random_problem(module, steps, SYMPY_SIZES)
     trusted: dict[str, tuple[tuple, tuple[float | None, dict[str, np.ndarray]]]] = {}
     reference = REFERENCES.get(cell.name)
     if reference is not None and cell == load_builtin(cell.name):
-        trusted["reference"] = (numeric, reference(*numeric))
+        trusted["reference"] = (numeric, reference(*numeric, truncate=truncate))
     # finite differences measure gradients only: the loss has no row here
     initial = tuple(module.INITIAL)
-    trusted["finite differences"] = (numeric, (None, finite_differences(module.loss, *numeric, names=initial)))
+    if truncate is None:
+        trusted["finite differences"] = (numeric, (None, finite_differences(module.loss, *numeric, names=initial)))
     if steps <= SYMPY_MAX_STEPS:
-        trusted["sympy"] = (tiny, sympy_gradients(cell, *tiny))
+        trusted["sympy"] = (tiny, sympy_gradients(cell, *tiny, truncate=truncate))
     rows = ("loss",) + tuple(module.PARAMS) + initial
     implementations = IMPLEMENTATIONS if module.BY_DEFINITION else IMPLEMENTATIONS[:1]
     for impl in implementations:
@@ -295,7 +318,7 @@ def verify(cell: Cell, module: types.ModuleType, steps: int) -> Report:
             floor = FD_SCALE_FLOOR if check == "finite differences" else SCALE_FLOOR
             by_row.update({name: max_rel_error(got[name], grads[name], floor) for name in rows[1:]})
             errors[(impl, check)] = by_row
-    return Report(cell.name, steps, rows, errors)
+    return Report(cell.name, steps, rows, errors, truncate)
 
 
 def format_table(report: Report) -> str:
@@ -314,6 +337,8 @@ def format_table(report: Report) -> str:
         lines.append(("  " + row).ljust(12) + "".join(cells).rstrip())
     tol = "".join(f"{TOLERANCE[c]:.0e}".ljust(width) for _ in IMPLEMENTATIONS for c in CHECKS)
     lines.append("  tolerance".ljust(12) + tol.rstrip())
+    if report.truncate is not None:
+        lines.append(f"  (truncated to {report.truncate} steps: finite differences measure the full gradient, not run)")
     if report.steps > SYMPY_MAX_STEPS:
         lines.append(f"  (SymPy's scalar check runs for T <= {SYMPY_MAX_STEPS} only)")
     if not any(impl == IMPLEMENTATIONS[1] for impl, _ in report.errors):

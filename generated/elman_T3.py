@@ -28,6 +28,7 @@ import numpy as np
 
 CELL = "elman"
 STEPS = 3  # the T that gradients_by_definition expands
+TRUNCATE = None  # truncated BPTT: each J_t's gradient flows back this many steps (None: all the way)
 BY_DEFINITION = True  # whether gradients_by_definition was generated (T <= 20)
 PARAMS = ("W_xh", "W_hh", "W_hy", "b_h", "b_y")
 DIMS = ("n_x", "n_h", "n_y")  # the arguments of init_params, in order

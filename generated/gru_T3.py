@@ -30,6 +30,7 @@ import numpy as np
 
 CELL = "gru"
 STEPS = 3  # the T that gradients_by_definition expands
+TRUNCATE = None  # truncated BPTT: each J_t's gradient flows back this many steps (None: all the way)
 BY_DEFINITION = True  # whether gradients_by_definition was generated (T <= 4)
 PARAMS = ("W_r", "U_r", "b_r", "W_u", "U_u", "b_u", "W_n", "U_n", "b_n", "W_y", "b_y")
 DIMS = ("n_x", "n_h", "n_y")  # the arguments of init_params, in order

@@ -32,6 +32,7 @@ import numpy as np
 
 CELL = "lstm"
 STEPS = 3  # the T that gradients_by_definition expands
+TRUNCATE = None  # truncated BPTT: each J_t's gradient flows back this many steps (None: all the way)
 BY_DEFINITION = True  # whether gradients_by_definition was generated (T <= 20)
 PARAMS = ("W_f", "U_f", "b_f", "W_i", "U_i", "b_i", "W_o", "U_o", "b_o", "W_g", "U_g", "b_g", "W_y", "b_y")
 DIMS = ("n_x", "n_h", "n_y")  # the arguments of init_params, in order

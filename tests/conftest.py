@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -30,3 +32,16 @@ def generated(steps: int):
 @pytest.fixture
 def seed():
     return seed_rnn()
+
+
+def pdflatex(path: Path, tex: str) -> tuple[subprocess.CompletedProcess, str]:
+    """Write ``tex`` to ``path`` and compile it in its folder: (the run, the log)."""
+    path.write_text(tex, encoding="utf-8")
+    run = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", path.name],
+        cwd=path.parent,
+        capture_output=True,
+        text=True,
+        errors="replace",
+    )
+    return run, path.with_suffix(".log").read_text(errors="replace")

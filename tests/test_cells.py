@@ -8,11 +8,11 @@ failure names the cell, the step count and the parameter (``gru-T4-U_n``).
 import functools
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from conftest import pdflatex
 from derive.cell import builtin_names, load_builtin
 from derive.outputs import module_source, verified
 from derive.pipeline import derive
@@ -106,15 +106,6 @@ def test_unsupported_features_are_named_not_derived_wrongly(name, tmp_path, caps
 def test_document_compiles_with_nothing_off_the_page(cell, tmp_path):
     from derive.outputs import tex_source
 
-    path = tmp_path / "doc.tex"
-    path.write_text(tex_source(derivation(cell, 3), report(cell, 3)), encoding="utf-8")
-    run = subprocess.run(
-        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", path.name],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        errors="replace",
-    )
-    log = (tmp_path / "doc.log").read_text(errors="replace")
+    run, log = pdflatex(tmp_path / "doc.tex", tex_source(derivation(cell, 3), report(cell, 3)))
     assert run.returncode == 0, log[-2000:]
     assert "Overfull \\hbox" not in log

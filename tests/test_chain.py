@@ -9,12 +9,14 @@ from derive.cell import load_builtin
 from derive.chain import (
     Blocks,
     Factor,
+    Term,
     block_expansion,
     block_instances,
     differentiable_names,
     expand_all,
     factorize,
     instances,
+    kept,
     paths,
 )
 from derive.spec import read
@@ -100,9 +102,10 @@ MULTI = {
 }
 
 
-@pytest.mark.parametrize("T", [1, 2, 3])
+@pytest.mark.parametrize("K", [None, 1, 2], ids=lambda K: f"K{K}")
+@pytest.mark.parametrize("T", [1, 2, 3], ids=lambda T: f"T{T}")
 @pytest.mark.parametrize("name", MULTI)
-def test_block_formula_stands_for_exactly_the_paths_of_the_unrolled_graph(name, T):
+def test_block_formula_stands_for_exactly_the_paths_of_the_unrolled_graph(name, T, K):
     cell = MULTI[name]()
     unrolled = unroll(cell, T)
     for wrt in differentiable_names(cell):
@@ -111,11 +114,30 @@ def test_block_formula_stands_for_exactly_the_paths_of_the_unrolled_graph(name, 
         total = 0
         for loss in unrolled.losses:
             t = naming.step_of(loss.name)
-            raw = paths(unrolled, loss.name, wrt)
-            assert sorted(block_instances(f, t), key=repr) == sorted(raw, key=repr), (wrt, t)
-            assert f.count(t) == len(raw)
+            raw = [p for p in paths(unrolled, loss.name, wrt) if kept(Term(t, p), K)]
+            assert sorted(block_instances(f, t, K), key=repr) == sorted(raw, key=repr), (wrt, t)
+            assert f.count(t, K) == len(raw)
             total += len(raw)
-        assert f.total(T) == total
+        assert f.total(T, K) == total
+
+
+@pytest.mark.parametrize("K", [1, 2, 3], ids=lambda K: f"K{K}")
+@pytest.mark.parametrize("T", [1, 3, 5], ids=lambda T: f"T{T}")
+@pytest.mark.parametrize("name", ["rnn", "gru"])
+def test_truncated_counts_of_one_state_cells(name, T, K):
+    cell = load_builtin(name)
+    unrolled = unroll(cell, T)
+    for wrt in differentiable_names(cell):
+        f = factorize(cell, wrt)
+        per_loss = [
+            [p for p in paths(unrolled, j.name, wrt) if kept(Term(naming.step_of(j.name), p), K)]
+            for j in unrolled.losses
+        ]
+        assert [f.count(t, K) for t in range(1, T + 1)] == [len(p) for p in per_loss]
+        assert [sorted(instances(f, t, K), key=repr) for t in range(1, T + 1)] == [
+            sorted(p, key=repr) for p in per_loss
+        ]
+        assert f.total(T, K) == sum(len(p) for p in per_loss)
 
 
 def test_lstm_block_counts():

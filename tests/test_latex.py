@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import derivation, module_source
+from conftest import derivation, module_source, pdflatex
 from derive.document import local_derivatives, softmax_collapse
 from derive.outputs import tex_source, verified
 
@@ -53,16 +53,7 @@ def test_document_states_the_equivalence_and_the_term_counts():
 
 
 def _compile(tmp_path, T):
-    path = tmp_path / f"rnn_T{T}.tex"
-    path.write_text(tex(T), encoding="utf-8")
-    run = subprocess.run(
-        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", path.name],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        errors="replace",
-    )
-    return run, (tmp_path / f"rnn_T{T}.log").read_text(errors="replace")
+    return pdflatex(tmp_path / f"rnn_T{T}.tex", tex(T))
 
 
 @pytest.mark.pdf

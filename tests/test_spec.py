@@ -79,6 +79,11 @@ BAD = [
     ("undefined-name", edit(4, "z = W_xh x + W_hh h[t-1] + b_q"), (4, 28), "undefined name 'b_q'"),
     ("function-without-parentheses", edit(5, "h = tanh"), (5, 5), "tanh is a function"),
     ("name-not-an-identifier", edit(1, "param 2W[h, x]"), (1, 7), "'2W' is not a name"),
+    ("reserved-step-suffix", edit(4, "z_1 = W_xh x + W_hh h[t-1] + b_h"), (4, 1), "'z_1' is reserved"),
+    ("reserved-acc-suffix", edit(4, "z_acc = W_xh x + W_hh h[t-1] + b_h"), (4, 1), "'z_acc' is reserved"),
+    ("reserved-zero-suffix", edit(1, "param W_zero[h, x]"), (1, 7), "'W_zero' is reserved"),
+    ("reserved-loop-name", edit(4, "loss_t = W_xh x + W_hh h[t-1] + b_h"), (4, 1), "'loss_t' is reserved"),
+    ("reserved-block-row", edit(1, "param dJ_dsk[h, x]"), (1, 7), "'dJ_dsk' is reserved"),
     (
         "keyword-input-as-name",
         edit(3, "input = x; state h[h] = 0; target label: class(y)"),

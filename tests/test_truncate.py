@@ -1,0 +1,160 @@
+"""Truncated BPTT (``--truncate K``): each inner sum keeps its last K steps (k > t - K), in the
+expansion, the LaTeX, the by-definition code and the fast path; checked against the
+hand-written reference loops truncated the same way and against SymPy's truncated chain rule."""
+
+import functools
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import pdflatex
+from derive import cli
+from derive.adjoint import _equal, check_equivalence, truncated_gradients
+from derive.analytic import term_gradient
+from derive.cell import load_builtin
+from derive.chain import expand_all, factorize
+from derive.exprs import add
+from derive.outputs import module_source, tex_source, verified
+from derive.pipeline import derive
+from derive.spec import read
+from derive.unroll import unroll
+from derive.verify import (
+    NUMERIC_SIZES,
+    REFERENCES,
+    RTOL_EXACT,
+    SYMPY_SIZES,
+    load_module,
+    max_rel_error,
+    random_problem,
+    sympy_gradients,
+)
+
+CORPUS = Path(__file__).resolve().parent / "cells"
+CASES = [(T, K) for T in (1, 3, 5) for K in (1, 2, 4)]
+
+
+@functools.cache
+def module(cell: str, steps: int, truncate: int | None):
+    d = derive(load_builtin(cell), steps, truncate)
+    return load_module(module_source(d), f"{cell}_T{steps}_K{truncate}")
+
+
+@pytest.mark.parametrize("cell", sorted(REFERENCES))
+@pytest.mark.parametrize("T, K", CASES, ids=[f"T{T}-K{K}" for T, K in CASES])
+def test_both_implementations_match_the_truncating_reference_loop(cell, T, K):
+    m = module(cell, T, K)
+    problem = random_problem(m, T, NUMERIC_SIZES, batch=2)
+    want_loss, want = REFERENCES[cell](*problem, truncate=K)
+    implementations = ["loss_and_gradients"] + (["gradients_by_definition"] if m.BY_DEFINITION else [])
+    for impl in implementations:
+        loss, got = getattr(m, impl)(*problem)
+        assert max_rel_error(loss, want_loss) <= RTOL_EXACT
+        assert set(got) == set(want)
+        for name in want:
+            assert max_rel_error(got[name], want[name]) <= RTOL_EXACT, f"{impl} {name}"
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_truncation_changes_the_gradient_only_when_T_exceeds_K(cell):
+    full = module(cell, 4, None)
+    problem = random_problem(full, 4, NUMERIC_SIZES, batch=2)
+    _, g_full = full.loss_and_gradients(*problem)
+    _, g_same = module(cell, 4, 4).loss_and_gradients(*problem)  # K = T keeps every term
+    _, g_cut = module(cell, 4, 2).loss_and_gradients(*problem)
+    for name in g_full:
+        assert max_rel_error(g_same[name], g_full[name]) <= RTOL_EXACT
+    recurrent = "W_hh" if cell == "rnn" else "U_f"
+    assert max_rel_error(g_cut[recurrent], g_full[recurrent]) > 1e-3  # older terms really dropped
+    assert max_rel_error(g_cut["W_hy" if cell == "rnn" else "W_y"], g_full["W_hy" if cell == "rnn" else "W_y"]) <= (
+        RTOL_EXACT
+    )  # the output layer has no inner sum: truncation leaves it alone
+    assert max_rel_error(g_cut["h0"], g_full["h0"]) > 1e-3  # only J_1 and J_2 reach h_0 within 2 steps
+
+
+def test_many_to_one_initial_state_gradient_vanishes_beyond_K():
+    d = derive(read(CORPUS / "m2o_lstm.cell"), 4, 3)
+    m = load_module(module_source(d), "m2o_lstm_T4_K3")
+    _, grads = m.loss_and_gradients(*random_problem(m, 4, NUMERIC_SIZES, batch=2))
+    assert np.all(grads["h0"] == 0) and np.all(grads["c0"] == 0)  # J_4 alone, and 4 > K = 3
+    assert d.term_count("h@0") == 0 and d.path_count("c@0") == 0
+
+
+def test_sympy_truncated_chain_rule_agrees_with_the_reference_loop():
+    m = module("gru", 3, 2)
+    problem = random_problem(m, 3, SYMPY_SIZES)
+    _, want = REFERENCES["gru"](*problem, truncate=2)
+    _, got = sympy_gradients(load_builtin("gru"), *problem, truncate=2)
+    for name in want:
+        assert max_rel_error(got[name], want[name]) <= RTOL_EXACT, name
+
+
+@pytest.mark.parametrize("spec", ["two_states", "m2o_lstm", "m2o_classify", "softmax_mse"])
+def test_corpus_cells_verify_truncated_against_sympy(spec):
+    d = derive(read(CORPUS / f"{spec}.cell"), 4, 2)
+    report = verified(d, module_source(d))
+    assert report.passed, report.failures()
+    assert report.error("loss_and_gradients", "sympy", "loss") is not None
+    assert report.error("loss_and_gradients", "finite differences", "loss") is None  # not a yardstick here
+
+
+def test_expansion_keeps_the_last_K_steps_of_each_inner_sum(seed):
+    d = derive(seed, 5, 2)
+    for terms in d.expansions["W_hh"].per_loss:
+        t = terms[0].loss_step
+        assert [term.entry_step for term in terms] == [k for k in (t, t - 1) if k >= 1]
+    assert [len(terms) for terms in d.expansions["h@0"].per_loss] == [1, 1, 0, 0, 0]
+    assert d.term_count("W_hh") == 1 + 2 + 2 + 2 + 2
+    assert d.term_count("h@0") == 2
+    lstm = derive(load_builtin("lstm"), 4, 3)
+    assert [len(terms) for terms in lstm.expansions["U_o"].per_loss] == [1, 2, 3, 3]
+    assert lstm.path_count("U_o") == factorize(load_builtin("lstm"), "U_o").total(4, 3)
+
+
+def test_the_proof_tells_truncations_apart(seed):
+    program = derive(seed, 3).program
+    unrolled = unroll(seed, 3)
+    expansions = expand_all(unrolled)
+    assert check_equivalence(program, unrolled, expansions, truncate=2).holds
+
+    def kept_terms(k: int):
+        return add(*[term_gradient(unrolled, term) for term in expansions["W_hh"].truncated(k).terms])
+
+    runs = truncated_gradients(program, 3, 2)["W_hh"]
+    assert _equal(runs, kept_terms(2))
+    assert not _equal(runs, kept_terms(1)) and not _equal(runs, kept_terms(3))
+
+
+def test_document_states_the_truncated_sums(seed):
+    d = derive(seed, 3, 2)
+    tex = tex_source(d, verified(d, module_source(d)))
+    assert r"\sum_{k=\max(1,\, t-1)}^{t}" in tex
+    assert r"\sum_{t=1}^{\min(T,\, 2)}" in tex  # h_0 enters at step 1: kept for t <= K
+    assert "Truncated backpropagation through time" in tex and r"$K = 2$" in tex
+    assert "5 terms (1 + 2 + 2)" in tex
+
+
+def test_cli_truncate(tmp_path, capsys):
+    assert cli.main(["emit", "--truncate", "2", "--out", str(tmp_path)]) == 0
+    source = (tmp_path / "rnn_T3_K2.py").read_text()
+    assert "TRUNCATE = 2" in source and "--truncate 2" in source
+    assert cli.main(["verify", "--cell", "elman", "-T", "4", "-K", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "truncated to K = 3 steps" in out and "all checks pass" in out
+    for bad in ("0", "-1", "two", "1001"):
+        with pytest.raises(SystemExit) as exit:
+            cli.main(["emit", "--truncate", bad, "--out", str(tmp_path / "x")])
+        assert exit.value.code == 2
+        assert "--truncate" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.pdf
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_truncated_document_compiles_with_nothing_off_the_page(cell, tmp_path):
+    d = derive(load_builtin(cell), 4, 2)
+    run, log = pdflatex(tmp_path / "doc.tex", tex_source(d, verified(d, module_source(d))))
+    assert run.returncode == 0, log[-2000:]
+    assert "Overfull \\hbox" not in log
