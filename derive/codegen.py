@@ -69,16 +69,17 @@ def _dim(shape_rows: sp.Expr) -> str:
 
 
 def _code_loss(derivation: Derivation, rhs: sp.Basic) -> sp.Basic:
-    """The loss as code computes it: cross_entropy(softmax(y)) from the logits, stably."""
+    """The loss as code computes it: each cross_entropy(softmax(y)) from the logits, stably
+    (in a weighted sum of losses too)."""
     cell = derivation.cell
-    if isinstance(rhs, CrossEntropy) and isinstance(rhs.p, Softmax):  # cross_entropy(softmax(y), l)
-        return SoftmaxCrossEntropy(rhs.p.arg, rhs.target)
-    if isinstance(rhs, CrossEntropy) and isinstance(rhs.p, sp.MatrixSymbol):
-        base = naming.split(rhs.p.name)[0]
-        producer = next((e for e in cell.equations if e.name == base), None)
-        if producer is not None and isinstance(producer.rhs, Softmax):
-            return SoftmaxCrossEntropy(producer.rhs.arg, rhs.target)  # the loss and p are both at step t
-    return rhs
+    softmax_of = {naming.step_name(e.name, "t"): e.rhs for e in cell.equations if isinstance(e.rhs, Softmax)}
+    fused = {}
+    for ce in rhs.atoms(CrossEntropy) | ({rhs} if isinstance(rhs, CrossEntropy) else set()):
+        if isinstance(ce.p, Softmax):  # cross_entropy(softmax(y), l)
+            fused[ce] = SoftmaxCrossEntropy(ce.p.arg, ce.target)
+        elif isinstance(ce.p, sp.MatrixSymbol) and ce.p.name in softmax_of:  # p = softmax(y) at step t
+            fused[ce] = SoftmaxCrossEntropy(softmax_of[ce.p.name].arg, ce.target)
+    return rhs.xreplace(fused)
 
 
 def fast_forward(derivation: Derivation) -> tuple[Line, ...]:
@@ -308,6 +309,29 @@ def definition_terms(derivation: Derivation) -> tuple[Block, ...]:
     return tuple(blocks)
 
 
+def _shapes_doc(cell: Cell, inputs: list[dict[str, str]], targets: list[dict[str, str]], target_arg: str) -> str:
+    """The docstring's line on argument shapes."""
+    last = cell.loss_mode == "last"
+
+    def target_shape(v: dict[str, str]) -> str:
+        n = f"n_{v['dim']}"
+        if v["kind"] == "class":
+            return ("() or (B,)" if last else "(T,) or (T, B)") + f" of ints in [0, {n})"
+        return f"({n},) or (B, {n})" if last else f"(T, {n}) or (T, B, {n})"
+
+    parts = []
+    xs = [f"(T, n_{v['dim']}) or (T, B, n_{v['dim']})" for v in inputs]
+    if len(inputs) == 1:
+        parts.append(f"``xs`` {xs[0]}")
+    else:
+        parts.append("``xs`` a dict: " + ", ".join(f"``{v['name']!r}`` {x}" for v, x in zip(inputs, xs)))
+    if len(targets) == 1:
+        parts.append(f"``{target_arg}`` {target_shape(targets[0])}")
+    else:
+        parts.append(f"``{target_arg}`` a dict: " + ", ".join(f"``{v['name']!r}`` {target_shape(v)}" for v in targets))
+    return ";\n".join(parts)
+
+
 def _py_tuple(names: tuple[str, ...]) -> str:
     """A tuple literal of strings in double quotes: ``("W_xh", "W_hh")``."""
     inner = ", ".join(f'"{n}"' for n in names)
@@ -330,7 +354,22 @@ def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
                     step_inputs.append(f"{printer.doprint(v.at(t))} = {naming.code_base(v.name)}[{t}]")
         losses = " + ".join(printer.doprint(j) for j in _unrolled(derivation).losses)
     expanded = derivation.expanded
-    target = cell.targets[0]
+    single_class = len(cell.targets) == 1 and cell.targets[0].kind == "class"
+    target_arg = "labels" if single_class else "targets"
+
+    def per_step(v: Any, arg: str, several: bool, i: int) -> dict[str, str]:
+        return {
+            "name": v.name,
+            "dim": v.dim,
+            "kind": getattr(v, "kind", ""),
+            "code": naming.code_base(v.name),
+            "var": f"{arg}_{i}" if several else arg,  # the argument's array inside _prepare
+            "fetch": f"{arg}[{v.name!r}]" if several else arg,
+            "label": f"{arg}[{v.name!r}]" if several else arg,
+        }
+
+    inputs = [per_step(v, "xs", len(cell.inputs) > 1, i) for i, v in enumerate(cell.inputs)]
+    targets = [per_step(v, target_arg, len(cell.targets) > 1, i) for i, v in enumerate(cell.targets)]
     initial = [
         {
             "name": s.name,
@@ -356,10 +395,13 @@ def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
         if line.last_only
     ]
     context: dict[str, Any] = {
-        "input_code": naming.code_base(cell.inputs[0].name),
-        "target_code": naming.code_base(target.name),
-        "target_kind": target.kind,
-        "target_arg": "labels" if target.kind == "class" else "targets",
+        "inputs": inputs,
+        "targets": targets,
+        "target_arg": target_arg,
+        "prepared": ", ".join([v["code"] for v in inputs + targets] + [s["arg"] for s in initial] + ["batched"])
+        + ", sizes, dtype",
+        "prepared_doc": ", ".join(v["code"] for v in inputs + targets),
+        "shapes_doc": _shapes_doc(cell, inputs, targets, target_arg),
         "dim_names": _py_tuple(tuple(f"n_{d}" for d in cell.dims)),
         "size_lines": [sizes[d] for d in cell.dims if d in sizes],
         "by_definition": expanded,
@@ -375,8 +417,6 @@ def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
             {"name": p.name, "shape": _py_tuple(tuple(f"n_{d}" for d in p.shape)), "grad": grad_local(p.name)}
             for p in cell.params
         ],
-        "input": cell.inputs[0],
-        "target": cell.targets[0],
         "initial": initial,
         "initial_args": ", ".join(s["arg"] for s in initial),
         "initial_defaults": ", ".join(f"{s['arg']}=None" for s in initial),

@@ -211,6 +211,12 @@ def local_derivatives(derivation: Derivation) -> tuple[tuple[str, str, str], ...
                     mapped = rf"g^{{T}} \mapsto g\, {v}"
                 else:
                     mapped = rf"g^{{T}} \mapsto \left(g^{{T}} {LatexPrinter().factor(value.left)}\right)^{{T}} {v}"
+                    if latex_width(f"{factor} {mapped} {_shape(value.param)}{OUTER_NOTE}") > LINE_WIDTH:
+                        # too wide for one line: \Bigl( ... \Bigr) may break between the factors of L
+                        sign, parts = LatexPrinter().factors(value.left, LINE_WIDTH // 2)
+                        parts = [rf"g^{{T}} \mapsto \Bigl(g^{{T}} {sign}{parts[0]}", *parts[1:]]
+                        parts[-1] += rf"\Bigr)^{{T}} {v}"
+                        mapped = CONTINUE.join(_fill(parts, LINE_WIDTH // 2))
                 rows.append((factor, mapped, _shape(value.param) + OUTER_NOTE))
             else:
                 rows.append((factor, _display(value), _shape(value)))

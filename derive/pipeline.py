@@ -87,8 +87,6 @@ def check_supported(cell: Cell) -> None:
                 f"{cell.name}: the loss reads {state.name}[t-1] other than through a state of step t; "
                 f"compute the prediction from {state.name} of the same step"
             )
-    if len(cell.inputs) != 1 or len(cell.targets) != 1:
-        raise NotImplementedError(f"{cell.name}: one input and one target are supported for now")
 
 
 def derive(cell: Cell, steps: int, truncate: int | None = None) -> Derivation:

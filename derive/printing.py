@@ -33,6 +33,7 @@ from .exprs import (
     Elementwise,
     Hadamard,
     Ident,
+    Loss,
     Softmax,
     SoftmaxCrossEntropy,
     SquaredError,
@@ -407,6 +408,8 @@ class BatchedPrinter(_NumPyBase):
             # an outer product (...) v^T: the rows of (...) times those of v, summed over the batch
             left = args[0] if len(args) == 2 else sp.MatMul(*args[:-1])
             return sign + f"{self._operand(left)}.T @ {self._operand(args[-1].arg)}"
+        if len(args) == 1 and isinstance(args[0], Loss):  # a weighted loss: a number per batch, summed
+            return sign + self._print(args[0])
         if not _is_vector(args[-1]):
             raise NotImplementedError(f"batched product must end in a vector: {expr}")
         for i, m in enumerate(args[:-1]):

@@ -540,7 +540,7 @@ class _Builder:
                 raise self.error(node, f"cannot negate {arg.describe()}")
             return _Value(mul(sp.S.NegativeOne, arg.expr), "vector", arg.dim)
         if isinstance(node, BinOp):
-            return self.binop(node)
+            return self.binop(node, top)
         if isinstance(node, Call):
             return self.call(node, top)
         raise AssertionError(node)
@@ -581,8 +581,23 @@ class _Builder:
             raise self.error(node, f"{name} is a function: write {name}(...)")
         raise self.error(node, f"undefined name {name!r}")
 
-    def binop(self, node: BinOp) -> _Value:
-        a, b = self.value(node.left), self.value(node.right)
+    def binop(self, node: BinOp, top: bool = False) -> _Value:
+        # a loss equation may add losses and scale them by numbers: J = ce(...) + 0.5 * squared_error(...)
+        inner = top and node.op in ("+", "-", "*")
+        a, b = self.value(node.left, inner), self.value(node.right, inner)
+        if "loss" in (a.kind, b.kind):
+            if node.op == "+" and a.kind == b.kind == "loss":
+                return _Value(sp.MatAdd(a.expr, b.expr), "loss")
+            if node.op == "*" and {a.kind, b.kind} == {"loss", "number"}:
+                num, loss = (a, b) if a.kind == "number" else (b, a)
+                if not num.expr > 0:
+                    raise self.error(node, f"a loss is weighted by a positive number, got {num.expr}")
+                return _Value(mul(num.expr, loss.expr), "loss")
+            raise self.error(
+                node,
+                f"{a.describe()} {node.op} {b.describe()}: losses are only added, each weighted by a positive number "
+                "(J = cross_entropy(softmax(y), label) + 0.5 * squared_error(q, r))",
+            )
         for side in (a, b):
             if side.kind in ("loss", "target"):
                 raise self.error(node, f"{side.describe()} cannot be combined with {node.op!r}")

@@ -83,14 +83,24 @@ def random_problem(
     params = {k: 0.8 * v for k, v in module.init_params(*dims, seed=seed).items()}
     sizes_of = dict(zip(module.DIMS, dims))
     lead = (steps,) if batch is None else (steps, batch)
-    xs = rng.standard_normal(lead + (sizes_of[module.SHAPES_OF["input"]],))
-    n_target = sizes_of[module.SHAPES_OF["target"]]
+    xs: dict[str, np.ndarray] = {name: rng.standard_normal(lead + (sizes_of[n],)) for name, n in module.INPUTS.items()}
     per = lead[1:] if module.LOSS_AT == "last" else lead  # many-to-one: one target per sequence
-    targets: np.ndarray = (
-        rng.integers(0, n_target, per) if module.TARGET == "class" else rng.standard_normal(per + (n_target,))
-    )
+    targets: dict[str, np.ndarray] = {
+        name: rng.integers(0, sizes_of[n], per) if kind == "class" else rng.standard_normal(per + (sizes_of[n],))
+        for name, (kind, n) in module.TARGETS.items()
+    }
     initial = [0.5 * rng.standard_normal(lead[1:] + (sizes_of[dim],)) for dim in module.INITIAL.values()]
-    return (params, xs, targets, *initial)
+    # one input (target) is passed as the array itself, several as a dict by name
+    return (params, _one_or_dict(xs), _one_or_dict(targets), *initial)
+
+
+def _one_or_dict(arrays: dict[str, np.ndarray]) -> np.ndarray | dict[str, np.ndarray]:
+    return next(iter(arrays.values())) if len(arrays) == 1 else arrays
+
+
+def _by_name(value, vectors) -> dict[str, np.ndarray]:
+    """The arrays of ``xs`` (or the targets) by name, whether passed as one array or as a dict."""
+    return value if isinstance(value, dict) else {vectors[0].name: value}
 
 
 def finite_differences(
@@ -186,20 +196,24 @@ def sympy_gradients(
         given[key] = value
         unknowns[key] = sp.Matrix(len(value), 1, lambda i, j, k=key: sp.Symbol(f"{k}_{i}"))
         env[naming.step_name(state.name, 0)] = unknowns[key]
-    n_y = cell.sizes(params)[cell.targets[0].dim]
+    sizes_of = cell.sizes(params)
     sizes = {dim_symbol(d): n for d, n in cell.sizes(params).items()}
     graph: list[tuple[sp.Symbol, sp.Expr]] = []  # each scalar of each unrolled node, in evaluation order
     losses: list[sp.Symbol] = []
-    steps = len(xs)
+    steps = len(next(iter(_by_name(xs, cell.inputs).values())))
+    inputs, given_targets = _by_name(xs, cell.inputs), _by_name(labels, cell.targets)
     for t in range(1, steps + 1):
-        env[naming.step_name(cell.inputs[0].name, t)] = sp.Matrix([sp.Float(v, 30) for v in xs[t - 1]])
+        for v in cell.inputs:
+            env[naming.step_name(v.name, t)] = sp.Matrix([sp.Float(x, 30) for x in inputs[v.name][t - 1]])
         if t in cell.loss_steps(steps):
-            label = labels if cell.loss_mode == "last" else labels[t - 1]
-            if cell.targets[0].kind == "class":
-                target = [sp.S.One if i == label else sp.S.Zero for i in range(n_y)]
-            else:
-                target = [sp.Float(v, 30) for v in label]
-            env[naming.step_name(cell.targets[0].name, t)] = sp.Matrix(target)
+            for target in cell.targets:
+                value = given_targets[target.name]
+                label = value if cell.loss_mode == "last" else value[t - 1]
+                if target.kind == "class":
+                    column = [sp.S.One if i == label else sp.S.Zero for i in range(sizes_of[target.dim])]
+                else:
+                    column = [sp.Float(x, 30) for x in label]
+                env[naming.step_name(target.name, t)] = sp.Matrix(column)
         for eq in cell.computed_at(t, steps):
             local = _explicit(at_step(eq.rhs, t), env, sizes)
             names = sp.Matrix(*local.shape, lambda i, j, n=eq.name, t=t: sp.Symbol(f"{n}@{t}_{i}_{j}"))

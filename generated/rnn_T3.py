@@ -19,8 +19,9 @@ One step of the cell (column vectors; J = sum_t J_t, the total over time and bat
   It computes with the probabilities themselves, so where the target's probability
   underflows to 0 (a J_t above about 700) its loss is inf.
 
-Shapes: ``xs`` (T, n_x) or (T, B, n_x); ``labels`` (T,) or (T, B) of ints
-in [0, n_y); ``h0`` (n_h,) or (B, n_h), zeros when None.
+Shapes: ``xs`` (T, n_x) or (T, B, n_x);
+``labels`` (T,) or (T, B) of ints in [0, n_y);
+``h0`` (n_h,) or (B, n_h), zeros when None.
 ``grads`` has one array per parameter and per initial state (``"h0"``), each the shape of what it
 differentiates.  Arrays keep the floating dtype of the inputs.
 """
@@ -33,9 +34,9 @@ TRUNCATE = None  # truncated BPTT: each J_t's gradient flows back this many step
 BY_DEFINITION = True  # whether gradients_by_definition was generated (T <= 20)
 PARAMS = ("W_xh", "W_hh", "W_hy")
 DIMS = ("n_x", "n_h", "n_y")  # the arguments of init_params, in order
-TARGET = "class"  # "class": integer labels; "real": target vectors
+INPUTS = {"x": "n_x"}  # the inputs, and their sizes
+TARGETS = {"l": ("class", "n_y")}  # "class": integer labels; "real": vectors
 LOSS_AT = "every"  # "every" step (many-to-many) or the "last" (many-to-one)
-SHAPES_OF = {"input": "n_x", "target": "n_y"}
 INITIAL = {"h0": "n_h"}  # the initial states, and their sizes
 SHAPES = {
     "W_xh": ("n_h", "n_x"),
@@ -89,7 +90,7 @@ def _array(value, name):
 
 
 def _prepare(params, xs, labels, h0):
-    """Check shapes and labels; return 1-based (T + 1, B, n) arrays of x, the targets, and ``"h0"``."""
+    """Check shapes and labels; return 1-based (T + 1, B, n) arrays of x, onehot, and ``"h0"``."""
     if not isinstance(params, dict):
         raise ValueError(f"params: expected a dict of arrays keyed by {PARAMS}, got {type(params).__name__}")
     missing = [name for name in PARAMS if name not in params]
@@ -107,23 +108,22 @@ def _prepare(params, xs, labels, h0):
     if xs.ndim not in (2, 3) or xs.shape[0] < 1:
         raise ValueError(f"xs: expected shape (T, n_x) or (T, B, n_x) with T >= 1, got {xs.shape}")
     batched = xs.ndim == 3
-    if not batched:
-        xs = xs[:, None, :]
-    T, B, n_x = xs.shape
-    if n_x != sizes["n_x"]:
-        raise ValueError(f"xs: last axis is {n_x}, but the parameters have n_x = {sizes['n_x']}")
+    T, B = xs.shape[0], xs.shape[1] if batched else 1
+    xs = xs.reshape(T, B, -1)
+    if xs.shape[2] != sizes["n_x"]:
+        raise ValueError(f"xs: last axis is {xs.shape[2]}, but the parameters have n_x = {sizes['n_x']}")
     if not np.issubdtype(xs.dtype, np.floating):
         xs = xs.astype(np.float64)
     dtype = np.result_type(xs.dtype, *(np.asarray(params[name]).dtype for name in PARAMS))
     lead = (T, B) if batched else (T,)
     labels = _array(labels, "labels")
+    n = sizes["n_y"]
     if labels.shape != lead:
         raise ValueError(f"labels: expected shape {lead} to match xs, got {labels.shape}")
     if labels.size and not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels: expected integers, got dtype {labels.dtype}")
-    n_y = sizes["n_y"]
-    if labels.size and (labels.min() < 0 or labels.max() >= n_y):
-        raise ValueError(f"labels: expected class indices in [0, {n_y}), got values in [{labels.min()}, {labels.max()}]")
+    if labels.size and (labels.min() < 0 or labels.max() >= n):
+        raise ValueError(f"labels: expected class indices in [0, {n}), got values in [{labels.min()}, {labels.max()}]")
     labels = labels.reshape(-1, B)
     n_h = sizes["n_h"]
     if h0 is None:
@@ -133,10 +133,10 @@ def _prepare(params, xs, labels, h0):
         if h0.shape != ((B, n_h) if batched else (n_h,)):
             raise ValueError(f"h0: expected shape {(B, n_h) if batched else (n_h,)}, got {h0.shape}")
         h0 = h0.reshape(B, n_h)
-    x = np.empty((T + 1, B, n_x), dtype)
+    x = np.empty((T + 1, B, sizes["n_x"]), dtype)
     x[1:] = xs
-    onehot = np.zeros((T + 1, B, n_y), dtype)
-    onehot[1:] = np.eye(n_y, dtype=dtype)[labels]
+    onehot = np.zeros((T + 1, B, sizes["n_y"]), dtype)
+    onehot[1:] = np.eye(sizes["n_y"], dtype=dtype)[labels]
     return x, onehot, h0, batched, sizes, dtype
 
 
@@ -209,7 +209,7 @@ def gradients_by_definition(params, xs, labels, h0=None):
 
 
 def _by_definition_one(W_xh, W_hh, W_hy, x, onehot, h_0):
-    """One sequence as (n, 1) column vectors; x[t] and onehot[t] for t = 1..T."""
+    """One sequence as (n, 1) column vectors; x[t], onehot[t] for t = 1..T."""
     x_1 = x[1]
     onehot_1 = onehot[1]
     x_2 = x[2]

@@ -76,11 +76,6 @@ UNSUPPORTED = {
         "h = tanh(W x + U h[t-1])\ny = V h[t-1]\nJ = cross_entropy(softmax(y), l)\n",
         "the loss reads h[t-1]",
     ),
-    "several-inputs": (
-        "param W[h, x], A[h, a], U[h, h], V[y, h]\ninput x[x], a[a]; state h[h]; target l: class(y)\n"
-        "h = tanh(W x + A a + U h[t-1])\ny = V h\nJ = cross_entropy(softmax(y), l)\n",
-        "one input and one target",
-    ),
 }
 
 

@@ -143,8 +143,8 @@ BAD = [
     ("missing-loss-softmax-is-not-a-loss", edit(7, "J = softmax(y)"), (7, 1), "expected a loss"),
     (
         "loss-inside-an-expression",
-        edit(7, "J = 2 * cross_entropy(softmax(y), label)"),
-        (7, 9),
+        edit(7, "J = W_hy cross_entropy(softmax(y), label)"),
+        (7, 10),
         "is a loss: it must be a whole equation",
     ),
     (
@@ -161,6 +161,22 @@ BAD = [
     ),
     ("loss-of-a-non-target", edit(7, "J = cross_entropy(softmax(y), y)"), (7, 31), "expected a declared target"),
     ("loss-with-one-argument", edit(7, "J = cross_entropy(softmax(y))"), (7, 5), "takes two arguments"),
+    (
+        "loss-minus-a-loss",
+        edit(7, "J = cross_entropy(softmax(y), label) - cross_entropy(softmax(y), label)"),
+        (7, 38),
+        "losses are only added",
+    ),
+    ("loss-plus-a-vector", edit(7, "J = cross_entropy(softmax(y), label) + y"), (7, 38), "losses are only added"),
+    ("loss-times-a-vector", edit(7, "J = y * cross_entropy(softmax(y), label)"), (7, 7), "losses are only added"),
+    ("loss-negative-weight", edit(7, "J = -1 * cross_entropy(softmax(y), label)"), (7, 8), "positive number"),
+    ("loss-zero-weight", edit(7, "J = 0 * cross_entropy(softmax(y), label)"), (7, 7), "positive number, got 0"),
+    (
+        "loss-inside-a-function",
+        edit(7, "J = tanh(cross_entropy(softmax(y), label))"),
+        (7, 10),
+        "it must be a whole equation",
+    ),
     ("loss-shape-mismatch", edit(7, "J = cross_entropy(softmax(h), label)"), (7, 5), "shape mismatch: cross_entropy"),
     (
         "two-losses",
