@@ -125,16 +125,28 @@ def list_cells(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _summary(derivation: Derivation) -> str:
-    counts = ", ".join(f"{derivation.term_count(w)} for {naming.text_name(w)}" for w in derivation.factorized)
+    names = [naming.text_name(w) for w in derivation.factorized]
+    counts = ", ".join(f"{derivation.term_count(w)} for {n}" for w, n in zip(derivation.factorized, names))
     eq = derivation.equivalence
+    lines = []
     if derivation.blocks:  # one term per k through the stacked state; each stands for many paths
-        paths = ", ".join(f"{derivation.path_count(w)}" for w in derivation.factorized)
-        counts += f"\n  (block products through the stacked state, standing for {paths} paths of the graph)"
-    return (
-        f"chain-rule terms: {counts}\n"
-        f"recurrence = expanded sums at T = {eq.steps}: {eq.delta_identities} delta and "
-        f"{eq.gradient_identities} gradient identities hold (SymPy)"
-    )
+        stacked = ", ".join(f"{s.name}_t" for s in derivation.cell.states)
+        lines.append(f"chain-rule terms (block products through s_t = ({stacked})): {counts}")
+        paths = ", ".join(f"{derivation.path_count(w)} for {n}" for w, n in zip(derivation.factorized, names))
+        lines.append(f"paths of the unrolled graph they stand for: {paths}")
+    else:
+        lines.append(f"chain-rule terms: {counts}")
+    if eq.truncate is None:
+        lines.append(
+            f"recurrence = expanded sums at T = {eq.steps}: {eq.delta_identities} delta and "
+            f"{eq.gradient_identities} gradient identities hold (SymPy)"
+        )
+    else:
+        lines.append(
+            f"recurrence = expanded sums at T = {eq.steps}: {eq.delta_identities} delta identities; truncated runs "
+            f"= kept terms: {eq.gradient_identities} gradient identities; all hold (SymPy)"
+        )
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:

@@ -352,24 +352,29 @@ class _Parser:
         return self.tok.kind in ("name", "number") or self.at("(")
 
     def term(self) -> Node:
-        left = self.unary()
-        while True:
-            if self.at("*"):
-                op = self.tok
-                self.i += 1
-                left = BinOp(op.line, op.col, "*", left, self.unary())
-            elif self._starts_operand():
-                op = self.tok
-                left = BinOp(op.line, op.col, "W v", left, self.unary())
-            else:
-                return left
+        """Elementwise products: ``u * U h[t-1]`` is u * (U h[t-1])."""
+        left = self.signed()
+        while self.at("*"):
+            op = self.tok
+            self.i += 1
+            left = BinOp(op.line, op.col, "*", left, self.signed())
+        return left
 
-    def unary(self) -> Node:
+    def signed(self) -> Node:
+        """A minus sign applies to the whole product after it: ``-W x`` is -(W x)."""
         if self.at("-"):
             op = self.tok
             self.i += 1
-            return Neg(op.line, op.col, self.unary())
-        return self.primary()
+            return Neg(op.line, op.col, self.signed())
+        return self.juxtaposed()
+
+    def juxtaposed(self) -> Node:
+        """Matrix products, written side by side and read from the right: ``V U h`` is V (U h)."""
+        left = self.primary()
+        if self._starts_operand():
+            op = self.tok
+            return BinOp(op.line, op.col, "W v", left, self.juxtaposed())
+        return left
 
     def primary(self) -> Node:
         tok = self.tok
@@ -682,6 +687,8 @@ class _Builder:
 
 def parse(text: str, path: str = "<spec>", default_name: str = "cell") -> Cell:
     """Read a cell specification; raise ``SpecError`` with file:line:column on any problem."""
+    # a byte-order mark is not part of the text; old Mac files end lines with CR alone
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     parser = _Parser(text, path)
     try:
         d = parser.parse()

@@ -174,9 +174,10 @@ def sympy_gradients(
     """Loss and gradients of one sequence by SymPy, independent of the rule table.
 
     The unrolled loss is built on scalar symbols.  For a cell without gates (no
-    elementwise products) it is differentiated whole: ``sympy.diff`` of the fully scalar
-    unrolled loss with respect to every weight.  A gated cell's unrolled loss swells
-    past what SymPy differentiates in minutes (a GRU at T = 2: 220 s), so there SymPy
+    elementwise products) that reads each previous state once, it is differentiated whole:
+    ``sympy.diff`` of the fully scalar unrolled loss with respect to every weight.  Other
+    cells' unrolled losses swell past what SymPy differentiates in minutes (a GRU at T = 2:
+    220 s; a residual h[t-1] + tanh(... h[t-1]) at T = 4: 16 s), so there SymPy
     differentiates each scalar operation and the chain rule runs over the scalar graph
     in 30-digit arithmetic: the same numbers, without the swell.
 
@@ -223,7 +224,7 @@ def sympy_gradients(
             losses.append(env[naming.step_name(cell.loss, t)][0, 0])
     values = {s: v for name, m in unknowns.items() for s, v in zip(m, np.ravel(given.get(name, params.get(name))))}
     symbols = list(values)
-    if truncate is None and not any(eq.rhs.has(Hadamard) for eq in cell.equations):
+    if truncate is None and not _swells(cell):
         total = sp.Add(*losses)
         for sym, local in reversed(graph):  # inline the graph into one expression of the unknowns
             total = total.xreplace({sym: local})
@@ -241,6 +242,16 @@ def sympy_gradients(
         grads[name] = flat[i : i + size].reshape(shape)
         i += size
     return loss, grads
+
+
+def _swells(cell: Cell) -> bool:
+    """Whether the inlined scalar loss grows too fast for a whole ``sympy.diff``: a gated cell
+    (elementwise products), or one that reads a previous state more than once (a residual
+    h = h[t-1] + f(h[t-1]) doubles the expression at every step)."""
+    if any(eq.rhs.has(Hadamard) for eq in cell.equations):
+        return True
+    reads = [s for eq in cell.equations for s in sp.preorder_traversal(eq.rhs) if isinstance(s, sp.MatrixSymbol)]
+    return any(sum(1 for s in reads if s.name == naming.step_name(v.name, "t-1")) > 1 for v in cell.states)
 
 
 def _graph_gradients(graph, losses, values, symbols, truncate: int | None = None) -> tuple[float, np.ndarray]:

@@ -114,7 +114,7 @@ BAD = [
     ("star-with-a-matrix", edit(4, "z = W_xh * x + W_hh h[t-1] + b_h"), (4, 10), "written W x, without '*'"),
     ("vector-next-to-vector", edit(5, "h = tanh(z) b_h"), (5, 13), "only a weight matrix multiplies a vector"),
     ("add-a-matrix", edit(4, "z = W_xh x + W_hh + b_h"), (4, 12), "cannot add or subtract a matrix"),
-    ("negate-a-matrix", edit(4, "z = -W_xh x + W_hh h[t-1] + b_h"), (4, 5), "cannot negate a matrix (h, x)"),
+    ("negate-a-matrix", edit(4, "z = -W_xh + W_hh h[t-1] + b_h"), (4, 5), "cannot negate a matrix (h, x)"),
     (
         "state-update-wrong-size",
         edit(5, "h = tanh(b_y)"),
@@ -663,3 +663,38 @@ def test_unclosed_parenthesis_is_reported_on_its_line() -> None:
     with pytest.raises(SpecError) as e:
         parse(edit(5, "h = tanh(z"))
     assert e.value.line == 5
+
+
+PRECEDENCE = [
+    # a minus sign takes the whole product after it
+    ("z = -W_xh x + W_hh h[t-1] + b_h", "z", lambda W_xh, W_hh, x, h, b: -1 * W_xh * x + W_hh * h + b),
+    # * is elementwise between whole products: u * U h[t-1] is u * (U h[t-1])
+    ("z = b_h * W_hh h[t-1] + W_xh x", "z", lambda W_xh, W_hh, x, h, b: Hadamard(b, W_hh * h) + W_xh * x),
+    ("z = W_hh h[t-1] * b_h + W_xh x", "z", lambda W_xh, W_hh, x, h, b: Hadamard(W_hh * h, b) + W_xh * x),
+    # side by side, products read from the right: W_hh W_hh h[t-1] is W_hh (W_hh h[t-1])
+    ("z = W_hh W_hh h[t-1] + W_xh x + b_h", "z", lambda W_xh, W_hh, x, h, b: W_hh * (W_hh * h) + W_xh * x + b),
+    ("z = 2 W_xh x + W_hh h[t-1] - 0.5 * b_h", "z", lambda W_xh, W_hh, x, h, b: 2 * W_xh * x + W_hh * h - b / 2),
+]
+
+
+@pytest.mark.parametrize("line, name, expected", PRECEDENCE, ids=[p[0] for p in PRECEDENCE])
+def test_precedence_reads_like_the_maths(line, name, expected):
+    cell = parse(edit(4, line))
+    W_xh, W_hh = (cell.param(n).symbol for n in ("W_xh", "W_hh"))
+    x, h = sp.MatrixSymbol("x@t", *W_xh.shape[::-1][:1], 1), sp.MatrixSymbol("h@t-1", W_hh.shape[0], 1)
+    b = cell.param("b_h").symbol
+    got = cell.equation(name).rhs
+    want = expected(W_xh, W_hh, x, h, b)
+    assert sp.simplify(sp.expand(got - want)) == sp.ZeroMatrix(*got.shape) or got == want, (got, want)
+
+
+@pytest.mark.parametrize(
+    "convert",
+    [lambda t: t.replace("\n", "\r\n"), lambda t: t.replace("\n", "\r"), lambda t: "\ufeff" + t],
+    ids=["crlf", "cr-only", "utf8-bom"],
+)
+def test_line_endings_and_a_byte_order_mark_read_the_same(convert):
+    assert parse(convert(BASE)) == parse(BASE)
+    with pytest.raises(SpecError) as e:  # and positions still count lines and columns as a reader does
+        parse(convert(edit(5, "h = softplus(z)")))
+    assert (e.value.line, e.value.col) == (5, 5)
