@@ -14,8 +14,8 @@ Terms are listed shortest first, which for a single-state cell is k = t, t-1,
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 from . import naming
 from .cell import Cell
@@ -249,6 +249,11 @@ class Blocks:
     step: tuple[tuple[Paths, ...], ...]
     tail: tuple[Paths, ...]
     direct: Paths
+    # counts weigh each path by this (default 1): the proof's cost weighs it by its monomials
+    weight: Callable[[tuple[Factor, ...]], int] | None = field(default=None, compare=False, repr=False)
+
+    def _n(self, paths: Paths) -> int:
+        return len(paths) if self.weight is None else sum(self.weight(p) for p in paths)
 
     @property
     def initial(self) -> bool:
@@ -261,8 +266,8 @@ class Blocks:
     def _rows(self, steps: int) -> list[list[int]]:
         """Path counts of head M^m for m = 0..steps, M the block counts of the step Jacobian."""
         size = len(self.states)
-        counts = [[len(self.step[a][b]) for b in range(size)] for a in range(size)]
-        row = [len(paths) for paths in self.head]
+        counts = [[self._n(self.step[a][b]) for b in range(size)] for a in range(size)]
+        row = [self._n(paths) for paths in self.head]
         out = [row]
         for _ in range(steps):
             row = [sum(row[a] * counts[a][b] for a in range(size)) for b in range(size)]
@@ -277,13 +282,13 @@ class Blocks:
         rows = self._rows(steps)
         if self.initial:
             return [rows[t][self.initial_index] if truncate is None or t <= truncate else 0 for t in range(steps + 1)]
-        tails = [len(paths) for paths in self.tail]
+        tails = [self._n(paths) for paths in self.tail]
         per_m = [sum(r * n for r, n in zip(rows[m], tails)) for m in range(steps)]  # the terms with t - k = m
         prefix = [0]
         for n in per_m:
             prefix.append(prefix[-1] + n)
         return [0] + [
-            len(self.direct) + prefix[t if truncate is None else min(t, truncate)] for t in range(1, steps + 1)
+            self._n(self.direct) + prefix[t if truncate is None else min(t, truncate)] for t in range(1, steps + 1)
         ]
 
     def count(self, t: int, truncate: int | None = None) -> int:
@@ -303,6 +308,13 @@ class Blocks:
 
     def block_total(self, steps: int, truncate: int | None = None) -> int:
         return sum(self.block_count(t, truncate) for t in self._losses(steps))
+
+
+def as_blocks(f: Factorized | Blocks) -> Blocks:
+    """A one-state factorization as a 1 x 1 block one (the same counts)."""
+    if isinstance(f, Blocks):
+        return f
+    return Blocks(f.wrt, (f.state,), f.last, (f.head,), ((f.step,),), (f.tail,), f.direct)
 
 
 def factorize_blocks(cell: Cell, wrt: str) -> Blocks:

@@ -13,27 +13,37 @@ at the largest T that fits.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cache
+
+import sympy as sp
 
 from . import naming
-from .adjoint import Equivalence, Program, build_program, check_equivalence
+from .adjoint import Equivalence, Program, build_program, check_equivalence, noncommutative
+from .analytic import factor_matrix
 from .cell import Cell
 from .chain import (
     Blocks,
     Expansion,
+    Factor,
     Factorized,
+    as_blocks,
     block_expansion,
     differentiable_names,
     expand_all,
     factorize,
     within_step,
 )
-from .unroll import Unrolled, symbols_in, unroll
+from .exprs import Outer
+from .unroll import StepGraph, Unrolled, symbols_in, unroll
 
 EXPANDED_MAX_STEPS = 20
 EXPANDED_MAX_TERMS = 3_000  # a gated cell's terms grow exponentially in T: a GRU has ~4^T / 3 per weight
-# the proof expands every path of the unrolled graph: an LSTM has ~4.8^T per weight (2776 at T = 4: 15 s)
-PROOF_MAX_PATHS = 1_500
+# the proof expands every path of the unrolled graph into monomials of the local Jacobians: a path whose
+# factors are sums (I + diag(1 - h^2) U for a residual cell) stands for the product of their numbers of
+# terms, and each monomial has about T factors; its cost grows as monomials x T (an LSTM has ~4.8^T paths
+# per weight; a residual cell doubles its monomials at every step)
+PROOF_MAX_MONOMIAL_STEPS = 5_000  # about 5 s of SymPy at most (an LSTM at T = 3: 3438, 2.5 s)
 MAX_STEPS = 1_000  # verification runs finite differences over every parameter entry: O(P T); ~18 s at T = 1000
 
 
@@ -89,6 +99,26 @@ def check_supported(cell: Cell) -> None:
             )
 
 
+def monomial_weight(cell: Cell):
+    """A path's number of monomials: the product over its factors of the terms of each local Jacobian."""
+    graph = StepGraph(cell)
+
+    @cache
+    def terms(factor: Factor) -> int:
+        matrix = factor_matrix(graph, factor)
+        if isinstance(matrix, Outer):
+            matrix = matrix.left if matrix.left is not None else sp.Identity(1)
+        return len(sp.Add.make_args(sp.expand(noncommutative(matrix))))
+
+    def weight(path: tuple[Factor, ...]) -> int:
+        n = 1
+        for factor in path:
+            n *= terms(factor)
+        return n
+
+    return weight
+
+
 def derive(cell: Cell, steps: int, truncate: int | None = None) -> Derivation:
     """The derivation of dJ/dw for T = ``steps``; with ``truncate`` = K, truncated BPTT's: each
     inner sum keeps its last K steps."""
@@ -105,8 +135,10 @@ def derive(cell: Cell, steps: int, truncate: int | None = None) -> Derivation:
             f.block_total(t, truncate) if isinstance(f, Blocks) else f.total(t, truncate) for f in factorized.values()
         )
 
+    weighted = [replace(as_blocks(f), weight=monomial_weight(cell)) for f in factorized.values()]
+
     def provable(t: int) -> bool:
-        return sum(f.total(t) for f in factorized.values()) <= PROOF_MAX_PATHS
+        return t * sum(f.total(t) for f in weighted) <= PROOF_MAX_MONOMIAL_STEPS
 
     expandable = 1  # the longest sequence whose expansion is written out for this cell
     while expandable < EXPANDED_MAX_STEPS and written(expandable + 1) <= EXPANDED_MAX_TERMS:

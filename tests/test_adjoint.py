@@ -1,15 +1,19 @@
 """Stage 5: the efficient recurrence, and the SymPy proof that it equals the expanded sums."""
 
 import dataclasses
+import pathlib
 
 import pytest
 import sympy as sp
 from sympy import MatrixSymbol
 
-from derive.adjoint import build_program, check_equivalence, with_carry
-from derive.chain import expand_all
-from derive.exprs import mul, transpose
+from derive.adjoint import build_program, check_equivalence, noncommutative, with_carry
+from derive.analytic import factor_matrix
+from derive.chain import as_blocks, differentiable_names, expand_all, factorize
+from derive.exprs import Outer, mul, transpose
+from derive.pipeline import PROOF_MAX_MONOMIAL_STEPS, derive, monomial_weight
 from derive.printing import latex
+from derive.spec import read
 from derive.unroll import unroll
 
 
@@ -78,3 +82,31 @@ def test_softmax_collapse_is_proved_without_the_rule_table(seed):
     assert result.lemmas == ("softmax_collapse",)
     # delta^y_k is the collapse itself, and delta^h_T, delta^z_T have one term: 4 identities are sums
     assert result.nontrivial == 4
+
+
+def test_proof_is_bounded_by_monomials_not_paths():
+    """A residual cell's one-step Jacobian I + diag(1 - h^2) U is one edge with two monomials: its
+    path count stays T(T+1)/2 while the expanded products double at every step."""
+    cell = read(pathlib.Path(__file__).resolve().parent / "cells" / "residual.cell")
+    weighted = {
+        w: dataclasses.replace(as_blocks(factorize(cell, w)), weight=monomial_weight(cell))
+        for w in differentiable_names(cell)
+    }
+    unrolled = unroll(cell, 4)
+    for wrt, expansion in expand_all(unrolled).items():
+        monomials = 0
+        for term in expansion.terms:
+            n = 1
+            for f in term.factors:
+                m = factor_matrix(unrolled, f)
+                if isinstance(m, Outer):  # g^T -> (g^T L)^T v^T: the monomials of L
+                    m = m.left if m.left is not None else sp.Identity(1)
+                n *= len(sp.Add.make_args(sp.expand(noncommutative(m))))
+            monomials += n
+        assert weighted[wrt].total(4) == monomials, wrt
+    assert factorize(cell, "U").total(4) == 10  # paths: 1 + 2 + 3 + 4
+    # monomials: J_t's k-th term has 2^(t-k) of them, times 2 for dJ_t/dy_t = (p_t - l_t)^T
+    assert weighted["U"].total(4) == 2 * (1 + 3 + 7 + 15)
+    d = derive(cell, 20)
+    cost = [t * sum(f.total(t) for f in weighted.values()) for t in (d.equivalence.steps, d.equivalence.steps + 1)]
+    assert d.equivalence.holds and cost[0] <= PROOF_MAX_MONOMIAL_STEPS < cost[1]
