@@ -417,7 +417,7 @@ class _Parser:
         )
 
     def lag(self, name: Token) -> int:
-        self.take("op", "[")
+        opening = self.take("op", "[")
         t = self.tok
         if t.kind != "name" or t.text != "t":
             raise self.error(t, f"expected a step such as t-1, got {t.show()}")
@@ -435,7 +435,9 @@ class _Parser:
                     sign,
                     f"{name.text}[t+{offset}] refers to the future: a cell may read {name.text}[t-1] or {name.text}",
                 )
-        self.take("op", "]", "']'")
+        if not self.at("]"):  # reported where the '[' opened: what follows may be on the next line
+            raise self.error(opening, f"{name.text}[ is never closed: expected ']' before {self.tok.show()}")
+        self.i += 1
         if offset < -1:
             raise self.error(t, f"{name.text}[t{offset}]: a cell may read only the previous step, {name.text}[t-1]")
         return -offset

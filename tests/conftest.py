@@ -6,12 +6,13 @@ import functools
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from derive import outputs
 from derive.cell import seed_rnn
 from derive.pipeline import Derivation, derive
-from derive.verify import load_module
+from derive.verify import FD_EPS, load_module
 
 
 @functools.cache
@@ -45,3 +46,18 @@ def pdflatex(path: Path, tex: str) -> tuple[subprocess.CompletedProcess, str]:
         errors="replace",
     )
     return run, path.with_suffix(".log").read_text(errors="replace")
+
+
+def fd_grad(f, arr, eps: float = FD_EPS):
+    """Central finite-difference gradient of the scalar f() with respect to ``arr``, each entry
+    perturbed in place and restored."""
+    g = np.zeros_like(arr, dtype=np.float64)
+    for i in np.ndindex(arr.shape):
+        old = arr[i]
+        arr[i] = old + eps
+        fp = f()
+        arr[i] = old - eps
+        fm = f()
+        arr[i] = old
+        g[i] = (fp - fm) / (2.0 * eps)
+    return g

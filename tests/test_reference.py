@@ -10,11 +10,11 @@ import math
 import numpy as np
 import pytest
 
+from conftest import fd_grad
 from derive.reference import reference_loss_and_gradients
 
 N_X, N_H, N_Y = 3, 4, 5
 B = 3
-FD_EPS = 1e-6
 FD_RTOL = 1e-6  # relative tolerance for analytic vs finite-difference gradients
 FD_ATOL = 1e-8  # absolute floor, for gradient entries that are ~0
 PARAM_KEYS = ("W_xh", "W_hh", "W_hy")
@@ -36,22 +36,6 @@ def make_problem(T, batch=None, seed=0):
         labels = rng.integers(0, N_Y, size=(T, batch))
         h0 = 0.5 * rng.standard_normal((batch, N_H))
     return params, xs, labels, h0
-
-
-def fd_grad(f, arr, eps=FD_EPS):
-    """Central finite-difference gradient of scalar f() w.r.t. arr (perturbed in place)."""
-    g = np.zeros_like(arr, dtype=np.float64)
-    it = np.nditer(arr, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
-        old = arr[i]
-        arr[i] = old + eps
-        fp = f()
-        arr[i] = old - eps
-        fm = f()
-        arr[i] = old
-        g[i] = (fp - fm) / (2.0 * eps)
-    return g
 
 
 def fd_all(params, xs, labels, h0):

@@ -12,13 +12,13 @@ import functools
 import numpy as np
 import pytest
 
+from conftest import fd_grad
 from derive.reference import reference_loss_and_gradients
 from derive.references import reference_elman, reference_gru, reference_lstm
 
 N_X, N_H, N_Y = 3, 4, 5
 B = 2
 STEPS = (1, 2, 3, 4)
-FD_EPS = 1e-6
 FD_RTOL = 1e-6  # relative tolerance for analytic vs finite-difference gradients
 FD_ATOL = 1e-8  # absolute floor, for gradient entries that are ~0
 SAME_RTOL = 1e-12  # two computations of the same quantity in (nearly) the same order
@@ -74,20 +74,6 @@ def analytic(model, T, batched):
     problem = make_problem(model, T, batched)
     loss, grads = run(model, *problem)
     return problem, loss, grads
-
-
-def fd_grad(f, arr, eps=FD_EPS):
-    """Central finite-difference gradient of scalar f() w.r.t. arr (perturbed in place, then restored)."""
-    g = np.zeros_like(arr, dtype=np.float64)
-    for i in np.ndindex(arr.shape):
-        old = arr[i]
-        arr[i] = old + eps
-        fp = f()
-        arr[i] = old - eps
-        fm = f()
-        arr[i] = old
-        g[i] = (fp - fm) / (2.0 * eps)
-    return g
 
 
 # ----------------------------------------------------------------------------

@@ -131,6 +131,8 @@ BAD = [
     ),
     ("previous-step-of-an-input", edit(4, "z = W_xh x[t-1] + W_hh h[t-1] + b_h"), (4, 10), "'x' is not a state"),
     ("previous-step-of-a-param", edit(4, "z = W_xh x + W_hh h[t-1] + b_h[t-1]"), (4, 28), "'b_h' is not a state"),
+    ("unclosed-bracket-at-end-of-line", edit(4, "z = W_xh x + W_hh h[t-1"), (4, 20), "h[ is never closed"),
+    ("unclosed-bracket", edit(4, "z = W_xh x + W_hh h[t-1 + b_h"), (4, 20), "expected ']' before '+'"),
     ("fractional-step", edit(4, "z = W_xh x + W_hh h[t-1.5] + b_h"), (4, 23), "whole number of steps"),
     ("step-not-t", edit(4, "z = W_xh x + W_hh h[s-1] + b_h"), (4, 21), "expected a step such as t-1"),
     ("indexed-equation-name", edit(5, "h[t] = tanh(z)"), (5, 2), "write 'h = ...'"),
