@@ -43,6 +43,10 @@ class Assign:
     expr: sp.Basic
     node: str
     carried: MatrixSymbol | None = None  # delta^n_{t}'s share from step t+1, see Carry
+    # expr = direct + through: J_t's own share (the loss reads n_t), and what comes through step t's
+    # other deltas; truncated BPTT's run for J_s keeps ``direct`` at step s only
+    direct: sp.Basic | None = None
+    through: sp.Basic | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,8 @@ class Accumulate:
 
     wrt: str
     expr: sp.Basic
+    direct: sp.Basic | None = None  # the loss's own share (J_t reads w): see Assign
+    through: sp.Basic | None = None
 
 
 @dataclass(frozen=True)
@@ -105,34 +111,45 @@ def build_program(cell: Cell) -> Program:
     for name in reversed([eq.name for eq in cell.equations]):
         if name in skipped:
             continue
+        zero = ZeroMatrix(*eqs[name].shape)
+        own: list[sp.Basic] = []  # the loss's own share of the delta (J_t reads n_t)
+        through: list[sp.Basic] = []  # the shares through step t's other deltas
+        parts: list[sp.Basic] = []  # both, in the order the cell's equations read n_t
         if name in fused:
             p = eqs[fused[name]]
-            expr = transpose(softmax_cross_entropy(eqs[cell.loss].rhs, p.rhs))
+            own = parts = [transpose(softmax_cross_entropy(eqs[cell.loss].rhs, p.rhs))]
         else:
-            parts = []
             for user in cell.equations:
                 if user.name in skipped and user.name != cell.loss or not user.rhs.has(here[name]):
                     continue
                 jac = jacobian(user.rhs, here[name], here[user.name])
-                parts.append(transpose(jac) if user.name == cell.loss else mul(transpose(jac), delta[user.name]))
-            expr = add(*parts) if parts else ZeroMatrix(*eqs[name].shape)
+                part = transpose(jac) if user.name == cell.loss else mul(transpose(jac), delta[user.name])
+                (own if user.name == cell.loss else through).append(part)
+                parts.append(part)
+        expr = add(*parts) if parts else zero
+        direct = add(*own) if own else None
         carried = None
         if name in state_names:
             carried = adjoint_symbol(naming.step_name(name, "t+1") + "~", eqs[name].shape)
-        assigns.append(Assign(delta[name], expr, name, carried))
+        assigns.append(Assign(delta[name], expr, name, carried, direct, add(*through) if through else zero))
 
     computed = [a.node for a in assigns]
     accumulates = []
     for wrt in cell.param_names:
-        parts = []
+        own, through, parts = [], [], []
         psym = cell.param(wrt).symbol
         for name in computed + ([cell.loss] if cell.loss not in fused.values() else []):
             if eqs[name].rhs.has(psym):
                 jac = jacobian(eqs[name].rhs, psym, here[name])
                 g = sp.Identity(1) if name == cell.loss else delta[name]  # dJ/dJ_t = 1
-                parts.append(jac.contract(g) if isinstance(jac, Outer) else mul(transpose(jac), g))
+                part = jac.contract(g) if isinstance(jac, Outer) else mul(transpose(jac), g)
+                (own if name == cell.loss else through).append(part)
+                parts.append(part)
         if parts:
-            accumulates.append(Accumulate(wrt, add(*parts)))
+            zero = ZeroMatrix(*psym.shape)
+            accumulates.append(
+                Accumulate(wrt, add(*parts), add(*own) if own else None, add(*through) if through else zero)
+            )
 
     carries = []
     for state in cell.states:
@@ -200,12 +217,15 @@ def truncated_gradients(program: Program, steps: int, truncate: int) -> dict[str
                 if k < s and a.node in cell.outputs:  # J_s reads the outputs of step s only
                     values[name] = ZeroMatrix(*a.target.shape)
                     continue
-                expr = _substitute(at_step(a.expr, k), values)
+                # below step s, J_s's run has no share of J_k's own: the through part alone
+                own = a.expr if k == s or a.through is None else a.through
+                expr = _substitute(at_step(own, k), values)
                 if a.carried is not None and a.node in carried:
                     expr = add(expr, carried[a.node])
                 values[name] = expr
             for acc in program.accumulates:
-                add_to(acc.wrt, _substitute(at_step(acc.expr, k), values))
+                own = acc.expr if k == s or acc.through is None else acc.through
+                add_to(acc.wrt, _substitute(at_step(own, k), values))
             for c in program.carries:
                 carried[c.state] = _substitute(at_step(c.expr, k), values)
         if lowest == 1:

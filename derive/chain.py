@@ -355,7 +355,7 @@ def stacked_name(cell: Cell) -> str:
     """The name of the stacked state (h_t, c_t, ...) in block factors: s, unless the cell uses s."""
     used = {eq.name for eq in cell.equations} | {v.name for v in cell.inputs + cell.targets + cell.states}
     used |= set(cell.param_names)
-    return next(n for n in ("s", "S", "s_state") if n not in used)
+    return next(n for n in ("s", "S", "state", "stacked") if n not in used)
 
 
 def block_expansion(cell: Cell, steps: int, f: Blocks, truncate: int | None = None) -> Expansion:

@@ -144,7 +144,7 @@ def _summary(derivation: Derivation) -> str:
     else:
         lines.append(
             f"recurrence = expanded sums at T = {eq.steps}: {eq.delta_identities} delta identities; truncated runs "
-            f"= kept terms: {eq.gradient_identities} gradient identities; all hold (SymPy)"
+            f"(K = {eq.truncate}) = kept terms: {eq.gradient_identities} gradient identities; all hold (SymPy)"
         )
     return "\n".join(lines)
 

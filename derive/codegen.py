@@ -117,8 +117,7 @@ def fast_backward(program: Program) -> tuple[tuple[Line, ...], tuple[Line, ...],
     accs = []
     for acc in program.accumulates:
         code = printer.doprint(acc.expr)
-        if program.cell.param(acc.wrt).symbol.shape[1] == 1:  # a bias: its (B, n) rows summed over the batch
-            code = f"{code}.sum(axis=0)" if code.isidentifier() else f"({code}).sum(axis=0)"
+        code = _summed(code, program.cell.param(acc.wrt).symbol.shape[1] == 1)
         users = {eq.name for eq in program.cell.equations if eq.rhs.has(program.cell.param(acc.wrt).symbol)}
         last, output = _last_only(program.cell, users), users <= program.cell.outputs
         accs.append(Line(f"{grad_local(acc.wrt)} += {code}", f"dJ/d{acc.wrt} += {text(acc.expr)}", last, output))
@@ -127,6 +126,60 @@ def fast_backward(program: Program) -> tuple[tuple[Line, ...], tuple[Line, ...],
         for c in program.carries
     )
     return tuple(assigns), tuple(accs), carries
+
+
+def _summed(code: str, bias: bool) -> str:
+    """A bias's gradient: the (B, n) rows summed over the batch."""
+    if not bias:
+        return code
+    return f"{code}.sum(axis=0)" if code.isidentifier() else f"({code}).sum(axis=0)"
+
+
+def _paren(code: str) -> str:
+    return code if code.isidentifier() else f"({code})"
+
+
+def truncated_backward(program: Program) -> tuple[tuple[Line, ...], list[dict[str, str]]]:
+    """One step of a truncated run (for the loss J_s, s = loss_t), and the zero arrays it reads.
+
+    Below step s the run carries J_s alone: a delta or gradient that J_t reads directly
+    keeps that share (``direct``) at t == loss_t only, and its ``through`` part elsewhere; the
+    outputs (y, p: what only the loss reads) have no delta below step s at all."""
+    cell = program.cell
+    printer = BatchedPrinter({a.target.name: naming.code_local(naming.grad_name(a.node)) for a in program.assigns})
+    lines, zeros = [], []
+    for a in program.assigns:
+        target = printer.doprint(a.target)
+        full, comment = printer.doprint(a.expr), f"{text(a.target)} = {text(a.expr)}"
+        through = None if isinstance(a.through, sp.ZeroMatrix) else printer.doprint(a.through)
+        if a.carried is not None:
+            full, comment = f"{full} + {carried_local(a.node)}", comment + f" + {text(program.carried_into(a.node))}"
+            through = carried_local(a.node) if through is None else f"{through} + {carried_local(a.node)}"
+        output = a.node in cell.outputs
+        if a.direct is None and not output:
+            lines.append(Line(f"{target} = {full}", comment))
+            continue
+        if through is None or output:  # nothing reaches this node below step s: a zero array
+            through = f"{target}_zero"
+            zeros.append({"name": target, "dim": cell.nodes[a.node].dim})
+        line = f"{target} = {_paren(full)} if t == loss_t else {_paren(through)}"
+        lines.append(Line(line, comment + " (J_s's own at t = s)"))
+    for acc in program.accumulates:
+        code = printer.doprint(acc.expr)
+        comment = f"dJ/d{acc.wrt} += {text(acc.expr)}"
+        psym = cell.param(acc.wrt).symbol
+        bias = psym.shape[1] == 1
+        users = {eq.name for eq in cell.equations if eq.rhs.has(psym)}
+        output = users <= cell.outputs  # read by the outputs alone: W_y
+        through = None if isinstance(acc.through, sp.ZeroMatrix) or output else printer.doprint(acc.through)
+
+        if acc.direct is None and not output:
+            lines.append(Line(f"{grad_local(acc.wrt)} += {_summed(code, bias)}", comment))
+        else:
+            other = "0" if through is None else _paren(_summed(through, bias))
+            line = f"{grad_local(acc.wrt)} += {_paren(_summed(code, bias))} if t == loss_t else {other}"
+            lines.append(Line(line, comment + " (J_s's own at t = s)"))
+    return tuple(lines), zeros
 
 
 def carried_local(state: str) -> str:
@@ -384,11 +437,7 @@ def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
     for p in cell.params:
         for i, d in enumerate(p.shape):
             sizes.setdefault(d, f"n_{d} = {p.name}.shape[{i}]")
-    output_zeros = [  # truncated BPTT: the outputs' deltas, zero below the loss's own step
-        {"name": line.code.split(" = ")[0], "dim": cell.nodes[a.node].dim}
-        for a, line in zip(derivation.program.assigns, backward)
-        if line.output
-    ]
+    truncated_lines, truncated_zeros = truncated_backward(derivation.program)
     zero_deltas = [  # many-to-one: the outputs' deltas, zero before step T
         {"name": line.code.split(" = ")[0], "dim": cell.nodes[a.node].dim}
         for a, line in zip(derivation.program.assigns, backward)
@@ -434,11 +483,8 @@ def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
         "loss_last": cell.loss_mode == "last",
         "zero_deltas": zero_deltas,
         "truncate": derivation.truncate,
-        "output_zeros": output_zeros,
-        "truncated_runs": [
-            (out, lines, [z for z in output_zeros if any(line.code.startswith(z["name"] + " = ") for line in lines)])
-            for out, lines in runs(backward + accumulate, "output")
-        ],
+        "truncated_zeros": truncated_zeros,
+        "truncated_backward": truncated_lines,
         "carry": carry,
         "carries": [{"name": carried_local(s.name), "dim": s.dim} for s in cell.states],
         "step_inputs": step_inputs,

@@ -41,6 +41,7 @@ class Group:
     terms: tuple[tuple[str, ...], ...]
 
 
+Formula = dict[str, list[str] | None]  # display lines by kind: "factors" (partials), "analytic"
 LINE_WIDTH = 60  # latex_width of one display line on the page (A4, 2 cm margins, 10 pt)
 
 
@@ -115,6 +116,14 @@ def _paths_matrix(graph: StepGraph, paths: tuple[tuple[Factor, ...], ...]) -> st
     return LatexPrinter().factor(add(*[row_product(graph, path) for path in paths]))
 
 
+def _vanishing_beyond(formula: Formula, truncate: int | None) -> Formula:
+    """A many-to-one initial state's formula, truncated: J_T reaches it only while T <= K."""
+    if truncate is None:
+        return formula
+    note = rf"\text{{for }} T \le {truncate}\text{{, and }} \mathbf{{0}} \text{{ for }} T > {truncate}"
+    return {key: None if lines is None else [*lines, note] for key, lines in formula.items()}
+
+
 def _sum_k(top: str, truncate: int | None) -> str:
     """The inner sum over the step k where w enters: k = 1..t, or its last K steps when truncated."""
     if truncate is None:
@@ -141,10 +150,11 @@ def general_formula(derivation: Derivation, wrt: str) -> dict[str, list[str] | N
     sum_t = "" if f.last else _sum_t(derivation.truncate if f.initial else None)
     if f.initial:
         product, product_m = (rf"\left(\prod_{{j=1}}^{{{top}}} {x}\right)" for x in (step, step_m))
-        return {
+        formula: Formula = {
             "factors": [f"{sum_t} {head}", product],
             "analytic": [rf"{sum_t} \biggl[{head_m}", rf"{product_m}\biggr]^{{T}}"],
         }
+        return _vanishing_beyond(formula, derivation.truncate) if f.last else formula
     direct_paths = tuple(move_paths(f.direct, top))
     direct = _paths_latex(direct_paths) if direct_paths else ""
     direct_m = " + ".join(latex(_shaped(graph, path)) for path in direct_paths)
@@ -396,6 +406,7 @@ def document_context(derivation: Derivation, report: Report, command: str) -> di
         "steps": T,
         "expanded": derivation.expanded,
         "truncate": derivation.truncate,
+        "proof_truncate": derivation.equivalence.truncate,
         "loss_last": cell.loss_mode == "last",
         "target_kind": cell.targets[0].kind,
         "expanded_max": derivation.expandable,
@@ -468,9 +479,6 @@ def _display_partial(factor: Factor) -> str:
     return LatexPrinter().partial(factor).replace(r"\frac", r"\dfrac", 1)
 
 
-Formula = dict[str, list[str] | None]
-
-
 def block_formula(derivation: Derivation, wrt: str) -> tuple[Formula, list[tuple[str, list[str]]]]:
     """dJ/dw for every T through the stacked state (its "factors"; "analytic" is left to the
     blocks), and the tail ds_k/dw block by block as (lhs, lines)."""
@@ -488,7 +496,10 @@ def block_formula(derivation: Derivation, wrt: str) -> tuple[Formula, list[tuple
         pick = printer.partial(Factor(naming.step_name(s, 0), wrt))
         blocks = r" \\ ".join(r"I" if a == f.initial_index else r"\mathbf{0}" for a in range(len(f.states)))
         factors = [f"{sum_t} {head}", rf"\left(\prod_{{j=1}}^{{{top}}} {step}\right) {pick}"]
-        return {"factors": factors, "analytic": None}, [(pick, [rf"\begin{{bmatrix}} {blocks} \end{{bmatrix}}"])]
+        formula: Formula = {"factors": factors, "analytic": None}
+        return _vanishing_beyond(formula, derivation.truncate) if f.last else formula, [
+            (pick, [rf"\begin{{bmatrix}} {blocks} \end{{bmatrix}}"])
+        ]
     direct_paths = tuple(move_paths(f.direct, top))
     direct = _paths_latex(direct_paths) if direct_paths else ""
     if not any(f.tail):

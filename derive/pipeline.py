@@ -146,9 +146,14 @@ def derive(cell: Cell, steps: int, truncate: int | None = None) -> Derivation:
     check_steps = 1  # the longest sequence, up to T, whose every path the proof expands
     while check_steps < min(steps, EXPANDED_MAX_STEPS) and provable(check_steps + 1):
         check_steps += 1
+    proof_truncate = truncate
+    if truncate is not None and steps >= 2:
+        # the truncated runs are proved where they cut: at T > K (the code takes K as a constant)
+        check_steps = max(check_steps, 2)
+        proof_truncate = min(truncate, check_steps - 1)
     checked = unroll(cell, check_steps)
     checked_expansions = expand_all(checked)  # every path: for a cell with several states, only for the proof
-    equivalence = check_equivalence(program, checked, checked_expansions, truncate)
+    equivalence = check_equivalence(program, checked, checked_expansions, proof_truncate)
     if not equivalence.holds:
         raise AssertionError(f"the efficient recurrence does not match the expansion: {equivalence.failures}")
     unrolled, expansions = None, {}

@@ -72,6 +72,13 @@ def jacobian(rhs: sp.Basic, wrt: MatrixSymbol, out: sp.Basic | None = None) -> s
     raise NotImplementedError(f"no rule for {op_name(rhs)}")
 
 
+def _shown(expr: sp.Basic) -> str:
+    """An expression as the comments of generated code write it: tanh(W x_t) ⊙ h_{t-1}."""
+    from .printing import text  # printing reads the rule table's classes: import it when needed
+
+    return text(expr)
+
+
 def chain(outer: sp.Basic, inner_rhs: sp.Basic, wrt: MatrixSymbol) -> sp.Basic:
     """outer * d inner_rhs / d wrt, without a multiplication by the identity."""
     inner = jacobian(inner_rhs, wrt)
@@ -84,7 +91,7 @@ def chain(outer: sp.Basic, inner_rhs: sp.Basic, wrt: MatrixSymbol) -> sp.Basic:
 def _add(rhs: sp.MatAdd, wrt: MatrixSymbol, out: sp.Basic | None) -> sp.Basic:
     parts = [jacobian(arg, wrt) for arg in rhs.args if arg.has(wrt)]
     if len(parts) > 1 and any(isinstance(p, Outer) for p in parts):
-        raise NotImplementedError(f"{wrt} appears in more than one term of {rhs}: name one of the terms")
+        raise NotImplementedError(f"{wrt} appears in more than one term of {_shown(rhs)}: name one of the terms")
     return add(*parts)
 
 
@@ -114,6 +121,8 @@ def _hadamard(rhs: Hadamard, wrt: MatrixSymbol, out: sp.Basic | None) -> sp.Basi
     """d(a ∘ b) = diag(b) da + diag(a) db."""
     a, b = rhs.args
     parts = [chain(Diag(other), arg, wrt) for arg, other in ((a, b), (b, a)) if arg.has(wrt)]
+    if len(parts) > 1 and any(isinstance(p, Outer) for p in parts):
+        raise NotImplementedError(f"{wrt} appears in both factors of {_shown(rhs)}: name one of the factors")
     return add(*parts)
 
 

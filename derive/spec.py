@@ -39,7 +39,8 @@ KEYWORDS = ("cell", "param", "input", "state", "target", "loss")
 LOSS = "<loss>"  # what _Builder.defined records for the loss node instead of a dimension
 # names the generated module uses for itself: a spec name equal to one would shadow it
 RESERVED = frozenset(keyword.kwlist) | frozenset(
-    "np t T B sizes dtype loss grads params batched xs labels targets total args onehot lead name dJ_dsk loss_t".split()
+    "np t T B sizes dtype loss grads params batched xs labels targets total args onehot lead name dJ_dsk loss_t "
+    "seq loss_seq grads_seq".split()
 )
 MAX_NUMBER = 40  # characters in a numeric literal
 FUNCTIONS = tuple(ACTIVATIONS) + ("softmax",) + tuple(LOSSES)
@@ -383,6 +384,8 @@ class _Parser:
             if len(tok.text) > MAX_NUMBER:
                 raise self.error(tok, f"a number of at most {MAX_NUMBER} characters, got {len(tok.text)}")
             exact = Fraction(tok.text)  # the standard library's exact decimal reading; no SymPy parsing
+            if exact and not Fraction(1, 10**12) <= abs(exact) <= 10**12:
+                raise self.error(tok, f"a number between 1e-12 and 1e12 in size (or 0), got {tok.text}")
             return Num(tok.line, tok.col, sp.Rational(exact.numerator, exact.denominator))
         if self.at("("):
             self.i += 1
@@ -526,6 +529,14 @@ class _Builder:
         for name, (_, tok) in declared.items():
             if name.startswith("d") and name[1:] in names:
                 raise self.error(tok, f"{name!r} would share a name with the gradient of {name[1:]!r}; rename it")
+        initial = {f"{state}0": state for state in self.d.states}  # the module's initial-state arguments
+        named = [*((tok, tok.text) for tok, _ in self.d.equations), *((tok, n) for n, (_, tok) in declared.items())]
+        named += [(entry[-1], n) for n, entry in self.d.targets.items()]
+        for tok, name in named:
+            if name in initial:
+                raise self.error(
+                    tok, f"{name!r} would share a name with the initial value of state {initial[name]!r}; rename it"
+                )
         for name, (_, tok) in self.d.params.items():
             if name not in self.used:
                 raise self.error(tok, f"parameter {name!r} is never used")
@@ -590,19 +601,21 @@ class _Builder:
 
     def binop(self, node: BinOp, top: bool = False) -> _Value:
         # a loss equation may add losses and scale them by numbers: J = ce(...) + 0.5 * squared_error(...)
-        inner = top and node.op in ("+", "-", "*")
+        inner = top and node.op in ("+", "-", "*", "W v")
         a, b = self.value(node.left, inner), self.value(node.right, inner)
         if "loss" in (a.kind, b.kind):
             if node.op == "+" and a.kind == b.kind == "loss":
-                return _Value(sp.MatAdd(a.expr, b.expr), "loss")
-            if node.op == "*" and {a.kind, b.kind} == {"loss", "number"}:
+                return _Value(_loss_sum([*sp.Add.make_args(a.expr), *sp.Add.make_args(b.expr)]), "loss")
+            if node.op in ("*", "W v") and {a.kind, b.kind} == {"loss", "number"}:
                 num, loss = (a, b) if a.kind == "number" else (b, a)
                 if not num.expr > 0:
                     raise self.error(node, f"a loss is weighted by a positive number, got {num.expr}")
-                return _Value(mul(num.expr, loss.expr), "loss")
+                terms = loss.expr.args if isinstance(loss.expr, sp.MatAdd) else (loss.expr,)  # c (J1 + J2)
+                return _Value(_loss_sum([_weighted(num.expr, term) for term in terms]), "loss")
             raise self.error(
                 node,
-                f"{a.describe()} {node.op} {b.describe()}: losses are only added, each weighted by a positive number "
+                f"{a.describe()} {'next to' if node.op == 'W v' else node.op} {b.describe()}: losses are only added, "
+                "each weighted by a positive number "
                 "(J = cross_entropy(softmax(y), label) + 0.5 * squared_error(q, r))",
             )
         for side in (a, b):
@@ -685,6 +698,19 @@ class _Builder:
         if fn == "softmax":
             return _Value(Softmax(arg.expr), "vector", arg.dim)
         return _Value(ACTIVATIONS[fn](arg.expr), "vector", arg.dim)
+
+
+def _loss_sum(terms: list[sp.Basic]) -> sp.Basic:
+    """The losses added: one flat sum (a single loss stays itself)."""
+    flat = [t for term in terms for t in (term.args if isinstance(term, sp.MatAdd) else (term,))]
+    return flat[0] if len(flat) == 1 else sp.MatAdd(*flat)
+
+
+def _weighted(c: sp.Expr, loss: sp.Basic) -> sp.Basic:
+    """c times a (weighted) loss, one number in front: 0.5 (2 J) is 1 J."""
+    if isinstance(loss, sp.MatMul) and loss.args[0].is_Number:
+        return mul(c * loss.args[0], *loss.args[1:])
+    return mul(c, loss)
 
 
 def parse(text: str, path: str = "<spec>", default_name: str = "cell") -> Cell:

@@ -239,12 +239,12 @@ def gradients_by_definition(params, xs, labels, h0=None):
     total = 0.0
     grads = {name: np.zeros(np.shape(params[name])) for name in PARAMS}
     grads["h0"] = np.zeros((B, sizes["n_h"]))
-    for b in range(B):
-        loss_b, grads_b = _by_definition_one(*args, x[:, b, :, None], label[:, b, :, None], h0[b, :, None])
-        total += loss_b
+    for seq in range(B):
+        loss_seq, grads_seq = _by_definition_one(*args, x[:, seq, :, None], label[:, seq, :, None], h0[seq, :, None])
+        total += loss_seq
         for name in PARAMS:
-            grads[name] += grads_b[name].reshape(grads[name].shape)
-        grads["h0"][b] = grads_b["h0"][:, 0]
+            grads[name] += grads_seq[name].reshape(grads[name].shape)
+        grads["h0"][seq] = grads_seq["h0"][:, 0]
     grads = {name: g.astype(dtype, copy=False) for name, g in grads.items()}
     if not batched:
         grads["h0"] = grads["h0"][0]

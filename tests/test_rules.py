@@ -168,3 +168,11 @@ def test_one_rule_per_operator():
         CrossEntropy,
         SquaredError,
     }
+
+
+def test_a_weight_in_both_factors_of_a_product_is_refused_by_name():
+    W = sp.MatrixSymbol("W", 3, 2)
+    x = sp.MatrixSymbol("x@t", 2, 1)
+    rhs = Hadamard(Tanh(W * x), W * x)
+    with pytest.raises(NotImplementedError, match=r"W appears in both factors of tanh\(W x_t\) ⊙ W x_t: name one"):
+        jacobian(rhs, W)

@@ -79,6 +79,11 @@ BAD = [
     ("undefined-name", edit(4, "z = W_xh x + W_hh h[t-1] + b_q"), (4, 28), "undefined name 'b_q'"),
     ("function-without-parentheses", edit(5, "h = tanh"), (5, 5), "tanh is a function"),
     ("name-not-an-identifier", edit(1, "param 2W[h, x]"), (1, 7), "'2W' is not a name"),
+    ("initial-state-name-node", edit(4, "h0 = W_xh x\nz = W_xh x + W_hh h[t-1] + b_h"), (4, 1), "'h0' would share"),
+    ("initial-state-name-param", edit(1, "param h0[h, x]"), (1, 7), "initial value of state 'h'"),
+    ("reserved-loop-local", edit(1, "param seq[h, x]"), (1, 7), "'seq' is reserved"),
+    ("number-too-large", edit(4, "z = 1e400 W_xh x + W_hh h[t-1] + b_h"), (4, 5), "between 1e-12 and 1e12"),
+    ("number-too-small", edit(4, "z = 1e-300 * W_xh x + W_hh h[t-1] + b_h"), (4, 5), "got 1e-300"),
     ("reserved-step-suffix", edit(4, "z_1 = W_xh x + W_hh h[t-1] + b_h"), (4, 1), "'z_1' is reserved"),
     ("reserved-acc-suffix", edit(4, "z_acc = W_xh x + W_hh h[t-1] + b_h"), (4, 1), "'z_acc' is reserved"),
     ("reserved-zero-suffix", edit(1, "param W_zero[h, x]"), (1, 7), "'W_zero' is reserved"),
@@ -147,7 +152,7 @@ BAD = [
         "loss-inside-an-expression",
         edit(7, "J = W_hy cross_entropy(softmax(y), label)"),
         (7, 10),
-        "is a loss: it must be a whole equation",
+        "a matrix (y, h) next to a loss: losses are only added",
     ),
     (
         "cross-entropy-with-real-target",
@@ -700,3 +705,15 @@ def test_line_endings_and_a_byte_order_mark_read_the_same(convert):
     with pytest.raises(SpecError) as e:  # and positions still count lines and columns as a reader does
         parse(convert(edit(5, "h = softplus(z)")))
     assert (e.value.line, e.value.col) == (5, 5)
+
+
+def test_losses_are_weighted_and_added_in_one_flat_sum():
+    J = parse(edit(7, "J = 0.5 (cross_entropy(softmax(y), label) + 2 * cross_entropy(softmax(y), label))"))
+    rhs = J.equation("J").rhs
+    ce = CrossEntropy(
+        Softmax(sp.MatrixSymbol("y@t", dim_symbol("y"), 1)), sp.MatrixSymbol("label@t", dim_symbol("y"), 1)
+    )
+    assert rhs == sp.MatAdd(sp.MatMul(sp.Rational(1, 2), ce), ce)
+    assert parse(edit(7, "J = 0.25 cross_entropy(softmax(y), label)")).equation("J").rhs == sp.MatMul(
+        sp.Rational(1, 4), ce
+    )

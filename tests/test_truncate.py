@@ -25,6 +25,7 @@ from derive.verify import (
     REFERENCES,
     RTOL_EXACT,
     SYMPY_SIZES,
+    format_table,
     load_module,
     max_rel_error,
     random_problem,
@@ -90,7 +91,9 @@ def test_sympy_truncated_chain_rule_agrees_with_the_reference_loop():
         assert max_rel_error(got[name], want[name]) <= RTOL_EXACT, name
 
 
-@pytest.mark.parametrize("spec", ["two_states", "m2o_lstm", "m2o_classify", "softmax_mse"])
+@pytest.mark.parametrize(
+    "spec", ["two_states", "m2o_lstm", "m2o_classify", "softmax_mse", "state_loss", "loss_param", "names"]
+)
 def test_corpus_cells_verify_truncated_against_sympy(spec):
     d = derive(read(CORPUS / f"{spec}.cell"), 4, 2)
     report = verified(d, module_source(d))
@@ -158,3 +161,35 @@ def test_truncated_document_compiles_with_nothing_off_the_page(cell, tmp_path):
     run, log = pdflatex(tmp_path / "doc.tex", tex_source(d, verified(d, module_source(d))))
     assert run.returncode == 0, log[-2000:]
     assert "Overfull \\hbox" not in log
+
+
+def test_a_loss_that_reads_the_state_keeps_its_own_share_at_its_own_step_only():
+    # J_t = 1/2 |h_t - r_t|^2: the run for J_s must not pick up J_k's (k < s) direct share of dJ/dh_k
+    d = derive(read(CORPUS / "state_loss.cell"), 4, 2)
+    m = load_module(module_source(d), "state_loss_T4_K2")
+    problem = random_problem(m, 4, SYMPY_SIZES)
+    _, want = sympy_gradients(read(CORPUS / "state_loss.cell"), *problem, truncate=2)
+    for impl in ("loss_and_gradients", "gradients_by_definition"):
+        _, got = getattr(m, impl)(*problem)
+        for name in want:
+            assert max_rel_error(got[name], want[name]) <= RTOL_EXACT, (impl, name)
+
+
+def test_long_truncated_custom_cell_is_still_checked_by_sympy():
+    d = derive(read(CORPUS / "multi_task.cell"), 8, 2)
+    report = verified(d, module_source(d))
+    assert report.passed
+    assert report.error("loss_and_gradients", "sympy", "W") is not None  # at T = 3, where K = 2 cuts
+    assert "SymPy checked loss_and_gradients at T = 3" in format_table(report)
+
+
+def test_the_proof_cuts_even_where_K_exceeds_the_proved_T():
+    d = derive(load_builtin("lstm"), 10, 5)  # the proof fits T = 3: it runs with K = 2 there
+    assert d.equivalence.steps == 3 and d.equivalence.truncate == 2 and d.equivalence.holds
+
+
+def test_many_to_one_initial_state_is_documented_as_vanishing_beyond_K():
+    d = derive(read(CORPUS / "m2o_classify.cell"), 3, 2)
+    tex = tex_source(d, verified(d, module_source(d)))
+    assert r"\text{for } T \le 2\text{, and } \mathbf{0} \text{ for } T > 2" in tex
+    assert "and for $T = 3$ there is no term: truncation drops them all." in tex
