@@ -24,7 +24,7 @@ from .adjoint import Program
 from .analytic import factor_matrix
 from .cell import Cell
 from .chain import Blocks, Factor, Term, move_paths, stacked_name
-from .exprs import CrossEntropy, Outer, Softmax, SoftmaxCrossEntropy
+from .exprs import CrossEntropy, Elementwise, Outer, Softmax, SoftmaxCrossEntropy
 from .pipeline import Derivation
 from .printing import BatchedPrinter, ColumnPrinter, text
 from .unroll import Unrolled
@@ -193,6 +193,144 @@ def initial_arg(state: str) -> str:
 
 def grad_local(wrt: str) -> str:
     return naming.code_local(naming.grad_name(wrt))
+
+
+# ---- the fast path, hoisted: only the recurrence loops over t --------------------------
+
+
+class AllStepsPrinter(BatchedPrinter):
+    """Row-wise NumPy over every step at once: ``h@t`` is ``_rows(h)``, the (T * B, n) view of
+    h[1:], and ``h@t-1`` is ``_rows(h, 1)``, the view of h[:-1].  The batched code is row by row
+    (a product's reduction over rows sums the batch), so over T * B rows it sums the steps too."""
+
+    def _print_MatrixSymbol(self, expr: sp.MatrixSymbol) -> str:
+        base, step = naming.split(expr.name)
+        if step is None:
+            return naming.code_base(base)
+        lag = naming.offset(step)
+        if lag not in (0, -1):
+            raise ValueError(f"{expr.name}: only steps t and t-1 have row views")
+        return f"_rows({naming.code_base(base)}{', 1' if lag == -1 else ''})"
+
+
+def recurrent_nodes(cell: Cell) -> set[str]:
+    """The nodes whose value at step t depends on a state at t-1, through the step's own nodes."""
+    previous = {naming.step_name(s.name, "t-1") for s in cell.states}
+    recurrent: set[str] = set()
+    for eq in cell.equations:
+        reads = {s.name for s in eq.rhs.atoms(sp.MatrixSymbol)}
+        if reads & previous or reads & {naming.step_name(n, "t") for n in recurrent}:
+            recurrent.add(eq.name)
+    return recurrent
+
+
+@dataclass(frozen=True)
+class Hoisted:
+    """The fast path in three parts each way: before the loop (all steps at once), the loop over t
+    (the recurrence alone), after it (all steps at once)."""
+
+    forward_pre: tuple[Line, ...]
+    forward_loop: tuple[Line, ...]
+    forward_post: tuple[Line, ...]
+    backward_pre: tuple[Line, ...]
+    backward_loop: tuple[Line, ...]
+    backward_post: tuple[Line, ...]
+    deltas: tuple[dict[str, str], ...]  # the delta arrays: name, dim, and "zeros" or "empty"
+    carry: tuple[Line, ...]
+
+
+def _split_sum(rhs: sp.Basic, is_recurrent: Any) -> tuple[sp.Basic, sp.Basic] | None:
+    """(the terms without the state, those with it) of a sum, or of the sum inside an elementwise
+    activation: tanh(W x + U h[t-1] + b) -> (W x + b, U h[t-1]); None where nothing splits off."""
+    total = rhs.arg if isinstance(rhs, Elementwise) else rhs
+    if not isinstance(total, sp.MatAdd):
+        return None
+    outside = [term for term in total.args if not is_recurrent(term)]
+    inside = [term for term in total.args if is_recurrent(term)]
+    if not outside or not inside:
+        return None
+
+    def summed(terms: list[sp.Basic]) -> sp.Basic:
+        return terms[0] if len(terms) == 1 else sp.MatAdd(*terms)
+
+    return summed(outside), summed(inside)
+
+
+def hoisted(derivation: Derivation) -> Hoisted:
+    cell = derivation.cell
+    last = cell.loss_mode == "last"
+    rows, step = AllStepsPrinter(), BatchedPrinter()
+    recurrent = recurrent_nodes(cell)
+    previous = {naming.step_name(s.name, "t-1") for s in cell.states}
+    recurrent_symbols = previous | {naming.step_name(n, "t") for n in recurrent}
+
+    def is_recurrent(expr: sp.Basic) -> bool:
+        return any(s.name in recurrent_symbols for s in expr.atoms(sp.MatrixSymbol))
+
+    pre, loop, post = [], [], []
+    for eq in cell.equations:
+        lhs = sp.MatrixSymbol(naming.step_name(eq.name, "t"), *eq.shape)
+        comment = f"{text(lhs)} = {text(eq.rhs)}"
+        shape = f"  (B, {_dim(eq.shape[0])})"
+        if eq.name == cell.loss:
+            loss = _code_loss(derivation, eq.rhs)
+            post.append(Line(f"loss = {(step if last else rows).doprint(loss)}", comment))
+        elif eq.name in cell.outputs:
+            printer = step if last else rows
+            post.append(Line(f"{printer.doprint(lhs)}{'' if last else '[:]'} = {printer.doprint(eq.rhs)}", comment))
+        elif eq.name not in recurrent:
+            pre.append(Line(f"{rows.doprint(lhs)}[:] = {rows.doprint(eq.rhs)}", comment + "  (every step)"))
+        elif _split_sum(eq.rhs, is_recurrent) is not None:
+            # the terms without the state (W x + b) for every step at once, into the node's own rows;
+            # the loop adds the state's terms (U h[t-1]) and applies the activation, if any
+            outside, inside = _split_sum(eq.rhs, is_recurrent)  # type: ignore[misc]
+            pre.append(
+                Line(f"{rows.doprint(lhs)}[:] = {rows.doprint(outside)}", f"{comment}: the terms without the state")
+            )
+            total = sp.MatAdd(lhs, inside)
+            rhs = type(eq.rhs)(total) if isinstance(eq.rhs, Elementwise) else total
+            loop.append(
+                Line(f"{step.doprint(lhs)} = {step.doprint(rhs)}", f"{comment}: with the state's terms" + shape)
+            )
+        else:
+            loop.append(Line(f"{step.doprint(lhs)} = {step.doprint(eq.rhs)}", comment + shape))
+
+    program = derivation.program
+    b_pre, b_loop, b_post, deltas = [], [], [], []
+    for a in program.assigns:
+        output = a.node in cell.outputs
+        comment = f"{text(a.target)} = {text(a.expr)}"
+        deltas.append(
+            {
+                "name": naming.code_base(naming.grad_name(a.node)),
+                "dim": cell.nodes[a.node].dim,
+                "init": "zeros" if output and last else "empty",
+            }
+        )
+        if output:
+            printer = step if last else rows
+            b_pre.append(
+                Line(f"{printer.doprint(a.target)}{'' if last else '[:]'} = {printer.doprint(a.expr)}", comment)
+            )
+            continue
+        code = step.doprint(a.expr)
+        if a.carried is not None:
+            code = f"{code} + {carried_local(a.node)}"
+            comment += f" + {text(program.carried_into(a.node))}"
+        b_loop.append(Line(f"{step.doprint(a.target)} = {code}", comment))
+    for acc in program.accumulates:
+        psym = cell.param(acc.wrt).symbol
+        users = {eq.name for eq in cell.equations if eq.rhs.has(psym)}
+        printer = step if last and users <= cell.outputs else rows  # many-to-one: the outputs' at step T alone
+        code = _summed(printer.doprint(acc.expr), psym.shape[1] == 1)
+        b_post.append(Line(f"{grad_local(acc.wrt)} = {code}", f"dJ/d{acc.wrt} = sum over t of {text(acc.expr)}"))
+    carry = tuple(
+        Line(f"{carried_local(c.state)} = {step.doprint(c.expr)}", f"share of dJ/d{c.state}_{{t-1}}: {text(c.expr)}")
+        for c in program.carries
+    )
+    return Hoisted(
+        tuple(pre), tuple(loop), tuple(post), tuple(b_pre), tuple(b_loop), tuple(b_post), tuple(deltas), carry
+    )
 
 
 # ---- by definition ---------------------------------------------------------------
@@ -483,6 +621,8 @@ def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
         "loss_last": cell.loss_mode == "last",
         "zero_deltas": zero_deltas,
         "truncate": derivation.truncate,
+        "hoisted": hoisted(derivation),
+        "outputs": cell.outputs,
         "truncated_zeros": truncated_zeros,
         "truncated_backward": truncated_lines,
         "carry": carry,

@@ -74,6 +74,11 @@ def _cross_entropy(p, onehot):
     return -float(np.sum(onehot * np.log(p, out=np.zeros_like(p), where=onehot != 0)))
 
 
+def _rows(a, lag=0):
+    """The steps 1..T of a (T + 1, B, n) array as one (T * B, n) view (lag 1: the steps 0..T-1)."""
+    return (a[1:] if lag == 0 else a[:-1]).reshape(-1, a.shape[-1])
+
+
 def _ratio(a, b):
     """a / b elementwise, 0 where a is 0 (also where b is 0 there)."""
     return np.divide(a, b, out=np.zeros_like(b), where=a != 0)
@@ -161,30 +166,32 @@ def loss_and_gradients(params, xs, labels, h0=None):
     h = np.empty((T + 1, B, sizes["n_h"]), dtype)
     y = np.empty((T + 1, B, sizes["n_y"]), dtype)
     h[0] = h0
-    loss = 0.0
-    for t in range(1, T + 1):
-        z[t] = x[t] @ W_xh.T + h[t - 1] @ W_hh.T + b_h  # z_t = W_xh x_t + W_hh h_{t-1} + b_h  (B, n_h)
+    # what does not depend on the state, for every step at once: _rows(a) is a[1:] as (T * B, n) rows
+    _rows(z)[:] = _rows(x) @ W_xh.T + b_h  # z_t = W_xh x_t + W_hh h_{t-1} + b_h: the terms without the state
+    for t in range(1, T + 1):  # the recurrence
+        z[t] = z[t] + h[t - 1] @ W_hh.T  # z_t = W_xh x_t + W_hh h_{t-1} + b_h: with the state's terms  (B, n_h)
         h[t] = np.tanh(z[t])  # h_t = tanh(z_t)  (B, n_h)
-        y[t] = h[t] @ W_hy.T + b_y  # y_t = W_hy h_t + b_y  (B, n_y)
-        loss += _softmax_cross_entropy(y[t], label[t])  # J_t = cross_entropy(softmax(y_t), label_t)
+    # the outputs and the loss, for every step at once
+    _rows(y)[:] = _rows(h) @ W_hy.T + b_y  # y_t = W_hy h_t + b_y
+    loss = _softmax_cross_entropy(_rows(y), _rows(label))  # J_t = cross_entropy(softmax(y_t), label_t)
 
-    # backward: deltas at step t, each state's share carried from t + 1 to t
-    dW_xh = np.zeros_like(W_xh)
-    dW_hh = np.zeros_like(W_hh)
-    dW_hy = np.zeros_like(W_hy)
-    db_h = np.zeros_like(b_h)
-    db_y = np.zeros_like(b_y)
+    # backward: deltas by step, each state's share carried from t + 1 to t
+    dy = np.empty((T + 1, B, sizes["n_y"]), dtype)
+    dh = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    dz = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    # the outputs' deltas, for every step at once
+    _rows(dy)[:] = _softmax(_rows(y)) - _rows(label)  # dJ/dy_t = softmax(y_t) - label_t
     dh_next = np.zeros((B, sizes["n_h"]), dtype)
-    for t in range(T, 0, -1):
-        dy = _softmax(y[t]) - label[t]  # dJ/dy_t = softmax(y_t) - label_t
-        dh = dy @ W_hy + dh_next  # dJ/dh_t = W_hy^T dJ/dy_t + W_hh^T dJ/dz_{t+1}
-        dz = (1 - h[t]**2) * dh  # dJ/dz_t = (1 - h_t^2) ⊙ dJ/dh_t
-        dW_xh += dz.T @ x[t]  # dJ/dW_xh += dJ/dz_t x_t^T
-        dW_hh += dz.T @ h[t - 1]  # dJ/dW_hh += dJ/dz_t h_{t-1}^T
-        dW_hy += dy.T @ h[t]  # dJ/dW_hy += dJ/dy_t h_t^T
-        db_h += dz.sum(axis=0)  # dJ/db_h += dJ/dz_t
-        db_y += dy.sum(axis=0)  # dJ/db_y += dJ/dy_t
-        dh_next = dz @ W_hh  # share of dJ/dh_{t-1}: W_hh^T dJ/dz_t
+    for t in range(T, 0, -1):  # the recurrence, backwards
+        dh[t] = dy[t] @ W_hy + dh_next  # dJ/dh_t = W_hy^T dJ/dy_t + W_hh^T dJ/dz_{t+1}
+        dz[t] = (1 - h[t]**2) * dh[t]  # dJ/dz_t = (1 - h_t^2) ⊙ dJ/dh_t
+        dh_next = dz[t] @ W_hh  # share of dJ/dh_{t-1}: W_hh^T dJ/dz_t
+    # the gradients, each one product over every step
+    dW_xh = _rows(dz).T @ _rows(x)  # dJ/dW_xh = sum over t of dJ/dz_t x_t^T
+    dW_hh = _rows(dz).T @ _rows(h, 1)  # dJ/dW_hh = sum over t of dJ/dz_t h_{t-1}^T
+    dW_hy = _rows(dy).T @ _rows(h)  # dJ/dW_hy = sum over t of dJ/dy_t h_t^T
+    db_h = (_rows(dz)).sum(axis=0)  # dJ/db_h = sum over t of dJ/dz_t
+    db_y = (_rows(dy)).sum(axis=0)  # dJ/db_y = sum over t of dJ/dy_t
 
     grads = {"W_xh": dW_xh, "W_hh": dW_hh, "W_hy": dW_hy, "b_h": db_h, "b_y": db_y, "h0": dh_next if batched else dh_next[0]}
     return loss, grads

@@ -88,6 +88,11 @@ def _cross_entropy(p, onehot):
     return -float(np.sum(onehot * np.log(p, out=np.zeros_like(p), where=onehot != 0)))
 
 
+def _rows(a, lag=0):
+    """The steps 1..T of a (T + 1, B, n) array as one (T * B, n) view (lag 1: the steps 0..T-1)."""
+    return (a[1:] if lag == 0 else a[:-1]).reshape(-1, a.shape[-1])
+
+
 def _ratio(a, b):
     """a / b elementwise, 0 where a is 0 (also where b is 0 there)."""
     return np.divide(a, b, out=np.zeros_like(b), where=a != 0)
@@ -183,46 +188,46 @@ def loss_and_gradients(params, xs, labels, h0=None):
     h = np.empty((T + 1, B, sizes["n_h"]), dtype)
     y = np.empty((T + 1, B, sizes["n_y"]), dtype)
     h[0] = h0
-    loss = 0.0
-    for t in range(1, T + 1):
-        r[t] = _sigmoid(x[t] @ W_r.T + h[t - 1] @ U_r.T + b_r)  # r_t = sigmoid(W_r x_t + U_r h_{t-1} + b_r)  (B, n_h)
-        u[t] = _sigmoid(x[t] @ W_u.T + h[t - 1] @ U_u.T + b_u)  # u_t = sigmoid(W_u x_t + U_u h_{t-1} + b_u)  (B, n_h)
-        n[t] = np.tanh(x[t] @ W_n.T + (r[t] * h[t - 1]) @ U_n.T + b_n)  # n_t = tanh(W_n x_t + U_n r_t ⊙ h_{t-1} + b_n)  (B, n_h)
+    # what does not depend on the state, for every step at once: _rows(a) is a[1:] as (T * B, n) rows
+    _rows(r)[:] = _rows(x) @ W_r.T + b_r  # r_t = sigmoid(W_r x_t + U_r h_{t-1} + b_r): the terms without the state
+    _rows(u)[:] = _rows(x) @ W_u.T + b_u  # u_t = sigmoid(W_u x_t + U_u h_{t-1} + b_u): the terms without the state
+    _rows(n)[:] = _rows(x) @ W_n.T + b_n  # n_t = tanh(W_n x_t + U_n r_t ⊙ h_{t-1} + b_n): the terms without the state
+    for t in range(1, T + 1):  # the recurrence
+        r[t] = _sigmoid(r[t] + h[t - 1] @ U_r.T)  # r_t = sigmoid(W_r x_t + U_r h_{t-1} + b_r): with the state's terms  (B, n_h)
+        u[t] = _sigmoid(u[t] + h[t - 1] @ U_u.T)  # u_t = sigmoid(W_u x_t + U_u h_{t-1} + b_u): with the state's terms  (B, n_h)
+        n[t] = np.tanh(n[t] + (r[t] * h[t - 1]) @ U_n.T)  # n_t = tanh(W_n x_t + U_n r_t ⊙ h_{t-1} + b_n): with the state's terms  (B, n_h)
         h[t] = u[t] * h[t - 1] + (1 - u[t]) * n[t]  # h_t = u_t ⊙ h_{t-1} + (1 - u_t) ⊙ n_t  (B, n_h)
-        y[t] = h[t] @ W_y.T + b_y  # y_t = W_y h_t + b_y  (B, n_y)
-        loss += _softmax_cross_entropy(y[t], label[t])  # J_t = cross_entropy(softmax(y_t), label_t)
+    # the outputs and the loss, for every step at once
+    _rows(y)[:] = _rows(h) @ W_y.T + b_y  # y_t = W_y h_t + b_y
+    loss = _softmax_cross_entropy(_rows(y), _rows(label))  # J_t = cross_entropy(softmax(y_t), label_t)
 
-    # backward: deltas at step t, each state's share carried from t + 1 to t
-    dW_r = np.zeros_like(W_r)
-    dU_r = np.zeros_like(U_r)
-    db_r = np.zeros_like(b_r)
-    dW_u = np.zeros_like(W_u)
-    dU_u = np.zeros_like(U_u)
-    db_u = np.zeros_like(b_u)
-    dW_n = np.zeros_like(W_n)
-    dU_n = np.zeros_like(U_n)
-    db_n = np.zeros_like(b_n)
-    dW_y = np.zeros_like(W_y)
-    db_y = np.zeros_like(b_y)
+    # backward: deltas by step, each state's share carried from t + 1 to t
+    dy = np.empty((T + 1, B, sizes["n_y"]), dtype)
+    dh = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    dn = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    du = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    dr = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    # the outputs' deltas, for every step at once
+    _rows(dy)[:] = _softmax(_rows(y)) - _rows(label)  # dJ/dy_t = softmax(y_t) - label_t
     dh_next = np.zeros((B, sizes["n_h"]), dtype)
-    for t in range(T, 0, -1):
-        dy = _softmax(y[t]) - label[t]  # dJ/dy_t = softmax(y_t) - label_t
-        dh = dy @ W_y + dh_next  # dJ/dh_t = W_y^T dJ/dy_t + u_{t+1} ⊙ dJ/dh_{t+1} + diag(r_{t+1}) U_n^T diag(1 - n_{t+1}^2) dJ/dn_{t+1} + U_u^T diag(u_{t+1} ⊙ (1 - u_{t+1})) dJ/du_{t+1} + U_r^T diag(r_{t+1} ⊙ (1 - r_{t+1})) dJ/dr_{t+1}
-        dn = (1 - u[t]) * dh  # dJ/dn_t = (1 - u_t) ⊙ dJ/dh_t
-        du = h[t - 1] * dh - n[t] * dh  # dJ/du_t = (diag(h_{t-1}) - diag(n_t)) dJ/dh_t
-        dr = h[t - 1] * ((1 - n[t]**2) * dn @ U_n)  # dJ/dr_t = diag(h_{t-1}) U_n^T diag(1 - n_t^2) dJ/dn_t
-        dW_r += ((r[t] * (1 - r[t])) * dr).T @ x[t]  # dJ/dW_r += diag(r_t ⊙ (1 - r_t)) dJ/dr_t x_t^T
-        dU_r += ((r[t] * (1 - r[t])) * dr).T @ h[t - 1]  # dJ/dU_r += diag(r_t ⊙ (1 - r_t)) dJ/dr_t h_{t-1}^T
-        db_r += ((r[t] * (1 - r[t])) * dr).sum(axis=0)  # dJ/db_r += r_t ⊙ (1 - r_t) ⊙ dJ/dr_t
-        dW_u += ((u[t] * (1 - u[t])) * du).T @ x[t]  # dJ/dW_u += diag(u_t ⊙ (1 - u_t)) dJ/du_t x_t^T
-        dU_u += ((u[t] * (1 - u[t])) * du).T @ h[t - 1]  # dJ/dU_u += diag(u_t ⊙ (1 - u_t)) dJ/du_t h_{t-1}^T
-        db_u += ((u[t] * (1 - u[t])) * du).sum(axis=0)  # dJ/db_u += u_t ⊙ (1 - u_t) ⊙ dJ/du_t
-        dW_n += ((1 - n[t]**2) * dn).T @ x[t]  # dJ/dW_n += diag(1 - n_t^2) dJ/dn_t x_t^T
-        dU_n += ((1 - n[t]**2) * dn).T @ (r[t] * h[t - 1])  # dJ/dU_n += diag(1 - n_t^2) dJ/dn_t (r_t ⊙ h_{t-1})^T
-        db_n += ((1 - n[t]**2) * dn).sum(axis=0)  # dJ/db_n += (1 - n_t^2) ⊙ dJ/dn_t
-        dW_y += dy.T @ h[t]  # dJ/dW_y += dJ/dy_t h_t^T
-        db_y += dy.sum(axis=0)  # dJ/db_y += dJ/dy_t
-        dh_next = u[t] * dh + r[t] * ((1 - n[t]**2) * dn @ U_n) + (u[t] * (1 - u[t])) * du @ U_u + (r[t] * (1 - r[t])) * dr @ U_r  # share of dJ/dh_{t-1}: u_t ⊙ dJ/dh_t + diag(r_t) U_n^T diag(1 - n_t^2) dJ/dn_t + U_u^T diag(u_t ⊙ (1 - u_t)) dJ/du_t + U_r^T diag(r_t ⊙ (1 - r_t)) dJ/dr_t
+    for t in range(T, 0, -1):  # the recurrence, backwards
+        dh[t] = dy[t] @ W_y + dh_next  # dJ/dh_t = W_y^T dJ/dy_t + u_{t+1} ⊙ dJ/dh_{t+1} + diag(r_{t+1}) U_n^T diag(1 - n_{t+1}^2) dJ/dn_{t+1} + U_u^T diag(u_{t+1} ⊙ (1 - u_{t+1})) dJ/du_{t+1} + U_r^T diag(r_{t+1} ⊙ (1 - r_{t+1})) dJ/dr_{t+1}
+        dn[t] = (1 - u[t]) * dh[t]  # dJ/dn_t = (1 - u_t) ⊙ dJ/dh_t
+        du[t] = h[t - 1] * dh[t] - n[t] * dh[t]  # dJ/du_t = (diag(h_{t-1}) - diag(n_t)) dJ/dh_t
+        dr[t] = h[t - 1] * ((1 - n[t]**2) * dn[t] @ U_n)  # dJ/dr_t = diag(h_{t-1}) U_n^T diag(1 - n_t^2) dJ/dn_t
+        dh_next = u[t] * dh[t] + r[t] * ((1 - n[t]**2) * dn[t] @ U_n) + (u[t] * (1 - u[t])) * du[t] @ U_u + (r[t] * (1 - r[t])) * dr[t] @ U_r  # share of dJ/dh_{t-1}: u_t ⊙ dJ/dh_t + diag(r_t) U_n^T diag(1 - n_t^2) dJ/dn_t + U_u^T diag(u_t ⊙ (1 - u_t)) dJ/du_t + U_r^T diag(r_t ⊙ (1 - r_t)) dJ/dr_t
+    # the gradients, each one product over every step
+    dW_r = ((_rows(r) * (1 - _rows(r))) * _rows(dr)).T @ _rows(x)  # dJ/dW_r = sum over t of diag(r_t ⊙ (1 - r_t)) dJ/dr_t x_t^T
+    dU_r = ((_rows(r) * (1 - _rows(r))) * _rows(dr)).T @ _rows(h, 1)  # dJ/dU_r = sum over t of diag(r_t ⊙ (1 - r_t)) dJ/dr_t h_{t-1}^T
+    db_r = ((_rows(r) * (1 - _rows(r))) * _rows(dr)).sum(axis=0)  # dJ/db_r = sum over t of r_t ⊙ (1 - r_t) ⊙ dJ/dr_t
+    dW_u = ((_rows(u) * (1 - _rows(u))) * _rows(du)).T @ _rows(x)  # dJ/dW_u = sum over t of diag(u_t ⊙ (1 - u_t)) dJ/du_t x_t^T
+    dU_u = ((_rows(u) * (1 - _rows(u))) * _rows(du)).T @ _rows(h, 1)  # dJ/dU_u = sum over t of diag(u_t ⊙ (1 - u_t)) dJ/du_t h_{t-1}^T
+    db_u = ((_rows(u) * (1 - _rows(u))) * _rows(du)).sum(axis=0)  # dJ/db_u = sum over t of u_t ⊙ (1 - u_t) ⊙ dJ/du_t
+    dW_n = ((1 - _rows(n)**2) * _rows(dn)).T @ _rows(x)  # dJ/dW_n = sum over t of diag(1 - n_t^2) dJ/dn_t x_t^T
+    dU_n = ((1 - _rows(n)**2) * _rows(dn)).T @ (_rows(r) * _rows(h, 1))  # dJ/dU_n = sum over t of diag(1 - n_t^2) dJ/dn_t (r_t ⊙ h_{t-1})^T
+    db_n = ((1 - _rows(n)**2) * _rows(dn)).sum(axis=0)  # dJ/db_n = sum over t of (1 - n_t^2) ⊙ dJ/dn_t
+    dW_y = _rows(dy).T @ _rows(h)  # dJ/dW_y = sum over t of dJ/dy_t h_t^T
+    db_y = (_rows(dy)).sum(axis=0)  # dJ/db_y = sum over t of dJ/dy_t
 
     grads = {"W_r": dW_r, "U_r": dU_r, "b_r": db_r, "W_u": dW_u, "U_u": dU_u, "b_u": db_u, "W_n": dW_n, "U_n": dU_n, "b_n": db_n, "W_y": dW_y, "b_y": db_y, "h0": dh_next if batched else dh_next[0]}
     return loss, grads

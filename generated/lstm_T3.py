@@ -93,6 +93,11 @@ def _cross_entropy(p, onehot):
     return -float(np.sum(onehot * np.log(p, out=np.zeros_like(p), where=onehot != 0)))
 
 
+def _rows(a, lag=0):
+    """The steps 1..T of a (T + 1, B, n) array as one (T * B, n) view (lag 1: the steps 0..T-1)."""
+    return (a[1:] if lag == 0 else a[:-1]).reshape(-1, a.shape[-1])
+
+
 def _ratio(a, b):
     """a / b elementwise, 0 where a is 0 (also where b is 0 there)."""
     return np.divide(a, b, out=np.zeros_like(b), where=a != 0)
@@ -202,58 +207,58 @@ def loss_and_gradients(params, xs, labels, h0=None, c0=None):
     y = np.empty((T + 1, B, sizes["n_y"]), dtype)
     h[0] = h0
     c[0] = c0
-    loss = 0.0
-    for t in range(1, T + 1):
-        f[t] = _sigmoid(x[t] @ W_f.T + h[t - 1] @ U_f.T + b_f)  # f_t = sigmoid(W_f x_t + U_f h_{t-1} + b_f)  (B, n_h)
-        i[t] = _sigmoid(x[t] @ W_i.T + h[t - 1] @ U_i.T + b_i)  # i_t = sigmoid(W_i x_t + U_i h_{t-1} + b_i)  (B, n_h)
-        o[t] = _sigmoid(x[t] @ W_o.T + h[t - 1] @ U_o.T + b_o)  # o_t = sigmoid(W_o x_t + U_o h_{t-1} + b_o)  (B, n_h)
-        g[t] = np.tanh(x[t] @ W_g.T + h[t - 1] @ U_g.T + b_g)  # g_t = tanh(W_g x_t + U_g h_{t-1} + b_g)  (B, n_h)
+    # what does not depend on the state, for every step at once: _rows(a) is a[1:] as (T * B, n) rows
+    _rows(f)[:] = _rows(x) @ W_f.T + b_f  # f_t = sigmoid(W_f x_t + U_f h_{t-1} + b_f): the terms without the state
+    _rows(i)[:] = _rows(x) @ W_i.T + b_i  # i_t = sigmoid(W_i x_t + U_i h_{t-1} + b_i): the terms without the state
+    _rows(o)[:] = _rows(x) @ W_o.T + b_o  # o_t = sigmoid(W_o x_t + U_o h_{t-1} + b_o): the terms without the state
+    _rows(g)[:] = _rows(x) @ W_g.T + b_g  # g_t = tanh(W_g x_t + U_g h_{t-1} + b_g): the terms without the state
+    for t in range(1, T + 1):  # the recurrence
+        f[t] = _sigmoid(f[t] + h[t - 1] @ U_f.T)  # f_t = sigmoid(W_f x_t + U_f h_{t-1} + b_f): with the state's terms  (B, n_h)
+        i[t] = _sigmoid(i[t] + h[t - 1] @ U_i.T)  # i_t = sigmoid(W_i x_t + U_i h_{t-1} + b_i): with the state's terms  (B, n_h)
+        o[t] = _sigmoid(o[t] + h[t - 1] @ U_o.T)  # o_t = sigmoid(W_o x_t + U_o h_{t-1} + b_o): with the state's terms  (B, n_h)
+        g[t] = np.tanh(g[t] + h[t - 1] @ U_g.T)  # g_t = tanh(W_g x_t + U_g h_{t-1} + b_g): with the state's terms  (B, n_h)
         c[t] = f[t] * c[t - 1] + i[t] * g[t]  # c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t  (B, n_h)
         h[t] = o[t] * np.tanh(c[t])  # h_t = o_t ⊙ tanh(c_t)  (B, n_h)
-        y[t] = h[t] @ W_y.T + b_y  # y_t = W_y h_t + b_y  (B, n_y)
-        loss += _softmax_cross_entropy(y[t], label[t])  # J_t = cross_entropy(softmax(y_t), label_t)
+    # the outputs and the loss, for every step at once
+    _rows(y)[:] = _rows(h) @ W_y.T + b_y  # y_t = W_y h_t + b_y
+    loss = _softmax_cross_entropy(_rows(y), _rows(label))  # J_t = cross_entropy(softmax(y_t), label_t)
 
-    # backward: deltas at step t, each state's share carried from t + 1 to t
-    dW_f = np.zeros_like(W_f)
-    dU_f = np.zeros_like(U_f)
-    db_f = np.zeros_like(b_f)
-    dW_i = np.zeros_like(W_i)
-    dU_i = np.zeros_like(U_i)
-    db_i = np.zeros_like(b_i)
-    dW_o = np.zeros_like(W_o)
-    dU_o = np.zeros_like(U_o)
-    db_o = np.zeros_like(b_o)
-    dW_g = np.zeros_like(W_g)
-    dU_g = np.zeros_like(U_g)
-    db_g = np.zeros_like(b_g)
-    dW_y = np.zeros_like(W_y)
-    db_y = np.zeros_like(b_y)
+    # backward: deltas by step, each state's share carried from t + 1 to t
+    dy = np.empty((T + 1, B, sizes["n_y"]), dtype)
+    dh = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    dc = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    dg = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    do = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    di = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    df = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    # the outputs' deltas, for every step at once
+    _rows(dy)[:] = _softmax(_rows(y)) - _rows(label)  # dJ/dy_t = softmax(y_t) - label_t
     dh_next = np.zeros((B, sizes["n_h"]), dtype)
     dc_next = np.zeros((B, sizes["n_h"]), dtype)
-    for t in range(T, 0, -1):
-        dy = _softmax(y[t]) - label[t]  # dJ/dy_t = softmax(y_t) - label_t
-        dh = dy @ W_y + dh_next  # dJ/dh_t = W_y^T dJ/dy_t + U_g^T diag(1 - g_{t+1}^2) dJ/dg_{t+1} + U_o^T diag(o_{t+1} ⊙ (1 - o_{t+1})) dJ/do_{t+1} + U_i^T diag(i_{t+1} ⊙ (1 - i_{t+1})) dJ/di_{t+1} + U_f^T diag(f_{t+1} ⊙ (1 - f_{t+1})) dJ/df_{t+1}
-        dc = (1 - np.tanh(c[t])**2) * o[t] * dh + dc_next  # dJ/dc_t = diag(1 - tanh(c_t)^2) diag(o_t) dJ/dh_t + f_{t+1} ⊙ dJ/dc_{t+1}
-        dg = i[t] * dc  # dJ/dg_t = i_t ⊙ dJ/dc_t
-        do = np.tanh(c[t]) * dh  # dJ/do_t = tanh(c_t) ⊙ dJ/dh_t
-        di = g[t] * dc  # dJ/di_t = g_t ⊙ dJ/dc_t
-        df = c[t - 1] * dc  # dJ/df_t = c_{t-1} ⊙ dJ/dc_t
-        dW_f += ((f[t] * (1 - f[t])) * df).T @ x[t]  # dJ/dW_f += diag(f_t ⊙ (1 - f_t)) dJ/df_t x_t^T
-        dU_f += ((f[t] * (1 - f[t])) * df).T @ h[t - 1]  # dJ/dU_f += diag(f_t ⊙ (1 - f_t)) dJ/df_t h_{t-1}^T
-        db_f += ((f[t] * (1 - f[t])) * df).sum(axis=0)  # dJ/db_f += f_t ⊙ (1 - f_t) ⊙ dJ/df_t
-        dW_i += ((i[t] * (1 - i[t])) * di).T @ x[t]  # dJ/dW_i += diag(i_t ⊙ (1 - i_t)) dJ/di_t x_t^T
-        dU_i += ((i[t] * (1 - i[t])) * di).T @ h[t - 1]  # dJ/dU_i += diag(i_t ⊙ (1 - i_t)) dJ/di_t h_{t-1}^T
-        db_i += ((i[t] * (1 - i[t])) * di).sum(axis=0)  # dJ/db_i += i_t ⊙ (1 - i_t) ⊙ dJ/di_t
-        dW_o += ((o[t] * (1 - o[t])) * do).T @ x[t]  # dJ/dW_o += diag(o_t ⊙ (1 - o_t)) dJ/do_t x_t^T
-        dU_o += ((o[t] * (1 - o[t])) * do).T @ h[t - 1]  # dJ/dU_o += diag(o_t ⊙ (1 - o_t)) dJ/do_t h_{t-1}^T
-        db_o += ((o[t] * (1 - o[t])) * do).sum(axis=0)  # dJ/db_o += o_t ⊙ (1 - o_t) ⊙ dJ/do_t
-        dW_g += ((1 - g[t]**2) * dg).T @ x[t]  # dJ/dW_g += diag(1 - g_t^2) dJ/dg_t x_t^T
-        dU_g += ((1 - g[t]**2) * dg).T @ h[t - 1]  # dJ/dU_g += diag(1 - g_t^2) dJ/dg_t h_{t-1}^T
-        db_g += ((1 - g[t]**2) * dg).sum(axis=0)  # dJ/db_g += (1 - g_t^2) ⊙ dJ/dg_t
-        dW_y += dy.T @ h[t]  # dJ/dW_y += dJ/dy_t h_t^T
-        db_y += dy.sum(axis=0)  # dJ/db_y += dJ/dy_t
-        dh_next = (1 - g[t]**2) * dg @ U_g + (o[t] * (1 - o[t])) * do @ U_o + (i[t] * (1 - i[t])) * di @ U_i + (f[t] * (1 - f[t])) * df @ U_f  # share of dJ/dh_{t-1}: U_g^T diag(1 - g_t^2) dJ/dg_t + U_o^T diag(o_t ⊙ (1 - o_t)) dJ/do_t + U_i^T diag(i_t ⊙ (1 - i_t)) dJ/di_t + U_f^T diag(f_t ⊙ (1 - f_t)) dJ/df_t
-        dc_next = f[t] * dc  # share of dJ/dc_{t-1}: f_t ⊙ dJ/dc_t
+    for t in range(T, 0, -1):  # the recurrence, backwards
+        dh[t] = dy[t] @ W_y + dh_next  # dJ/dh_t = W_y^T dJ/dy_t + U_g^T diag(1 - g_{t+1}^2) dJ/dg_{t+1} + U_o^T diag(o_{t+1} ⊙ (1 - o_{t+1})) dJ/do_{t+1} + U_i^T diag(i_{t+1} ⊙ (1 - i_{t+1})) dJ/di_{t+1} + U_f^T diag(f_{t+1} ⊙ (1 - f_{t+1})) dJ/df_{t+1}
+        dc[t] = (1 - np.tanh(c[t])**2) * o[t] * dh[t] + dc_next  # dJ/dc_t = diag(1 - tanh(c_t)^2) diag(o_t) dJ/dh_t + f_{t+1} ⊙ dJ/dc_{t+1}
+        dg[t] = i[t] * dc[t]  # dJ/dg_t = i_t ⊙ dJ/dc_t
+        do[t] = np.tanh(c[t]) * dh[t]  # dJ/do_t = tanh(c_t) ⊙ dJ/dh_t
+        di[t] = g[t] * dc[t]  # dJ/di_t = g_t ⊙ dJ/dc_t
+        df[t] = c[t - 1] * dc[t]  # dJ/df_t = c_{t-1} ⊙ dJ/dc_t
+        dh_next = (1 - g[t]**2) * dg[t] @ U_g + (o[t] * (1 - o[t])) * do[t] @ U_o + (i[t] * (1 - i[t])) * di[t] @ U_i + (f[t] * (1 - f[t])) * df[t] @ U_f  # share of dJ/dh_{t-1}: U_g^T diag(1 - g_t^2) dJ/dg_t + U_o^T diag(o_t ⊙ (1 - o_t)) dJ/do_t + U_i^T diag(i_t ⊙ (1 - i_t)) dJ/di_t + U_f^T diag(f_t ⊙ (1 - f_t)) dJ/df_t
+        dc_next = f[t] * dc[t]  # share of dJ/dc_{t-1}: f_t ⊙ dJ/dc_t
+    # the gradients, each one product over every step
+    dW_f = ((_rows(f) * (1 - _rows(f))) * _rows(df)).T @ _rows(x)  # dJ/dW_f = sum over t of diag(f_t ⊙ (1 - f_t)) dJ/df_t x_t^T
+    dU_f = ((_rows(f) * (1 - _rows(f))) * _rows(df)).T @ _rows(h, 1)  # dJ/dU_f = sum over t of diag(f_t ⊙ (1 - f_t)) dJ/df_t h_{t-1}^T
+    db_f = ((_rows(f) * (1 - _rows(f))) * _rows(df)).sum(axis=0)  # dJ/db_f = sum over t of f_t ⊙ (1 - f_t) ⊙ dJ/df_t
+    dW_i = ((_rows(i) * (1 - _rows(i))) * _rows(di)).T @ _rows(x)  # dJ/dW_i = sum over t of diag(i_t ⊙ (1 - i_t)) dJ/di_t x_t^T
+    dU_i = ((_rows(i) * (1 - _rows(i))) * _rows(di)).T @ _rows(h, 1)  # dJ/dU_i = sum over t of diag(i_t ⊙ (1 - i_t)) dJ/di_t h_{t-1}^T
+    db_i = ((_rows(i) * (1 - _rows(i))) * _rows(di)).sum(axis=0)  # dJ/db_i = sum over t of i_t ⊙ (1 - i_t) ⊙ dJ/di_t
+    dW_o = ((_rows(o) * (1 - _rows(o))) * _rows(do)).T @ _rows(x)  # dJ/dW_o = sum over t of diag(o_t ⊙ (1 - o_t)) dJ/do_t x_t^T
+    dU_o = ((_rows(o) * (1 - _rows(o))) * _rows(do)).T @ _rows(h, 1)  # dJ/dU_o = sum over t of diag(o_t ⊙ (1 - o_t)) dJ/do_t h_{t-1}^T
+    db_o = ((_rows(o) * (1 - _rows(o))) * _rows(do)).sum(axis=0)  # dJ/db_o = sum over t of o_t ⊙ (1 - o_t) ⊙ dJ/do_t
+    dW_g = ((1 - _rows(g)**2) * _rows(dg)).T @ _rows(x)  # dJ/dW_g = sum over t of diag(1 - g_t^2) dJ/dg_t x_t^T
+    dU_g = ((1 - _rows(g)**2) * _rows(dg)).T @ _rows(h, 1)  # dJ/dU_g = sum over t of diag(1 - g_t^2) dJ/dg_t h_{t-1}^T
+    db_g = ((1 - _rows(g)**2) * _rows(dg)).sum(axis=0)  # dJ/db_g = sum over t of (1 - g_t^2) ⊙ dJ/dg_t
+    dW_y = _rows(dy).T @ _rows(h)  # dJ/dW_y = sum over t of dJ/dy_t h_t^T
+    db_y = (_rows(dy)).sum(axis=0)  # dJ/db_y = sum over t of dJ/dy_t
 
     grads = {"W_f": dW_f, "U_f": dU_f, "b_f": db_f, "W_i": dW_i, "U_i": dU_i, "b_i": db_i, "W_o": dW_o, "U_o": dU_o, "b_o": db_o, "W_g": dW_g, "U_g": dU_g, "b_g": db_g, "W_y": dW_y, "b_y": db_y, "h0": dh_next if batched else dh_next[0], "c0": dc_next if batched else dc_next[0]}
     return loss, grads

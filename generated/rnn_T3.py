@@ -73,6 +73,11 @@ def _cross_entropy(p, onehot):
     return -float(np.sum(onehot * np.log(p, out=np.zeros_like(p), where=onehot != 0)))
 
 
+def _rows(a, lag=0):
+    """The steps 1..T of a (T + 1, B, n) array as one (T * B, n) view (lag 1: the steps 0..T-1)."""
+    return (a[1:] if lag == 0 else a[:-1]).reshape(-1, a.shape[-1])
+
+
 def _ratio(a, b):
     """a / b elementwise, 0 where a is 0 (also where b is 0 there)."""
     return np.divide(a, b, out=np.zeros_like(b), where=a != 0)
@@ -159,27 +164,31 @@ def loss_and_gradients(params, xs, labels, h0=None):
     y = np.empty((T + 1, B, sizes["n_y"]), dtype)
     p = np.empty((T + 1, B, sizes["n_y"]), dtype)
     h[0] = h0
-    loss = 0.0
-    for t in range(1, T + 1):
-        z[t] = x[t] @ W_xh.T + h[t - 1] @ W_hh.T  # z_t = W_xh x_t + W_hh h_{t-1}  (B, n_h)
+    # what does not depend on the state, for every step at once: _rows(a) is a[1:] as (T * B, n) rows
+    _rows(z)[:] = _rows(x) @ W_xh.T  # z_t = W_xh x_t + W_hh h_{t-1}: the terms without the state
+    for t in range(1, T + 1):  # the recurrence
+        z[t] = z[t] + h[t - 1] @ W_hh.T  # z_t = W_xh x_t + W_hh h_{t-1}: with the state's terms  (B, n_h)
         h[t] = np.tanh(z[t])  # h_t = tanh(z_t)  (B, n_h)
-        y[t] = h[t] @ W_hy.T  # y_t = W_hy h_t  (B, n_y)
-        p[t] = _softmax(y[t])  # p_t = softmax(y_t)  (B, n_y)
-        loss += _softmax_cross_entropy(y[t], onehot[t])  # J_t = cross_entropy(p_t, l_t)
+    # the outputs and the loss, for every step at once
+    _rows(y)[:] = _rows(h) @ W_hy.T  # y_t = W_hy h_t
+    _rows(p)[:] = _softmax(_rows(y))  # p_t = softmax(y_t)
+    loss = _softmax_cross_entropy(_rows(y), _rows(onehot))  # J_t = cross_entropy(p_t, l_t)
 
-    # backward: deltas at step t, each state's share carried from t + 1 to t
-    dW_xh = np.zeros_like(W_xh)
-    dW_hh = np.zeros_like(W_hh)
-    dW_hy = np.zeros_like(W_hy)
+    # backward: deltas by step, each state's share carried from t + 1 to t
+    dy = np.empty((T + 1, B, sizes["n_y"]), dtype)
+    dh = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    dz = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    # the outputs' deltas, for every step at once
+    _rows(dy)[:] = _rows(p) - _rows(onehot)  # dJ/dy_t = p_t - l_t
     dh_next = np.zeros((B, sizes["n_h"]), dtype)
-    for t in range(T, 0, -1):
-        dy = p[t] - onehot[t]  # dJ/dy_t = p_t - l_t
-        dh = dy @ W_hy + dh_next  # dJ/dh_t = W_hy^T dJ/dy_t + W_hh^T dJ/dz_{t+1}
-        dz = (1 - h[t]**2) * dh  # dJ/dz_t = (1 - h_t^2) ⊙ dJ/dh_t
-        dW_xh += dz.T @ x[t]  # dJ/dW_xh += dJ/dz_t x_t^T
-        dW_hh += dz.T @ h[t - 1]  # dJ/dW_hh += dJ/dz_t h_{t-1}^T
-        dW_hy += dy.T @ h[t]  # dJ/dW_hy += dJ/dy_t h_t^T
-        dh_next = dz @ W_hh  # share of dJ/dh_{t-1}: W_hh^T dJ/dz_t
+    for t in range(T, 0, -1):  # the recurrence, backwards
+        dh[t] = dy[t] @ W_hy + dh_next  # dJ/dh_t = W_hy^T dJ/dy_t + W_hh^T dJ/dz_{t+1}
+        dz[t] = (1 - h[t]**2) * dh[t]  # dJ/dz_t = (1 - h_t^2) ⊙ dJ/dh_t
+        dh_next = dz[t] @ W_hh  # share of dJ/dh_{t-1}: W_hh^T dJ/dz_t
+    # the gradients, each one product over every step
+    dW_xh = _rows(dz).T @ _rows(x)  # dJ/dW_xh = sum over t of dJ/dz_t x_t^T
+    dW_hh = _rows(dz).T @ _rows(h, 1)  # dJ/dW_hh = sum over t of dJ/dz_t h_{t-1}^T
+    dW_hy = _rows(dy).T @ _rows(h)  # dJ/dW_hy = sum over t of dJ/dy_t h_t^T
 
     grads = {"W_xh": dW_xh, "W_hh": dW_hh, "W_hy": dW_hy, "h0": dh_next if batched else dh_next[0]}
     return loss, grads

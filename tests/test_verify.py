@@ -65,7 +65,11 @@ def test_table_layout():
 
 def test_cli_exits_1_on_a_mismatch(monkeypatch, capsys):
     def wrong_source(derivation):
-        return module_source(derivation.steps).replace("dW_hh += dz.T @ h[t - 1]", "dW_hh += dz.T @ h[t]")
+        wrong = module_source(derivation.steps).replace(
+            "dW_hh = _rows(dz).T @ _rows(h, 1)", "dW_hh = _rows(dz).T @ _rows(h)"
+        )
+        assert wrong != module_source(derivation.steps)
+        return wrong
 
     monkeypatch.setattr(outputs, "module_source", wrong_source)
     monkeypatch.setattr(cli, "module_source", wrong_source)
