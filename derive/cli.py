@@ -94,6 +94,19 @@ def parser() -> argparse.ArgumentParser:
         description="list the built-in cells, or print the spec of one (copy it to start your own)",
     )
     cells.add_argument("spec", nargs="?", metavar="CELL", help="print this built-in cell's spec file")
+    bench = sub.add_parser(
+        "bench",
+        help="time the generated gradients beside the reference loop, expert NumPy and installed peers",
+        description="time a full loss-and-gradients call of the seed model: the generated fast path, its "
+        "by-definition path, the reference loop, an expert hoisted NumPy version, and PyTorch, JAX and "
+        "autograd where installed (pip install -e '.[peers]'); medians of interleaved runs",
+    )
+    bench.add_argument(
+        "--configs", default="S,K,M,L", metavar="NAMES", help="comma-separated, of S, K, M, L (default: all)"
+    )
+    bench.add_argument("--repeats", type=_steps, default=15, metavar="N", help="timed runs per implementation")
+    bench.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the results as JSON")
+    bench.add_argument("--no-reference", action="store_true", help="skip the (slow) reference loop")
     return top
 
 
@@ -153,6 +166,19 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     if args.command == "cells":
         return list_cells(args, out)
+    if args.command == "bench":
+        from . import bench  # only the benchmark needs it
+
+        names = [n.strip() for n in args.configs.split(",") if n.strip()]
+        unknown = [n for n in names if n not in bench.CONFIGS]
+        if unknown or not names:
+            wanted = ", ".join(bench.CONFIGS)
+            print(f"bptt: error: --configs: expected some of {wanted}, got {args.configs!r}", file=sys.stderr)
+            return 2
+        print(bench.main(names, args.repeats, str(args.json) if args.json else None, not args.no_reference), file=out)
+        if args.json:
+            print(f"wrote {args.json}", file=out)
+        return 0
     cell = load_cell(getattr(args, "spec", None) or args.cell)
     job = {"latex": "derive", None: "all"}.get(args.command, args.command)
     stem = naming.file_stem(cell.name, args.steps, args.truncate)
