@@ -142,27 +142,11 @@ class Factorized:
 
     def count(self, t: int, truncate: int | None = None) -> int:
         """The number of terms of dJ_t/dw this formula stands for (those truncated BPTT keeps)."""
-        s = len(self.step)
-        if self.initial:
-            return len(self.head) * s**t if truncate is None or t <= truncate else 0
-        kept = t if truncate is None else min(t, truncate)
-        repeats = kept if s == 1 else (s**kept - 1) // (s - 1)  # sum over the kept k of s^(t-k)
-        return len(self.direct) + len(self.head) * len(self.tail) * repeats
+        return as_blocks(self).count(t, truncate)
 
     def total(self, steps: int, truncate: int | None = None) -> int:
         """The number of terms of dJ/dw = sum_t dJ_t/dw (dJ_T/dw for a many-to-one cell)."""
-        if self.last:
-            return self.count(steps, truncate)
-        if truncate is not None:
-            return sum(self.count(t, truncate) for t in range(1, steps + 1))
-        s, h = len(self.step), len(self.head)
-        if self.initial:
-            return h * (steps if s == 1 else s * (s**steps - 1) // (s - 1))
-        if s == 1:
-            repeats = steps * (steps + 1) // 2
-        else:
-            repeats = sum((s**t - 1) // (s - 1) for t in range(1, steps + 1))
-        return len(self.direct) * steps + h * len(self.tail) * repeats
+        return as_blocks(self).total(steps, truncate)
 
 
 def move_paths(paths: tuple[tuple[Factor, ...], ...], step: int | str, var: str = "t") -> list[tuple[Factor, ...]]:
@@ -172,15 +156,7 @@ def move_paths(paths: tuple[tuple[Factor, ...], ...], step: int | str, var: str 
 
 def instances(f: Factorized, t: int, truncate: int | None = None) -> list[tuple[Factor, ...]]:
     """Every term of dJ_t/dw that the factorized formula stands for, shortest first."""
-    out = list(move_paths(f.direct, t))
-    ks = ([0] if truncate is None or t <= truncate else []) if f.initial else kept_steps(t, truncate)
-    for k in ks:
-        prefixes = move_paths(f.head, t)
-        for j in range(t, k, -1):
-            prefixes = [p + s for p in prefixes for s in move_paths(f.step, j, "j")]
-        tails = [()] if f.initial else move_paths(f.tail, k, "k")
-        out += [p + tail for p in prefixes for tail in tails]
-    return sorted(out, key=len)
+    return block_instances(as_blocks(f), t, truncate)
 
 
 def within_step(

@@ -34,26 +34,6 @@ from .unroll import Unrolled
 class Line:
     code: str
     comment: str = ""
-    last_only: bool = False  # many-to-one: runs at the last step only
-    output: bool = False  # reads only the outputs (y, p): truncated BPTT runs it at the loss's own step only
-
-
-def runs(lines: tuple[Line, ...], key: str = "last_only") -> tuple[tuple[bool, tuple[Line, ...]], ...]:
-    """Consecutive lines grouped by ``key`` (``last_only`` or ``output``), for the template's
-    ``if t == T:`` (``if t == loss_t:``) blocks."""
-    out: list[tuple[bool, list[Line]]] = []
-    for line in lines:
-        flag = getattr(line, key)
-        if out and out[-1][0] == flag:
-            out[-1][1].append(line)
-        else:
-            out.append((flag, [line]))
-    return tuple((flag, tuple(group)) for flag, group in out)
-
-
-def _last_only(cell: Cell, names: set[str]) -> bool:
-    """True for a many-to-one cell when everything in ``names`` is an output (computed at T only)."""
-    return cell.loss_mode == "last" and bool(names) and names <= cell.outputs
 
 
 @dataclass(frozen=True)
@@ -82,52 +62,6 @@ def _code_loss(derivation: Derivation, rhs: sp.Basic) -> sp.Basic:
     return rhs.xreplace(fused)
 
 
-def fast_forward(derivation: Derivation) -> tuple[Line, ...]:
-    """The loop body of the forward pass, the line adding J_t to the loss included."""
-    cell = derivation.cell
-    printer = BatchedPrinter()
-    lines = []
-    for eq in cell.equations:
-        lhs = sp.MatrixSymbol(naming.step_name(eq.name, "t"), *eq.shape)
-        comment = f"{text(lhs)} = {text(eq.rhs)}"
-        last = _last_only(cell, {eq.name})
-        if eq.name == cell.loss:
-            lines.append(Line(f"loss += {printer.doprint(_code_loss(derivation, eq.rhs))}", comment, last))
-        else:
-            code = f"{printer.doprint(lhs)} = {printer.doprint(eq.rhs)}"
-            lines.append(Line(code, f"{comment}  (B, {_dim(eq.shape[0])})", last))
-    return tuple(lines)
-
-
-def fast_backward(program: Program) -> tuple[tuple[Line, ...], tuple[Line, ...], tuple[Line, ...]]:
-    """(delta assignments, gradient accumulations, state carries) of one backward step."""
-    # the deltas of step t live in locals (dz), everything else in arrays indexed by step (h[t])
-    printer = BatchedPrinter({a.target.name: naming.code_local(naming.grad_name(a.node)) for a in program.assigns})
-    assigns = []
-    for a in program.assigns:
-        code = printer.doprint(a.expr)
-        comment = f"{text(a.target)} = {text(a.expr)}"
-        if a.carried is not None:
-            carried = program.carried_into(a.node)
-            code = f"{code} + {carried_local(a.node)}"
-            comment += f" + {text(carried)}"
-        cell = program.cell
-        last, output = _last_only(cell, {a.node}), a.node in cell.outputs
-        assigns.append(Line(f"{printer.doprint(a.target)} = {code}", comment, last, output))
-    accs = []
-    for acc in program.accumulates:
-        code = printer.doprint(acc.expr)
-        code = _summed(code, program.cell.param(acc.wrt).symbol.shape[1] == 1)
-        users = {eq.name for eq in program.cell.equations if eq.rhs.has(program.cell.param(acc.wrt).symbol)}
-        last, output = _last_only(program.cell, users), users <= program.cell.outputs
-        accs.append(Line(f"{grad_local(acc.wrt)} += {code}", f"dJ/d{acc.wrt} += {text(acc.expr)}", last, output))
-    carries = tuple(
-        Line(f"{carried_local(c.state)} = {printer.doprint(c.expr)}", f"share of dJ/d{c.state}_{{t-1}}: {text(c.expr)}")
-        for c in program.carries
-    )
-    return tuple(assigns), tuple(accs), carries
-
-
 def _summed(code: str, bias: bool) -> str:
     """A bias's gradient: the (B, n) rows summed over the batch."""
     if not bias:
@@ -139,8 +73,9 @@ def _paren(code: str) -> str:
     return code if code.isidentifier() else f"({code})"
 
 
-def truncated_backward(program: Program) -> tuple[tuple[Line, ...], list[dict[str, str]]]:
-    """One step of a truncated run (for the loss J_s, s = loss_t), and the zero arrays it reads.
+def truncated_backward(program: Program) -> tuple[tuple[Line, ...], tuple[Line, ...], list[dict[str, str]]]:
+    """One step of a truncated run (for the loss J_s, s = loss_t): its deltas and accumulations,
+    its state carries, and the zero arrays it reads.  The deltas of step t live in locals (dz).
 
     Below step s the run carries J_s alone: a delta or gradient that J_t reads directly
     keeps that share (``direct``) at t == loss_t only, and its ``through`` part elsewhere; the
@@ -179,7 +114,11 @@ def truncated_backward(program: Program) -> tuple[tuple[Line, ...], list[dict[st
             other = "0" if through is None else _paren(_summed(through, bias))
             line = f"{grad_local(acc.wrt)} += {_paren(_summed(code, bias))} if t == loss_t else {other}"
             lines.append(Line(line, comment + " (J_s's own at t = s)"))
-    return tuple(lines), zeros
+    carries = tuple(
+        Line(f"{carried_local(c.state)} = {printer.doprint(c.expr)}", f"share of dJ/d{c.state}_{{t-1}}: {text(c.expr)}")
+        for c in program.carries
+    )
+    return tuple(lines), carries, zeros
 
 
 def carried_local(state: str) -> str:
@@ -280,10 +219,10 @@ def hoisted(derivation: Derivation) -> Hoisted:
             post.append(Line(f"{printer.doprint(lhs)}{'' if last else '[:]'} = {printer.doprint(eq.rhs)}", comment))
         elif eq.name not in recurrent:
             pre.append(Line(f"{rows.doprint(lhs)}[:] = {rows.doprint(eq.rhs)}", comment + "  (every step)"))
-        elif _split_sum(eq.rhs, is_recurrent) is not None:
+        elif (split := _split_sum(eq.rhs, is_recurrent)) is not None:
             # the terms without the state (W x + b) for every step at once, into the node's own rows;
             # the loop adds the state's terms (U h[t-1]) and applies the activation, if any
-            outside, inside = _split_sum(eq.rhs, is_recurrent)  # type: ignore[misc]
+            outside, inside = split
             pre.append(
                 Line(f"{rows.doprint(lhs)}[:] = {rows.doprint(outside)}", f"{comment}: the terms without the state")
             )
@@ -532,8 +471,6 @@ def _py_tuple(names: tuple[str, ...]) -> str:
 def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
     """Everything ``templates/module.py.j2`` places, already printed."""
     cell = derivation.cell
-    forward = fast_forward(derivation)
-    backward, accumulate, carry = fast_backward(derivation.program)
     printer = ColumnPrinter()
     step_inputs, losses = [], ""
     if derivation.expanded:
@@ -575,12 +512,8 @@ def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
     for p in cell.params:
         for i, d in enumerate(p.shape):
             sizes.setdefault(d, f"n_{d} = {p.name}.shape[{i}]")
-    truncated_lines, truncated_zeros = truncated_backward(derivation.program)
-    zero_deltas = [  # many-to-one: the outputs' deltas, zero before step T
-        {"name": line.code.split(" = ")[0], "dim": cell.nodes[a.node].dim}
-        for a, line in zip(derivation.program.assigns, backward)
-        if line.last_only
-    ]
+    truncated_lines, truncated_carry, truncated_zeros = truncated_backward(derivation.program)
+    fast = hoisted(derivation)
     context: dict[str, Any] = {
         "inputs": inputs,
         "targets": targets,
@@ -610,22 +543,13 @@ def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
         "initial_names": ", ".join(f'``"{s["arg"]}"``' for s in initial),
         "initial_doc": "; ".join(f"``{s['arg']}`` (n_{s['dim']},) or (B, n_{s['dim']})" for s in initial),
         "nodes": [cell.nodes[e.name] for e in cell.equations if e.name != cell.loss],
-        "forward": forward,
-        "backward": backward,
-        "accumulate": accumulate,
-        "forward_runs": runs(forward),
-        "backward_runs": [
-            (last, lines, [z for z in zero_deltas if any(line.code.startswith(z["name"] + " = ") for line in lines)])
-            for last, lines in runs(backward + accumulate)
-        ],
         "loss_last": cell.loss_mode == "last",
-        "zero_deltas": zero_deltas,
         "truncate": derivation.truncate,
-        "hoisted": hoisted(derivation),
+        "hoisted": fast,
         "outputs": cell.outputs,
         "truncated_zeros": truncated_zeros,
         "truncated_backward": truncated_lines,
-        "carry": carry,
+        "truncated_carry": truncated_carry,
         "carries": [{"name": carried_local(s.name), "dim": s.dim} for s in cell.states],
         "step_inputs": step_inputs,
         "def_forward": definition_forward(derivation) if expanded else (),
@@ -633,11 +557,10 @@ def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
         "def_jacobians": definition_jacobians(derivation) if expanded else (),
         "def_terms": definition_terms(derivation) if expanded else (),
     }
-    code = "\n".join(
-        line.code
-        for group in ("forward", "backward", "accumulate", "carry", "def_forward", "def_jacobians")
-        for line in context[group]
-    )
+    emitted = [*fast.forward_pre, *fast.forward_loop, *fast.forward_post, *fast.backward_pre]
+    emitted += [*fast.backward_loop, *fast.carry, *fast.backward_post, *truncated_lines, *truncated_carry]
+    emitted += [*context["def_forward"], *context["def_jacobians"]]
+    code = "\n".join(line.code for line in emitted)
     context["uses"] = sorted(h for h in ("_sigmoid", "_relu", "_step", "_squared_error") if h + "(" in code)
     by_definition = "\n".join(line.code for group in ("def_forward", "def_jacobians") for line in context[group])
     by_definition += "\n".join(line.code for block in context["def_terms"] for line in block.lines)

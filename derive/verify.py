@@ -314,6 +314,12 @@ class Report:
         return not self.failures()
 
 
+def truncated_sympy_steps(truncate: int) -> int:
+    """Where SymPy checks a truncated fast path derived for T > SYMPY_MAX_STEPS: long enough for
+    the truncation to cut (T > K), short enough for SymPy."""
+    return min(SYMPY_MAX_STEPS, max(3, truncate + 1))
+
+
 def verify(cell: Cell, module: types.ModuleType, steps: int) -> Report:
     """Compare both generated functions with the reference, finite differences and SymPy.
 
@@ -337,7 +343,7 @@ def verify(cell: Cell, module: types.ModuleType, steps: int) -> Report:
     elif truncate is not None:
         # no finite differences, maybe no reference: SymPy checks the fast path (any T) at a T of its
         # own, long enough for the truncation to cut (T > K)
-        short = min(SYMPY_MAX_STEPS, max(3, truncate + 1))
+        short = truncated_sympy_steps(truncate)
         tiny = random_problem(module, short, SYMPY_SIZES)
         trusted["sympy"] = (tiny, sympy_gradients(cell, *tiny, truncate=truncate))
     rows = ("loss",) + tuple(module.PARAMS) + initial
@@ -374,7 +380,7 @@ def format_table(report: Report) -> str:
     if report.truncate is not None:
         lines.append(f"  (truncated to {report.truncate} steps: finite differences measure the full gradient, not run)")
         if report.steps > SYMPY_MAX_STEPS and report.errors.get((IMPLEMENTATIONS[0], "sympy")):
-            short = min(SYMPY_MAX_STEPS, max(3, report.truncate + 1))
+            short = truncated_sympy_steps(report.truncate)
             lines.append(f"  (SymPy checked loss_and_gradients at T = {short}: it takes any T)")
     if report.steps > SYMPY_MAX_STEPS and not report.errors.get((IMPLEMENTATIONS[0], "sympy")):
         lines.append(f"  (SymPy's scalar check runs for T <= {SYMPY_MAX_STEPS} only)")
