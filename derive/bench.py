@@ -4,7 +4,10 @@ For the seed model (one-hot inputs, softmax + cross-entropy at every step) and t
 configurations (vocabulary V, hidden H, steps T, batch B) of ``CONFIGS``, one process
 times, interleaved and after a warm-up, a full loss-and-gradients call of:
 
-- ``generated``: the module's ``loss_and_gradients`` (emitted for this T);
+- ``generated``: the module's ``loss_and_gradients`` (emitted for this T), which keeps its arrays
+  between calls with the same shapes, as a training loop makes them;
+- ``generated-cold``: the same with those arrays freed before each call (``release_buffers()``):
+  every array allocated, and its pages faulted in, afresh;
 - ``by-definition``: its ``gradients_by_definition``, where it is generated (small T);
 - ``min-char-rnn``: Karpathy's min-char-rnn loop (one sequence at a time, column vectors, the
   backward pass over t once), written here independently;
@@ -267,6 +270,12 @@ def run_config(name: str, repeats: int, peak: float, with_reference: bool = True
     module = module_for(T)
     args = problem(V, H, T, B)
     impls: dict[str, Fn] = {"generated": module.loss_and_gradients}
+
+    def cold(*args: object) -> tuple[float, dict[str, np.ndarray]]:  # as if each call had new shapes
+        module.release_buffers()
+        return module.loss_and_gradients(*args)
+
+    impls["generated-cold"] = cold
     result = Result(name, {"V": V, "H": H, "T": T, "B": B}, flops(V, H, T, B))
     if module.BY_DEFINITION:
         impls["by-definition"] = module.gradients_by_definition

@@ -107,6 +107,12 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=_steps, default=15, metavar="N", help="timed runs per implementation")
     bench.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the results as JSON")
     bench.add_argument("--no-reference", action="store_true", help="skip the (slow) reference loop")
+    bench.add_argument(
+        "--scale",
+        action="store_true",
+        help="instead: derive and emit time and peak memory against T for every built-in cell, "
+        "and the fast path's memory against T and B",
+    )
     return top
 
 
@@ -167,8 +173,13 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if args.command == "cells":
         return list_cells(args, out)
     if args.command == "bench":
-        from . import bench  # only the benchmark needs it
+        from . import bench, scale  # only the benchmark needs them
 
+        if args.scale:
+            print(scale.main(str(args.json) if args.json else None), file=out)
+            if args.json:
+                print(f"wrote {args.json}", file=out)
+            return 0
         names = [n.strip() for n in args.configs.split(",") if n.strip()]
         unknown = [n for n in names if n not in bench.CONFIGS]
         if unknown or not names:

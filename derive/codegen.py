@@ -14,6 +14,7 @@ Everything here is printing; the template only places the strings.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,9 +25,9 @@ from .adjoint import Program
 from .analytic import factor_matrix
 from .cell import Cell
 from .chain import Blocks, Factor, Term, move_paths, stacked_name
-from .exprs import CrossEntropy, Elementwise, Outer, Softmax, SoftmaxCrossEntropy
+from .exprs import CrossEntropy, Diag, Elementwise, Hadamard, Outer, Softmax, SoftmaxCrossEntropy, add, mul, transpose
 from .pipeline import Derivation
-from .printing import BatchedPrinter, ColumnPrinter, text
+from .printing import BatchedPrinter, ColumnPrinter, is_negative, negated, ordered_terms, text
 from .unroll import Unrolled
 
 
@@ -138,9 +139,14 @@ def grad_local(wrt: str) -> str:
 
 
 class AllStepsPrinter(BatchedPrinter):
-    """Row-wise NumPy over every step at once: ``h@t`` is ``_rows(h)``, the (T * B, n) view of
-    h[1:], and ``h@t-1`` is ``_rows(h, 1)``, the view of h[:-1].  The batched code is row by row
-    (a product's reduction over rows sums the batch), so over T * B rows it sums the steps too."""
+    """Row-wise NumPy over every step at once: ``h@t`` is ``h_rows``, the (T * B, n) view of
+    h[1:], and ``h@t-1`` is ``h_rows_prev``, the view of h[:-1].  The batched code is row by row
+    (a product's reduction over rows sums the batch), so over T * B rows it sums the steps too.
+    ``views`` records the views printed, in order, for the module to declare them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.views: dict[str, tuple[str, int]] = {}  # view name: (array, lag)
 
     def _print_MatrixSymbol(self, expr: sp.MatrixSymbol) -> str:
         base, step = naming.split(expr.name)
@@ -149,7 +155,20 @@ class AllStepsPrinter(BatchedPrinter):
         lag = naming.offset(step)
         if lag not in (0, -1):
             raise ValueError(f"{expr.name}: only steps t and t-1 have row views")
-        return f"_rows({naming.code_base(base)}{', 1' if lag == -1 else ''})"
+        array = naming.code_base(base)
+        view = rows_view(array, -lag)
+        self.views.setdefault(view, (array, -lag))
+        return view
+
+
+def rows_view(array: str, lag: int = 0) -> str:
+    """The name of an array's row view: ``h_rows`` (steps 1..T), ``h_rows_prev`` (steps 0..T-1)."""
+    return f"{array}_rows{'_prev' if lag else ''}"
+
+
+def local_name(user: str, node: str) -> str:
+    """The array of the diagonal of d user_t / d node_t, a local derivative: ``dh_dz``."""
+    return f"d{user}_d{node}"
 
 
 def recurrent_nodes(cell: Cell) -> set[str]:
@@ -160,6 +179,17 @@ def recurrent_nodes(cell: Cell) -> set[str]:
         reads = {s.name for s in eq.rhs.atoms(sp.MatrixSymbol)}
         if reads & previous or reads & {naming.step_name(n, "t") for n in recurrent}:
             recurrent.add(eq.name)
+    return recurrent
+
+
+def recurrent_deltas(program: Program) -> set[str]:
+    """The nodes whose delta at step t depends on what is carried back from step t + 1: the
+    states, and every node one of these reads (through its users' deltas at step t)."""
+    recurrent: set[str] = set()
+    for a in program.assigns:  # users first: the reverse of the cell's order
+        reads = {naming.split(s.name)[0] for s in a.expr.atoms(sp.MatrixSymbol)}
+        if a.carried is not None or any(naming.grad_name(n) in reads for n in recurrent):
+            recurrent.add(a.node)
     return recurrent
 
 
@@ -176,6 +206,9 @@ class Hoisted:
     backward_post: tuple[Line, ...]
     deltas: tuple[dict[str, str], ...]  # the delta arrays: name, dim, and "zeros" or "empty"
     carry: tuple[Line, ...]
+    locals: tuple[dict[str, str], ...]  # the local-derivative arrays: name, dim
+    forward_views: tuple[Line, ...]  # the row views the forward pass reads, declared with its arrays
+    backward_views: tuple[Line, ...]  # those the backward pass reads besides
 
 
 def _split_sum(rhs: sp.Basic, is_recurrent: Any) -> tuple[sp.Basic, sp.Basic] | None:
@@ -188,11 +221,201 @@ def _split_sum(rhs: sp.Basic, is_recurrent: Any) -> tuple[sp.Basic, sp.Basic] | 
     inside = [term for term in total.args if is_recurrent(term)]
     if not outside or not inside:
         return None
+    return _summed_terms(outside), _summed_terms(inside)
 
-    def summed(terms: list[sp.Basic]) -> sp.Basic:
-        return terms[0] if len(terms) == 1 else sp.MatAdd(*terms)
 
-    return summed(outside), summed(inside)
+def _summed_terms(terms: list[sp.Basic]) -> sp.Basic:
+    return terms[0] if len(terms) == 1 else sp.MatAdd(*terms)
+
+
+def _terms(expr: sp.Basic) -> list[sp.Basic]:
+    return list(expr.args) if isinstance(expr, sp.MatAdd) else [expr]
+
+
+def _view_lines(views: dict[str, tuple[str, int]], skip: Collection[str] = ()) -> tuple[Line, ...]:
+    return tuple(
+        Line(f"{view} = {array}[{':-1' if lag else '1:'}].reshape(T * B, -1)")
+        for view, (array, lag) in views.items()
+        if view not in skip
+    )
+
+
+Run = tuple[tuple[Diag, ...], sp.MatrixSymbol]  # diag(a) diag(b) ... delta^u_t
+
+
+def _runs(expr: sp.Basic, deltas: Collection[str] | Collection[Run]) -> list[Run]:
+    """The runs diag(a) ... diag(b) delta^u_t inside the products of ``expr``, some a more than a name,
+    for the delta symbols named in ``deltas`` (or the runs listed there)."""
+    found: list[Run] = []
+    for mm in [expr] if isinstance(expr, sp.MatMul) else [a for a in _terms(expr) if isinstance(a, sp.MatMul)]:
+        args = mm.args
+        for j, delta in enumerate(args):
+            if not isinstance(delta, sp.MatrixSymbol):
+                continue
+            i = j
+            while i > 0 and isinstance(args[i - 1], Diag):
+                i -= 1
+            run = (tuple(args[i:j]), delta)
+            if i < j and not all(isinstance(d.arg, sp.MatrixSymbol) for d in run[0]):
+                if delta.name in deltas or run in deltas:
+                    found.append(run)
+    return found
+
+
+def _distributed(expr: sp.Basic) -> sp.Basic:
+    """Products over sums multiplied out, one level: (I + U^T diag(a)) delta -> delta + U^T diag(a) delta."""
+    if isinstance(expr, sp.MatAdd):
+        return add(*(_distributed(term) for term in expr.args))
+    if isinstance(expr, sp.MatMul):
+        for i, factor in enumerate(expr.args):
+            if isinstance(factor, sp.MatAdd):
+                before, after = expr.args[:i], expr.args[i + 1 :]
+                return add(*(_distributed(mul(*before, term, *after)) for term in factor.args))
+    return expr
+
+
+def _inner_deltas(program: Program, deltas: set[str]) -> dict[Run, str]:
+    """The runs that two or more of the carries and gradients read, each with its array's name:
+    ``dh_pre`` for the first of delta^h, ``dh_pre2`` for a second."""
+    counts: dict[Run, int] = {}
+    for expr in [c.expr for c in program.carries] + [a.expr for a in program.accumulates]:
+        for run in _runs(_distributed(expr), deltas):
+            counts[run] = counts.get(run, 0) + 1
+    names: dict[Run, str] = {}
+    for run, n in counts.items():
+        if n >= 2:
+            base = f"{naming.code_base(naming.split(run[1].name)[0])}_pre"
+            same = sum(1 for r in names if r[1] == run[1])
+            names[run] = base if same == 0 else f"{base}{same + 1}"
+    return names
+
+
+def _with_runs(expr: sp.Basic, symbols: dict[Run, sp.MatrixSymbol]) -> sp.Basic:
+    """``expr`` with each run in ``symbols`` replaced by its array's symbol."""
+    if isinstance(expr, sp.MatAdd):
+        return add(*(_with_runs(term, symbols) for term in expr.args))
+    if not isinstance(expr, sp.MatMul):
+        return expr
+    args = list(expr.args)
+    for (diags, delta), symbol in symbols.items():
+        for j in range(len(diags), len(args)):
+            if args[j] == delta and tuple(args[j - len(diags) : j]) == diags:
+                args[j - len(diags) : j + 1] = [symbol]
+                break
+    return mul(*args)
+
+
+def _matmul_operands(expr: sp.Basic, printer: BatchedPrinter) -> tuple[str, str, str] | None:
+    """(function, left, right) of a product that NumPy can write into an array of its own: a
+    parameter matrix times a vector (``v @ W.T``), or a diagonal times a vector (``a * v``)."""
+    if not isinstance(expr, sp.MatMul) or len(expr.args) != 2:
+        return None
+    m, v = expr.args
+    if not (isinstance(v, sp.MatrixSymbol) and naming.split(v.name)[1] is not None):
+        return None
+    if isinstance(m, Diag):
+        return "np.multiply", printer.doprint(m.arg), printer.doprint(v)
+    matrix = m.arg if isinstance(m, sp.Transpose) else m
+    if isinstance(matrix, sp.MatrixSymbol) and naming.split(matrix.name)[1] is None:
+        return "np.matmul", printer.doprint(v), printer.doprint(transpose(m))
+    return None
+
+
+def _is_leaf(expr: sp.Basic) -> bool:
+    """What prints as a name or a number: an operand that needs no array of its own."""
+    if isinstance(expr, sp.Transpose):
+        expr = expr.arg
+    return isinstance(expr, (sp.MatrixSymbol, sp.OneMatrix)) or expr.is_Number
+
+
+def _written_into(dst: str, expr: sp.Basic, printer: BatchedPrinter) -> list[str] | None:
+    """expr as NumPy calls that each write into dst, innermost first (1 - h^2: square h into dst,
+    then subtract dst from 1 into dst); None where that needs a second array (two operands that
+    are not names)."""
+    p = printer.doprint
+
+    def onto(inner: sp.Basic, step: str) -> list[str] | None:
+        """``step`` (a call reading ``{}`` as its operand) after ``inner`` is written into dst."""
+        if _is_leaf(inner):
+            return [step.format(p(inner))]
+        lines = _written_into(dst, inner, printer)
+        return None if lines is None else [*lines, step.format(dst)]
+
+    if (product := _matmul_operands(expr, printer)) is not None:
+        fn, left, right = product
+        return [f"{fn}({left}, {right}, out={dst})"]
+    if isinstance(expr, sp.HadamardPower) and expr.exp == 2:
+        return onto(expr.base, f"np.square({{}}, out={dst})")
+    if isinstance(expr, Elementwise) and expr.numpy_name.startswith("np."):
+        return onto(expr.arg, f"{expr.numpy_name}({{}}, out={dst})")
+    if isinstance(expr, Softmax) and _is_leaf(expr.arg):
+        return [f"_softmax({p(expr.arg)}, out={dst})"]
+    if isinstance(expr, sp.MatMul) and expr.args[0].is_Number and len(expr.args) == 2:
+        return onto(expr.args[1], f"np.multiply({{}}, {p(expr.args[0])}, out={dst})")
+    factors = None
+    if isinstance(expr, Hadamard):
+        factors = list(expr.args)
+    elif isinstance(expr, sp.MatMul) and len(expr.args) == 2 and isinstance(expr.args[0], Diag):
+        factors = [expr.args[0].arg, expr.args[1]]
+    if factors is not None:
+        inner = [f for f in factors if not _is_leaf(f)]
+        leaves = [f for f in factors if _is_leaf(f)]
+        if len(inner) > 1:
+            return None
+        if inner:
+            lines = _written_into(dst, inner[0], printer)
+            if lines is None:
+                return None
+        else:
+            lines, leaves = [f"np.multiply({p(leaves[0])}, {p(leaves[1])}, out={dst})"], leaves[2:]
+        return lines + [f"np.multiply({dst}, {p(f)}, out={dst})" for f in leaves]
+    if isinstance(expr, sp.MatAdd):
+        terms = ordered_terms(expr)
+        # the base: a term written into dst (a product, or the one term that is not a name)
+        bases = [t for t in terms if not _is_leaf(negated(t) if is_negative(t) else t)]
+        products = [t for t in bases if _matmul_operands(t, printer) is not None]
+        base = products[0] if products else (bases[0] if len(bases) == 1 else None)
+        if base is None:
+            if len(terms) != 2 or is_negative(terms[0]):
+                return None
+            a, b = terms
+            fn = "np.subtract" if is_negative(b) else "np.add"
+            return [f"{fn}({p(a)}, {p(negated(b) if is_negative(b) else b)}, out={dst})"]
+        if is_negative(base):
+            lines = _written_into(dst, negated(base), printer)
+            if lines is None:
+                return None
+            rest = [t for t in terms if t is not base]
+            if len(rest) == 1 and not is_negative(rest[0]) and _is_leaf(rest[0]):  # 1 - h^2
+                return [*lines, f"np.subtract({p(rest[0])}, {dst}, out={dst})"]
+            lines.append(f"np.negative({dst}, out={dst})")
+        else:
+            lines = _written_into(dst, base, printer)
+            if lines is None:
+                return None
+        for term in terms:  # the rest: names, or products (each one array, added into dst)
+            if term is base:
+                continue
+            other = negated(term) if is_negative(term) else term
+            if not _is_leaf(other) and _matmul_operands(other, printer) is None:
+                return None
+            lines.append(f"{dst} {'-=' if is_negative(term) else '+='} {p(other)}")
+        return lines
+    return None
+
+
+def into(dst: str, expr: sp.Basic, printer: BatchedPrinter) -> list[str]:
+    """``dst[:] = expr`` as NumPy calls that write into dst: over every step the arrays are
+    (T * B, n), and a temporary that size, allocated and copied, costs more than the arithmetic
+    (on these machines each fresh page of one is a fault).  Where the expression needs a second
+    array, the plain assignment."""
+    lines = _written_into(dst, expr, printer)
+    return lines if lines is not None else [f"{dst}[:] = {printer.doprint(expr)}"]
+
+
+def _into_lines(dst: str, expr: sp.Basic, printer: BatchedPrinter, comment: str) -> list[Line]:
+    """``into`` as lines, the comment on the first."""
+    return [Line(code, comment if i == 0 else "") for i, code in enumerate(into(dst, expr, printer))]
 
 
 def hoisted(derivation: Derivation) -> Hoisted:
@@ -206,35 +429,78 @@ def hoisted(derivation: Derivation) -> Hoisted:
     def is_recurrent(expr: sp.Basic) -> bool:
         return any(s.name in recurrent_symbols for s in expr.atoms(sp.MatrixSymbol))
 
-    pre, loop, post = [], [], []
+    pre: list[Line] = []
+    loop: list[Line] = []
+    post: list[Line] = []
+    softmax_lines: dict[sp.Basic, tuple[int, str, str]] = {}  # y: (line, p, comment) of p = softmax(y)
     for eq in cell.equations:
         lhs = sp.MatrixSymbol(naming.step_name(eq.name, "t"), *eq.shape)
         comment = f"{text(lhs)} = {text(eq.rhs)}"
         shape = f"  (B, {_dim(eq.shape[0])})"
         if eq.name == cell.loss:
             loss = _code_loss(derivation, eq.rhs)
+            if isinstance(loss, SoftmaxCrossEntropy) and loss.logits in softmax_lines:
+                # p = softmax(y) and J = cross_entropy(p, l): one pass writes p and returns J
+                i, p_code, p_comment = softmax_lines[loss.logits]
+                printer = step if last else rows
+                logits, target = printer.doprint(loss.logits), printer.doprint(loss.target)
+                code = f"loss = _softmax_cross_entropy({logits}, {target}, out={p_code})"
+                post[i] = Line(code, f"{p_comment}, and {comment}")
+                continue
             post.append(Line(f"loss = {(step if last else rows).doprint(loss)}", comment))
         elif eq.name in cell.outputs:
             printer = step if last else rows
-            post.append(Line(f"{printer.doprint(lhs)}{'' if last else '[:]'} = {printer.doprint(eq.rhs)}", comment))
+            if isinstance(eq.rhs, Softmax):
+                softmax_lines[eq.rhs.arg] = (len(post), printer.doprint(lhs) if last else rows.doprint(lhs), comment)
+            if last:
+                post.append(Line(f"{printer.doprint(lhs)} = {printer.doprint(eq.rhs)}", comment))
+            else:
+                post += _into_lines(rows.doprint(lhs), eq.rhs, rows, comment)
         elif eq.name not in recurrent:
-            pre.append(Line(f"{rows.doprint(lhs)}[:] = {rows.doprint(eq.rhs)}", comment + "  (every step)"))
+            pre += _into_lines(rows.doprint(lhs), eq.rhs, rows, comment + "  (every step)")
         elif (split := _split_sum(eq.rhs, is_recurrent)) is not None:
             # the terms without the state (W x + b) for every step at once, into the node's own rows;
             # the loop adds the state's terms (U h[t-1]) and applies the activation, if any
             outside, inside = split
-            pre.append(
-                Line(f"{rows.doprint(lhs)}[:] = {rows.doprint(outside)}", f"{comment}: the terms without the state")
-            )
-            total = sp.MatAdd(lhs, inside)
-            rhs = type(eq.rhs)(total) if isinstance(eq.rhs, Elementwise) else total
-            loop.append(
-                Line(f"{step.doprint(lhs)} = {step.doprint(rhs)}", f"{comment}: with the state's terms" + shape)
-            )
+            pre += _into_lines(rows.doprint(lhs), outside, rows, f"{comment}: the terms without the state")
+            if isinstance(eq.rhs, Elementwise):
+                code = f"{step.doprint(lhs)} = {step.doprint(type(eq.rhs)(sp.MatAdd(lhs, inside)))}"
+            else:
+                code = f"{step.doprint(lhs)} += {step.doprint(inside)}"
+            loop.append(Line(code, f"{comment}: with the state's terms" + shape))
         else:
             loop.append(Line(f"{step.doprint(lhs)} = {step.doprint(eq.rhs)}", comment + shape))
+    forward_views = dict(rows.views)
 
     program = derivation.program
+    in_loop = recurrent_deltas(program)
+    loop_symbols = {naming.grad_name(naming.step_name(n, "t")) for n in in_loop}
+
+    def reads_loop(expr: sp.Basic) -> bool:
+        return any(s.name in loop_symbols for s in expr.atoms(sp.MatrixSymbol))
+
+    delta_node = {naming.grad_name(naming.step_name(a.node, "t")): a.node for a in program.assigns}
+    locals_: dict[str, dict[str, str]] = {}
+
+    def with_locals(part: sp.Basic, node: str) -> sp.Basic:
+        """diag(a) diag(b) delta^u_t, a or b more than a name: the diagonal of du_t/dnode_t as an
+        array of its own, computed for every step before the loop (it reads no delta)."""
+        if not isinstance(part, sp.MatMul) or not isinstance(part.args[-1], sp.MatrixSymbol):
+            return part
+        *diags, delta = part.args
+        user = delta_node.get(delta.name)
+        if user is None or not diags or not all(isinstance(d, Diag) for d in diags):
+            return part
+        if all(isinstance(d.arg, sp.MatrixSymbol) for d in diags):
+            return part
+        name = local_name(user, node)
+        symbol = sp.MatrixSymbol(naming.step_name(name, "t"), *delta.shape)
+        if name not in locals_:
+            value = diags[0].arg if len(diags) == 1 else Hadamard(*(d.arg for d in diags))
+            locals_[name] = {"name": name, "dim": cell.nodes[node].dim}
+            b_pre.extend(_into_lines(rows.doprint(symbol), value, rows, f"diag of d{user}_t/d{node}_t = {text(value)}"))
+        return mul(Diag(symbol), delta)
+
     b_pre, b_loop, b_post, deltas = [], [], [], []
     for a in program.assigns:
         output = a.node in cell.outputs
@@ -248,27 +514,74 @@ def hoisted(derivation: Derivation) -> Hoisted:
         )
         if output:
             printer = step if last else rows
-            b_pre.append(
-                Line(f"{printer.doprint(a.target)}{'' if last else '[:]'} = {printer.doprint(a.expr)}", comment)
-            )
+            if last:
+                b_pre.append(Line(f"{printer.doprint(a.target)} = {printer.doprint(a.expr)}", comment))
+            else:
+                b_pre += _into_lines(rows.doprint(a.target), a.expr, rows, comment)
             continue
-        code = step.doprint(a.expr)
+        if a.node not in in_loop:  # what no carried share reaches: every step at once
+            b_pre += _into_lines(rows.doprint(a.target), a.expr, rows, comment + "  (every step)")
+            continue
+        terms = _terms(a.expr) if not isinstance(a.expr, sp.ZeroMatrix) else []
+        before = [term for term in terms if not reads_loop(term)]
+        inside = [with_locals(term, a.node) for term in terms if reads_loop(term)]
         if a.carried is not None:
-            code = f"{code} + {carried_local(a.node)}"
             comment += f" + {text(program.carried_into(a.node))}"
-        b_loop.append(Line(f"{step.doprint(a.target)} = {code}", comment))
+        parts = [step.doprint(term) for term in inside]
+        if a.carried is not None:
+            parts.append(carried_local(a.node))
+        if before:
+            # the terms that read no carried share, for every step at once; the loop adds the rest
+            b_pre += _into_lines(
+                rows.doprint(a.target), _summed_terms(before), rows, f"{comment}: the terms without the carried share"
+            )
+            b_loop.append(Line(f"{step.doprint(a.target)} += {' + '.join(parts)}", f"{comment}: the carried share"))
+        else:
+            b_loop.append(Line(f"{step.doprint(a.target)} = {' + '.join(parts)}", comment))
+    # diag(f'(a_t)) delta^u_t, the delta at the argument a of u's activation, read by the carries
+    # and by the gradients of every parameter inside a: one array each, computed once
+    inner = _inner_deltas(program, {d for d, n in delta_node.items() if n not in cell.outputs})
+    carried_runs = {run for c in program.carries for run in _runs(_distributed(c.expr), inner.keys())}
+    for (diags, delta), name in inner.items():
+        u = delta_node[delta.name]
+        symbol = sp.MatrixSymbol(naming.step_name(name, "t"), *delta.shape)
+        locals_[name] = {"name": name, "dim": cell.nodes[u].dim}
+        comment = f"the delta at the argument of {u}'s activation: {text(mul(*diags, delta))}"
+        if (diags, delta) in carried_runs and u in in_loop:  # in the loop, which carries it back
+            slope = re.sub(r"_pre(\d*)$", r"_dpre\1", name)  # dh_dpre: the derivative of h's activation
+            local = sp.MatrixSymbol(naming.step_name(slope, "t"), *delta.shape)
+            locals_[slope] = {"name": slope, "dim": cell.nodes[u].dim}
+            value = diags[0].arg if len(diags) == 1 else Hadamard(*(d.arg for d in diags))
+            b_pre += _into_lines(rows.doprint(local), value, rows, f"the slope of {u}'s activation: {text(value)}")
+            b_loop.append(Line(f"{step.doprint(symbol)} = {step.doprint(mul(Diag(local), delta))}", comment))
+        else:
+            b_post += _into_lines(rows.doprint(symbol), mul(*diags, delta), rows, comment)
+    symbols = {run: sp.MatrixSymbol(naming.step_name(name, "t"), *run[1].shape) for run, name in inner.items()}
     for acc in program.accumulates:
         psym = cell.param(acc.wrt).symbol
         users = {eq.name for eq in cell.equations if eq.rhs.has(psym)}
         printer = step if last and users <= cell.outputs else rows  # many-to-one: the outputs' at step T alone
-        code = _summed(printer.doprint(acc.expr), psym.shape[1] == 1)
+        expr = _with_runs(_distributed(acc.expr), symbols) if symbols else acc.expr
+        code = _summed(printer.doprint(expr), psym.shape[1] == 1)
         b_post.append(Line(f"{grad_local(acc.wrt)} = {code}", f"dJ/d{acc.wrt} = sum over t of {text(acc.expr)}"))
-    carry = tuple(
-        Line(f"{carried_local(c.state)} = {step.doprint(c.expr)}", f"share of dJ/d{c.state}_{{t-1}}: {text(c.expr)}")
-        for c in program.carries
-    )
+    carry = []
+    for c in program.carries:
+        expr = _with_runs(_distributed(c.expr), symbols) if symbols else c.expr
+        carry.append(
+            Line(f"{carried_local(c.state)} = {step.doprint(expr)}", f"share of dJ/d{c.state}_{{t-1}}: {text(c.expr)}")
+        )
     return Hoisted(
-        tuple(pre), tuple(loop), tuple(post), tuple(b_pre), tuple(b_loop), tuple(b_post), tuple(deltas), carry
+        tuple(pre),
+        tuple(loop),
+        tuple(post),
+        tuple(b_pre),
+        tuple(b_loop),
+        tuple(b_post),
+        tuple(deltas),
+        tuple(carry),
+        tuple(locals_.values()),
+        _view_lines(forward_views),
+        _view_lines(rows.views, set(forward_views)),
     )
 
 
@@ -498,12 +811,15 @@ def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
 
     inputs = [per_step(v, "xs", len(cell.inputs) > 1, i) for i, v in enumerate(cell.inputs)]
     targets = [per_step(v, target_arg, len(cell.targets) > 1, i) for i, v in enumerate(cell.targets)]
-    initial = [
+    carry_of = {c.state: c.expr for c in derivation.program.carries}
+    initial: list[dict[str, Any]] = [
         {
             "name": s.name,
             "arg": initial_arg(s.name),
             "dim": s.dim,
             "carried": carried_local(s.name),
+            # the carried share is a delta itself (c = c[t-1] + ...): a view of an array kept between calls
+            "view": isinstance(carry_of[s.name], sp.MatrixSymbol),
             "local": naming.code_local(naming.step_name(s.name, 0)),
         }
         for s in cell.states

@@ -190,11 +190,11 @@ class _Parser:
             raise self.error(tok, f"expected {what} (a name such as W_xh), got {tok.show()}")
         if tok.text in KEYWORDS:
             raise self.error(tok, f"{tok.text!r} is a keyword, not a name")
-        if tok.text in RESERVED or re.search(r"_[0-9]+$|_next$|_acc$|_zero$|^n_", tok.text):
+        if tok.text in RESERVED or re.search(r"_[0-9]+$|_next$|_acc$|_zero$|_rows$|_rows_prev$|^n_", tok.text):
             raise self.error(
                 tok,
                 f"{tok.text!r} is reserved for the generated code (as are names ending in _<digits>, _next, "
-                "_acc or _zero, or starting with n_); rename it",
+                "_acc, _zero, _rows or _rows_prev, or starting with n_); rename it",
             )
         self.i += 1
         return tok
@@ -529,9 +529,18 @@ class _Builder:
         for name, (_, tok) in declared.items():
             if name.startswith("d") and name[1:] in names:
                 raise self.error(tok, f"{name!r} would share a name with the gradient of {name[1:]!r}; rename it")
-        initial = {f"{state}0": state for state in self.d.states}  # the module's initial-state arguments
         named = [*((tok, tok.text) for tok, _ in self.d.equations), *((tok, n) for n, (_, tok) in declared.items())]
         named += [(entry[-1], n) for n, entry in self.d.targets.items()]
+        for tok, name in named:  # d<node>_pre, d<node>_dpre: the deltas and slopes at an activation's argument
+            m = re.fullmatch(r"d(\w+)_d?pre\d*", name)
+            if m and m.group(1) in names:
+                raise self.error(tok, f"{name!r} would share a name with a delta of {m.group(1)!r}; rename it")
+        for tok, name in named:  # d<user>_d<node>: the generated code's local derivatives
+            for m in re.finditer("_d", name):
+                user, node = name[1 : m.start()], name[m.end() :]
+                if name.startswith("d") and user in names and node in names:
+                    raise self.error(tok, f"{name!r} would share a name with the derivative d{user}/d{node}; rename it")
+        initial = {f"{state}0": state for state in self.d.states}  # the module's initial-state arguments
         for tok, name in named:
             if name in initial:
                 raise self.error(

@@ -25,6 +25,8 @@ Shapes: ``xs`` (T, n_x) or (T, B, n_x);
 differentiates.  Arrays keep the floating dtype of the inputs.
 """
 
+import threading
+
 import numpy as np
 
 CELL = "elman"
@@ -57,16 +59,26 @@ def init_params(n_x, n_h, n_y, seed=0):
     return params
 
 
-def _softmax(y, axis=-1):
-    e = np.exp(y - y.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
+def _softmax(y, axis=-1, out=None):
+    """exp(y) / sum(exp(y)) along ``axis``, shifted by the maximum; into ``out`` if given."""
+    out = np.subtract(y, y.max(axis=axis, keepdims=True), out=out)
+    np.exp(out, out=out)
+    out /= out.sum(axis=axis, keepdims=True)
+    return out
 
 
-def _softmax_cross_entropy(y, onehot):
-    """-sum(onehot * log softmax(y)) over the last axis and the batch, from the logits."""
-    m = y.max(axis=-1, keepdims=True)
-    log_p = y - m - np.log(np.exp(y - m).sum(axis=-1, keepdims=True))
-    return -float(np.sum(onehot * log_p))
+def _softmax_cross_entropy(y, onehot, out=None):
+    """-sum(onehot * log softmax(y)) over the last axis and the batch, from the logits: with
+    s = y - max(y) per row (so that nothing overflows), log softmax(y) = s - log(sum(exp(s))),
+    and the sum is rowsum(onehot) . log(sum(exp(s))) - onehot . s.  With ``out``, softmax(y) is
+    written there too."""
+    s = np.subtract(y, y.max(axis=-1, keepdims=True), out=out)
+    target = np.vdot(onehot, s)
+    np.exp(s, out=s)
+    total = s.sum(axis=-1, keepdims=True)
+    if out is not None:
+        s /= total
+    return float(np.vdot(onehot.sum(axis=-1), np.log(total)) - target)
 
 
 def _cross_entropy(p, onehot):
@@ -74,9 +86,26 @@ def _cross_entropy(p, onehot):
     return -float(np.sum(onehot * np.log(p, out=np.zeros_like(p), where=onehot != 0)))
 
 
-def _rows(a, lag=0):
-    """The steps 1..T of a (T + 1, B, n) array as one (T * B, n) view (lag 1: the steps 0..T-1)."""
-    return (a[1:] if lag == 0 else a[:-1]).reshape(-1, a.shape[-1])
+_BUFFERS = threading.local()
+
+
+def _buffer(name, shape, dtype, zero=False):
+    """np.empty(shape, dtype), or zeros, kept for the next call on this thread with the same shape
+    and dtype.  Each page of a new array is faulted in on its first write, which for the (T + 1, B, n)
+    arrays costs more than the arithmetic done in them; a call returns nothing that lives in one of
+    these.  ``release_buffers()`` lets them go."""
+    kept = _BUFFERS.__dict__
+    a = kept.get(name)
+    if a is None or a.shape != shape or a.dtype != dtype:
+        a = kept[name] = np.empty(shape, dtype)
+    if zero:
+        a.fill(0)
+    return a
+
+
+def release_buffers():
+    """Free the arrays kept between calls on this thread (they hold about one call's steps)."""
+    _BUFFERS.__dict__.clear()
 
 
 def _ratio(a, b):
@@ -84,14 +113,15 @@ def _ratio(a, b):
     return np.divide(a, b, out=np.zeros_like(b), where=a != 0)
 
 
-def _array(value, name):
-    """``value`` as a real array; a ValueError naming the argument otherwise."""
+def _array(value, name, key=None):
+    """``value`` as a real array; a ValueError naming the argument (``name[key]``) otherwise."""
     try:
         array = np.asarray(value)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{name}: expected an array of numbers ({e})") from None
-    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool) or np.iscomplexobj(array):
-        raise ValueError(f"{name}: expected an array of real numbers, got dtype {array.dtype}")
+        raise ValueError(f"{name if key is None else f'{name}[{key!r}]'}: expected an array of numbers ({e})") from None
+    if array.dtype.kind not in "biuf":  # bool, signed and unsigned integers, floats
+        label = name if key is None else f"{name}[{key!r}]"
+        raise ValueError(f"{label}: expected an array of real numbers, got dtype {array.dtype}")
     return array
 
 
@@ -102,9 +132,10 @@ def _prepare(params, xs, labels, h0):
     missing = [name for name in PARAMS if name not in params]
     if missing:
         raise ValueError(f"params: missing {', '.join(missing)}")
-    sizes = {}
+    sizes, dtypes = {}, []
     for name in PARAMS:
-        value = _array(params[name], f"params[{name!r}]")
+        value = _array(params[name], "params", name)
+        dtypes.append(value.dtype)
         if value.ndim != len(SHAPES[name]):
             raise ValueError(f"params[{name!r}]: expected {len(SHAPES[name])} dimensions {SHAPES[name]}, got shape {value.shape}")
         for dim, size in zip(SHAPES[name], value.shape):
@@ -118,15 +149,15 @@ def _prepare(params, xs, labels, h0):
     xs = xs.reshape(T, B, -1)
     if xs.shape[2] != sizes["n_x"]:
         raise ValueError(f"xs: last axis is {xs.shape[2]}, but the parameters have n_x = {sizes['n_x']}")
-    if not np.issubdtype(xs.dtype, np.floating):
+    if xs.dtype.kind != "f":
         xs = xs.astype(np.float64)
-    dtype = np.result_type(xs.dtype, *(np.asarray(params[name]).dtype for name in PARAMS))
+    dtype = np.result_type(xs.dtype, *dtypes)
     lead = (T, B) if batched else (T,)
     labels = _array(labels, "labels")
     n = sizes["n_y"]
     if labels.shape != lead:
         raise ValueError(f"labels: expected shape {lead} to match xs, got {labels.shape}")
-    if labels.size and not np.issubdtype(labels.dtype, np.integer):
+    if labels.size and labels.dtype.kind not in "iu":
         raise ValueError(f"labels: expected integers, got dtype {labels.dtype}")
     if labels.size and (labels.min() < 0 or labels.max() >= n):
         raise ValueError(f"labels: expected class indices in [0, {n}), got values in [{labels.min()}, {labels.max()}]")
@@ -139,10 +170,10 @@ def _prepare(params, xs, labels, h0):
         if h0.shape != ((B, n_h) if batched else (n_h,)):
             raise ValueError(f"h0: expected shape {(B, n_h) if batched else (n_h,)}, got {h0.shape}")
         h0 = h0.reshape(B, n_h)
-    x = np.empty((T + 1, B, sizes["n_x"]), dtype)
+    x = _buffer("x", (T + 1, B, sizes["n_x"]), dtype)
     x[1:] = xs
-    label = np.zeros((T + 1, B, sizes["n_y"]), dtype)
-    label[1:] = np.eye(sizes["n_y"], dtype=dtype)[labels]
+    label = _buffer("label", (T + 1, B, sizes["n_y"]), dtype, zero=True)
+    label[1:].reshape(-1, sizes["n_y"])[np.arange(labels.size), labels.reshape(-1)] = 1
     return x, label, h0, batched, sizes, dtype
 
 
@@ -162,36 +193,55 @@ def loss_and_gradients(params, xs, labels, h0=None):
     b_y = np.asarray(params["b_y"], dtype)
 
     # forward: arrays indexed by step, t = 1..T (index 0 of h holds the initial state)
-    z = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    h = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    y = np.empty((T + 1, B, sizes["n_y"]), dtype)
+    z = _buffer("z", (T + 1, B, sizes["n_h"]), dtype)
+    h = _buffer("h", (T + 1, B, sizes["n_h"]), dtype)
+    y = _buffer("y", (T + 1, B, sizes["n_y"]), dtype)
     h[0] = h0
-    # what does not depend on the state, for every step at once: _rows(a) is a[1:] as (T * B, n) rows
-    _rows(z)[:] = _rows(x) @ W_xh.T + b_h  # z_t = W_xh x_t + W_hh h_{t-1} + b_h: the terms without the state
+    # row views: a_rows is a[1:] (the steps 1..T) as one (T * B, n) array, a_rows_prev is a[:-1]
+    z_rows = z[1:].reshape(T * B, -1)
+    x_rows = x[1:].reshape(T * B, -1)
+    y_rows = y[1:].reshape(T * B, -1)
+    h_rows = h[1:].reshape(T * B, -1)
+    label_rows = label[1:].reshape(T * B, -1)
+    # what does not depend on the state, for every step at once
+    np.matmul(x_rows, W_xh.T, out=z_rows)  # z_t = W_xh x_t + W_hh h_{t-1} + b_h: the terms without the state
+    z_rows += b_h
     for t in range(1, T + 1):  # the recurrence
-        z[t] = z[t] + h[t - 1] @ W_hh.T  # z_t = W_xh x_t + W_hh h_{t-1} + b_h: with the state's terms  (B, n_h)
+        z[t] += h[t - 1] @ W_hh.T  # z_t = W_xh x_t + W_hh h_{t-1} + b_h: with the state's terms  (B, n_h)
         h[t] = np.tanh(z[t])  # h_t = tanh(z_t)  (B, n_h)
     # the outputs and the loss, for every step at once
-    _rows(y)[:] = _rows(h) @ W_hy.T + b_y  # y_t = W_hy h_t + b_y
-    loss = _softmax_cross_entropy(_rows(y), _rows(label))  # J_t = cross_entropy(softmax(y_t), label_t)
+    np.matmul(h_rows, W_hy.T, out=y_rows)  # y_t = W_hy h_t + b_y
+    y_rows += b_y
+    loss = _softmax_cross_entropy(y_rows, label_rows)  # J_t = cross_entropy(softmax(y_t), label_t)
 
     # backward: deltas by step, each state's share carried from t + 1 to t
-    dy = np.empty((T + 1, B, sizes["n_y"]), dtype)
-    dh = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    dz = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    # the outputs' deltas, for every step at once
-    _rows(dy)[:] = _softmax(_rows(y)) - _rows(label)  # dJ/dy_t = softmax(y_t) - label_t
+    dy = _buffer("dy", (T + 1, B, sizes["n_y"]), dtype)
+    dh = _buffer("dh", (T + 1, B, sizes["n_h"]), dtype)
+    dz = _buffer("dz", (T + 1, B, sizes["n_h"]), dtype)
+    dh_dz = _buffer("dh_dz", (T + 1, B, sizes["n_h"]), dtype)
+    dy_rows = dy[1:].reshape(T * B, -1)
+    dh_rows = dh[1:].reshape(T * B, -1)
+    dh_dz_rows = dh_dz[1:].reshape(T * B, -1)
+    dz_rows = dz[1:].reshape(T * B, -1)
+    h_rows_prev = h[:-1].reshape(T * B, -1)
+    # what reads no carried share, for every step at once: the outputs' deltas, the terms of the
+    # other deltas that read only those, and the local derivatives the recurrence multiplies by
+    _softmax(y_rows, out=dy_rows)  # dJ/dy_t = softmax(y_t) - label_t
+    dy_rows -= label_rows
+    np.matmul(dy_rows, W_hy, out=dh_rows)  # dJ/dh_t = W_hy^T dJ/dy_t + W_hh^T dJ/dz_{t+1}: the terms without the carried share
+    np.square(h_rows, out=dh_dz_rows)  # diag of dh_t/dz_t = 1 - h_t^2
+    np.subtract(1, dh_dz_rows, out=dh_dz_rows)
     dh_next = np.zeros((B, sizes["n_h"]), dtype)
     for t in range(T, 0, -1):  # the recurrence, backwards
-        dh[t] = dy[t] @ W_hy + dh_next  # dJ/dh_t = W_hy^T dJ/dy_t + W_hh^T dJ/dz_{t+1}
-        dz[t] = (1 - h[t]**2) * dh[t]  # dJ/dz_t = (1 - h_t^2) ⊙ dJ/dh_t
+        dh[t] += dh_next  # dJ/dh_t = W_hy^T dJ/dy_t + W_hh^T dJ/dz_{t+1}: the carried share
+        dz[t] = dh_dz[t] * dh[t]  # dJ/dz_t = (1 - h_t^2) ⊙ dJ/dh_t
         dh_next = dz[t] @ W_hh  # share of dJ/dh_{t-1}: W_hh^T dJ/dz_t
     # the gradients, each one product over every step
-    dW_xh = _rows(dz).T @ _rows(x)  # dJ/dW_xh = sum over t of dJ/dz_t x_t^T
-    dW_hh = _rows(dz).T @ _rows(h, 1)  # dJ/dW_hh = sum over t of dJ/dz_t h_{t-1}^T
-    dW_hy = _rows(dy).T @ _rows(h)  # dJ/dW_hy = sum over t of dJ/dy_t h_t^T
-    db_h = (_rows(dz)).sum(axis=0)  # dJ/db_h = sum over t of dJ/dz_t
-    db_y = (_rows(dy)).sum(axis=0)  # dJ/db_y = sum over t of dJ/dy_t
+    dW_xh = dz_rows.T @ x_rows  # dJ/dW_xh = sum over t of dJ/dz_t x_t^T
+    dW_hh = dz_rows.T @ h_rows_prev  # dJ/dW_hh = sum over t of dJ/dz_t h_{t-1}^T
+    dW_hy = dy_rows.T @ h_rows  # dJ/dW_hy = sum over t of dJ/dy_t h_t^T
+    db_h = dz_rows.sum(axis=0)  # dJ/db_h = sum over t of dJ/dz_t
+    db_y = dy_rows.sum(axis=0)  # dJ/db_y = sum over t of dJ/dy_t
 
     grads = {"W_xh": dW_xh, "W_hh": dW_hh, "W_hy": dW_hy, "b_h": db_h, "b_y": db_y, "h0": dh_next if batched else dh_next[0]}
     return loss, grads

@@ -27,6 +27,8 @@ Shapes: ``xs`` (T, n_x) or (T, B, n_x);
 differentiates.  Arrays keep the floating dtype of the inputs.
 """
 
+import threading
+
 import numpy as np
 
 CELL = "gru"
@@ -71,16 +73,26 @@ def _sigmoid(a):
     return np.where(a >= 0, 1 / (1 + e), e / (1 + e))
 
 
-def _softmax(y, axis=-1):
-    e = np.exp(y - y.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
+def _softmax(y, axis=-1, out=None):
+    """exp(y) / sum(exp(y)) along ``axis``, shifted by the maximum; into ``out`` if given."""
+    out = np.subtract(y, y.max(axis=axis, keepdims=True), out=out)
+    np.exp(out, out=out)
+    out /= out.sum(axis=axis, keepdims=True)
+    return out
 
 
-def _softmax_cross_entropy(y, onehot):
-    """-sum(onehot * log softmax(y)) over the last axis and the batch, from the logits."""
-    m = y.max(axis=-1, keepdims=True)
-    log_p = y - m - np.log(np.exp(y - m).sum(axis=-1, keepdims=True))
-    return -float(np.sum(onehot * log_p))
+def _softmax_cross_entropy(y, onehot, out=None):
+    """-sum(onehot * log softmax(y)) over the last axis and the batch, from the logits: with
+    s = y - max(y) per row (so that nothing overflows), log softmax(y) = s - log(sum(exp(s))),
+    and the sum is rowsum(onehot) . log(sum(exp(s))) - onehot . s.  With ``out``, softmax(y) is
+    written there too."""
+    s = np.subtract(y, y.max(axis=-1, keepdims=True), out=out)
+    target = np.vdot(onehot, s)
+    np.exp(s, out=s)
+    total = s.sum(axis=-1, keepdims=True)
+    if out is not None:
+        s /= total
+    return float(np.vdot(onehot.sum(axis=-1), np.log(total)) - target)
 
 
 def _cross_entropy(p, onehot):
@@ -88,9 +100,26 @@ def _cross_entropy(p, onehot):
     return -float(np.sum(onehot * np.log(p, out=np.zeros_like(p), where=onehot != 0)))
 
 
-def _rows(a, lag=0):
-    """The steps 1..T of a (T + 1, B, n) array as one (T * B, n) view (lag 1: the steps 0..T-1)."""
-    return (a[1:] if lag == 0 else a[:-1]).reshape(-1, a.shape[-1])
+_BUFFERS = threading.local()
+
+
+def _buffer(name, shape, dtype, zero=False):
+    """np.empty(shape, dtype), or zeros, kept for the next call on this thread with the same shape
+    and dtype.  Each page of a new array is faulted in on its first write, which for the (T + 1, B, n)
+    arrays costs more than the arithmetic done in them; a call returns nothing that lives in one of
+    these.  ``release_buffers()`` lets them go."""
+    kept = _BUFFERS.__dict__
+    a = kept.get(name)
+    if a is None or a.shape != shape or a.dtype != dtype:
+        a = kept[name] = np.empty(shape, dtype)
+    if zero:
+        a.fill(0)
+    return a
+
+
+def release_buffers():
+    """Free the arrays kept between calls on this thread (they hold about one call's steps)."""
+    _BUFFERS.__dict__.clear()
 
 
 def _ratio(a, b):
@@ -98,14 +127,15 @@ def _ratio(a, b):
     return np.divide(a, b, out=np.zeros_like(b), where=a != 0)
 
 
-def _array(value, name):
-    """``value`` as a real array; a ValueError naming the argument otherwise."""
+def _array(value, name, key=None):
+    """``value`` as a real array; a ValueError naming the argument (``name[key]``) otherwise."""
     try:
         array = np.asarray(value)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{name}: expected an array of numbers ({e})") from None
-    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool) or np.iscomplexobj(array):
-        raise ValueError(f"{name}: expected an array of real numbers, got dtype {array.dtype}")
+        raise ValueError(f"{name if key is None else f'{name}[{key!r}]'}: expected an array of numbers ({e})") from None
+    if array.dtype.kind not in "biuf":  # bool, signed and unsigned integers, floats
+        label = name if key is None else f"{name}[{key!r}]"
+        raise ValueError(f"{label}: expected an array of real numbers, got dtype {array.dtype}")
     return array
 
 
@@ -116,9 +146,10 @@ def _prepare(params, xs, labels, h0):
     missing = [name for name in PARAMS if name not in params]
     if missing:
         raise ValueError(f"params: missing {', '.join(missing)}")
-    sizes = {}
+    sizes, dtypes = {}, []
     for name in PARAMS:
-        value = _array(params[name], f"params[{name!r}]")
+        value = _array(params[name], "params", name)
+        dtypes.append(value.dtype)
         if value.ndim != len(SHAPES[name]):
             raise ValueError(f"params[{name!r}]: expected {len(SHAPES[name])} dimensions {SHAPES[name]}, got shape {value.shape}")
         for dim, size in zip(SHAPES[name], value.shape):
@@ -132,15 +163,15 @@ def _prepare(params, xs, labels, h0):
     xs = xs.reshape(T, B, -1)
     if xs.shape[2] != sizes["n_x"]:
         raise ValueError(f"xs: last axis is {xs.shape[2]}, but the parameters have n_x = {sizes['n_x']}")
-    if not np.issubdtype(xs.dtype, np.floating):
+    if xs.dtype.kind != "f":
         xs = xs.astype(np.float64)
-    dtype = np.result_type(xs.dtype, *(np.asarray(params[name]).dtype for name in PARAMS))
+    dtype = np.result_type(xs.dtype, *dtypes)
     lead = (T, B) if batched else (T,)
     labels = _array(labels, "labels")
     n = sizes["n_y"]
     if labels.shape != lead:
         raise ValueError(f"labels: expected shape {lead} to match xs, got {labels.shape}")
-    if labels.size and not np.issubdtype(labels.dtype, np.integer):
+    if labels.size and labels.dtype.kind not in "iu":
         raise ValueError(f"labels: expected integers, got dtype {labels.dtype}")
     if labels.size and (labels.min() < 0 or labels.max() >= n):
         raise ValueError(f"labels: expected class indices in [0, {n}), got values in [{labels.min()}, {labels.max()}]")
@@ -153,10 +184,10 @@ def _prepare(params, xs, labels, h0):
         if h0.shape != ((B, n_h) if batched else (n_h,)):
             raise ValueError(f"h0: expected shape {(B, n_h) if batched else (n_h,)}, got {h0.shape}")
         h0 = h0.reshape(B, n_h)
-    x = np.empty((T + 1, B, sizes["n_x"]), dtype)
+    x = _buffer("x", (T + 1, B, sizes["n_x"]), dtype)
     x[1:] = xs
-    label = np.zeros((T + 1, B, sizes["n_y"]), dtype)
-    label[1:] = np.eye(sizes["n_y"], dtype=dtype)[labels]
+    label = _buffer("label", (T + 1, B, sizes["n_y"]), dtype, zero=True)
+    label[1:].reshape(-1, sizes["n_y"])[np.arange(labels.size), labels.reshape(-1)] = 1
     return x, label, h0, batched, sizes, dtype
 
 
@@ -182,52 +213,94 @@ def loss_and_gradients(params, xs, labels, h0=None):
     b_y = np.asarray(params["b_y"], dtype)
 
     # forward: arrays indexed by step, t = 1..T (index 0 of h holds the initial state)
-    r = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    u = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    n = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    h = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    y = np.empty((T + 1, B, sizes["n_y"]), dtype)
+    r = _buffer("r", (T + 1, B, sizes["n_h"]), dtype)
+    u = _buffer("u", (T + 1, B, sizes["n_h"]), dtype)
+    n = _buffer("n", (T + 1, B, sizes["n_h"]), dtype)
+    h = _buffer("h", (T + 1, B, sizes["n_h"]), dtype)
+    y = _buffer("y", (T + 1, B, sizes["n_y"]), dtype)
     h[0] = h0
-    # what does not depend on the state, for every step at once: _rows(a) is a[1:] as (T * B, n) rows
-    _rows(r)[:] = _rows(x) @ W_r.T + b_r  # r_t = sigmoid(W_r x_t + U_r h_{t-1} + b_r): the terms without the state
-    _rows(u)[:] = _rows(x) @ W_u.T + b_u  # u_t = sigmoid(W_u x_t + U_u h_{t-1} + b_u): the terms without the state
-    _rows(n)[:] = _rows(x) @ W_n.T + b_n  # n_t = tanh(W_n x_t + U_n r_t ⊙ h_{t-1} + b_n): the terms without the state
+    # row views: a_rows is a[1:] (the steps 1..T) as one (T * B, n) array, a_rows_prev is a[:-1]
+    r_rows = r[1:].reshape(T * B, -1)
+    x_rows = x[1:].reshape(T * B, -1)
+    u_rows = u[1:].reshape(T * B, -1)
+    n_rows = n[1:].reshape(T * B, -1)
+    y_rows = y[1:].reshape(T * B, -1)
+    h_rows = h[1:].reshape(T * B, -1)
+    label_rows = label[1:].reshape(T * B, -1)
+    # what does not depend on the state, for every step at once
+    np.matmul(x_rows, W_r.T, out=r_rows)  # r_t = sigmoid(W_r x_t + U_r h_{t-1} + b_r): the terms without the state
+    r_rows += b_r
+    np.matmul(x_rows, W_u.T, out=u_rows)  # u_t = sigmoid(W_u x_t + U_u h_{t-1} + b_u): the terms without the state
+    u_rows += b_u
+    np.matmul(x_rows, W_n.T, out=n_rows)  # n_t = tanh(W_n x_t + U_n r_t ⊙ h_{t-1} + b_n): the terms without the state
+    n_rows += b_n
     for t in range(1, T + 1):  # the recurrence
         r[t] = _sigmoid(r[t] + h[t - 1] @ U_r.T)  # r_t = sigmoid(W_r x_t + U_r h_{t-1} + b_r): with the state's terms  (B, n_h)
         u[t] = _sigmoid(u[t] + h[t - 1] @ U_u.T)  # u_t = sigmoid(W_u x_t + U_u h_{t-1} + b_u): with the state's terms  (B, n_h)
         n[t] = np.tanh(n[t] + (r[t] * h[t - 1]) @ U_n.T)  # n_t = tanh(W_n x_t + U_n r_t ⊙ h_{t-1} + b_n): with the state's terms  (B, n_h)
         h[t] = u[t] * h[t - 1] + (1 - u[t]) * n[t]  # h_t = u_t ⊙ h_{t-1} + (1 - u_t) ⊙ n_t  (B, n_h)
     # the outputs and the loss, for every step at once
-    _rows(y)[:] = _rows(h) @ W_y.T + b_y  # y_t = W_y h_t + b_y
-    loss = _softmax_cross_entropy(_rows(y), _rows(label))  # J_t = cross_entropy(softmax(y_t), label_t)
+    np.matmul(h_rows, W_y.T, out=y_rows)  # y_t = W_y h_t + b_y
+    y_rows += b_y
+    loss = _softmax_cross_entropy(y_rows, label_rows)  # J_t = cross_entropy(softmax(y_t), label_t)
 
     # backward: deltas by step, each state's share carried from t + 1 to t
-    dy = np.empty((T + 1, B, sizes["n_y"]), dtype)
-    dh = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    dn = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    du = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    dr = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    # the outputs' deltas, for every step at once
-    _rows(dy)[:] = _softmax(_rows(y)) - _rows(label)  # dJ/dy_t = softmax(y_t) - label_t
+    dy = _buffer("dy", (T + 1, B, sizes["n_y"]), dtype)
+    dh = _buffer("dh", (T + 1, B, sizes["n_h"]), dtype)
+    dn = _buffer("dn", (T + 1, B, sizes["n_h"]), dtype)
+    du = _buffer("du", (T + 1, B, sizes["n_h"]), dtype)
+    dr = _buffer("dr", (T + 1, B, sizes["n_h"]), dtype)
+    dh_dn = _buffer("dh_dn", (T + 1, B, sizes["n_h"]), dtype)
+    dn_pre = _buffer("dn_pre", (T + 1, B, sizes["n_h"]), dtype)
+    dn_dpre = _buffer("dn_dpre", (T + 1, B, sizes["n_h"]), dtype)
+    du_pre = _buffer("du_pre", (T + 1, B, sizes["n_h"]), dtype)
+    du_dpre = _buffer("du_dpre", (T + 1, B, sizes["n_h"]), dtype)
+    dr_pre = _buffer("dr_pre", (T + 1, B, sizes["n_h"]), dtype)
+    dr_dpre = _buffer("dr_dpre", (T + 1, B, sizes["n_h"]), dtype)
+    dy_rows = dy[1:].reshape(T * B, -1)
+    dh_rows = dh[1:].reshape(T * B, -1)
+    dh_dn_rows = dh_dn[1:].reshape(T * B, -1)
+    dn_dpre_rows = dn_dpre[1:].reshape(T * B, -1)
+    du_dpre_rows = du_dpre[1:].reshape(T * B, -1)
+    dr_dpre_rows = dr_dpre[1:].reshape(T * B, -1)
+    dr_pre_rows = dr_pre[1:].reshape(T * B, -1)
+    h_rows_prev = h[:-1].reshape(T * B, -1)
+    du_pre_rows = du_pre[1:].reshape(T * B, -1)
+    dn_pre_rows = dn_pre[1:].reshape(T * B, -1)
+    # what reads no carried share, for every step at once: the outputs' deltas, the terms of the
+    # other deltas that read only those, and the local derivatives the recurrence multiplies by
+    _softmax(y_rows, out=dy_rows)  # dJ/dy_t = softmax(y_t) - label_t
+    dy_rows -= label_rows
+    np.matmul(dy_rows, W_y, out=dh_rows)  # dJ/dh_t = W_y^T dJ/dy_t + u_{t+1} ⊙ dJ/dh_{t+1} + diag(r_{t+1}) U_n^T diag(1 - n_{t+1}^2) dJ/dn_{t+1} + U_u^T diag(u_{t+1} ⊙ (1 - u_{t+1})) dJ/du_{t+1} + U_r^T diag(r_{t+1} ⊙ (1 - r_{t+1})) dJ/dr_{t+1}: the terms without the carried share
+    np.subtract(1, u_rows, out=dh_dn_rows)  # diag of dh_t/dn_t = 1 - u_t
+    np.square(n_rows, out=dn_dpre_rows)  # the slope of n's activation: 1 - n_t^2
+    np.subtract(1, dn_dpre_rows, out=dn_dpre_rows)
+    np.subtract(1, u_rows, out=du_dpre_rows)  # the slope of u's activation: u_t ⊙ (1 - u_t)
+    np.multiply(du_dpre_rows, u_rows, out=du_dpre_rows)
+    np.subtract(1, r_rows, out=dr_dpre_rows)  # the slope of r's activation: r_t ⊙ (1 - r_t)
+    np.multiply(dr_dpre_rows, r_rows, out=dr_dpre_rows)
     dh_next = np.zeros((B, sizes["n_h"]), dtype)
     for t in range(T, 0, -1):  # the recurrence, backwards
-        dh[t] = dy[t] @ W_y + dh_next  # dJ/dh_t = W_y^T dJ/dy_t + u_{t+1} ⊙ dJ/dh_{t+1} + diag(r_{t+1}) U_n^T diag(1 - n_{t+1}^2) dJ/dn_{t+1} + U_u^T diag(u_{t+1} ⊙ (1 - u_{t+1})) dJ/du_{t+1} + U_r^T diag(r_{t+1} ⊙ (1 - r_{t+1})) dJ/dr_{t+1}
-        dn[t] = (1 - u[t]) * dh[t]  # dJ/dn_t = (1 - u_t) ⊙ dJ/dh_t
+        dh[t] += dh_next  # dJ/dh_t = W_y^T dJ/dy_t + u_{t+1} ⊙ dJ/dh_{t+1} + diag(r_{t+1}) U_n^T diag(1 - n_{t+1}^2) dJ/dn_{t+1} + U_u^T diag(u_{t+1} ⊙ (1 - u_{t+1})) dJ/du_{t+1} + U_r^T diag(r_{t+1} ⊙ (1 - r_{t+1})) dJ/dr_{t+1}: the carried share
+        dn[t] = dh_dn[t] * dh[t]  # dJ/dn_t = (1 - u_t) ⊙ dJ/dh_t
         du[t] = h[t - 1] * dh[t] - n[t] * dh[t]  # dJ/du_t = (diag(h_{t-1}) - diag(n_t)) dJ/dh_t
         dr[t] = h[t - 1] * ((1 - n[t]**2) * dn[t] @ U_n)  # dJ/dr_t = diag(h_{t-1}) U_n^T diag(1 - n_t^2) dJ/dn_t
-        dh_next = u[t] * dh[t] + r[t] * ((1 - n[t]**2) * dn[t] @ U_n) + (u[t] * (1 - u[t])) * du[t] @ U_u + (r[t] * (1 - r[t])) * dr[t] @ U_r  # share of dJ/dh_{t-1}: u_t ⊙ dJ/dh_t + diag(r_t) U_n^T diag(1 - n_t^2) dJ/dn_t + U_u^T diag(u_t ⊙ (1 - u_t)) dJ/du_t + U_r^T diag(r_t ⊙ (1 - r_t)) dJ/dr_t
+        dn_pre[t] = dn_dpre[t] * dn[t]  # the delta at the argument of n's activation: (1 - n_t^2) ⊙ dJ/dn_t
+        du_pre[t] = du_dpre[t] * du[t]  # the delta at the argument of u's activation: u_t ⊙ (1 - u_t) ⊙ dJ/du_t
+        dr_pre[t] = dr_dpre[t] * dr[t]  # the delta at the argument of r's activation: r_t ⊙ (1 - r_t) ⊙ dJ/dr_t
+        dh_next = u[t] * dh[t] + r[t] * (dn_pre[t] @ U_n) + du_pre[t] @ U_u + dr_pre[t] @ U_r  # share of dJ/dh_{t-1}: u_t ⊙ dJ/dh_t + diag(r_t) U_n^T diag(1 - n_t^2) dJ/dn_t + U_u^T diag(u_t ⊙ (1 - u_t)) dJ/du_t + U_r^T diag(r_t ⊙ (1 - r_t)) dJ/dr_t
     # the gradients, each one product over every step
-    dW_r = ((_rows(r) * (1 - _rows(r))) * _rows(dr)).T @ _rows(x)  # dJ/dW_r = sum over t of diag(r_t ⊙ (1 - r_t)) dJ/dr_t x_t^T
-    dU_r = ((_rows(r) * (1 - _rows(r))) * _rows(dr)).T @ _rows(h, 1)  # dJ/dU_r = sum over t of diag(r_t ⊙ (1 - r_t)) dJ/dr_t h_{t-1}^T
-    db_r = ((_rows(r) * (1 - _rows(r))) * _rows(dr)).sum(axis=0)  # dJ/db_r = sum over t of r_t ⊙ (1 - r_t) ⊙ dJ/dr_t
-    dW_u = ((_rows(u) * (1 - _rows(u))) * _rows(du)).T @ _rows(x)  # dJ/dW_u = sum over t of diag(u_t ⊙ (1 - u_t)) dJ/du_t x_t^T
-    dU_u = ((_rows(u) * (1 - _rows(u))) * _rows(du)).T @ _rows(h, 1)  # dJ/dU_u = sum over t of diag(u_t ⊙ (1 - u_t)) dJ/du_t h_{t-1}^T
-    db_u = ((_rows(u) * (1 - _rows(u))) * _rows(du)).sum(axis=0)  # dJ/db_u = sum over t of u_t ⊙ (1 - u_t) ⊙ dJ/du_t
-    dW_n = ((1 - _rows(n)**2) * _rows(dn)).T @ _rows(x)  # dJ/dW_n = sum over t of diag(1 - n_t^2) dJ/dn_t x_t^T
-    dU_n = ((1 - _rows(n)**2) * _rows(dn)).T @ (_rows(r) * _rows(h, 1))  # dJ/dU_n = sum over t of diag(1 - n_t^2) dJ/dn_t (r_t ⊙ h_{t-1})^T
-    db_n = ((1 - _rows(n)**2) * _rows(dn)).sum(axis=0)  # dJ/db_n = sum over t of (1 - n_t^2) ⊙ dJ/dn_t
-    dW_y = _rows(dy).T @ _rows(h)  # dJ/dW_y = sum over t of dJ/dy_t h_t^T
-    db_y = (_rows(dy)).sum(axis=0)  # dJ/db_y = sum over t of dJ/dy_t
+    dW_r = dr_pre_rows.T @ x_rows  # dJ/dW_r = sum over t of diag(r_t ⊙ (1 - r_t)) dJ/dr_t x_t^T
+    dU_r = dr_pre_rows.T @ h_rows_prev  # dJ/dU_r = sum over t of diag(r_t ⊙ (1 - r_t)) dJ/dr_t h_{t-1}^T
+    db_r = dr_pre_rows.sum(axis=0)  # dJ/db_r = sum over t of r_t ⊙ (1 - r_t) ⊙ dJ/dr_t
+    dW_u = du_pre_rows.T @ x_rows  # dJ/dW_u = sum over t of diag(u_t ⊙ (1 - u_t)) dJ/du_t x_t^T
+    dU_u = du_pre_rows.T @ h_rows_prev  # dJ/dU_u = sum over t of diag(u_t ⊙ (1 - u_t)) dJ/du_t h_{t-1}^T
+    db_u = du_pre_rows.sum(axis=0)  # dJ/db_u = sum over t of u_t ⊙ (1 - u_t) ⊙ dJ/du_t
+    dW_n = dn_pre_rows.T @ x_rows  # dJ/dW_n = sum over t of diag(1 - n_t^2) dJ/dn_t x_t^T
+    dU_n = dn_pre_rows.T @ (r_rows * h_rows_prev)  # dJ/dU_n = sum over t of diag(1 - n_t^2) dJ/dn_t (r_t ⊙ h_{t-1})^T
+    db_n = dn_pre_rows.sum(axis=0)  # dJ/db_n = sum over t of (1 - n_t^2) ⊙ dJ/dn_t
+    dW_y = dy_rows.T @ h_rows  # dJ/dW_y = sum over t of dJ/dy_t h_t^T
+    db_y = dy_rows.sum(axis=0)  # dJ/db_y = sum over t of dJ/dy_t
 
     grads = {"W_r": dW_r, "U_r": dU_r, "b_r": db_r, "W_u": dW_u, "U_u": dU_u, "b_u": db_u, "W_n": dW_n, "U_n": dU_n, "b_n": db_n, "W_y": dW_y, "b_y": db_y, "h0": dh_next if batched else dh_next[0]}
     return loss, grads

@@ -29,6 +29,8 @@ Shapes: ``xs`` (T, n_x) or (T, B, n_x);
 differentiates.  Arrays keep the floating dtype of the inputs.
 """
 
+import threading
+
 import numpy as np
 
 CELL = "lstm"
@@ -76,16 +78,26 @@ def _sigmoid(a):
     return np.where(a >= 0, 1 / (1 + e), e / (1 + e))
 
 
-def _softmax(y, axis=-1):
-    e = np.exp(y - y.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
+def _softmax(y, axis=-1, out=None):
+    """exp(y) / sum(exp(y)) along ``axis``, shifted by the maximum; into ``out`` if given."""
+    out = np.subtract(y, y.max(axis=axis, keepdims=True), out=out)
+    np.exp(out, out=out)
+    out /= out.sum(axis=axis, keepdims=True)
+    return out
 
 
-def _softmax_cross_entropy(y, onehot):
-    """-sum(onehot * log softmax(y)) over the last axis and the batch, from the logits."""
-    m = y.max(axis=-1, keepdims=True)
-    log_p = y - m - np.log(np.exp(y - m).sum(axis=-1, keepdims=True))
-    return -float(np.sum(onehot * log_p))
+def _softmax_cross_entropy(y, onehot, out=None):
+    """-sum(onehot * log softmax(y)) over the last axis and the batch, from the logits: with
+    s = y - max(y) per row (so that nothing overflows), log softmax(y) = s - log(sum(exp(s))),
+    and the sum is rowsum(onehot) . log(sum(exp(s))) - onehot . s.  With ``out``, softmax(y) is
+    written there too."""
+    s = np.subtract(y, y.max(axis=-1, keepdims=True), out=out)
+    target = np.vdot(onehot, s)
+    np.exp(s, out=s)
+    total = s.sum(axis=-1, keepdims=True)
+    if out is not None:
+        s /= total
+    return float(np.vdot(onehot.sum(axis=-1), np.log(total)) - target)
 
 
 def _cross_entropy(p, onehot):
@@ -93,9 +105,26 @@ def _cross_entropy(p, onehot):
     return -float(np.sum(onehot * np.log(p, out=np.zeros_like(p), where=onehot != 0)))
 
 
-def _rows(a, lag=0):
-    """The steps 1..T of a (T + 1, B, n) array as one (T * B, n) view (lag 1: the steps 0..T-1)."""
-    return (a[1:] if lag == 0 else a[:-1]).reshape(-1, a.shape[-1])
+_BUFFERS = threading.local()
+
+
+def _buffer(name, shape, dtype, zero=False):
+    """np.empty(shape, dtype), or zeros, kept for the next call on this thread with the same shape
+    and dtype.  Each page of a new array is faulted in on its first write, which for the (T + 1, B, n)
+    arrays costs more than the arithmetic done in them; a call returns nothing that lives in one of
+    these.  ``release_buffers()`` lets them go."""
+    kept = _BUFFERS.__dict__
+    a = kept.get(name)
+    if a is None or a.shape != shape or a.dtype != dtype:
+        a = kept[name] = np.empty(shape, dtype)
+    if zero:
+        a.fill(0)
+    return a
+
+
+def release_buffers():
+    """Free the arrays kept between calls on this thread (they hold about one call's steps)."""
+    _BUFFERS.__dict__.clear()
 
 
 def _ratio(a, b):
@@ -103,14 +132,15 @@ def _ratio(a, b):
     return np.divide(a, b, out=np.zeros_like(b), where=a != 0)
 
 
-def _array(value, name):
-    """``value`` as a real array; a ValueError naming the argument otherwise."""
+def _array(value, name, key=None):
+    """``value`` as a real array; a ValueError naming the argument (``name[key]``) otherwise."""
     try:
         array = np.asarray(value)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{name}: expected an array of numbers ({e})") from None
-    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool) or np.iscomplexobj(array):
-        raise ValueError(f"{name}: expected an array of real numbers, got dtype {array.dtype}")
+        raise ValueError(f"{name if key is None else f'{name}[{key!r}]'}: expected an array of numbers ({e})") from None
+    if array.dtype.kind not in "biuf":  # bool, signed and unsigned integers, floats
+        label = name if key is None else f"{name}[{key!r}]"
+        raise ValueError(f"{label}: expected an array of real numbers, got dtype {array.dtype}")
     return array
 
 
@@ -121,9 +151,10 @@ def _prepare(params, xs, labels, h0, c0):
     missing = [name for name in PARAMS if name not in params]
     if missing:
         raise ValueError(f"params: missing {', '.join(missing)}")
-    sizes = {}
+    sizes, dtypes = {}, []
     for name in PARAMS:
-        value = _array(params[name], f"params[{name!r}]")
+        value = _array(params[name], "params", name)
+        dtypes.append(value.dtype)
         if value.ndim != len(SHAPES[name]):
             raise ValueError(f"params[{name!r}]: expected {len(SHAPES[name])} dimensions {SHAPES[name]}, got shape {value.shape}")
         for dim, size in zip(SHAPES[name], value.shape):
@@ -137,15 +168,15 @@ def _prepare(params, xs, labels, h0, c0):
     xs = xs.reshape(T, B, -1)
     if xs.shape[2] != sizes["n_x"]:
         raise ValueError(f"xs: last axis is {xs.shape[2]}, but the parameters have n_x = {sizes['n_x']}")
-    if not np.issubdtype(xs.dtype, np.floating):
+    if xs.dtype.kind != "f":
         xs = xs.astype(np.float64)
-    dtype = np.result_type(xs.dtype, *(np.asarray(params[name]).dtype for name in PARAMS))
+    dtype = np.result_type(xs.dtype, *dtypes)
     lead = (T, B) if batched else (T,)
     labels = _array(labels, "labels")
     n = sizes["n_y"]
     if labels.shape != lead:
         raise ValueError(f"labels: expected shape {lead} to match xs, got {labels.shape}")
-    if labels.size and not np.issubdtype(labels.dtype, np.integer):
+    if labels.size and labels.dtype.kind not in "iu":
         raise ValueError(f"labels: expected integers, got dtype {labels.dtype}")
     if labels.size and (labels.min() < 0 or labels.max() >= n):
         raise ValueError(f"labels: expected class indices in [0, {n}), got values in [{labels.min()}, {labels.max()}]")
@@ -166,10 +197,10 @@ def _prepare(params, xs, labels, h0, c0):
         if c0.shape != ((B, n_h) if batched else (n_h,)):
             raise ValueError(f"c0: expected shape {(B, n_h) if batched else (n_h,)}, got {c0.shape}")
         c0 = c0.reshape(B, n_h)
-    x = np.empty((T + 1, B, sizes["n_x"]), dtype)
+    x = _buffer("x", (T + 1, B, sizes["n_x"]), dtype)
     x[1:] = xs
-    label = np.zeros((T + 1, B, sizes["n_y"]), dtype)
-    label[1:] = np.eye(sizes["n_y"], dtype=dtype)[labels]
+    label = _buffer("label", (T + 1, B, sizes["n_y"]), dtype, zero=True)
+    label[1:].reshape(-1, sizes["n_y"])[np.arange(labels.size), labels.reshape(-1)] = 1
     return x, label, h0, c0, batched, sizes, dtype
 
 
@@ -198,20 +229,33 @@ def loss_and_gradients(params, xs, labels, h0=None, c0=None):
     b_y = np.asarray(params["b_y"], dtype)
 
     # forward: arrays indexed by step, t = 1..T (index 0 of h, c holds the initial state)
-    f = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    i = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    o = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    g = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    c = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    h = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    y = np.empty((T + 1, B, sizes["n_y"]), dtype)
+    f = _buffer("f", (T + 1, B, sizes["n_h"]), dtype)
+    i = _buffer("i", (T + 1, B, sizes["n_h"]), dtype)
+    o = _buffer("o", (T + 1, B, sizes["n_h"]), dtype)
+    g = _buffer("g", (T + 1, B, sizes["n_h"]), dtype)
+    c = _buffer("c", (T + 1, B, sizes["n_h"]), dtype)
+    h = _buffer("h", (T + 1, B, sizes["n_h"]), dtype)
+    y = _buffer("y", (T + 1, B, sizes["n_y"]), dtype)
     h[0] = h0
     c[0] = c0
-    # what does not depend on the state, for every step at once: _rows(a) is a[1:] as (T * B, n) rows
-    _rows(f)[:] = _rows(x) @ W_f.T + b_f  # f_t = sigmoid(W_f x_t + U_f h_{t-1} + b_f): the terms without the state
-    _rows(i)[:] = _rows(x) @ W_i.T + b_i  # i_t = sigmoid(W_i x_t + U_i h_{t-1} + b_i): the terms without the state
-    _rows(o)[:] = _rows(x) @ W_o.T + b_o  # o_t = sigmoid(W_o x_t + U_o h_{t-1} + b_o): the terms without the state
-    _rows(g)[:] = _rows(x) @ W_g.T + b_g  # g_t = tanh(W_g x_t + U_g h_{t-1} + b_g): the terms without the state
+    # row views: a_rows is a[1:] (the steps 1..T) as one (T * B, n) array, a_rows_prev is a[:-1]
+    f_rows = f[1:].reshape(T * B, -1)
+    x_rows = x[1:].reshape(T * B, -1)
+    i_rows = i[1:].reshape(T * B, -1)
+    o_rows = o[1:].reshape(T * B, -1)
+    g_rows = g[1:].reshape(T * B, -1)
+    y_rows = y[1:].reshape(T * B, -1)
+    h_rows = h[1:].reshape(T * B, -1)
+    label_rows = label[1:].reshape(T * B, -1)
+    # what does not depend on the state, for every step at once
+    np.matmul(x_rows, W_f.T, out=f_rows)  # f_t = sigmoid(W_f x_t + U_f h_{t-1} + b_f): the terms without the state
+    f_rows += b_f
+    np.matmul(x_rows, W_i.T, out=i_rows)  # i_t = sigmoid(W_i x_t + U_i h_{t-1} + b_i): the terms without the state
+    i_rows += b_i
+    np.matmul(x_rows, W_o.T, out=o_rows)  # o_t = sigmoid(W_o x_t + U_o h_{t-1} + b_o): the terms without the state
+    o_rows += b_o
+    np.matmul(x_rows, W_g.T, out=g_rows)  # g_t = tanh(W_g x_t + U_g h_{t-1} + b_g): the terms without the state
+    g_rows += b_g
     for t in range(1, T + 1):  # the recurrence
         f[t] = _sigmoid(f[t] + h[t - 1] @ U_f.T)  # f_t = sigmoid(W_f x_t + U_f h_{t-1} + b_f): with the state's terms  (B, n_h)
         i[t] = _sigmoid(i[t] + h[t - 1] @ U_i.T)  # i_t = sigmoid(W_i x_t + U_i h_{t-1} + b_i): with the state's terms  (B, n_h)
@@ -220,45 +264,90 @@ def loss_and_gradients(params, xs, labels, h0=None, c0=None):
         c[t] = f[t] * c[t - 1] + i[t] * g[t]  # c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t  (B, n_h)
         h[t] = o[t] * np.tanh(c[t])  # h_t = o_t ⊙ tanh(c_t)  (B, n_h)
     # the outputs and the loss, for every step at once
-    _rows(y)[:] = _rows(h) @ W_y.T + b_y  # y_t = W_y h_t + b_y
-    loss = _softmax_cross_entropy(_rows(y), _rows(label))  # J_t = cross_entropy(softmax(y_t), label_t)
+    np.matmul(h_rows, W_y.T, out=y_rows)  # y_t = W_y h_t + b_y
+    y_rows += b_y
+    loss = _softmax_cross_entropy(y_rows, label_rows)  # J_t = cross_entropy(softmax(y_t), label_t)
 
     # backward: deltas by step, each state's share carried from t + 1 to t
-    dy = np.empty((T + 1, B, sizes["n_y"]), dtype)
-    dh = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    dc = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    dg = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    do = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    di = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    df = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    # the outputs' deltas, for every step at once
-    _rows(dy)[:] = _softmax(_rows(y)) - _rows(label)  # dJ/dy_t = softmax(y_t) - label_t
+    dy = _buffer("dy", (T + 1, B, sizes["n_y"]), dtype)
+    dh = _buffer("dh", (T + 1, B, sizes["n_h"]), dtype)
+    dc = _buffer("dc", (T + 1, B, sizes["n_h"]), dtype)
+    dg = _buffer("dg", (T + 1, B, sizes["n_h"]), dtype)
+    do = _buffer("do", (T + 1, B, sizes["n_h"]), dtype)
+    di = _buffer("di", (T + 1, B, sizes["n_h"]), dtype)
+    df = _buffer("df", (T + 1, B, sizes["n_h"]), dtype)
+    dh_dc = _buffer("dh_dc", (T + 1, B, sizes["n_h"]), dtype)
+    dh_do = _buffer("dh_do", (T + 1, B, sizes["n_h"]), dtype)
+    dg_pre = _buffer("dg_pre", (T + 1, B, sizes["n_h"]), dtype)
+    dg_dpre = _buffer("dg_dpre", (T + 1, B, sizes["n_h"]), dtype)
+    do_pre = _buffer("do_pre", (T + 1, B, sizes["n_h"]), dtype)
+    do_dpre = _buffer("do_dpre", (T + 1, B, sizes["n_h"]), dtype)
+    di_pre = _buffer("di_pre", (T + 1, B, sizes["n_h"]), dtype)
+    di_dpre = _buffer("di_dpre", (T + 1, B, sizes["n_h"]), dtype)
+    df_pre = _buffer("df_pre", (T + 1, B, sizes["n_h"]), dtype)
+    df_dpre = _buffer("df_dpre", (T + 1, B, sizes["n_h"]), dtype)
+    dy_rows = dy[1:].reshape(T * B, -1)
+    dh_rows = dh[1:].reshape(T * B, -1)
+    dh_dc_rows = dh_dc[1:].reshape(T * B, -1)
+    c_rows = c[1:].reshape(T * B, -1)
+    dh_do_rows = dh_do[1:].reshape(T * B, -1)
+    dg_dpre_rows = dg_dpre[1:].reshape(T * B, -1)
+    do_dpre_rows = do_dpre[1:].reshape(T * B, -1)
+    di_dpre_rows = di_dpre[1:].reshape(T * B, -1)
+    df_dpre_rows = df_dpre[1:].reshape(T * B, -1)
+    df_pre_rows = df_pre[1:].reshape(T * B, -1)
+    h_rows_prev = h[:-1].reshape(T * B, -1)
+    di_pre_rows = di_pre[1:].reshape(T * B, -1)
+    do_pre_rows = do_pre[1:].reshape(T * B, -1)
+    dg_pre_rows = dg_pre[1:].reshape(T * B, -1)
+    # what reads no carried share, for every step at once: the outputs' deltas, the terms of the
+    # other deltas that read only those, and the local derivatives the recurrence multiplies by
+    _softmax(y_rows, out=dy_rows)  # dJ/dy_t = softmax(y_t) - label_t
+    dy_rows -= label_rows
+    np.matmul(dy_rows, W_y, out=dh_rows)  # dJ/dh_t = W_y^T dJ/dy_t + U_g^T diag(1 - g_{t+1}^2) dJ/dg_{t+1} + U_o^T diag(o_{t+1} ⊙ (1 - o_{t+1})) dJ/do_{t+1} + U_i^T diag(i_{t+1} ⊙ (1 - i_{t+1})) dJ/di_{t+1} + U_f^T diag(f_{t+1} ⊙ (1 - f_{t+1})) dJ/df_{t+1}: the terms without the carried share
+    np.tanh(c_rows, out=dh_dc_rows)  # diag of dh_t/dc_t = (1 - tanh(c_t)^2) ⊙ o_t
+    np.square(dh_dc_rows, out=dh_dc_rows)
+    np.subtract(1, dh_dc_rows, out=dh_dc_rows)
+    np.multiply(dh_dc_rows, o_rows, out=dh_dc_rows)
+    np.tanh(c_rows, out=dh_do_rows)  # diag of dh_t/do_t = tanh(c_t)
+    np.square(g_rows, out=dg_dpre_rows)  # the slope of g's activation: 1 - g_t^2
+    np.subtract(1, dg_dpre_rows, out=dg_dpre_rows)
+    np.subtract(1, o_rows, out=do_dpre_rows)  # the slope of o's activation: o_t ⊙ (1 - o_t)
+    np.multiply(do_dpre_rows, o_rows, out=do_dpre_rows)
+    np.subtract(1, i_rows, out=di_dpre_rows)  # the slope of i's activation: i_t ⊙ (1 - i_t)
+    np.multiply(di_dpre_rows, i_rows, out=di_dpre_rows)
+    np.subtract(1, f_rows, out=df_dpre_rows)  # the slope of f's activation: f_t ⊙ (1 - f_t)
+    np.multiply(df_dpre_rows, f_rows, out=df_dpre_rows)
     dh_next = np.zeros((B, sizes["n_h"]), dtype)
     dc_next = np.zeros((B, sizes["n_h"]), dtype)
     for t in range(T, 0, -1):  # the recurrence, backwards
-        dh[t] = dy[t] @ W_y + dh_next  # dJ/dh_t = W_y^T dJ/dy_t + U_g^T diag(1 - g_{t+1}^2) dJ/dg_{t+1} + U_o^T diag(o_{t+1} ⊙ (1 - o_{t+1})) dJ/do_{t+1} + U_i^T diag(i_{t+1} ⊙ (1 - i_{t+1})) dJ/di_{t+1} + U_f^T diag(f_{t+1} ⊙ (1 - f_{t+1})) dJ/df_{t+1}
-        dc[t] = (1 - np.tanh(c[t])**2) * o[t] * dh[t] + dc_next  # dJ/dc_t = diag(1 - tanh(c_t)^2) diag(o_t) dJ/dh_t + f_{t+1} ⊙ dJ/dc_{t+1}
+        dh[t] += dh_next  # dJ/dh_t = W_y^T dJ/dy_t + U_g^T diag(1 - g_{t+1}^2) dJ/dg_{t+1} + U_o^T diag(o_{t+1} ⊙ (1 - o_{t+1})) dJ/do_{t+1} + U_i^T diag(i_{t+1} ⊙ (1 - i_{t+1})) dJ/di_{t+1} + U_f^T diag(f_{t+1} ⊙ (1 - f_{t+1})) dJ/df_{t+1}: the carried share
+        dc[t] = dh_dc[t] * dh[t] + dc_next  # dJ/dc_t = diag(1 - tanh(c_t)^2) diag(o_t) dJ/dh_t + f_{t+1} ⊙ dJ/dc_{t+1}
         dg[t] = i[t] * dc[t]  # dJ/dg_t = i_t ⊙ dJ/dc_t
-        do[t] = np.tanh(c[t]) * dh[t]  # dJ/do_t = tanh(c_t) ⊙ dJ/dh_t
+        do[t] = dh_do[t] * dh[t]  # dJ/do_t = tanh(c_t) ⊙ dJ/dh_t
         di[t] = g[t] * dc[t]  # dJ/di_t = g_t ⊙ dJ/dc_t
         df[t] = c[t - 1] * dc[t]  # dJ/df_t = c_{t-1} ⊙ dJ/dc_t
-        dh_next = (1 - g[t]**2) * dg[t] @ U_g + (o[t] * (1 - o[t])) * do[t] @ U_o + (i[t] * (1 - i[t])) * di[t] @ U_i + (f[t] * (1 - f[t])) * df[t] @ U_f  # share of dJ/dh_{t-1}: U_g^T diag(1 - g_t^2) dJ/dg_t + U_o^T diag(o_t ⊙ (1 - o_t)) dJ/do_t + U_i^T diag(i_t ⊙ (1 - i_t)) dJ/di_t + U_f^T diag(f_t ⊙ (1 - f_t)) dJ/df_t
+        dg_pre[t] = dg_dpre[t] * dg[t]  # the delta at the argument of g's activation: (1 - g_t^2) ⊙ dJ/dg_t
+        do_pre[t] = do_dpre[t] * do[t]  # the delta at the argument of o's activation: o_t ⊙ (1 - o_t) ⊙ dJ/do_t
+        di_pre[t] = di_dpre[t] * di[t]  # the delta at the argument of i's activation: i_t ⊙ (1 - i_t) ⊙ dJ/di_t
+        df_pre[t] = df_dpre[t] * df[t]  # the delta at the argument of f's activation: f_t ⊙ (1 - f_t) ⊙ dJ/df_t
+        dh_next = dg_pre[t] @ U_g + do_pre[t] @ U_o + di_pre[t] @ U_i + df_pre[t] @ U_f  # share of dJ/dh_{t-1}: U_g^T diag(1 - g_t^2) dJ/dg_t + U_o^T diag(o_t ⊙ (1 - o_t)) dJ/do_t + U_i^T diag(i_t ⊙ (1 - i_t)) dJ/di_t + U_f^T diag(f_t ⊙ (1 - f_t)) dJ/df_t
         dc_next = f[t] * dc[t]  # share of dJ/dc_{t-1}: f_t ⊙ dJ/dc_t
     # the gradients, each one product over every step
-    dW_f = ((_rows(f) * (1 - _rows(f))) * _rows(df)).T @ _rows(x)  # dJ/dW_f = sum over t of diag(f_t ⊙ (1 - f_t)) dJ/df_t x_t^T
-    dU_f = ((_rows(f) * (1 - _rows(f))) * _rows(df)).T @ _rows(h, 1)  # dJ/dU_f = sum over t of diag(f_t ⊙ (1 - f_t)) dJ/df_t h_{t-1}^T
-    db_f = ((_rows(f) * (1 - _rows(f))) * _rows(df)).sum(axis=0)  # dJ/db_f = sum over t of f_t ⊙ (1 - f_t) ⊙ dJ/df_t
-    dW_i = ((_rows(i) * (1 - _rows(i))) * _rows(di)).T @ _rows(x)  # dJ/dW_i = sum over t of diag(i_t ⊙ (1 - i_t)) dJ/di_t x_t^T
-    dU_i = ((_rows(i) * (1 - _rows(i))) * _rows(di)).T @ _rows(h, 1)  # dJ/dU_i = sum over t of diag(i_t ⊙ (1 - i_t)) dJ/di_t h_{t-1}^T
-    db_i = ((_rows(i) * (1 - _rows(i))) * _rows(di)).sum(axis=0)  # dJ/db_i = sum over t of i_t ⊙ (1 - i_t) ⊙ dJ/di_t
-    dW_o = ((_rows(o) * (1 - _rows(o))) * _rows(do)).T @ _rows(x)  # dJ/dW_o = sum over t of diag(o_t ⊙ (1 - o_t)) dJ/do_t x_t^T
-    dU_o = ((_rows(o) * (1 - _rows(o))) * _rows(do)).T @ _rows(h, 1)  # dJ/dU_o = sum over t of diag(o_t ⊙ (1 - o_t)) dJ/do_t h_{t-1}^T
-    db_o = ((_rows(o) * (1 - _rows(o))) * _rows(do)).sum(axis=0)  # dJ/db_o = sum over t of o_t ⊙ (1 - o_t) ⊙ dJ/do_t
-    dW_g = ((1 - _rows(g)**2) * _rows(dg)).T @ _rows(x)  # dJ/dW_g = sum over t of diag(1 - g_t^2) dJ/dg_t x_t^T
-    dU_g = ((1 - _rows(g)**2) * _rows(dg)).T @ _rows(h, 1)  # dJ/dU_g = sum over t of diag(1 - g_t^2) dJ/dg_t h_{t-1}^T
-    db_g = ((1 - _rows(g)**2) * _rows(dg)).sum(axis=0)  # dJ/db_g = sum over t of (1 - g_t^2) ⊙ dJ/dg_t
-    dW_y = _rows(dy).T @ _rows(h)  # dJ/dW_y = sum over t of dJ/dy_t h_t^T
-    db_y = (_rows(dy)).sum(axis=0)  # dJ/db_y = sum over t of dJ/dy_t
+    dW_f = df_pre_rows.T @ x_rows  # dJ/dW_f = sum over t of diag(f_t ⊙ (1 - f_t)) dJ/df_t x_t^T
+    dU_f = df_pre_rows.T @ h_rows_prev  # dJ/dU_f = sum over t of diag(f_t ⊙ (1 - f_t)) dJ/df_t h_{t-1}^T
+    db_f = df_pre_rows.sum(axis=0)  # dJ/db_f = sum over t of f_t ⊙ (1 - f_t) ⊙ dJ/df_t
+    dW_i = di_pre_rows.T @ x_rows  # dJ/dW_i = sum over t of diag(i_t ⊙ (1 - i_t)) dJ/di_t x_t^T
+    dU_i = di_pre_rows.T @ h_rows_prev  # dJ/dU_i = sum over t of diag(i_t ⊙ (1 - i_t)) dJ/di_t h_{t-1}^T
+    db_i = di_pre_rows.sum(axis=0)  # dJ/db_i = sum over t of i_t ⊙ (1 - i_t) ⊙ dJ/di_t
+    dW_o = do_pre_rows.T @ x_rows  # dJ/dW_o = sum over t of diag(o_t ⊙ (1 - o_t)) dJ/do_t x_t^T
+    dU_o = do_pre_rows.T @ h_rows_prev  # dJ/dU_o = sum over t of diag(o_t ⊙ (1 - o_t)) dJ/do_t h_{t-1}^T
+    db_o = do_pre_rows.sum(axis=0)  # dJ/db_o = sum over t of o_t ⊙ (1 - o_t) ⊙ dJ/do_t
+    dW_g = dg_pre_rows.T @ x_rows  # dJ/dW_g = sum over t of diag(1 - g_t^2) dJ/dg_t x_t^T
+    dU_g = dg_pre_rows.T @ h_rows_prev  # dJ/dU_g = sum over t of diag(1 - g_t^2) dJ/dg_t h_{t-1}^T
+    db_g = dg_pre_rows.sum(axis=0)  # dJ/db_g = sum over t of (1 - g_t^2) ⊙ dJ/dg_t
+    dW_y = dy_rows.T @ h_rows  # dJ/dW_y = sum over t of dJ/dy_t h_t^T
+    db_y = dy_rows.sum(axis=0)  # dJ/db_y = sum over t of dJ/dy_t
 
     grads = {"W_f": dW_f, "U_f": dU_f, "b_f": db_f, "W_i": dW_i, "U_i": dU_i, "b_i": db_i, "W_o": dW_o, "U_o": dU_o, "b_o": db_o, "W_g": dW_g, "U_g": dU_g, "b_g": db_g, "W_y": dW_y, "b_y": db_y, "h0": dh_next if batched else dh_next[0], "c0": dc_next if batched else dc_next[0]}
     return loss, grads

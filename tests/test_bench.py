@@ -28,7 +28,7 @@ def test_bench_runs_every_implementation_and_writes_json(tmp_path, capsys):
     path = tmp_path / "results.json"
     assert cli.main(["bench", "--configs", "S", "--repeats", "3", "--json", str(path)]) == 0
     out = capsys.readouterr().out
-    for impl in ("generated", "by-definition", "reference", "min-char-rnn", "expert-numpy"):
+    for impl in ("generated", "generated-cold", "by-definition", "reference", "min-char-rnn", "expert-numpy"):
         assert f"  {impl} " in out
     data = json.loads(path.read_text())
     (result,) = data["results"]
@@ -51,3 +51,23 @@ def test_min_char_rnn_matches_the_reference_loop():
     assert max_rel_error(loss, want_loss) <= RTOL_EXACT
     for name in want:
         assert max_rel_error(grads[name], want[name]) <= RTOL_EXACT, name
+
+
+def test_scale_rows_time_each_stage_in_a_process_of_its_own(tmp_path):
+    from derive import scale
+    from derive.cell import load_builtin
+    from derive.pipeline import derive
+
+    path = tmp_path / "scale.json"
+    out = scale.main(str(path), cells=("elman",), steps=(2, 4))
+    data = json.loads(path.read_text())
+    rows = data["derive"]
+    assert [(r["cell"], r["steps"]) for r in rows] == [("elman", 2), ("elman", 4)]
+    for r in rows:
+        d = derive(load_builtin("elman"), r["steps"])
+        assert r["terms"] == sum(d.term_count(w) for w in d.factorized)
+        assert r["by_definition"] is True and r["written_kb"] > 10 and r["peak_mb"] > 20
+        assert all(r[k] > 0 for k in ("derive_s", "module_s", "verify_s", "latex_s"))
+    assert rows[1]["written_kb"] > rows[0]["written_kb"]  # more terms written at T = 4
+    assert len(data["memory"]) == len(scale.MEMORY_TB)
+    assert "derive and emit against T" in out and "fast path memory" in out

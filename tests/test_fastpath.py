@@ -1,0 +1,133 @@
+"""The fast path's shape: what runs for every step at once, what stays in the loops, the arrays it
+keeps between calls (and that nothing returned lives in one), and its memory against T and B."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import derivation, generated
+from derive.codegen import hoisted, recurrent_deltas
+from derive.outputs import module_source
+from derive.pipeline import derive
+from derive.scale import fast_path_memory
+from derive.spec import parse, read
+from derive.verify import load_module, random_problem
+
+# a state that carries its own delta back unchanged (c = c[t-1] + ...): the share carried into
+# c_{t-1} is dc_t itself, a view into an array the module keeps between calls
+ACCUMULATOR = """\
+cell accumulator "a state that adds to itself"
+param W[h, x], U[h, h], V[y, h]
+input x[x]; state c[h] = 0; state h[h] = 0; target l: class(y)
+c = c[t-1] + sigmoid(W x + U h[t-1])
+h = tanh(c)
+y = V h
+J = cross_entropy(softmax(y), l)
+"""
+
+
+def codes(lines) -> list[str]:
+    return [line.code for line in lines]
+
+
+def test_the_seed_loops_keep_only_the_recurrences():
+    fast = hoisted(derivation(3))
+    assert codes(fast.forward_loop) == ["z[t] += h[t - 1] @ W_hh.T", "h[t] = np.tanh(z[t])"]
+    assert codes(fast.backward_loop) == ["dh[t] += dh_next", "dz[t] = dh_dz[t] * dh[t]"]
+    assert codes(fast.carry) == ["dh_next = dz[t] @ W_hh"]
+    # everything else, for every step at once, written into the arrays' own rows
+    assert codes(fast.forward_pre) == ["np.matmul(x_rows, W_xh.T, out=z_rows)"]
+    assert codes(fast.backward_pre) == [
+        "np.subtract(p_rows, onehot_rows, out=dy_rows)",
+        "np.matmul(dy_rows, W_hy, out=dh_rows)",
+        "np.square(h_rows, out=dh_dz_rows)",
+        "np.subtract(1, dh_dz_rows, out=dh_dz_rows)",
+    ]
+    assert codes(fast.backward_post) == [
+        "dW_xh = dz_rows.T @ x_rows",
+        "dW_hh = dz_rows.T @ h_rows_prev",
+        "dW_hy = dy_rows.T @ h_rows",
+    ]
+
+
+def test_recurrent_deltas_are_those_a_carried_share_reaches():
+    from derive.cell import load_builtin
+
+    assert recurrent_deltas(derivation(3).program) == {"h", "z"}
+    assert recurrent_deltas(derive(load_builtin("lstm"), 2).program) == {"h", "c", "f", "i", "o", "g"}
+    # a hidden layer after the state reads only the output's delta: computed before the loop
+    deep = read(Path(__file__).parent / "cells" / "deep_output.cell")
+    d = derive(deep, 2)
+    assert recurrent_deltas(d.program) == {"h"}
+    assert "np.matmul(dy_rows, V, out=da_rows)" in codes(hoisted(d).backward_pre)
+
+
+def test_gated_cells_compute_each_activation_delta_once():
+    from derive.cell import load_builtin
+
+    fast = hoisted(derive(load_builtin("lstm"), 2))
+    carry = codes(fast.carry)[0]
+    assert carry == "dh_next = dg_pre[t] @ U_g + do_pre[t] @ U_o + di_pre[t] @ U_i + df_pre[t] @ U_f"
+    post = codes(fast.backward_post)
+    assert "dW_f = df_pre_rows.T @ x_rows" in post and "db_f = df_pre_rows.sum(axis=0)" in post
+
+
+@pytest.fixture(scope="module")
+def accumulator():
+    return load_module(module_source(derive(parse(ACCUMULATOR), 2)), "accumulator_T2")
+
+
+@pytest.mark.parametrize("which", ["seed", "accumulator"])
+def test_nothing_returned_lives_in_a_kept_array(which, accumulator):
+    m = accumulator if which == "accumulator" else generated(3)
+    first = random_problem(m, 4, (3, 4, 5), seed=1, batch=3)
+    loss1, grads1 = m.loss_and_gradients(*first)
+    kept = {k: v.copy() for k, v in grads1.items()}
+    m.loss_and_gradients(*random_problem(m, 4, (3, 4, 5), seed=2, batch=3))  # same shapes: same arrays
+    for k, v in kept.items():
+        np.testing.assert_array_equal(grads1[k], v, err_msg=k)
+    assert all(not np.shares_memory(g, b) for g in grads1.values() for b in m._BUFFERS.__dict__.values())
+
+
+def test_threads_keep_arrays_of_their_own():
+    m = generated(3)
+    problems = [random_problem(m, 5 + i, (3, 4, 5), seed=i, batch=2 + i) for i in range(4)]
+    want = [m.loss_and_gradients(*p) for p in problems]
+    errors: list[str] = []
+
+    def work(i: int) -> None:
+        for _ in range(30):
+            loss, grads = m.loss_and_gradients(*problems[i])
+            if loss != want[i][0] or any(not np.array_equal(grads[k], want[i][1][k]) for k in grads):
+                errors.append(f"thread {i} disagrees")
+                return
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def test_release_buffers_lets_the_arrays_go():
+    m = generated(3)
+    m.loss_and_gradients(*random_problem(m, 3, (3, 4, 5), seed=0, batch=2))
+    assert m._BUFFERS.__dict__
+    m.release_buffers()
+    assert not m._BUFFERS.__dict__
+
+
+def test_fast_path_memory_is_linear_in_steps_and_batch():
+    rows = {(r.steps, r.batch): r for r in fast_path_memory(((50, 1), (100, 1), (200, 1), (100, 2), (100, 4)))}
+    per_step = (rows[200, 1].peak_mb - rows[100, 1].peak_mb) / 100  # what one more step (B = 1) costs
+    per_row = (rows[100, 4].peak_mb - rows[100, 2].peak_mb) / 200  # what one more sequence step costs
+    assert per_step == pytest.approx(per_row, rel=0.1)
+    # T * B rows of the seed's arrays (x, z, h, y, p, onehot and their deltas, V = 65, H = 100): a
+    # few kilobytes, no T x T structure
+    assert 4 < per_step * 1024 < 16
+    assert rows[100, 1].peak_mb - rows[50, 1].peak_mb == pytest.approx(50 * per_step, rel=0.1)
