@@ -4,10 +4,7 @@ For the seed model (one-hot inputs, softmax + cross-entropy at every step) and t
 configurations (vocabulary V, hidden H, steps T, batch B) of ``CONFIGS``, one process
 times, interleaved and after a warm-up, a full loss-and-gradients call of:
 
-- ``generated``: the module's ``loss_and_gradients`` (emitted for this T), which keeps its arrays
-  between calls with the same shapes, as a training loop makes them;
-- ``generated-cold``: the same with those arrays freed before each call (``release_buffers()``):
-  every array allocated, and its pages faulted in, afresh;
+- ``generated``: the module's ``loss_and_gradients`` (emitted for this T);
 - ``by-definition``: its ``gradients_by_definition``, where it is generated (small T);
 - ``min-char-rnn``: Karpathy's min-char-rnn loop (one sequence at a time, column vectors, the
   backward pass over t once), written here independently;
@@ -16,8 +13,10 @@ times, interleaved and after a warm-up, a full loss-and-gradients call of:
   that stays cheap (T^2 B <= REFERENCE_MAX);
 - ``expert-numpy``: a hand-written NumPy BPTT with everything but the two recurrences hoisted
   out of the loops (the expert version the issue describes), written here independently;
-- ``torch-eager``, ``jax``, ``autograd``: the same model in those libraries, where installed
-  (``pip install -e '.[peers]'``).
+- ``torch-eager``, ``torch.nn.RNN``, ``jax`` (``jit`` of ``value_and_grad`` over ``lax.scan``),
+  ``autograd``: the same model in those libraries, where installed (``pip install -e '.[peers]'``),
+  each timed the same way in a process of its own (beside OpenBLAS in one process, their thread
+  pools contend and every implementation reads slower).
 
 Every implementation's gradients are checked against the generated ones before timing.  It
 reports medians, each one's time relative to ``generated``, GFLOP/s, and the fraction of this
@@ -27,9 +26,12 @@ benchmark to rerun, not a test: nothing in the test suite depends on its timings
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import platform
 import statistics
+import subprocess
+import sys
 import time
 import types
 from collections.abc import Callable
@@ -163,83 +165,157 @@ def expert_numpy(params, xs, labels, h0):
     return loss, grads
 
 
-def _peers() -> dict[str, Fn]:
-    """The optional peers that import on this machine."""
-    out: dict[str, Fn] = {}
-    try:
-        import torch
+def _torch_eager() -> Fn:
+    import torch
 
-        def torch_eager(params, xs, labels, h0):
-            P = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
-            h = torch.tensor(h0, requires_grad=True)
-            x, lab = torch.from_numpy(xs), torch.from_numpy(labels)
-            loss = torch.zeros((), dtype=torch.float64)
-            state = h
-            for t in range(x.shape[0]):
-                state = torch.tanh(x[t] @ P["W_xh"].T + state @ P["W_hh"].T)
-                loss = loss + torch.nn.functional.cross_entropy(state @ P["W_hy"].T, lab[t], reduction="sum")
-            loss.backward()
-            grads = {k: v.grad.numpy() for k, v in P.items()}
-            grads["h0"] = h.grad.numpy()
-            return float(loss), grads
+    def torch_eager(params, xs, labels, h0):
+        P = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+        h = torch.tensor(h0, requires_grad=True)
+        x, lab = torch.from_numpy(xs), torch.from_numpy(labels)
+        loss = torch.zeros((), dtype=torch.float64)
+        state = h
+        for t in range(x.shape[0]):
+            state = torch.tanh(x[t] @ P["W_xh"].T + state @ P["W_hh"].T)
+            loss = loss + torch.nn.functional.cross_entropy(state @ P["W_hy"].T, lab[t], reduction="sum")
+        loss.backward()
+        grads = {k: v.grad.numpy() for k, v in P.items()}
+        grads["h0"] = h.grad.numpy()
+        return loss.item(), grads
 
-        out["torch-eager"] = torch_eager
-    except ImportError:
-        pass
-    try:
-        import jax
-        import jax.numpy as jnp
+    return torch_eager
 
-        jax.config.update("jax_enable_x64", True)
 
-        def jax_loss(P, h0, xs, labels):
-            def step(h, inputs):
-                x, label = inputs
-                h = jnp.tanh(x @ P["W_xh"].T + h @ P["W_hh"].T)
-                y = h @ P["W_hy"].T
-                logp = y - jax.scipy.special.logsumexp(y, axis=-1, keepdims=True)
-                return h, -jnp.take_along_axis(logp, label[:, None], axis=-1).sum()
+def _torch_nn_rnn() -> Fn:
+    import torch
 
-            _, losses = jax.lax.scan(step, h0, (xs, labels))
-            return losses.sum()
+    def torch_nn_rnn(params, xs, labels, h0):
+        V, H = params["W_xh"].shape[1], params["W_hh"].shape[0]
+        rnn = torch.nn.RNN(V, H, nonlinearity="tanh", bias=False, dtype=torch.float64)
+        with torch.no_grad():
+            rnn.weight_ih_l0.copy_(torch.from_numpy(params["W_xh"]))
+            rnn.weight_hh_l0.copy_(torch.from_numpy(params["W_hh"]))
+        W_hy = torch.tensor(params["W_hy"], requires_grad=True)
+        h = torch.tensor(h0[None], requires_grad=True)
+        states, _ = rnn(torch.from_numpy(xs), h)
+        logits = (states @ W_hy.T).reshape(-1, W_hy.shape[0])
+        loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels).reshape(-1), reduction="sum")
+        loss.backward()
+        grads = {"W_xh": rnn.weight_ih_l0.grad.numpy(), "W_hh": rnn.weight_hh_l0.grad.numpy()}
+        grads.update({"W_hy": W_hy.grad.numpy(), "h0": h.grad[0].numpy()})
+        return loss.item(), grads
 
-        grad = jax.jit(jax.value_and_grad(jax_loss, argnums=(0, 1)))
+    return torch_nn_rnn
 
-        def jax_fn(params, xs, labels, h0):
-            loss, (gp, gh) = grad(params, h0, xs, labels)
-            grads = {k: np.asarray(v) for k, v in gp.items()}
-            grads["h0"] = np.asarray(gh)
-            return float(loss), grads
 
-        out["jax"] = jax_fn
-    except ImportError:
-        pass
-    try:
-        import autograd
-        import autograd.numpy as anp
+def _jax() -> Fn:
+    import jax
+    import jax.numpy as jnp
 
-        def ag_loss(P, h0, xs, labels):
-            h, loss = h0, 0.0
-            for t in range(xs.shape[0]):
-                h = anp.tanh(xs[t] @ P["W_xh"].T + h @ P["W_hh"].T)
-                y = h @ P["W_hy"].T
-                m = anp.max(y, axis=-1, keepdims=True)
-                logp = y - m - anp.log(anp.sum(anp.exp(y - m), axis=-1, keepdims=True))
-                loss = loss - anp.sum(logp[anp.arange(len(labels[t])), labels[t]])
-            return loss
+    jax.config.update("jax_enable_x64", True)
 
-        ag = autograd.value_and_grad(ag_loss, argnum=(0, 1))
+    def jax_loss(P, h0, xs, labels):
+        def step(h, inputs):
+            x, label = inputs
+            h = jnp.tanh(x @ P["W_xh"].T + h @ P["W_hh"].T)
+            y = h @ P["W_hy"].T
+            logp = y - jax.scipy.special.logsumexp(y, axis=-1, keepdims=True)
+            return h, -jnp.take_along_axis(logp, label[:, None], axis=-1).sum()
 
-        def autograd_fn(params, xs, labels, h0):
-            loss, (gp, gh) = ag(params, h0, xs, labels)
-            grads = dict(gp)
-            grads["h0"] = gh
-            return float(loss), grads
+        _, losses = jax.lax.scan(step, h0, (xs, labels))
+        return losses.sum()
 
-        out["autograd"] = autograd_fn
-    except ImportError:
-        pass
-    return out
+    grad = jax.jit(jax.value_and_grad(jax_loss, argnums=(0, 1)))
+
+    def jax_fn(params, xs, labels, h0):
+        loss, (gp, gh) = grad(params, h0, xs, labels)
+        grads = {k: np.asarray(v) for k, v in gp.items()}
+        grads["h0"] = np.asarray(gh)
+        return float(loss), grads
+
+    return jax_fn
+
+
+def _autograd() -> Fn:
+    import autograd
+    import autograd.numpy as anp
+
+    def ag_loss(P, h0, xs, labels):
+        h, loss = h0, 0.0
+        for t in range(xs.shape[0]):
+            h = anp.tanh(xs[t] @ P["W_xh"].T + h @ P["W_hh"].T)
+            y = h @ P["W_hy"].T
+            m = anp.max(y, axis=-1, keepdims=True)
+            logp = y - m - anp.log(anp.sum(anp.exp(y - m), axis=-1, keepdims=True))
+            loss = loss - anp.sum(logp[anp.arange(len(labels[t])), labels[t]])
+        return loss
+
+    ag = autograd.value_and_grad(ag_loss, argnum=(0, 1))
+
+    def autograd_fn(params, xs, labels, h0):
+        loss, (gp, gh) = ag(params, h0, xs, labels)
+        grads = dict(gp)
+        grads["h0"] = gh
+        return float(loss), grads
+
+    return autograd_fn
+
+
+# name: (the package it needs, the factory that imports it and returns the function)
+PEERS: dict[str, tuple[str, Callable[[], Fn]]] = {
+    "torch-eager": ("torch", _torch_eager),
+    "torch.nn.RNN": ("torch", _torch_nn_rnn),
+    "jax": ("jax", _jax),
+    "autograd": ("autograd", _autograd),
+}
+
+
+def installed_peers() -> list[str]:
+    """The peers whose package is installed (found, not imported: each runs in a process of its own)."""
+    return [name for name, (package, _) in PEERS.items() if importlib.util.find_spec(package) is not None]
+
+
+def _time_all(impls: dict[str, Fn], args: tuple, repeats: int, want: tuple[float, dict]) -> tuple[dict, dict]:
+    """Warm each implementation up and check it against ``want``; then time them in interleaved
+    rounds.  ({impl: [seconds]}, {impl: why it was dropped})."""
+    want_loss, want_grads = want
+    times: dict[str, list[float]] = {}
+    budget: dict[str, int] = {}
+    dropped: dict[str, str] = {}
+    for impl, fn in list(impls.items()):
+        start = time.perf_counter()
+        loss, grads = fn(*args)
+        first = time.perf_counter() - start
+        bad = [k for k in want_grads if not _close(grads[k], want_grads[k])]
+        if bad or not np.isclose(loss, want_loss, rtol=AGREE_RTOL):
+            dropped[impl] = f"disagrees with generated on {', '.join(bad) or 'the loss'}"
+            del impls[impl]
+            continue
+        times[impl] = []
+        budget[impl] = max(MIN_REPEATS, min(repeats, int(BUDGET_S / max(first, 1e-9))))
+    for _ in range(repeats):  # interleaved: every implementation once per round
+        for impl, fn in impls.items():
+            if len(times[impl]) < budget[impl]:
+                times[impl].append(_timed(partial(fn, *args)))
+    return times, dropped
+
+
+def _peer_main(peer: str, config: str, repeats: int) -> None:
+    """In a process of its own: time one peer on one configuration; JSON on stdout."""
+    V, H, T, B = CONFIGS[config]
+    args = problem(V, H, T, B)
+    want = module_for(T).loss_and_gradients(*args)
+    times, dropped = _time_all({peer: PEERS[peer][1]()}, args, repeats, want)
+    json.dump({"times": times.get(peer, []), "dropped": dropped.get(peer)}, sys.stdout)
+
+
+def _peer_times(peer: str, config: str, repeats: int) -> tuple[list[float], str | None]:
+    code = f"from derive.bench import _peer_main; _peer_main({peer!r}, {config!r}, {repeats})"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if run.returncode != 0:
+        last = (run.stderr.strip().splitlines() or ["no message"])[-1]
+        return [], f"failed in its own process: {last}"
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    return out["times"], out["dropped"]
 
 
 @dataclass
@@ -250,6 +326,7 @@ class Row:
     ratio: float  # median / the generated fast path's median
     gflops: float
     peak_fraction: float
+    own_process: bool = False  # a peer, timed in a process of its own
 
 
 @dataclass
@@ -265,17 +342,11 @@ def module_for(steps: int) -> types.ModuleType:
     return load_module(module_source(derive(seed_rnn(), steps)), f"rnn_T{steps}")
 
 
-def run_config(name: str, repeats: int, peak: float, with_reference: bool = True) -> Result:
+def run_config(name: str, repeats: int, peak: float, with_reference: bool = True, with_peers: bool = True) -> Result:
     V, H, T, B = CONFIGS[name]
     module = module_for(T)
     args = problem(V, H, T, B)
     impls: dict[str, Fn] = {"generated": module.loss_and_gradients}
-
-    def cold(*args: object) -> tuple[float, dict[str, np.ndarray]]:  # as if each call had new shapes
-        module.release_buffers()
-        return module.loss_and_gradients(*args)
-
-    impls["generated-cold"] = cold
     result = Result(name, {"V": V, "H": H, "T": T, "B": B}, flops(V, H, T, B))
     if module.BY_DEFINITION:
         impls["by-definition"] = module.gradients_by_definition
@@ -287,29 +358,21 @@ def run_config(name: str, repeats: int, peak: float, with_reference: bool = True
     elif with_reference:
         result.skipped["reference"] = f"T^2 B = {T * T * B} > {REFERENCE_MAX}: it sums each J_t back through time"
     impls["expert-numpy"] = expert_numpy
-    impls.update(_peers())
-    want_loss, want = module.loss_and_gradients(*args)
-    times: dict[str, list[float]] = {}
-    for impl, fn in list(impls.items()):  # the warm-up, and the check that they agree
-        start = time.perf_counter()
-        loss, grads = fn(*args)
-        first = time.perf_counter() - start
-        bad = [k for k in want if not _close(grads[k], want[k])]
-        if bad or not np.isclose(loss, want_loss, rtol=AGREE_RTOL):
-            result.skipped[impl] = f"disagrees with generated on {', '.join(bad) or 'the loss'}"
-            del impls[impl]
-            continue
-        times[impl] = []
-        times[impl + "/budget"] = [max(MIN_REPEATS, min(repeats, int(BUDGET_S / max(first, 1e-9))))]
-    for _ in range(repeats):  # interleaved: every implementation once per round
-        for impl, fn in impls.items():
-            if len(times[impl]) < times[impl + "/budget"][0]:
-                times[impl].append(_timed(partial(fn, *args)))
+    times, dropped = _time_all(impls, args, repeats, module.loss_and_gradients(*args))
+    result.skipped.update(dropped)
+    own = []
+    for peer in installed_peers() if with_peers else []:  # each in a process of its own
+        peer_times, why = _peer_times(peer, name, repeats)
+        if why:
+            result.skipped[peer] = why
+        else:
+            times[peer] = peer_times
+            own.append(peer)
     base = statistics.median(times["generated"])
-    for impl in impls:
+    for impl in times:
         med = statistics.median(times[impl])
         gf = result.flop / med / 1e9
-        result.rows.append(Row(impl, med * 1e3, len(times[impl]), med / base, gf, gf / peak))
+        result.rows.append(Row(impl, med * 1e3, len(times[impl]), med / base, gf, gf / peak, impl in own))
     return result
 
 
@@ -321,18 +384,23 @@ def format_results(results: list[Result], peak: float) -> str:
         head = ("implementation", "median", "runs", "vs generated", "GFLOP/s", "of GEMM")
         lines.append("  {:<15} {:>11} {:>5} {:>13} {:>8} {:>8}".format(*head))
         for row in sorted(res.rows, key=lambda r: r.median_ms):
+            impl = row.impl + (" *" if row.own_process else "")
             lines.append(
-                f"  {row.impl:<15} {row.median_ms:>8.3f} ms {row.runs:>5} {row.ratio:>12.2f}x "
+                f"  {impl:<15} {row.median_ms:>8.3f} ms {row.runs:>5} {row.ratio:>12.2f}x "
                 f"{row.gflops:>8.2f} {100 * row.peak_fraction:>7.1f}%"
             )
         for impl, why in res.skipped.items():
             lines.append(f"  {impl:<15} not run: {why}")
+    if any(row.own_process for res in results for row in res.rows):
+        lines.append("\n* timed in a process of its own: its threads beside OpenBLAS's in one process contend")
     return "\n".join(lines)
 
 
-def main(configs: list[str], repeats: int, json_path: str | None, with_reference: bool = True) -> str:
+def main(
+    configs: list[str], repeats: int, json_path: str | None, with_reference: bool = True, with_peers: bool = True
+) -> str:
     peak = gemm_gflops()
-    results = [run_config(name, repeats, peak, with_reference) for name in configs]
+    results = [run_config(name, repeats, peak, with_reference, with_peers) for name in configs]
     if json_path:
         payload = {
             "machine": {"python": platform.python_version(), "numpy": np.__version__, "processor": platform.machine()},

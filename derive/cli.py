@@ -107,6 +107,7 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=_steps, default=15, metavar="N", help="timed runs per implementation")
     bench.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the results as JSON")
     bench.add_argument("--no-reference", action="store_true", help="skip the (slow) reference loop")
+    bench.add_argument("--no-peers", action="store_true", help="skip PyTorch, JAX and autograd even where installed")
     bench.add_argument(
         "--scale",
         action="store_true",
@@ -186,7 +187,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             wanted = ", ".join(bench.CONFIGS)
             print(f"bptt: error: --configs: expected some of {wanted}, got {args.configs!r}", file=sys.stderr)
             return 2
-        print(bench.main(names, args.repeats, str(args.json) if args.json else None, not args.no_reference), file=out)
+        json_path = str(args.json) if args.json else None
+        print(bench.main(names, args.repeats, json_path, not args.no_reference, not args.no_peers), file=out)
         if args.json:
             print(f"wrote {args.json}", file=out)
         return 0

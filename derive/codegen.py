@@ -818,7 +818,8 @@ def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
             "arg": initial_arg(s.name),
             "dim": s.dim,
             "carried": carried_local(s.name),
-            # the carried share is a delta itself (c = c[t-1] + ...): a view of an array kept between calls
+            # the carried share is a delta itself (c = c[t-1] + ...): copied, so as not to keep the
+            # whole (T + 1, B, n) array alive through a view of one step
             "view": isinstance(carry_of[s.name], sp.MatrixSymbol),
             "local": naming.code_local(naming.step_name(s.name, 0)),
         }

@@ -7,8 +7,7 @@ against T and B.  Part of the benchmark (``bptt bench --scale``), not of the tes
   its proof, the module source, its verification, the LaTeX source) and counts what is written.
 - ``fast_path_memory`` measures, with ``tracemalloc`` (NumPy reports its buffers to it), the peak
   of what one ``loss_and_gradients`` call allocates, for the seed model at several T and B: it
-  grows as T * B (the per-step arrays), with no T x T structure; and what the module keeps between
-  calls (its arrays, reused by the next call with the same shapes).
+  grows as T * B (the per-step arrays), with no T x T structure.
 """
 
 from __future__ import annotations
@@ -88,8 +87,7 @@ def derive_row(cell_name: str, steps: int) -> DeriveRow:
 class MemoryRow:
     steps: int
     batch: int
-    peak_mb: float  # what one loss_and_gradients call allocates at its peak (its arrays not yet kept)
-    kept_mb: float  # what the module keeps between calls for these shapes (release_buffers() frees it)
+    peak_mb: float  # what one loss_and_gradients call allocates at its peak
     per_step_row_kb: float  # peak / (T * B): constant when memory is linear in T * B
 
 
@@ -103,13 +101,11 @@ def fast_path_memory(shapes: tuple[tuple[int, int], ...] = MEMORY_TB) -> list[Me
         module = modules.setdefault(steps, module_for(min(steps, 3)))  # the fast path takes any T
         args = problem(V, H, steps, batch)
         module.loss_and_gradients(*args)  # warm: NumPy's first-call allocations are not the call's
-        module.release_buffers()  # the call allocates its arrays afresh, as the first call of a run does
         tracemalloc.start()
         module.loss_and_gradients(*args)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        kept = sum(a.nbytes for a in module._BUFFERS.__dict__.values())
-        rows.append(MemoryRow(steps, batch, peak / 2**20, kept / 2**20, peak / 1024 / (steps * batch)))
+        rows.append(MemoryRow(steps, batch, peak / 2**20, peak / 1024 / (steps * batch)))
     return rows
 
 
@@ -125,11 +121,9 @@ def format_scale(derive_rows: list[DeriveRow], memory_rows: list[MemoryRow]) -> 
         )
     V, H = MEMORY_SHAPE
     lines.append(f"\nfast path memory: the peak one loss_and_gradients call allocates (tracemalloc), V={V}, H={H}")
-    lines.append("  {:>5} {:>4} {:>10} {:>10} {:>16}".format("T", "B", "peak", "kept", "peak per T*B"))
+    lines.append("  {:>5} {:>4} {:>10} {:>16}".format("T", "B", "peak", "peak per T*B"))
     for m in memory_rows:
-        lines.append(
-            f"  {m.steps:>5} {m.batch:>4} {m.peak_mb:>8.2f}MB {m.kept_mb:>8.2f}MB {m.per_step_row_kb:>13.1f} KB"
-        )
+        lines.append(f"  {m.steps:>5} {m.batch:>4} {m.peak_mb:>8.2f}MB {m.per_step_row_kb:>13.1f} KB")
     return "\n".join(lines)
 
 

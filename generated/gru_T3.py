@@ -27,8 +27,6 @@ Shapes: ``xs`` (T, n_x) or (T, B, n_x);
 differentiates.  Arrays keep the floating dtype of the inputs.
 """
 
-import threading
-
 import numpy as np
 
 CELL = "gru"
@@ -100,28 +98,6 @@ def _cross_entropy(p, onehot):
     return -float(np.sum(onehot * np.log(p, out=np.zeros_like(p), where=onehot != 0)))
 
 
-_BUFFERS = threading.local()
-
-
-def _buffer(name, shape, dtype, zero=False):
-    """np.empty(shape, dtype), or zeros, kept for the next call on this thread with the same shape
-    and dtype.  Each page of a new array is faulted in on its first write, which for the (T + 1, B, n)
-    arrays costs more than the arithmetic done in them; a call returns nothing that lives in one of
-    these.  ``release_buffers()`` lets them go."""
-    kept = _BUFFERS.__dict__
-    a = kept.get(name)
-    if a is None or a.shape != shape or a.dtype != dtype:
-        a = kept[name] = np.empty(shape, dtype)
-    if zero:
-        a.fill(0)
-    return a
-
-
-def release_buffers():
-    """Free the arrays kept between calls on this thread (they hold about one call's steps)."""
-    _BUFFERS.__dict__.clear()
-
-
 def _ratio(a, b):
     """a / b elementwise, 0 where a is 0 (also where b is 0 there)."""
     return np.divide(a, b, out=np.zeros_like(b), where=a != 0)
@@ -184,9 +160,9 @@ def _prepare(params, xs, labels, h0):
         if h0.shape != ((B, n_h) if batched else (n_h,)):
             raise ValueError(f"h0: expected shape {(B, n_h) if batched else (n_h,)}, got {h0.shape}")
         h0 = h0.reshape(B, n_h)
-    x = _buffer("x", (T + 1, B, sizes["n_x"]), dtype)
+    x = np.empty((T + 1, B, sizes["n_x"]), dtype)
     x[1:] = xs
-    label = _buffer("label", (T + 1, B, sizes["n_y"]), dtype, zero=True)
+    label = np.zeros((T + 1, B, sizes["n_y"]), dtype)
     label[1:].reshape(-1, sizes["n_y"])[np.arange(labels.size), labels.reshape(-1)] = 1
     return x, label, h0, batched, sizes, dtype
 
@@ -213,11 +189,11 @@ def loss_and_gradients(params, xs, labels, h0=None):
     b_y = np.asarray(params["b_y"], dtype)
 
     # forward: arrays indexed by step, t = 1..T (index 0 of h holds the initial state)
-    r = _buffer("r", (T + 1, B, sizes["n_h"]), dtype)
-    u = _buffer("u", (T + 1, B, sizes["n_h"]), dtype)
-    n = _buffer("n", (T + 1, B, sizes["n_h"]), dtype)
-    h = _buffer("h", (T + 1, B, sizes["n_h"]), dtype)
-    y = _buffer("y", (T + 1, B, sizes["n_y"]), dtype)
+    r = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    u = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    n = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    h = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    y = np.empty((T + 1, B, sizes["n_y"]), dtype)
     h[0] = h0
     # row views: a_rows is a[1:] (the steps 1..T) as one (T * B, n) array, a_rows_prev is a[:-1]
     r_rows = r[1:].reshape(T * B, -1)
@@ -245,18 +221,18 @@ def loss_and_gradients(params, xs, labels, h0=None):
     loss = _softmax_cross_entropy(y_rows, label_rows)  # J_t = cross_entropy(softmax(y_t), label_t)
 
     # backward: deltas by step, each state's share carried from t + 1 to t
-    dy = _buffer("dy", (T + 1, B, sizes["n_y"]), dtype)
-    dh = _buffer("dh", (T + 1, B, sizes["n_h"]), dtype)
-    dn = _buffer("dn", (T + 1, B, sizes["n_h"]), dtype)
-    du = _buffer("du", (T + 1, B, sizes["n_h"]), dtype)
-    dr = _buffer("dr", (T + 1, B, sizes["n_h"]), dtype)
-    dh_dn = _buffer("dh_dn", (T + 1, B, sizes["n_h"]), dtype)
-    dn_pre = _buffer("dn_pre", (T + 1, B, sizes["n_h"]), dtype)
-    dn_dpre = _buffer("dn_dpre", (T + 1, B, sizes["n_h"]), dtype)
-    du_pre = _buffer("du_pre", (T + 1, B, sizes["n_h"]), dtype)
-    du_dpre = _buffer("du_dpre", (T + 1, B, sizes["n_h"]), dtype)
-    dr_pre = _buffer("dr_pre", (T + 1, B, sizes["n_h"]), dtype)
-    dr_dpre = _buffer("dr_dpre", (T + 1, B, sizes["n_h"]), dtype)
+    dy = np.empty((T + 1, B, sizes["n_y"]), dtype)
+    dh = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    dn = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    du = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    dr = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    dh_dn = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    dn_pre = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    dn_dpre = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    du_pre = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    du_dpre = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    dr_pre = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    dr_dpre = np.empty((T + 1, B, sizes["n_h"]), dtype)
     dy_rows = dy[1:].reshape(T * B, -1)
     dh_rows = dh[1:].reshape(T * B, -1)
     dh_dn_rows = dh_dn[1:].reshape(T * B, -1)

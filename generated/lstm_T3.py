@@ -29,8 +29,6 @@ Shapes: ``xs`` (T, n_x) or (T, B, n_x);
 differentiates.  Arrays keep the floating dtype of the inputs.
 """
 
-import threading
-
 import numpy as np
 
 CELL = "lstm"
@@ -105,28 +103,6 @@ def _cross_entropy(p, onehot):
     return -float(np.sum(onehot * np.log(p, out=np.zeros_like(p), where=onehot != 0)))
 
 
-_BUFFERS = threading.local()
-
-
-def _buffer(name, shape, dtype, zero=False):
-    """np.empty(shape, dtype), or zeros, kept for the next call on this thread with the same shape
-    and dtype.  Each page of a new array is faulted in on its first write, which for the (T + 1, B, n)
-    arrays costs more than the arithmetic done in them; a call returns nothing that lives in one of
-    these.  ``release_buffers()`` lets them go."""
-    kept = _BUFFERS.__dict__
-    a = kept.get(name)
-    if a is None or a.shape != shape or a.dtype != dtype:
-        a = kept[name] = np.empty(shape, dtype)
-    if zero:
-        a.fill(0)
-    return a
-
-
-def release_buffers():
-    """Free the arrays kept between calls on this thread (they hold about one call's steps)."""
-    _BUFFERS.__dict__.clear()
-
-
 def _ratio(a, b):
     """a / b elementwise, 0 where a is 0 (also where b is 0 there)."""
     return np.divide(a, b, out=np.zeros_like(b), where=a != 0)
@@ -197,9 +173,9 @@ def _prepare(params, xs, labels, h0, c0):
         if c0.shape != ((B, n_h) if batched else (n_h,)):
             raise ValueError(f"c0: expected shape {(B, n_h) if batched else (n_h,)}, got {c0.shape}")
         c0 = c0.reshape(B, n_h)
-    x = _buffer("x", (T + 1, B, sizes["n_x"]), dtype)
+    x = np.empty((T + 1, B, sizes["n_x"]), dtype)
     x[1:] = xs
-    label = _buffer("label", (T + 1, B, sizes["n_y"]), dtype, zero=True)
+    label = np.zeros((T + 1, B, sizes["n_y"]), dtype)
     label[1:].reshape(-1, sizes["n_y"])[np.arange(labels.size), labels.reshape(-1)] = 1
     return x, label, h0, c0, batched, sizes, dtype
 
@@ -229,13 +205,13 @@ def loss_and_gradients(params, xs, labels, h0=None, c0=None):
     b_y = np.asarray(params["b_y"], dtype)
 
     # forward: arrays indexed by step, t = 1..T (index 0 of h, c holds the initial state)
-    f = _buffer("f", (T + 1, B, sizes["n_h"]), dtype)
-    i = _buffer("i", (T + 1, B, sizes["n_h"]), dtype)
-    o = _buffer("o", (T + 1, B, sizes["n_h"]), dtype)
-    g = _buffer("g", (T + 1, B, sizes["n_h"]), dtype)
-    c = _buffer("c", (T + 1, B, sizes["n_h"]), dtype)
-    h = _buffer("h", (T + 1, B, sizes["n_h"]), dtype)
-    y = _buffer("y", (T + 1, B, sizes["n_y"]), dtype)
+    f = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    i = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    o = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    g = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    c = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    h = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    y = np.empty((T + 1, B, sizes["n_y"]), dtype)
     h[0] = h0
     c[0] = c0
     # row views: a_rows is a[1:] (the steps 1..T) as one (T * B, n) array, a_rows_prev is a[:-1]
@@ -269,23 +245,23 @@ def loss_and_gradients(params, xs, labels, h0=None, c0=None):
     loss = _softmax_cross_entropy(y_rows, label_rows)  # J_t = cross_entropy(softmax(y_t), label_t)
 
     # backward: deltas by step, each state's share carried from t + 1 to t
-    dy = _buffer("dy", (T + 1, B, sizes["n_y"]), dtype)
-    dh = _buffer("dh", (T + 1, B, sizes["n_h"]), dtype)
-    dc = _buffer("dc", (T + 1, B, sizes["n_h"]), dtype)
-    dg = _buffer("dg", (T + 1, B, sizes["n_h"]), dtype)
-    do = _buffer("do", (T + 1, B, sizes["n_h"]), dtype)
-    di = _buffer("di", (T + 1, B, sizes["n_h"]), dtype)
-    df = _buffer("df", (T + 1, B, sizes["n_h"]), dtype)
-    dh_dc = _buffer("dh_dc", (T + 1, B, sizes["n_h"]), dtype)
-    dh_do = _buffer("dh_do", (T + 1, B, sizes["n_h"]), dtype)
-    dg_pre = _buffer("dg_pre", (T + 1, B, sizes["n_h"]), dtype)
-    dg_dpre = _buffer("dg_dpre", (T + 1, B, sizes["n_h"]), dtype)
-    do_pre = _buffer("do_pre", (T + 1, B, sizes["n_h"]), dtype)
-    do_dpre = _buffer("do_dpre", (T + 1, B, sizes["n_h"]), dtype)
-    di_pre = _buffer("di_pre", (T + 1, B, sizes["n_h"]), dtype)
-    di_dpre = _buffer("di_dpre", (T + 1, B, sizes["n_h"]), dtype)
-    df_pre = _buffer("df_pre", (T + 1, B, sizes["n_h"]), dtype)
-    df_dpre = _buffer("df_dpre", (T + 1, B, sizes["n_h"]), dtype)
+    dy = np.empty((T + 1, B, sizes["n_y"]), dtype)
+    dh = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    dc = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    dg = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    do = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    di = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    df = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    dh_dc = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    dh_do = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    dg_pre = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    dg_dpre = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    do_pre = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    do_dpre = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    di_pre = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    di_dpre = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    df_pre = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    df_dpre = np.empty((T + 1, B, sizes["n_h"]), dtype)
     dy_rows = dy[1:].reshape(T * B, -1)
     dh_rows = dh[1:].reshape(T * B, -1)
     dh_dc_rows = dh_dc[1:].reshape(T * B, -1)

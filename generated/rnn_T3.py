@@ -26,8 +26,6 @@ Shapes: ``xs`` (T, n_x) or (T, B, n_x);
 differentiates.  Arrays keep the floating dtype of the inputs.
 """
 
-import threading
-
 import numpy as np
 
 CELL = "rnn"
@@ -83,28 +81,6 @@ def _softmax_cross_entropy(y, onehot, out=None):
 def _cross_entropy(p, onehot):
     """-sum(onehot * log p), reading log p only where the target is: 0 * log 0 counts as 0."""
     return -float(np.sum(onehot * np.log(p, out=np.zeros_like(p), where=onehot != 0)))
-
-
-_BUFFERS = threading.local()
-
-
-def _buffer(name, shape, dtype, zero=False):
-    """np.empty(shape, dtype), or zeros, kept for the next call on this thread with the same shape
-    and dtype.  Each page of a new array is faulted in on its first write, which for the (T + 1, B, n)
-    arrays costs more than the arithmetic done in them; a call returns nothing that lives in one of
-    these.  ``release_buffers()`` lets them go."""
-    kept = _BUFFERS.__dict__
-    a = kept.get(name)
-    if a is None or a.shape != shape or a.dtype != dtype:
-        a = kept[name] = np.empty(shape, dtype)
-    if zero:
-        a.fill(0)
-    return a
-
-
-def release_buffers():
-    """Free the arrays kept between calls on this thread (they hold about one call's steps)."""
-    _BUFFERS.__dict__.clear()
 
 
 def _ratio(a, b):
@@ -169,9 +145,9 @@ def _prepare(params, xs, labels, h0):
         if h0.shape != ((B, n_h) if batched else (n_h,)):
             raise ValueError(f"h0: expected shape {(B, n_h) if batched else (n_h,)}, got {h0.shape}")
         h0 = h0.reshape(B, n_h)
-    x = _buffer("x", (T + 1, B, sizes["n_x"]), dtype)
+    x = np.empty((T + 1, B, sizes["n_x"]), dtype)
     x[1:] = xs
-    onehot = _buffer("onehot", (T + 1, B, sizes["n_y"]), dtype, zero=True)
+    onehot = np.zeros((T + 1, B, sizes["n_y"]), dtype)
     onehot[1:].reshape(-1, sizes["n_y"])[np.arange(labels.size), labels.reshape(-1)] = 1
     return x, onehot, h0, batched, sizes, dtype
 
@@ -190,10 +166,10 @@ def loss_and_gradients(params, xs, labels, h0=None):
     W_hy = np.asarray(params["W_hy"], dtype)
 
     # forward: arrays indexed by step, t = 1..T (index 0 of h holds the initial state)
-    z = _buffer("z", (T + 1, B, sizes["n_h"]), dtype)
-    h = _buffer("h", (T + 1, B, sizes["n_h"]), dtype)
-    y = _buffer("y", (T + 1, B, sizes["n_y"]), dtype)
-    p = _buffer("p", (T + 1, B, sizes["n_y"]), dtype)
+    z = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    h = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    y = np.empty((T + 1, B, sizes["n_y"]), dtype)
+    p = np.empty((T + 1, B, sizes["n_y"]), dtype)
     h[0] = h0
     # row views: a_rows is a[1:] (the steps 1..T) as one (T * B, n) array, a_rows_prev is a[:-1]
     z_rows = z[1:].reshape(T * B, -1)
@@ -212,10 +188,10 @@ def loss_and_gradients(params, xs, labels, h0=None):
     loss = _softmax_cross_entropy(y_rows, onehot_rows, out=p_rows)  # p_t = softmax(y_t), and J_t = cross_entropy(p_t, l_t)
 
     # backward: deltas by step, each state's share carried from t + 1 to t
-    dy = _buffer("dy", (T + 1, B, sizes["n_y"]), dtype)
-    dh = _buffer("dh", (T + 1, B, sizes["n_h"]), dtype)
-    dz = _buffer("dz", (T + 1, B, sizes["n_h"]), dtype)
-    dh_dz = _buffer("dh_dz", (T + 1, B, sizes["n_h"]), dtype)
+    dy = np.empty((T + 1, B, sizes["n_y"]), dtype)
+    dh = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    dz = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    dh_dz = np.empty((T + 1, B, sizes["n_h"]), dtype)
     dy_rows = dy[1:].reshape(T * B, -1)
     dh_rows = dh[1:].reshape(T * B, -1)
     dh_dz_rows = dh_dz[1:].reshape(T * B, -1)

@@ -65,9 +65,7 @@ def test_table_layout():
 
 def test_cli_exits_1_on_a_mismatch(monkeypatch, capsys):
     def wrong_source(derivation):
-        wrong = module_source(derivation.steps).replace(
-            "dW_hh = dz_rows.T @ h_rows_prev", "dW_hh = dz_rows.T @ h_rows"
-        )
+        wrong = module_source(derivation.steps).replace("dW_hh = dz_rows.T @ h_rows_prev", "dW_hh = dz_rows.T @ h_rows")
         assert wrong != module_source(derivation.steps)
         return wrong
 
