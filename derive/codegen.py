@@ -13,6 +13,7 @@ Everything here is printing; the template only places the strings.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from .chain import Blocks, Factor, Term, move_paths, stacked_name
 from .exprs import CrossEntropy, Diag, Elementwise, Hadamard, Outer, Softmax, SoftmaxCrossEntropy, add, mul, transpose
 from .pipeline import Derivation
 from .printing import BatchedPrinter, ColumnPrinter, is_negative, negated, ordered_terms, text
+from .spec import RESERVED
 from .unroll import Unrolled
 
 
@@ -171,6 +173,32 @@ def local_name(user: str, node: str) -> str:
     return f"d{user}_d{node}"
 
 
+class _Names:
+    """Names for the arrays the fast path adds (dh_dz, dh_pre, dh_dpre), each different from every
+    name the module uses already (the cell's names, their deltas and carries, the module's own)
+    and from each other: a name already taken gets a number (dh_pre2)."""
+
+    def __init__(self, cell: Cell) -> None:
+        used = set(RESERVED)
+        names = [*cell.param_names, *(e.name for e in cell.equations), *(s.name for s in cell.states)]
+        names += [v.name for v in (*cell.inputs, *cell.targets)]
+        for name in map(naming.code_base, names):
+            used |= {name, f"d{name}", f"d{name}_next", f"{name}0", f"d{name}0_acc", f"d{name}_zero"}
+        self.used = used
+
+    def fresh(self, want: str) -> str:
+        name, n = want, 1
+        while name in self.used or rows_view(name) in self.used:
+            n += 1
+            name = f"{want}{n}"
+        self.used.add(name)
+        return name
+
+
+def _elementwise_product(factors: list[sp.Basic]) -> sp.Basic:
+    return functools.reduce(Hadamard, factors)
+
+
 def recurrent_nodes(cell: Cell) -> set[str]:
     """The nodes whose value at step t depends on a state at t-1, through the step's own nodes."""
     previous = {naming.step_name(s.name, "t-1") for s in cell.states}
@@ -209,6 +237,7 @@ class Hoisted:
     locals: tuple[dict[str, str], ...]  # the local-derivative arrays: name, dim
     forward_views: tuple[Line, ...]  # the row views the forward pass reads, declared with its arrays
     backward_views: tuple[Line, ...]  # those the backward pass reads besides
+    carried_views: frozenset[str]  # the states whose carried share is one step of an array
 
 
 def _split_sum(rhs: sp.Basic, is_recurrent: Any) -> tuple[sp.Basic, sp.Basic] | None:
@@ -274,20 +303,13 @@ def _distributed(expr: sp.Basic) -> sp.Basic:
     return expr
 
 
-def _inner_deltas(program: Program, deltas: set[str]) -> dict[Run, str]:
-    """The runs that two or more of the carries and gradients read, each with its array's name:
-    ``dh_pre`` for the first of delta^h, ``dh_pre2`` for a second."""
+def _inner_deltas(program: Program, deltas: set[str]) -> list[Run]:
+    """The runs that two or more of the carries and gradients read, in the order first read."""
     counts: dict[Run, int] = {}
     for expr in [c.expr for c in program.carries] + [a.expr for a in program.accumulates]:
         for run in _runs(_distributed(expr), deltas):
             counts[run] = counts.get(run, 0) + 1
-    names: dict[Run, str] = {}
-    for run, n in counts.items():
-        if n >= 2:
-            base = f"{naming.code_base(naming.split(run[1].name)[0])}_pre"
-            same = sum(1 for r in names if r[1] == run[1])
-            names[run] = base if same == 0 else f"{base}{same + 1}"
-    return names
+    return [run for run, n in counts.items() if n >= 2]
 
 
 def _with_runs(expr: sp.Basic, symbols: dict[Run, sp.MatrixSymbol]) -> sp.Basic:
@@ -480,7 +502,9 @@ def hoisted(derivation: Derivation) -> Hoisted:
         return any(s.name in loop_symbols for s in expr.atoms(sp.MatrixSymbol))
 
     delta_node = {naming.grad_name(naming.step_name(a.node, "t")): a.node for a in program.assigns}
-    locals_: dict[str, dict[str, str]] = {}
+    names = _Names(cell)
+    locals_: dict[str, dict[str, str]] = {}  # the arrays added, by name: name, dim
+    local_of: dict[tuple[str, str], sp.MatrixSymbol] = {}  # (user, node): the array of d user / d node
 
     def with_locals(part: sp.Basic, node: str) -> sp.Basic:
         """diag(a) diag(b) delta^u_t, a or b more than a name: the diagonal of du_t/dnode_t as an
@@ -493,13 +517,13 @@ def hoisted(derivation: Derivation) -> Hoisted:
             return part
         if all(isinstance(d.arg, sp.MatrixSymbol) for d in diags):
             return part
-        name = local_name(user, node)
-        symbol = sp.MatrixSymbol(naming.step_name(name, "t"), *delta.shape)
-        if name not in locals_:
-            value = diags[0].arg if len(diags) == 1 else Hadamard(*(d.arg for d in diags))
+        if (user, node) not in local_of:
+            name = names.fresh(local_name(user, node))
+            symbol = local_of[user, node] = sp.MatrixSymbol(naming.step_name(name, "t"), *delta.shape)
+            value = _elementwise_product([d.arg for d in diags])
             locals_[name] = {"name": name, "dim": cell.nodes[node].dim}
             b_pre.extend(_into_lines(rows.doprint(symbol), value, rows, f"diag of d{user}_t/d{node}_t = {text(value)}"))
-        return mul(Diag(symbol), delta)
+        return mul(Diag(local_of[user, node]), delta)
 
     b_pre, b_loop, b_post, deltas = [], [], [], []
     for a in program.assigns:
@@ -541,22 +565,23 @@ def hoisted(derivation: Derivation) -> Hoisted:
     # diag(f'(a_t)) delta^u_t, the delta at the argument a of u's activation, read by the carries
     # and by the gradients of every parameter inside a: one array each, computed once
     inner = _inner_deltas(program, {d for d, n in delta_node.items() if n not in cell.outputs})
-    carried_runs = {run for c in program.carries for run in _runs(_distributed(c.expr), inner.keys())}
-    for (diags, delta), name in inner.items():
+    carried_runs = {run for c in program.carries for run in _runs(_distributed(c.expr), inner)}
+    symbols: dict[Run, sp.MatrixSymbol] = {}
+    for diags, delta in inner:
         u = delta_node[delta.name]
-        symbol = sp.MatrixSymbol(naming.step_name(name, "t"), *delta.shape)
+        name = names.fresh(f"d{naming.code_base(u)}_pre")
+        symbol = symbols[diags, delta] = sp.MatrixSymbol(naming.step_name(name, "t"), *delta.shape)
         locals_[name] = {"name": name, "dim": cell.nodes[u].dim}
         comment = f"the delta at the argument of {u}'s activation: {text(mul(*diags, delta))}"
         if (diags, delta) in carried_runs and u in in_loop:  # in the loop, which carries it back
-            slope = re.sub(r"_pre(\d*)$", r"_dpre\1", name)  # dh_dpre: the derivative of h's activation
+            slope = names.fresh(f"d{naming.code_base(u)}_dpre")  # the derivative of u's activation
             local = sp.MatrixSymbol(naming.step_name(slope, "t"), *delta.shape)
             locals_[slope] = {"name": slope, "dim": cell.nodes[u].dim}
-            value = diags[0].arg if len(diags) == 1 else Hadamard(*(d.arg for d in diags))
+            value = _elementwise_product([d.arg for d in diags])
             b_pre += _into_lines(rows.doprint(local), value, rows, f"the slope of {u}'s activation: {text(value)}")
             b_loop.append(Line(f"{step.doprint(symbol)} = {step.doprint(mul(Diag(local), delta))}", comment))
         else:
             b_post += _into_lines(rows.doprint(symbol), mul(*diags, delta), rows, comment)
-    symbols = {run: sp.MatrixSymbol(naming.step_name(name, "t"), *run[1].shape) for run, name in inner.items()}
     for acc in program.accumulates:
         psym = cell.param(acc.wrt).symbol
         users = {eq.name for eq in cell.equations if eq.rhs.has(psym)}
@@ -564,9 +589,11 @@ def hoisted(derivation: Derivation) -> Hoisted:
         expr = _with_runs(_distributed(acc.expr), symbols) if symbols else acc.expr
         code = _summed(printer.doprint(expr), psym.shape[1] == 1)
         b_post.append(Line(f"{grad_local(acc.wrt)} = {code}", f"dJ/d{acc.wrt} = sum over t of {text(acc.expr)}"))
-    carry = []
+    carry, views = [], set()
     for c in program.carries:
         expr = _with_runs(_distributed(c.expr), symbols) if symbols else c.expr
+        if isinstance(expr, sp.MatrixSymbol):  # one step of an array: returned as a copy
+            views.add(c.state)
         carry.append(
             Line(f"{carried_local(c.state)} = {step.doprint(expr)}", f"share of dJ/d{c.state}_{{t-1}}: {text(c.expr)}")
         )
@@ -582,6 +609,7 @@ def hoisted(derivation: Derivation) -> Hoisted:
         tuple(locals_.values()),
         _view_lines(forward_views),
         _view_lines(rows.views, set(forward_views)),
+        frozenset(views),
     )
 
 
@@ -811,7 +839,7 @@ def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
 
     inputs = [per_step(v, "xs", len(cell.inputs) > 1, i) for i, v in enumerate(cell.inputs)]
     targets = [per_step(v, target_arg, len(cell.targets) > 1, i) for i, v in enumerate(cell.targets)]
-    carry_of = {c.state: c.expr for c in derivation.program.carries}
+    fast = hoisted(derivation)
     initial: list[dict[str, Any]] = [
         {
             "name": s.name,
@@ -820,7 +848,7 @@ def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
             "carried": carried_local(s.name),
             # the carried share is a delta itself (c = c[t-1] + ...): copied, so as not to keep the
             # whole (T + 1, B, n) array alive through a view of one step
-            "view": isinstance(carry_of[s.name], sp.MatrixSymbol),
+            "view": s.name in fast.carried_views,
             "local": naming.code_local(naming.step_name(s.name, 0)),
         }
         for s in cell.states
@@ -830,7 +858,6 @@ def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
         for i, d in enumerate(p.shape):
             sizes.setdefault(d, f"n_{d} = {p.name}.shape[{i}]")
     truncated_lines, truncated_carry, truncated_zeros = truncated_backward(derivation.program)
-    fast = hoisted(derivation)
     context: dict[str, Any] = {
         "inputs": inputs,
         "targets": targets,

@@ -531,15 +531,6 @@ class _Builder:
                 raise self.error(tok, f"{name!r} would share a name with the gradient of {name[1:]!r}; rename it")
         named = [*((tok, tok.text) for tok, _ in self.d.equations), *((tok, n) for n, (_, tok) in declared.items())]
         named += [(entry[-1], n) for n, entry in self.d.targets.items()]
-        for tok, name in named:  # d<node>_pre, d<node>_dpre: the deltas and slopes at an activation's argument
-            m = re.fullmatch(r"d(\w+)_d?pre\d*", name)
-            if m and m.group(1) in names:
-                raise self.error(tok, f"{name!r} would share a name with a delta of {m.group(1)!r}; rename it")
-        for tok, name in named:  # d<user>_d<node>: the generated code's local derivatives
-            for m in re.finditer("_d", name):
-                user, node = name[1 : m.start()], name[m.end() :]
-                if name.startswith("d") and user in names and node in names:
-                    raise self.error(tok, f"{name!r} would share a name with the derivative d{user}/d{node}; rename it")
         initial = {f"{state}0": state for state in self.d.states}  # the module's initial-state arguments
         for tok, name in named:
             if name in initial:

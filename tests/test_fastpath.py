@@ -99,3 +99,42 @@ def test_fast_path_memory_is_linear_in_steps_and_batch():
     # few kilobytes, no T x T structure
     assert 4 < per_step * 1024 < 16
     assert rows[100, 1].peak_mb - rows[50, 1].peak_mb == pytest.approx(50 * per_step, rel=0.1)
+
+
+# cells whose names meet the names the fast path adds (found in review): each must still verify
+NAME_MEETINGS = {
+    # a node h_pre: its delta dh_pre is not the array of h's activation delta (that is dh_pre2)
+    "node-h_pre": ("h = tanh(W x + U h[t-1])\nh_pre = A h\ny = V h_pre", "A[h, h]", "dh_pre2"),
+    # a node h_dz: its delta dh_dz is not the local derivative dh/dz (that is dh_dz2)
+    "node-h_dz": ("z = W x + U h[t-1]\nh = tanh(z)\nh_dz = A h\ny = V h_dz", "A[h, h]", "dh_dz2"),
+    # a node pre: the local dh/dpre and the slope of h's activation are two arrays
+    "node-pre": ("pre = sigmoid(A x)\nh = tanh(W x + U h[t-1]) * tanh(pre)\ny = V h", "A[h, x]", "dh_dpre2"),
+    # the pairs (a, b_dc) and (a_db, c) both spell da_db_dc: two arrays
+    "two-pairs-one-name": (
+        "c = A x\nb_dc = K x\na_db = tanh(c)\na = tanh(b_dc)\nh = tanh(W x + U h[t-1] + a + a_db)\ny = V h",
+        "A[h, x], K[h, x]",
+        "da_db_dc2",
+    ),
+    # three elementwise factors in one local derivative
+    "three-factors": ("h = tanh(W x + U h[t-1]) * sigmoid(A x) * sigmoid(K x)\ny = V h", "A[h, x], K[h, x]", None),
+    # the carried share is the activation delta itself: returned as a copy
+    "carry-is-a-run": ("h = tanh(h[t-1] + W x)\ny = V h", None, "dh_next.copy()"),
+}
+
+
+@pytest.mark.parametrize("case", NAME_MEETINGS)
+def test_added_names_never_meet_the_cells_own(case):
+    from derive.outputs import verified
+
+    equations, extra, expect = NAME_MEETINGS[case]
+    params = "W[h, x], V[y, h]" + ("" if case == "carry-is-a-run" else ", U[h, h]") + (f", {extra}" if extra else "")
+    text = (
+        f'cell probe "{case}"\nparam {params}\ninput x[x]; state h[h] = 0; target label: class(y)\n'
+        f"{equations}\nJ = cross_entropy(softmax(y), label)\n"
+    )
+    d = derive(parse(text), 3)
+    source = module_source(d)
+    if expect:
+        assert expect in source
+    report = verified(d, source)
+    assert report.passed, report.failures()

@@ -92,18 +92,6 @@ BAD = [
     ("reserved-rows-view", edit(4, "z_rows = W_xh x + W_hh h[t-1] + b_h"), (4, 1), "'z_rows' is reserved"),
     ("reserved-lag-view", edit(3, "input x_rows_prev[x]; state h[h] = 0; target label: class(y)"), (3, 7), "reserved"),
     (
-        "activation-delta-name",
-        edit(6, "y = W_hy h + b_y\ndh_pre2 = tanh(z)"),
-        (7, 1),
-        "'dh_pre2' would share a name with a delta of 'h'",
-    ),
-    (
-        "local-derivative-name",
-        edit(6, "y = W_hy h + b_y\ndh_dz = tanh(z)"),
-        (7, 1),
-        "'dh_dz' would share a name with the derivative dh/dz",
-    ),
-    (
         "keyword-input-as-name",
         edit(3, "input = x; state h[h] = 0; target label: class(y)"),
         (3, 7),
