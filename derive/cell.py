@@ -11,6 +11,7 @@ Jacobians, a per-step scalar loss J_t, and the total loss J = sum_t J_t.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -125,7 +126,7 @@ class Cell:
     def param(self, name: str) -> Param:
         return next(p for p in self.params if p.name == name)
 
-    def sizes(self, params: dict[str, object]) -> dict[str, int]:
+    def sizes(self, params: Mapping[str, object]) -> dict[str, int]:
         """The size of every dimension, read off the shapes of concrete parameters."""
         out: dict[str, int] = {}
         for p in self.params:

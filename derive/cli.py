@@ -1,7 +1,8 @@
-"""The command line: ``bptt`` (the default job), ``bptt derive``, ``bptt emit``, ``bptt verify``.
+"""The command line: ``bptt`` (the default job), ``bptt derive``, ``bptt emit``, ``bptt verify``,
+``bptt check`` (a user's own gradient code), ``bptt cells`` and ``bptt bench``.
 
 Bad input is answered with one line on stderr and exit status 2, and nothing is
-written; a failed verification exits 1.
+written; a failed verification, or a check that finds a wrong gradient, exits 1.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import NoReturn, TextIO
 
 from . import naming
 from .cell import Cell, builtin_names, builtin_path, load_builtin
+from .check import CHECK_MAX_STEPS, CHECK_STEPS, CheckError, check, format_report
 from .outputs import compile_pdf, module_source, tex_source, verified
 from .pipeline import MAX_STEPS, Derivation, derive
 from .render import OutputError, check_writable, write_all
@@ -94,6 +96,38 @@ def parser() -> argparse.ArgumentParser:
         description="list the built-in cells, or print the spec of one (copy it to start your own)",
     )
     cells.add_argument("spec", nargs="?", metavar="CELL", help="print this built-in cell's spec file")
+    checker = sub.add_parser(
+        "check",
+        help="check your own gradient code against the derivation, and say what is wrong with it",
+        description="import FILE.py, call FUNCTION on seeded random problems at several T, compare its loss and "
+        "gradients with the derived ones (float64), and diagnose a wrong gradient; exit 0 when all match, 1 when "
+        "one does not, 2 for bad usage. The file is imported, so its top-level code runs: keep a training loop "
+        "under if __name__ == '__main__'.",
+    )
+    checker.add_argument("target", metavar="FILE.py:FUNCTION", help="e.g. my_rnn.py:lossFun")
+    checker.add_argument("spec", nargs="?", metavar="CELL", help="a built-in cell or a .cell file (default: --cell)")
+    checker.add_argument(
+        "--cell", default="elman", metavar="CELL", help="the cell the code implements (default: elman, min-char-rnn's)"
+    )
+    checker.add_argument(
+        "--adapter",
+        choices=("auto", "minchar", "generic"),
+        default="auto",
+        help="minchar: lossFun(inputs, targets, hprev), weights Wxh, Whh, Why, bh, by as globals or arguments; "
+        "generic: fn(params, xs, labels, h0) -> (loss, grads); auto: by the signature",
+    )
+    checker.add_argument(
+        "--map",
+        default="",
+        metavar="NAME=PARAM,...",
+        help="your names for the cell's parameters, where their letters differ (Wxh is W_xh already)",
+    )
+    checker.add_argument(
+        "--steps",
+        default=",".join(map(str, CHECK_STEPS)),
+        metavar="T,...",
+        help=f"the sequence lengths to check at (default: {','.join(map(str, CHECK_STEPS))})",
+    )
     bench = sub.add_parser(
         "bench",
         help="time the generated gradients beside the reference loop, expert NumPy and installed peers",
@@ -169,6 +203,30 @@ def _summary(derivation: Derivation) -> str:
     return "\n".join(lines)
 
 
+def _pairs(text: str) -> dict[str, str]:
+    pairs = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, param = item.partition("=")
+        if not sep or not name.strip().isidentifier() or not param.strip().isidentifier():
+            raise CheckError(f"--map: expected NAME=PARAM pairs separated by commas, got {item!r}")
+        pairs[name.strip()] = param.strip()
+    return pairs
+
+
+def _step_list(text: str) -> tuple[int, ...]:
+    items = [part.strip() for part in text.split(",") if part.strip()]
+    if not items or not all(re.fullmatch(r"[0-9]+", i) and 1 <= int(i) <= CHECK_MAX_STEPS for i in items):
+        raise CheckError(f"--steps: expected integers from 1 to {CHECK_MAX_STEPS} separated by commas, got {text!r}")
+    return tuple(sorted({int(i) for i in items}))
+
+
+def run_check(args: argparse.Namespace, out: TextIO) -> int:
+    cell = load_cell(args.spec or args.cell)
+    report = check(args.target, cell, args.adapter, _pairs(args.map), _step_list(args.steps))
+    print(format_report(report), file=out)
+    return 0 if report.passed else 1
+
+
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     if args.command == "cells":
@@ -192,6 +250,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         if args.json:
             print(f"wrote {args.json}", file=out)
         return 0
+    if args.command == "check":
+        return run_check(args, out)
     cell = load_cell(getattr(args, "spec", None) or args.cell)
     job = {"latex": "derive", None: "all"}.get(args.command, args.command)
     stem = naming.file_stem(cell.name, args.steps, args.truncate)
@@ -243,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return run(args)
-    except (OutputError, SpecError) as e:
+    except (OutputError, SpecError, CheckError) as e:
         print(f"bptt: error: {e}", file=sys.stderr)
         return 2
     except NotImplementedError as e:  # a cell the tool cannot derive yet: say so, in one line
