@@ -136,6 +136,9 @@ def test_document_states_the_truncated_sums(seed):
     assert r"\sum_{t=1}^{\min(T,\, 2)}" in tex  # h_0 enters at step 1: kept for t <= K
     assert "Truncated backpropagation through time" in tex and r"$K = 2$" in tex
     assert "5 terms (1 + 2 + 2)" in tex
+    # the recurrence section writes the gradients as the truncated runs give them
+    assert r"\sum_{s=1}^{T} \; \sum_{t=\max(1,\, s - 1)}^{s} g_t\big(\delta^{(s)}\big)" in tex
+    assert r"exactly its terms with $k > s - 2$" in tex
 
 
 def test_cli_truncate(tmp_path, capsys):
