@@ -19,6 +19,7 @@ from .cell import Cell, builtin_names, builtin_path, load_builtin
 from .check import CHECK_MAX_STEPS, CHECK_STEPS, CheckError, check, format_report
 from .outputs import compile_pdf, module_source, tex_source, verified
 from .pipeline import MAX_STEPS, Derivation, derive
+from .progress import Progress
 from .render import OutputError, check_writable, write_all
 from .spec import SpecError, read
 from .verify import format_table
@@ -263,14 +264,21 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
     truncated = "" if args.truncate is None else f", truncated to K = {args.truncate} steps"
     print(f"bptt-derive: {cell.title}, T = {args.steps}{truncated}", file=out)
-    derivation = derive(cell, args.steps, args.truncate)
+    progress = Progress()
+    with progress.stage(f"deriving T = {args.steps} (counts, recurrence, proof)"):
+        derivation = derive(cell, args.steps, args.truncate)
     print(_summary(derivation), file=out)
-    source = module_source(derivation)
-    report = verified(derivation, source) if job != "emit" else None
+    with progress.stage("printing the NumPy module"):
+        source = module_source(derivation)
+    report = None
+    if job != "emit":
+        with progress.stage("verifying (reference loop, finite differences, SymPy)"):
+            report = verified(derivation, source)
     targets: dict[Path, str] = {}
     if want_tex:
         assert tex is not None and report is not None
-        targets[tex] = tex_source(derivation, report)
+        with progress.stage("printing the LaTeX"):
+            targets[tex] = tex_source(derivation, report)
     if want_py:
         assert py is not None
         targets[py] = source
@@ -280,7 +288,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     status = 0
     if want_pdf:
         assert tex is not None
-        built = compile_pdf(tex, targets[tex])
+        with progress.stage("compiling the PDF (pdflatex, twice)"):
+            built = compile_pdf(tex, targets[tex])
         if built.path is not None:
             print(f"wrote {built.path} ({built.message})", file=out)
         elif built.failed:

@@ -18,6 +18,7 @@ from .adjoint import COLLAPSE_SIZE, with_carry
 from .analytic import factor_matrix, row_product, term_gradient
 from .cell import Cell
 from .chain import Blocks, Factor, Factorized, Term, move_paths, stacked_name
+from .diagram import diagram, path_text
 from .exprs import Outer, add, mul, transpose
 from .pipeline import Derivation
 from .printing import LatexPrinter, is_negative, latex, latex_width, negated, ordered_terms
@@ -368,6 +369,11 @@ def _measured(err: float | None) -> str:
     return "--" if err is None else rf"\measured{{{err:.1e}}}"
 
 
+def _diagram(derivation: Derivation) -> dict[str, object]:
+    d = diagram(derivation.cell, derivation.steps)
+    return {"steps": d.steps, "wrt": naming.latex_name(d.wrt), "path": path_text(d), "tikz": d.tikz}
+
+
 def document_context(derivation: Derivation, report: Report, command: str) -> dict[str, object]:
     cell = derivation.cell
     T = derivation.steps
@@ -423,6 +429,7 @@ def document_context(derivation: Derivation, report: Report, command: str) -> di
         "locals": local_derivatives(derivation),
         "collapse": softmax_collapse(derivation),
         "recurrence": recurrence(derivation),
+        "diagram": _diagram(derivation),
         "verification": verification_table(report, cell),
         "implementations": IMPLEMENTATIONS,
     }

@@ -6,6 +6,7 @@ writes them and the golden-file tests compare against them.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 import tempfile
@@ -47,15 +48,30 @@ class Pdf:
     failed: bool = False  # pdflatex ran and failed (not: pdflatex is not installed)
 
 
+@functools.cache
+def pdf_missing() -> str | None:
+    """Why this machine cannot build the PDF (pdflatex, or TikZ for the unrolled graph, not
+    installed), or None."""
+    if shutil.which("pdflatex") is None:
+        return "pdflatex not found, so no PDF (Debian: apt-get install texlive-latex-recommended texlive-pictures)"
+    kpsewhich = shutil.which("kpsewhich")
+    if kpsewhich is not None:
+        found = subprocess.run([kpsewhich, "tikz.sty"], capture_output=True, text=True).stdout.strip()
+        if not found:
+            return "TikZ (tikz.sty) not found, so no PDF (Debian: apt-get install texlive-pictures)"
+    return None
+
+
 def compile_pdf(tex_path: Path, tex: str) -> Pdf:
     """Compile with pdflatex in a scratch folder and write the PDF beside the .tex.
 
     On a failure a PDF that an earlier run generated there is removed, so that a
     stale PDF never sits beside a newer .tex.
     """
+    missing = pdf_missing()
     exe = shutil.which("pdflatex")
-    if exe is None:
-        return Pdf(None, "pdflatex not found, so no PDF (Debian: apt-get install texlive-latex-recommended)")
+    if missing is not None or exe is None:
+        return Pdf(None, missing or "pdflatex not found")
     pdf = tex_path.with_suffix(".pdf")
     with tempfile.TemporaryDirectory(prefix="bptt-") as tmp:
         src = Path(tmp) / tex_path.name

@@ -74,6 +74,17 @@ class Derivation:
         f = self.factorized[wrt]
         return f.block_total(self.steps, self.truncate) if isinstance(f, Blocks) else f.total(self.steps, self.truncate)
 
+    def _repr_markdown_(self) -> str:
+        """A notebook shows a derivation as maths: the cell, the chain rule, the recurrence."""
+        from .display import markdown  # display reads the document's LaTeX, which reads this module
+
+        return markdown(self)
+
+    def _repr_latex_(self) -> str:
+        from .display import latex_display
+
+        return latex_display(self)
+
     def path_count(self, wrt: str) -> int:
         """The number of paths from J to w in the unrolled graph: the products the terms stand for."""
         return self.factorized[wrt].total(self.steps, self.truncate)

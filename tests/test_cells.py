@@ -7,14 +7,13 @@ failure names the cell, the step count and the parameter (``gru-T4-U_n``).
 
 import functools
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
 from conftest import pdflatex
 from derive.cell import builtin_names, load_builtin
-from derive.outputs import module_source, verified
+from derive.outputs import module_source, pdf_missing, verified
 from derive.pipeline import derive
 from derive.spec import read
 from derive.verify import CHECKS, IMPLEMENTATIONS, TOLERANCE, load_module
@@ -96,7 +95,7 @@ def test_unsupported_features_are_named_not_derived_wrongly(name, tmp_path, caps
 
 
 @pytest.mark.pdf
-@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+@pytest.mark.skipif(pdf_missing() is not None, reason=str(pdf_missing()))
 @pytest.mark.parametrize("cell", CELLS)
 def test_document_compiles_with_nothing_off_the_page(cell, tmp_path):
     from derive.outputs import tex_source

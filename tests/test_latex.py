@@ -8,9 +8,9 @@ import pytest
 
 from conftest import derivation, module_source, pdflatex
 from derive.document import local_derivatives, softmax_collapse
-from derive.outputs import tex_source, verified
+from derive.outputs import pdf_missing, tex_source, verified
 
-needs_pdflatex = pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+needs_pdflatex = pytest.mark.skipif(pdf_missing() is not None, reason=str(pdf_missing()))
 
 
 def tex(T):

@@ -3,7 +3,6 @@ expansion, the LaTeX, the by-definition code and the fast path; checked against 
 hand-written reference loops truncated the same way and against SymPy's truncated chain rule."""
 
 import functools
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from derive.analytic import term_gradient
 from derive.cell import load_builtin
 from derive.chain import expand_all, factorize
 from derive.exprs import add
-from derive.outputs import module_source, tex_source, verified
+from derive.outputs import module_source, pdf_missing, tex_source, verified
 from derive.pipeline import derive
 from derive.spec import read
 from derive.unroll import unroll
@@ -157,7 +156,7 @@ def test_cli_truncate(tmp_path, capsys):
 
 
 @pytest.mark.pdf
-@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+@pytest.mark.skipif(pdf_missing() is not None, reason=str(pdf_missing()))
 @pytest.mark.parametrize("cell", ["rnn", "lstm"])
 def test_truncated_document_compiles_with_nothing_off_the_page(cell, tmp_path):
     d = derive(load_builtin(cell), 4, 2)
