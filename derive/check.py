@@ -385,12 +385,12 @@ class Suspect:
     grads: Grads
 
 
-def suspects(derivation: Derivation, problem: Problem, steps: int) -> list[Suspect]:
-    """The derivation's gradients with one thing done wrong, for ``problem`` (of ``steps`` steps)."""
+def suspects(derivation: Derivation, problem: Problem, steps: int, right: Grads) -> list[Suspect]:
+    """The derivation's gradients with one thing done wrong, for ``problem`` (of ``steps`` steps),
+    whose right gradients are ``right``."""
     cell = derivation.cell
     doc = f"{naming.file_stem(cell.name, steps, None)}.tex"
     out = []
-    _, right = _grads(_module(derivation, "right"), problem, cell)
     for k in range(1, steps):
         grads = _grads(_module(dataclasses.replace(derivation, truncate=k), f"k{k}"), problem, cell)[1]
         if k == 1:
@@ -581,7 +581,7 @@ def check(
     rows = [Row(k, e, e <= CHECK_RTOL) for k, e in errors.items()]
     if not all(r.ok for r in rows if r.name != "loss"):
         problem, user, want = last
-        found = suspects(derivation, problem, max(steps))
+        found = suspects(derivation, problem, max(steps), want)
         for r in rows:
             if not r.ok and r.name != "loss":
                 r.diagnosis = diagnose(r.name, user[r.name], want[r.name], found, first_wrong[r.name], min(steps))

@@ -76,6 +76,12 @@ def _paren(code: str) -> str:
     return code if code.isidentifier() else f"({code})"
 
 
+def _outputs_only(cell: Cell, wrt: str) -> bool:
+    """Whether only the outputs (y, p: what only the loss reads) read the parameter: W_y."""
+    psym = cell.param(wrt).symbol
+    return {eq.name for eq in cell.equations if eq.rhs.has(psym)} <= cell.outputs
+
+
 def truncated_backward(program: Program) -> tuple[tuple[Line, ...], tuple[Line, ...], list[dict[str, str]]]:
     """One step of a truncated run (for the loss J_s, s = loss_t): its deltas and accumulations,
     its state carries, and the zero arrays it reads.  The deltas of step t live in locals (dz).
@@ -107,8 +113,7 @@ def truncated_backward(program: Program) -> tuple[tuple[Line, ...], tuple[Line, 
         comment = f"dJ/d{acc.wrt} += {text(acc.expr)}"
         psym = cell.param(acc.wrt).symbol
         bias = psym.shape[1] == 1
-        users = {eq.name for eq in cell.equations if eq.rhs.has(psym)}
-        output = users <= cell.outputs  # read by the outputs alone: W_y
+        output = _outputs_only(cell, acc.wrt)
         through = None if isinstance(acc.through, sp.ZeroMatrix) or output else printer.doprint(acc.through)
 
         if acc.direct is None and not output:
@@ -471,11 +476,10 @@ def hoisted(derivation: Derivation) -> Hoisted:
                 continue
             post.append(Line(f"loss = {(step if last else rows).doprint(loss)}", comment))
         elif eq.name in cell.outputs:
-            printer = step if last else rows
             if isinstance(eq.rhs, Softmax):
-                softmax_lines[eq.rhs.arg] = (len(post), printer.doprint(lhs) if last else rows.doprint(lhs), comment)
+                softmax_lines[eq.rhs.arg] = (len(post), (step if last else rows).doprint(lhs), comment)
             if last:
-                post.append(Line(f"{printer.doprint(lhs)} = {printer.doprint(eq.rhs)}", comment))
+                post.append(Line(f"{step.doprint(lhs)} = {step.doprint(eq.rhs)}", comment))
             else:
                 post += _into_lines(rows.doprint(lhs), eq.rhs, rows, comment)
         elif eq.name not in recurrent:
@@ -537,9 +541,8 @@ def hoisted(derivation: Derivation) -> Hoisted:
             }
         )
         if output:
-            printer = step if last else rows
             if last:
-                b_pre.append(Line(f"{printer.doprint(a.target)} = {printer.doprint(a.expr)}", comment))
+                b_pre.append(Line(f"{step.doprint(a.target)} = {step.doprint(a.expr)}", comment))
             else:
                 b_pre += _into_lines(rows.doprint(a.target), a.expr, rows, comment)
             continue
@@ -584,8 +587,7 @@ def hoisted(derivation: Derivation) -> Hoisted:
             b_post += _into_lines(rows.doprint(symbol), mul(*diags, delta), rows, comment)
     for acc in program.accumulates:
         psym = cell.param(acc.wrt).symbol
-        users = {eq.name for eq in cell.equations if eq.rhs.has(psym)}
-        printer = step if last and users <= cell.outputs else rows  # many-to-one: the outputs' at step T alone
+        printer = step if last and _outputs_only(cell, acc.wrt) else rows  # many-to-one: the outputs' at step T alone
         expr = _with_runs(_distributed(acc.expr), symbols) if symbols else acc.expr
         code = _summed(printer.doprint(expr), psym.shape[1] == 1)
         b_post.append(Line(f"{grad_local(acc.wrt)} = {code}", f"dJ/d{acc.wrt} = sum over t of {text(acc.expr)}"))
