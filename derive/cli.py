@@ -8,16 +8,22 @@ written; a failed verification, or a check that finds a wrong gradient, exits 1.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import sys
+import zipfile
 from pathlib import Path
 from typing import NoReturn, TextIO
+
+import numpy as np
 
 from . import naming
 from .cell import Cell, builtin_names, builtin_path, load_builtin
 from .check import CHECK_MAX_STEPS, CHECK_STEPS, CheckError, check, format_report
-from .outputs import compile_pdf, module_source, tex_source, verified
+from .flow import DEFAULT_SCALES, FLOW_MIN_STEPS, Flow, flow_curves, render_png
+from .naming import FIGURES
+from .outputs import compile_pdf, documents, flow_figure, module_source, verified
 from .pipeline import MAX_STEPS, Derivation, derive
 from .progress import Progress
 from .render import OutputError, check_writable, write_all
@@ -26,6 +32,7 @@ from .verify import format_table
 
 DEFAULT_STEPS = 3
 DEFAULT_OUT = "out"
+FLOW_VANISHING, FLOW_EXPLODING = 0.9, 1.1  # bptt flow's verdict on the mean factor per step of ||ds_T/ds_0||
 
 
 class _Parser(argparse.ArgumentParser):
@@ -91,6 +98,34 @@ def parser() -> argparse.ArgumentParser:
         _common(p, out=name != "verify")
         if name == "derive":
             p.add_argument("--pdf", action="store_true", help="also compile the .tex with pdflatex")
+    flow = sub.add_parser(
+        "flow",
+        help="plot how the gradient flows back in time (vanishing or exploding) for a cell",
+        description="the norm of dJ_T/ds_k against k, and the spectral norm of the product of one-step Jacobians "
+        "ds_T/ds_k against T - k, on one seeded random sequence, for random parameters with the recurrent weights "
+        "scaled, or for your own (--params); writes CELL_TT_flow.png",
+    )
+    flow.add_argument("spec", nargs="?", metavar="CELL", help="a built-in cell or a .cell file (default: --cell)")
+    flow.add_argument("--cell", default="rnn", metavar="CELL", help="a built-in cell or a .cell file (default: rnn)")
+    flow.add_argument(
+        "--steps", "-T", type=_steps, default=FLOW_MIN_STEPS, metavar="T", help=f"T >= 1 (default: {FLOW_MIN_STEPS})"
+    )
+    flow.add_argument(
+        "--scales",
+        default=",".join(f"{s:g}" for s in DEFAULT_SCALES),
+        metavar="S,...",
+        help="factors for the recurrent weights, one curve each (default: %(default)s)",
+    )
+    flow.add_argument(
+        "--params",
+        type=Path,
+        default=None,
+        metavar="FILE.npz",
+        help="your parameters, one array per name (numpy.savez); one curve, instead of --scales",
+    )
+    flow.add_argument("--seed", type=int, default=0, metavar="N", help="the random sequence (and parameters)")
+    flow.add_argument("--out", "-o", type=Path, default=Path(DEFAULT_OUT), metavar="DIR", help="default: ./out")
+    flow.add_argument("--force", action="store_true", help="overwrite a file not made by bptt")
     cells = sub.add_parser(
         "cells",
         help="list the built-in cells, or print one's spec",
@@ -228,6 +263,75 @@ def run_check(args: argparse.Namespace, out: TextIO) -> int:
     return 0 if report.passed else 1
 
 
+class UsageError(Exception):
+    """Bad input to a command that is not a spec, a check or a destination; the message is for the user."""
+
+
+def _scales(text: str) -> tuple[float, ...]:
+    items = [part.strip() for part in text.split(",") if part.strip()]
+    try:
+        scales = tuple(float(i) for i in items)
+    except ValueError:
+        scales = ()
+    if not scales or not all(math.isfinite(x) and x > 0 for x in scales):
+        raise UsageError(f"--scales: expected positive numbers separated by commas, got {text!r}")
+    return scales
+
+
+def _load_params(path: Path) -> dict[str, np.ndarray]:
+    """Arrays by name from a .npz file; pickled objects are refused (nothing in the file is run)."""
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise UsageError(f"{path}: expected a .npz file of named arrays (numpy.savez), got one array")
+        with data:
+            return {name: data[name] for name in data.files}
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read ({e.strerror or e})") from None
+    except (ValueError, zipfile.BadZipFile) as e:
+        raise UsageError(f"{path}: not a .npz file of numeric arrays ({e})") from None
+
+
+def _trend(flow: Flow) -> str:
+    """The mean factor per step of ||ds_T/ds_0||, and what it means for the gradient."""
+    total = float(flow.jacobian_norm[0])
+    if not math.isfinite(total):
+        return "overflows: explodes"
+    if total == 0.0:
+        return "zero: vanishes"
+    rate = total ** (1.0 / flow.steps)
+    if rate < FLOW_VANISHING:
+        verdict = "vanishes"
+    elif rate > FLOW_EXPLODING:
+        verdict = "explodes"
+    else:
+        verdict = "neither vanishes nor explodes"
+    return f"x{rate:.2f} per step: {verdict}"
+
+
+def run_flow(args: argparse.Namespace, out: TextIO) -> int:
+    cell = load_cell(args.spec or args.cell)
+    params = _load_params(args.params) if args.params is not None else None
+    scales = _scales(args.scales)
+    path = args.out / f"{naming.file_stem(cell.name, args.steps)}_flow.png"
+    check_writable([path], args.force)
+    try:
+        flows = flow_curves(cell, args.steps, scales, seed=args.seed, params=params)
+    except ValueError as e:  # the parameters do not fit the cell
+        raise UsageError(f"{args.params}: {e}") from None
+    write_all({path: render_png(flows)}, args.force)
+    print(f"bptt-derive: gradient flow of {cell.title}, T = {args.steps}, J_T back to every s_k", file=out)
+    width = max(len(f.label) for f in flows)
+    for f in flows:
+        print(
+            f"{f.label:{width}}  |dJ_T/ds_T| {f.grad_norm[-1]:.2e}  |dJ_T/ds_0| {f.grad_norm[0]:.2e}  "
+            f"|ds_T/ds_0| {f.jacobian_norm[0]:.2e}  {_trend(f)}",
+            file=out,
+        )
+    print(f"wrote {path}", file=out)
+    return 0
+
+
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     if args.command == "cells":
@@ -253,14 +357,20 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return 0
     if args.command == "check":
         return run_check(args, out)
+    if args.command == "flow":
+        return run_flow(args, out)
     cell = load_cell(getattr(args, "spec", None) or args.cell)
     job = {"latex": "derive", None: "all"}.get(args.command, args.command)
     stem = naming.file_stem(cell.name, args.steps, args.truncate)
-    tex, py, pdf = (args.out / f"{stem}{ext}" for ext in (".tex", ".py", ".pdf")) if job != "verify" else (None,) * 3
-    want_tex, want_py = job in ("all", "derive"), job in ("all", "emit")
+    suffixes = (".tex", ".md", ".html", FIGURES["flow"], FIGURES["graph"], ".py", ".pdf")
+    paths = [args.out / f"{stem}{suffix}" for suffix in suffixes] if job != "verify" else [None] * len(suffixes)
+    tex, md, html, png, svg, py, pdf = paths
+    want_tex, want_py = job in ("all", "derive"), job in ("all", "emit")  # the documents come together
     want_pdf = want_tex and (args.pdf if job == "derive" else not args.no_pdf)
+    destinations = [*((tex, md, html, png, svg) if want_tex else ()), *((py,) if want_py else ())]
+    destinations += [pdf] if want_pdf else []
     # check the destinations before the (slower) derivation: fail fast, write nothing
-    check_writable([p for p, wanted in ((tex, want_tex), (py, want_py), (pdf, want_pdf)) if wanted and p], args.force)
+    check_writable([path for path in destinations if path is not None], args.force)
 
     truncated = "" if args.truncate is None else f", truncated to K = {args.truncate} steps"
     print(f"bptt-derive: {cell.title}, T = {args.steps}{truncated}", file=out)
@@ -274,11 +384,16 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if job != "emit":
         with progress.stage("verifying (reference loop, finite differences, SymPy)"):
             report = verified(derivation, source)
-    targets: dict[Path, str] = {}
+    targets: dict[Path, str | bytes] = {}
+    figure = None
     if want_tex:
-        assert tex is not None and report is not None
-        with progress.stage("printing the LaTeX"):
-            targets[tex] = tex_source(derivation, report)
+        assert tex is not None and md is not None and html is not None and png is not None and svg is not None
+        assert report is not None
+        with progress.stage("plotting the gradient flow"):
+            figure = flow_figure(derivation)
+        with progress.stage("printing the LaTeX, Markdown and HTML"):
+            docs = documents(derivation, report, figure)
+        targets |= {tex: docs.tex, md: docs.md, html: docs.html, png: figure.png, svg: docs.graph}
     if want_py:
         assert py is not None
         targets[py] = source
@@ -288,8 +403,11 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     status = 0
     if want_pdf:
         assert tex is not None
+        assert figure is not None
+        tex_text = targets[tex]
+        assert isinstance(tex_text, str)
         with progress.stage("compiling the PDF (pdflatex, twice)"):
-            built = compile_pdf(tex, targets[tex])
+            built = compile_pdf(tex, tex_text, {figure.name: figure.png})
         if built.path is not None:
             print(f"wrote {built.path} ({built.message})", file=out)
         elif built.failed:
@@ -312,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return run(args)
-    except (OutputError, SpecError, CheckError) as e:
+    except (OutputError, SpecError, CheckError, UsageError) as e:
         print(f"bptt: error: {e}", file=sys.stderr)
         return 2
     except NotImplementedError as e:  # a cell the tool cannot derive yet: say so, in one line

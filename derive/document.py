@@ -9,6 +9,7 @@ so that the PDF never runs off the page.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sympy as sp
@@ -20,6 +21,7 @@ from .cell import Cell
 from .chain import Blocks, Factor, Factorized, Term, move_paths, stacked_name
 from .diagram import diagram, path_text
 from .exprs import Outer, add, mul, transpose
+from .flow import Flow
 from .pipeline import Derivation
 from .printing import LatexPrinter, is_negative, latex, latex_width, negated, ordered_terms
 from .rules import jacobian, softmax_cross_entropy
@@ -364,17 +366,43 @@ def tex_text(text: str) -> str:
     return "".join(_TEX_SPECIAL.get(c, c) for c in text)
 
 
-def _measured(err: float | None) -> str:
-    """A measured error, wrapped so that the golden-file test can mask machine noise."""
-    return "--" if err is None else rf"\measured{{{err:.1e}}}"
+def md_text(text: str) -> str:
+    """Plain text (a cell's title) safe in Markdown: the characters that would start markup escaped."""
+    return "".join("\\" + c if c in "\\`*_[]<>$|#" else c for c in text)
+
+
+def _measured(err: float | None) -> str | None:
+    """A measured error to two digits, or None where the check did not run; each format wraps it
+    (the .tex in \\measured, which the golden-file test masks: it varies with the machine)."""
+    return None if err is None else f"{err:.1e}"
 
 
 def _diagram(derivation: Derivation) -> dict[str, object]:
     d = diagram(derivation.cell, derivation.steps)
-    return {"steps": d.steps, "wrt": naming.latex_name(d.wrt), "path": path_text(d), "tikz": d.tikz}
+    image = naming.figure_filename("graph", derivation.cell.name, derivation.steps, derivation.truncate)
+    return {"steps": d.steps, "wrt": naming.latex_name(d.wrt), "path": path_text(d), "tikz": d.tikz, "image": image}
 
 
-def document_context(derivation: Derivation, report: Report, command: str) -> dict[str, object]:
+def flow_context(flows: Sequence[Flow], image: str) -> dict[str, object]:
+    """The gradient-flow figure's file and what its caption says (the curves are in the PNG only:
+    their values vary with the machine's floating point in the last digits)."""
+    first = flows[0]
+    scales = [f"{f.scale:g}" for f in flows if f.scale is not None]
+    return {
+        "image": image,
+        "steps": first.steps,
+        "stacked": len(first.states) > 1,
+        "states": ", ".join(naming.latex_name(naming.step_name(s, "k")) for s in first.states),
+        "recurrent": ", ".join(f"${naming.latex_name(w)}$" for w in first.recurrent),
+        "scales": ", ".join(scales[:-1]) + (" and " if len(scales) > 1 else "") + scales[-1] if scales else "",
+        "sizes": ", ".join(f"$n_{{{d}}} = {n}$" for d, n in first.sizes.items()),
+        "seed": first.seed,
+    }
+
+
+def document_context(
+    derivation: Derivation, report: Report, command: str, flow: dict[str, object] | None = None
+) -> dict[str, object]:
     cell = derivation.cell
     T = derivation.steps
     model = [(latex(_step_symbol(e.name, "t", e.shape)), latex(e.rhs)) for e in cell.equations]
@@ -409,6 +437,12 @@ def document_context(derivation: Derivation, report: Report, command: str) -> di
             else f"Truncated backpropagation through time for the {tex_text(cell.title)}, "
             f"$T = {T}$, $K = {derivation.truncate}$"
         ),
+        "heading_md": (
+            f"Backpropagation through time for the {md_text(cell.title)}, $T = {T}$"
+            if derivation.truncate is None
+            else f"Truncated backpropagation through time for the {md_text(cell.title)}, "
+            f"$T = {T}$, $K = {derivation.truncate}$"
+        ),
         "steps": T,
         "expanded": derivation.expanded,
         "truncate": derivation.truncate,
@@ -432,6 +466,7 @@ def document_context(derivation: Derivation, report: Report, command: str) -> di
         "diagram": _diagram(derivation),
         "verification": verification_table(report, cell),
         "implementations": IMPLEMENTATIONS,
+        "flow": flow,
     }
 
 

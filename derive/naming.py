@@ -151,6 +151,14 @@ def file_stem(cell: str, steps: int, truncate: int | None = None) -> str:
     return f"{cell}_T{steps}" + ("" if truncate is None else f"_K{truncate}")
 
 
+FIGURES = {"flow": "_flow.png", "graph": "_graph.svg"}  # the documents' pictures, beside them
+
+
+def figure_filename(kind: str, cell: str, steps: int, truncate: int | None = None) -> str:
+    """``rnn_T3_flow.png`` (the gradient-flow plot), ``rnn_T3_graph.svg`` (the unrolled graph)."""
+    return file_stem(cell, steps, truncate) + FIGURES[kind]
+
+
 def module_filename(cell: str, steps: int, truncate: int | None = None) -> str:
     return file_stem(cell, steps, truncate) + ".py"
 

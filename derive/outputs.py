@@ -7,15 +7,18 @@ writes them and the golden-file tests compare against them.
 from __future__ import annotations
 
 import functools
+import re
 import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import naming
+from . import naming, page
 from .codegen import module_context
-from .document import document_context
+from .diagram import diagram, svg
+from .document import document_context, flow_context
+from .flow import flow_curves, flow_steps, render_png
 from .pipeline import Derivation
 from .render import is_generated, render, write_atomic
 from .verify import Report, load_module, verify
@@ -28,12 +31,91 @@ def command(job: str, derivation: Derivation) -> str:
     return f"bptt {job} --cell {derivation.cell.name} --steps {derivation.steps}{truncate} --out <this folder>"
 
 
+def figure_name(kind: str, derivation: Derivation) -> str:
+    """A figure's file name ("flow", "graph"), beside the documents that show it."""
+    return naming.figure_filename(kind, derivation.cell.name, derivation.steps, derivation.truncate)
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str  # the file name the documents link to
+    png: bytes
+    context: dict[str, object]  # what the documents say about it
+
+
+def flow_figure(derivation: Derivation) -> Figure:
+    """The gradient-flow plot of the documents: the default scales, over at least FLOW_MIN_STEPS steps."""
+    flows = flow_curves(derivation.cell, flow_steps(derivation.steps))
+    name = figure_name("flow", derivation)
+    return Figure(name, render_png(flows), flow_context(flows, name))
+
+
+def graph_source(derivation: Derivation) -> str:
+    """The unrolled graph as SVG, the TikZ picture's twin, for the Markdown and the page."""
+    d = diagram(derivation.cell, derivation.steps)
+    title = f"The unrolled graph of {derivation.cell.title}, T = {d.steps}, and one chain-rule term of dJ/d{d.wrt}"
+    return svg(d, title)
+
+
 def module_source(derivation: Derivation) -> str:
     return render("module.py.j2", module_context(derivation, command("emit", derivation)))
 
 
-def tex_source(derivation: Derivation, report: Report) -> str:
-    return render("derivation.tex.j2", document_context(derivation, report, command("derive", derivation)))
+def _context(derivation: Derivation, report: Report, figure: Figure | None) -> dict[str, object]:
+    flow = figure.context if figure is not None else None
+    return document_context(derivation, report, command("derive", derivation), flow)
+
+
+def tex_source(derivation: Derivation, report: Report, figure: Figure | None = None) -> str:
+    return render("derivation.tex.j2", _context(derivation, report, figure))
+
+
+def md_source(derivation: Derivation, report: Report, figure: Figure | None = None) -> str:
+    text = render("derivation.md.j2", _context(derivation, report, figure))
+    return re.sub(r"\n{3,}", "\n\n", text)  # the format's blank lines around displays and headings, once
+
+
+def html_source(derivation: Derivation, markdown: str, images: dict[str, bytes] | None = None) -> str:
+    """The Markdown document as a page: markdown-it's HTML, MathJax inlined, the ``images`` (by the
+    names the Markdown links) as data URIs."""
+    version, source = page.mathjax()
+    heading = next((line[2:] for line in markdown.splitlines() if line.startswith("# ")), derivation.cell.title)
+    context: dict[str, object] = {
+        "command": command("derive", derivation),
+        "title": page.plain_title(heading),
+        "mathjax_version": version,
+        "mathjax_component": page.MATHJAX_COMPONENT,
+        "mathjax_source": source,
+        "body": page.markdown_html(markdown, images),
+    }
+    return render("derivation.html.j2", context)
+
+
+@dataclass(frozen=True)
+class Documents:
+    """The derivation as the reader gets it: the .tex, the .md and the page, and their pictures."""
+
+    tex: str
+    md: str
+    html: str
+    flow: Figure  # the gradient-flow plot (PNG)
+    graph: str  # the unrolled graph (SVG); the .tex draws it in TikZ
+    graph_name: str
+
+    @property
+    def images(self) -> dict[str, bytes]:
+        """The pictures by the names the documents link to them by."""
+        return {self.flow.name: self.flow.png, self.graph_name: self.graph.encode("utf-8")}
+
+
+def documents(derivation: Derivation, report: Report, figure: Figure | None = None) -> Documents:
+    """Every document of the derivation; ``figure``, the flow plot, when it was drawn already."""
+    figure = figure or flow_figure(derivation)
+    graph = graph_source(derivation)
+    markdown = md_source(derivation, report, figure)
+    graph_name = figure_name("graph", derivation)
+    html = html_source(derivation, markdown, {figure.name: figure.png, graph_name: graph.encode("utf-8")})
+    return Documents(tex_source(derivation, report, figure), markdown, html, figure, graph, graph_name)
 
 
 def verified(derivation: Derivation, source: str) -> Report:
@@ -62,8 +144,9 @@ def pdf_missing() -> str | None:
     return None
 
 
-def compile_pdf(tex_path: Path, tex: str) -> Pdf:
-    """Compile with pdflatex in a scratch folder and write the PDF beside the .tex.
+def compile_pdf(tex_path: Path, tex: str, images: dict[str, bytes] | None = None) -> Pdf:
+    """Compile with pdflatex in a scratch folder, with the ``images`` the .tex includes, and write
+    the PDF beside the .tex.
 
     On a failure a PDF that an earlier run generated there is removed, so that a
     stale PDF never sits beside a newer .tex.
@@ -76,6 +159,8 @@ def compile_pdf(tex_path: Path, tex: str) -> Pdf:
     with tempfile.TemporaryDirectory(prefix="bptt-") as tmp:
         src = Path(tmp) / tex_path.name
         src.write_text(tex, encoding="utf-8")
+        for name, data in (images or {}).items():
+            (Path(tmp) / name).write_bytes(data)
         for _ in range(2):  # twice, for the page layout to settle
             run = subprocess.run(
                 [exe, "-interaction=nonstopmode", "-halt-on-error", src.name],

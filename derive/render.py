@@ -48,9 +48,9 @@ def render(template: str, context: dict[str, object]) -> str:
 
 
 def is_generated(path: Path) -> bool:
-    """A text file whose first line carries the mark, or a PDF whose metadata does."""
+    """A text file whose first line carries the mark, or a PDF or PNG whose metadata does."""
     try:
-        if path.suffix == ".pdf":
+        if path.suffix in (".pdf", ".png"):
             return MARK.encode() in path.read_bytes()
         with path.open(encoding="utf-8", errors="replace") as f:
             return MARK in f.readline()
@@ -99,7 +99,7 @@ def write_atomic(path: Path, content: str | bytes) -> None:
         raise
 
 
-def write_all(files: dict[Path, str], force: bool = False) -> None:
+def write_all(files: dict[Path, str | bytes], force: bool = False) -> None:
     """Check every destination, create the folders, then write each file atomically."""
     check_writable(list(files), force)
     for path in files:

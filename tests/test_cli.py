@@ -15,6 +15,7 @@ import ast
 import importlib.util
 import re
 import shutil
+import struct
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ import numpy as np
 import pytest
 
 from derive import cli
+from derive.cell import load_builtin, seed_rnn
+from derive.flow import flow_curves, gradient_flow
 from derive.outputs import pdf_missing
 from derive.reference import reference_loss_and_gradients
 from derive.verify import RTOL_EXACT, max_rel_error
@@ -129,6 +132,19 @@ def load_emitted(path: Path, monkeypatch):
     return module
 
 
+DOCUMENTS = (
+    ".tex",
+    ".md",
+    ".html",
+    "_flow.png",
+    "_graph.svg",
+)  # what bptt derive writes (and the default job, with the .py)
+
+
+def documents(stem: str, folder: str = "") -> set[str]:
+    return {f"{folder}{stem}{suffix}" for suffix in DOCUMENTS}
+
+
 # ---- the default job -------------------------------------------------------------------
 
 
@@ -137,8 +153,8 @@ def test_default_job_writes_tex_and_py_and_passes(bptt, tmp_path):
     r = bptt("--no-pdf", "--out", out)
     assert r.code == 0, r
     assert r.err == ""
-    assert files_under(out) == {"rnn_T3.tex", "rnn_T3.py"}
-    assert r.wrote == {f"wrote {out / 'rnn_T3.tex'}", f"wrote {out / 'rnn_T3.py'}"}
+    assert files_under(out) == documents("rnn_T3") | {"rnn_T3.py"}
+    assert r.wrote == {f"wrote {out / name}" for name in documents("rnn_T3") | {"rnn_T3.py"}}
     assert r.lines[0].startswith("bptt-derive: ") and r.lines[0].endswith("T = 3")
     assert r.lines[-1] == "all checks pass"
     assert "MISMATCH" not in r.out
@@ -151,7 +167,7 @@ def test_default_job_writes_tex_and_py_and_passes(bptt, tmp_path):
     py = (out / "rnn_T3.py").read_text(encoding="utf-8")
     assert MARK in py.splitlines()[0]
     compile(py, "rnn_T3.py", "exec")
-    assert files_under(tmp_path) == {"out", "out/rnn_T3.tex", "out/rnn_T3.py"}  # nothing in the cwd either
+    assert files_under(tmp_path) == {"out", "out/rnn_T3.py"} | documents("rnn_T3", "out/")  # nothing in the cwd either
 
 
 @pytest.mark.pdf
@@ -160,7 +176,7 @@ def test_default_job_also_writes_pdf_when_pdflatex_is_on_path(bptt, tmp_path):
     out = tmp_path / "out"
     r = bptt("--out", out)
     assert r.code == 0, r
-    assert files_under(out) == {"rnn_T3.tex", "rnn_T3.py", "rnn_T3.pdf"}
+    assert files_under(out) == documents("rnn_T3") | {"rnn_T3.py", "rnn_T3.pdf"}
     assert f"wrote {out / 'rnn_T3.pdf'} (compiled with pdflatex)" in r.wrote
     assert r.lines[-1] == "all checks pass"
     assert (out / "rnn_T3.pdf").read_bytes().startswith(b"%PDF")
@@ -170,19 +186,19 @@ def test_default_job_also_writes_pdf_when_pdflatex_is_on_path(bptt, tmp_path):
 
 
 @pytest.mark.parametrize(("command", "steps"), [("derive", 2), ("latex", 1)])
-def test_derive_and_its_alias_latex_write_only_the_tex(bptt, tmp_path, command, steps):
+def test_derive_and_its_alias_latex_write_only_the_documents(bptt, tmp_path, command, steps):
     out = tmp_path / "out"
     r = bptt(command, "--steps", steps, "--out", out)
     assert r.code == 0, r
     assert r.err == ""
-    assert files_under(out) == {f"rnn_T{steps}.tex"}
-    assert r.wrote == {f"wrote {out / f'rnn_T{steps}.tex'}"}
+    assert files_under(out) == documents(f"rnn_T{steps}")
+    assert r.wrote == {f"wrote {out / name}" for name in documents(f"rnn_T{steps}")}
     assert r.lines[-1] == "all checks pass"
     assert table_rows(r.out) == TABLE_ROWS
     tex = (out / f"rnn_T{steps}.tex").read_text(encoding="utf-8")
     assert MARK in tex.splitlines()[0]
     assert f"--steps {steps}" in tex.splitlines()[2]  # the regenerate-with line names this T
-    assert files_under(tmp_path) == {"out", f"out/rnn_T{steps}.tex"}
+    assert files_under(tmp_path) == {"out"} | documents(f"rnn_T{steps}", "out/")
 
 
 def test_emit_writes_only_the_py(bptt, tmp_path):
@@ -286,7 +302,7 @@ def test_hand_written_file_is_overwritten_with_force(bptt, tmp_path):
     assert r.code == 0, r
     assert r.err == ""
     assert r.lines[-1] == "all checks pass"
-    assert files_under(out) == {"rnn_T3.tex", "rnn_T3.py"}
+    assert files_under(out) == documents("rnn_T3") | {"rnn_T3.py"}
     py = (out / "rnn_T3.py").read_text(encoding="utf-8")
     assert MARK in py.splitlines()[0]
     assert "written by hand" not in py
@@ -371,7 +387,7 @@ def test_derive_pdf_writes_a_pdf(bptt, tmp_path):
     out = tmp_path / "out"
     r = bptt("derive", "--pdf", "--steps", 3, "--out", out)
     assert r.code == 0, r
-    assert files_under(out) == {"rnn_T3.tex", "rnn_T3.pdf"}
+    assert files_under(out) == documents("rnn_T3") | {"rnn_T3.pdf"}
     assert f"wrote {out / 'rnn_T3.pdf'} (compiled with pdflatex)" in r.wrote
     assert (out / "rnn_T3.pdf").read_bytes().startswith(b"%PDF")
     assert r.lines[-1] == "all checks pass"
@@ -386,7 +402,7 @@ def test_derive_pdf_without_pdflatex_still_writes_the_tex(bptt, tmp_path, monkey
     r = bptt("derive", "--pdf", "--steps", 2, "--out", out)
     assert r.code == 0, r
     assert r.err == ""
-    assert files_under(out) == {"rnn_T2.tex"}
+    assert files_under(out) == documents("rnn_T2")
     assert any("pdflatex not found" in line for line in r.lines), r.out
     assert r.lines[-1] == "all checks pass"
 
@@ -496,5 +512,80 @@ def test_derive_pdf_without_tikz_says_so_and_still_writes_the_tex(bptt, tmp_path
     finally:
         pdf_missing.cache_clear()
     assert r.code == 0 and r.err == "", r
-    assert files_under(out) == {"rnn_T2.tex"}
+    assert files_under(out) == documents("rnn_T2")
     assert any("TikZ (tikz.sty) not found, so no PDF" in line for line in r.lines), r.out
+
+
+# ---- bptt flow -------------------------------------------------------------------------
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_flow_plots_the_default_scales_and_says_what_each_does(bptt, tmp_path):
+    out = tmp_path / "out"
+    r = bptt("flow", "--out", out)
+    assert r.code == 0 and r.err == "", r
+    assert files_under(out) == {"rnn_T30_flow.png"}
+    assert _png_size(out / "rnn_T30_flow.png") == (1200, 450)
+    assert r.lines[0] == "bptt-derive: gradient flow of Vanilla RNN (the seed model), T = 30, J_T back to every s_k"
+    verdicts = [line.split(": ")[-1] for line in r.lines[1:5]]
+    labels = [line[: len("scale 0.5")] for line in r.lines[1:5]]
+    assert labels == ["scale 0.5", "scale 1  ", "scale 2  ", "scale 4  "]
+    # seed 0; the mean factors per step are below
+    assert verdicts == ["vanishes", "vanishes", "neither vanishes nor explodes", "explodes"]
+    flows = flow_curves(seed_rnn(), 30)
+    for line, f in zip(r.lines[1:5], flows):
+        assert f"|ds_T/ds_0| {f.jacobian_norm[0]:.2e}  x{f.jacobian_norm[0] ** (1 / 30):.2f} per step" in line
+    assert r.lines[-1] == f"wrote {out / 'rnn_T30_flow.png'}"
+
+
+def test_flow_with_your_own_parameters(bptt, tmp_path):
+    cell = load_builtin("gru")
+    params = {name: 0.1 * np.ones(shape) for name, shape in (("W_r", (5, 3)), ("U_r", (5, 5)), ("b_r", (5,)))}
+    params |= {f"{w}_{g}": params[f"{w}_r"] for w in ("W", "U", "b") for g in ("u", "n")}
+    params |= {"W_y": np.arange(10.0).reshape(2, 5) / 10, "b_y": np.zeros(2)}
+    np.savez(tmp_path / "mine.npz", **params)
+    r = bptt("flow", "gru", "--steps", 6, "--params", tmp_path / "mine.npz", "--out", tmp_path)
+    assert r.code == 0 and r.err == "", r
+    expected = gradient_flow(cell, 6, params=params)
+    assert len(r.lines) == 3
+    assert expected.grad_norm[-1] > 0.1
+    assert r.lines[1].startswith(f"given parameters  |dJ_T/ds_T| {expected.grad_norm[-1]:.2e}  ")
+    assert _png_size(tmp_path / "gru_T6_flow.png") == (1200, 450)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--scales", "1,x"], "bptt: error: --scales: expected positive numbers separated by commas, got '1,x'"),
+        (["--scales", "0.5,-1"], "bptt: error: --scales: expected positive numbers separated by commas, got '0.5,-1'"),
+        (["--scales", "nan"], "bptt: error: --scales: expected positive numbers separated by commas, got 'nan'"),
+        (["--params", "missing.npz"], "bptt: error: missing.npz: cannot read (No such file or directory)"),
+    ],
+)
+def test_flow_bad_input_is_one_line_and_writes_nothing(bptt, tmp_path, args, message):
+    r = bptt("flow", *args, "--out", tmp_path / "out")
+    assert_one_line_error(r)
+    assert r.err.strip() == message
+    assert not (tmp_path / "out").exists()
+
+
+def test_flow_refuses_a_pickle_a_non_npz_and_parameters_that_do_not_fit(bptt, tmp_path):
+    np.savez(tmp_path / "objects.npz", W_xh=np.array([{"a": 1}], dtype=object))
+    (tmp_path / "text.npz").write_text("W_xh = 1\n")
+    np.save(tmp_path / "one.npy", np.zeros(3))
+    np.savez(tmp_path / "short.npz", W_xh=np.zeros((4, 3)), W_hh=np.zeros((4, 4)))
+    for name, needle in (
+        ("objects.npz", "objects.npz: not a .npz file of numeric arrays (Object arrays cannot be loaded"),
+        ("text.npz", "text.npz: not a .npz file of numeric arrays"),
+        ("one.npy", "one.npy: expected a .npz file of named arrays (numpy.savez), got one array"),
+        ("short.npz", "short.npz: params: missing W_hy for the cell 'rnn'"),
+    ):
+        r = bptt("flow", "--params", tmp_path / name, "--out", tmp_path / "out")
+        assert_one_line_error(r)
+        assert needle in r.err, r.err
+    assert not (tmp_path / "out").exists()

@@ -1,19 +1,25 @@
 """Golden files: generated/ is what the generator writes today, byte for byte.
 
-The .tex carries the errors measured when it was made; those vary with the
-machine's floating point, so each ``\\measured{...}`` is masked before diffing.
+The documents carry the errors measured when they were made; those vary with the machine's
+floating point, so each is masked before diffing (``\\measured{...}`` in the .tex, the table
+cells in the .md and the .html).  The gradient-flow PNG is drawn by whichever matplotlib is
+installed, so its pixels are not diffed (the values it plots are tested in test_flow.py); the
+page inlines it, and MathJax, whose identity the page tests check instead.
 """
 
 import difflib
 import functools
 import re
+import struct
 from pathlib import Path
 
 import pytest
 
 from derive.cell import builtin_names, load_builtin, seed_rnn
-from derive.outputs import module_source, tex_source, verified
+from derive.flow import DPI, FIGSIZE_INCHES
+from derive.outputs import documents, module_source, verified
 from derive.pipeline import derive
+from derive.render import is_generated
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATED = ROOT / "generated"
@@ -28,15 +34,32 @@ def _diff(expected: str, got: str, name: str, cell: str) -> str:
     return "".join(lines) + f"\nrefresh with: bptt --cell {cell} --out generated --no-pdf"
 
 
+MEASURED_CELL = re.compile(r"(?<=[ >])\d\.\de[-+]\d\d(?= \||</td>)")  # a table cell of the .md or the .html
+DATA_URI = re.compile(r"data:image/png;base64,[A-Za-z0-9+/=]+")
+HTML_GOLDEN = "rnn"  # the page inlines MathJax (2.3 MB): one golden page, the seed's
+
+
 @functools.cache
 def _golden(cell: str):
     d = derive(load_builtin(cell), GOLDEN_STEPS)
     return d, module_source(d)
 
 
+@functools.cache
+def _documents(cell: str):
+    d, source = _golden(cell)
+    report = verified(d, source)
+    return report, documents(d, report)
+
+
 def test_every_builtin_has_golden_files():
-    expected = {f"{c}_T{GOLDEN_STEPS}{ext}" for c in builtin_names() for ext in (".py", ".tex")}
-    assert {p.name for p in GENERATED.iterdir()} == expected
+    suffixes = (".py", ".tex", ".md", "_flow.png", "_graph.svg")
+    expected = {f"{c}_T{GOLDEN_STEPS}{ext}" for c in builtin_names() for ext in suffixes}
+    expected.add(f"{HTML_GOLDEN}_T{GOLDEN_STEPS}.html")
+    got = {p.name for p in GENERATED.iterdir()}
+    assert got == expected, (
+        f"bptt --out generated writes every cell's page; keep {HTML_GOLDEN}'s only: {got ^ expected}"
+    )
 
 
 @pytest.mark.parametrize("cell", builtin_names())
@@ -49,9 +72,8 @@ def test_module_golden(cell):
 
 @pytest.mark.parametrize("cell", builtin_names())
 def test_tex_golden(cell):
-    d, source = _golden(cell)
-    report = verified(d, source)
-    got = tex_source(d, report)
+    report, docs = _documents(cell)
+    got = docs.tex
     name = f"{cell}_T{GOLDEN_STEPS}.tex"
     expected = (GENERATED / name).read_text(encoding="utf-8")
     masked_got, masked_expected = MEASURED.sub(r"\\measured{*}", got), MEASURED.sub(r"\\measured{*}", expected)
@@ -60,10 +82,58 @@ def test_tex_golden(cell):
     assert len(MEASURED.findall(expected)) == len(report.rows) * 6 - 2
 
 
-@pytest.mark.parametrize("name", ["rnn_T3.py", "rnn_T3.tex"])
+@pytest.mark.parametrize("cell", builtin_names())
+def test_md_golden(cell):
+    report, docs = _documents(cell)
+    got = docs.md
+    name = f"{cell}_T{GOLDEN_STEPS}.md"
+    expected = (GENERATED / name).read_text(encoding="utf-8")
+    masked_got, masked_expected = MEASURED_CELL.sub("*", got), MEASURED_CELL.sub("*", expected)
+    assert masked_got == masked_expected, _diff(masked_expected, masked_got, name, cell)
+    assert len(MEASURED_CELL.findall(expected)) == len(report.rows) * 6 - 2
+
+
+@pytest.mark.parametrize("cell", builtin_names())
+def test_svg_golden(cell):
+    """The unrolled graph for the Markdown and the page: no number in it varies, so byte for byte."""
+    _, docs = _documents(cell)
+    name = f"{cell}_T{GOLDEN_STEPS}_graph.svg"
+    assert docs.graph_name == name
+    expected = (GENERATED / name).read_text(encoding="utf-8")
+    assert docs.graph == expected, _diff(expected, docs.graph, name, cell)
+    assert f"]({name})" in docs.md
+
+
+def test_html_golden():
+    _, docs = _documents(HTML_GOLDEN)
+    got = docs.html
+    name = f"{HTML_GOLDEN}_T{GOLDEN_STEPS}.html"
+    expected = (GENERATED / name).read_text(encoding="utf-8")
+
+    def masked(text: str) -> str:
+        return MEASURED_CELL.sub("*", DATA_URI.sub("data:image/png;base64,*", text))
+
+    assert masked(got) == masked(expected), _diff(masked(expected), masked(got), name, HTML_GOLDEN)
+
+
+@pytest.mark.parametrize("cell", builtin_names())
+def test_flow_png_golden_is_the_figure_the_documents_link(cell):
+    """generated/*_flow.png is the plot the .md links to: a PNG of the figure's size, marked as ours."""
+    _, docs = _documents(cell)
+    figure, markdown = docs.flow, docs.md
+    path = GENERATED / figure.name
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    assert (width, height) == (round(FIGSIZE_INCHES[0] * DPI), round(FIGSIZE_INCHES[1] * DPI)) == (1200, 450)
+    assert is_generated(path)
+    assert f"]({figure.name})" in markdown
+
+
+@pytest.mark.parametrize("name", ["rnn_T3.py", "rnn_T3.tex", "rnn_T3.md", "rnn_T3.html", "rnn_T3_graph.svg"])
 def test_generated_files_carry_the_header(name):
     first = (GENERATED / name).read_text(encoding="utf-8").splitlines()[0]
-    assert "DO NOT EDIT: generated by bptt-derive from templates/" in first
+    assert "DO NOT EDIT: generated by bptt-derive" in first
 
 
 def test_output_is_deterministic():
