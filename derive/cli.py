@@ -32,7 +32,8 @@ from .verify import format_table
 
 DEFAULT_STEPS = 3
 DEFAULT_OUT = "out"
-FLOW_VANISHING, FLOW_EXPLODING = 0.9, 1.1  # bptt flow's verdict on the mean factor per step of ||ds_T/ds_0||
+# bptt flow's verdict, on ||ds_T/ds_0||: the most a gradient arriving at s_T can grow, or must shrink, over T steps
+FLOW_VANISHING, FLOW_EXPLODING = 1e-2, 1e2
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,6 +44,12 @@ class _Parser(argparse.ArgumentParser):
 def _steps(text: str) -> int:
     if not re.fullmatch(r"[0-9]+", text) or not 1 <= int(text) <= MAX_STEPS:
         raise argparse.ArgumentTypeError(f"expected an integer from 1 to {MAX_STEPS}, got {text!r}")
+    return int(text)
+
+
+def _seed(text: str) -> int:
+    if not re.fullmatch(r"[0-9]+", text):
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
     return int(text)
 
 
@@ -103,18 +110,25 @@ def parser() -> argparse.ArgumentParser:
         help="plot how the gradient flows back in time (vanishing or exploding) for a cell",
         description="the norm of dJ_T/ds_k against k, and the spectral norm of the product of one-step Jacobians "
         "ds_T/ds_k against T - k, on one seeded random sequence, for random parameters with the recurrent weights "
-        "scaled, or for your own (--params); writes CELL_TT_flow.png",
+        "scaled, or for your own (--params); writes CELL_TT_gradient_flow.png",
     )
     flow.add_argument("spec", nargs="?", metavar="CELL", help="a built-in cell or a .cell file (default: --cell)")
     flow.add_argument("--cell", default="rnn", metavar="CELL", help="a built-in cell or a .cell file (default: rnn)")
     flow.add_argument(
-        "--steps", "-T", type=_steps, default=FLOW_MIN_STEPS, metavar="T", help=f"T >= 1 (default: {FLOW_MIN_STEPS})"
+        "--steps",
+        "-T",
+        type=_steps,
+        default=FLOW_MIN_STEPS,
+        metavar="T",
+        help=f"1 <= T <= {MAX_STEPS} (default: {FLOW_MIN_STEPS})",
     )
     flow.add_argument(
         "--scales",
-        default=",".join(f"{s:g}" for s in DEFAULT_SCALES),
+        default=None,
         metavar="S,...",
-        help="factors for the recurrent weights, one curve each (default: %(default)s)",
+        help="factors for the recurrent weights, one curve each (default: "
+        + ",".join(f"{s:g}" for s in DEFAULT_SCALES)
+        + ")",
     )
     flow.add_argument(
         "--params",
@@ -123,7 +137,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="FILE.npz",
         help="your parameters, one array per name (numpy.savez); one curve, instead of --scales",
     )
-    flow.add_argument("--seed", type=int, default=0, metavar="N", help="the random sequence (and parameters)")
+    flow.add_argument("--seed", type=_seed, default=0, metavar="N", help="the random sequence (and parameters)")
     flow.add_argument("--out", "-o", type=Path, default=Path(DEFAULT_OUT), metavar="DIR", help="default: ./out")
     flow.add_argument("--force", action="store_true", help="overwrite a file not made by bptt")
     cells = sub.add_parser(
@@ -288,32 +302,37 @@ def _load_params(path: Path) -> dict[str, np.ndarray]:
             return {name: data[name] for name in data.files}
     except OSError as e:
         raise UsageError(f"{path}: cannot read ({e.strerror or e})") from None
-    except (ValueError, zipfile.BadZipFile) as e:
-        raise UsageError(f"{path}: not a .npz file of numeric arrays ({e})") from None
+    except (ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise UsageError(f"{path}: not a .npz file of numeric arrays ({e or 'empty'})") from None
+    except MemoryError:
+        raise UsageError(f"{path}: an array in it is too large to load") from None
 
 
 def _trend(flow: Flow) -> str:
-    """The mean factor per step of ||ds_T/ds_0||, and what it means for the gradient."""
+    """What ||ds_T/ds_0|| says about the gradient over the T steps, with its mean factor per step."""
+    if flow.overflow is not None:
+        return f"the state overflows at step {flow.overflow}: explodes"
     total = float(flow.jacobian_norm[0])
     if not math.isfinite(total):
-        return "overflows: explodes"
+        return "the Jacobian product overflows: explodes"
     if total == 0.0:
         return "zero: vanishes"
-    rate = total ** (1.0 / flow.steps)
-    if rate < FLOW_VANISHING:
+    if total < FLOW_VANISHING:
         verdict = "vanishes"
-    elif rate > FLOW_EXPLODING:
+    elif total > FLOW_EXPLODING:
         verdict = "explodes"
     else:
         verdict = "neither vanishes nor explodes"
-    return f"x{rate:.2f} per step: {verdict}"
+    return f"x{total ** (1.0 / flow.steps):.2f} per step: {verdict}"
 
 
 def run_flow(args: argparse.Namespace, out: TextIO) -> int:
     cell = load_cell(args.spec or args.cell)
+    if args.params is not None and args.scales is not None:
+        raise UsageError("--scales scales random parameters; with --params there is one curve, of yours")
     params = _load_params(args.params) if args.params is not None else None
-    scales = _scales(args.scales)
-    path = args.out / f"{naming.file_stem(cell.name, args.steps)}_flow.png"
+    scales = _scales(args.scales) if args.scales is not None else DEFAULT_SCALES
+    path = args.out / f"{naming.file_stem(cell.name, args.steps)}_gradient_flow.png"  # not the documents' figure
     check_writable([path], args.force)
     try:
         flows = flow_curves(cell, args.steps, scales, seed=args.seed, params=params)

@@ -368,7 +368,7 @@ def tex_text(text: str) -> str:
 
 def md_text(text: str) -> str:
     """Plain text (a cell's title) safe in Markdown: the characters that would start markup escaped."""
-    return "".join("\\" + c if c in "\\`*_[]<>$|#" else c for c in text)
+    return "".join("\\" + c if c in "\\`*_[]<>$|#&~" else c for c in text)
 
 
 def _measured(err: float | None) -> str | None:

@@ -543,10 +543,13 @@ class Flow:
     grad_norm: Array  # (T + 1,)
     jacobian_norm: Array  # (T + 1,)
     step_norm: Array  # (T,)
+    overflow: int | None = None  # the first step whose state is not finite (then every norm is nan)
 
     @property
     def label(self) -> str:
-        return "given parameters" if self.scale is None else f"scale {self.scale:g}"
+        if self.scale is None:
+            return "given parameters"
+        return f"scale {self.scale:g}" if self.recurrent else "no recurrent weight to scale"
 
 
 def _frozen(a: Array | Sequence[float]) -> Array:
@@ -575,8 +578,13 @@ def gradient_flow(
     """
     problem = make_problem(cell, steps, params, seed, scale, sizes)
     stepper = Stepper(cell, problem)
-    run = stepper.forward()
+    with np.errstate(all="ignore"):  # an overflow is found below and reported, not warned about
+        run = stepper.forward()
     s = run.states
+    finite = np.all(np.isfinite(s), axis=1)
+    overflow = None if finite.all() else int(np.argmin(finite))
+    if overflow is not None:  # the states themselves overflow: no derivative means anything
+        return _flow(cell, problem, stepper, params, seed, scale, run.losses.get(steps, math.nan), overflow)
     jacobians = [stepper.step_jacobian(t, s[t - 1]) for t in range(1, steps + 1)]  # A_1..A_T
     grads = np.empty((steps + 1, stepper.n_s))
     grads[steps] = stepper.loss_gradient(run.envs[-1], s[steps])
@@ -590,6 +598,29 @@ def gradient_flow(
         for k in range(steps - 1, -1, -1):
             product = product @ jacobians[k]  # P_k = P_{k+1} A_{k+1}
             jacobian_norm[k] = _spectral_norm(product)
+    step_norm = [_spectral_norm(a) for a in jacobians]
+    return _flow(cell, problem, stepper, params, seed, scale, run.losses[steps], None, grads, jacobian_norm, step_norm)
+
+
+def _flow(
+    cell: Cell,
+    problem: Problem,
+    stepper: Stepper,
+    params: Mapping[str, object] | None,
+    seed: int,
+    scale: float,
+    loss: float,
+    overflow: int | None,
+    grads: Array | None = None,
+    jacobian_norm: Array | None = None,
+    step_norm: Sequence[float] | None = None,
+) -> Flow:
+    """The Flow of one run; without ``grads`` (an overflow), every norm is nan."""
+    steps = problem.steps
+    if grads is None:
+        grads = np.full((steps + 1, stepper.n_s), math.nan)
+        jacobian_norm, step_norm = np.full(steps + 1, math.nan), [math.nan] * steps
+    assert jacobian_norm is not None and step_norm is not None
     return Flow(
         cell=cell.name,
         title=cell.title,
@@ -601,11 +632,12 @@ def gradient_flow(
         states=tuple(st.name for st in cell.states),
         state_sizes=stepper.dims,
         recurrent=() if params is not None else recurrent_params(cell),
-        loss=run.losses[steps],
+        loss=loss,
         grad=_frozen(grads),
         grad_norm=_frozen([_vector_norm(g) for g in grads]),
         jacobian_norm=_frozen(jacobian_norm),
-        step_norm=_frozen([_spectral_norm(a) for a in jacobians]),
+        step_norm=_frozen(step_norm),
+        overflow=overflow,
     )
 
 
@@ -622,6 +654,8 @@ def flow_curves(
         return [gradient_flow(cell, steps, params=params, seed=seed, sizes=sizes)]
     if not scales:
         raise ValueError("scales: expected at least one scale")
+    if not recurrent_params(cell):  # scaling changes nothing: one curve
+        return [gradient_flow(cell, steps, seed=seed, sizes=sizes)]
     return [gradient_flow(cell, steps, seed=seed, scale=s, sizes=sizes) for s in scales]
 
 
@@ -635,8 +669,10 @@ def _plottable(values: Array) -> tuple[Array, int]:
     return np.where(ok, values, np.nan), int(np.count_nonzero(~ok))
 
 
-def _legend(label: str, hidden: int) -> str:
-    return label if not hidden else f"{label} ({hidden} not shown: zero or not finite)"
+def _legend(flow: Flow, hidden: int) -> str:
+    if flow.overflow is not None:
+        return f"{flow.label} (the state overflows at step {flow.overflow})"
+    return flow.label if not hidden else f"{flow.label} ({hidden} not shown: zero or not finite)"
 
 
 def _text(text: str) -> str:
@@ -650,8 +686,10 @@ def _caption(flows: Sequence[Flow]) -> str:
     stacked = f"$s = [{'; '.join(first.states)}]$" if len(first.states) > 1 else f"$s = {first.states[0]}$"
     if first.params_given:
         how = "given parameters"
+    elif not first.recurrent:
+        how = "$\\mathcal{N}(0, 1/\\mathrm{fan\\_in})$; no recurrent weight to scale"
     else:
-        weights = ", ".join(first.recurrent) or "no recurrent weight"
+        weights = ", ".join(first.recurrent)
         how = f"$\\mathcal{{N}}(0, 1/\\mathrm{{fan\\_in}})$, recurrent weights ({weights}) $\\times$ scale"
     return f"{stacked}; {sizes}; seed {first.seed}; {how}; $A_j = \\partial s_j / \\partial s_{{j-1}}$"
 
@@ -661,6 +699,14 @@ def render_png(flows: Sequence[Flow]) -> bytes:
     if not flows:
         raise ValueError("flows: expected at least one Flow")
     # matplotlib only here: importing it takes half a second that gradient_flow does not need
+    import matplotlib
+
+    with matplotlib.rc_context():  # matplotlib's own defaults, whatever the user's matplotlibrc says
+        matplotlib.rcdefaults()
+        return _render_png(flows)
+
+
+def _render_png(flows: Sequence[Flow]) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.transforms import Bbox
@@ -674,8 +720,8 @@ def render_png(flows: Sequence[Flow]) -> bytes:
         k = np.arange(flow.steps + 1)
         grad, g_off = _plottable(np.asarray(flow.grad_norm))
         jac, j_off = _plottable(np.asarray(flow.jacobian_norm))
-        left.plot(k, grad, label=_legend(flow.label, g_off), **style)
-        right.plot(flow.steps - k, jac, label=_legend(flow.label, j_off), **style)
+        left.plot(k, grad, label=_legend(flow, g_off), **style)
+        right.plot(flow.steps - k, jac, label=_legend(flow, j_off), **style)
         shown[left] += grad.size - g_off
         shown[right] += jac.size - j_off
     longest = max(f.steps for f in flows)

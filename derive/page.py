@@ -55,5 +55,6 @@ def markdown_html(markdown: str, images: dict[str, bytes] | None = None) -> str:
 
 
 def plain_title(heading_md: str) -> str:
-    """A Markdown heading as the text of <title>: maths delimiters and escapes dropped."""
-    return re.sub(r"\\(.)", r"\1", heading_md.replace("$", ""))
+    """A Markdown heading as the text of <title>: the maths delimiters dropped, an escaped
+    character kept as itself (an escaped $ too)."""
+    return re.sub(r"\\(.)|\$", lambda m: m.group(1) or "", heading_md)

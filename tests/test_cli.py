@@ -529,8 +529,8 @@ def test_flow_plots_the_default_scales_and_says_what_each_does(bptt, tmp_path):
     out = tmp_path / "out"
     r = bptt("flow", "--out", out)
     assert r.code == 0 and r.err == "", r
-    assert files_under(out) == {"rnn_T30_flow.png"}
-    assert _png_size(out / "rnn_T30_flow.png") == (1200, 450)
+    assert files_under(out) == {"rnn_T30_gradient_flow.png"}
+    assert _png_size(out / "rnn_T30_gradient_flow.png") == (1200, 450)
     assert r.lines[0] == "bptt-derive: gradient flow of Vanilla RNN (the seed model), T = 30, J_T back to every s_k"
     verdicts = [line.split(": ")[-1] for line in r.lines[1:5]]
     labels = [line[: len("scale 0.5")] for line in r.lines[1:5]]
@@ -540,7 +540,7 @@ def test_flow_plots_the_default_scales_and_says_what_each_does(bptt, tmp_path):
     flows = flow_curves(seed_rnn(), 30)
     for line, f in zip(r.lines[1:5], flows):
         assert f"|ds_T/ds_0| {f.jacobian_norm[0]:.2e}  x{f.jacobian_norm[0] ** (1 / 30):.2f} per step" in line
-    assert r.lines[-1] == f"wrote {out / 'rnn_T30_flow.png'}"
+    assert r.lines[-1] == f"wrote {out / 'rnn_T30_gradient_flow.png'}"
 
 
 def test_flow_with_your_own_parameters(bptt, tmp_path):
@@ -555,7 +555,7 @@ def test_flow_with_your_own_parameters(bptt, tmp_path):
     assert len(r.lines) == 3
     assert expected.grad_norm[-1] > 0.1
     assert r.lines[1].startswith(f"given parameters  |dJ_T/ds_T| {expected.grad_norm[-1]:.2e}  ")
-    assert _png_size(tmp_path / "gru_T6_flow.png") == (1200, 450)
+    assert _png_size(tmp_path / "gru_T6_gradient_flow.png") == (1200, 450)
 
 
 @pytest.mark.parametrize(
@@ -565,6 +565,10 @@ def test_flow_with_your_own_parameters(bptt, tmp_path):
         (["--scales", "0.5,-1"], "bptt: error: --scales: expected positive numbers separated by commas, got '0.5,-1'"),
         (["--scales", "nan"], "bptt: error: --scales: expected positive numbers separated by commas, got 'nan'"),
         (["--params", "missing.npz"], "bptt: error: missing.npz: cannot read (No such file or directory)"),
+        (
+            ["--params", "missing.npz", "--scales", "1"],
+            "bptt: error: --scales scales random parameters; with --params there is one curve, of yours",
+        ),
     ],
 )
 def test_flow_bad_input_is_one_line_and_writes_nothing(bptt, tmp_path, args, message):
@@ -579,7 +583,9 @@ def test_flow_refuses_a_pickle_a_non_npz_and_parameters_that_do_not_fit(bptt, tm
     (tmp_path / "text.npz").write_text("W_xh = 1\n")
     np.save(tmp_path / "one.npy", np.zeros(3))
     np.savez(tmp_path / "short.npz", W_xh=np.zeros((4, 3)), W_hh=np.zeros((4, 4)))
+    (tmp_path / "empty.npz").write_bytes(b"")
     for name, needle in (
+        ("empty.npz", "empty.npz: not a .npz file of numeric arrays"),
         ("objects.npz", "objects.npz: not a .npz file of numeric arrays (Object arrays cannot be loaded"),
         ("text.npz", "text.npz: not a .npz file of numeric arrays"),
         ("one.npy", "one.npy: expected a .npz file of named arrays (numpy.savez), got one array"),
@@ -589,3 +595,64 @@ def test_flow_refuses_a_pickle_a_non_npz_and_parameters_that_do_not_fit(bptt, tm
         assert_one_line_error(r)
         assert needle in r.err, r.err
     assert not (tmp_path / "out").exists()
+
+
+def test_flow_negative_seed_is_a_usage_error(bptt, tmp_path):
+    r = bptt("flow", "--seed", "-1", "--out", tmp_path / "out")
+    assert r.code == USAGE_EXIT and "Traceback" not in r.err
+    assert r.err.strip() == "bptt flow: error: argument --seed: expected an integer >= 0, got '-1'"
+    assert not (tmp_path / "out").exists()
+
+
+def test_flow_and_the_documents_figure_do_not_share_a_file(bptt, tmp_path):
+    """bptt flow --steps 3 --scales 1 must not replace the figure the T = 3 documents link to."""
+    assert bptt("derive", "--steps", 3, "--out", tmp_path).code == 0
+    figure = (tmp_path / "rnn_T3_flow.png").read_bytes()
+    r = bptt("flow", "--steps", 3, "--scales", 1, "--out", tmp_path)
+    assert r.code == 0, r
+    assert r.lines[-1] == f"wrote {tmp_path / 'rnn_T3_gradient_flow.png'}"
+    assert (tmp_path / "rnn_T3_flow.png").read_bytes() == figure
+
+
+def test_flow_says_when_the_state_itself_overflows(bptt, tmp_path):
+    """relu with the recurrent weight x 100: the forward pass overflows; that is an explosion,
+    said once, with no numpy warning (not a zero gradient, which a nan through relu would fake)."""
+    spec = Path(__file__).parent / "cells" / "m2o_classify.cell"
+    r = bptt("flow", spec, "--steps", 200, "--scales", 100, "--out", tmp_path)
+    assert r.code == 0 and r.err == "", r
+    assert r.lines[1].endswith(": explodes") and "the state overflows at step " in r.lines[1]
+
+
+@pytest.mark.parametrize(
+    ("steps", "scales", "verdicts"),
+    [
+        (1000, "2.5,3.5", ["vanishes", "explodes"]),  # a mean factor of 0.92 or 1.07 per step, over 1000 steps
+        (1, "1,4", ["neither vanishes nor explodes"] * 2),  # one step decides nothing
+    ],
+)
+def test_flow_verdict_is_about_the_whole_product(bptt, tmp_path, steps, scales, verdicts):
+    r = bptt("flow", "gru" if steps > 1 else "lstm", "--steps", steps, "--scales", scales, "--out", tmp_path)
+    assert r.code == 0, r
+    assert [line.split(": ")[-1] for line in r.lines[1:-1]] == verdicts
+
+
+@pytest.mark.parametrize("suffix", [".md", ".html", "_flow.png", "_graph.svg"])
+def test_a_hand_written_file_at_any_document_blocks_the_run(bptt, tmp_path, suffix):
+    out = tmp_path / "out"
+    out.mkdir()
+    mine = out / f"rnn_T2{suffix}"
+    mine.write_bytes(b"mine\n")
+    r = bptt("derive", "--steps", 2, "--out", out)
+    assert_one_line_error(r)
+    assert str(mine) in r.err and "--force" in r.err
+    assert files_under(out) == {mine.name}  # nothing else written
+    assert mine.read_bytes() == b"mine\n"
+    assert bptt("derive", "--steps", 2, "--out", out, "--force").code == 0
+    assert MARK.encode() in mine.read_bytes()
+
+
+def test_a_hand_written_png_blocks_bptt_flow(bptt, tmp_path):
+    (tmp_path / "rnn_T4_gradient_flow.png").write_bytes(b"\x89PNG mine")
+    r = bptt("flow", "--steps", 4, "--out", tmp_path)
+    assert_one_line_error(r)
+    assert (tmp_path / "rnn_T4_gradient_flow.png").read_bytes() == b"\x89PNG mine"

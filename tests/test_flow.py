@@ -389,3 +389,27 @@ def test_a_gradient_that_is_zero_everywhere_is_plotted_and_said(tmp_path):
     path = tmp_path / "zero.png"
     flow.plot([f], path)
     assert png_size(path.read_bytes()) == EXPECTED_PIXELS
+
+
+def test_a_cell_with_no_recurrent_weight_gets_one_curve(tmp_path):
+    """Scaling no weight changes nothing: one curve, labelled so, not four identical ones."""
+    from derive.spec import parse
+
+    text = (
+        'cell decay "a fixed decay"\nparam W[h, x], V[y, h]\ninput x[x]; state h[h] = 0; target label: class(y)\n'
+        "h = 0.5 * h[t-1] + tanh(W x)\ny = V h\nJ = cross_entropy(softmax(y), label)\n"
+    )
+    cell = parse(text)
+    assert flow.recurrent_params(cell) == ()
+    flows = flow.flow_curves(cell, 10)
+    assert [f.label for f in flows] == ["no recurrent weight to scale"]
+    assert flows[0].jacobian_norm[0] == pytest.approx(0.5**10, rel=1e-12)  # ds_T/ds_0 = 0.5^T I
+    flow.plot(flows, tmp_path / "decay.png")
+
+
+def test_an_overflowing_state_gives_nan_norms_and_its_step():
+    cell = cell_named("m2o_classify")
+    f = flow.gradient_flow(cell, 200, scale=100.0)
+    assert f.overflow is not None and 1 <= f.overflow <= 200
+    assert np.isnan(f.grad_norm).all() and np.isnan(f.jacobian_norm).all()
+    assert flow.gradient_flow(cell, 20, scale=1.0).overflow is None

@@ -298,3 +298,41 @@ def test_the_notebook_display_renders_in_a_browser(cell, steps, truncate, tmp_pa
     assert displays >= 4
     assert dom.count("<mjx-container") == _checked(text).math >= displays
     assert _errors(dom) == []
+
+
+TITLE = "a_b *c* $5 <script>document.title='PWNED'</script> --> & ~~x~~ | #1"
+
+
+def _titled_documents():
+    from derive.spec import parse
+
+    text = (
+        f'cell odd "{TITLE}"\nparam W[h, x], U[h, h], V[y, h]\ninput x[x]; state h[h] = 0; target label: class(y)\n'
+        "h = tanh(W x + U h[t-1])\ny = V h\nJ = cross_entropy(softmax(y), label)\n"
+    )
+    d = derive(parse(text), 1)
+    return documents(d, verified(d, module_source(d)))
+
+
+def test_a_cell_title_is_text_in_every_format():
+    """A title is the user's text: it never closes a comment, starts markup or runs as script."""
+    docs = _titled_documents()
+    head = docs.md.splitlines()[:3]
+    assert all(line.startswith("<!--") and line.endswith("-->") and line.count("-->") == 1 for line in head)
+    heading = next(line for line in docs.md.splitlines() if line.startswith("# "))
+    assert heading == (
+        r"# Backpropagation through time for the a\_b \*c\* \$5 \<script\>document.title='PWNED'\</script\> --\> "
+        r"\& \~\~x\~\~ \| \#1, $T = 1$"
+    )
+    assert "<script>document" not in docs.html
+    assert "<title>Backpropagation through time for the a_b *c* $5 &lt;script&gt;" in docs.html
+    assert TITLE.replace("$", r"\$").replace("_", r"\_") not in docs.tex  # the .tex escapes it too
+    assert _checked(docs.html).errors == []
+
+
+@needs_browser
+def test_a_cell_title_runs_no_script_in_a_browser(tmp_path):
+    dom = _typeset(_titled_documents().html, tmp_path)
+    title = re.findall(r"<title>(.*?)</title>", dom, flags=re.S)[0]
+    assert title.startswith("Backpropagation through time for the a_b *c* $5 &lt;script&gt;")  # not PWNED
+    assert _errors(dom) == []
