@@ -141,6 +141,24 @@ class Cell:
 CELLS = Path(__file__).resolve().parent / "cells"
 
 
+def recurrent_params(cell: Cell) -> tuple[str, ...]:
+    """The weight matrices that multiply a previous state, directly (U h[t-1]) or through an
+    elementwise product (GRU's U_n (r * h[t-1])), in the cell's order of parameters: the ones
+    ``bptt flow`` scales; the first is the one whose longest term the unrolled graph highlights."""
+    previous = {naming.step_name(s.name, "t-1") for s in cell.states}
+    found: set[str] = set()
+    for eq in cell.equations:
+        for node in sp.preorder_traversal(eq.rhs):
+            if not isinstance(node, sp.MatMul):
+                continue
+            for i, arg in enumerate(node.args):
+                if isinstance(arg, sp.MatrixSymbol) and arg.name in cell.param_names:
+                    right = node.args[i + 1 :]
+                    if any(s.name in previous for r in right for s in r.atoms(sp.MatrixSymbol)):
+                        found.add(arg.name)
+    return tuple(p.name for p in cell.params if p.name in found and len(p.shape) == 2)
+
+
 def builtin_names() -> tuple[str, ...]:
     """The built-in cells: the .cell files shipped in derive/cells."""
     return tuple(sorted(p.stem for p in CELLS.glob("*.cell")))

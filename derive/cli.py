@@ -53,12 +53,6 @@ def _seed(text: str) -> int:
     return int(text)
 
 
-def _truncate(text: str) -> int:
-    if not re.fullmatch(r"[0-9]+", text) or not 1 <= int(text) <= MAX_STEPS:
-        raise argparse.ArgumentTypeError(f"expected an integer from 1 to {MAX_STEPS}, got {text!r}")
-    return int(text)
-
-
 def _common(p: argparse.ArgumentParser, out: bool = True, top: bool = False) -> None:
     """The options every command takes; a subcommand's defaults leave the top level's values alone."""
 
@@ -74,7 +68,7 @@ def _common(p: argparse.ArgumentParser, out: bool = True, top: bool = False) -> 
     p.add_argument(
         "--truncate",
         "-K",
-        type=_truncate,
+        type=_steps,
         default=default(None),
         metavar="K",
         help="truncated BPTT: each J_t's gradient flows back K steps only (the terms with k > t - K)",

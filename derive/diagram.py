@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from . import naming
-from .cell import Cell
+from .cell import Cell, recurrent_params
 from .chain import Factor, paths
 from .printing import latex
 from .render import MARK
@@ -68,22 +68,9 @@ def _label(name: str) -> str:
     return latex(sp.MatrixSymbol(name, 1, 1))
 
 
-def _recurrent_weight(cell: Cell) -> str | None:
-    """The first parameter that multiplies a previous state: W_hh in W_hh h[t-1]."""
-    previous = {naming.step_name(s.name, "t-1") for s in cell.states}
-    for eq in cell.equations:
-        for mm in eq.rhs.atoms(sp.MatMul):
-            names = [a.name for a in mm.args if isinstance(a, sp.MatrixSymbol)]
-            if any(n in previous for n in names):
-                for n in names:
-                    if n in cell.param_names:
-                        return n
-    return None
-
-
 def _highlighted(unrolled: Unrolled, cell: Cell) -> tuple[str, tuple[Factor, ...]]:
     top = naming.step_name(cell.loss, unrolled.steps)
-    weights = [w for w in [_recurrent_weight(cell)] if w] or list(cell.param_names)
+    weights = list(recurrent_params(cell)[:1]) or list(cell.param_names)  # the first weight on a previous state
     best: tuple[str, tuple[Factor, ...]] = (weights[0], ())
     for w in weights:
         found = paths(unrolled, top, w)

@@ -56,7 +56,7 @@ import numpy as np
 import sympy as sp
 
 from . import naming
-from .cell import Cell, dim_symbol
+from .cell import Cell, dim_symbol, recurrent_params
 from .exprs import (
     CrossEntropy,
     Diag,
@@ -260,23 +260,6 @@ class Problem:
     @property
     def steps(self) -> int:
         return len(next(iter(self.inputs.values())))
-
-
-def recurrent_params(cell: Cell) -> tuple[str, ...]:
-    """The weight matrices that multiply a previous state, directly (U h[t-1]) or through an
-    elementwise product (GRU's U_n (r * h[t-1])): the ones ``scale`` multiplies."""
-    previous = {naming.step_name(s.name, "t-1") for s in cell.states}
-    found: set[str] = set()
-    for eq in cell.equations:
-        for node in sp.preorder_traversal(eq.rhs):
-            if not isinstance(node, sp.MatMul):
-                continue
-            for i, arg in enumerate(node.args):
-                if isinstance(arg, sp.MatrixSymbol) and arg.name in cell.param_names:
-                    right = node.args[i + 1 :]
-                    if any(s.name in previous for r in right for s in r.atoms(sp.MatrixSymbol)):
-                        found.add(arg.name)
-    return tuple(p.name for p in cell.params if p.name in found and len(p.shape) == 2)
 
 
 def problem_sizes(cell: Cell, sizes: Mapping[str, int] | None = None) -> dict[str, int]:

@@ -71,7 +71,11 @@ def tex_source(derivation: Derivation, report: Report, figure: Figure | None = N
 
 
 def md_source(derivation: Derivation, report: Report, figure: Figure | None = None) -> str:
-    text = render("derivation.md.j2", _context(derivation, report, figure))
+    return _markdown(_context(derivation, report, figure))
+
+
+def _markdown(context: dict[str, object]) -> str:
+    text = render("derivation.md.j2", context)
     return re.sub(r"\n{3,}", "\n\n", text)  # the format's blank lines around displays and headings, once
 
 
@@ -102,20 +106,16 @@ class Documents:
     graph: str  # the unrolled graph (SVG); the .tex draws it in TikZ
     graph_name: str
 
-    @property
-    def images(self) -> dict[str, bytes]:
-        """The pictures by the names the documents link to them by."""
-        return {self.flow.name: self.flow.png, self.graph_name: self.graph.encode("utf-8")}
-
 
 def documents(derivation: Derivation, report: Report, figure: Figure | None = None) -> Documents:
     """Every document of the derivation; ``figure``, the flow plot, when it was drawn already."""
     figure = figure or flow_figure(derivation)
+    context = _context(derivation, report, figure)  # printed once, for both templates
     graph = graph_source(derivation)
-    markdown = md_source(derivation, report, figure)
+    markdown = _markdown(context)
     graph_name = figure_name("graph", derivation)
     html = html_source(derivation, markdown, {figure.name: figure.png, graph_name: graph.encode("utf-8")})
-    return Documents(tex_source(derivation, report, figure), markdown, html, figure, graph, graph_name)
+    return Documents(render("derivation.tex.j2", context), markdown, html, figure, graph, graph_name)
 
 
 def verified(derivation: Derivation, source: str) -> Report:

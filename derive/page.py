@@ -17,9 +17,6 @@ import re
 from importlib import resources
 from typing import Any
 
-from markdown_it import MarkdownIt
-from mdit_py_plugins.dollarmath import dollarmath_plugin
-
 MEDIA_TYPES = {"png": "image/png", "svg": "image/svg+xml"}
 MATHJAX_COMPONENT = "es5/tex-svg-full.js"  # TeX in, SVG out, every TeX extension built in: nothing loads later
 
@@ -45,6 +42,10 @@ def _math(content: str, options: dict[str, Any]) -> str:
 def markdown_html(markdown: str, images: dict[str, bytes] | None = None) -> str:
     """The Markdown's body as HTML (CommonMark with GitHub's tables); the images named in
     ``images`` (PNG or SVG, by their names) are inlined as data URIs."""
+    # only here: a command that writes no page does not pay for importing them
+    from markdown_it import MarkdownIt
+    from mdit_py_plugins.dollarmath import dollarmath_plugin
+
     md = MarkdownIt("commonmark", {"html": True}).enable("table")
     dollarmath_plugin(md, allow_labels=False, allow_space=False, allow_blank_lines=False, renderer=_math)
     body = md.render(markdown)

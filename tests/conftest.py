@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import struct
 import subprocess
 from pathlib import Path
 
@@ -61,3 +62,15 @@ def fd_grad(f, arr, eps: float = FD_EPS):
         arr[i] = old
         g[i] = (fp - fm) / (2.0 * eps)
     return g
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """A PNG's width and height, from its IHDR chunk, the first after the signature."""
+    assert data.startswith(PNG_SIGNATURE)
+    length, kind = struct.unpack(">I4s", data[8:16])
+    assert kind == b"IHDR" and length == 13
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height

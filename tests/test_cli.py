@@ -15,7 +15,6 @@ import ast
 import importlib.util
 import re
 import shutil
-import struct
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import png_size
 from derive import cli
 from derive.cell import load_builtin, seed_rnn
 from derive.flow import flow_curves, gradient_flow
@@ -519,18 +519,12 @@ def test_derive_pdf_without_tikz_says_so_and_still_writes_the_tex(bptt, tmp_path
 # ---- bptt flow -------------------------------------------------------------------------
 
 
-def _png_size(path: Path) -> tuple[int, int]:
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    return struct.unpack(">II", data[16:24])
-
-
 def test_flow_plots_the_default_scales_and_says_what_each_does(bptt, tmp_path):
     out = tmp_path / "out"
     r = bptt("flow", "--out", out)
     assert r.code == 0 and r.err == "", r
     assert files_under(out) == {"rnn_T30_gradient_flow.png"}
-    assert _png_size(out / "rnn_T30_gradient_flow.png") == (1200, 450)
+    assert png_size((out / "rnn_T30_gradient_flow.png").read_bytes()) == (1200, 450)
     assert r.lines[0] == "bptt-derive: gradient flow of Vanilla RNN (the seed model), T = 30, J_T back to every s_k"
     verdicts = [line.split(": ")[-1] for line in r.lines[1:5]]
     labels = [line[: len("scale 0.5")] for line in r.lines[1:5]]
@@ -555,7 +549,7 @@ def test_flow_with_your_own_parameters(bptt, tmp_path):
     assert len(r.lines) == 3
     assert expected.grad_norm[-1] > 0.1
     assert r.lines[1].startswith(f"given parameters  |dJ_T/ds_T| {expected.grad_norm[-1]:.2e}  ")
-    assert _png_size(tmp_path / "gru_T6_gradient_flow.png") == (1200, 450)
+    assert png_size((tmp_path / "gru_T6_gradient_flow.png").read_bytes()) == (1200, 450)
 
 
 @pytest.mark.parametrize(

@@ -5,13 +5,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 import sympy as sp
 
+from conftest import PNG_SIGNATURE, png_size
 from derive import flow
 from derive.cell import Cell, builtin_names, load_builtin
 from derive.outputs import module_source
@@ -33,7 +33,6 @@ SAME_RTOL = 1e-12  # two computations of one quantity in float64
 SUBMULT_RTOL = 1e-12  # ||A B|| <= ||A|| ||B||, up to the rounding of the SVDs
 FD_RTOL = 1e-7  # the complex-step Jacobian against central differences of the step map
 FD_EPS = 1e-6
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def cell_named(name: str) -> Cell:
@@ -336,14 +335,6 @@ def test_flow_steps():
 
 
 # ---- the PNG ------------------------------------------------------------------------------
-
-
-def png_size(data: bytes) -> tuple[int, int]:
-    """Width and height from the IHDR chunk, the first after the signature."""
-    length, kind = struct.unpack(">I4s", data[8:16])
-    assert kind == b"IHDR" and length == 13
-    width, height = struct.unpack(">II", data[16:24])
-    return width, height
 
 
 EXPECTED_PIXELS = (round(flow.FIGSIZE_INCHES[0] * flow.DPI), round(flow.FIGSIZE_INCHES[1] * flow.DPI))

@@ -10,12 +10,12 @@ page inlines it, and MathJax, whose identity the page tests check instead.
 import difflib
 import functools
 import re
-import struct
 from pathlib import Path
 
 import matplotlib
 import pytest
 
+from conftest import png_size
 from derive.cell import builtin_names, load_builtin, seed_rnn
 from derive.flow import DPI, FIGSIZE_INCHES
 from derive.outputs import documents, module_source, verified
@@ -125,9 +125,7 @@ def test_flow_png_golden_is_the_figure_the_documents_link(cell):
     figure, markdown = docs.flow, docs.md
     path = GENERATED / figure.name
     data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height = struct.unpack(">II", data[16:24])
-    assert (width, height) == (round(FIGSIZE_INCHES[0] * DPI), round(FIGSIZE_INCHES[1] * DPI)) == (1200, 450)
+    assert png_size(data) == (round(FIGSIZE_INCHES[0] * DPI), round(FIGSIZE_INCHES[1] * DPI)) == (1200, 450)
     assert is_generated(path)
     assert f"]({figure.name})" in markdown
     if matplotlib.__version__ == GOLDEN_MATPLOTLIB:  # the same drawing code: the same bytes
