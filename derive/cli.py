@@ -27,10 +27,13 @@ from .outputs import compile_pdf, documents, flow_figure, module_source, verifie
 from .pipeline import MAX_STEPS, Derivation, derive
 from .progress import Progress
 from .render import OutputError, check_writable, write_all
+from .selfcheck import SelfCheckError, self_check
 from .spec import SpecError, read
-from .verify import format_table
+from .verify import format_table, load_module
 
 DEFAULT_STEPS = 3
+SELF_CHECK_FAILED = "the generated module failed its self-check, so nothing was written"
+REPORT_IT = "This is a bug in bptt-derive: please report it, with your .cell file"
 DEFAULT_OUT = "out"
 # bptt flow's verdict, on ||ds_T/ds_0||: the most a gradient arriving at s_T can grow, or must shrink, over T steps
 FLOW_VANISHING, FLOW_EXPLODING = 1e-2, 1e2
@@ -393,6 +396,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     print(_summary(derivation), file=out)
     with progress.stage("printing the NumPy module"):
         source = module_source(derivation)
+    if want_py:  # nothing is written that was not run: poisoned arrays, finite differences, by definition
+        with progress.stage("checking the module (poisoned arrays, finite differences)"):
+            self_check(load_module(source, stem))
     report = None
     if job != "emit":
         with progress.stage("verifying (reference loop, finite differences, SymPy)"):
@@ -449,6 +455,9 @@ def main(argv: list[str] | None = None) -> int:
     except NotImplementedError as e:  # a cell the tool cannot derive yet: say so, in one line
         print(f"bptt: error: not supported yet: {e}", file=sys.stderr)
         return 2
+    except SelfCheckError as e:  # our bug, not the user's: exit 1, as a failed verification
+        print(f"bptt: error: {SELF_CHECK_FAILED}: {e}. {REPORT_IT}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("bptt: interrupted", file=sys.stderr)
         return 130

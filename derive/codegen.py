@@ -568,23 +568,30 @@ def hoisted(derivation: Derivation) -> Hoisted:
     # diag(f'(a_t)) delta^u_t, the delta at the argument a of u's activation, read by the carries
     # and by the gradients of every parameter inside a: one array each, computed once
     inner = _inner_deltas(program, {d for d, n in delta_node.items() if n not in cell.outputs})
-    carried_runs = {run for c in program.carries for run in _runs(_distributed(c.expr), inner)}
     symbols: dict[Run, sp.MatrixSymbol] = {}
     for diags, delta in inner:
+        name = names.fresh(f"d{naming.code_base(delta_node[delta.name])}_pre")
+        symbols[diags, delta] = sp.MatrixSymbol(naming.step_name(name, "t"), *delta.shape)
+    # the carries as the loop prints them: a run inside a longer one (diag(u) diag(1 - h^2) dh) reads
+    # the run's array too, so where each array is computed follows from what the carries read
+    carry_exprs = [_with_runs(_distributed(c.expr), symbols) if symbols else c.expr for c in program.carries]
+    carried = {s.name for expr in carry_exprs for s in expr.atoms(sp.MatrixSymbol)}
+    for (diags, delta), symbol in symbols.items():
         u = delta_node[delta.name]
-        name = names.fresh(f"d{naming.code_base(u)}_pre")
-        symbol = symbols[diags, delta] = sp.MatrixSymbol(naming.step_name(name, "t"), *delta.shape)
+        name = naming.split(symbol.name)[0]
         locals_[name] = {"name": name, "dim": cell.nodes[u].dim}
         comment = f"the delta at the argument of {u}'s activation: {text(mul(*diags, delta))}"
-        if (diags, delta) in carried_runs and u in in_loop:  # in the loop, which carries it back
+        if symbol.name not in carried:  # no carry reads it: every step at once, after the loop
+            b_post += _into_lines(rows.doprint(symbol), mul(*diags, delta), rows, comment)
+        elif u not in in_loop:  # read by a carry, from a delta known before the loop: before it
+            b_pre += _into_lines(rows.doprint(symbol), mul(*diags, delta), rows, comment)
+        else:  # in the loop, which carries it back
             slope = names.fresh(f"d{naming.code_base(u)}_dpre")  # the derivative of u's activation
             local = sp.MatrixSymbol(naming.step_name(slope, "t"), *delta.shape)
             locals_[slope] = {"name": slope, "dim": cell.nodes[u].dim}
             value = _elementwise_product([d.arg for d in diags])
             b_pre += _into_lines(rows.doprint(local), value, rows, f"the slope of {u}'s activation: {text(value)}")
             b_loop.append(Line(f"{step.doprint(symbol)} = {step.doprint(mul(Diag(local), delta))}", comment))
-        else:
-            b_post += _into_lines(rows.doprint(symbol), mul(*diags, delta), rows, comment)
     for acc in program.accumulates:
         psym = cell.param(acc.wrt).symbol
         printer = step if last and _outputs_only(cell, acc.wrt) else rows  # many-to-one: the outputs' at step T alone
@@ -592,8 +599,7 @@ def hoisted(derivation: Derivation) -> Hoisted:
         code = _summed(printer.doprint(expr), psym.shape[1] == 1)
         b_post.append(Line(f"{grad_local(acc.wrt)} = {code}", f"dJ/d{acc.wrt} = sum over t of {text(acc.expr)}"))
     carry, views = [], set()
-    for c in program.carries:
-        expr = _with_runs(_distributed(c.expr), symbols) if symbols else c.expr
+    for c, expr in zip(program.carries, carry_exprs):
         if isinstance(expr, sp.MatrixSymbol):  # one step of an array: returned as a copy
             views.add(c.state)
         carry.append(

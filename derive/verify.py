@@ -15,7 +15,7 @@ SCALE_FLOOR, or FD_SCALE_FLOOR against finite differences (whose noise is absolu
 from __future__ import annotations
 
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,16 +69,29 @@ def max_rel_error(a: np.ndarray | float, b: np.ndarray | float, floor: float = S
     return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), floor))
 
 
+def distinct_sizes(module: types.ModuleType, smallest: int = 3) -> dict[str, int]:
+    """A size for every dimension of the module, each different from the others: 3, 4, 5, ..."""
+    return {d: smallest + i for i, d in enumerate(module.DIMS)}
+
+
 def random_problem(
-    module: types.ModuleType, steps: int, sizes: tuple[int, ...], seed: int = SEED, batch: int | None = None
+    module: types.ModuleType,
+    steps: int,
+    sizes: tuple[int, ...] | Mapping[str, int],
+    seed: int = SEED,
+    batch: int | None = None,
 ):
-    """(params, xs, targets, *initial states), seeded; ``sizes`` gives n_x, n_h, n_y, and any other
-    dimension takes a size of its own (n_h + 1, n_h + 2, ...), so that a transposition between two
-    dimensions shows as a shape error rather than hiding behind equal sizes."""
-    n_x, n_h, n_y = sizes[:3]
-    by_dim = {"n_x": n_x, "n_h": n_h, "n_y": n_y}
-    others = iter(range(n_h + 1, n_h + 1 + len(module.DIMS)))
-    dims = [by_dim[d] if d in by_dim else next(others) for d in module.DIMS]
+    """(params, xs, targets, *initial states), seeded.  ``sizes`` gives every dimension by name
+    (``n_h``), or n_x, n_h, n_y, with any other dimension taking a size of its own (n_h + 1,
+    n_h + 2, ...), so that a transposition between two dimensions shows as a shape error rather
+    than hiding behind equal sizes."""
+    if isinstance(sizes, Mapping):
+        dims = [sizes[d] for d in module.DIMS]
+    else:
+        n_x, n_h, n_y = sizes[:3]
+        by_dim = {"n_x": n_x, "n_h": n_h, "n_y": n_y}
+        others = iter(range(n_h + 1, n_h + 1 + len(module.DIMS)))
+        dims = [by_dim[d] if d in by_dim else next(others) for d in module.DIMS]
     rng = np.random.default_rng(seed)
     params = {k: 0.8 * v for k, v in module.init_params(*dims, seed=seed).items()}
     sizes_of = dict(zip(module.DIMS, dims))

@@ -57,6 +57,12 @@ def init_params(n_x, n_h, n_y, seed=0):
     return params
 
 
+def _empty(shape, dtype):
+    """Every work array the module fills before it reads it: the one allocation point, which the
+    self-check before writing this file replaces with arrays of NaN, so that a read before a write shows."""
+    return np.empty(shape, dtype)
+
+
 def _softmax(y, axis=-1, out=None):
     """exp(y) / sum(exp(y)) along ``axis``, shifted by the maximum; into ``out`` if given."""
     out = np.subtract(y, y.max(axis=axis, keepdims=True), out=out)
@@ -146,7 +152,7 @@ def _prepare(params, xs, labels, h0):
         if h0.shape != ((B, n_h) if batched else (n_h,)):
             raise ValueError(f"h0: expected shape {(B, n_h) if batched else (n_h,)}, got {h0.shape}")
         h0 = h0.reshape(B, n_h)
-    x = np.empty((T + 1, B, sizes["n_x"]), dtype)
+    x = _empty((T + 1, B, sizes["n_x"]), dtype)
     x[1:] = xs
     label = np.zeros((T + 1, B, sizes["n_y"]), dtype)
     label[1:].reshape(-1, sizes["n_y"])[np.arange(labels.size), labels.reshape(-1)] = 1
@@ -169,9 +175,9 @@ def loss_and_gradients(params, xs, labels, h0=None):
     b_y = np.asarray(params["b_y"], dtype)
 
     # forward: arrays indexed by step, t = 1..T (index 0 of h holds the initial state)
-    z = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    h = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    y = np.empty((T + 1, B, sizes["n_y"]), dtype)
+    z = _empty((T + 1, B, sizes["n_h"]), dtype)
+    h = _empty((T + 1, B, sizes["n_h"]), dtype)
+    y = _empty((T + 1, B, sizes["n_y"]), dtype)
     h[0] = h0
     # row views: a_rows is a[1:] (the steps 1..T) as one (T * B, n) array, a_rows_prev is a[:-1]
     z_rows = z[1:].reshape(T * B, -1)
@@ -191,10 +197,10 @@ def loss_and_gradients(params, xs, labels, h0=None):
     loss = _softmax_cross_entropy(y_rows, label_rows)  # J_t = cross_entropy(softmax(y_t), label_t)
 
     # backward: deltas by step, each state's share carried from t + 1 to t
-    dy = np.empty((T + 1, B, sizes["n_y"]), dtype)
-    dh = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    dz = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    dh_dz = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    dy = _empty((T + 1, B, sizes["n_y"]), dtype)
+    dh = _empty((T + 1, B, sizes["n_h"]), dtype)
+    dz = _empty((T + 1, B, sizes["n_h"]), dtype)
+    dh_dz = _empty((T + 1, B, sizes["n_h"]), dtype)
     dy_rows = dy[1:].reshape(T * B, -1)
     dh_rows = dh[1:].reshape(T * B, -1)
     dh_dz_rows = dh_dz[1:].reshape(T * B, -1)

@@ -65,6 +65,12 @@ def init_params(n_x, n_h, n_y, seed=0):
     return params
 
 
+def _empty(shape, dtype):
+    """Every work array the module fills before it reads it: the one allocation point, which the
+    self-check before writing this file replaces with arrays of NaN, so that a read before a write shows."""
+    return np.empty(shape, dtype)
+
+
 def _sigmoid(a):
     """1 / (1 + exp(-a)), without overflow for large |a|."""
     e = np.exp(-np.abs(a))
@@ -160,7 +166,7 @@ def _prepare(params, xs, labels, h0):
         if h0.shape != ((B, n_h) if batched else (n_h,)):
             raise ValueError(f"h0: expected shape {(B, n_h) if batched else (n_h,)}, got {h0.shape}")
         h0 = h0.reshape(B, n_h)
-    x = np.empty((T + 1, B, sizes["n_x"]), dtype)
+    x = _empty((T + 1, B, sizes["n_x"]), dtype)
     x[1:] = xs
     label = np.zeros((T + 1, B, sizes["n_y"]), dtype)
     label[1:].reshape(-1, sizes["n_y"])[np.arange(labels.size), labels.reshape(-1)] = 1
@@ -189,11 +195,11 @@ def loss_and_gradients(params, xs, labels, h0=None):
     b_y = np.asarray(params["b_y"], dtype)
 
     # forward: arrays indexed by step, t = 1..T (index 0 of h holds the initial state)
-    r = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    u = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    n = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    h = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    y = np.empty((T + 1, B, sizes["n_y"]), dtype)
+    r = _empty((T + 1, B, sizes["n_h"]), dtype)
+    u = _empty((T + 1, B, sizes["n_h"]), dtype)
+    n = _empty((T + 1, B, sizes["n_h"]), dtype)
+    h = _empty((T + 1, B, sizes["n_h"]), dtype)
+    y = _empty((T + 1, B, sizes["n_y"]), dtype)
     h[0] = h0
     # row views: a_rows is a[1:] (the steps 1..T) as one (T * B, n) array, a_rows_prev is a[:-1]
     r_rows = r[1:].reshape(T * B, -1)
@@ -221,18 +227,18 @@ def loss_and_gradients(params, xs, labels, h0=None):
     loss = _softmax_cross_entropy(y_rows, label_rows)  # J_t = cross_entropy(softmax(y_t), label_t)
 
     # backward: deltas by step, each state's share carried from t + 1 to t
-    dy = np.empty((T + 1, B, sizes["n_y"]), dtype)
-    dh = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    dn = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    du = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    dr = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    dh_dn = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    dn_pre = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    dn_dpre = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    du_pre = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    du_dpre = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    dr_pre = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    dr_dpre = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    dy = _empty((T + 1, B, sizes["n_y"]), dtype)
+    dh = _empty((T + 1, B, sizes["n_h"]), dtype)
+    dn = _empty((T + 1, B, sizes["n_h"]), dtype)
+    du = _empty((T + 1, B, sizes["n_h"]), dtype)
+    dr = _empty((T + 1, B, sizes["n_h"]), dtype)
+    dh_dn = _empty((T + 1, B, sizes["n_h"]), dtype)
+    dn_pre = _empty((T + 1, B, sizes["n_h"]), dtype)
+    dn_dpre = _empty((T + 1, B, sizes["n_h"]), dtype)
+    du_pre = _empty((T + 1, B, sizes["n_h"]), dtype)
+    du_dpre = _empty((T + 1, B, sizes["n_h"]), dtype)
+    dr_pre = _empty((T + 1, B, sizes["n_h"]), dtype)
+    dr_dpre = _empty((T + 1, B, sizes["n_h"]), dtype)
     dy_rows = dy[1:].reshape(T * B, -1)
     dh_rows = dh[1:].reshape(T * B, -1)
     dh_dn_rows = dh_dn[1:].reshape(T * B, -1)

@@ -70,6 +70,12 @@ def init_params(n_x, n_h, n_y, seed=0):
     return params
 
 
+def _empty(shape, dtype):
+    """Every work array the module fills before it reads it: the one allocation point, which the
+    self-check before writing this file replaces with arrays of NaN, so that a read before a write shows."""
+    return np.empty(shape, dtype)
+
+
 def _sigmoid(a):
     """1 / (1 + exp(-a)), without overflow for large |a|."""
     e = np.exp(-np.abs(a))
@@ -173,7 +179,7 @@ def _prepare(params, xs, labels, h0, c0):
         if c0.shape != ((B, n_h) if batched else (n_h,)):
             raise ValueError(f"c0: expected shape {(B, n_h) if batched else (n_h,)}, got {c0.shape}")
         c0 = c0.reshape(B, n_h)
-    x = np.empty((T + 1, B, sizes["n_x"]), dtype)
+    x = _empty((T + 1, B, sizes["n_x"]), dtype)
     x[1:] = xs
     label = np.zeros((T + 1, B, sizes["n_y"]), dtype)
     label[1:].reshape(-1, sizes["n_y"])[np.arange(labels.size), labels.reshape(-1)] = 1
@@ -205,13 +211,13 @@ def loss_and_gradients(params, xs, labels, h0=None, c0=None):
     b_y = np.asarray(params["b_y"], dtype)
 
     # forward: arrays indexed by step, t = 1..T (index 0 of h, c holds the initial state)
-    f = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    i = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    o = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    g = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    c = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    h = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    y = np.empty((T + 1, B, sizes["n_y"]), dtype)
+    f = _empty((T + 1, B, sizes["n_h"]), dtype)
+    i = _empty((T + 1, B, sizes["n_h"]), dtype)
+    o = _empty((T + 1, B, sizes["n_h"]), dtype)
+    g = _empty((T + 1, B, sizes["n_h"]), dtype)
+    c = _empty((T + 1, B, sizes["n_h"]), dtype)
+    h = _empty((T + 1, B, sizes["n_h"]), dtype)
+    y = _empty((T + 1, B, sizes["n_y"]), dtype)
     h[0] = h0
     c[0] = c0
     # row views: a_rows is a[1:] (the steps 1..T) as one (T * B, n) array, a_rows_prev is a[:-1]
@@ -245,23 +251,23 @@ def loss_and_gradients(params, xs, labels, h0=None, c0=None):
     loss = _softmax_cross_entropy(y_rows, label_rows)  # J_t = cross_entropy(softmax(y_t), label_t)
 
     # backward: deltas by step, each state's share carried from t + 1 to t
-    dy = np.empty((T + 1, B, sizes["n_y"]), dtype)
-    dh = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    dc = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    dg = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    do = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    di = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    df = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    dh_dc = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    dh_do = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    dg_pre = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    dg_dpre = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    do_pre = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    do_dpre = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    di_pre = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    di_dpre = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    df_pre = np.empty((T + 1, B, sizes["n_h"]), dtype)
-    df_dpre = np.empty((T + 1, B, sizes["n_h"]), dtype)
+    dy = _empty((T + 1, B, sizes["n_y"]), dtype)
+    dh = _empty((T + 1, B, sizes["n_h"]), dtype)
+    dc = _empty((T + 1, B, sizes["n_h"]), dtype)
+    dg = _empty((T + 1, B, sizes["n_h"]), dtype)
+    do = _empty((T + 1, B, sizes["n_h"]), dtype)
+    di = _empty((T + 1, B, sizes["n_h"]), dtype)
+    df = _empty((T + 1, B, sizes["n_h"]), dtype)
+    dh_dc = _empty((T + 1, B, sizes["n_h"]), dtype)
+    dh_do = _empty((T + 1, B, sizes["n_h"]), dtype)
+    dg_pre = _empty((T + 1, B, sizes["n_h"]), dtype)
+    dg_dpre = _empty((T + 1, B, sizes["n_h"]), dtype)
+    do_pre = _empty((T + 1, B, sizes["n_h"]), dtype)
+    do_dpre = _empty((T + 1, B, sizes["n_h"]), dtype)
+    di_pre = _empty((T + 1, B, sizes["n_h"]), dtype)
+    di_dpre = _empty((T + 1, B, sizes["n_h"]), dtype)
+    df_pre = _empty((T + 1, B, sizes["n_h"]), dtype)
+    df_dpre = _empty((T + 1, B, sizes["n_h"]), dtype)
     dy_rows = dy[1:].reshape(T * B, -1)
     dh_rows = dh[1:].reshape(T * B, -1)
     dh_dc_rows = dh_dc[1:].reshape(T * B, -1)

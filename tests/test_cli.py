@@ -490,6 +490,7 @@ def test_long_runs_show_their_stages_on_a_terminal(monkeypatch, capsys, tmp_path
     assert [re.sub(r"\(\d+\.\d s\)$", "(s)", line) for line in stages] == [
         "bptt: deriving T = 2 (counts, recurrence, proof) (s)",
         "bptt: printing the NumPy module (s)",
+        "bptt: checking the module (poisoned arrays, finite differences) (s)",
     ]
     monkeypatch.delenv("BPTT_PROGRESS")  # the test's stderr is not a terminal: nothing
     assert cli.main(["emit", "--steps", "2", "--out", str(tmp_path / "b")]) == 0

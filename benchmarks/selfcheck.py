@@ -1,0 +1,46 @@
+"""What the self-check before writing a module costs, for every built-in cell.
+
+    python benchmarks/selfcheck.py [--steps T] [--truncate K] [--repeats N]
+
+Each cell is derived and printed once; then loading the module and ``self_check`` (what
+``bptt emit`` adds before it writes) are timed together, N times, and the median and the
+best are printed.  The budget is SELF_CHECK_BUDGET seconds per built-in cell at T = 3.
+"""
+
+import argparse
+import statistics
+import time
+
+from derive.cell import builtin_names, load_builtin
+from derive.outputs import module_source
+from derive.pipeline import derive
+from derive.selfcheck import check_steps, self_check
+from derive.verify import load_module
+
+SELF_CHECK_BUDGET = 0.5  # seconds, the issue's bound
+
+
+def timed(source: str) -> float:
+    start = time.perf_counter()
+    self_check(load_module(source, "checked"))
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    args.add_argument("--steps", type=int, default=3)
+    args.add_argument("--truncate", type=int, default=None)
+    args.add_argument("--repeats", type=int, default=7)
+    opts = args.parse_args()
+    print(f"self-check before writing, T = {opts.steps}, truncate = {opts.truncate}, {opts.repeats} runs each")
+    print(f"  {'cell':8} {'steps checked':14} {'median':>9} {'best':>9}  budget {SELF_CHECK_BUDGET} s")
+    for name in builtin_names():
+        source = module_source(derive(load_builtin(name), opts.steps, opts.truncate))
+        steps = ",".join(map(str, check_steps(load_module(source, "steps"))))
+        runs = [timed(source) for _ in range(opts.repeats)]
+        verdict = "ok" if statistics.median(runs) < SELF_CHECK_BUDGET else "OVER"
+        print(f"  {name:8} {steps:14} {statistics.median(runs):8.3f}s {min(runs):8.3f}s  {verdict}")
+
+
+if __name__ == "__main__":
+    main()
