@@ -27,7 +27,7 @@ from .analytic import row_product, term_gradient
 from .cell import Cell
 from .chain import Expansion, paths
 from .exprs import CrossEntropy, Outer, Softmax, add, mul, transpose
-from .rules import jacobian, softmax_cross_entropy
+from .rules import RULES, Rules, softmax_cross_entropy
 from .unroll import Unrolled, at_step, relabel
 
 
@@ -98,8 +98,9 @@ def _fused_softmax(cell: Cell) -> dict[str, str]:
     return fused
 
 
-def build_program(cell: Cell) -> Program:
-    """Reverse mode over the cell's equations at symbolic step t."""
+def build_program(cell: Cell, rules: Rules = RULES) -> Program:
+    """Reverse mode over the cell's equations at symbolic step t, by the rule table ``rules``."""
+    jacobian = rules.jacobian
     eqs = {eq.name: eq for eq in cell.equations}
     here = {name: MatrixSymbol(naming.step_name(name, "t"), *eq.shape) for name, eq in eqs.items()}
     delta = {name: adjoint_symbol(here[name].name, eq.shape) for name, eq in eqs.items()}

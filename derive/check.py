@@ -41,12 +41,14 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from . import naming, rules
+from . import naming
 from .adjoint import build_program
 from .cell import Cell
-from .exprs import Exp, Relu, Sigmoid, Tanh
+from .exprs import Elementwise
+from .ops import ACTIVATIONS
 from .outputs import module_source
 from .pipeline import Derivation, derive
+from .rules import RULES
 from .unroll import relabel
 from .verify import load_module, max_rel_error
 
@@ -345,18 +347,6 @@ def _grads(module: types.ModuleType, problem: Problem, cell: Cell) -> tuple[floa
     return loss, {k: v for k, v in grads.items() if k in cell.param_names}
 
 
-@contextlib.contextmanager
-def _no_activation_derivatives() -> Iterator[None]:
-    """The rule table with every activation's derivative left out: d tanh(a)/dw = da/dw."""
-    saved: dict[type, rules.Rule] = {op: rules.RULES[op] for op in (Tanh, Sigmoid, Relu, Exp)}
-    try:
-        for op in saved:
-            rules.RULES[op] = lambda rhs, wrt, out: rules.jacobian(rhs.arg, wrt)
-        yield
-    finally:
-        rules.RULES.update(saved)
-
-
 def _shifted_outer_products(derivation: Derivation) -> Derivation:
     """Each gradient's outer product taken with the vector of the next step: h_t for h_{t-1}."""
     program = derivation.program
@@ -383,6 +373,12 @@ class Suspect:
     says: str  # what the user's code does
     term: str  # the part of the derivation it misses, and where the document writes it
     grads: Grads
+
+
+def _activations(cell: Cell) -> list[str]:
+    """The elementwise functions with a derivative that the cell's equations apply, by name."""
+    found = {e.op.name for eq in cell.equations for e in sp.preorder_traversal(eq.rhs) if isinstance(e, Elementwise)}
+    return sorted(name for name in found if ACTIVATIONS[name].op.slope is not None)
 
 
 def suspects(derivation: Derivation, problem: Problem, steps: int, right: Grads) -> list[Suspect]:
@@ -412,14 +408,14 @@ def suspects(derivation: Derivation, problem: Problem, steps: int, right: Grads)
                     grads,
                 )
             )
-    with _no_activation_derivatives():
-        program = build_program(cell)
+    program = build_program(cell, RULES.without_slopes())
     wrong = _module(dataclasses.replace(derivation, program=program), "noact")
+    slopes = ", ".join(f"{name}'" for name in _activations(cell))
     out.append(
         Suspect(
             "activation",
-            "leaves an activation's derivative out (uses dJ/dh where dJ/dz = diag(1 - h^2) dJ/dh belongs)",
-            f'the activations\' factors (diag(1 - h_t^2) and the like) in "The local derivatives" of {doc}',
+            f"leaves an activation's derivative out ({slopes}: uses dJ/dh where dJ/da = diag(f'(a)) dJ/dh belongs)",
+            f'the activations\' factors (diag(f\'(a_t)): {slopes}) in "The local derivatives" of {doc}',
             _grads(wrong, problem, cell)[1],
         )
     )

@@ -14,6 +14,7 @@ Everything here is printing; the template only places the strings.
 from __future__ import annotations
 
 import functools
+import inspect
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from .analytic import factor_matrix
 from .cell import Cell
 from .chain import Blocks, Factor, Term, move_paths, stacked_name
 from .exprs import CrossEntropy, Diag, Elementwise, Hadamard, Outer, Softmax, SoftmaxCrossEntropy, add, mul, transpose
+from .ops import HELPERS
 from .pipeline import Derivation
 from .printing import BatchedPrinter, ColumnPrinter, is_negative, negated, ordered_terms, text
 from .spec import RESERVED
@@ -373,8 +375,8 @@ def _written_into(dst: str, expr: sp.Basic, printer: BatchedPrinter) -> list[str
         return [f"{fn}({left}, {right}, out={dst})"]
     if isinstance(expr, sp.HadamardPower) and expr.exp == 2:
         return onto(expr.base, f"np.square({{}}, out={dst})")
-    if isinstance(expr, Elementwise) and expr.numpy_name.startswith("np."):
-        return onto(expr.arg, f"{expr.numpy_name}({{}}, out={dst})")
+    if isinstance(expr, Elementwise) and expr.op.ufunc is not None:
+        return onto(expr.arg, f"{expr.op.ufunc}({{}}, out={dst})")
     if isinstance(expr, Softmax) and _is_leaf(expr.arg):
         return [f"_softmax({p(expr.arg)}, out={dst})"]
     if isinstance(expr, sp.MatMul) and expr.args[0].is_Number and len(expr.args) == 2:
@@ -913,7 +915,8 @@ def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
     emitted += [*fast.backward_loop, *fast.carry, *fast.backward_post, *truncated_lines, *truncated_carry]
     emitted += [*context["def_forward"], *context["def_jacobians"]]
     code = "\n".join(line.code for line in emitted)
-    context["uses"] = sorted(h for h in ("_sigmoid", "_relu", "_step", "_squared_error") if h + "(" in code)
+    context["helpers"] = [inspect.getsource(op.helper) for op in HELPERS if f"{op.code}(" in code]
+    context["uses"] = [h for h in ("_squared_error",) if h + "(" in code]
     by_definition = "\n".join(line.code for group in ("def_forward", "def_jacobians") for line in context[group])
     by_definition += "\n".join(line.code for block in context["def_terms"] for line in block.lines)
     context["size_lines"] = [

@@ -4,20 +4,26 @@ Vectors are column ``MatrixSymbol``s (see ``naming``); the classes here add what
 SymPy's matrix algebra lacks: elementwise activations, softmax and losses.  Each
 is a ``MatrixExpr`` with a known shape, so the unrolled equations stay symbolic in
 the dimensions.  Printers (``printing``) give each class its LaTeX and NumPy
-spelling; ``rules`` gives each its local derivative.
+spelling; ``rules`` gives each its local derivative.  The elementwise functions
+themselves (tanh, sigmoid, ...) are records in ``ops``.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, ClassVar
+
 import sympy as sp
 from sympy.matrices.expressions import MatrixExpr
 
+if TYPE_CHECKING:
+    from .ops import Activation
+
 
 class Elementwise(MatrixExpr):
-    """f applied to every entry of a column vector; the shape is the argument's."""
+    """f applied to every entry of a column vector; the shape is the argument's.  Each function is a
+    subclass made from its record in ``ops`` (``Tanh``), which ``op`` holds."""
 
-    latex_name = ""
-    numpy_name = ""
+    op: ClassVar[Activation]
 
     def __new__(cls, arg: MatrixExpr) -> Elementwise:
         arg = sp.sympify(arg)
@@ -32,51 +38,6 @@ class Elementwise(MatrixExpr):
     @property
     def shape(self) -> tuple[sp.Expr, sp.Expr]:
         return self.arg.shape
-
-
-class Tanh(Elementwise):
-    latex_name = r"\tanh"
-    numpy_name = "np.tanh"
-
-
-class Sigmoid(Elementwise):
-    """sigma(a) = 1 / (1 + exp(-a))."""
-
-    latex_name = r"\sigma"
-    numpy_name = "_sigmoid"
-
-
-class Relu(Elementwise):
-    latex_name = r"\operatorname{relu}"
-    numpy_name = "_relu"
-
-
-class Exp(Elementwise):
-    latex_name = r"\exp"
-    numpy_name = "np.exp"
-
-
-class Ident(Elementwise):
-    """The identity activation, kept as a node so that a cell can name it."""
-
-    latex_name = r"\operatorname{id}"
-    numpy_name = ""
-
-
-class Step(Elementwise):
-    """The unit step: 1 where a > 0, else 0 (the derivative of relu; 0 at a = 0)."""
-
-    latex_name = r"\operatorname{step}"
-    numpy_name = "_step"
-
-
-ACTIVATIONS: dict[str, type[Elementwise]] = {
-    "tanh": Tanh,
-    "sigmoid": Sigmoid,
-    "relu": Relu,
-    "exp": Exp,
-    "identity": Ident,
-}
 
 
 class Hadamard(MatrixExpr):

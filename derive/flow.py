@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,21 +57,7 @@ import sympy as sp
 
 from . import naming
 from .cell import Cell, dim_symbol, recurrent_params
-from .exprs import (
-    CrossEntropy,
-    Diag,
-    Elementwise,
-    Exp,
-    Hadamard,
-    Ident,
-    Relu,
-    Sigmoid,
-    Softmax,
-    SoftmaxCrossEntropy,
-    SquaredError,
-    Step,
-    Tanh,
-)
+from .exprs import CrossEntropy, Diag, Elementwise, Hadamard, Softmax, SoftmaxCrossEntropy, SquaredError
 from .render import MARK, write_atomic
 
 COMPLEX_STEP = 1e-20  # eps of the complex step: its truncation error, eps^2 |f'''|, is far below float64 rounding
@@ -92,29 +78,6 @@ def flow_steps(steps: int) -> int:
 
 
 # ---- the evaluator ----------------------------------------------------------------------
-
-
-def _sigmoid(a: Array) -> Array:
-    """1 / (1 + exp(-a)) as (1 + tanh(a / 2)) / 2: no overflow, and analytic for the complex step."""
-    return 0.5 * (1.0 + np.tanh(0.5 * a))
-
-
-def _relu(a: Array) -> Array:
-    return np.where(a.real > 0, a, 0.0)
-
-
-def _step(a: Array) -> Array:
-    return np.where(a.real > 0, 1.0, 0.0)
-
-
-ELEMENTWISE: dict[type[Elementwise], Callable[[Array], Array]] = {
-    Tanh: np.tanh,
-    Sigmoid: _sigmoid,
-    Relu: _relu,
-    Exp: np.exp,
-    Ident: lambda a: a,
-    Step: _step,
-}
 
 
 def _log_softmax(y: Array) -> Array:
@@ -205,8 +168,8 @@ class Evaluator:
             return np.zeros(tuple(self.size(d) for d in expr.shape))
         if isinstance(expr, sp.Identity):
             return np.eye(self.size(expr.shape[0]))
-        if isinstance(expr, Elementwise) and type(expr) in ELEMENTWISE:
-            return ELEMENTWISE[type(expr)](self(expr.arg, env))
+        if isinstance(expr, Elementwise):
+            return expr.op.numeric(self(expr.arg, env))
         if isinstance(expr, Softmax):
             return np.exp(_log_softmax(self(expr.arg, env)))
         if isinstance(expr, SoftmaxCrossEntropy):

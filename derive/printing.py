@@ -27,23 +27,17 @@ from sympy.printing.str import StrPrinter as _SympyStr
 from . import naming
 from .chain import Factor
 from .exprs import (
-    ACTIVATIONS,
     CrossEntropy,
     Diag,
     Elementwise,
     Hadamard,
-    Ident,
     Loss,
     Softmax,
     SoftmaxCrossEntropy,
     SquaredError,
-    Step,
     mul,
     transpose,
 )
-
-# the spec language's name of each activation (for comments in generated code)
-SPEC_NAMES = {cls: name for name, cls in ACTIVATIONS.items()} | {Step: "step"}
 
 
 def ordered_terms(expr: sp.MatAdd) -> list[sp.Basic]:
@@ -173,7 +167,7 @@ class LatexPrinter(_SignedSums, _SympyLatex):
         return r"\mathbf{0}"
 
     def _print_Elementwise(self, expr: Elementwise) -> str:
-        return rf"{expr.latex_name}\left({self._print(expr.arg)}\right)"
+        return rf"{expr.op.latex}\left({self._print(expr.arg)}\right)"
 
     def _print_Hadamard(self, expr: Hadamard) -> str:
         return " \\odot ".join(self._factor(a) for a in expr.args)
@@ -262,7 +256,7 @@ class TextPrinter(_SignedSums, _SympyStr):
         return "0"
 
     def _print_Elementwise(self, expr: Elementwise) -> str:
-        return f"{SPEC_NAMES[type(expr)]}({self._print(expr.arg)})"
+        return f"{expr.op.name}({self._print(expr.arg)})"
 
     def _print_Hadamard(self, expr: Hadamard) -> str:
         return " ⊙ ".join(self._factor(a) for a in expr.args)
@@ -300,9 +294,9 @@ class _NumPyBase(_SignedSums, _SympyNumPy):
         return "0"
 
     def _print_Elementwise(self, expr: Elementwise) -> str:
-        if isinstance(expr, Ident):
+        if expr.op.code is None:  # the identity
             return self._print(expr.arg)
-        return f"{expr.numpy_name}({self._print(expr.arg)})"
+        return f"{expr.op.code}({self._print(expr.arg)})"
 
     def _print_Hadamard(self, expr: Hadamard) -> str:
         return " * ".join(self._factor(a) for a in expr.args)

@@ -4,9 +4,8 @@
 layout (rows follow ``out``, columns follow ``wrt``), built from one rule per
 expression class, registered with ``@rule``.  The rules read like the maths:
 
-    tanh:          d tanh(a)/da        = diag(1 - h∘h)          (h = tanh(a))
-    sigmoid:       d sigma(a)/da       = diag(s∘(1 - s))        (s = sigma(a))
-    relu, exp:     diag(step(a)), diag(exp(a));   identity: I
+    f elementwise: d f(a)/da           = diag(f'(a)), f' from the record in ``ops``:
+                   tanh 1 - h∘h, sigmoid s∘(1 - s), relu step(a), exp e;  identity: I
     a ∘ b:         d(a ∘ b)            = diag(b) da + diag(a) db
     squared_error: d(1/2 |y - r|^2)/dy = (y - r)^T
     softmax:       d softmax(a)/da     = diag(p) - p p^T
@@ -15,42 +14,44 @@ expression class, registered with ``@rule``.  The rules read like the maths:
 
 The same table serves the LaTeX and the NumPy emitters, and the efficient
 program (``adjoint``) uses its transposes as vector-Jacobian products.  An
-operator with no rule raises ``NotImplementedError`` naming it.
+operator with no rule raises ``NotImplementedError`` naming it.  A table is a
+value (``Rules``): ``RULES`` is the one the derivation uses, and ``bptt check``
+derives deliberately wrong programs from modified copies it passes in
+(``RULES.without_slopes()``), never by changing this one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 
 import sympy as sp
-from sympy import HadamardPower, Identity, MatrixSymbol, OneMatrix
+from sympy import HadamardPower, Identity, MatrixSymbol
 
 from .exprs import (
     CrossEntropy,
     Diag,
-    Exp,
+    Elementwise,
     Hadamard,
-    Ident,
     Outer,
-    Relu,
-    Sigmoid,
     Softmax,
     SquaredError,
-    Step,
-    Tanh,
     add,
     mul,
     neg,
     transpose,
 )
+from .ops import Ident
+from .printing import text
 
-Rule = Callable[[sp.Basic, MatrixSymbol, "sp.Basic | None"], sp.Basic]
-RULES: dict[type, Rule] = {}
+Rule = Callable[[sp.Basic, MatrixSymbol, "sp.Basic | None", "Rules"], sp.Basic]
+_TABLE: dict[type, Rule] = {}
 
 
 def rule(op: type) -> Callable[[Rule], Rule]:
     def register(fn: Rule) -> Rule:
-        RULES[op] = fn
+        _TABLE[op] = fn
         return fn
 
     return register
@@ -60,49 +61,60 @@ def op_name(expr: sp.Basic) -> str:
     return type(expr).__name__
 
 
+@dataclass(frozen=True)
+class Rules:
+    """A table of rules by expression class, looked up along the class's MRO."""
+
+    table: Mapping[type, Rule]
+
+    def jacobian(self, rhs: sp.Basic, wrt: MatrixSymbol, out: sp.Basic | None = None) -> sp.Basic:
+        """d rhs / d wrt.  ``out`` names the value of ``rhs`` (h_t for tanh(z_t)), if it has one."""
+        if rhs == wrt:
+            return Identity(wrt.shape[0])
+        if not rhs.has(wrt):
+            raise ValueError(f"{rhs} does not depend on {wrt}")
+        for op in type(rhs).__mro__:
+            if op in self.table:
+                return self.table[op](rhs, wrt, out, self)
+        raise NotImplementedError(f"no rule for {op_name(rhs)}")
+
+    def chain(self, outer: sp.Basic, inner_rhs: sp.Basic, wrt: MatrixSymbol) -> sp.Basic:
+        """outer * d inner_rhs / d wrt, without a multiplication by the identity."""
+        inner = self.jacobian(inner_rhs, wrt)
+        if isinstance(inner, Outer):  # W v inside another operation: its Jacobian joins L
+            return Outer(inner.right, inner.param, mul(outer, inner.left))
+        return mul(outer, inner)
+
+    def replaced(self, op: type, fn: Rule) -> Rules:
+        """A copy with ``op``'s rule replaced."""
+        return Rules(MappingProxyType({**self.table, op: fn}))
+
+    def without_slopes(self) -> Rules:
+        """Every elementwise function's derivative left out, d f(a)/dw = da/dw: a mistake, on purpose."""
+        return self.replaced(Elementwise, lambda rhs, wrt, out, rules: rules.jacobian(rhs.arg, wrt))
+
+
 def jacobian(rhs: sp.Basic, wrt: MatrixSymbol, out: sp.Basic | None = None) -> sp.Basic:
-    """d rhs / d wrt.  ``out`` names the value of ``rhs`` (h_t for tanh(z_t)), if it has one."""
-    if rhs == wrt:
-        return Identity(wrt.shape[0])
-    if not rhs.has(wrt):
-        raise ValueError(f"{rhs} does not depend on {wrt}")
-    for op in type(rhs).__mro__:
-        if op in RULES:
-            return RULES[op](rhs, wrt, out)
-    raise NotImplementedError(f"no rule for {op_name(rhs)}")
-
-
-def _shown(expr: sp.Basic) -> str:
-    """An expression as the comments of generated code write it: tanh(W x_t) ⊙ h_{t-1}."""
-    from .printing import text  # printing reads the rule table's classes: import it when needed
-
-    return text(expr)
-
-
-def chain(outer: sp.Basic, inner_rhs: sp.Basic, wrt: MatrixSymbol) -> sp.Basic:
-    """outer * d inner_rhs / d wrt, without a multiplication by the identity."""
-    inner = jacobian(inner_rhs, wrt)
-    if isinstance(inner, Outer):  # W v inside another operation: its Jacobian joins L
-        return Outer(inner.right, inner.param, mul(outer, inner.left))
-    return mul(outer, inner)
+    """d rhs / d wrt by the derivation's table, ``RULES``."""
+    return RULES.jacobian(rhs, wrt, out)
 
 
 @rule(sp.MatAdd)
-def _add(rhs: sp.MatAdd, wrt: MatrixSymbol, out: sp.Basic | None) -> sp.Basic:
-    parts = [jacobian(arg, wrt) for arg in rhs.args if arg.has(wrt)]
+def _add(rhs: sp.MatAdd, wrt: MatrixSymbol, out: sp.Basic | None, rules: Rules) -> sp.Basic:
+    parts = [rules.jacobian(arg, wrt) for arg in rhs.args if arg.has(wrt)]
     if len(parts) > 1 and any(isinstance(p, Outer) for p in parts):
-        raise NotImplementedError(f"{wrt} appears in more than one term of {_shown(rhs)}: name one of the terms")
+        raise NotImplementedError(f"{wrt} appears in more than one term of {text(rhs)}: name one of the terms")
     return add(*parts)
 
 
 @rule(sp.MatMul)
-def _matmul(rhs: sp.MatMul, wrt: MatrixSymbol, out: sp.Basic | None) -> sp.Basic:
+def _matmul(rhs: sp.MatMul, wrt: MatrixSymbol, out: sp.Basic | None, rules: Rules) -> sp.Basic:
     """c W v: d/dv = c W; d/dW = Outer(c v); c v (a scaling): d/dv = c I."""
     coeffs = [a for a in rhs.args if a.is_Number]
     mats = [a for a in rhs.args if not a.is_Number]
     c = sp.Mul(*coeffs) if coeffs else sp.S.One
     if len(mats) == 1:
-        inner = jacobian(mats[0], wrt)
+        inner = rules.jacobian(mats[0], wrt)
         if isinstance(inner, Outer):
             return Outer(inner.right, inner.param, mul(c, inner.left))
         return mul(c, inner)
@@ -113,67 +125,55 @@ def _matmul(rhs: sp.MatMul, wrt: MatrixSymbol, out: sp.Basic | None) -> sp.Basic
         if right.has(wrt):
             raise NotImplementedError(f"{wrt} appears on both sides of {rhs}")
         return Outer(right, wrt, None if c == 1 else mul(c, sp.Identity(wrt.shape[0])))
-    return chain(mul(c, left), right, wrt)
+    return rules.chain(mul(c, left), right, wrt)
 
 
 @rule(Hadamard)
-def _hadamard(rhs: Hadamard, wrt: MatrixSymbol, out: sp.Basic | None) -> sp.Basic:
+def _hadamard(rhs: Hadamard, wrt: MatrixSymbol, out: sp.Basic | None, rules: Rules) -> sp.Basic:
     """d(a ∘ b) = diag(b) da + diag(a) db."""
     a, b = rhs.args
-    parts = [chain(Diag(other), arg, wrt) for arg, other in ((a, b), (b, a)) if arg.has(wrt)]
+    parts = [rules.chain(Diag(other), arg, wrt) for arg, other in ((a, b), (b, a)) if arg.has(wrt)]
     if len(parts) > 1 and any(isinstance(p, Outer) for p in parts):
-        raise NotImplementedError(f"{wrt} appears in both factors of {_shown(rhs)}: name one of the factors")
+        raise NotImplementedError(f"{wrt} appears in both factors of {text(rhs)}: name one of the factors")
     return add(*parts)
 
 
-@rule(Sigmoid)
-def _sigmoid(rhs: Sigmoid, wrt: MatrixSymbol, out: sp.Basic | None) -> sp.Basic:
-    s = out if out is not None else rhs
-    return chain(Diag(Hadamard(s, add(OneMatrix(*s.shape), neg(s)))), rhs.arg, wrt)
-
-
-@rule(Relu)
-def _relu(rhs: Relu, wrt: MatrixSymbol, out: sp.Basic | None) -> sp.Basic:
-    return chain(Diag(Step(rhs.arg)), rhs.arg, wrt)
-
-
-@rule(Exp)
-def _exp(rhs: Exp, wrt: MatrixSymbol, out: sp.Basic | None) -> sp.Basic:
-    return chain(Diag(out if out is not None else rhs), rhs.arg, wrt)
+@rule(Elementwise)
+def _elementwise(rhs: Elementwise, wrt: MatrixSymbol, out: sp.Basic | None, rules: Rules) -> sp.Basic:
+    """d f(a)/dw = diag(f'(a)) da/dw, with f' from the function's record (``ops``)."""
+    slope = rhs.op.slope(rhs.arg, out if out is not None else rhs)
+    return rules.chain(Diag(slope), rhs.arg, wrt)
 
 
 @rule(Ident)
-def _identity(rhs: Ident, wrt: MatrixSymbol, out: sp.Basic | None) -> sp.Basic:
-    return jacobian(rhs.arg, wrt)
+def _identity(rhs: Elementwise, wrt: MatrixSymbol, out: sp.Basic | None, rules: Rules) -> sp.Basic:
+    return rules.jacobian(rhs.arg, wrt)
 
 
 @rule(SquaredError)
-def _squared_error(rhs: SquaredError, wrt: MatrixSymbol, out: sp.Basic | None) -> sp.Basic:
+def _squared_error(rhs: SquaredError, wrt: MatrixSymbol, out: sp.Basic | None, rules: Rules) -> sp.Basic:
     """d(1/2 |y - r|^2)/dy = (y - r)^T."""
     if rhs.target.has(wrt):
         raise NotImplementedError("squared_error is not differentiated with respect to its target")
-    return chain(transpose(add(rhs.y, neg(rhs.target))), rhs.y, wrt)
-
-
-@rule(Tanh)
-def _tanh(rhs: Tanh, wrt: MatrixSymbol, out: sp.Basic | None) -> sp.Basic:
-    h = out if out is not None else rhs
-    return chain(Diag(add(OneMatrix(*h.shape), neg(HadamardPower(h, 2)))), rhs.arg, wrt)
+    return rules.chain(transpose(add(rhs.y, neg(rhs.target))), rhs.y, wrt)
 
 
 @rule(Softmax)
-def _softmax(rhs: Softmax, wrt: MatrixSymbol, out: sp.Basic | None) -> sp.Basic:
+def _softmax(rhs: Softmax, wrt: MatrixSymbol, out: sp.Basic | None, rules: Rules) -> sp.Basic:
     p = out if out is not None else rhs
-    return chain(add(Diag(p), neg(mul(p, transpose(p)))), rhs.arg, wrt)
+    return rules.chain(add(Diag(p), neg(mul(p, transpose(p)))), rhs.arg, wrt)
 
 
 @rule(CrossEntropy)
-def _cross_entropy(rhs: CrossEntropy, wrt: MatrixSymbol, out: sp.Basic | None) -> sp.Basic:
+def _cross_entropy(rhs: CrossEntropy, wrt: MatrixSymbol, out: sp.Basic | None, rules: Rules) -> sp.Basic:
     if rhs.target.has(wrt):
         raise NotImplementedError("cross_entropy is not differentiated with respect to its target")
     if isinstance(rhs.p, Softmax):  # cross_entropy(softmax(y), l): the collapse, d/dy = (softmax(y) - l)^T
-        return chain(transpose(add(rhs.p, neg(rhs.target))), rhs.p.arg, wrt)
-    return chain(neg(mul(transpose(rhs.target), Diag(HadamardPower(rhs.p, -1)))), rhs.p, wrt)
+        return rules.chain(transpose(add(rhs.p, neg(rhs.target))), rhs.p.arg, wrt)
+    return rules.chain(neg(mul(transpose(rhs.target), Diag(HadamardPower(rhs.p, -1)))), rhs.p, wrt)
+
+
+RULES = Rules(MappingProxyType(_TABLE))  # the derivation's table
 
 
 def softmax_cross_entropy(loss_rhs: sp.Basic, p_rhs: sp.Basic) -> sp.Basic | None:

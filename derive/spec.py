@@ -33,7 +33,8 @@ import sympy as sp
 
 from . import naming
 from .cell import Cell, Equation, Param, Target, Vector, dim_symbol
-from .exprs import ACTIVATIONS, LOSSES, CrossEntropy, Hadamard, Softmax, SquaredError, mul
+from .exprs import LOSSES, CrossEntropy, Hadamard, Softmax, SquaredError, mul
+from .ops import ACTIVATIONS
 
 KEYWORDS = ("cell", "param", "input", "state", "target", "loss")
 LOSS = "<loss>"  # what _Builder.defined records for the loss node instead of a dimension

@@ -23,7 +23,7 @@ import sympy as sp
 
 from . import naming
 from .cell import Cell, dim_symbol, load_builtin
-from .exprs import CrossEntropy, Elementwise, Exp, Hadamard, Ident, Relu, Sigmoid, Softmax, SquaredError, Tanh
+from .exprs import CrossEntropy, Elementwise, Hadamard, Softmax, SquaredError
 from .reference import reference_loss_and_gradients
 from .references import reference_elman, reference_gru, reference_lstm
 from .unroll import at_step
@@ -161,14 +161,7 @@ def _explicit(expr: sp.Basic, env: dict[str, sp.Matrix], sizes: dict[sp.Symbol, 
         a, b = (_explicit(arg, env, sizes) for arg in expr.args)
         return a.multiply_elementwise(b)
     if isinstance(expr, Elementwise):
-        fn = {
-            Tanh: sp.tanh,
-            Sigmoid: lambda v: 1 / (1 + sp.exp(-v)),
-            Relu: lambda v: sp.Max(v, 0),
-            Exp: sp.exp,
-            Ident: lambda v: v,
-        }[type(expr)]
-        return _explicit(expr.arg, env, sizes).applyfunc(fn)
+        return _explicit(expr.arg, env, sizes).applyfunc(expr.op.scalar)
     if isinstance(expr, SquaredError):
         diff = _explicit(expr.y, env, sizes) - _explicit(expr.target, env, sizes)
         return sp.Matrix([[sum(d**2 for d in diff) / 2]])

@@ -13,6 +13,7 @@ import pytest
 from derive import cli
 from derive.cell import load_builtin
 from derive.check import CHECK_RTOL, CheckError, check
+from derive.spec import read
 
 CODE = Path(__file__).resolve().parent / "user_code"
 MINCHAR = CODE / "minchar.py"
@@ -70,6 +71,19 @@ def test_each_mistake_is_diagnosed_as_itself(function, wrong, says, capsys):
     code, out, err = run(capsys, f"{MINCHAR}:{function}")
     assert code == 1 and err == ""
     assert "some gradients do not match" in out and "bptt derive --cell elman --steps 5 writes elman_T5.tex" in out
+
+
+SOFTPLUS = Path(__file__).resolve().parent / "cells" / "softplus.cell"
+
+
+def test_a_new_activation_is_checked_and_its_missing_derivative_diagnosed():
+    """softplus is one record in derive/ops.py: bptt check knows its derivative, and its absence."""
+    assert check(f"{GENERIC}:softplus", read(SOFTPLUS)).passed
+    report = check(f"{GENERIC}:softplus_no_slope", read(SOFTPLUS))
+    for name in ELMAN:
+        assert rows(report)[name].ok == (name not in RECURRENT), name
+    says = rows(report)["W_hh"].diagnosis
+    assert says.startswith("leaves an activation's derivative out (softplus': uses dJ/dh where dJ/da = diag(f'(a))")
 
 
 def test_a_diagnosis_points_at_the_missing_term():

@@ -3,7 +3,8 @@
 import sympy as sp
 from sympy import HadamardPower, MatrixSymbol, OneMatrix
 
-from derive.exprs import Diag, Softmax, Tanh, add, mul, neg, transpose
+from derive.exprs import Diag, Softmax, add, mul, neg, transpose
+from derive.ops import Tanh
 from derive.printing import BatchedPrinter, ColumnPrinter, LatexPrinter, latex, text
 
 n_h, n_x, n_y = (sp.Symbol(f"n_{d}", integer=True, positive=True) for d in "hxy")

@@ -1,13 +1,18 @@
-"""Stage 4: every rule in the table agrees with finite differences of its own forward op."""
+"""Stage 4: every rule in the table agrees with finite differences of its own forward op, and
+every elementwise function's three forwards (the module's, SymPy's, the complex-step one) agree."""
+
+import math
 
 import numpy as np
 import pytest
 import sympy as sp
 from sympy import MatrixSymbol
 
-from derive.exprs import CrossEntropy, Exp, Hadamard, Ident, Outer, Relu, Sigmoid, Softmax, SquaredError, Tanh
+from derive import ops
+from derive.exprs import CrossEntropy, Elementwise, Hadamard, Outer, Softmax, SquaredError
+from derive.ops import ACTIVATIONS, ACTIVATIONS_ALL, Ident, Sigmoid, Tanh
 from derive.printing import ColumnPrinter
-from derive.rules import RULES, jacobian, softmax_cross_entropy
+from derive.rules import RULES, Rules, jacobian, softmax_cross_entropy
 
 FD_EPS = 1e-6
 RULE_RTOL = 1e-7
@@ -34,10 +39,7 @@ def _ratio(a, b):
     return np.divide(a, b, out=np.zeros_like(b), where=a != 0)
 
 
-HELPERS = {
-    "_sigmoid": lambda v: 1 / (1 + np.exp(-v)),
-    "_relu": lambda v: np.maximum(v, 0),
-    "_step": lambda v: (v > 0).astype(float),
+HELPERS = {op.code: op.helper for op in ops.HELPERS} | {
     "_squared_error": lambda y, r: 0.5 * float(np.sum((y - r) ** 2)),
 }
 
@@ -71,12 +73,7 @@ def numeric_jacobian(rhs, wrt_name):
 
 b = MatrixSymbol("b@1", N, 1)
 VALUES["b_1"] = rng.standard_normal((N, 1))
-CASES = {
-    "tanh": Tanh(a),
-    "sigmoid": Sigmoid(a),
-    "relu": Relu(a),
-    "exp": Exp(a),
-    "identity": Ident(a),
+CASES = {name: f(a) for name, f in ACTIVATIONS.items()} | {
     "softmax": Softmax(a),
     "matvec": W * a,
     "scaled": sp.MatMul(3, a),
@@ -131,15 +128,9 @@ def test_softmax_cross_entropy_collapses_to_p_minus_l():
 
 
 def test_missing_rule_names_the_operator():
-    class Softplus(Tanh):
-        pass
-
-    del_rule = RULES.pop(Tanh)
-    try:
-        with pytest.raises(NotImplementedError, match="no rule for Softplus"):
-            jacobian(Softplus(a), a)
-    finally:
-        RULES[Tanh] = del_rule
+    without = Rules({op: rule for op, rule in RULES.table.items() if op not in (Elementwise, Ident)})
+    with pytest.raises(NotImplementedError, match="no rule for Tanh"):
+        without.jacobian(Tanh(a), a)
 
 
 def test_squared_error_rule():
@@ -155,19 +146,62 @@ def test_nested_softmax_cross_entropy_collapses():
 
 
 def test_one_rule_per_operator():
-    assert set(RULES) == {
+    assert set(RULES.table) == {
         sp.MatAdd,
         sp.MatMul,
         Hadamard,
-        Tanh,
-        Sigmoid,
-        Relu,
-        Exp,
+        Elementwise,  # every function of ops, by its slope
         Ident,
         Softmax,
         CrossEntropy,
         SquaredError,
     }
+
+
+def test_without_slopes_leaves_every_activation_derivative_out_and_the_table_alone():
+    for f in ACTIVATIONS.values():
+        assert RULES.without_slopes().jacobian(f(W * a), a) == W
+    assert jacobian(Tanh(W * a), a) != W
+
+
+# ---- the records of ops: one row each ---------------------------------------------------
+
+# f at two points, worked out by hand: every record needs its row here
+KNOWN_VALUES = {
+    "tanh": ((0.5, math.tanh(0.5)), (-2.0, -math.tanh(2.0))),
+    "sigmoid": ((0.0, 0.5), (2.0, 1 / (1 + math.exp(-2.0)))),
+    "relu": ((0.7, 0.7), (-0.7, 0.0)),
+    "exp": ((1.0, math.e), (-1.0, 1 / math.e)),
+    "identity": ((0.3, 0.3), (-4.0, -4.0)),
+    "softplus": ((0.0, math.log(2.0)), (1.5, math.log1p(math.exp(1.5)))),
+    "step": ((0.2, 1.0), (-0.2, 0.0)),
+}
+
+
+def test_every_record_has_its_row():
+    assert set(KNOWN_VALUES) == {op.name for op in ops.RECORDS}
+
+
+@pytest.mark.parametrize("op", ops.RECORDS, ids=lambda op: op.name)
+def test_the_three_forwards_of_a_record_agree_with_its_row(op):
+    xs = np.array([x for x, _ in KNOWN_VALUES[op.name]])
+    want = np.array([y for _, y in KNOWN_VALUES[op.name]])
+    module = {"np.tanh": np.tanh, "np.exp": np.exp, None: lambda v: v}.get(op.ufunc) if op.helper is None else op.helper
+    assert np.allclose(module(xs), want, rtol=1e-15, atol=0)
+    assert np.allclose(op.numeric(xs.astype(complex)).real, want, rtol=1e-15, atol=0)
+    assert np.allclose([float(op.scalar(sp.Float(x, 30))) for x in xs], want, rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize("op", [op for op in ops.RECORDS if op.slope is not None], ids=lambda op: op.name)
+def test_a_slope_is_the_derivative_of_the_scalar_forward(op):
+    """SymPy differentiates the record's own scalar forward; the slope, printed, must agree."""
+    v = sp.Symbol("v")
+    f = ACTIVATIONS_ALL[op.name]
+    for x in (-1.3, 0.4, 2.1):
+        want = float(sp.diff(op.scalar(v), v).subs(v, x)) if op.name != "step" else 0.0
+        values = dict(VALUES, a_1=np.full((N, 1), x), o_1=np.full((N, 1), float(op.scalar(sp.Float(x)))))
+        got = evaluate(jacobian(f(a), a, out), values)
+        assert np.allclose(np.diag(got), want, rtol=1e-12, atol=1e-15)
 
 
 def test_a_weight_in_both_factors_of_a_product_is_refused_by_name():

@@ -6,15 +6,17 @@ planted read-before-write or built from a planted wrong rule is refused at emit:
 one line, nothing written.
 """
 
+import dataclasses
 import functools
 from pathlib import Path
 
 import pytest
 import sympy as sp
 
-from derive import cli, rules
+from derive import cli
 from derive.cell import builtin_names, load_builtin
-from derive.exprs import Diag, Tanh, add, neg
+from derive.exprs import add, neg
+from derive.ops import Tanh
 from derive.outputs import module_source
 from derive.pipeline import derive
 from derive.selfcheck import SelfCheckError, check_steps, self_check
@@ -87,15 +89,11 @@ def test_a_wrong_gradient_is_caught_by_finite_differences():
         self_check(module(past_definition))
 
 
-def _wrong_tanh(rhs, wrt, out):
-    """d tanh(a)/da = diag(1 - h), not diag(1 - h^2): wrong, and consistent everywhere it is used."""
-    h = out if out is not None else rhs
-    return rules.chain(Diag(add(sp.OneMatrix(*h.shape), neg(h))), rhs.arg, wrt)
-
-
 @pytest.fixture
 def wrong_tanh_rule(monkeypatch):
-    monkeypatch.setitem(rules.RULES, Tanh, _wrong_tanh)
+    """d tanh(a)/da = diag(1 - h), not diag(1 - h^2): wrong, and the same everywhere it is used."""
+    wrong = dataclasses.replace(Tanh.op, slope=lambda a, h: add(sp.OneMatrix(*h.shape), neg(h)))
+    monkeypatch.setattr(Tanh, "op", wrong)
 
 
 def _refused(bptt, tmp_path, argv, gradient):

@@ -14,7 +14,8 @@ import sympy.parsing.sympy_parser as sympy_parser
 
 import derive.cell
 from derive.cell import CELLS, Cell, Equation, Param, Vector, dim_symbol, seed_rnn
-from derive.exprs import CrossEntropy, Hadamard, Sigmoid, Softmax, SquaredError, Tanh
+from derive.exprs import CrossEntropy, Hadamard, Softmax, SquaredError
+from derive.ops import Sigmoid, Tanh
 from derive.spec import SpecError, parse, read
 
 # The example: line 1 is a comment, lines 2-3 declarations, lines 4-7 equations.

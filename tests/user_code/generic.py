@@ -78,3 +78,38 @@ def writes_into_its_arguments(params, xs, labels, h0):
         v += 1.0
     h0 += 1.0
     return loss, g
+
+
+def _softplus_bptt(P, xs, labels, h0, slope=True):
+    """The Elman RNN with softplus units, h = log(1 + exp(z)); its derivative is sigmoid(z)."""
+    zs, hs, ps = {}, {-1: h0}, {}
+    loss = 0.0
+    for t in range(len(xs)):
+        zs[t] = P["W_xh"] @ xs[t] + P["W_hh"] @ hs[t - 1] + P["b_h"]
+        hs[t] = np.logaddexp(0, zs[t])
+        y = P["W_hy"] @ hs[t] + P["b_y"]
+        ps[t] = np.exp(y - y.max()) / np.exp(y - y.max()).sum()
+        loss -= np.log(ps[t][labels[t]])
+    g = {k: np.zeros_like(v) for k, v in P.items()}
+    carry = np.zeros_like(h0)
+    for t in reversed(range(len(xs))):
+        dy = ps[t].copy()
+        dy[labels[t]] -= 1
+        g["W_hy"] += np.outer(dy, hs[t])
+        g["b_y"] += dy
+        dh = P["W_hy"].T @ dy + carry
+        dz = dh / (1 + np.exp(-zs[t])) if slope else dh
+        g["W_xh"] += np.outer(dz, xs[t])
+        g["W_hh"] += np.outer(dz, hs[t - 1])
+        g["b_h"] += dz
+        carry = P["W_hh"].T @ dz
+    return loss, g
+
+
+def softplus(params, xs, labels, h0):
+    return _softplus_bptt(params, xs, labels, h0)
+
+
+def softplus_no_slope(params, xs, labels, h0):
+    """softplus's derivative, sigmoid(z), left out: dz = dh."""
+    return _softplus_bptt(params, xs, labels, h0, slope=False)
