@@ -102,6 +102,7 @@ def parser() -> argparse.ArgumentParser:
         _common(p, out=name != "verify")
         if name == "derive":
             p.add_argument("--pdf", action="store_true", help="also compile the .tex with pdflatex")
+            p.add_argument("--no-pdf", action="store_true", default=argparse.SUPPRESS, help="no PDF (the default)")
     flow = sub.add_parser(
         "flow",
         help="plot how the gradient flows back in time (vanishing or exploding) for a cell",
@@ -382,7 +383,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     paths = [args.out / f"{stem}{suffix}" for suffix in suffixes] if job != "verify" else [None] * len(suffixes)
     tex, md, html, png, svg, py, pdf = paths
     want_tex, want_py = job in ("all", "derive"), job in ("all", "emit")  # the documents come together
-    want_pdf = want_tex and (args.pdf if job == "derive" else not args.no_pdf)
+    want_pdf = want_tex and not args.no_pdf and (args.pdf if job == "derive" else True)
     destinations = [*((tex, md, html, png, svg) if want_tex else ()), *((py,) if want_py else ())]
     destinations += [pdf] if want_pdf else []
     # check the destinations before the (slower) derivation: fail fast, write nothing

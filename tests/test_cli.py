@@ -456,6 +456,32 @@ def test_options_before_the_subcommand_are_not_ignored(bptt, tmp_path):
     assert files_under(tmp_path) == {"chosen", "chosen/rnn_T2.py"}
 
 
+GLOBAL_OPTIONS = {  # the README's global options, with a value, and the subcommands each applies to
+    "--cell": ("gru", ("derive", "emit", "verify")),
+    "--steps": ("2", ("derive", "emit", "verify")),
+    "--truncate": ("2", ("derive", "emit", "verify")),
+    "--out": ("elsewhere", ("derive", "emit")),
+    "--force": (None, ("derive", "emit")),
+    "--no-pdf": (None, ("derive",)),
+}
+
+
+@pytest.mark.parametrize(
+    "option, command",
+    [(option, command) for option, (_, commands) in GLOBAL_OPTIONS.items() for command in commands],
+)
+def test_global_options_are_accepted_after_every_subcommand_they_apply_to(option, command):
+    value = GLOBAL_OPTIONS[option][0]
+    args = cli.parser().parse_args([command, option, *([value] if value else [])])
+    assert getattr(args, option[2:].replace("-", "_")) not in (None, False)
+
+
+def test_derive_no_pdf_wins_over_pdf(bptt, tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, "compile_pdf", lambda *a: pytest.fail("no PDF was asked for"))
+    r = bptt("derive", "--steps", 1, "--pdf", "--no-pdf", "--out", tmp_path)
+    assert r.code == 0, r
+
+
 def test_an_interrupted_run_leaves_no_folder(bptt, tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -76,7 +76,7 @@ BAD = [
     ("only-comments-and-blank-lines", "# a cell\n\n   # nothing else\n", (4, 1), "empty file"),
     ("only-a-comment-no-newline", "# only a comment", (1, 17), "empty file"),
     ("only-separators", "\n;\n ; ;\n", (4, 1), "empty file"),
-    ("unknown-function-softplus", edit(5, "h = softplus(z)"), (5, 5), "unknown function 'softplus'"),
+    ("unknown-function-gelu", edit(5, "h = gelu(z)"), (5, 5), "unknown function 'gelu'"),
     ("undefined-name", edit(4, "z = W_xh x + W_hh h[t-1] + b_q"), (4, 28), "undefined name 'b_q'"),
     ("function-without-parentheses", edit(5, "h = tanh"), (5, 5), "tanh is a function"),
     ("name-not-an-identifier", edit(1, "param 2W[h, x]"), (1, 7), "'2W' is not a name"),
@@ -258,11 +258,11 @@ def test_base_spec_that_the_bad_specs_edit_parses() -> None:
 
 def test_spec_error_attributes_and_str() -> None:
     with pytest.raises(SpecError) as e:
-        parse(edit(5, "h = softplus(z)"), "cells/elman.cell")
+        parse(edit(5, "h = gelu(z)"), "cells/elman.cell")
     err = e.value
     assert (err.path, err.line, err.col) == ("cells/elman.cell", 5, 5)
     assert str(err) == f"cells/elman.cell:5:5: {err.message}"
-    assert err.message.startswith("unknown function 'softplus'")
+    assert err.message.startswith("unknown function 'gelu'")
 
 
 def test_missing_loss_message_mentions_loss() -> None:
@@ -273,14 +273,14 @@ def test_missing_loss_message_mentions_loss() -> None:
 
 
 def test_line_numbers_count_lines_inside_parentheses() -> None:
-    text = edit(4, "z = (W_xh x\n     + W_hh h[t-1]\n     + b_h)").replace("h = tanh(z)", "h = softplus(z)")
+    text = edit(4, "z = (W_xh x\n     + W_hh h[t-1]\n     + b_h)").replace("h = tanh(z)", "h = gelu(z)")
     with pytest.raises(SpecError) as e:
         parse(text)
     assert (e.value.line, e.value.col) == (7, 5)
 
 
 def test_line_numbers_count_crlf_line_endings() -> None:
-    text = edit(5, "h = softplus(z)").replace("\n", "\r\n")
+    text = edit(5, "h = gelu(z)").replace("\n", "\r\n")
     with pytest.raises(SpecError) as e:
         parse(text)
     assert (e.value.line, e.value.col) == (5, 5)
@@ -706,7 +706,7 @@ def test_precedence_reads_like_the_maths(line, name, expected):
 def test_line_endings_and_a_byte_order_mark_read_the_same(convert):
     assert parse(convert(BASE)) == parse(BASE)
     with pytest.raises(SpecError) as e:  # and positions still count lines and columns as a reader does
-        parse(convert(edit(5, "h = softplus(z)")))
+        parse(convert(edit(5, "h = gelu(z)")))
     assert (e.value.line, e.value.col) == (5, 5)
 
 
