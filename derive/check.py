@@ -415,7 +415,7 @@ def suspects(derivation: Derivation, problem: Problem, steps: int, right: Grads)
         Suspect(
             "activation",
             f"leaves an activation's derivative out ({slopes}: uses dJ/dh where dJ/da = diag(f'(a)) dJ/dh belongs)",
-            f'the activations\' factors (diag(f\'(a_t)): {slopes}) in "The local derivatives" of {doc}',
+            f"the activations' factors (diag(f'(a_t)): {slopes}) in \"The local derivatives\" of {doc}",
             _grads(wrong, problem, cell)[1],
         )
     )
