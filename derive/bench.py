@@ -8,7 +8,7 @@ times, interleaved and after a warm-up, a full loss-and-gradients call of:
 - ``by-definition``: its ``gradients_by_definition``, where it is generated (small T);
 - ``min-char-rnn``: Karpathy's min-char-rnn loop (one sequence at a time, column vectors, the
   backward pass over t once), written here independently;
-- ``reference``: the project's hand-written reference loop (``derive.reference``), which sums
+- ``reference``: the project's hand-written reference loop (``derive.oracle_rnn``), which sums
   each J_t back through time (O(T^2) per sequence, to truncate like the derivation); only where
   that stays cheap (T^2 B <= REFERENCE_MAX);
 - ``expert-numpy``: a hand-written NumPy BPTT with everything but the two recurrences hoisted
@@ -41,9 +41,9 @@ from functools import partial
 import numpy as np
 
 from .cell import seed_rnn
+from .oracle_rnn import reference_loss_and_gradients
 from .outputs import module_source
 from .pipeline import derive
-from .reference import reference_loss_and_gradients
 from .verify import load_module
 
 CONFIGS: dict[str, tuple[int, int, int, int]] = {  # name: (V, H, T, B)

@@ -1,6 +1,6 @@
 """Stage 8: check the generated gradients against three things we did not generate.
 
-1. ``reference``: a hand-written min-char-rnn-style loop (``derive.reference``);
+1. ``reference``: a hand-written min-char-rnn-style loop (``derive.oracle_rnn``);
 2. central finite differences of the generated ``loss`` (its value checked
    against the reference loop's);
 3. exact ``sympy.diff`` of the fully scalar unrolled loss, built here from the
@@ -24,8 +24,10 @@ import sympy as sp
 from . import naming
 from .cell import Cell, dim_symbol, load_builtin
 from .exprs import CrossEntropy, Elementwise, Hadamard, Softmax, SquaredError
-from .reference import reference_loss_and_gradients
-from .references import reference_elman, reference_gru, reference_lstm
+from .oracle_elman import reference_elman
+from .oracle_gru import reference_gru
+from .oracle_lstm import reference_lstm
+from .oracle_rnn import reference_loss_and_gradients
 from .unroll import at_step
 
 SCALE_FLOOR = 1e-8

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from derive import bench, cli
-from derive.reference import reference_loss_and_gradients
+from derive.oracle_rnn import reference_loss_and_gradients
 from derive.verify import RTOL_EXACT, max_rel_error
 
 

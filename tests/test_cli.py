@@ -27,8 +27,8 @@ from conftest import png_size
 from derive import cli
 from derive.cell import load_builtin, seed_rnn
 from derive.flow import flow_curves, gradient_flow
+from derive.oracle_rnn import reference_loss_and_gradients
 from derive.outputs import pdf_missing
-from derive.reference import reference_loss_and_gradients
 from derive.verify import RTOL_EXACT, max_rel_error
 
 SUBPROCESS_TIMEOUT = 300  # seconds; a generous bound for one end-to-end run

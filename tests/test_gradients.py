@@ -10,7 +10,7 @@ import pytest
 
 from conftest import generated
 from derive.cell import seed_rnn
-from derive.reference import reference_loss_and_gradients
+from derive.oracle_rnn import reference_loss_and_gradients
 from derive.verify import (
     FD_SCALE_FLOOR,
     NUMERIC_SIZES,

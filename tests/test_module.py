@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import generated
-from derive.reference import reference_loss_and_gradients
+from derive.oracle_rnn import reference_loss_and_gradients
 from derive.verify import RTOL_EXACT, max_rel_error
 
 N_X, N_H, N_Y = 3, 4, 5

@@ -1,4 +1,4 @@
-"""Tests for derive.reference: the hand-written BPTT yardstick.
+"""Tests for derive.oracle_rnn: the hand-written BPTT yardstick.
 
 The reference is checked against central finite differences of its own loss,
 against a loss written out by hand for T = 1, and (for truncated BPTT) against
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import fd_grad
-from derive.reference import reference_loss_and_gradients
+from derive.oracle_rnn import reference_loss_and_gradients
 
 N_X, N_H, N_Y = 3, 4, 5
 B = 3

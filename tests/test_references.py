@@ -1,4 +1,5 @@
-"""Tests for derive.references: hand-written BPTT references for the Elman RNN, the LSTM and the GRU.
+"""Tests for the hand-written BPTT references for the Elman RNN, the LSTM and the GRU
+(derive.oracle_elman, oracle_gru, oracle_lstm).
 
 Each reference is checked against central finite differences of its own loss
 (every parameter and every initial state, unbatched and batched), its loss
@@ -13,8 +14,10 @@ import numpy as np
 import pytest
 
 from conftest import fd_grad
-from derive.reference import reference_loss_and_gradients
-from derive.references import reference_elman, reference_gru, reference_lstm
+from derive.oracle_elman import reference_elman
+from derive.oracle_gru import reference_gru
+from derive.oracle_lstm import reference_lstm
+from derive.oracle_rnn import reference_loss_and_gradients
 
 N_X, N_H, N_Y = 3, 4, 5
 B = 2

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from conftest import derivation, generated, module_source
 from derive import cli, outputs
 from derive.cell import seed_rnn
-from derive.reference import reference_loss_and_gradients
+from derive.oracle_rnn import reference_loss_and_gradients
 from derive.verify import RTOL_EXACT, SCALE_FLOOR, format_table, max_rel_error, verify
 
 HYPOTHESIS_RTOL = 1e-9  # longer sequences and wider layers than the fixed checks: a little more rounding
