@@ -15,6 +15,11 @@ from derive.cell import seed_rnn
 from derive.pipeline import Derivation, derive
 from derive.verify import FD_EPS, load_module
 
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent  # the repository
+CORPUS = TESTS / "cells"  # cells written the way researchers write them
+USER_CODE = TESTS / "user_code"  # gradient code written in other people's styles, for bptt check
+
 
 @functools.cache
 def derivation(steps: int) -> Derivation:

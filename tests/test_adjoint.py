@@ -1,12 +1,12 @@
 """Stage 5: the efficient recurrence, and the SymPy proof that it equals the expanded sums."""
 
 import dataclasses
-import pathlib
 
 import pytest
 import sympy as sp
 from sympy import MatrixSymbol
 
+from conftest import CORPUS
 from derive.adjoint import build_program, check_equivalence, noncommutative, with_carry
 from derive.analytic import factor_matrix
 from derive.chain import as_blocks, differentiable_names, expand_all, factorize
@@ -87,7 +87,7 @@ def test_softmax_collapse_is_proved_without_the_rule_table(seed):
 def test_proof_is_bounded_by_monomials_not_paths():
     """A residual cell's one-step Jacobian I + diag(1 - h^2) U is one edge with two monomials: its
     path count stays T(T+1)/2 while the expanded products double at every step."""
-    cell = read(pathlib.Path(__file__).resolve().parent / "cells" / "residual.cell")
+    cell = read(CORPUS / "residual.cell")
     weighted = {
         w: dataclasses.replace(as_blocks(factorize(cell, w)), weight=monomial_weight(cell))
         for w in differentiable_names(cell)

@@ -7,18 +7,16 @@ failure names the cell, the step count and the parameter (``gru-T4-U_n``).
 
 import functools
 import re
-from pathlib import Path
 
 import pytest
 
-from conftest import pdflatex
+from conftest import CORPUS, pdflatex
 from derive.cell import builtin_names, load_builtin
 from derive.outputs import module_source, pdf_missing, verified
 from derive.pipeline import derive
 from derive.spec import read
 from derive.verify import CHECKS, IMPLEMENTATIONS, TOLERANCE, load_module
 
-CORPUS = Path(__file__).resolve().parent / "cells"
 CELLS = [c for c in builtin_names() if c != "rnn"]  # rnn has its own, finer tests (test_gradients.py)
 CELLS += sorted(f"corpus/{p.stem}" for p in CORPUS.glob("*.cell"))
 STEPS = range(1, 6)

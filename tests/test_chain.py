@@ -1,9 +1,8 @@
 """Stage 3: the chain-rule expansion has exactly the terms a careful person writes down."""
 
-from pathlib import Path
-
 import pytest
 
+from conftest import CORPUS
 from derive import naming
 from derive.cell import load_builtin
 from derive.chain import (
@@ -21,8 +20,6 @@ from derive.chain import (
 )
 from derive.spec import read
 from derive.unroll import unroll
-
-CORPUS = Path(__file__).resolve().parent / "cells"
 
 STEPS = range(1, 9)
 

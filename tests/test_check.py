@@ -6,18 +6,16 @@ as what it is, and the right ones accepted."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from conftest import CORPUS, USER_CODE
 from derive import cli
 from derive.cell import load_builtin
 from derive.check import CHECK_RTOL, CheckError, check
 from derive.spec import read
 
-CODE = Path(__file__).resolve().parent / "user_code"
-MINCHAR = CODE / "minchar.py"
-GENERIC = CODE / "generic.py"
+MINCHAR = USER_CODE / "minchar.py"
+GENERIC = USER_CODE / "generic.py"
 RECURRENT = ("W_xh", "W_hh", "b_h")  # the parameters whose gradient flows back through the state
 ELMAN = ("W_xh", "W_hh", "W_hy", "b_h", "b_y")
 
@@ -73,7 +71,7 @@ def test_each_mistake_is_diagnosed_as_itself(function, wrong, says, capsys):
     assert "some gradients do not match" in out and "bptt derive --cell elman --steps 5 writes elman_T5.tex" in out
 
 
-SOFTPLUS = Path(__file__).resolve().parent / "cells" / "softplus.cell"
+SOFTPLUS = CORPUS / "softplus.cell"
 
 
 def test_a_new_activation_is_checked_and_its_missing_derivative_diagnosed():
@@ -121,9 +119,9 @@ def test_an_unknown_mistake_says_where_it_starts():
 
 
 def test_a_cell_with_two_states_takes_two_initial_values():
-    report = check(f"{CODE / 'lstm.py'}:lstm", load_builtin("lstm"))
+    report = check(f"{USER_CODE / 'lstm.py'}:lstm", load_builtin("lstm"))
     assert report.passed and len(report.rows) == 1 + 14
-    half = rows(check(f"{CODE / 'lstm.py'}:lstm_half", load_builtin("lstm")))
+    half = rows(check(f"{USER_CODE / 'lstm.py'}:lstm_half", load_builtin("lstm")))
     assert half["U_f"].diagnosis == "is 0.5 times the right gradient: a factor in the loss (a mean, a 1/2) differs"
 
 
@@ -186,4 +184,4 @@ def test_check_rejects_cells_it_does_not_take_yet():
     from derive.spec import read
 
     with pytest.raises(CheckError, match="one input and one class target at every step"):
-        check(f"{MINCHAR}:lossFun", read(Path(__file__).parent / "cells" / "multi_task.cell"))
+        check(f"{MINCHAR}:lossFun", read(CORPUS / "multi_task.cell"))

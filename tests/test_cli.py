@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import png_size
+from conftest import CORPUS, png_size
 from derive import cli
 from derive.cell import load_builtin, seed_rnn
 from derive.flow import flow_curves, gradient_flow
@@ -638,7 +638,7 @@ def test_flow_and_the_documents_figure_do_not_share_a_file(bptt, tmp_path):
 def test_flow_says_when_the_state_itself_overflows(bptt, tmp_path):
     """relu with the recurrent weight x 100: the forward pass overflows; that is an explosion,
     said once, with no numpy warning (not a zero gradient, which a nan through relu would fake)."""
-    spec = Path(__file__).parent / "cells" / "m2o_classify.cell"
+    spec = CORPUS / "m2o_classify.cell"
     r = bptt("flow", spec, "--steps", 200, "--scales", 100, "--out", tmp_path)
     assert r.code == 0 and r.err == "", r
     assert r.lines[1].endswith(": explodes") and "the state overflows at step " in r.lines[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from conftest import CORPUS
 from derive.cell import load_builtin, seed_rnn
 from derive.diagram import DIAGRAM_MAX_STEPS, diagram, path_text
 
@@ -28,11 +29,10 @@ def test_long_sequences_are_drawn_short_and_gated_cells_pick_a_recurrent_weight(
 
 
 def test_several_inputs_get_a_row_each():
-    from pathlib import Path
 
     from derive.spec import read
 
-    d = diagram(read(Path(__file__).parent / "cells" / "multi_task.cell"), 2)
+    d = diagram(read(CORPUS / "multi_task.cell"), 2)
     places = [line.split(" at ")[1].split(" {")[0] for line in d.tikz if line.startswith(r"\node[var]")]
     assert len(places) == len(set(places))  # no node drawn over another
     assert r"{$x_{1}$}" in "".join(d.tikz) and r"{$a_{1}$}" in "".join(d.tikz)
@@ -93,9 +93,8 @@ def test_the_highlighted_weight_does_not_depend_on_the_hash_seed():
     import os
     import subprocess
     import sys
-    from pathlib import Path
 
-    spec = Path(__file__).parent / "cells" / "two_states.cell"
+    spec = CORPUS / "two_states.cell"
     code = (
         f"from derive.spec import read; from derive.diagram import diagram; print(diagram(read({str(spec)!r}), 2).wrt)"
     )

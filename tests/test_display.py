@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import derivation, pdflatex
+from conftest import CORPUS, derivation, pdflatex
 from derive.cell import load_builtin
 from derive.display import blocks
 from derive.outputs import pdf_missing
@@ -71,7 +71,6 @@ def test_every_block_is_latex_that_compiles(cell, tmp_path):
 
 
 def test_truncated_many_to_one_and_stacked_cells_say_what_differs():
-    from pathlib import Path
 
     from derive.spec import read
 
@@ -80,7 +79,7 @@ def test_truncated_many_to_one_and_stacked_cells_say_what_differs():
         "The recurrence, run once for each loss J_s alone, from t = s down to max(1, s - 1)"
     )
     assert r"\sum_{s=1}^{T} \sum_{t=\max(1,\, s-1)}^{s} g_t\big(\delta^{(s)}\big)" in truncated[3][1]
-    m2o = blocks(derive(read(Path(__file__).parent / "cells" / "m2o_classify.cell"), 3))
+    m2o = blocks(derive(read(CORPUS / "m2o_classify.cell"), 3))
     assert "many-to-one: the outputs and the loss exist at step T only" in m2o[0][0]
     assert r"J &= J_{T}" in m2o[0][1]
     lstm = blocks(derive(load_builtin("lstm"), 2))

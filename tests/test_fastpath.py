@@ -3,11 +3,9 @@ returns, and its memory against T and B."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from conftest import derivation, generated
+from conftest import CORPUS, derivation, generated
 from derive.codegen import hoisted, recurrent_deltas
 from derive.outputs import module_source
 from derive.pipeline import derive
@@ -58,7 +56,7 @@ def test_recurrent_deltas_are_those_a_carried_share_reaches():
     assert recurrent_deltas(derivation(3).program) == {"h", "z"}
     assert recurrent_deltas(derive(load_builtin("lstm"), 2).program) == {"h", "c", "f", "i", "o", "g"}
     # a hidden layer after the state reads only the output's delta: computed before the loop
-    deep = read(Path(__file__).parent / "cells" / "deep_output.cell")
+    deep = read(CORPUS / "deep_output.cell")
     d = derive(deep, 2)
     assert recurrent_deltas(d.program) == {"h"}
     assert "np.matmul(dy_rows, V, out=da_rows)" in codes(hoisted(d).backward_pre)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import sympy as sp
 
-from conftest import PNG_SIGNATURE, png_size
+from conftest import CORPUS, PNG_SIGNATURE, png_size
 from derive import flow
 from derive.cell import Cell, builtin_names, load_builtin
 from derive.outputs import module_source
@@ -20,7 +19,6 @@ from derive.render import MARK
 from derive.spec import read
 from derive.verify import load_module, max_rel_error
 
-CELLS = Path(__file__).resolve().parent / "cells"
 SMALL = {"x": 3, "h": 5, "y": 4}  # every dimension its own size
 LOSS_RTOL = 1e-12  # the evaluator's loss against the generated module's: float64 rounding only
 # g_0 = dJ_T/ds_0 (complex-step Jacobians, exact to rounding) against the generated module's exact
@@ -36,7 +34,7 @@ FD_EPS = 1e-6
 
 
 def cell_named(name: str) -> Cell:
-    return load_builtin(name) if name in builtin_names() else read(CELLS / f"{name}.cell")
+    return load_builtin(name) if name in builtin_names() else read(CORPUS / f"{name}.cell")
 
 
 @functools.cache
@@ -170,7 +168,7 @@ def test_g0_equals_the_modules_initial_state_gradient(name, steps):
     assert_g0(mod, result, flow.make_problem(cell, steps, seed=steps, sizes=sizes))
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in CELLS.glob("*.cell")))
+@pytest.mark.parametrize("name", sorted(p.stem for p in CORPUS.glob("*.cell")))
 def test_every_corpus_cell(name):
     """The test corpus (several inputs, targets and states, many-to-one, relu, exp, residual, losses
     added and weighted): the loss and g_0 against the generated module at T = 3."""

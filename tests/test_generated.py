@@ -10,19 +10,17 @@ page inlines it, and MathJax, whose identity the page tests check instead.
 import difflib
 import functools
 import re
-from pathlib import Path
 
 import matplotlib
 import pytest
 
-from conftest import png_size
+from conftest import ROOT, png_size
 from derive.cell import builtin_names, load_builtin, seed_rnn
 from derive.flow import DPI, FIGSIZE_INCHES
 from derive.outputs import documents, module_source, verified
 from derive.pipeline import derive
 from derive.render import is_generated
 
-ROOT = Path(__file__).resolve().parent.parent
 GENERATED = ROOT / "generated"
 MEASURED = re.compile(r"\\measured\{[^}]*\}")
 GOLDEN_STEPS = 3

@@ -2,17 +2,15 @@
 dicts by name, checks them like any argument, and its loss is the weighted sum of the losses."""
 
 import functools
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import CORPUS
 from derive.outputs import module_source
 from derive.pipeline import derive
 from derive.spec import read
 from derive.verify import RTOL_EXACT, load_module, max_rel_error
-
-CORPUS = Path(__file__).resolve().parent / "cells"
 
 
 @functools.cache

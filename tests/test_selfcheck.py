@@ -8,11 +8,11 @@ one line, nothing written.
 
 import dataclasses
 import functools
-from pathlib import Path
 
 import pytest
 import sympy as sp
 
+from conftest import CORPUS
 from derive import cli
 from derive.cell import builtin_names, load_builtin
 from derive.exprs import add, neg
@@ -23,7 +23,6 @@ from derive.selfcheck import SelfCheckError, check_steps, self_check
 from derive.spec import read
 from derive.verify import load_module
 
-CORPUS = Path(__file__).resolve().parent / "cells"
 CELLS = [*builtin_names(), *sorted(f"corpus/{p.stem}" for p in CORPUS.glob("*.cell"))]
 
 

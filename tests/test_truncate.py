@@ -3,12 +3,11 @@ expansion, the LaTeX, the by-definition code and the fast path; checked against 
 hand-written reference loops truncated the same way and against SymPy's truncated chain rule."""
 
 import functools
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import pdflatex
+from conftest import CORPUS, pdflatex
 from derive import cli
 from derive.adjoint import _equal, check_equivalence, truncated_gradients
 from derive.analytic import term_gradient
@@ -31,7 +30,6 @@ from derive.verify import (
     sympy_gradients,
 )
 
-CORPUS = Path(__file__).resolve().parent / "cells"
 CASES = [(T, K) for T in (1, 3, 5) for K in (1, 2, 4)]
 
 
