@@ -21,7 +21,8 @@ import numpy as np
 from . import naming
 from .cell import Cell, builtin_names, builtin_path, load_builtin
 from .check import CHECK_MAX_STEPS, CHECK_STEPS, CheckError, check, format_report
-from .flow import DEFAULT_SCALES, FLOW_MIN_STEPS, Flow, flow_curves, render_png
+from .flow import DEFAULT_SCALES, FLOW_MIN_STEPS, flow_curves, trend
+from .flow_plot import render_png
 from .naming import FIGURES
 from .outputs import compile_pdf, documents, flow_figure, module_source, verified
 from .pipeline import MAX_STEPS, Derivation, derive
@@ -35,8 +36,6 @@ DEFAULT_STEPS = 3
 SELF_CHECK_FAILED = "the generated module failed its self-check, so nothing was written"
 REPORT_IT = "This is a bug in bptt-derive: please report it, with your .cell file"
 DEFAULT_OUT = "out"
-# bptt flow's verdict, on ||ds_T/ds_0||: the most a gradient arriving at s_T can grow, or must shrink, over T steps
-FLOW_VANISHING, FLOW_EXPLODING = 1e-2, 1e2
 
 
 class _Parser(argparse.ArgumentParser):
@@ -306,24 +305,6 @@ def _load_params(path: Path) -> dict[str, np.ndarray]:
         raise UsageError(f"{path}: an array in it is too large to load") from None
 
 
-def _trend(flow: Flow) -> str:
-    """What ||ds_T/ds_0|| says about the gradient over the T steps, with its mean factor per step."""
-    if flow.overflow is not None:
-        return f"the state overflows at step {flow.overflow}: explodes"
-    total = float(flow.jacobian_norm[0])
-    if not math.isfinite(total):
-        return "the Jacobian product overflows: explodes"
-    if total == 0.0:
-        return "zero: vanishes"
-    if total < FLOW_VANISHING:
-        verdict = "vanishes"
-    elif total > FLOW_EXPLODING:
-        verdict = "explodes"
-    else:
-        verdict = "neither vanishes nor explodes"
-    return f"x{total ** (1.0 / flow.steps):.2f} per step: {verdict}"
-
-
 def run_flow(args: argparse.Namespace, out: TextIO) -> int:
     cell = load_cell(args.spec or args.cell)
     if args.params is not None and args.scales is not None:
@@ -342,7 +323,7 @@ def run_flow(args: argparse.Namespace, out: TextIO) -> int:
     for f in flows:
         print(
             f"{f.label:{width}}  |dJ_T/ds_T| {f.grad_norm[-1]:.2e}  |dJ_T/ds_0| {f.grad_norm[0]:.2e}  "
-            f"|ds_T/ds_0| {f.jacobian_norm[0]:.2e}  {_trend(f)}",
+            f"|ds_T/ds_0| {f.jacobian_norm[0]:.2e}  {trend(f)}",
             file=out,
         )
     print(f"wrote {path}", file=out)

@@ -18,7 +18,8 @@ from . import naming, page
 from .codegen import module_context
 from .diagram import diagram, svg
 from .document import document_context, flow_context
-from .flow import flow_curves, flow_steps, render_png
+from .flow import flow_curves, flow_steps
+from .flow_plot import render_png
 from .pipeline import Derivation
 from .render import is_generated, render, write_atomic
 from .verify import Report, load_module, verify

@@ -1,4 +1,5 @@
-"""derive.flow: the numeric evaluator, the gradient flow back in time, and its PNG."""
+"""derive.evaluator, derive.flow_stepper, derive.flow and derive.flow_plot: the numeric evaluator, the
+gradient flow back in time, and its PNG."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import pytest
 import sympy as sp
 
 from conftest import CORPUS, PNG_SIGNATURE, png_size
-from derive import flow
-from derive.cell import Cell, builtin_names, load_builtin
+from derive import evaluator, flow, flow_plot, flow_stepper
+from derive.cell import Cell, builtin_names, load_builtin, recurrent_params
 from derive.outputs import module_source
 from derive.pipeline import derive
 from derive.render import MARK
@@ -43,7 +44,7 @@ def module(name: str):
     return load_module(module_source(derive(cell_named(name), 1)), f"{name}_flow")
 
 
-def module_args(mod, problem: flow.Problem, steps: int | None = None) -> tuple[tuple, dict]:
+def module_args(mod, problem: flow_stepper.Problem, steps: int | None = None) -> tuple[tuple, dict]:
     """(xs, labels) and the initial states as the module takes them, for the first ``steps`` steps:
     one input (target) as its array, several as a dict by name."""
     steps = problem.steps if steps is None else steps
@@ -58,7 +59,7 @@ def _one_or_dict(arrays: dict) -> object:
     return next(iter(arrays.values())) if len(arrays) == 1 else arrays
 
 
-def with_random_initial(problem: flow.Problem, seed: int) -> flow.Problem:
+def with_random_initial(problem: flow_stepper.Problem, seed: int) -> flow_stepper.Problem:
     rng = np.random.default_rng(seed)
     initial = {name: 0.5 * rng.standard_normal(len(v)) for name, v in problem.initial.items()}
     return dataclasses.replace(problem, initial=initial)
@@ -71,10 +72,10 @@ def with_random_initial(problem: flow.Problem, seed: int) -> flow.Problem:
 @pytest.mark.parametrize("steps", [1, 2, 3, 4])
 def test_forward_loss_equals_the_generated_module(name, steps):
     cell, mod = load_builtin(name), module(name)
-    problem = with_random_initial(flow.make_problem(cell, steps, seed=steps, sizes=SMALL), seed=steps)
+    problem = with_random_initial(flow_stepper.make_problem(cell, steps, seed=steps, sizes=SMALL), seed=steps)
     args, initial = module_args(mod, problem)
     expected, _ = mod.loss_and_gradients(problem.params, *args, **initial)
-    got = flow.forward(cell, problem)
+    got = flow_stepper.forward(cell, problem)
     assert sorted(got.losses) == list(range(1, steps + 1))
     assert got.states.shape == (steps + 1, sum(problem.sizes[s.dim] for s in cell.states))
     assert abs(got.loss - expected) <= LOSS_RTOL * abs(expected)
@@ -83,8 +84,8 @@ def test_forward_loss_equals_the_generated_module(name, steps):
 @pytest.mark.parametrize("name", ["rnn", "gru", "lstm", "m2o_lstm", "two_states"])
 def test_init_params_follow_the_module_convention(name):
     cell, mod = cell_named(name), module(name)
-    sizes = flow.problem_sizes(cell)
-    ours = flow.init_params(cell, sizes, seed=7)
+    sizes = flow_stepper.problem_sizes(cell)
+    ours = flow_stepper.init_params(cell, sizes, seed=7)
     theirs = mod.init_params(*[sizes[d.removeprefix("n_")] for d in mod.DIMS], seed=7)
     assert list(ours) == list(theirs)
     for key in ours:
@@ -92,21 +93,21 @@ def test_init_params_follow_the_module_convention(name):
 
 
 def test_default_sizes_give_every_other_dimension_its_own():
-    assert flow.problem_sizes(load_builtin("lstm")) == {"x": 8, "h": 32, "y": 8}
-    assert flow.problem_sizes(cell_named("two_states")) == {"x": 8, "h": 32, "c": 33, "y": 8}
-    assert flow.problem_sizes(cell_named("two_states"), {"h": 4}) == {"x": 8, "h": 4, "c": 5, "y": 8}
+    assert flow_stepper.problem_sizes(load_builtin("lstm")) == {"x": 8, "h": 32, "y": 8}
+    assert flow_stepper.problem_sizes(cell_named("two_states")) == {"x": 8, "h": 32, "c": 33, "y": 8}
+    assert flow_stepper.problem_sizes(cell_named("two_states"), {"h": 4}) == {"x": 8, "h": 4, "c": 5, "y": 8}
 
 
 def test_recurrent_params_are_the_weights_on_a_previous_state():
-    assert flow.recurrent_params(load_builtin("rnn")) == ("W_hh",)
-    assert flow.recurrent_params(load_builtin("gru")) == ("U_r", "U_u", "U_n")  # U_n reads r * h[t-1]
-    assert flow.recurrent_params(load_builtin("lstm")) == ("U_f", "U_i", "U_o", "U_g")
-    assert flow.recurrent_params(cell_named("two_states")) == ("U", "C", "G")  # not M, which reads c at t
+    assert recurrent_params(load_builtin("rnn")) == ("W_hh",)
+    assert recurrent_params(load_builtin("gru")) == ("U_r", "U_u", "U_n")  # U_n reads r * h[t-1]
+    assert recurrent_params(load_builtin("lstm")) == ("U_f", "U_i", "U_o", "U_g")
+    assert recurrent_params(cell_named("two_states")) == ("U", "C", "G")  # not M, which reads c at t
 
 
 def test_scale_multiplies_only_the_recurrent_weights():
     cell = load_builtin("gru")
-    one, two = flow.make_problem(cell, 3, scale=1.0), flow.make_problem(cell, 3, scale=2.0)
+    one, two = flow_stepper.make_problem(cell, 3, scale=1.0), flow_stepper.make_problem(cell, 3, scale=2.0)
     for name in cell.param_names:
         factor = 2.0 if name in ("U_r", "U_u", "U_n") else 1.0
         np.testing.assert_array_equal(two.params[name], factor * one.params[name])
@@ -117,21 +118,21 @@ def test_scale_multiplies_only_the_recurrent_weights():
 def test_evaluator_reports_an_unknown_node_by_type():
     W = sp.MatrixSymbol("W", 2, 2)
     with pytest.raises(NotImplementedError, match="Inverse"):
-        flow.evaluate(sp.Inverse(W), {"W": np.eye(2)}, {})
+        evaluator.evaluate(sp.Inverse(W), {"W": np.eye(2)}, {})
 
 
 def test_evaluator_on_numbers_ones_and_powers():
     n = sp.Symbol("n_h", integer=True, positive=True)
     h = sp.MatrixSymbol("h@t", n, 1)
     expr = sp.MatAdd(sp.OneMatrix(n, 1), sp.MatMul(sp.Integer(-2), sp.HadamardPower(h, 2)))
-    value = flow.evaluate(expr, {"h@t": np.array([[1.0], [3.0]])}, {"h": 2})
+    value = evaluator.evaluate(expr, {"h@t": np.array([[1.0], [3.0]])}, {"h": 2})
     np.testing.assert_array_equal(value, [[-1.0], [-17.0]])
 
 
 # ---- the gradient flow --------------------------------------------------------------------
 
 
-def initial_gradient(mod, problem: flow.Problem) -> dict[str, np.ndarray]:
+def initial_gradient(mod, problem: flow_stepper.Problem) -> dict[str, np.ndarray]:
     """dJ_T/dh_0 (and c_0, ...) from the generated module: for J = sum_t J_t, dJ/dh_0 of T steps
     minus that of T - 1 steps; for a many-to-one cell, dJ/dh_0 itself."""
     args, initial = module_args(mod, problem)
@@ -144,7 +145,7 @@ def initial_gradient(mod, problem: flow.Problem) -> dict[str, np.ndarray]:
     return expected
 
 
-def assert_g0(mod, result: flow.Flow, problem: flow.Problem) -> None:
+def assert_g0(mod, result: flow.Flow, problem: flow_stepper.Problem) -> None:
     """Every state's part of the stacked g_0 (the LSTM's h_0 and c_0) against the module."""
     expected = initial_gradient(mod, problem)
     i = 0
@@ -165,7 +166,7 @@ def test_g0_equals_the_modules_initial_state_gradient(name, steps):
     cell, mod = cell_named(name), module(name)
     sizes = {d: n for d, n in SMALL.items() if d in cell.dims}
     result = flow.gradient_flow(cell, steps, seed=steps, sizes=sizes)
-    assert_g0(mod, result, flow.make_problem(cell, steps, seed=steps, sizes=sizes))
+    assert_g0(mod, result, flow_stepper.make_problem(cell, steps, seed=steps, sizes=sizes))
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in CORPUS.glob("*.cell")))
@@ -174,10 +175,10 @@ def test_every_corpus_cell(name):
     added and weighted): the loss and g_0 against the generated module at T = 3."""
     cell, mod = cell_named(name), module(name)
     sizes = {d: n for d, n in SMALL.items() if d in cell.dims}
-    problem = flow.make_problem(cell, 3, seed=1, sizes=sizes)
+    problem = flow_stepper.make_problem(cell, 3, seed=1, sizes=sizes)
     args, initial = module_args(mod, problem)
     expected, _ = mod.loss_and_gradients(problem.params, *args, **initial)
-    assert abs(flow.forward(cell, problem).loss - expected) <= LOSS_RTOL * abs(expected)
+    assert abs(flow_stepper.forward(cell, problem).loss - expected) <= LOSS_RTOL * abs(expected)
     assert_g0(mod, flow.gradient_flow(cell, 3, seed=1, sizes=sizes), problem)
 
 
@@ -186,8 +187,8 @@ def test_step_jacobian_against_central_differences_and_the_chain_at_T(name):
     cell = cell_named(name)
     sizes = {d: n for d, n in SMALL.items() if d in cell.dims}
     steps = 3
-    problem = with_random_initial(flow.make_problem(cell, steps, seed=1, sizes=sizes), seed=1)
-    stepper = flow.Stepper(cell, problem)
+    problem = with_random_initial(flow_stepper.make_problem(cell, steps, seed=1, sizes=sizes), seed=1)
+    stepper = flow_stepper.Stepper(cell, problem)
     run = stepper.forward()
     s = run.states
 
@@ -269,7 +270,7 @@ def test_a_larger_scale_keeps_more_gradient(name):
 def test_given_params_round_trip(name):
     cell = load_builtin(name)
     random = flow.gradient_flow(cell, 6, seed=3, scale=0.7, sizes={"h": 6})
-    params = flow.make_problem(cell, 6, seed=3, scale=0.7, sizes={"h": 6}).params
+    params = flow_stepper.make_problem(cell, 6, seed=3, scale=0.7, sizes={"h": 6}).params
     given = flow.gradient_flow(cell, 6, params=params, seed=3)
     assert given.params_given and given.scale is None and given.label == "given parameters"
     assert not random.params_given and random.scale == 0.7 and random.label == "scale 0.7"
@@ -305,7 +306,7 @@ def _bad(params: dict, **changes) -> dict:
 )
 def test_bad_params_give_one_clear_message(change, message):
     cell = load_builtin("rnn")
-    params = _bad(flow.make_problem(cell, 2).params, **change)
+    params = _bad(flow_stepper.make_problem(cell, 2).params, **change)
     with pytest.raises(ValueError) as info:
         flow.gradient_flow(cell, 2, params=params)
     assert str(info.value) == message
@@ -321,7 +322,7 @@ def test_bad_arguments():
         flow.gradient_flow(cell, 2, sizes={"c": 3})
     with pytest.raises(ValueError, match=r"^sizes\['h'\]: expected a positive integer, got 0$"):
         flow.gradient_flow(cell, 2, sizes={"h": 0})
-    params = flow.make_problem(cell, 2).params
+    params = flow_stepper.make_problem(cell, 2).params
     with pytest.raises(ValueError, match=r"^scale: applies to random parameters only, got 2.0 with given params$"):
         flow.gradient_flow(cell, 2, params=params, scale=2.0)
 
@@ -335,15 +336,18 @@ def test_flow_steps():
 # ---- the PNG ------------------------------------------------------------------------------
 
 
-EXPECTED_PIXELS = (round(flow.FIGSIZE_INCHES[0] * flow.DPI), round(flow.FIGSIZE_INCHES[1] * flow.DPI))
+EXPECTED_PIXELS = (
+    round(flow_plot.FIGSIZE_INCHES[0] * flow_plot.DPI),
+    round(flow_plot.FIGSIZE_INCHES[1] * flow_plot.DPI),
+)
 
 
 def test_png_has_the_size_and_the_same_bytes_every_run(tmp_path):
     assert EXPECTED_PIXELS == (1200, 450)
     flows = flow.flow_curves(load_builtin("lstm"), 30)
     first, second = tmp_path / "a" / "lstm_flow.png", tmp_path / "lstm_flow.png"
-    flow.plot(flows, first)
-    flow.plot(flow.flow_curves(load_builtin("lstm"), 30), second)
+    flow_plot.plot(flows, first)
+    flow_plot.plot(flow.flow_curves(load_builtin("lstm"), 30), second)
     data = first.read_bytes()
     assert data.startswith(PNG_SIGNATURE)
     assert png_size(data) == EXPECTED_PIXELS
@@ -361,10 +365,10 @@ def test_png_with_zero_and_non_finite_norms(tmp_path):
     )
     zero = dataclasses.replace(result, title="costs in $ (50%)", grad_norm=np.zeros(6), jacobian_norm=np.zeros(6))
     path = tmp_path / "odd.png"
-    flow.plot([odd, zero], path)
+    flow_plot.plot([odd, zero], path)
     assert png_size(path.read_bytes()) == EXPECTED_PIXELS
     with pytest.raises(ValueError, match="at least one Flow"):
-        flow.plot([], tmp_path / "none.png")
+        flow_plot.plot([], tmp_path / "none.png")
 
 
 def test_a_gradient_that_is_zero_everywhere_is_plotted_and_said(tmp_path):
@@ -376,7 +380,7 @@ def test_a_gradient_that_is_zero_everywhere_is_plotted_and_said(tmp_path):
     assert np.all(f.grad_norm == 0.0)
     assert np.all(f.jacobian_norm > 0.0)
     path = tmp_path / "zero.png"
-    flow.plot([f], path)
+    flow_plot.plot([f], path)
     assert png_size(path.read_bytes()) == EXPECTED_PIXELS
 
 
@@ -389,11 +393,11 @@ def test_a_cell_with_no_recurrent_weight_gets_one_curve(tmp_path):
         "h = 0.5 * h[t-1] + tanh(W x)\ny = V h\nJ = cross_entropy(softmax(y), label)\n"
     )
     cell = parse(text)
-    assert flow.recurrent_params(cell) == ()
+    assert recurrent_params(cell) == ()
     flows = flow.flow_curves(cell, 10)
     assert [f.label for f in flows] == ["no recurrent weight to scale"]
     assert flows[0].jacobian_norm[0] == pytest.approx(0.5**10, rel=1e-12)  # ds_T/ds_0 = 0.5^T I
-    flow.plot(flows, tmp_path / "decay.png")
+    flow_plot.plot(flows, tmp_path / "decay.png")
 
 
 def test_an_overflowing_state_gives_nan_norms_and_its_step():

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import ROOT, png_size
 from derive.cell import builtin_names, load_builtin, seed_rnn
-from derive.flow import DPI, FIGSIZE_INCHES
+from derive.flow_plot import DPI, FIGSIZE_INCHES
 from derive.outputs import documents, module_source, verified
 from derive.pipeline import derive
 from derive.render import is_generated
