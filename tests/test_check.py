@@ -12,7 +12,8 @@ import pytest
 
 from derive import cli
 from derive.cell import load_builtin
-from derive.check import CHECK_RTOL, CheckError, check
+from derive.check import CHECK_RTOL, check
+from derive.check_load import CheckError
 from derive.spec import read
 
 CODE = Path(__file__).resolve().parent / "user_code"
