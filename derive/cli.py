@@ -20,7 +20,8 @@ import numpy as np
 
 from . import naming
 from .cell import Cell, builtin_names, builtin_path, load_builtin
-from .check import CHECK_MAX_STEPS, CHECK_STEPS, CheckError, check, format_report
+from .check import CHECK_MAX_STEPS, CHECK_STEPS, check, format_report
+from .check_load import CheckError
 from .flow import DEFAULT_SCALES, FLOW_MIN_STEPS, flow_curves, trend
 from .flow_plot import render_png
 from .naming import FIGURES

@@ -11,7 +11,8 @@ import pytest
 from conftest import CORPUS, USER_CODE
 from derive import cli
 from derive.cell import load_builtin
-from derive.check import CHECK_RTOL, CheckError, check
+from derive.check import CHECK_RTOL, check
+from derive.check_load import CheckError
 from derive.spec import read
 
 MINCHAR = USER_CODE / "minchar.py"
