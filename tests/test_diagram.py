@@ -95,9 +95,8 @@ def test_the_highlighted_weight_does_not_depend_on_the_hash_seed():
     import sys
 
     spec = CORPUS / "two_states.cell"
-    code = (
-        f"from derive.spec import read; from derive.diagram import diagram; print(diagram(read({str(spec)!r}), 2).wrt)"
-    )
+    imports = "from derive.spec import read; from derive.diagram import diagram"
+    code = f"{imports}; print(diagram(read({str(spec)!r}), 2).wrt)"
     seen = {
         subprocess.run(
             [sys.executable, "-c", code], env=dict(os.environ, PYTHONHASHSEED=seed), capture_output=True, text=True
