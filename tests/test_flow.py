@@ -340,6 +340,7 @@ def test_flow_steps():
 EXPECTED_PIXELS = (round(flow.FIGSIZE_INCHES[0] * flow.DPI), round(flow.FIGSIZE_INCHES[1] * flow.DPI))
 
 
+@pytest.mark.slow  # the LSTM's flow at T = 30, twice
 def test_png_has_the_size_and_the_same_bytes_every_run(tmp_path):
     assert EXPECTED_PIXELS == (1200, 450)
     flows = flow.flow_curves(load_builtin("lstm"), 30)
