@@ -24,6 +24,7 @@ def test_flop_count_of_the_issue_config_L():
     assert bench.flops(*bench.CONFIGS["L"]) == pytest.approx(1.5e10, rel=0.01)  # the issue's 1.5e10 FLOP
 
 
+@pytest.mark.slow  # every implementation
 def test_bench_runs_every_implementation_and_writes_json(tmp_path, capsys):
     path = tmp_path / "results.json"
     assert cli.main(["bench", "--configs", "S", "--repeats", "3", "--no-peers", "--json", str(path)]) == 0
@@ -58,6 +59,7 @@ def test_min_char_rnn_matches_the_reference_loop():
         assert max_rel_error(grads[name], want[name]) <= RTOL_EXACT, name
 
 
+@pytest.mark.slow  # derives in subprocesses
 def test_scale_rows_time_each_stage_in_a_process_of_its_own(tmp_path):
     from derive import scale
     from derive.cell import load_builtin

@@ -20,6 +20,9 @@ from derive.verify import CHECKS, IMPLEMENTATIONS, TOLERANCE, load_module
 CELLS = [c for c in builtin_names() if c != "rnn"]  # rnn has its own, finer tests (test_gradients.py)
 CELLS += sorted(f"corpus/{p.stem}" for p in CORPUS.glob("*.cell"))
 STEPS = range(1, 6)
+# the fast tier (pytest -m "not slow") checks T = 1 of every cell and T = 2 of the built-in ones;
+# the terms, and so the time, grow with T: the rest is the slow tier
+FAST_STEPS = {cell: 2 if cell in builtin_names() else 1 for cell in CELLS}
 
 
 def load(cell: str):
@@ -42,7 +45,8 @@ def _cases():
         module = load_module(module_source(derivation(cell, 1)), cell.replace("/", "_"))
         for steps in STEPS:
             for row in ("loss", *module.PARAMS, *module.INITIAL):
-                yield pytest.param(cell, steps, row, id=f"{cell.split('/')[-1]}-T{steps}-{row}")
+                marks = pytest.mark.slow if steps > FAST_STEPS[cell] else ()
+                yield pytest.param(cell, steps, row, id=f"{cell.split('/')[-1]}-T{steps}-{row}", marks=marks)
 
 
 @pytest.mark.parametrize("cell, steps, row", list(_cases()))
@@ -93,6 +97,7 @@ def test_unsupported_features_are_named_not_derived_wrongly(name, tmp_path, caps
 
 
 @pytest.mark.pdf
+@pytest.mark.slow  # pdflatex on every cell's T = 3 document
 @pytest.mark.skipif(pdf_missing() is not None, reason=str(pdf_missing()))
 @pytest.mark.parametrize("cell", CELLS)
 def test_document_compiles_with_nothing_off_the_page(cell, tmp_path):

@@ -33,7 +33,11 @@ def rows(report) -> dict[str, object]:
 
 @pytest.mark.parametrize(
     "target",
-    [f"{MINCHAR}:lossFun", f"{MINCHAR}:lossFun_weights_as_arguments", f"{GENERIC}:elman"],
+    [
+        f"{MINCHAR}:lossFun",
+        pytest.param(f"{MINCHAR}:lossFun_weights_as_arguments", marks=pytest.mark.slow),
+        pytest.param(f"{GENERIC}:elman", marks=pytest.mark.slow),
+    ],
     ids=["minchar-globals", "minchar-arguments", "generic"],
 )
 def test_right_code_is_accepted(target, capsys):
@@ -57,7 +61,14 @@ WRONG = [
 ]
 
 
-@pytest.mark.parametrize("function, wrong, says", WRONG, ids=[w[0] for w in WRONG])
+FAST_WRONG = {"lossFun_no_recurrence"}  # a second or more each: the others are in the slow tier
+
+
+@pytest.mark.parametrize(
+    "function, wrong, says",
+    [pytest.param(*w, marks=() if w[0] in FAST_WRONG else pytest.mark.slow) for w in WRONG],
+    ids=[w[0] for w in WRONG],
+)
 def test_each_mistake_is_diagnosed_as_itself(function, wrong, says, capsys):
     report = check(f"{MINCHAR}:{function}", load_builtin("elman"))
     by_name = rows(report)
@@ -85,12 +96,14 @@ def test_a_new_activation_is_checked_and_its_missing_derivative_diagnosed():
     assert says.startswith("leaves an activation's derivative out (softplus': uses dJ/dh where dJ/da = diag(f'(a))")
 
 
+@pytest.mark.slow
 def test_a_diagnosis_points_at_the_missing_term():
     report = check(f"{MINCHAR}:lossFun_no_recurrence", load_builtin("elman"))
     says = rows(report)["W_hh"].diagnosis
     assert 'the terms with k < t of each sum over k in "The chain-rule expansions" of elman_T5.tex' in says
 
 
+@pytest.mark.slow
 def test_a_nan_is_wrong_not_ok(capsys):
     report = check(f"{GENERIC}:nan_gradient", load_builtin("elman"))
     assert not report.passed and rows(report)["W_hh"].diagnosis == "has NaN or infinite entries"
@@ -101,6 +114,7 @@ def test_code_that_writes_into_its_arguments_does_not_corrupt_the_check():
     assert check(f"{GENERIC}:writes_into_its_arguments", load_builtin("elman")).passed
 
 
+@pytest.mark.slow
 def test_a_transposed_shape_is_named():
     report = check(f"{GENERIC}:elman_swapped_input", load_builtin("elman"))
     says = rows(report)["W_xh"].diagnosis
@@ -108,6 +122,7 @@ def test_a_transposed_shape_is_named():
     assert [r.name for r in report.rows if not r.ok] == ["W_xh"]
 
 
+@pytest.mark.slow
 def test_the_mean_loss_is_named_too():
     loss = rows(check(f"{MINCHAR}:lossFun_mean", load_builtin("elman")))["loss"]
     assert not loss.ok and loss.diagnosis == "is the mean of J_t over the 5 steps, not their sum J = sum_t J_t"
@@ -119,6 +134,7 @@ def test_an_unknown_mistake_says_where_it_starts():
     assert says.startswith("matches none of the usual mistakes; it is wrong already at T = 1")
 
 
+@pytest.mark.slow  # the LSTM, checked twice
 def test_a_cell_with_two_states_takes_two_initial_values():
     report = check(f"{USER_CODE / 'lstm.py'}:lstm", load_builtin("lstm"))
     assert report.passed and len(report.rows) == 1 + 14

@@ -171,6 +171,7 @@ def test_default_job_writes_tex_and_py_and_passes(bptt, tmp_path):
 
 
 @pytest.mark.pdf
+@pytest.mark.slow
 @needs_pdflatex
 def test_default_job_also_writes_pdf_when_pdflatex_is_on_path(bptt, tmp_path):
     out = tmp_path / "out"
@@ -185,7 +186,7 @@ def test_default_job_also_writes_pdf_when_pdflatex_is_on_path(bptt, tmp_path):
 # ---- the subcommands -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("command", "steps"), [("derive", 2), ("latex", 1)])
+@pytest.mark.parametrize(("command", "steps"), [("derive", 2), pytest.param("latex", 1, marks=pytest.mark.slow)])
 def test_derive_and_its_alias_latex_write_only_the_documents(bptt, tmp_path, command, steps):
     out = tmp_path / "out"
     r = bptt(command, "--steps", steps, "--out", out)
@@ -294,6 +295,7 @@ def test_hand_written_file_is_not_overwritten_and_nothing_is_half_written(bptt, 
     assert files_under(out) == {"rnn_T3.py"}  # no .tex, no .pdf, no temporaries
 
 
+@pytest.mark.slow
 def test_hand_written_file_is_overwritten_with_force(bptt, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -382,6 +384,7 @@ def test_emitted_module_needs_only_numpy_and_matches_the_reference(bptt, tmp_pat
 
 
 @pytest.mark.pdf
+@pytest.mark.slow
 @needs_pdflatex
 def test_derive_pdf_writes_a_pdf(bptt, tmp_path):
     out = tmp_path / "out"
@@ -394,6 +397,7 @@ def test_derive_pdf_writes_a_pdf(bptt, tmp_path):
 
 
 @pytest.mark.pdf  # about pdflatex, but needs none: runs everywhere
+@pytest.mark.slow
 def test_derive_pdf_without_pdflatex_still_writes_the_tex(bptt, tmp_path, monkeypatch):
     empty = tmp_path / "empty-path"
     empty.mkdir()
@@ -410,6 +414,7 @@ def test_derive_pdf_without_pdflatex_still_writes_the_tex(bptt, tmp_path, monkey
 # ---- end to end: python -m derive ------------------------------------------------------
 
 
+@pytest.mark.slow  # a process
 def test_python_m_derive_help(tmp_path):
     proc = run_module("--help", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -420,6 +425,7 @@ def test_python_m_derive_help(tmp_path):
     assert files_under(tmp_path) == set()
 
 
+@pytest.mark.slow  # processes
 @pytest.mark.parametrize("argv", [["--steps", "0"], ["--out", "file.txt/sub"]], ids=["steps 0", "out under a file"])
 def test_python_m_derive_bad_argument_prints_one_line(tmp_path, argv):
     (tmp_path / "file.txt").write_text("not a folder\n", encoding="utf-8")
@@ -433,6 +439,7 @@ def test_python_m_derive_bad_argument_prints_one_line(tmp_path, argv):
     assert files_under(tmp_path) == {"file.txt"}
 
 
+@pytest.mark.slow  # a process that derives
 def test_python_m_derive_emit(tmp_path):
     proc = run_module("emit", "--steps", "2", "--out", "gen", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -625,6 +632,7 @@ def test_flow_negative_seed_is_a_usage_error(bptt, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_flow_and_the_documents_figure_do_not_share_a_file(bptt, tmp_path):
     """bptt flow --steps 3 --scales 1 must not replace the figure the T = 3 documents link to."""
     assert bptt("derive", "--steps", 3, "--out", tmp_path).code == 0
@@ -635,6 +643,7 @@ def test_flow_and_the_documents_figure_do_not_share_a_file(bptt, tmp_path):
     assert (tmp_path / "rnn_T3_flow.png").read_bytes() == figure
 
 
+@pytest.mark.slow  # T = 200
 def test_flow_says_when_the_state_itself_overflows(bptt, tmp_path):
     """relu with the recurrent weight x 100: the forward pass overflows; that is an explosion,
     said once, with no numpy warning (not a zero gradient, which a nan through relu would fake)."""
@@ -647,7 +656,9 @@ def test_flow_says_when_the_state_itself_overflows(bptt, tmp_path):
 @pytest.mark.parametrize(
     ("steps", "scales", "verdicts"),
     [
-        (1000, "2.5,3.5", ["vanishes", "explodes"]),  # a mean factor of 0.92 or 1.07 per step, over 1000 steps
+        pytest.param(  # a mean factor of 0.92 or 1.07 per step, over 1000 steps
+            1000, "2.5,3.5", ["vanishes", "explodes"], marks=pytest.mark.slow
+        ),
         (1, "1,4", ["neither vanishes nor explodes"] * 2),  # one step decides nothing
     ],
 )
@@ -657,6 +668,7 @@ def test_flow_verdict_is_about_the_whole_product(bptt, tmp_path, steps, scales, 
     assert [line.split(": ")[-1] for line in r.lines[1:-1]] == verdicts
 
 
+@pytest.mark.slow  # derives twice
 @pytest.mark.parametrize("suffix", [".md", ".html", "_flow.png", "_graph.svg"])
 def test_a_hand_written_file_at_any_document_blocks_the_run(bptt, tmp_path, suffix):
     out = tmp_path / "out"

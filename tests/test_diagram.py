@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from conftest import CORPUS
 from derive.cell import load_builtin, seed_rnn
 from derive.diagram import DIAGRAM_MAX_STEPS, diagram, path_text
@@ -86,6 +88,7 @@ def test_a_bent_edge_is_an_arc_in_the_svg():
     assert svg(d, "lstm").count(" Q ") == bends  # a quadratic Bezier each
 
 
+@pytest.mark.slow  # four processes
 def test_the_highlighted_weight_does_not_depend_on_the_hash_seed():
     """two_states has C c[t-1] and G h[t-1] in one equation; the weight was picked from a set of
     products, so another PYTHONHASHSEED could draw another picture. It is the first recurrent

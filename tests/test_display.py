@@ -62,7 +62,7 @@ def test_cells_with_several_states_and_truncation_say_so():
 
 @pytest.mark.pdf
 @pytest.mark.skipif(pdf_missing() is not None, reason=str(pdf_missing()))
-@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", *(pytest.param(c, marks=pytest.mark.slow) for c in ("gru", "lstm"))])
 def test_every_block_is_latex_that_compiles(cell, tmp_path):
     body = "\n".join(rf"\[{block}\]" for _, block in blocks(derive(load_builtin(cell), 3)))
     doc = "\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n\\begin{document}\n" + body + "\n\\end{document}\n"

@@ -88,6 +88,7 @@ def test_returned_gradients_own_their_memory(which, accumulator):
         assert "dc_next.copy()" in module_source(derive(parse(ACCUMULATOR), 2))
 
 
+@pytest.mark.slow  # runs the seed up to T = 200
 def test_fast_path_memory_is_linear_in_steps_and_batch():
     rows = {(r.steps, r.batch): r for r in fast_path_memory(((50, 1), (100, 1), (200, 1), (100, 2), (100, 4)))}
     per_step = (rows[200, 1].peak_mb - rows[100, 1].peak_mb) / 100  # what one more step (B = 1) costs
@@ -120,7 +121,12 @@ NAME_MEETINGS = {
 }
 
 
-@pytest.mark.parametrize("case", NAME_MEETINGS)
+FAST_MEETINGS = {"carry-is-a-run"}  # each takes a second or more to verify: the others are slow
+
+
+@pytest.mark.parametrize(
+    "case", [c if c in FAST_MEETINGS else pytest.param(c, marks=pytest.mark.slow) for c in NAME_MEETINGS]
+)
 def test_added_names_never_meet_the_cells_own(case):
     from derive.outputs import verified
 

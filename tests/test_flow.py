@@ -342,6 +342,7 @@ EXPECTED_PIXELS = (
 )
 
 
+@pytest.mark.slow  # the LSTM's flow at T = 30, twice
 def test_png_has_the_size_and_the_same_bytes_every_run(tmp_path):
     assert EXPECTED_PIXELS == (1200, 450)
     flows = flow.flow_curves(load_builtin("lstm"), 30)

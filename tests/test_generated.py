@@ -37,6 +37,8 @@ MEASURED_CELL = re.compile(r"(?<=[ >])\d\.\de[-+]\d\d(?= \||</td>)")  # a table 
 DATA_URI = re.compile(r"data:image/png;base64,[A-Za-z0-9+/=]+")
 GOLDEN_MATPLOTLIB = "3.11.2"  # drew generated/*_flow.png; another version may draw other pixels
 HTML_GOLDEN = "rnn"  # the page inlines MathJax (2.3 MB): one golden page, the seed's
+# each cell's goldens take seconds to derive and verify: the seed's are the fast tier's, the others slow
+CELLS = [c if c == "rnn" else pytest.param(c, marks=pytest.mark.slow) for c in builtin_names()]
 
 
 @functools.cache
@@ -62,7 +64,7 @@ def test_every_builtin_has_golden_files():
     )
 
 
-@pytest.mark.parametrize("cell", builtin_names())
+@pytest.mark.parametrize("cell", CELLS)
 def test_module_golden(cell):
     got = _golden(cell)[1]
     name = f"{cell}_T{GOLDEN_STEPS}.py"
@@ -70,7 +72,7 @@ def test_module_golden(cell):
     assert got == expected, _diff(expected, got, name, cell)
 
 
-@pytest.mark.parametrize("cell", builtin_names())
+@pytest.mark.parametrize("cell", CELLS)
 def test_tex_golden(cell):
     report, docs = _documents(cell)
     got = docs.tex
@@ -82,7 +84,7 @@ def test_tex_golden(cell):
     assert len(MEASURED.findall(expected)) == len(report.rows) * 6 - 2
 
 
-@pytest.mark.parametrize("cell", builtin_names())
+@pytest.mark.parametrize("cell", CELLS)
 def test_md_golden(cell):
     report, docs = _documents(cell)
     got = docs.md
@@ -93,7 +95,7 @@ def test_md_golden(cell):
     assert len(MEASURED_CELL.findall(expected)) == len(report.rows) * 6 - 2
 
 
-@pytest.mark.parametrize("cell", builtin_names())
+@pytest.mark.parametrize("cell", CELLS)
 def test_svg_golden(cell):
     """The unrolled graph for the Markdown and the page: no number in it varies, so byte for byte."""
     _, docs = _documents(cell)
@@ -116,7 +118,7 @@ def test_html_golden():
     assert masked(got) == masked(expected), _diff(masked(expected), masked(got), name, HTML_GOLDEN)
 
 
-@pytest.mark.parametrize("cell", builtin_names())
+@pytest.mark.parametrize("cell", CELLS)
 def test_flow_png_golden_is_the_figure_the_documents_link(cell):
     """generated/*_flow.png is the plot the .md links to: a PNG of the figure's size, marked as ours."""
     _, docs = _documents(cell)
@@ -153,6 +155,7 @@ def test_generated_module_has_no_timestamp_and_imports_only_numpy():
     assert not re.search(r"20\d\d-\d\d-\d\d", source)
 
 
+@pytest.mark.slow  # two processes
 def test_output_is_deterministic_across_processes(tmp_path):
     """Two processes with different hash seeds write the same bytes (set and dict order cannot leak)."""
     import os

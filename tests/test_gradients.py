@@ -26,8 +26,8 @@ from derive.verify import (
 STEPS = range(1, 7)
 WRT = ("W_xh", "W_hh", "W_hy", "h0")
 IMPLEMENTATIONS = ("loss_and_gradients", "gradients_by_definition")
-CASES = [(T, w) for T in STEPS for w in WRT]
-IDS = [f"rnn-T{T}-{w}" for T, w in CASES]
+CASES = [pytest.param(T, w, marks=pytest.mark.slow if T > 3 else ()) for T in STEPS for w in WRT]  # T <= 3: fast tier
+IDS = [f"rnn-T{T}-{w}" for T in STEPS for w in WRT]
 
 
 @functools.cache

@@ -58,7 +58,7 @@ def _compile(tmp_path, T):
 
 @pytest.mark.pdf
 @needs_pdflatex
-@pytest.mark.parametrize("T", [1, 3, 6], ids=lambda T: f"T{T}")
+@pytest.mark.parametrize("T", [1, *(pytest.param(T, marks=pytest.mark.slow) for T in (3, 6))], ids=lambda T: f"T{T}")
 def test_pdf_compiles_with_nothing_off_the_page(tmp_path, T):
     run, log = _compile(tmp_path, T)
     assert run.returncode == 0, log[-2000:]

@@ -19,6 +19,7 @@ def long_derivation():
     return derive(seed_rnn(), LONG)
 
 
+@pytest.mark.slow  # derives T = EXPANDED_MAX_STEPS + 5, proved at T = 12
 def test_long_derivation_keeps_the_formulas_and_counts():
     d = long_derivation()
     assert not d.expanded and d.unrolled is None and d.expansions == {}
@@ -35,6 +36,7 @@ def test_term_counts_from_the_formula_match_the_enumeration():
         assert d.term_count(wrt) == expansion.count()
 
 
+@pytest.mark.slow  # derives T = EXPANDED_MAX_STEPS + 5, proved at T = 12
 def test_long_module_has_only_the_fast_path():
     module = load_module(module_source(long_derivation()), "rnn_long")
     assert module.BY_DEFINITION is False
@@ -46,6 +48,7 @@ def test_long_module_has_only_the_fast_path():
     assert {impl for impl, _ in report.errors} == {"loss_and_gradients"}
 
 
+@pytest.mark.slow  # derives T = EXPANDED_MAX_STEPS + 5, proved at T = 12
 def test_long_document_says_what_it_leaves_out():
     d = long_derivation()
     text = tex_source(d, verified(d, module_source(d)))

@@ -32,7 +32,7 @@ def _documents(cell: str, steps: int = 3, truncate: int | None = None):
     return d, docs, docs.md, docs.html
 
 
-@pytest.fixture(scope="module", params=CELLS)
+@pytest.fixture(scope="module", params=["rnn", pytest.param("lstm", marks=pytest.mark.slow)])  # CELLS, the LSTM slow
 def written(request):
     return _documents(request.param)
 
@@ -216,6 +216,8 @@ needs_browser = pytest.mark.skipif(
 )
 
 
+@pytest.mark.browser
+@pytest.mark.slow  # headless Chromium typesets whole documents
 @needs_browser
 @pytest.mark.parametrize("cell", CELLS)
 def test_a_browser_renders_every_formula_offline(cell, tmp_path):
@@ -226,6 +228,7 @@ def test_a_browser_renders_every_formula_offline(cell, tmp_path):
     assert _errors(dom) == []
 
 
+@pytest.mark.browser
 @needs_browser
 def test_the_browser_check_sees_a_formula_mathjax_cannot_typeset(tmp_path):
     d, _, _, _ = _documents("rnn", steps=1)
@@ -235,6 +238,7 @@ def test_the_browser_check_sees_a_formula_mathjax_cannot_typeset(tmp_path):
     assert _errors(dom) == [r"<[^>]*data-mml-node=\"merror\"", "data-mjx-error"]
 
 
+@pytest.mark.slow
 def test_html_of_a_truncated_derivation_renders_its_extra_sections():
     d, _, markdown, text = _documents("rnn", steps=4, truncate=2)
     assert "**Truncated to $K = 2$.**" in markdown
@@ -242,6 +246,7 @@ def test_html_of_a_truncated_derivation_renders_its_extra_sections():
     assert _checked(text).errors == []
 
 
+@pytest.mark.slow  # bptt derive elman
 def test_markdown_is_written_where_the_tex_is(tmp_path):
     from derive.cli import main
 
@@ -251,6 +256,7 @@ def test_markdown_is_written_where_the_tex_is(tmp_path):
     assert (tmp_path / "elman_T2.md").read_text(encoding="utf-8").count("](elman_T2_flow.png)") == 1
 
 
+@pytest.mark.slow
 def test_page_has_a_title_and_viewport():
     _, _, _, text = _documents("rnn", steps=1)
     assert "<title>Backpropagation through time for the Vanilla RNN (the seed model), T = 1</title>" in text
@@ -261,6 +267,7 @@ def test_page_has_a_title_and_viewport():
 
 
 @pytest.mark.pdf
+@pytest.mark.slow  # pdflatex, pdfimages, pdftotext and pdftoppm
 @pytest.mark.skipif(pdf_missing() is not None, reason="pdflatex or TikZ is not installed")
 @pytest.mark.skipif(shutil.which("pdfimages") is None, reason="poppler-utils is not installed")
 def test_pdf_carries_the_flow_figure_in_its_section(tmp_path):
@@ -285,8 +292,16 @@ def test_pdf_carries_the_flow_figure_in_its_section(tmp_path):
     assert len(list(tmp_path.glob("p-*.png"))) == 1
 
 
+@pytest.mark.browser
 @needs_browser
-@pytest.mark.parametrize(("cell", "steps", "truncate"), [("rnn", 3, None), ("lstm", 2, None), ("gru", 4, 2)])
+@pytest.mark.parametrize(
+    ("cell", "steps", "truncate"),
+    [
+        ("rnn", 3, None),
+        pytest.param("lstm", 2, None, marks=pytest.mark.slow),
+        pytest.param("gru", 4, 2, marks=pytest.mark.slow),
+    ],
+)
 def test_the_notebook_display_renders_in_a_browser(cell, steps, truncate, tmp_path):
     """What a notebook shows for a derivation (its _repr_markdown_), typeset by MathJax as a
     notebook front end would: every formula, no error."""
@@ -330,6 +345,7 @@ def test_a_cell_title_is_text_in_every_format():
     assert _checked(docs.html).errors == []
 
 
+@pytest.mark.browser
 @needs_browser
 def test_a_cell_title_runs_no_script_in_a_browser(tmp_path):
     dom = _typeset(_titled_documents().html, tmp_path)

@@ -90,7 +90,8 @@ def _fd_cases():
             for batched in (False, True):
                 for wrt in (*SHAPES[model], *STATES[model]):
                     tag = "-batched" if batched else ""
-                    yield pytest.param(model, T, batched, wrt, id=f"{model}-T{T}{tag}-{wrt}")
+                    marks = pytest.mark.slow if T == STEPS[-1] else ()  # the longest sequence: slow tier
+                    yield pytest.param(model, T, batched, wrt, id=f"{model}-T{T}{tag}-{wrt}", marks=marks)
 
 
 @pytest.mark.parametrize("model, T, batched, wrt", list(_fd_cases()))

@@ -31,6 +31,14 @@ from derive.verify import (
 )
 
 CASES = [(T, K) for T in (1, 3, 5) for K in (1, 2, 4)]
+GATED = {"gru", "lstm"}  # beyond T = 1 up to a second or more each: the slow tier, as is T = 5
+TRUNCATED = [
+    pytest.param(
+        cell, T, K, id=f"T{T}-K{K}-{cell}", marks=pytest.mark.slow if T == 5 or (cell in GATED and T > 1) else ()
+    )
+    for T, K in CASES
+    for cell in sorted(REFERENCES)
+]
 
 
 @functools.cache
@@ -39,8 +47,7 @@ def module(cell: str, steps: int, truncate: int | None):
     return load_module(module_source(d), f"{cell}_T{steps}_K{truncate}")
 
 
-@pytest.mark.parametrize("cell", sorted(REFERENCES))
-@pytest.mark.parametrize("T, K", CASES, ids=[f"T{T}-K{K}" for T, K in CASES])
+@pytest.mark.parametrize("cell, T, K", TRUNCATED)
 def test_both_implementations_match_the_truncating_reference_loop(cell, T, K):
     m = module(cell, T, K)
     problem = random_problem(m, T, NUMERIC_SIZES, batch=2)
@@ -54,7 +61,7 @@ def test_both_implementations_match_the_truncating_reference_loop(cell, T, K):
             assert max_rel_error(got[name], want[name]) <= RTOL_EXACT, f"{impl} {name}"
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", pytest.param("lstm", marks=pytest.mark.slow)])
 def test_truncation_changes_the_gradient_only_when_T_exceeds_K(cell):
     full = module(cell, 4, None)
     problem = random_problem(full, 4, NUMERIC_SIZES, batch=2)
@@ -79,6 +86,7 @@ def test_many_to_one_initial_state_gradient_vanishes_beyond_K():
     assert d.term_count("h@0") == 0 and d.path_count("c@0") == 0
 
 
+@pytest.mark.slow  # SymPy on the GRU
 def test_sympy_truncated_chain_rule_agrees_with_the_reference_loop():
     m = module("gru", 3, 2)
     problem = random_problem(m, 3, SYMPY_SIZES)
@@ -89,7 +97,11 @@ def test_sympy_truncated_chain_rule_agrees_with_the_reference_loop():
 
 
 @pytest.mark.parametrize(
-    "spec", ["two_states", "m2o_lstm", "m2o_classify", "softmax_mse", "state_loss", "loss_param", "names"]
+    "spec",
+    [
+        spec if spec == "m2o_classify" else pytest.param(spec, marks=pytest.mark.slow)  # one in the fast tier
+        for spec in ("two_states", "m2o_lstm", "m2o_classify", "softmax_mse", "state_loss", "loss_param", "names")
+    ],
 )
 def test_corpus_cells_verify_truncated_against_sympy(spec):
     d = derive(read(CORPUS / f"{spec}.cell"), 4, 2)
@@ -99,6 +111,7 @@ def test_corpus_cells_verify_truncated_against_sympy(spec):
     assert report.error("loss_and_gradients", "finite differences", "loss") is None  # not a yardstick here
 
 
+@pytest.mark.slow  # the LSTM at T = 4
 def test_expansion_keeps_the_last_K_steps_of_each_inner_sum(seed):
     d = derive(seed, 5, 2)
     for terms in d.expansions["W_hh"].per_loss:
@@ -155,7 +168,7 @@ def test_cli_truncate(tmp_path, capsys):
 
 @pytest.mark.pdf
 @pytest.mark.skipif(pdf_missing() is not None, reason=str(pdf_missing()))
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", pytest.param("lstm", marks=pytest.mark.slow)])
 def test_truncated_document_compiles_with_nothing_off_the_page(cell, tmp_path):
     d = derive(load_builtin(cell), 4, 2)
     run, log = pdflatex(tmp_path / "doc.tex", tex_source(d, verified(d, module_source(d))))
@@ -175,6 +188,7 @@ def test_a_loss_that_reads_the_state_keeps_its_own_share_at_its_own_step_only():
             assert max_rel_error(got[name], want[name]) <= RTOL_EXACT, (impl, name)
 
 
+@pytest.mark.slow
 def test_long_truncated_custom_cell_is_still_checked_by_sympy():
     d = derive(read(CORPUS / "multi_task.cell"), 8, 2)
     report = verified(d, module_source(d))
@@ -183,6 +197,7 @@ def test_long_truncated_custom_cell_is_still_checked_by_sympy():
     assert "SymPy checked loss_and_gradients at T = 3" in format_table(report)
 
 
+@pytest.mark.slow  # the LSTM at T = 10
 def test_the_proof_cuts_even_where_K_exceeds_the_proved_T():
     d = derive(load_builtin("lstm"), 10, 5)  # the proof fits T = 3: it runs with K = 2 there
     assert d.equivalence.steps == 3 and d.equivalence.truncate == 2 and d.equivalence.holds
