@@ -354,9 +354,9 @@ def _delta_array(cell: Cell, a: Assign) -> Array:
 
 
 def _delta(draft: _Draft, a: Assign, unknown: set[str]) -> None:
-    """delta^n_t: known (it reads no carried share, through its users' deltas), before the loop,
-    where the known terms of the deltas the loop finishes read it; unknown, in the loop, its
-    known terms split off before it."""
+    """delta^n_t.  Known (no carried share reaches it through its users' deltas): before the loop,
+    where the known terms of the other deltas read it.  Unknown: in the loop, its known terms
+    split off before it, and each local derivative it multiplies by an array before it."""
     cell = draft.program.cell
     comment = f"{text(a.target)} = {text(a.expr)}"
     if a.node not in unknown:
