@@ -172,27 +172,43 @@ def with_carry(program: Program, assign: Assign) -> sp.Basic:
 # ---- the proof for a chosen T ---------------------------------------------------------
 
 
-def unrolled_deltas(program: Program, steps: int) -> tuple[dict[str, sp.Basic], dict[str, sp.Basic]]:
-    """Run the program symbolically for t = T..1: (delta^n_k by name, gradient by wrt)."""
-    values: dict[str, sp.Basic] = {}
-    grads: dict[str, sp.Basic] = {}
-    carried: dict[str, sp.Basic] = {}
+# run_backward :: (Program, top, bottom, s) -> (delta^n_k by name, dJ/dw by wrt, s_{bottom-1}'s share by state)
+def run_backward(
+    program: Program, top: int, bottom: int = 1, loss_step: int | None = None, grads: dict[str, sp.Basic] | None = None
+) -> tuple[dict[str, sp.Basic], dict[str, sp.Basic], dict[str, sp.Basic]]:
+    """Run the program symbolically for k = top, ..., bottom, nothing carried in from step top + 1,
+    each gradient's terms added to ``grads`` (a copy).  With ``loss_step`` s the run carries J_s
+    alone (truncated BPTT's run for J_s, or a many-to-one cell's J_T): below step s the outputs
+    have no delta, and no delta or gradient keeps J_k's own share (the ``through`` part alone)."""
     cell = program.cell
-    for k in range(steps, 0, -1):
+    values: dict[str, sp.Basic] = {}
+    grads = dict(grads or {})
+    carried: dict[str, sp.Basic] = {}
+    for k in range(top, bottom - 1, -1):
+        below = loss_step is not None and k < loss_step
         for a in program.assigns:
-            if cell.loss_mode == "last" and k < steps and a.node in cell.outputs:
-                # many-to-one: the outputs exist at step T only; their deltas are zero before it
-                values[naming.grad_name(naming.step_name(a.node, k))] = ZeroMatrix(*a.target.shape)
+            name = naming.grad_name(naming.step_name(a.node, k))
+            if below and a.node in cell.outputs:  # J_s reads the outputs of step s only
+                values[name] = ZeroMatrix(*a.target.shape)
                 continue
-            expr = _substitute(at_step(a.expr, k), values)
+            own = a.through if below and a.through is not None else a.expr
+            expr = _substitute(at_step(own, k), values)
             if a.carried is not None and a.node in carried:
                 expr = add(expr, carried[a.node])
-            values[naming.grad_name(naming.step_name(a.node, k))] = expr
+            values[name] = expr
         for acc in program.accumulates:
-            term = _substitute(at_step(acc.expr, k), values)
+            own = acc.through if below and acc.through is not None else acc.expr
+            term = _substitute(at_step(own, k), values)
             grads[acc.wrt] = add(grads[acc.wrt], term) if acc.wrt in grads else term
         for c in program.carries:
             carried[c.state] = _substitute(at_step(c.expr, k), values)
+    return values, grads, carried
+
+
+def unrolled_deltas(program: Program, steps: int) -> tuple[dict[str, sp.Basic], dict[str, sp.Basic]]:
+    """Run the program symbolically for t = T..1: (delta^n_k by name, gradient by wrt)."""
+    last = program.cell.loss_mode == "last"  # many-to-one: the outputs exist at step T only
+    values, grads, carried = run_backward(program, steps, 1, steps if last else None)
     for c in program.carries:
         grads[naming.step_name(c.state, 0)] = carried[c.state]
     return values, grads
@@ -202,36 +218,14 @@ def truncated_gradients(program: Program, steps: int, truncate: int) -> dict[str
     """Run truncated BPTT symbolically: for each loss J_s, the program from step s down to
     max(1, s - K + 1) with the outputs' deltas zero below step s and nothing carried in from
     step s + 1; J_s's share of an initial state's gradient only where the run reaches step 1."""
-    cell = program.cell
     grads: dict[str, sp.Basic] = {}
-
-    def add_to(wrt: str, term: sp.Basic) -> None:
-        grads[wrt] = add(grads[wrt], term) if wrt in grads else term
-
-    for s in cell.loss_steps(steps):
-        values: dict[str, sp.Basic] = {}
-        carried: dict[str, sp.Basic] = {}
+    for s in program.cell.loss_steps(steps):
         lowest = max(1, s - truncate + 1)
-        for k in range(s, lowest - 1, -1):
-            for a in program.assigns:
-                name = naming.grad_name(naming.step_name(a.node, k))
-                if k < s and a.node in cell.outputs:  # J_s reads the outputs of step s only
-                    values[name] = ZeroMatrix(*a.target.shape)
-                    continue
-                # below step s, J_s's run has no share of J_k's own: the through part alone
-                own = a.expr if k == s or a.through is None else a.through
-                expr = _substitute(at_step(own, k), values)
-                if a.carried is not None and a.node in carried:
-                    expr = add(expr, carried[a.node])
-                values[name] = expr
-            for acc in program.accumulates:
-                own = acc.expr if k == s or acc.through is None else acc.through
-                add_to(acc.wrt, _substitute(at_step(own, k), values))
-            for c in program.carries:
-                carried[c.state] = _substitute(at_step(c.expr, k), values)
+        _, grads, carried = run_backward(program, s, lowest, s, grads)
         if lowest == 1:
             for c in program.carries:
-                add_to(naming.step_name(c.state, 0), carried[c.state])
+                wrt = naming.step_name(c.state, 0)
+                grads[wrt] = add(grads[wrt], carried[c.state]) if wrt in grads else carried[c.state]
     return grads
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 
 from conftest import CORPUS, derivation, generated
-from derive.codegen import hoisted, recurrent_deltas
+from derive.fast import hoisted
 from derive.outputs import module_source
 from derive.pipeline import derive
 from derive.scale import fast_path_memory
+from derive.schedule import recurrent_deltas
 from derive.spec import parse, read
 from derive.verify import load_module, random_problem
 
