@@ -31,7 +31,6 @@ from .fast import Line, dim_code, hoisted, truncated_backward
 from .ops import HELPERS
 from .pipeline import Derivation
 from .printing import ColumnPrinter, text
-from .schedule import carried_local, grad_local
 from .unroll import Unrolled
 
 
@@ -209,7 +208,7 @@ def definition_terms(derivation: Derivation) -> tuple[Block, ...]:
                 label = path if initial else f"k = {term.entry_step}: {path}"
                 *before, last = _term_code(derivation, term)
                 lines += [Line(code, label if i == 0 else "") for i, code in enumerate(before)]
-                lines.append(Line(f"{grad_local(wrt)} += {last}", "" if before else label))
+                lines.append(Line(f"{naming.grad_local(wrt)} += {last}", "" if before else label))
             header = f"dJ_{t}/d{naming.text_name(wrt)}: {len(terms)} term{'s' if len(terms) > 1 else ''}"
             blocks.append(Block(header, tuple(lines)))
     return tuple(blocks)
@@ -280,7 +279,7 @@ def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
             "name": s.name,
             "arg": initial_arg(s.name),
             "dim": s.dim,
-            "carried": carried_local(s.name),
+            "carried": naming.carried_local(s.name),
             # the carried share is a delta itself (c = c[t-1] + ...): copied, so as not to keep the
             # whole (T + 1, B, n) array alive through a view of one step
             "view": s.name in fast.carried_views,
@@ -313,7 +312,7 @@ def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
         ],
         "param_names": _py_tuple(cell.param_names),
         "params": [
-            {"name": p.name, "shape": _py_tuple(tuple(f"n_{d}" for d in p.shape)), "grad": grad_local(p.name)}
+            {"name": p.name, "shape": _py_tuple(tuple(f"n_{d}" for d in p.shape)), "grad": naming.grad_local(p.name)}
             for p in cell.params
         ],
         "initial": initial,
@@ -329,7 +328,7 @@ def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
         "truncated_zeros": truncated_zeros,
         "truncated_backward": truncated_lines,
         "truncated_carry": truncated_carry,
-        "carries": [{"name": carried_local(s.name), "dim": s.dim} for s in cell.states],
+        "carries": [{"name": naming.carried_local(s.name), "dim": s.dim} for s in cell.states],
         "step_inputs": step_inputs,
         "def_forward": definition_forward(derivation) if expanded else (),
         "def_loss": losses,

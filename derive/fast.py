@@ -19,7 +19,7 @@ from .adjoint import Program
 from .exprs import Diag, Elementwise, Hadamard, Softmax, transpose
 from .pipeline import Derivation
 from .printing import BatchedPrinter, is_negative, negated, ordered_terms
-from .schedule import LOOP, POST, PRE, Array, Phases, Statement, rows_view, schedule, truncated
+from .schedule import LOOP, POST, PRE, Array, Phases, Statement, schedule, truncated
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class AllStepsPrinter(BatchedPrinter):
         if lag not in (0, -1):
             raise ValueError(f"{expr.name}: only steps t and t-1 have row views")
         array = naming.code_base(base)
-        view = rows_view(array, -lag)
+        view = naming.rows_view(array, -lag)
         self.views.setdefault(view, (array, -lag))
         return view
 

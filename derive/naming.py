@@ -165,3 +165,25 @@ def module_filename(cell: str, steps: int, truncate: int | None = None) -> str:
 
 def tex_filename(cell: str, steps: int, truncate: int | None = None) -> str:
     return file_stem(cell, steps, truncate) + ".tex"
+
+
+# ---- the generated module's own arrays --------------------------------------------
+
+
+def carried_local(state: str) -> str:
+    """The share of dJ/ds_{t-1} the loop carries: ``dh_next``."""
+    return f"d{state}_next"
+
+
+def grad_local(wrt: str) -> str:
+    return code_local(grad_name(wrt))
+
+
+def rows_view(array: str, lag: int = 0) -> str:
+    """The name of an array's row view: ``h_rows`` (steps 1..T), ``h_rows_prev`` (steps 0..T-1)."""
+    return f"{array}_rows{'_prev' if lag else ''}"
+
+
+def local_name(user: str, node: str) -> str:
+    """The array of the diagonal of d user_t / d node_t, a local derivative: ``dh_dz``."""
+    return f"d{user}_d{node}"

@@ -27,6 +27,7 @@ from .cell import Cell, Equation
 from .exprs import CrossEntropy, Diag, Elementwise, Hadamard, Softmax, SoftmaxCrossEntropy, add, mul
 from .pipeline import Derivation
 from .printing import text
+from .runs import Run, inner_deltas, reading_runs
 from .spec import RESERVED
 
 PRE, LOOP, POST = "pre", "loop", "post"
@@ -129,27 +130,8 @@ def _phase(unknown: bool, read_by_loop: bool) -> str:
 # ---- names ------------------------------------------------------------------------
 
 
-def carried_local(state: str) -> str:
-    """The share of dJ/ds_{t-1} the loop carries: ``dh_next``."""
-    return f"d{state}_next"
-
-
 def carry_symbol(state: str, shape: tuple[sp.Expr, ...]) -> sp.MatrixSymbol:
-    return sp.MatrixSymbol(carried_local(state), *shape)
-
-
-def grad_local(wrt: str) -> str:
-    return naming.code_local(naming.grad_name(wrt))
-
-
-def rows_view(array: str, lag: int = 0) -> str:
-    """The name of an array's row view: ``h_rows`` (steps 1..T), ``h_rows_prev`` (steps 0..T-1)."""
-    return f"{array}_rows{'_prev' if lag else ''}"
-
-
-def local_name(user: str, node: str) -> str:
-    """The array of the diagonal of d user_t / d node_t, a local derivative: ``dh_dz``."""
-    return f"d{user}_d{node}"
+    return sp.MatrixSymbol(naming.carried_local(state), *shape)
 
 
 class _Names:
@@ -167,7 +149,7 @@ class _Names:
 
     def fresh(self, want: str) -> str:
         name, n = want, 1
-        while name in self.used or rows_view(name) in self.used:
+        while name in self.used or naming.rows_view(name) in self.used:
             n += 1
             name = f"{want}{n}"
         self.used.add(name)
@@ -300,9 +282,6 @@ def recurrent_deltas(program: Program) -> set[str]:
     return recurrent
 
 
-Run = tuple[tuple[Diag, ...], sp.MatrixSymbol]  # diag(a) diag(b) ... delta^u_t
-
-
 @dataclass
 class _Draft:
     """The backward schedule while it is decided: statements in order, and the arrays added."""
@@ -399,52 +378,12 @@ def _local_derivative(draft: _Draft, part: sp.Basic, node: str) -> sp.Basic:
     if all(isinstance(d.arg, sp.MatrixSymbol) for d in diags):
         return part
     if (user, node) not in draft.local_of:
-        symbol = draft.local_of[user, node] = draft.array(local_name(user, node), node, delta.shape)
+        symbol = draft.local_of[user, node] = draft.array(naming.local_name(user, node), node, delta.shape)
         value = _elementwise_product([d.arg for d in diags])
         draft.statements.append(
             Statement(PRE, symbol, (value,), comment=f"diag of d{user}_t/d{node}_t = {text(value)}")
         )
     return mul(Diag(draft.local_of[user, node]), delta)
-
-
-def _runs(expr: sp.Basic, deltas: Collection[str] | Collection[Run]) -> list[Run]:
-    """The runs diag(a) ... diag(b) delta^u_t inside the products of ``expr``, some a more than a name,
-    for the delta symbols named in ``deltas`` (or the runs listed there)."""
-    found: list[Run] = []
-    for mm in [expr] if isinstance(expr, sp.MatMul) else [a for a in _terms(expr) if isinstance(a, sp.MatMul)]:
-        args = mm.args
-        for j, delta in enumerate(args):
-            if not isinstance(delta, sp.MatrixSymbol):
-                continue
-            i = j
-            while i > 0 and isinstance(args[i - 1], Diag):
-                i -= 1
-            run = (tuple(args[i:j]), delta)
-            if i < j and not all(isinstance(d.arg, sp.MatrixSymbol) for d in run[0]):
-                if delta.name in deltas or run in deltas:
-                    found.append(run)
-    return found
-
-
-def _distributed(expr: sp.Basic) -> sp.Basic:
-    """Products over sums multiplied out, one level: (I + U^T diag(a)) delta -> delta + U^T diag(a) delta."""
-    if isinstance(expr, sp.MatAdd):
-        return add(*(_distributed(term) for term in expr.args))
-    if isinstance(expr, sp.MatMul):
-        for i, factor in enumerate(expr.args):
-            if isinstance(factor, sp.MatAdd):
-                before, after = expr.args[:i], expr.args[i + 1 :]
-                return add(*(_distributed(mul(*before, term, *after)) for term in factor.args))
-    return expr
-
-
-def _inner_deltas(program: Program, deltas: set[str]) -> list[Run]:
-    """The runs that two or more of the carries and gradients read, in the order first read."""
-    counts: dict[Run, int] = {}
-    for expr in [c.expr for c in program.carries] + [a.expr for a in program.accumulates]:
-        for run in _runs(_distributed(expr), deltas):
-            counts[run] = counts.get(run, 0) + 1
-    return [run for run, n in counts.items() if n >= 2]
 
 
 def _inner_delta_symbols(draft: _Draft) -> dict[Run, sp.MatrixSymbol]:
@@ -453,30 +392,10 @@ def _inner_delta_symbols(draft: _Draft) -> dict[Run, sp.MatrixSymbol]:
     cell = draft.program.cell
     deltas = {d for d, n in draft.delta_node.items() if n not in cell.outputs}
     symbols = {}
-    for diags, delta in _inner_deltas(draft.program, deltas):
+    for diags, delta in inner_deltas(draft.program, deltas):
         name = draft.names.fresh(f"d{naming.code_base(draft.delta_node[delta.name])}_pre")
         symbols[diags, delta] = sp.MatrixSymbol(naming.step_name(name, "t"), *delta.shape)
     return symbols
-
-
-def _with_runs(expr: sp.Basic, symbols: dict[Run, sp.MatrixSymbol]) -> sp.Basic:
-    """``expr`` with each run in ``symbols`` replaced by its array's symbol."""
-    if isinstance(expr, sp.MatAdd):
-        return add(*(_with_runs(term, symbols) for term in expr.args))
-    if not isinstance(expr, sp.MatMul):
-        return expr
-    args = list(expr.args)
-    for (diags, delta), symbol in symbols.items():
-        for j in range(len(diags), len(args)):
-            if args[j] == delta and tuple(args[j - len(diags) : j]) == diags:
-                args[j - len(diags) : j + 1] = [symbol]
-                break
-    return mul(*args)
-
-
-def _reading_runs(expr: sp.Basic, symbols: dict[Run, sp.MatrixSymbol]) -> sp.Basic:
-    """``expr`` multiplied out and reading the inner deltas' arrays, where there are any."""
-    return _with_runs(_distributed(expr), symbols) if symbols else expr
 
 
 def _inner_delta(draft: _Draft, run: Run, symbol: sp.MatrixSymbol, unknown: set[str], loop_reads: set[str]) -> None:
@@ -505,7 +424,7 @@ def _gradient(cell: Cell, acc: Accumulate, symbols: dict[Run, sp.MatrixSymbol]) 
     target = sp.MatrixSymbol(naming.grad_name(acc.wrt), *cell.param(acc.wrt).symbol.shape)
     last = cell.loss_mode == "last" and _outputs_only(cell, acc.wrt)  # many-to-one: the outputs' at step T alone
     comment = f"dJ/d{acc.wrt} = sum over t of {text(acc.expr)}"
-    return Statement(POST, target, (_reading_runs(acc.expr, symbols),), comment=comment, last_step=last)
+    return Statement(POST, target, (reading_runs(acc.expr, symbols),), comment=comment, last_step=last)
 
 
 def _carries(program: Program, symbols: dict[Run, sp.MatrixSymbol]) -> tuple[Statement, ...]:
@@ -514,7 +433,7 @@ def _carries(program: Program, symbols: dict[Run, sp.MatrixSymbol]) -> tuple[Sta
         Statement(
             LOOP,
             carry_symbol(c.state, c.expr.shape),
-            (_reading_runs(c.expr, symbols),),
+            (reading_runs(c.expr, symbols),),
             comment=f"share of dJ/d{c.state}_{{t-1}}: {text(c.expr)}",
         )
         for c in program.carries
