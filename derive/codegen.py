@@ -243,37 +243,25 @@ def _py_tuple(names: tuple[str, ...]) -> str:
     return f"({inner},)" if len(names) == 1 else f"({inner})"
 
 
-def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
-    """Everything ``templates/module.py.j2`` places, already printed."""
-    cell = derivation.cell
-    printer = ColumnPrinter()
-    step_inputs, losses = [], ""
-    if derivation.expanded:
-        for t in range(1, derivation.steps + 1):
-            for v in cell.inputs:
-                step_inputs.append(f"{printer.doprint(v.at(t))} = {naming.code_base(v.name)}[{t}]")
-            if t in cell.loss_steps(derivation.steps):
-                for v in cell.targets:
-                    step_inputs.append(f"{printer.doprint(v.at(t))} = {naming.code_base(v.name)}[{t}]")
-        losses = " + ".join(printer.doprint(j) for j in _unrolled(derivation).losses)
-    expanded = derivation.expanded
+def _per_step(v: Any, arg: str, several: bool, i: int) -> dict[str, str]:
+    """An input or target as ``_prepare`` reads it: one array, or one of a dict's by name."""
+    return {
+        "name": v.name,
+        "dim": v.dim,
+        "kind": getattr(v, "kind", ""),
+        "code": naming.code_base(v.name),
+        "var": f"{arg}_{i}" if several else arg,  # the argument's array inside _prepare
+        "fetch": f"{arg}[{v.name!r}]" if several else arg,
+        "label": f"{arg}[{v.name!r}]" if several else arg,
+    }
+
+
+def _arguments(cell: Cell, carried_views: frozenset[str]) -> dict[str, Any]:
+    """The module's signature: inputs, targets, initial states, and what ``_prepare`` returns."""
     single_class = len(cell.targets) == 1 and cell.targets[0].kind == "class"
     target_arg = "labels" if single_class else "targets"
-
-    def per_step(v: Any, arg: str, several: bool, i: int) -> dict[str, str]:
-        return {
-            "name": v.name,
-            "dim": v.dim,
-            "kind": getattr(v, "kind", ""),
-            "code": naming.code_base(v.name),
-            "var": f"{arg}_{i}" if several else arg,  # the argument's array inside _prepare
-            "fetch": f"{arg}[{v.name!r}]" if several else arg,
-            "label": f"{arg}[{v.name!r}]" if several else arg,
-        }
-
-    inputs = [per_step(v, "xs", len(cell.inputs) > 1, i) for i, v in enumerate(cell.inputs)]
-    targets = [per_step(v, target_arg, len(cell.targets) > 1, i) for i, v in enumerate(cell.targets)]
-    fast = hoisted(derivation)
+    inputs = [_per_step(v, "xs", len(cell.inputs) > 1, i) for i, v in enumerate(cell.inputs)]
+    targets = [_per_step(v, target_arg, len(cell.targets) > 1, i) for i, v in enumerate(cell.targets)]
     initial: list[dict[str, Any]] = [
         {
             "name": s.name,
@@ -282,31 +270,103 @@ def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
             "carried": naming.carried_local(s.name),
             # the carried share is a delta itself (c = c[t-1] + ...): copied, so as not to keep the
             # whole (T + 1, B, n) array alive through a view of one step
-            "view": s.name in fast.carried_views,
+            "view": s.name in carried_views,
             "local": naming.code_local(naming.step_name(s.name, 0)),
         }
         for s in cell.states
     ]
+    prepared = [v["code"] for v in inputs + targets] + [s["arg"] for s in initial] + ["batched"]
+    return {
+        "inputs": inputs,
+        "targets": targets,
+        "target_arg": target_arg,
+        "prepared": ", ".join(prepared) + ", sizes, dtype",
+        "prepared_doc": ", ".join(v["code"] for v in inputs + targets),
+        "shapes_doc": _shapes_doc(cell, inputs, targets, target_arg),
+        "initial": initial,
+        "initial_args": ", ".join(s["arg"] for s in initial),
+        "initial_defaults": ", ".join(f"{s['arg']}=None" for s in initial),
+        "initial_names": ", ".join(f'``"{s["arg"]}"``' for s in initial),
+        "initial_doc": "; ".join(f"``{s['arg']}`` (n_{s['dim']},) or (B, n_{s['dim']})" for s in initial),
+    }
+
+
+def _fast_path(derivation: Derivation) -> dict[str, Any]:
+    """The fast path's lines, hoisted, and the truncated run's."""
+    cell = derivation.cell
+    truncated_lines, truncated_carry, truncated_zeros = truncated_backward(derivation.program)
+    return {
+        "hoisted": hoisted(derivation),
+        "truncate": derivation.truncate,
+        "truncated_zeros": truncated_zeros,
+        "truncated_backward": truncated_lines,
+        "truncated_carry": truncated_carry,
+        "carries": [{"name": naming.carried_local(s.name), "dim": s.dim} for s in cell.states],
+    }
+
+
+DEFINITION_LINES = ("def_forward", "def_jacobians", "def_terms")
+
+
+def _by_definition(derivation: Derivation) -> dict[str, Any]:
+    """The literal chain-rule sums for the derived T, where they are written (T <= the cell's limit)."""
+    if not derivation.expanded:
+        return {
+            "step_inputs": [],
+            "def_loss": "",
+            "def_forward": (),
+            "def_jacobians": (),
+            "def_terms": (),
+            "size_lines": [],
+        }
+    cell, printer = derivation.cell, ColumnPrinter()
+    step_inputs = []
+    for t in range(1, derivation.steps + 1):
+        vectors = [*cell.inputs, *(cell.targets if t in cell.loss_steps(derivation.steps) else ())]
+        step_inputs += [f"{printer.doprint(v.at(t))} = {naming.code_base(v.name)}[{t}]" for v in vectors]
+    context: dict[str, Any] = {
+        "step_inputs": step_inputs,
+        "def_loss": " + ".join(printer.doprint(j) for j in _unrolled(derivation).losses),
+        "def_forward": definition_forward(derivation),
+        "def_jacobians": definition_jacobians(derivation),
+        "def_terms": definition_terms(derivation),
+    }
+    code = "\n".join(line.code for group in ("def_forward", "def_jacobians") for line in context[group])
+    code += "\n".join(line.code for block in context["def_terms"] for line in block.lines)
     sizes: dict[str, str] = {}
     for p in cell.params:
         for i, d in enumerate(p.shape):
             sizes.setdefault(d, f"n_{d} = {p.name}.shape[{i}]")
-    truncated_lines, truncated_carry, truncated_zeros = truncated_backward(derivation.program)
+    lines = [sizes[d] for d in cell.dims if d in sizes]
+    context["size_lines"] = [line for line in lines if re.search(rf"\b{line.split()[0]}\b", code)]
+    return context
+
+
+def _helpers(context: dict[str, Any]) -> dict[str, Any]:
+    """The helper functions the printed code calls, each defined in the module only where it is."""
+    fast = context["hoisted"]
+    emitted = [*fast.forward_pre, *fast.forward_loop, *fast.forward_post, *fast.backward_pre]
+    emitted += [*fast.backward_loop, *fast.carry, *fast.backward_post]
+    emitted += [*context["truncated_backward"], *context["truncated_carry"]]
+    emitted += [*context["def_forward"], *context["def_jacobians"]]
+    code = "\n".join(line.code for line in emitted)
+    return {
+        "helpers": [inspect.getsource(op.helper) for op in HELPERS if f"{op.code}(" in code],
+        "uses": [h for h in ("_squared_error",) if h + "(" in code],
+    }
+
+
+def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
+    """Everything ``templates/module.py.j2`` places, already printed."""
+    cell = derivation.cell
+    fast = _fast_path(derivation)
     context: dict[str, Any] = {
-        "inputs": inputs,
-        "targets": targets,
-        "target_arg": target_arg,
-        "prepared": ", ".join([v["code"] for v in inputs + targets] + [s["arg"] for s in initial] + ["batched"])
-        + ", sizes, dtype",
-        "prepared_doc": ", ".join(v["code"] for v in inputs + targets),
-        "shapes_doc": _shapes_doc(cell, inputs, targets, target_arg),
-        "dim_names": _py_tuple(tuple(f"n_{d}" for d in cell.dims)),
-        "size_lines": [sizes[d] for d in cell.dims if d in sizes],
-        "by_definition": expanded,
-        "expanded_max": derivation.expandable,
         "cell": cell,
         "steps": derivation.steps,
         "command": command,
+        "by_definition": derivation.expanded,
+        "expanded_max": derivation.expandable,
+        "dim_names": _py_tuple(tuple(f"n_{d}" for d in cell.dims)),
         "equations": [
             f"{text(sp.MatrixSymbol(naming.step_name(e.name, 't'), *e.shape))} = {text(e.rhs)}" for e in cell.equations
         ],
@@ -315,35 +375,11 @@ def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
             {"name": p.name, "shape": _py_tuple(tuple(f"n_{d}" for d in p.shape)), "grad": naming.grad_local(p.name)}
             for p in cell.params
         ],
-        "initial": initial,
-        "initial_args": ", ".join(s["arg"] for s in initial),
-        "initial_defaults": ", ".join(f"{s['arg']}=None" for s in initial),
-        "initial_names": ", ".join(f'``"{s["arg"]}"``' for s in initial),
-        "initial_doc": "; ".join(f"``{s['arg']}`` (n_{s['dim']},) or (B, n_{s['dim']})" for s in initial),
         "nodes": [cell.nodes[e.name] for e in cell.equations if e.name != cell.loss],
         "loss_last": cell.loss_mode == "last",
-        "truncate": derivation.truncate,
-        "hoisted": fast,
         "outputs": cell.outputs,
-        "truncated_zeros": truncated_zeros,
-        "truncated_backward": truncated_lines,
-        "truncated_carry": truncated_carry,
-        "carries": [{"name": naming.carried_local(s.name), "dim": s.dim} for s in cell.states],
-        "step_inputs": step_inputs,
-        "def_forward": definition_forward(derivation) if expanded else (),
-        "def_loss": losses,
-        "def_jacobians": definition_jacobians(derivation) if expanded else (),
-        "def_terms": definition_terms(derivation) if expanded else (),
+        **_arguments(cell, fast["hoisted"].carried_views),
+        **fast,
+        **_by_definition(derivation),
     }
-    emitted = [*fast.forward_pre, *fast.forward_loop, *fast.forward_post, *fast.backward_pre]
-    emitted += [*fast.backward_loop, *fast.carry, *fast.backward_post, *truncated_lines, *truncated_carry]
-    emitted += [*context["def_forward"], *context["def_jacobians"]]
-    code = "\n".join(line.code for line in emitted)
-    context["helpers"] = [inspect.getsource(op.helper) for op in HELPERS if f"{op.code}(" in code]
-    context["uses"] = [h for h in ("_squared_error",) if h + "(" in code]
-    by_definition = "\n".join(line.code for group in ("def_forward", "def_jacobians") for line in context[group])
-    by_definition += "\n".join(line.code for block in context["def_terms"] for line in block.lines)
-    context["size_lines"] = [
-        line for line in context["size_lines"] if re.search(rf"\b{line.split()[0]}\b", by_definition)
-    ]
-    return context
+    return context | _helpers(context)
