@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn, TextIO
 
@@ -25,13 +26,13 @@ from .check_load import CheckError
 from .flow import DEFAULT_SCALES, FLOW_MIN_STEPS, flow_curves, trend
 from .flow_plot import render_png
 from .naming import FIGURES
-from .outputs import compile_pdf, documents, flow_figure, module_source, verified
+from .outputs import Figure, compile_pdf, documents, flow_figure, module_source, verified
 from .pipeline import MAX_STEPS, Derivation, derive
 from .progress import Progress
 from .render import OutputError, check_writable, write_all
 from .selfcheck import SelfCheckError, self_check
 from .spec import SpecError, read
-from .verify import format_table, load_module
+from .verify import Report, format_table, load_module
 
 DEFAULT_STEPS = 3
 SELF_CHECK_FAILED = "the generated module failed its self-check, so nothing was written"
@@ -92,6 +93,16 @@ def parser() -> argparse.ArgumentParser:
     _common(top, top=True)
     top.add_argument("--no-pdf", action="store_true", help="do not compile the .tex with pdflatex")
     sub = top.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_jobs(sub)
+    _add_flow(sub)
+    _add_cells(sub)
+    _add_check(sub)
+    _add_bench(sub)
+    return top
+
+
+def _add_jobs(sub: argparse._SubParsersAction) -> None:
+    """derive (latex), emit, verify: the default job's parts."""
     for name, aliases, text in (
         ("derive", ["latex"], "write the LaTeX derivation (.tex, and .pdf with --pdf)"),
         ("emit", [], "write the NumPy gradient module (.py)"),
@@ -103,6 +114,9 @@ def parser() -> argparse.ArgumentParser:
         if name == "derive":
             p.add_argument("--pdf", action="store_true", help="also compile the .tex with pdflatex")
             p.add_argument("--no-pdf", action="store_true", default=argparse.SUPPRESS, help="no PDF (the default)")
+
+
+def _add_flow(sub: argparse._SubParsersAction) -> None:
     flow = sub.add_parser(
         "flow",
         help="plot how the gradient flows back in time (vanishing or exploding) for a cell",
@@ -138,12 +152,18 @@ def parser() -> argparse.ArgumentParser:
     flow.add_argument("--seed", type=_seed, default=0, metavar="N", help="the random sequence (and parameters)")
     flow.add_argument("--out", "-o", type=Path, default=Path(DEFAULT_OUT), metavar="DIR", help="default: ./out")
     flow.add_argument("--force", action="store_true", help="overwrite a file not made by bptt")
+
+
+def _add_cells(sub: argparse._SubParsersAction) -> None:
     cells = sub.add_parser(
         "cells",
         help="list the built-in cells, or print one's spec",
         description="list the built-in cells, or print the spec of one (copy it to start your own)",
     )
     cells.add_argument("spec", nargs="?", metavar="CELL", help="print this built-in cell's spec file")
+
+
+def _add_check(sub: argparse._SubParsersAction) -> None:
     checker = sub.add_parser(
         "check",
         help="check your own gradient code against the derivation, and say what is wrong with it",
@@ -176,6 +196,9 @@ def parser() -> argparse.ArgumentParser:
         metavar="T,...",
         help=f"the sequence lengths to check at (default: {','.join(map(str, CHECK_STEPS))})",
     )
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser(
         "bench",
         help="time the generated gradients beside the reference loop, expert NumPy and installed peers",
@@ -196,7 +219,6 @@ def parser() -> argparse.ArgumentParser:
         help="instead: derive and emit time and peak memory against T for every built-in cell, "
         "and the fast path's memory against T and B",
     )
-    return top
 
 
 def load_cell(arg: str) -> Cell:
@@ -331,46 +353,62 @@ def run_flow(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    out = out or sys.stdout
-    if args.command == "cells":
-        return list_cells(args, out)
-    if args.command == "bench":
-        from . import bench, scale  # only the benchmark needs them
+def run_bench(args: argparse.Namespace, out: TextIO) -> int:
+    from . import bench, scale  # only the benchmark needs them
 
-        if args.scale:
-            print(scale.main(str(args.json) if args.json else None), file=out)
-            if args.json:
-                print(f"wrote {args.json}", file=out)
-            return 0
-        names = [n.strip() for n in args.configs.split(",") if n.strip()]
-        unknown = [n for n in names if n not in bench.CONFIGS]
-        if unknown or not names:
-            wanted = ", ".join(bench.CONFIGS)
-            print(f"bptt: error: --configs: expected some of {wanted}, got {args.configs!r}", file=sys.stderr)
-            return 2
-        json_path = str(args.json) if args.json else None
-        print(bench.main(names, args.repeats, json_path, not args.no_reference, not args.no_peers), file=out)
+    if args.scale:
+        print(scale.main(str(args.json) if args.json else None), file=out)
         if args.json:
             print(f"wrote {args.json}", file=out)
         return 0
-    if args.command == "check":
-        return run_check(args, out)
-    if args.command == "flow":
-        return run_flow(args, out)
-    cell = load_cell(getattr(args, "spec", None) or args.cell)
+    names = [n.strip() for n in args.configs.split(",") if n.strip()]
+    unknown = [n for n in names if n not in bench.CONFIGS]
+    if unknown or not names:
+        wanted = ", ".join(bench.CONFIGS)
+        print(f"bptt: error: --configs: expected some of {wanted}, got {args.configs!r}", file=sys.stderr)
+        return 2
+    json_path = str(args.json) if args.json else None
+    print(bench.main(names, args.repeats, json_path, not args.no_reference, not args.no_peers), file=out)
+    if args.json:
+        print(f"wrote {args.json}", file=out)
+    return 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a derive, emit or verify job (or the default, all three) writes, known before it derives."""
+
+    job: str  # "all", "derive", "emit" or "verify"
+    stem: str  # the files' name without suffix: rnn_T3
+    paths: dict[str, Path]  # by suffix, for the jobs that write: ".tex", ".md", ..., ".py", ".pdf"
+    documents: bool  # the .tex, .md, .html and their two figures, which come together
+    module: bool
+    pdf: bool
+
+    @property
+    def destinations(self) -> list[Path]:
+        wanted = [*(DOCUMENTS if self.documents else ()), *((".py",) if self.module else ())]
+        wanted += [".pdf"] if self.pdf else []
+        return [self.paths[suffix] for suffix in wanted]
+
+
+DOCUMENTS = (".tex", ".md", ".html", FIGURES["flow"], FIGURES["graph"])
+
+
+def plan(args: argparse.Namespace, cell: Cell) -> Plan:
     job = {"latex": "derive", None: "all"}.get(args.command, args.command)
     stem = naming.file_stem(cell.name, args.steps, args.truncate)
-    suffixes = (".tex", ".md", ".html", FIGURES["flow"], FIGURES["graph"], ".py", ".pdf")
-    paths = [args.out / f"{stem}{suffix}" for suffix in suffixes] if job != "verify" else [None] * len(suffixes)
-    tex, md, html, png, svg, py, pdf = paths
-    want_tex, want_py = job in ("all", "derive"), job in ("all", "emit")  # the documents come together
-    want_pdf = want_tex and not args.no_pdf and (args.pdf if job == "derive" else True)
-    destinations = [*((tex, md, html, png, svg) if want_tex else ()), *((py,) if want_py else ())]
-    destinations += [pdf] if want_pdf else []
-    # check the destinations before the (slower) derivation: fail fast, write nothing
-    check_writable([path for path in destinations if path is not None], args.force)
+    paths = {} if job == "verify" else {s: args.out / f"{stem}{s}" for s in (*DOCUMENTS, ".py", ".pdf")}
+    documents = job in ("all", "derive")
+    pdf = documents and not args.no_pdf and (args.pdf if job == "derive" else True)
+    return Plan(job, stem, paths, documents, job in ("all", "emit"), pdf)
 
+
+def run_job(args: argparse.Namespace, out: TextIO) -> int:
+    """The default job, derive, emit or verify: derive, print, check, verify, write, report."""
+    cell = load_cell(getattr(args, "spec", None) or args.cell)
+    job = plan(args, cell)
+    check_writable(job.destinations, args.force)  # before the (slower) derivation: fail fast, write nothing
     truncated = "" if args.truncate is None else f", truncated to K = {args.truncate} steps"
     print(f"bptt-derive: {cell.title}, T = {args.steps}{truncated}", file=out)
     progress = Progress()
@@ -379,53 +417,66 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     print(_summary(derivation), file=out)
     with progress.stage("printing the NumPy module"):
         source = module_source(derivation)
-    if want_py:  # nothing is written that was not run: poisoned arrays, finite differences, by definition
+    if job.module:  # nothing is written that was not run: poisoned arrays, finite differences, by definition
         with progress.stage("checking the module (poisoned arrays, finite differences)"):
-            self_check(load_module(source, stem))
+            self_check(load_module(source, job.stem))
     report = None
-    if job != "emit":
+    if job.job != "emit":
         with progress.stage("verifying (reference loop, finite differences, SymPy)"):
             report = verified(derivation, source)
     targets: dict[Path, str | bytes] = {}
     figure = None
-    if want_tex:
-        assert tex is not None and md is not None and html is not None and png is not None and svg is not None
+    if job.documents:
         assert report is not None
         with progress.stage("plotting the gradient flow"):
             figure = flow_figure(derivation)
         with progress.stage("printing the LaTeX, Markdown and HTML"):
             docs = documents(derivation, report, figure)
-        targets |= {tex: docs.tex, md: docs.md, html: docs.html, png: figure.png, svg: docs.graph}
-    if want_py:
-        assert py is not None
-        targets[py] = source
+        texts = (docs.tex, docs.md, docs.html, figure.png, docs.graph)
+        targets |= {job.paths[suffix]: text for suffix, text in zip(DOCUMENTS, texts)}
+    if job.module:
+        targets[job.paths[".py"]] = source
     write_all(targets, args.force)
     for path in targets:
         print(f"wrote {path}", file=out)
     status = 0
-    if want_pdf:
-        assert tex is not None
+    if job.pdf:
         assert figure is not None
-        tex_text = targets[tex]
-        assert isinstance(tex_text, str)
-        with progress.stage("compiling the PDF (pdflatex, twice)"):
-            built = compile_pdf(tex, tex_text, {figure.name: figure.png})
-        if built.path is not None:
-            print(f"wrote {built.path} ({built.message})", file=out)
-        elif built.failed:
-            print(f"bptt: error: {built.message}", file=sys.stderr)
-            status = 1
-        else:
-            print(built.message, file=out)
-    if report is not None:
-        print("\nverification: max relative error, float64", file=out)
-        print(format_table(report), file=out)
-        if not report.passed:
-            for failure in report.failures():
-                print(f"MISMATCH {failure}", file=out)
-            return 1
-        print("all checks pass", file=out)
-    return status
+        status = _pdf(job.paths[".tex"], str(targets[job.paths[".tex"]]), figure, progress, out)
+    verdict = _verification(report, out) if report is not None else 0
+    return verdict or status
+
+
+def _pdf(tex: Path, text: str, figure: Figure, progress: Progress, out: TextIO) -> int:
+    """Compile the .tex; 1 where pdflatex ran and failed, 0 otherwise (a missing pdflatex is said, not an error)."""
+    with progress.stage("compiling the PDF (pdflatex, twice)"):
+        built = compile_pdf(tex, text, {figure.name: figure.png})
+    if built.path is not None:
+        print(f"wrote {built.path} ({built.message})", file=out)
+    elif built.failed:
+        print(f"bptt: error: {built.message}", file=sys.stderr)
+        return 1
+    else:
+        print(built.message, file=out)
+    return 0
+
+
+def _verification(report: Report, out: TextIO) -> int:
+    print("\nverification: max relative error, float64", file=out)
+    print(format_table(report), file=out)
+    if not report.passed:
+        for failure in report.failures():
+            print(f"MISMATCH {failure}", file=out)
+        return 1
+    print("all checks pass", file=out)
+    return 0
+
+
+HANDLERS = {"cells": list_cells, "bench": run_bench, "check": run_check, "flow": run_flow}
+
+
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    return HANDLERS.get(args.command, run_job)(args, out or sys.stdout)
 
 
 def main(argv: list[str] | None = None) -> int:
