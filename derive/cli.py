@@ -432,7 +432,7 @@ def run_job(args: argparse.Namespace, out: TextIO) -> int:
             figure = flow_figure(derivation)
         with progress.stage("printing the LaTeX, Markdown and HTML"):
             docs = documents(derivation, report, figure)
-        texts = (docs.tex, docs.md, docs.html, figure.png, docs.graph)
+        texts: tuple[str | bytes, ...] = (docs.tex, docs.md, docs.html, figure.png, docs.graph)
         targets |= {job.paths[suffix]: text for suffix, text in zip(DOCUMENTS, texts)}
     if job.module:
         targets[job.paths[".py"]] = source

@@ -15,7 +15,6 @@ Everything here is printing; the template only places the strings.
 
 from __future__ import annotations
 
-import inspect
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -351,7 +350,7 @@ def _helpers(context: dict[str, Any]) -> dict[str, Any]:
     emitted += [*context["def_forward"], *context["def_jacobians"]]
     code = "\n".join(line.code for line in emitted)
     return {
-        "helpers": [inspect.getsource(op.helper) for op in HELPERS if f"{op.code}(" in code],
+        "helpers": [op.helper_source() for op in HELPERS if f"{op.code}(" in code],
         "uses": [h for h in ("_squared_error",) if h + "(" in code],
     }
 

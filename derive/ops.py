@@ -19,6 +19,7 @@ tests/test_rules.py.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,12 @@ class Activation:
     ufunc: str | None = None
     helper: Callable[[Array], Array] | None = None
     spec: bool = True  # written in a spec; ``step`` exists only as relu's derivative
+
+    def helper_source(self) -> str:
+        """The helper's source, for the generated module to define it."""
+        if self.helper is None:
+            raise ValueError(f"{self.name} has no helper: NumPy spells it {self.ufunc}")
+        return inspect.getsource(self.helper)
 
     @property
     def code(self) -> str | None:

@@ -42,7 +42,6 @@ from .exprs import (
     neg,
     transpose,
 )
-from .ops import Ident
 from .printing import text
 
 Rule = Callable[[sp.Basic, MatrixSymbol, "sp.Basic | None", "Rules"], sp.Basic]
@@ -140,14 +139,11 @@ def _hadamard(rhs: Hadamard, wrt: MatrixSymbol, out: sp.Basic | None, rules: Rul
 
 @rule(Elementwise)
 def _elementwise(rhs: Elementwise, wrt: MatrixSymbol, out: sp.Basic | None, rules: Rules) -> sp.Basic:
-    """d f(a)/dw = diag(f'(a)) da/dw, with f' from the function's record (``ops``)."""
+    """d f(a)/dw = diag(f'(a)) da/dw, with f' from the function's record (``ops``); the identity's is da/dw."""
+    if rhs.op.slope is None:
+        return rules.jacobian(rhs.arg, wrt)
     slope = rhs.op.slope(rhs.arg, out if out is not None else rhs)
     return rules.chain(Diag(slope), rhs.arg, wrt)
-
-
-@rule(Ident)
-def _identity(rhs: Elementwise, wrt: MatrixSymbol, out: sp.Basic | None, rules: Rules) -> sp.Basic:
-    return rules.jacobian(rhs.arg, wrt)
 
 
 @rule(SquaredError)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import types
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -75,7 +76,7 @@ def self_check(module: types.ModuleType) -> None:
 
 def _call(module: types.ModuleType, fn: str, problem: tuple, poison: float) -> Result:
     """``module.fn(*problem)`` with every work array the module allocates filled with ``poison``."""
-    module._empty = lambda shape, dtype: np.full(shape, poison, dtype)
+    setattr(module, "_empty", lambda shape, dtype: np.full(shape, poison, dtype))  # noqa: B010
     try:
         return getattr(module, fn)(*problem)
     except Exception as e:  # a crash in our own output is our bug too
@@ -114,7 +115,7 @@ def _compare(result: Result, expected: tuple, tolerance: float, floor: float, ag
             )
 
 
-def _rows(a: tuple, b: tuple) -> Iterator[tuple[str, object, object]]:
+def _rows(a: tuple, b: tuple) -> Iterator[tuple[str, Any, Any]]:
     """(row, a's value, b's value) for the loss and every gradient, named as the derivation names them."""
     yield "J", a[0], b[0]
     for key, value in a[1].items():
