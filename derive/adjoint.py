@@ -83,12 +83,16 @@ class Program:
 
 
 def _fused_softmax(cell: Cell) -> dict[str, str]:
-    """{y: p} for each p = softmax(y) whose only consumer is the cross-entropy loss."""
+    """{y: p} for each p = softmax(y) of a named node y whose only consumer is the cross-entropy
+    loss: not a state (the next step reads a state too), not softmax(V h) (no node to carry p - l)."""
     loss = cell.equation(cell.loss).rhs
+    states = {s.name for s in cell.states}
     fused = {}
     for eq in cell.equations:
         if (
             isinstance(eq.rhs, Softmax)
+            and isinstance(eq.rhs.arg, MatrixSymbol)
+            and eq.name not in states
             and isinstance(loss, CrossEntropy)
             and loss.p.name == naming.step_name(eq.name, "t")
         ):
@@ -115,17 +119,17 @@ def build_program(cell: Cell) -> Program:
         own: list[sp.Basic] = []  # the loss's own share of the delta (J_t reads n_t)
         through: list[sp.Basic] = []  # the shares through step t's other deltas
         parts: list[sp.Basic] = []  # both, in the order the cell's equations read n_t
-        if name in fused:
+        if name in fused:  # J_t's share through p = softmax(y), collapsed; y may feed other nodes too
             p = eqs[fused[name]]
-            own = parts = [transpose(softmax_cross_entropy(eqs[cell.loss].rhs, p.rhs))]
-        else:
-            for user in cell.equations:
-                if user.name in skipped and user.name != cell.loss or not user.rhs.has(here[name]):
-                    continue
-                jac = jacobian(user.rhs, here[name], here[user.name])
-                part = transpose(jac) if user.name == cell.loss else mul(transpose(jac), delta[user.name])
-                (own if user.name == cell.loss else through).append(part)
-                parts.append(part)
+            own = [transpose(softmax_cross_entropy(eqs[cell.loss].rhs, p.rhs))]
+            parts = own.copy()
+        for user in cell.equations:
+            if user.name in skipped and user.name != cell.loss or not user.rhs.has(here[name]):
+                continue
+            jac = jacobian(user.rhs, here[name], here[user.name])
+            part = transpose(jac) if user.name == cell.loss else mul(transpose(jac), delta[user.name])
+            (own if user.name == cell.loss else through).append(part)
+            parts.append(part)
         expr = add(*parts) if parts else zero
         direct = add(*own) if own else None
         carried = None
