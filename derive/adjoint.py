@@ -24,7 +24,7 @@ from sympy import MatrixSymbol, ZeroMatrix
 
 from . import naming
 from .analytic import row_product, term_gradient
-from .cell import Cell
+from .cell import Cell, refusals_at
 from .chain import Expansion, paths
 from .exprs import CrossEntropy, Outer, Softmax, add, mul, transpose
 from .rules import jacobian, softmax_cross_entropy
@@ -126,7 +126,8 @@ def build_program(cell: Cell) -> Program:
         for user in cell.equations:
             if user.name in skipped and user.name != cell.loss or not user.rhs.has(here[name]):
                 continue
-            jac = jacobian(user.rhs, here[name], here[user.name])
+            with refusals_at(cell, user.name):
+                jac = jacobian(user.rhs, here[name], here[user.name])
             part = transpose(jac) if user.name == cell.loss else mul(transpose(jac), delta[user.name])
             (own if user.name == cell.loss else through).append(part)
             parts.append(part)
@@ -144,7 +145,8 @@ def build_program(cell: Cell) -> Program:
         psym = cell.param(wrt).symbol
         for name in computed + ([cell.loss] if cell.loss not in fused.values() else []):
             if eqs[name].rhs.has(psym):
-                jac = jacobian(eqs[name].rhs, psym, here[name])
+                with refusals_at(cell, name):
+                    jac = jacobian(eqs[name].rhs, psym, here[name])
                 g = sp.Identity(1) if name == cell.loss else delta[name]  # dJ/dJ_t = 1
                 part = jac.contract(g) if isinstance(jac, Outer) else mul(transpose(jac), g)
                 (own if name == cell.loss else through).append(part)
@@ -158,9 +160,11 @@ def build_program(cell: Cell) -> Program:
     carries = []
     for state in cell.states:
         prev = MatrixSymbol(naming.step_name(state.name, "t-1"), *state.at("t").shape)
-        parts = [
-            mul(transpose(jacobian(eqs[n].rhs, prev, here[n])), delta[n]) for n in computed if eqs[n].rhs.has(prev)
-        ]
+        parts = []
+        for n in computed:
+            if eqs[n].rhs.has(prev):
+                with refusals_at(cell, n):
+                    parts.append(mul(transpose(jacobian(eqs[n].rhs, prev, here[n])), delta[n]))
         carries.append(Carry(state.name, add(*parts)))
     return Program(cell, tuple(assigns), tuple(accumulates), tuple(carries))
 

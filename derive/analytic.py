@@ -13,6 +13,7 @@ from __future__ import annotations
 import sympy as sp
 
 from . import naming
+from .cell import refusals_at
 from .chain import Factor, Term
 from .exprs import Outer, mul, transpose
 from .rules import jacobian, softmax_cross_entropy
@@ -21,7 +22,8 @@ from .unroll import Graph
 
 def factor_matrix(unrolled: Graph, factor: Factor) -> sp.Basic:
     """The local derivative d num / d den as a matrix expression (or ``Outer``)."""
-    return jacobian(unrolled.rhs[factor.num], unrolled.symbols[factor.den], unrolled.symbols[factor.num])
+    with refusals_at(unrolled.cell, naming.split(factor.num)[0]):
+        return jacobian(unrolled.rhs[factor.num], unrolled.symbols[factor.den], unrolled.symbols[factor.num])
 
 
 def collapsed_head(unrolled: Graph, factors: tuple[Factor, ...]) -> tuple[sp.Basic | None, int]:

@@ -110,7 +110,7 @@ def _matmul(rhs: sp.MatMul, wrt: MatrixSymbol, out: sp.Basic | None) -> sp.Basic
     left, right = mats[0], mul(*mats[1:])
     if left == wrt:
         if right.has(wrt):
-            raise NotImplementedError(f"{wrt} appears on both sides of {rhs}")
+            raise NotImplementedError(f"{wrt} appears on both sides of {_shown(rhs)}")
         return Outer(right, wrt, None if c == 1 else mul(c, sp.Identity(wrt.shape[0])))
     return chain(mul(c, left), right, wrt)
 

@@ -116,6 +116,17 @@ def test_logits_read_by_the_softmax_and_another_node():
     )
 
 
+def test_the_deepest_expression_the_spec_allows_derives_and_verifies():
+    from derive.spec import MAX_DEPTH
+
+    products = " * ".join(["h[t-1]"] * (MAX_DEPTH - 3))  # tanh, +, MAX_DEPTH - 3 products, a leaf: MAX_DEPTH deep
+    _verified_at(
+        "param W[h, x], U[h, h], V[y, h]\ninput x[x]; state h[h] = 0; target l: class(y)\n"
+        f"h = tanh(W x + {products} * U h[t-1])\ny = V h\nJ = cross_entropy(softmax(y), l)\n",
+        1,
+    )
+
+
 @pytest.mark.pdf
 @pytest.mark.skipif(pdf_missing() is not None, reason=str(pdf_missing()))
 @pytest.mark.parametrize("cell", CELLS)
