@@ -24,7 +24,7 @@ from sympy import MatrixSymbol, ZeroMatrix
 
 from . import naming
 from .analytic import row_product, term_gradient
-from .cell import Cell
+from .cell import Cell, refusals_at
 from .chain import Expansion, paths
 from .exprs import CrossEntropy, Outer, Softmax, add, mul, transpose
 from .rules import RULES, Rules, softmax_cross_entropy
@@ -83,12 +83,16 @@ class Program:
 
 
 def _fused_softmax(cell: Cell) -> dict[str, str]:
-    """{y: p} for each p = softmax(y) whose only consumer is the cross-entropy loss."""
+    """{y: p} for each p = softmax(y) of a named node y whose only consumer is the cross-entropy
+    loss: not a state (the next step reads a state too), not softmax(V h) (no node to carry p - l)."""
     loss = cell.equation(cell.loss).rhs
+    states = {s.name for s in cell.states}
     fused = {}
     for eq in cell.equations:
         if (
             isinstance(eq.rhs, Softmax)
+            and isinstance(eq.rhs.arg, MatrixSymbol)
+            and eq.name not in states
             and isinstance(loss, CrossEntropy)
             and loss.p.name == naming.step_name(eq.name, "t")
         ):
@@ -116,17 +120,18 @@ def build_program(cell: Cell, rules: Rules = RULES) -> Program:
         own: list[sp.Basic] = []  # the loss's own share of the delta (J_t reads n_t)
         through: list[sp.Basic] = []  # the shares through step t's other deltas
         parts: list[sp.Basic] = []  # both, in the order the cell's equations read n_t
-        if name in fused:
+        if name in fused:  # J_t's share through p = softmax(y), collapsed; y may feed other nodes too
             p = eqs[fused[name]]
-            own = parts = [transpose(softmax_cross_entropy(eqs[cell.loss].rhs, p.rhs))]
-        else:
-            for user in cell.equations:
-                if user.name in skipped and user.name != cell.loss or not user.rhs.has(here[name]):
-                    continue
+            own = [transpose(softmax_cross_entropy(eqs[cell.loss].rhs, p.rhs))]
+            parts = own.copy()
+        for user in cell.equations:
+            if user.name in skipped and user.name != cell.loss or not user.rhs.has(here[name]):
+                continue
+            with refusals_at(cell, user.name):
                 jac = jacobian(user.rhs, here[name], here[user.name])
-                part = transpose(jac) if user.name == cell.loss else mul(transpose(jac), delta[user.name])
-                (own if user.name == cell.loss else through).append(part)
-                parts.append(part)
+            part = transpose(jac) if user.name == cell.loss else mul(transpose(jac), delta[user.name])
+            (own if user.name == cell.loss else through).append(part)
+            parts.append(part)
         expr = add(*parts) if parts else zero
         direct = add(*own) if own else None
         carried = None
@@ -141,7 +146,8 @@ def build_program(cell: Cell, rules: Rules = RULES) -> Program:
         psym = cell.param(wrt).symbol
         for name in computed + ([cell.loss] if cell.loss not in fused.values() else []):
             if eqs[name].rhs.has(psym):
-                jac = jacobian(eqs[name].rhs, psym, here[name])
+                with refusals_at(cell, name):
+                    jac = jacobian(eqs[name].rhs, psym, here[name])
                 g = sp.Identity(1) if name == cell.loss else delta[name]  # dJ/dJ_t = 1
                 part = jac.contract(g) if isinstance(jac, Outer) else mul(transpose(jac), g)
                 (own if name == cell.loss else through).append(part)
@@ -155,9 +161,11 @@ def build_program(cell: Cell, rules: Rules = RULES) -> Program:
     carries = []
     for state in cell.states:
         prev = MatrixSymbol(naming.step_name(state.name, "t-1"), *state.at("t").shape)
-        parts = [
-            mul(transpose(jacobian(eqs[n].rhs, prev, here[n])), delta[n]) for n in computed if eqs[n].rhs.has(prev)
-        ]
+        parts = []
+        for n in computed:
+            if eqs[n].rhs.has(prev):
+                with refusals_at(cell, n):
+                    parts.append(mul(transpose(jacobian(eqs[n].rhs, prev, here[n])), delta[n]))
         carries.append(Carry(state.name, add(*parts)))
     return Program(cell, tuple(assigns), tuple(accumulates), tuple(carries))
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import sympy as sp
 
+from . import naming
+from .cell import refusals_at
 from .chain import Factor, Term
 from .exprs import Outer, mul, transpose
 from .rules import jacobian, softmax_cross_entropy
@@ -20,7 +22,8 @@ from .unroll import Graph
 
 def factor_matrix(unrolled: Graph, factor: Factor) -> sp.Basic:
     """The local derivative d num / d den as a matrix expression (or ``Outer``)."""
-    return jacobian(unrolled.rhs[factor.num], unrolled.symbols[factor.den], unrolled.symbols[factor.num])
+    with refusals_at(unrolled.cell, naming.split(factor.num)[0]):
+        return jacobian(unrolled.rhs[factor.num], unrolled.symbols[factor.den], unrolled.symbols[factor.num])
 
 
 def collapsed_head(unrolled: Graph, factors: tuple[Factor, ...]) -> tuple[sp.Basic | None, int]:
@@ -28,8 +31,17 @@ def collapsed_head(unrolled: Graph, factors: tuple[Factor, ...]) -> tuple[sp.Bas
     if len(factors) >= 2 and factors[0].den == factors[1].num:
         p = unrolled.symbols[factors[0].den]
         users = [n for n, rhs in unrolled.rhs.items() if rhs.has(p)]
-        head = softmax_cross_entropy(unrolled.rhs[factors[0].num], unrolled.rhs[factors[1].num])
-        if head is not None and users == [factors[0].num]:  # p read by the loss alone, as the program assumes
+        p_rhs = unrolled.rhs[factors[1].num]
+        head = softmax_cross_entropy(unrolled.rhs[factors[0].num], p_rhs)
+        # as the program assumes: p read by the loss alone, p not a state, and its argument a named node y
+        # (the factor dp/dy is the one the collapse replaces; softmax(V h) keeps dJ/dp and dp/dh apart)
+        states = {s.name for s in unrolled.cell.states}
+        if (
+            head is not None
+            and users == [factors[0].num]
+            and p_rhs.arg == unrolled.symbols[factors[1].den]
+            and naming.split(factors[1].num)[0] not in states
+        ):
             return head, 2
     return None, 0
 

@@ -11,8 +11,9 @@ Jacobians, a per-step scalar loss J_t, and the total loss J = sum_t J_t.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -65,6 +66,9 @@ class Equation:
 
     name: str
     rhs: sp.Basic
+    # where the spec writes the right-hand side (0: unknown), for a refusal's file:line:col
+    line: int = field(default=0, compare=False)
+    col: int = field(default=0, compare=False)
 
     @property
     def shape(self) -> tuple[sp.Expr, sp.Expr]:
@@ -85,6 +89,7 @@ class Cell:
     equations: tuple[Equation, ...]
     loss: str  # the equation whose value is J_t
     loss_mode: str = "every"  # "every": J = sum_t J_t (many-to-many); "last": J = J_T (many-to-one)
+    path: str = field(default="", compare=False)  # the spec file it was read from ("" if none)
 
     @cached_property
     def nodes(self) -> dict[str, Vector]:
@@ -136,6 +141,33 @@ class Cell:
 
     def equation(self, name: str) -> Equation:
         return next(e for e in self.equations if e.name == name)
+
+    def where(self, name: str) -> str | None:
+        """``path:line:col`` of the equation of node ``name`` in the spec, if known."""
+        eq = next((e for e in self.equations if e.name == name), None)
+        if eq is None or not self.path or not eq.line:
+            return None
+        return f"{self.path}:{eq.line}:{eq.col}"
+
+
+class Unsupported(NotImplementedError):
+    """A valid cell this version cannot derive yet.  ``str(e)`` names the feature; ``where`` is the
+    ``path:line:col`` of the equation that needs it (None if unknown); the CLI prints both on one line."""
+
+    def __init__(self, message: str, where: str | None = None) -> None:
+        super().__init__(message)
+        self.where = where
+
+
+@contextmanager
+def refusals_at(cell: Cell, name: str) -> Iterator[None]:
+    """Give a refusal raised while differentiating node ``name``'s equation that equation's position."""
+    try:
+        yield
+    except NotImplementedError as e:
+        if getattr(e, "where", None) is not None:
+            raise
+        raise Unsupported(str(e), cell.where(name)) from e
 
 
 CELLS = Path(__file__).resolve().parent / "cells"

@@ -486,8 +486,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OutputError, SpecError, CheckError, UsageError) as e:
         print(f"bptt: error: {e}", file=sys.stderr)
         return 2
-    except NotImplementedError as e:  # a cell the tool cannot derive yet: say so, in one line
-        print(f"bptt: error: not supported yet: {e}", file=sys.stderr)
+    except NotImplementedError as e:  # a cell the tool cannot derive yet: say so, in one line, where
+        where = getattr(e, "where", None)
+        print(f"bptt: error: {where + ': ' if where else ''}not supported yet: {e}", file=sys.stderr)
         return 2
     except SelfCheckError as e:  # our bug, not the user's: exit 1, as a failed verification
         print(f"bptt: error: {SELF_CHECK_FAILED}: {e}. {REPORT_IT}", file=sys.stderr)

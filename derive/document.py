@@ -282,8 +282,11 @@ def softmax_collapse(derivation: Derivation) -> str | None:
         if head is None or not isinstance(loss.p, sp.MatrixSymbol) or naming.split(loss.p.name)[0] != eq.name:
             continue
         users = [e.name for e in cell.equations if e.rhs.has(loss.p)]
-        if users != [cell.loss] or not isinstance(eq.rhs.arg, sp.MatrixSymbol):
-            continue  # the derivation keeps dJ/dp and dp/dy apart here (p feeds another node, or y has no name)
+        states = {s.name for s in cell.states}
+        if users != [cell.loss] or not isinstance(eq.rhs.arg, sp.MatrixSymbol) or eq.name in states:
+            # the derivation keeps dJ/dp and dp/dy apart here (p feeds another node or the next step, or y
+            # has no name)
+            continue
         p = _step_symbol(eq.name, "t", eq.shape)
         y = eq.rhs.arg
         loss_sym = _step_symbol(cell.loss, "t", (1, 1))

@@ -21,7 +21,7 @@ import sympy as sp
 from . import naming
 from .adjoint import Equivalence, Program, build_program, check_equivalence, noncommutative
 from .analytic import factor_matrix
-from .cell import Cell
+from .cell import Cell, Unsupported
 from .chain import (
     Blocks,
     Expansion,
@@ -91,22 +91,28 @@ class Derivation:
 
 
 def check_supported(cell: Cell) -> None:
-    """Raise NotImplementedError, naming the feature, for a valid spec this version cannot derive yet."""
+    """Raise ``Unsupported`` (a NotImplementedError), naming the feature and the equation that needs it, for a
+    valid spec this version cannot derive yet."""
     if cell.loss_mode == "last":
         loss = cell.equation(cell.loss).rhs
         reads = {naming.split(s.name)[0] for s in symbols_in(loss)}
         targets = {t.name for t in cell.targets}
         if not reads - targets <= cell.outputs:
-            raise NotImplementedError(
-                f"{cell.name}: a many-to-one loss that reads a state or a parameter directly; "
-                "name its prediction first (y = V h; J = squared_error(y, r))"
+            where = cell.where(cell.loss)
+            raise Unsupported(
+                f"{'' if where else cell.name + ': '}a many-to-one loss that reads a state or a parameter "
+                "directly; name its prediction first (y = V h; J = squared_error(y, r))",
+                where,
             )
     now = frozenset(naming.step_name(s.name, "t") for s in cell.states)
     for state in cell.states:
-        if within_step(cell, naming.step_name(cell.loss, "t"), naming.step_name(state.name, "t-1"), avoid=now):
-            raise NotImplementedError(
-                f"{cell.name}: the loss reads {state.name}[t-1] other than through a state of step t; "
-                f"compute the prediction from {state.name} of the same step"
+        found = within_step(cell, naming.step_name(cell.loss, "t"), naming.step_name(state.name, "t-1"), avoid=now)
+        if found:
+            where = cell.where(naming.split(found[0][-1].num)[0])  # the equation that reads the state
+            raise Unsupported(
+                f"{'' if where else cell.name + ': '}the loss reads {state.name}[t-1] other than through a state "
+                f"of step t; compute the prediction from {state.name} of the same step",
+                where,
             )
 
 

@@ -402,6 +402,12 @@ class BatchedPrinter(_NumPyBase):
             # an outer product (...) v^T: the rows of (...) times those of v, summed over the batch
             left = args[0] if len(args) == 2 else sp.MatMul(*args[:-1])
             return sign + f"{self._operand(left)}.T @ {self._operand(args[-1].arg)}"
+        rows = [i for i, a in enumerate(args) if isinstance(a, sp.Transpose) and _is_vector(a.arg)]
+        if rows and 0 < rows[-1] < len(args) - 1 and _is_vector(sp.MatMul(*args[rows[-1] :]).T):
+            # an outer product (...) (A v)^T = (...) v^T A^T (the gradient of V in V A v): the rows of (...)
+            # times those of A v
+            left, right = mul(*args[: rows[-1]]), transpose(mul(*args[rows[-1] :]))
+            return sign + f"{self._operand(left)}.T @ {self._operand(right)}"
         if len(args) == 1 and isinstance(args[0], Loss):  # a weighted loss: a number per batch, summed
             return sign + self._print(args[0])
         if not _is_vector(args[-1]):

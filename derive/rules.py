@@ -108,7 +108,8 @@ def _add(rhs: sp.MatAdd, wrt: MatrixSymbol, out: sp.Basic | None, rules: Rules) 
 
 @rule(sp.MatMul)
 def _matmul(rhs: sp.MatMul, wrt: MatrixSymbol, out: sp.Basic | None, rules: Rules) -> sp.Basic:
-    """c W v: d/dv = c W; d/dW = Outer(c v); c v (a scaling): d/dv = c I."""
+    """c W v: d/dv = c W; d/dW = Outer(c v); c v (a scaling): d/dv = c I.  A chain V A h is
+    V (A h), as the spec reads it: d/dV = Outer(A h), and the rest through A h."""
     coeffs = [a for a in rhs.args if a.is_Number]
     mats = [a for a in rhs.args if not a.is_Number]
     c = sp.Mul(*coeffs) if coeffs else sp.S.One
@@ -117,12 +118,10 @@ def _matmul(rhs: sp.MatMul, wrt: MatrixSymbol, out: sp.Basic | None, rules: Rule
         if isinstance(inner, Outer):
             return Outer(inner.right, inner.param, mul(c, inner.left))
         return mul(c, inner)
-    if len(mats) != 2:
-        raise NotImplementedError(f"no rule for a product of {len(mats)} matrices: {rhs}")
-    left, right = mats
+    left, right = mats[0], mul(*mats[1:])
     if left == wrt:
         if right.has(wrt):
-            raise NotImplementedError(f"{wrt} appears on both sides of {rhs}")
+            raise NotImplementedError(f"{wrt} appears on both sides of {text(rhs)}")
         return Outer(right, wrt, None if c == 1 else mul(c, sp.Identity(wrt.shape[0])))
     return rules.chain(mul(c, left), right, wrt)
 

@@ -44,6 +44,9 @@ RESERVED = frozenset(keyword.kwlist) | frozenset(
     "seq loss_seq grads_seq".split()
 )
 MAX_NUMBER = 40  # characters in a numeric literal
+# operations nested in one equation: SymPy compares, differentiates and prints an expression recursively, and
+# somewhat deeper than this (about 150 elementwise products in a row) exhausts Python's recursion limit
+MAX_DEPTH = 100
 FUNCTIONS = tuple(ACTIVATIONS) + ("softmax",) + tuple(LOSSES)
 
 
@@ -157,6 +160,7 @@ class _Decls:
     targets: dict[str, tuple[Vector, str, Token]] = field(default_factory=dict)  # kind: class or real
     loss_mode: str = "every"
     equations: list[tuple[Token, Node]] = field(default_factory=list)
+    starts: list[Token] = field(default_factory=list)  # the first token of each equation's right-hand side
 
 
 class _Parser:
@@ -339,7 +343,9 @@ class _Parser:
         if self.at("["):
             raise self.error(self.tok, f"an equation defines {tok.text} at step t: write '{tok.text} = ...'")
         self.take("op", "=", f"'=' after {tok.text!r} (or a declaration: {', '.join(KEYWORDS)})")
+        start = self.tok
         self.d.equations.append((tok, self.expr()))
+        self.d.starts.append(start)
 
     # -- expressions
     def expr(self) -> Node:
@@ -491,13 +497,20 @@ class _Builder:
     def build(self) -> tuple[list[Equation], str]:
         equations: list[Equation] = []
         loss_name = None
-        for tok, tree in self.d.equations:
+        for (tok, tree), start in zip(self.d.equations, self.d.starts):
             if tok.text in self.d.params or tok.text in self.d.inputs or tok.text in self.d.targets:
                 raise self.error(
                     tok, f"{tok.text!r} is declared as an input, target or parameter: it cannot be computed"
                 )
             if tok.text in self.defined:
                 raise self.error(tok, f"{tok.text!r} is defined twice")
+            depth = _depth(tree)
+            if depth > MAX_DEPTH:
+                raise self.error(
+                    start,
+                    f"expression nested too deeply ({depth} operations inside one another, at most {MAX_DEPTH}): "
+                    "name some of its parts",
+                )
             value = self.value(tree, top=True)
             if value.kind == "loss" and tok.text in self.d.states:
                 raise self.error(tree, f"state {tok.text} is updated by a loss: a state's update must be a vector")
@@ -513,7 +526,7 @@ class _Builder:
                 state = self.d.states[tok.text][0]
                 raise self.error(tree, f"state {tok.text} has size {state.dim} but its update is {value.describe()}")
             self.defined[tok.text] = LOSS if value.kind == "loss" else value.dim
-            equations.append(Equation(tok.text, value.expr))
+            equations.append(Equation(tok.text, value.expr, start.line, start.col))
         last = self.d.equations[-1][0] if self.d.equations else Token("eof", "", 1, 1)
         if loss_name is None:
             raise self.error(last, "expected a loss: an equation such as J = cross_entropy(softmax(y), label)")
@@ -701,6 +714,21 @@ class _Builder:
         return _Value(ACTIVATIONS[fn](arg.expr), "vector", arg.dim)
 
 
+def _depth(tree: Node) -> int:
+    """The nesting depth of a syntax tree (a name or a number is 1), without recursion."""
+    deepest, todo = 0, [(tree, 1)]
+    while todo:
+        node, depth = todo.pop()
+        deepest = max(deepest, depth)
+        if isinstance(node, BinOp):
+            todo += [(node.left, depth + 1), (node.right, depth + 1)]
+        elif isinstance(node, Neg):
+            todo.append((node.arg, depth + 1))
+        elif isinstance(node, Call):
+            todo += [(arg, depth + 1) for arg in node.args]
+    return deepest
+
+
 def _loss_sum(terms: list[sp.Basic]) -> sp.Basic:
     """The losses added: one flat sum (a single loss stays itself)."""
     flat = [t for term in terms for t in (term.args if isinstance(term, sp.MatAdd) else (term,))]
@@ -745,6 +773,7 @@ def parse(text: str, path: str = "<spec>", default_name: str = "cell") -> Cell:
         equations=tuple(equations),
         loss=loss,
         loss_mode=d.loss_mode,
+        path=path,
     )
 
 

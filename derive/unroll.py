@@ -46,7 +46,10 @@ def symbols_in(expr: sp.Basic) -> tuple[MatrixSymbol, ...]:
 
 
 class Graph(Protocol):
-    """What the analytic stage reads: each node's equation, and every symbol by name."""
+    """What the analytic stage reads: the cell, each node's equation, and every symbol by name."""
+
+    @property
+    def cell(self) -> Cell: ...
 
     @property
     def rhs(self) -> Mapping[str, sp.Basic]: ...

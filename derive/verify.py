@@ -258,6 +258,8 @@ def _swells(cell: Cell) -> bool:
     h = h[t-1] + f(h[t-1]) doubles the expression at every step)."""
     if any(eq.rhs.has(Hadamard) for eq in cell.equations):
         return True
+    if any(eq.rhs.has(Softmax) for eq in cell.equations if eq.name not in cell.outputs):
+        return True  # a softmax that feeds the next step (a Jordan network): each entry reads every logit
     reads = [s for eq in cell.equations for s in sp.preorder_traversal(eq.rhs) if isinstance(s, sp.MatrixSymbol)]
     return any(sum(1 for s in reads if s.name == naming.step_name(v.name, "t-1")) > 1 for v in cell.states)
 

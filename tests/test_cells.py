@@ -96,6 +96,39 @@ def test_unsupported_features_are_named_not_derived_wrongly(name, tmp_path, caps
     assert not (tmp_path / "out").exists()
 
 
+def _verified_at(text: str, steps: int):
+    from derive.spec import parse
+
+    d = derive(parse(text, "cell.cell"), steps)
+    r = verified(d, module_source(d))
+    for impl in IMPLEMENTATIONS:
+        for check in ("finite differences", "sympy"):
+            for row, err in r.errors[(impl, check)].items():
+                if row != "loss" or check != "finite differences":
+                    assert err is not None and err <= TOLERANCE[check], f"{impl} vs {check}, {row}: {err}"
+
+
+def test_logits_read_by_the_softmax_and_another_node():
+    # dJ/dy is p - l plus what comes back through c (the collapse used to drop the second share: the proof
+    # failed); two coupled states swell SymPy's whole unrolled loss, so T = 2 here, not in the corpus
+    _verified_at(
+        "param W[h, x], U[h, y], V[y, h], A[h, h]\ninput x[x]; state h[h] = 0, c[y] = 0; target l: class(y)\n"
+        "h = tanh(W x + U c[t-1] + A h[t-1])\ny = V h\np = softmax(y)\nc = tanh(y)\nJ = cross_entropy(p, l)\n",
+        2,
+    )
+
+
+def test_the_deepest_expression_the_spec_allows_derives_and_verifies():
+    from derive.spec import MAX_DEPTH
+
+    products = " * ".join(["h[t-1]"] * (MAX_DEPTH - 3))  # tanh, +, MAX_DEPTH - 3 products, a leaf: MAX_DEPTH deep
+    _verified_at(
+        "param W[h, x], U[h, h], V[y, h]\ninput x[x]; state h[h] = 0; target l: class(y)\n"
+        f"h = tanh(W x + {products} * U h[t-1])\ny = V h\nJ = cross_entropy(softmax(y), l)\n",
+        1,
+    )
+
+
 @pytest.mark.pdf
 @pytest.mark.slow  # pdflatex on every cell's T = 3 document
 @pytest.mark.skipif(pdf_missing() is not None, reason=str(pdf_missing()))

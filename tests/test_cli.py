@@ -689,3 +689,54 @@ def test_a_hand_written_png_blocks_bptt_flow(bptt, tmp_path):
     r = bptt("flow", "--steps", 4, "--out", tmp_path)
     assert_one_line_error(r)
     assert (tmp_path / "rnn_T4_gradient_flow.png").read_bytes() == b"\x89PNG mine"
+
+
+# ---- a valid cell this version cannot derive: one line naming the file, line and column ------------------
+
+_HEAD = "param W[h, x], U[h, h], V[y, h]\ninput x[x], a[x]; state h[h] = 0; target l: class(y)\n"
+_OUT = "y = V h\nJ = cross_entropy(softmax(y), l)\n"
+REFUSALS = {
+    "weight-in-two-terms": (
+        _HEAD + "h = tanh(W x + W a + U h[t-1])\n" + _OUT,
+        "3:5: not supported yet: W appears in more than one term of W x_t + W a_t + U h_{t-1}: name one of the terms",
+    ),
+    "weight-in-both-factors": (
+        _HEAD + "q = tanh(W x) * W a\nh = tanh(q + U h[t-1])\n" + _OUT,
+        "3:5: not supported yet: W appears in both factors of tanh(W x_t) ⊙ W a_t: name one of the factors",
+    ),
+    "weight-on-both-sides": (
+        _HEAD.replace("a[x]", "a[h]") + "h = tanh(W x + U U a + U h[t-1])\n" + _OUT,
+        "3:5: not supported yet: U appears on both sides of U U a_t",
+    ),
+    "loss-reads-previous-state": (
+        _HEAD.replace(", a[x]", "") + "h = tanh(W x + U h[t-1])\ny = V h[t-1]\nJ = cross_entropy(softmax(y), l)\n",
+        "4:5: not supported yet: the loss reads h[t-1] other than through a state of step t; "
+        "compute the prediction from h of the same step",
+    ),
+    "many-to-one-loss-reads-a-state": (
+        "param W[h, x], U[h, h]\ninput x[x]; state h[h] = 0; target r[h]\nloss: last step\n"
+        "h = tanh(W x + U h[t-1])\nJ = squared_error(h, r)\n",
+        "5:5: not supported yet: a many-to-one loss that reads a state or a parameter directly; "
+        "name its prediction first (y = V h; J = squared_error(y, r))",
+    ),
+    "nested-too-deeply": (  # SymPy would exhaust Python's recursion limit: refused by the parser's builder
+        _HEAD.replace(", a[x]", "").replace(", U[h, h]", "")
+        + "h = tanh(W x + "
+        + " * ".join(["h[t-1]"] * 200)
+        + ")\n"
+        + _OUT,
+        "3:5: expression nested too deeply (202 operations inside one another, at most 100): name some of its parts",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", REFUSALS)
+def test_a_refusal_names_the_file_line_and_column(bptt, tmp_path, name):
+    text, message = REFUSALS[name]
+    spec = tmp_path / "cell.cell"
+    spec.write_text(text)
+    r = bptt("emit", spec, "--out", tmp_path / "out")
+    assert r.code == USAGE_EXIT, r
+    assert r.err.splitlines() == [f"bptt: error: {spec}:{message}"], r.err
+    assert "Traceback" not in r.err
+    assert not (tmp_path / "out").exists()

@@ -234,6 +234,12 @@ BAD = [
     ("non-ascii-name", edit(5, "h = tanh(zé)"), (5, 11), "unexpected character 'é'"),
     ("nul-character", edit(5, "h = tanh(z)\x00"), (5, 12), "U+0000"),
     ("bell-character", edit(5, "h = tanh(\x07z)"), (5, 10), "U+0007"),
+    (
+        "nested-too-deeply",  # SymPy and the chain rule would run out of Python's recursion limit
+        edit(5, "h = tanh(z + " + " * ".join(["h[t-1]"] * 200) + ")"),
+        (5, 5),
+        "expression nested too deeply (202 operations inside one another, at most 100): name some of its parts",
+    ),
 ]
 
 
@@ -244,6 +250,23 @@ def test_bad_spec_position_and_message(text: str, pos: tuple[int, int], fragment
     assert (e.value.line, e.value.col) == pos, str(e.value)
     assert fragment in e.value.message
     assert str(e.value) == f"bad.cell:{pos[0]}:{pos[1]}: {e.value.message}"
+
+
+def test_the_deepest_expression_allowed_parses() -> None:
+    from derive.spec import MAX_DEPTH
+
+    products = " * ".join(["h[t-1]"] * (MAX_DEPTH - 2))  # tanh, then +, then MAX_DEPTH - 3 products deep
+    cell = parse(edit(5, f"h = tanh(z + {products})"), "deep.cell")
+    assert cell.equation("h").line == 5
+    with pytest.raises(SpecError, match=f"5:5: expression nested too deeply \\({MAX_DEPTH + 1} operations"):
+        parse(edit(5, f"h = tanh(z + {products} * h[t-1])"), "deep.cell")
+
+
+def test_equations_keep_where_the_spec_writes_them() -> None:
+    cell = parse(BASE, "elman.cell")
+    assert [(eq.name, eq.line, eq.col) for eq in cell.equations] == [("z", 4, 5), ("h", 5, 5), ("y", 6, 5), ("J", 7, 5)]
+    assert cell.path == "elman.cell"
+    assert cell.where("h") == "elman.cell:5:5"
 
 
 def test_bad_spec_ids_are_unique() -> None:
