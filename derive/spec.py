@@ -195,11 +195,11 @@ class _Parser:
             raise self.error(tok, f"expected {what} (a name such as W_xh), got {tok.show()}")
         if tok.text in KEYWORDS:
             raise self.error(tok, f"{tok.text!r} is a keyword, not a name")
-        if tok.text in RESERVED or re.search(r"_[0-9]+$|_next$|_acc$|_zero$|_rows$|_rows_prev$|^n_", tok.text):
+        if tok.text in RESERVED or re.search(r"_[0-9]+$|_next$|_acc$|_zero$|_rows$|_rows_prev$|^n_|^_", tok.text):
             raise self.error(
                 tok,
                 f"{tok.text!r} is reserved for the generated code (as are names ending in _<digits>, _next, "
-                "_acc, _zero, _rows or _rows_prev, or starting with n_); rename it",
+                "_acc, _zero, _rows or _rows_prev, or starting with n_ or _, the module's helpers); rename it",
             )
         self.i += 1
         return tok

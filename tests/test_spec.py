@@ -88,6 +88,7 @@ BAD = [
     ("reserved-step-suffix", edit(4, "z_1 = W_xh x + W_hh h[t-1] + b_h"), (4, 1), "'z_1' is reserved"),
     ("reserved-acc-suffix", edit(4, "z_acc = W_xh x + W_hh h[t-1] + b_h"), (4, 1), "'z_acc' is reserved"),
     ("reserved-zero-suffix", edit(1, "param W_zero[h, x]"), (1, 7), "'W_zero' is reserved"),
+    ("reserved-helper-prefix", edit(1, "param _empty[h, x]"), (1, 7), "'_empty' is reserved"),
     ("reserved-loop-name", edit(4, "loss_t = W_xh x + W_hh h[t-1] + b_h"), (4, 1), "'loss_t' is reserved"),
     ("reserved-block-row", edit(1, "param dJ_dsk[h, x]"), (1, 7), "'dJ_dsk' is reserved"),
     ("reserved-rows-view", edit(4, "z_rows = W_xh x + W_hh h[t-1] + b_h"), (4, 1), "'z_rows' is reserved"),
