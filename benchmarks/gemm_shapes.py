@@ -13,7 +13,7 @@ import timeit
 
 import numpy as np
 
-from derive.bench import CONFIGS, flops, gemm_gflops
+from derive.tools.bench import CONFIGS, flops, gemm_gflops
 
 
 def timed(fn, number: int) -> float:

@@ -11,11 +11,11 @@ import argparse
 import statistics
 import time
 
-from derive.cell import builtin_names, load_builtin
-from derive.outputs import module_source
-from derive.pipeline import derive
-from derive.selfcheck import check_steps, self_check
-from derive.verify import load_module
+from derive.derivation.pipeline import derive
+from derive.emit.outputs import module_source
+from derive.ir.cell import builtin_names, load_builtin
+from derive.verify.report import load_module
+from derive.verify.selfcheck import check_steps, self_check
 
 SELF_CHECK_BUDGET = 0.5  # seconds, the bound
 

@@ -10,14 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from derive import outputs
-from derive.cell import seed_rnn
-from derive.pipeline import Derivation, derive
-from derive.verify import FD_EPS, load_module
+from derive.derivation.pipeline import Derivation, derive
+from derive.emit import outputs
+from derive.ir.cell import seed_rnn
+from derive.verify.report import FD_EPS, load_module
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent  # the repository
 CORPUS = TESTS / "cells"  # cells written the way researchers write them
+assert len(list(CORPUS.glob("*.cell"))) >= 20, "the test corpus is missing: a parametrization over it would be empty"
 USER_CODE = TESTS / "user_code"  # gradient code written in other people's styles, for bptt check
 
 

@@ -2,7 +2,7 @@
 The project's hand-written reference loop stands in for the user's code; ``lstm_half`` halves
 its gradients (as a stray 1/2 in a loss would)."""
 
-from derive.oracle_lstm import reference_lstm
+from derive.verify.oracles.lstm import reference_lstm
 
 
 def lstm(params, xs, labels, h0, c0):

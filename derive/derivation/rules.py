@@ -1,0 +1,182 @@
+"""Stage 4: the table of local derivative rules, one entry per operator.
+
+``jacobian(rhs, wrt, out)`` returns d out / d wrt for ``out = rhs`` in numerator
+layout (rows follow ``out``, columns follow ``wrt``), built from one rule per
+expression class, registered with ``@rule``.  The rules read like the maths:
+
+    f elementwise: d f(a)/da           = diag(f'(a)), f' from the record in ``ops``:
+                   tanh 1 - h∘h, sigmoid s∘(1 - s), relu step(a), exp e;  identity: I
+    a ∘ b:         d(a ∘ b)            = diag(b) da + diag(a) db
+    squared_error: d(1/2 |y - r|^2)/dy = (y - r)^T
+    softmax:       d softmax(a)/da     = diag(p) - p p^T
+    cross_entropy: d(-l^T log p)/dp    = -l^T diag(p^{∘-1})
+    W v:           d(W v)/dv = W,  d(W v)/dW = Outer(v): g^T -> g v^T  (and (g^T L)^T v^T inside f)
+
+The same table serves the LaTeX and the NumPy emitters, and the efficient
+program (``adjoint``) uses its transposes as vector-Jacobian products.  An
+operator with no rule raises ``NotImplementedError`` naming it.  A table is a
+value (``Rules``): ``RULES`` is the one the derivation uses, and ``bptt check``
+derives deliberately wrong programs from modified copies it passes in
+(``RULES.without_slopes()``), never by changing this one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import sympy as sp
+from sympy import HadamardPower, Identity, MatrixSymbol
+
+from derive.emit.printing import text
+from derive.ir.exprs import (
+    CrossEntropy,
+    Diag,
+    Elementwise,
+    Hadamard,
+    Outer,
+    Softmax,
+    SquaredError,
+    add,
+    mul,
+    neg,
+    transpose,
+)
+
+Rule = Callable[[sp.Basic, MatrixSymbol, "sp.Basic | None", "Rules"], sp.Basic]
+_TABLE: dict[type, Rule] = {}
+
+
+def rule(op: type) -> Callable[[Rule], Rule]:
+    def register(fn: Rule) -> Rule:
+        _TABLE[op] = fn
+        return fn
+
+    return register
+
+
+def op_name(expr: sp.Basic) -> str:
+    return type(expr).__name__
+
+
+@dataclass(frozen=True)
+class Rules:
+    """A table of rules by expression class, looked up along the class's MRO."""
+
+    table: Mapping[type, Rule]
+
+    def jacobian(self, rhs: sp.Basic, wrt: MatrixSymbol, out: sp.Basic | None = None) -> sp.Basic:
+        """d rhs / d wrt.  ``out`` names the value of ``rhs`` (h_t for tanh(z_t)), if it has one."""
+        if rhs == wrt:
+            return Identity(wrt.shape[0])
+        if not rhs.has(wrt):
+            raise ValueError(f"{rhs} does not depend on {wrt}")
+        for op in type(rhs).__mro__:
+            if op in self.table:
+                return self.table[op](rhs, wrt, out, self)
+        raise NotImplementedError(f"no rule for {op_name(rhs)}")
+
+    def chain(self, outer: sp.Basic, inner_rhs: sp.Basic, wrt: MatrixSymbol) -> sp.Basic:
+        """outer * d inner_rhs / d wrt, without a multiplication by the identity."""
+        inner = self.jacobian(inner_rhs, wrt)
+        if isinstance(inner, Outer):  # W v inside another operation: its Jacobian joins L
+            return Outer(inner.right, inner.param, mul(outer, inner.left))
+        return mul(outer, inner)
+
+    def replaced(self, op: type, fn: Rule) -> Rules:
+        """A copy with ``op``'s rule replaced."""
+        return Rules(MappingProxyType({**self.table, op: fn}))
+
+    def without_slopes(self) -> Rules:
+        """Every elementwise function's derivative left out, d f(a)/dw = da/dw: a mistake, on purpose."""
+        return self.replaced(Elementwise, lambda rhs, wrt, out, rules: rules.jacobian(rhs.arg, wrt))
+
+
+def jacobian(rhs: sp.Basic, wrt: MatrixSymbol, out: sp.Basic | None = None) -> sp.Basic:
+    """d rhs / d wrt by the derivation's table, ``RULES``."""
+    return RULES.jacobian(rhs, wrt, out)
+
+
+@rule(sp.MatAdd)
+def _add(rhs: sp.MatAdd, wrt: MatrixSymbol, out: sp.Basic | None, rules: Rules) -> sp.Basic:
+    parts = [rules.jacobian(arg, wrt) for arg in rhs.args if arg.has(wrt)]
+    if len(parts) > 1 and any(isinstance(p, Outer) for p in parts):
+        raise NotImplementedError(f"{wrt} appears in more than one term of {text(rhs)}: name one of the terms")
+    return add(*parts)
+
+
+@rule(sp.MatMul)
+def _matmul(rhs: sp.MatMul, wrt: MatrixSymbol, out: sp.Basic | None, rules: Rules) -> sp.Basic:
+    """c W v: d/dv = c W; d/dW = Outer(c v); c v (a scaling): d/dv = c I.  A chain V A h is
+    V (A h), as the spec reads it: d/dV = Outer(A h), and the rest through A h."""
+    coeffs = [a for a in rhs.args if a.is_Number]
+    mats = [a for a in rhs.args if not a.is_Number]
+    c = sp.Mul(*coeffs) if coeffs else sp.S.One
+    if len(mats) == 1:
+        inner = rules.jacobian(mats[0], wrt)
+        if isinstance(inner, Outer):
+            return Outer(inner.right, inner.param, mul(c, inner.left))
+        return mul(c, inner)
+    left, right = mats[0], mul(*mats[1:])
+    if left == wrt:
+        if right.has(wrt):
+            raise NotImplementedError(f"{wrt} appears on both sides of {text(rhs)}")
+        return Outer(right, wrt, None if c == 1 else mul(c, sp.Identity(wrt.shape[0])))
+    return rules.chain(mul(c, left), right, wrt)
+
+
+@rule(Hadamard)
+def _hadamard(rhs: Hadamard, wrt: MatrixSymbol, out: sp.Basic | None, rules: Rules) -> sp.Basic:
+    """d(a ∘ b) = diag(b) da + diag(a) db."""
+    a, b = rhs.args
+    parts = [rules.chain(Diag(other), arg, wrt) for arg, other in ((a, b), (b, a)) if arg.has(wrt)]
+    if len(parts) > 1 and any(isinstance(p, Outer) for p in parts):
+        raise NotImplementedError(f"{wrt} appears in both factors of {text(rhs)}: name one of the factors")
+    return add(*parts)
+
+
+@rule(Elementwise)
+def _elementwise(rhs: Elementwise, wrt: MatrixSymbol, out: sp.Basic | None, rules: Rules) -> sp.Basic:
+    """d f(a)/dw = diag(f'(a)) da/dw, with f' from the function's record (``ops``); the identity's is da/dw."""
+    if rhs.op.slope is None:
+        return rules.jacobian(rhs.arg, wrt)
+    slope = rhs.op.slope(rhs.arg, out if out is not None else rhs)
+    return rules.chain(Diag(slope), rhs.arg, wrt)
+
+
+@rule(SquaredError)
+def _squared_error(rhs: SquaredError, wrt: MatrixSymbol, out: sp.Basic | None, rules: Rules) -> sp.Basic:
+    """d(1/2 |y - r|^2)/dy = (y - r)^T."""
+    if rhs.target.has(wrt):
+        raise NotImplementedError("squared_error is not differentiated with respect to its target")
+    return rules.chain(transpose(add(rhs.y, neg(rhs.target))), rhs.y, wrt)
+
+
+@rule(Softmax)
+def _softmax(rhs: Softmax, wrt: MatrixSymbol, out: sp.Basic | None, rules: Rules) -> sp.Basic:
+    p = out if out is not None else rhs
+    return rules.chain(add(Diag(p), neg(mul(p, transpose(p)))), rhs.arg, wrt)
+
+
+@rule(CrossEntropy)
+def _cross_entropy(rhs: CrossEntropy, wrt: MatrixSymbol, out: sp.Basic | None, rules: Rules) -> sp.Basic:
+    if rhs.target.has(wrt):
+        raise NotImplementedError("cross_entropy is not differentiated with respect to its target")
+    if isinstance(rhs.p, Softmax):  # cross_entropy(softmax(y), l): the collapse, d/dy = (softmax(y) - l)^T
+        return rules.chain(transpose(add(rhs.p, neg(rhs.target))), rhs.p.arg, wrt)
+    return rules.chain(neg(mul(transpose(rhs.target), Diag(HadamardPower(rhs.p, -1)))), rhs.p, wrt)
+
+
+RULES = Rules(MappingProxyType(_TABLE))  # the derivation's table
+
+
+def softmax_cross_entropy(loss_rhs: sp.Basic, p_rhs: sp.Basic) -> sp.Basic | None:
+    """dJ/dp dp/dy collapsed to (p - l)^T when J = cross_entropy(p, l) and p = softmax(y).
+
+    -l^T diag(p)^{-1} (diag(p) - p p^T) = -l^T + (l^T 1) p^T = (p - l)^T, since the
+    one-hot l sums to 1.  Returns None when the pair is not softmax + cross-entropy.
+    """
+    if isinstance(loss_rhs, CrossEntropy) and isinstance(p_rhs, Softmax):
+        return transpose(add(loss_rhs.p, neg(loss_rhs.target)))
+    return None

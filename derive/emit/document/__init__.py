@@ -1,0 +1,1 @@
+"""The documents: the .tex/.md context, the unrolled graph, the HTML page and the notebook display."""

@@ -1,0 +1,384 @@
+"""Stage 6a: print a derivation into the strings the NumPy module template lays out.
+
+Two implementations come out of one derivation:
+
+- the fast path: the cell's equations in a loop over t on (B, n) row-vector
+  batches, then the program of ``adjoint`` in a loop from T down to 1, what
+  needs no loop hoisted out of it for every step at once (``schedule`` decides
+  where each statement goes, ``fast`` prints it);
+- the by-definition path: the unrolled equations for the derived T on (n, 1)
+  column vectors, every local Jacobian as an explicit matrix, and every
+  chain-rule term of ``chain`` as a literal product, one block per (w, J_t).
+
+Everything here is printing; the template only places the strings.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import sympy as sp
+
+from derive.derivation.analytic import factor_matrix
+from derive.derivation.chain import Blocks, Factor, Term, move_paths, stacked_name
+from derive.derivation.pipeline import Derivation
+from derive.derivation.unroll import Unrolled
+from derive.emit.numpy.fast import Line, dim_code, hoisted, truncated_backward
+from derive.emit.printing import ColumnPrinter, text
+from derive.ir import naming
+from derive.ir.cell import Cell
+from derive.ir.exprs import Outer
+from derive.ir.ops import HELPERS
+
+
+@dataclass(frozen=True)
+class Block:
+    """Lines under one comment header."""
+
+    header: str
+    lines: tuple[Line, ...]
+
+
+def initial_arg(state: str) -> str:
+    """The argument and gradient key of an initial state: ``h0`` for the state h."""
+    return f"{state}0"
+
+
+# ---- by definition ---------------------------------------------------------------
+
+
+def _unrolled(derivation: Derivation) -> Unrolled:
+    if derivation.unrolled is None:
+        raise ValueError(
+            f"the by-definition code is written for T <= {derivation.expandable}, not T = {derivation.steps}"
+        )
+    return derivation.unrolled
+
+
+def definition_forward(derivation: Derivation) -> tuple[Line, ...]:
+    printer = ColumnPrinter()
+    out = []
+    for lhs, rhs in _unrolled(derivation).equations:
+        shape = "scalar" if lhs.shape == (1, 1) else f"({dim_code(lhs.shape[0])}, 1)"
+        out.append(Line(f"{printer.doprint(lhs)} = {printer.doprint(rhs)}", shape))
+    return tuple(out)
+
+
+def _raw_paths(derivation: Derivation) -> list[tuple[Factor, ...]]:
+    """The paths whose edges the by-definition code multiplies: the terms themselves for one state;
+    for several states the paths inside the blocks and tails of every block term."""
+    if not derivation.blocks:
+        return [term.factors for expansion in derivation.expansions.values() for term in expansion.terms]
+    out: list[tuple[Factor, ...]] = []
+    for wrt, expansion in derivation.expansions.items():
+        f = derivation.factorized[wrt]
+        assert isinstance(f, Blocks)
+        for term in expansion.terms:
+            if not _is_block(derivation, term):
+                out.append(term.factors)
+                continue
+            out += [p for paths in f.head for p in move_paths(paths, term.loss_step)]
+            for factor in term.factors[1:-1]:
+                j = naming.step_of(factor.num)
+                out += [p for row in f.step for paths in row for p in move_paths(paths, j, "j")]
+            if not f.initial:
+                out += [p for paths in f.tail for p in move_paths(paths, term.entry_step, "k")]
+    return out
+
+
+def _is_block(derivation: Derivation, term: Term) -> bool:
+    return derivation.blocks and naming.split(term.factors[0].den)[0] == stacked_name(derivation.cell)
+
+
+def definition_jacobians(derivation: Derivation) -> tuple[Line, ...]:
+    """Every local Jacobian any term uses, once, in the order first used; then, for a cell with
+    several states, the blocks dJ_t/ds_t and ds_j/ds_{j-1} built from them."""
+    printer = ColumnPrinter()
+    lines = []
+    edges = dict.fromkeys(f for path in _raw_paths(derivation) for f in path)
+    for f in edges:
+        matrix = factor_matrix(_unrolled(derivation), f)
+        if isinstance(matrix, Outer):
+            continue
+        shape = f"({dim_code(matrix.shape[0])}, {dim_code(matrix.shape[1])})"
+        lines.append(Line(f"{naming.jacobian_local(f.num, f.den)} = {printer.doprint(matrix)}", shape))
+    if derivation.blocks:
+        lines += _block_lines(derivation)
+    return tuple(lines)
+
+
+def _path_sum(paths: list[tuple[Factor, ...]], rows: str, cols: str) -> str:
+    """The sum over paths of the products of their edge locals; zeros of (rows, cols) for no path."""
+    if not paths:
+        return f"np.zeros(({rows}, {cols}))"
+    return " + ".join(" @ ".join(naming.jacobian_local(f.num, f.den) for f in path) for path in paths)
+
+
+def _state_dims(derivation: Derivation) -> list[str]:
+    return [f"n_{s.dim}" for s in derivation.cell.states]
+
+
+def _block_lines(derivation: Derivation) -> list[Line]:
+    """dJ_t/ds_t (a row of blocks) and ds_j/ds_{j-1} (a matrix of blocks), from the paths inside a step."""
+    cell = derivation.cell
+    f = next(iter(derivation.factorized.values()))
+    assert isinstance(f, Blocks)
+    s = stacked_name(cell)
+    dims = _state_dims(derivation)
+    width = " + ".join(dims)
+    used = {x for expansion in derivation.expansions.values() for term in expansion.terms for x in term.factors}
+    lines = []
+    for t in cell.loss_steps(derivation.steps):
+        head = Factor(naming.step_name(cell.loss, t), naming.step_name(s, t))
+        if head in used:
+            blocks = ", ".join(_path_sum(move_paths(f.head[a], t), "1", dims[a]) for a in range(len(dims)))
+            lines.append(Line(f"{naming.jacobian_local(head.num, head.den)} = np.hstack([{blocks}])", f"(1, {width})"))
+    for j in range(derivation.steps, 0, -1):
+        factor = Factor(naming.step_name(s, j), naming.step_name(s, j - 1))
+        if factor not in used:
+            continue
+        rows = []
+        for a in range(len(dims)):
+            row = [_path_sum(move_paths(f.step[a][b], j, "j"), dims[a], dims[b]) for b in range(len(dims))]
+            rows.append(f"[{', '.join(row)}]")
+        code = f"{naming.jacobian_local(factor.num, factor.den)} = np.block([{', '.join(rows)}])"
+        lines.append(Line(code, f"({width}, {width})"))
+    return lines
+
+
+def _state_slices(derivation: Derivation) -> list[str]:
+    """``[:, lo:hi]`` of each state's block in a row over the stacked state."""
+    dims = _state_dims(derivation)
+    out = []
+    for a in range(len(dims)):
+        lo = " + ".join(dims[:a])
+        hi = " + ".join(dims[: a + 1]) if a < len(dims) - 1 else ""
+        out.append(f"[:, {lo}:{hi}]")
+    return out
+
+
+def _path_code(derivation: Derivation, row: list[str], path: tuple[Factor, ...]) -> str:
+    """``row`` (1 x n, or nothing) times the path's Jacobians, made the shape of what the path ends at."""
+    last = factor_matrix(_unrolled(derivation), path[-1])
+    chain = path[:-1] if isinstance(last, Outer) else path
+    parts = row + [naming.jacobian_local(f.num, f.den) for f in chain]
+    if isinstance(last, Outer) and not isinstance(last.left, sp.Identity):
+        parts.append(ColumnPrinter().operand(last.left))
+    product = " @ ".join(parts) or "np.ones((1, 1))"  # J_t = w v itself: dJ_t/dJ_t = 1
+    if isinstance(last, Outer):
+        return f"({product}).T @ {ColumnPrinter().doprint(sp.Transpose(last.right))}"
+    return f"({product}).T"
+
+
+def _term_code(derivation: Derivation, term: Term) -> list[str]:
+    """The term as code, the last line its value: the product of its Jacobian locals, made the
+    shape of what it differentiates.  A block term (dJ_t/ds_t)(ds_t/ds_{t-1}) ... (ds_k/dw)
+    first computes the row dJ_dsk = dJ_t/ds_k, then sends each state's slice of it down that
+    state's paths to w inside step k."""
+    if not _is_block(derivation, term):
+        return [_path_code(derivation, [], term.factors)]
+    row = " @ ".join(naming.jacobian_local(f.num, f.den) for f in term.factors[:-1])
+    f = derivation.factorized[term.factors[-1].den]
+    assert isinstance(f, Blocks)
+    slices = _state_slices(derivation)
+    if f.initial:
+        return [f"({row}){slices[f.initial_index]}.T"]
+    parts = [
+        _path_code(derivation, [f"dJ_dsk{slices[a]}"], path)
+        for a in range(len(f.states))
+        for path in move_paths(f.tail[a], term.entry_step, "k")
+    ]
+    return [f"dJ_dsk = {row}", " + ".join(parts)]
+
+
+def definition_terms(derivation: Derivation) -> tuple[Block, ...]:
+    blocks = []
+    for wrt, expansion in derivation.expansions.items():
+        for terms in expansion.per_loss:
+            if not terms:
+                continue
+            t = terms[0].loss_step
+            lines = []
+            initial = wrt not in derivation.cell.param_names
+            for term in terms:
+                path = " ".join(f"d{naming.text_name(f.num)}/d{naming.text_name(f.den)}" for f in term.factors)
+                label = path if initial else f"k = {term.entry_step}: {path}"
+                *before, last = _term_code(derivation, term)
+                lines += [Line(code, label if i == 0 else "") for i, code in enumerate(before)]
+                lines.append(Line(f"{naming.grad_local(wrt)} += {last}", "" if before else label))
+            header = f"dJ_{t}/d{naming.text_name(wrt)}: {len(terms)} term{'s' if len(terms) > 1 else ''}"
+            blocks.append(Block(header, tuple(lines)))
+    return tuple(blocks)
+
+
+def _shapes_doc(cell: Cell, inputs: list[dict[str, str]], targets: list[dict[str, str]], target_arg: str) -> str:
+    """The docstring's line on argument shapes."""
+    last = cell.loss_mode == "last"
+
+    def target_shape(v: dict[str, str]) -> str:
+        n = f"n_{v['dim']}"
+        if v["kind"] == "class":
+            return ("() or (B,)" if last else "(T,) or (T, B)") + f" of ints in [0, {n})"
+        return f"({n},) or (B, {n})" if last else f"(T, {n}) or (T, B, {n})"
+
+    parts = []
+    xs = [f"(T, n_{v['dim']}) or (T, B, n_{v['dim']})" for v in inputs]
+    if len(inputs) == 1:
+        parts.append(f"``xs`` {xs[0]}")
+    else:
+        parts.append("``xs`` a dict: " + ", ".join(f"``{v['name']!r}`` {x}" for v, x in zip(inputs, xs)))
+    if len(targets) == 1:
+        parts.append(f"``{target_arg}`` {target_shape(targets[0])}")
+    else:
+        parts.append(f"``{target_arg}`` a dict: " + ", ".join(f"``{v['name']!r}`` {target_shape(v)}" for v in targets))
+    return ";\n".join(parts)
+
+
+def _py_tuple(names: tuple[str, ...]) -> str:
+    """A tuple literal of strings in double quotes: ``("W_xh", "W_hh")``."""
+    inner = ", ".join(f'"{n}"' for n in names)
+    return f"({inner},)" if len(names) == 1 else f"({inner})"
+
+
+def _per_step(v: Any, arg: str, several: bool, i: int) -> dict[str, str]:
+    """An input or target as ``_prepare`` reads it: one array, or one of a dict's by name."""
+    return {
+        "name": v.name,
+        "dim": v.dim,
+        "kind": getattr(v, "kind", ""),
+        "code": naming.code_base(v.name),
+        "var": f"{arg}_{i}" if several else arg,  # the argument's array inside _prepare
+        "fetch": f"{arg}[{v.name!r}]" if several else arg,
+        "label": f"{arg}[{v.name!r}]" if several else arg,
+    }
+
+
+def _arguments(cell: Cell, carried_views: frozenset[str]) -> dict[str, Any]:
+    """The module's signature: inputs, targets, initial states, and what ``_prepare`` returns."""
+    single_class = len(cell.targets) == 1 and cell.targets[0].kind == "class"
+    target_arg = "labels" if single_class else "targets"
+    inputs = [_per_step(v, "xs", len(cell.inputs) > 1, i) for i, v in enumerate(cell.inputs)]
+    targets = [_per_step(v, target_arg, len(cell.targets) > 1, i) for i, v in enumerate(cell.targets)]
+    initial: list[dict[str, Any]] = [
+        {
+            "name": s.name,
+            "arg": initial_arg(s.name),
+            "dim": s.dim,
+            "carried": naming.carried_local(s.name),
+            # the carried share is a delta itself (c = c[t-1] + ...): copied, so as not to keep the
+            # whole (T + 1, B, n) array alive through a view of one step
+            "view": s.name in carried_views,
+            "local": naming.code_local(naming.step_name(s.name, 0)),
+        }
+        for s in cell.states
+    ]
+    prepared = [v["code"] for v in inputs + targets] + [s["arg"] for s in initial] + ["batched"]
+    return {
+        "inputs": inputs,
+        "targets": targets,
+        "target_arg": target_arg,
+        "prepared": ", ".join(prepared) + ", sizes, dtype",
+        "prepared_doc": ", ".join(v["code"] for v in inputs + targets),
+        "shapes_doc": _shapes_doc(cell, inputs, targets, target_arg),
+        "initial": initial,
+        "initial_args": ", ".join(s["arg"] for s in initial),
+        "initial_defaults": ", ".join(f"{s['arg']}=None" for s in initial),
+        "initial_names": ", ".join(f'``"{s["arg"]}"``' for s in initial),
+        "initial_doc": "; ".join(f"``{s['arg']}`` (n_{s['dim']},) or (B, n_{s['dim']})" for s in initial),
+    }
+
+
+def _fast_path(derivation: Derivation) -> dict[str, Any]:
+    """The fast path's lines, hoisted, and the truncated run's."""
+    cell = derivation.cell
+    truncated_lines, truncated_carry, truncated_zeros = truncated_backward(derivation.program)
+    return {
+        "hoisted": hoisted(derivation),
+        "truncate": derivation.truncate,
+        "truncated_zeros": truncated_zeros,
+        "truncated_backward": truncated_lines,
+        "truncated_carry": truncated_carry,
+        "carries": [{"name": naming.carried_local(s.name), "dim": s.dim} for s in cell.states],
+    }
+
+
+DEFINITION_LINES = ("def_forward", "def_jacobians", "def_terms")
+
+
+def _by_definition(derivation: Derivation) -> dict[str, Any]:
+    """The literal chain-rule sums for the derived T, where they are written (T <= the cell's limit)."""
+    if not derivation.expanded:
+        return {
+            "step_inputs": [],
+            "def_loss": "",
+            "def_forward": (),
+            "def_jacobians": (),
+            "def_terms": (),
+            "size_lines": [],
+        }
+    cell, printer = derivation.cell, ColumnPrinter()
+    step_inputs = []
+    for t in range(1, derivation.steps + 1):
+        vectors = [*cell.inputs, *(cell.targets if t in cell.loss_steps(derivation.steps) else ())]
+        step_inputs += [f"{printer.doprint(v.at(t))} = {naming.code_base(v.name)}[{t}]" for v in vectors]
+    context: dict[str, Any] = {
+        "step_inputs": step_inputs,
+        "def_loss": " + ".join(printer.doprint(j) for j in _unrolled(derivation).losses),
+        "def_forward": definition_forward(derivation),
+        "def_jacobians": definition_jacobians(derivation),
+        "def_terms": definition_terms(derivation),
+    }
+    code = "\n".join(line.code for group in ("def_forward", "def_jacobians") for line in context[group])
+    code += "\n".join(line.code for block in context["def_terms"] for line in block.lines)
+    sizes: dict[str, str] = {}
+    for p in cell.params:
+        for i, d in enumerate(p.shape):
+            sizes.setdefault(d, f"n_{d} = {p.name}.shape[{i}]")
+    lines = [sizes[d] for d in cell.dims if d in sizes]
+    context["size_lines"] = [line for line in lines if re.search(rf"\b{line.split()[0]}\b", code)]
+    return context
+
+
+def _helpers(context: dict[str, Any]) -> dict[str, Any]:
+    """The helper functions the printed code calls, each defined in the module only where it is."""
+    fast = context["hoisted"]
+    emitted = [*fast.forward_pre, *fast.forward_loop, *fast.forward_post, *fast.backward_pre]
+    emitted += [*fast.backward_loop, *fast.carry, *fast.backward_post]
+    emitted += [*context["truncated_backward"], *context["truncated_carry"]]
+    emitted += [*context["def_forward"], *context["def_jacobians"]]
+    code = "\n".join(line.code for line in emitted)
+    return {
+        "helpers": [op.helper_source() for op in HELPERS if f"{op.code}(" in code],
+        "uses": [h for h in ("_squared_error",) if h + "(" in code],
+    }
+
+
+def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
+    """Everything ``templates/module.py.j2`` places, already printed."""
+    cell = derivation.cell
+    fast = _fast_path(derivation)
+    context: dict[str, Any] = {
+        "cell": cell,
+        "steps": derivation.steps,
+        "command": command,
+        "by_definition": derivation.expanded,
+        "expanded_max": derivation.expandable,
+        "dim_names": _py_tuple(tuple(f"n_{d}" for d in cell.dims)),
+        "equations": [
+            f"{text(sp.MatrixSymbol(naming.step_name(e.name, 't'), *e.shape))} = {text(e.rhs)}" for e in cell.equations
+        ],
+        "param_names": _py_tuple(cell.param_names),
+        "params": [
+            {"name": p.name, "shape": _py_tuple(tuple(f"n_{d}" for d in p.shape)), "grad": naming.grad_local(p.name)}
+            for p in cell.params
+        ],
+        "nodes": [cell.nodes[e.name] for e in cell.equations if e.name != cell.loss],
+        "loss_last": cell.loss_mode == "last",
+        "outputs": cell.outputs,
+        **_arguments(cell, fast["hoisted"].carried_views),
+        **fast,
+        **_by_definition(derivation),
+    }
+    return context | _helpers(context)

@@ -1,0 +1,312 @@
+"""Stage 6a, the printing: the fast path's schedule (``schedule``) as the lines the module
+template lays out.
+
+Statements before and after the loop run for every step at once on (T * B, n) row views
+(``AllStepsPrinter``), each written into its array's own rows where NumPy can (``into``); the
+loop's statements are one step t of (B, n) rows (``BatchedPrinter``).  Nothing here decides
+where a statement goes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+import sympy as sp
+
+from derive.derivation.adjoint import Program
+from derive.derivation.pipeline import Derivation
+from derive.emit.numpy.schedule import LOOP, POST, PRE, Array, Phases, Statement, schedule, truncated
+from derive.emit.printing import BatchedPrinter, is_negative, negated, ordered_terms
+from derive.ir import naming
+from derive.ir.exprs import Diag, Elementwise, Hadamard, Softmax, transpose
+
+
+@dataclass(frozen=True)
+class Line:
+    code: str
+    comment: str = ""
+
+
+def dim_code(shape_rows: sp.Expr) -> str:
+    return "1" if shape_rows == 1 else str(shape_rows)
+
+
+def _summed(code: str, bias: bool) -> str:
+    """A bias's gradient: the (B, n) rows summed over the batch."""
+    if not bias:
+        return code
+    return f"{code}.sum(axis=0)" if code.isidentifier() else f"({code}).sum(axis=0)"
+
+
+def _paren(code: str) -> str:
+    return code if code.isidentifier() else f"({code})"
+
+
+class AllStepsPrinter(BatchedPrinter):
+    """Row-wise NumPy over every step at once: ``h@t`` is ``h_rows``, the (T * B, n) view of
+    h[1:], and ``h@t-1`` is ``h_rows_prev``, the view of h[:-1].  The batched code is row by row
+    (a product's reduction over rows sums the batch), so over T * B rows it sums the steps too.
+    ``views`` records the views printed, in order, for the module to declare them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.views: dict[str, tuple[str, int]] = {}  # view name: (array, lag)
+
+    def _print_MatrixSymbol(self, expr: sp.MatrixSymbol) -> str:
+        base, step = naming.split(expr.name)
+        if step is None:
+            return naming.code_base(base)
+        lag = naming.offset(step)
+        if lag not in (0, -1):
+            raise ValueError(f"{expr.name}: only steps t and t-1 have row views")
+        array = naming.code_base(base)
+        view = naming.rows_view(array, -lag)
+        self.views.setdefault(view, (array, -lag))
+        return view
+
+
+def _view_lines(views: dict[str, tuple[str, int]], skip: Collection[str] = ()) -> tuple[Line, ...]:
+    return tuple(
+        Line(f"{view} = {array}[{':-1' if lag else '1:'}].reshape(T * B, -1)")
+        for view, (array, lag) in views.items()
+        if view not in skip
+    )
+
+
+def _matmul_operands(expr: sp.Basic, printer: BatchedPrinter) -> tuple[str, str, str] | None:
+    """(function, left, right) of a product that NumPy can write into an array of its own: a
+    parameter matrix times a vector (``v @ W.T``), or a diagonal times a vector (``a * v``)."""
+    if not isinstance(expr, sp.MatMul) or len(expr.args) != 2:
+        return None
+    m, v = expr.args
+    if not (isinstance(v, sp.MatrixSymbol) and naming.split(v.name)[1] is not None):
+        return None
+    if isinstance(m, Diag):
+        return "np.multiply", printer.doprint(m.arg), printer.doprint(v)
+    matrix = m.arg if isinstance(m, sp.Transpose) else m
+    if isinstance(matrix, sp.MatrixSymbol) and naming.split(matrix.name)[1] is None:
+        return "np.matmul", printer.doprint(v), printer.doprint(transpose(m))
+    return None
+
+
+def _is_leaf(expr: sp.Basic) -> bool:
+    """What prints as a name or a number: an operand that needs no array of its own."""
+    if isinstance(expr, sp.Transpose):
+        expr = expr.arg
+    return isinstance(expr, (sp.MatrixSymbol, sp.OneMatrix)) or expr.is_Number
+
+
+def _written_into(dst: str, expr: sp.Basic, printer: BatchedPrinter) -> list[str] | None:
+    """expr as NumPy calls that each write into dst, innermost first (1 - h^2: square h into dst,
+    then subtract dst from 1 into dst); None where that needs a second array (two operands that
+    are not names)."""
+    p = printer.doprint
+
+    def onto(inner: sp.Basic, step: str) -> list[str] | None:
+        """``step`` (a call reading ``{}`` as its operand) after ``inner`` is written into dst."""
+        if _is_leaf(inner):
+            return [step.format(p(inner))]
+        lines = _written_into(dst, inner, printer)
+        return None if lines is None else [*lines, step.format(dst)]
+
+    if (product := _matmul_operands(expr, printer)) is not None:
+        fn, left, right = product
+        return [f"{fn}({left}, {right}, out={dst})"]
+    if isinstance(expr, sp.HadamardPower) and expr.exp == 2:
+        return onto(expr.base, f"np.square({{}}, out={dst})")
+    if isinstance(expr, Elementwise) and expr.op.ufunc is not None:
+        return onto(expr.arg, f"{expr.op.ufunc}({{}}, out={dst})")
+    if isinstance(expr, Softmax) and _is_leaf(expr.arg):
+        return [f"_softmax({p(expr.arg)}, out={dst})"]
+    if isinstance(expr, sp.MatMul) and expr.args[0].is_Number and len(expr.args) == 2:
+        return onto(expr.args[1], f"np.multiply({{}}, {p(expr.args[0])}, out={dst})")
+    factors = None
+    if isinstance(expr, Hadamard):
+        factors = list(expr.args)
+    elif isinstance(expr, sp.MatMul) and len(expr.args) == 2 and isinstance(expr.args[0], Diag):
+        factors = [expr.args[0].arg, expr.args[1]]
+    if factors is not None:
+        inner = [f for f in factors if not _is_leaf(f)]
+        leaves = [f for f in factors if _is_leaf(f)]
+        if len(inner) > 1:
+            return None
+        if inner:
+            lines = _written_into(dst, inner[0], printer)
+            if lines is None:
+                return None
+        else:
+            lines, leaves = [f"np.multiply({p(leaves[0])}, {p(leaves[1])}, out={dst})"], leaves[2:]
+        return lines + [f"np.multiply({dst}, {p(f)}, out={dst})" for f in leaves]
+    if isinstance(expr, sp.MatAdd):
+        terms = ordered_terms(expr)
+        # the base: a term written into dst (a product, or the one term that is not a name)
+        bases = [t for t in terms if not _is_leaf(negated(t) if is_negative(t) else t)]
+        products = [t for t in bases if _matmul_operands(t, printer) is not None]
+        base = products[0] if products else (bases[0] if len(bases) == 1 else None)
+        if base is None:
+            if len(terms) != 2 or is_negative(terms[0]):
+                return None
+            a, b = terms
+            fn = "np.subtract" if is_negative(b) else "np.add"
+            return [f"{fn}({p(a)}, {p(negated(b) if is_negative(b) else b)}, out={dst})"]
+        if is_negative(base):
+            lines = _written_into(dst, negated(base), printer)
+            if lines is None:
+                return None
+            rest = [t for t in terms if t is not base]
+            if len(rest) == 1 and not is_negative(rest[0]) and _is_leaf(rest[0]):  # 1 - h^2
+                return [*lines, f"np.subtract({p(rest[0])}, {dst}, out={dst})"]
+            lines.append(f"np.negative({dst}, out={dst})")
+        else:
+            lines = _written_into(dst, base, printer)
+            if lines is None:
+                return None
+        for term in terms:  # the rest: names, or products (each one array, added into dst)
+            if term is base:
+                continue
+            other = negated(term) if is_negative(term) else term
+            if not _is_leaf(other) and _matmul_operands(other, printer) is None:
+                return None
+            lines.append(f"{dst} {'-=' if is_negative(term) else '+='} {p(other)}")
+        return lines
+    return None
+
+
+def into(dst: str, expr: sp.Basic, printer: BatchedPrinter) -> list[str]:
+    """``dst[:] = expr`` as NumPy calls that write into dst: over every step the arrays are
+    (T * B, n), and a temporary that size, allocated and copied, costs more than the arithmetic
+    (on these machines each fresh page of one is a fault).  Where the expression needs a second
+    array, the plain assignment."""
+    lines = _written_into(dst, expr, printer)
+    return lines if lines is not None else [f"{dst}[:] = {printer.doprint(expr)}"]
+
+
+def _into_lines(dst: str, expr: sp.Basic, printer: BatchedPrinter, comment: str) -> list[Line]:
+    """``into`` as lines, the comment on the first."""
+    return [Line(code, comment if i == 0 else "") for i, code in enumerate(into(dst, expr, printer))]
+
+
+@dataclass(frozen=True)
+class Hoisted:
+    """The fast path in three parts each way: before the loop (all steps at once), the loop over t
+    (the recurrence alone), after it (all steps at once)."""
+
+    forward_pre: tuple[Line, ...]
+    forward_loop: tuple[Line, ...]
+    forward_post: tuple[Line, ...]
+    backward_pre: tuple[Line, ...]
+    backward_loop: tuple[Line, ...]
+    backward_post: tuple[Line, ...]
+    deltas: tuple[dict[str, str], ...]  # the delta arrays: name, dim, and "zeros" or "empty"
+    carry: tuple[Line, ...]
+    locals: tuple[dict[str, str], ...]  # the local-derivative arrays: name, dim
+    forward_views: tuple[Line, ...]  # the row views the forward pass reads, declared with its arrays
+    backward_views: tuple[Line, ...]  # those the backward pass reads besides
+    carried_views: frozenset[str]  # the states whose carried share is one step of an array
+
+
+# ---- statements as lines ------------------------------------------------------------------
+
+
+def _sum_code(terms: tuple[sp.Basic, ...], printer: BatchedPrinter) -> str:
+    return " + ".join(printer.doprint(term) for term in terms)
+
+
+def _is_total(s: Statement) -> bool:
+    """A sum over every step: a gradient (``dW_hh``), its target indexed by no step."""
+    return naming.split(s.target.name)[1] is None
+
+
+def _all_steps_lines(s: Statement, rows: AllStepsPrinter, step: BatchedPrinter, loss: str) -> list[Line]:
+    """A statement before or after the loop: for every step at once on the row views, or at step T
+    alone (many-to-one)."""
+    printer = step if s.last_step else rows
+    if s.out is not None:  # p = softmax(y) and J = cross_entropy(p, l): one pass writes p and returns J
+        out, ce = printer.doprint(s.out), s.terms[0]
+        logits, target = printer.doprint(ce.logits), printer.doprint(ce.target)
+        return [Line(f"loss = _softmax_cross_entropy({logits}, {target}, out={out})", s.comment)]
+    if naming.split(s.target.name)[0] == loss:
+        return [Line(f"loss = {printer.doprint(s.expr)}", s.comment)]
+    if _is_total(s):
+        code = _summed(printer.doprint(s.expr), s.target.shape[1] == 1)
+        return [Line(f"{naming.code_base(s.target.name)} = {code}", s.comment)]
+    if s.last_step:
+        return [Line(f"{step.doprint(s.target)} = {step.doprint(s.expr)}", s.comment)]
+    return _into_lines(rows.doprint(s.target), s.expr, rows, s.comment)
+
+
+def _step_line(s: Statement, step: BatchedPrinter, shape: bool = False) -> Line:
+    """A statement in the loop, one step t; ``shape`` notes its rows' shape."""
+    comment = s.comment + (f"  (B, {dim_code(s.target.shape[0])})" if shape else "")
+    return Line(f"{step.doprint(s.target)} {s.op} {_sum_code(s.terms, step)}", comment)
+
+
+def _phase_lines(
+    phases: Phases, rows: AllStepsPrinter, step: BatchedPrinter, loss: str, shape: bool = False
+) -> dict[str, list[Line]]:
+    """Each phase's lines, the statements printed in the schedule's order (which is the order the
+    row views are first met, and declared)."""
+    lines: dict[str, list[Line]] = {PRE: [], LOOP: [], POST: []}
+    for s in phases.statements:
+        if s.phase == LOOP:
+            lines[LOOP].append(_step_line(s, step, shape))
+        else:
+            lines[s.phase] += _all_steps_lines(s, rows, step, loss)
+    return lines
+
+
+def _arrays(arrays: tuple[Array, ...], init: bool = False) -> tuple[dict[str, str], ...]:
+    return tuple(
+        {"name": a.name, "dim": a.dim, **({"init": "zeros" if a.zeros else "empty"} if init else {})} for a in arrays
+    )
+
+
+def hoisted(derivation: Derivation) -> Hoisted:
+    """The fast path's lines: its schedule printed."""
+    plan, loss = schedule(derivation), derivation.cell.loss
+    rows, step = AllStepsPrinter(), BatchedPrinter()
+    forward = _phase_lines(plan.forward, rows, step, loss, shape=True)
+    forward_views = dict(rows.views)
+    backward = _phase_lines(plan.backward, rows, step, loss)
+    return Hoisted(
+        tuple(forward[PRE]),
+        tuple(forward[LOOP]),
+        tuple(forward[POST]),
+        tuple(backward[PRE]),
+        tuple(backward[LOOP]),
+        tuple(backward[POST]),
+        _arrays(plan.backward.deltas, init=True),
+        tuple(_step_line(s, step) for s in plan.backward.carries),
+        _arrays(plan.backward.locals),
+        _view_lines(forward_views),
+        _view_lines(rows.views, set(forward_views)),
+        plan.backward.carried_views,
+    )
+
+
+# ---- truncated BPTT ---------------------------------------------------------------------
+
+
+def _truncated_line(s: Statement, printer: BatchedPrinter) -> Line:
+    """One statement of a truncated run's step, keeping J_s's own share at t == s only."""
+    target, code = printer.doprint(s.target), _sum_code(s.terms, printer)
+    total = _is_total(s)
+    bias = total and s.target.shape[1] == 1
+    if s.below is None:
+        return Line(f"{target} {s.op} {_summed(code, bias)}", s.comment)
+    if s.below:
+        other = _paren(_summed(_sum_code(s.below, printer), bias))
+    else:  # J_s reaches no such delta (a zero array) or gradient below step s
+        other = "0" if total else f"{target}_zero"
+    return Line(f"{target} {s.op} {_paren(_summed(code, bias))} if t == loss_t else {other}", s.comment)
+
+
+def truncated_backward(program: Program) -> tuple[tuple[Line, ...], tuple[Line, ...], list[dict[str, str]]]:
+    """One step of a truncated run (for the loss J_s, s = loss_t): its deltas and accumulations,
+    its state carries, and the zero arrays it reads.  The deltas of step t live in locals (dz)."""
+    run = truncated(program)
+    printer = BatchedPrinter({a.target.name: naming.code_local(naming.grad_name(a.node)) for a in program.assigns})
+    lines = tuple(_truncated_line(s, printer) for s in run.statements)
+    carries = tuple(_step_line(s, printer) for s in run.carries)
+    return lines, carries, list(_arrays(run.zeros))

@@ -1,0 +1,429 @@
+"""Printers: SymPy printer subclasses that spell the derivation as LaTeX or NumPy.
+
+One ``_print_<Class>`` per expression class, and symbol names from ``naming``;
+nothing else in the package builds a maths string.
+
+- ``LatexPrinter``: the document's maths; sums keep the order the cell wrote
+  them in (positive terms first), diag(v) g prints as v ⊙ g when ``hadamard``.
+- ``ColumnPrinter``: NumPy on column vectors of shape (n, 1), with concrete
+  steps as locals (``h_2``): the literal by-definition code.
+- ``BatchedPrinter``: NumPy on a batch of row vectors of shape (B, n), steps as
+  array indices (``h[t - 1]``): the fast path.  The column-vector maths
+  W v becomes ``v @ W.T``, diag(a) g becomes ``a * g``, and the outer product
+  g v^T becomes ``g.T @ v``, which also sums it over the batch.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+import sympy as sp
+from sympy import MatrixSymbol
+from sympy.printing.latex import LatexPrinter as _SympyLatex
+from sympy.printing.numpy import NumPyPrinter as _SympyNumPy
+from sympy.printing.str import StrPrinter as _SympyStr
+
+from derive.derivation.chain import Factor
+from derive.ir import naming
+from derive.ir.exprs import (
+    CrossEntropy,
+    Diag,
+    Elementwise,
+    Hadamard,
+    Loss,
+    Softmax,
+    SoftmaxCrossEntropy,
+    SquaredError,
+    mul,
+    transpose,
+)
+
+
+def ordered_terms(expr: sp.MatAdd) -> list[sp.Basic]:
+    """Positive terms first, each group in the order written."""
+    return sorted(expr.args, key=is_negative)
+
+
+def is_negative(term: sp.Basic) -> bool:
+    return isinstance(term, sp.MatMul) and bool(term.args[0].is_Number and term.args[0].is_negative)
+
+
+def negated(term: sp.Basic) -> sp.Basic:
+    """-term for a term with a negative coefficient."""
+    coeff, *rest = term.args
+    if coeff == -1:
+        return rest[0] if len(rest) == 1 else sp.MatMul(*rest)
+    return sp.MatMul(-coeff, *rest)
+
+
+def _untransposed_sum(expr: sp.MatAdd) -> sp.MatAdd | None:
+    """a^T + b^T as (a + b) when every term is a transposed symbol, else None."""
+    inner = [negated(a) if is_negative(a) else a for a in expr.args]
+    if all(isinstance(a, sp.Transpose) and isinstance(a.arg, MatrixSymbol) for a in inner):
+        return sp.MatAdd(*[transpose(a) for a in expr.args])
+    return None
+
+
+def _is_reciprocal_diag(expr: sp.Basic) -> bool:
+    return isinstance(expr, Diag) and isinstance(expr.arg, sp.HadamardPower) and expr.arg.exp == -1
+
+
+def _is_vector(expr: sp.Basic) -> bool:
+    return expr.shape[1] == 1 and expr.shape[0] != 1
+
+
+class _SignedSums:
+    """The sum and product layout shared by all the printers."""
+
+    if TYPE_CHECKING:  # provided by the SymPy printer and the subclass it is mixed into
+
+        def _print(self, expr: sp.Basic) -> str: ...
+
+        def _paren(self, s: str) -> str: ...
+
+    def _print_MatAdd(self, expr: sp.MatAdd) -> str:
+        out = ""
+        for i, term in enumerate(ordered_terms(expr)):
+            if is_negative(term):
+                out += (" - " if i else "-") + self._factor(negated(term))
+            else:
+                out += (" + " if i else "") + self._print(term)
+        return out
+
+    def _factor(self, expr: sp.Basic) -> str:
+        s = self._print(expr)
+        return self._paren(s) if isinstance(expr, sp.MatAdd) else s
+
+
+class LatexPrinter(_SignedSums, _SympyLatex):
+    def __init__(self, hadamard: bool = False) -> None:
+        super().__init__()
+        self.hadamard = hadamard
+
+    def _print_MatAdd(self, expr: sp.MatAdd) -> str:
+        """A sum of transposed vectors prints as the transpose of the sum: (p - l)^T."""
+        untransposed = _untransposed_sum(expr)
+        if untransposed is not None:
+            return rf"{self._paren(super()._print_MatAdd(untransposed))}^{{T}}"
+        return super()._print_MatAdd(expr)
+
+    def factor(self, expr: sp.Basic) -> str:
+        """expr as one factor of a product: a sum in parentheses, (p - l)^T as it is."""
+        if isinstance(expr, sp.MatAdd) and _untransposed_sum(expr) is None:
+            return self._paren(self._print(expr))
+        return self._print(expr)
+
+    _factor = factor
+
+    def _paren(self, s: str) -> str:
+        return rf"\left({s}\right)"
+
+    def _print_MatrixSymbol(self, expr: MatrixSymbol) -> str:
+        return naming.latex_name(expr.name)
+
+    def _print_Transpose(self, expr: sp.Transpose) -> str:
+        inner = self._print(expr.arg)
+        if not isinstance(expr.arg, MatrixSymbol):
+            inner = self._paren(inner)
+        return f"{inner}^{{T}}"
+
+    def _print_MatMul(self, expr: sp.MatMul) -> str:
+        args = list(expr.args)
+        sign = ""
+        if args[0].is_Number:
+            coeff = args.pop(0)
+            sign = "-" if coeff == -1 else self._print(coeff) + " "
+        parts = []
+        i = 0
+        while i < len(args):
+            a = args[i]
+            if self.hadamard and isinstance(a, Diag) and i + 1 < len(args) and _is_vector(args[-1]):
+                rest = args[i + 1] if i + 2 == len(args) else sp.MatMul(*args[i + 1 :])
+                # a ⊙ (M v): the product in parentheses, since ⊙ and juxtaposition have no agreed precedence
+                right = self._paren(self._print(rest)) if isinstance(rest, sp.MatMul) else self._factor(rest)
+                parts.append(f"{self._factor(a.arg)} \\odot {right}")
+                break
+            parts.append(self._factor(a))
+            i += 1
+        return sign + " ".join(parts)
+
+    def _print_Diag(self, expr: Diag) -> str:
+        arg = expr.arg
+        if isinstance(arg, sp.HadamardPower) and arg.exp == -1:
+            return rf"\operatorname{{diag}}\left({self._print(arg.base)}\right)^{{-1}}"
+        return rf"\operatorname{{diag}}\left({self._print(arg)}\right)"
+
+    def _print_HadamardPower(self, expr: sp.HadamardPower) -> str:
+        return rf"{self._print(expr.base)}^{{\circ {self._print(expr.exp)}}}"
+
+    def _print_OneMatrix(self, expr: sp.OneMatrix) -> str:
+        return r"\mathbf{1}"
+
+    def _print_Identity(self, expr: sp.Identity) -> str:
+        return "I"
+
+    def _print_ZeroMatrix(self, expr: sp.ZeroMatrix) -> str:
+        return r"\mathbf{0}"
+
+    def _print_Elementwise(self, expr: Elementwise) -> str:
+        return rf"{expr.op.latex}\left({self._print(expr.arg)}\right)"
+
+    def _print_Hadamard(self, expr: Hadamard) -> str:
+        return " \\odot ".join(self._factor(a) for a in expr.args)
+
+    def _print_SquaredError(self, expr: SquaredError) -> str:
+        diff = self._print(sp.MatAdd(expr.y, sp.MatMul(sp.S.NegativeOne, expr.target)))
+        return rf"\tfrac{{1}}{{2}} \left\lVert {diff} \right\rVert^{{2}}"
+
+    def _print_Softmax(self, expr: Softmax) -> str:
+        return rf"\operatorname{{softmax}}\left({self._print(expr.arg)}\right)"
+
+    def _print_CrossEntropy(self, expr: CrossEntropy) -> str:
+        return rf"-{self._print(transpose(expr.target))} \log {self._print(expr.p)}"
+
+    def factors(self, expr: sp.Basic, width: int | None = None) -> tuple[str, list[str]]:
+        """(sign, printed factors) of a product, for layouts that break long products.
+
+        With ``width``, a factor wider than that which is a sum comes back as pieces, one
+        per term, bracketed by \\Bigl( and \\Bigr) (which, unlike \\left and \\right, may
+        sit on different lines), so that a layout can break inside it.
+        """
+        args = list(expr.args) if isinstance(expr, sp.MatMul) else [expr]
+        sign = ""
+        if args[0].is_Number:
+            coeff = args.pop(0)
+            sign = "-" if coeff == -1 else self._print(coeff) + " "
+        out = []
+        for a in args:
+            text = self._factor(a)
+            if width is not None and isinstance(a, sp.MatAdd) and latex_width(text) > width:
+                terms = [self._print(t) for t in ordered_terms(a)]
+                pieces = [t if i == 0 or t.startswith("-") else f"+ {t}" for i, t in enumerate(terms)]
+                pieces[0], pieces[-1] = rf"\Bigl({pieces[0]}", rf"{pieces[-1]}\Bigr)"
+                out.extend(pieces)
+            else:
+                out.append(text)
+        return sign, out
+
+    def partial(self, factor: Factor) -> str:
+        """d num / d den as a fraction: ``\\frac{\\partial z_{3}}{\\partial h_{2}}``."""
+        return rf"\frac{{\partial {naming.latex_name(factor.num)}}}{{\partial {naming.latex_name(factor.den)}}}"
+
+
+def latex_width(text: str) -> int:
+    """A rough width of typeset LaTeX, in characters: commands, braces and scripts do not count."""
+    return len(re.sub(r"\\(left|right|Bigl|Bigr|biggl|biggr)|\\[a-zA-Z]+|[{}^_ ]", "", text))
+
+
+def latex(expr: sp.Basic, hadamard: bool = False) -> str:
+    return LatexPrinter(hadamard=hadamard).doprint(expr)
+
+
+class TextPrinter(_SignedSums, _SympyStr):
+    """Plain-text maths for comments in generated code: ``z_t = W_xh x_t + W_hh h_{t-1}``."""
+
+    def _paren(self, s: str) -> str:
+        return f"({s})"
+
+    def _print_MatrixSymbol(self, expr: MatrixSymbol) -> str:
+        return naming.text_name(expr.name)
+
+    def _print_Transpose(self, expr: sp.Transpose) -> str:
+        inner = self._print(expr.arg)
+        return f"{inner}^T" if isinstance(expr.arg, MatrixSymbol) else f"({inner})^T"
+
+    def _print_MatMul(self, expr: sp.MatMul) -> str:
+        args = list(expr.args)
+        sign = ""
+        if args[0].is_Number:
+            coeff = args.pop(0)
+            sign = "-" if coeff == -1 else f"{self._print(coeff)} "
+        if len(args) == 2 and isinstance(args[0], Diag) and _is_vector(args[1]):
+            return sign + f"{self._factor(args[0].arg)} ⊙ {self._factor(args[1])}"
+        return sign + " ".join(self._factor(a) for a in args)
+
+    def _print_Diag(self, expr: Diag) -> str:
+        return f"diag({self._print(expr.arg)})"
+
+    def _print_HadamardPower(self, expr: sp.HadamardPower) -> str:
+        return f"{self._factor(expr.base)}^{self._print(expr.exp)}"
+
+    def _print_OneMatrix(self, expr: sp.OneMatrix) -> str:
+        return "1"
+
+    def _print_ZeroMatrix(self, expr: sp.ZeroMatrix) -> str:
+        return "0"
+
+    def _print_Elementwise(self, expr: Elementwise) -> str:
+        return f"{expr.op.name}({self._print(expr.arg)})"
+
+    def _print_Hadamard(self, expr: Hadamard) -> str:
+        return " ⊙ ".join(self._factor(a) for a in expr.args)
+
+    def _print_SquaredError(self, expr: SquaredError) -> str:
+        return f"squared_error({self._print(expr.y)}, {self._print(expr.target)})"
+
+    def _print_Softmax(self, expr: Softmax) -> str:
+        return f"softmax({self._print(expr.arg)})"
+
+    def _print_CrossEntropy(self, expr: CrossEntropy) -> str:
+        return f"cross_entropy({self._print(expr.p)}, {self._print(expr.target)})"
+
+
+def text(expr: sp.Basic) -> str:
+    return TextPrinter().doprint(expr)
+
+
+class _NumPyBase(_SignedSums, _SympyNumPy):
+    def __init__(self) -> None:
+        super().__init__({"fully_qualified_modules": True})
+
+    def _paren(self, s: str) -> str:
+        return f"({s})"
+
+    def _print_HadamardPower(self, expr: sp.HadamardPower) -> str:
+        if expr.exp == -1:
+            return f"1 / {self._factor(expr.base)}"
+        return f"{self._factor(expr.base)}**{self._print(expr.exp)}"
+
+    def _print_OneMatrix(self, expr: sp.OneMatrix) -> str:
+        return "1"
+
+    def _print_ZeroMatrix(self, expr: sp.ZeroMatrix) -> str:
+        return "0"
+
+    def _print_Elementwise(self, expr: Elementwise) -> str:
+        if expr.op.code is None:  # the identity
+            return self._print(expr.arg)
+        return f"{expr.op.code}({self._print(expr.arg)})"
+
+    def _print_Hadamard(self, expr: Hadamard) -> str:
+        return " * ".join(self._factor(a) for a in expr.args)
+
+    def _print_SquaredError(self, expr: SquaredError) -> str:
+        return f"_squared_error({self._print(expr.y)}, {self._print(expr.target)})"
+
+    def _print_Softmax(self, expr: Softmax) -> str:
+        return f"_softmax({self._print(expr.arg)})"
+
+    def _print_CrossEntropy(self, expr: CrossEntropy) -> str:
+        return f"_cross_entropy({self._print(expr.p)}, {self._print(expr.target)})"
+
+    def _print_SoftmaxCrossEntropy(self, expr: SoftmaxCrossEntropy) -> str:
+        return f"_softmax_cross_entropy({self._print(expr.logits)}, {self._print(expr.target)})"
+
+    def _coefficient(self, args: list[sp.Basic]) -> str:
+        if args and args[0].is_Number:
+            coeff = args.pop(0)
+            return "-" if coeff == -1 else f"{self._print(coeff)} * "
+        return ""
+
+
+class ColumnPrinter(_NumPyBase):
+    """Literal column-vector NumPy: every product is ``@``, every diag is a matrix."""
+
+    def _factor(self, expr: sp.Basic) -> str:
+        """An operand of ``@`` or ``*``: sums, elementwise and scaled products in parentheses."""
+        s = self._print(expr)
+        scaled = isinstance(expr, sp.MatMul) and expr.args[0].is_Number
+        return self._paren(s) if isinstance(expr, (sp.MatAdd, Hadamard)) or scaled else s
+
+    def operand(self, expr: sp.Basic) -> str:
+        return self._factor(expr)
+
+    def _print_Hadamard(self, expr: Hadamard) -> str:
+        return " * ".join(
+            self._paren(self._print(a)) if isinstance(a, (sp.MatAdd, sp.MatMul)) else self._print(a) for a in expr.args
+        )
+
+    def _print_MatrixSymbol(self, expr: MatrixSymbol) -> str:
+        return naming.code_local(expr.name)
+
+    def _print_Transpose(self, expr: sp.Transpose) -> str:
+        inner = self._print(expr.arg)
+        return f"{inner}.T" if isinstance(expr.arg, MatrixSymbol) else f"({inner}).T"
+
+    def _print_MatMul(self, expr: sp.MatMul) -> str:
+        args = list(expr.args)
+        sign = self._coefficient(args)
+        parts = []
+        while args:
+            a = args.pop(0)
+            if isinstance(a, sp.Transpose) and args and _is_reciprocal_diag(args[0]):
+                # v^T diag(w)^{-1} = (v / w)^T, with 0 / 0 = 0: a one-hot v ignores the other entries of w
+                parts.append(f"_ratio({self._print(a.arg)}, {self._print(args.pop(0).arg.base)}).T")
+            else:
+                parts.append(self._factor(a))
+        return sign + " @ ".join(parts)
+
+    def _print_Diag(self, expr: Diag) -> str:
+        return f"np.diagflat({self._print(expr.arg)})"
+
+    def _print_Identity(self, expr: sp.Identity) -> str:
+        return f"np.eye({self._print(expr.shape[0])})"
+
+    def _print_Softmax(self, expr: Softmax) -> str:
+        return f"_softmax({self._print(expr.arg)}, axis=0)"
+
+
+class BatchedPrinter(_NumPyBase):
+    """Row-major NumPy over a batch: vectors are (B, n) arrays, ``h[t - 1]`` and so on.
+
+    ``locals`` maps symbol names to the Python name that holds them in the loop
+    body (``dz@t -> dz``); every other stepped symbol prints as an array element.
+    """
+
+    def __init__(self, locals: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.locals = locals or {}
+
+    def _print_MatrixSymbol(self, expr: MatrixSymbol) -> str:
+        return self.locals.get(expr.name) or naming.code_indexed(expr.name)
+
+    def _print_Transpose(self, expr: sp.Transpose) -> str:
+        return f"{self._print(expr.arg)}.T"
+
+    def _operand(self, expr: sp.Basic) -> str:
+        """expr as an operand of * or @: names, elements and calls bare, anything else in parentheses."""
+        text = self._print(expr)
+        atomic = isinstance(expr, (MatrixSymbol, Elementwise, Softmax, sp.OneMatrix)) or (
+            isinstance(expr, sp.Transpose) and isinstance(expr.arg, MatrixSymbol)
+        )
+        return text if atomic else self._paren(text)
+
+    def _print_Hadamard(self, expr: Hadamard) -> str:
+        return " * ".join(self._operand(a) for a in expr.args)
+
+    def _print_MatMul(self, expr: sp.MatMul) -> str:
+        args = list(expr.args)
+        sign = self._coefficient(args)
+        if len(args) >= 2 and isinstance(args[-1], sp.Transpose) and _is_vector(args[-1].arg):
+            # an outer product (...) v^T: the rows of (...) times those of v, summed over the batch
+            left = args[0] if len(args) == 2 else sp.MatMul(*args[:-1])
+            return sign + f"{self._operand(left)}.T @ {self._operand(args[-1].arg)}"
+        rows = [i for i, a in enumerate(args) if isinstance(a, sp.Transpose) and _is_vector(a.arg)]
+        if rows and 0 < rows[-1] < len(args) - 1 and _is_vector(sp.MatMul(*args[rows[-1] :]).T):
+            # an outer product (...) (A v)^T = (...) v^T A^T (the gradient of V in V A v): the rows of (...)
+            # times those of A v
+            left, right = mul(*args[: rows[-1]]), transpose(mul(*args[rows[-1] :]))
+            return sign + f"{self._operand(left)}.T @ {self._operand(right)}"
+        if len(args) == 1 and isinstance(args[0], Loss):  # a weighted loss: a number per batch, summed
+            return sign + self._print(args[0])
+        if not _is_vector(args[-1]):
+            raise NotImplementedError(f"batched product must end in a vector: {expr}")
+        for i, m in enumerate(args[:-1]):
+            if isinstance(m, sp.MatAdd):  # (A + B) v = A v + B v: each term applied to the rows on its own
+                terms = sp.MatAdd(*[mul(*args[:i], term, *args[i + 1 :]) for term in m.args])
+                return sign + self._paren(self._print(terms)) if sign else self._print(terms)
+        out, bare = self._operand(args[-1]), True  # bare: no @ yet, so * can be chained without parentheses
+        for m in reversed(args[:-1]):
+            if isinstance(m, Diag):
+                out = f"{self._operand(m.arg)} * {out if bare else self._paren(out)}"
+            elif isinstance(m, sp.Transpose) and _is_vector(m.arg):  # p^T g: a dot product per row
+                out, bare = f"({out} * {self._operand(m.arg)}).sum(axis=-1, keepdims=True)", True
+            elif _is_vector(m):  # p c, c one number per row
+                out = f"{self._operand(m)} * {out if bare else self._paren(out)}"
+            else:
+                out, bare = f"{out} @ {self._print(transpose(m))}", False
+        return sign + out

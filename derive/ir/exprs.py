@@ -1,0 +1,226 @@
+"""SymPy expression classes for the operators a cell is written in.
+
+Vectors are column ``MatrixSymbol``s (see ``naming``); the classes here add what
+SymPy's matrix algebra lacks: elementwise activations, softmax and losses.  Each
+is a ``MatrixExpr`` with a known shape, so the unrolled equations stay symbolic in
+the dimensions.  Printers (``printing``) give each class its LaTeX and NumPy
+spelling; ``rules`` gives each its local derivative.  The elementwise functions
+themselves (tanh, sigmoid, ...) are records in ``ops``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+import sympy as sp
+from sympy.matrices.expressions import MatrixExpr
+
+if TYPE_CHECKING:
+    from derive.ir.ops import Activation
+
+
+class Elementwise(MatrixExpr):
+    """f applied to every entry of a column vector; the shape is the argument's.  Each function is a
+    subclass made from its record in ``ops`` (``Tanh``), which ``op`` holds."""
+
+    op: ClassVar[Activation]
+
+    def __new__(cls, arg: MatrixExpr) -> Elementwise:
+        arg = sp.sympify(arg)
+        if not getattr(arg, "is_Matrix", False) or arg.shape[1] != 1:
+            raise TypeError(f"{cls.__name__} takes a column vector, got {arg!r}")
+        return super().__new__(cls, arg)
+
+    @property
+    def arg(self) -> MatrixExpr:
+        return self.args[0]
+
+    @property
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
+        return self.arg.shape
+
+
+class Hadamard(MatrixExpr):
+    """a ∘ b, the elementwise product of two vectors of one shape."""
+
+    def __new__(cls, a: MatrixExpr, b: MatrixExpr) -> Hadamard:
+        a, b = sp.sympify(a), sp.sympify(b)
+        if a.shape != b.shape:
+            raise TypeError(f"elementwise product of shapes {a.shape} and {b.shape}")
+        return super().__new__(cls, a, b)
+
+    @property
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
+        return self.args[0].shape
+
+
+class Softmax(MatrixExpr):
+    """softmax(y) = exp(y) / sum(exp(y)), a vector of the shape of y."""
+
+    def __new__(cls, arg: MatrixExpr) -> Softmax:
+        return super().__new__(cls, sp.sympify(arg))
+
+    @property
+    def arg(self) -> MatrixExpr:
+        return self.args[0]
+
+    @property
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
+        return self.arg.shape
+
+
+class Loss(MatrixExpr):
+    """A 1 x 1 loss of a prediction and a target vector of the same shape."""
+
+    spec_name = ""
+
+    def __new__(cls, prediction: MatrixExpr, target: MatrixExpr) -> Loss:
+        prediction, target = sp.sympify(prediction), sp.sympify(target)
+        if prediction.shape != target.shape:
+            raise TypeError(f"{cls.spec_name} of shapes {prediction.shape} and {target.shape}")
+        return super().__new__(cls, prediction, target)
+
+    @property
+    def target(self) -> MatrixExpr:
+        return self.args[1]
+
+    @property
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
+        return (sp.S.One, sp.S.One)
+
+
+class CrossEntropy(Loss):
+    """-l^T log(p) for a probability vector p and a one-hot target l."""
+
+    spec_name = "cross_entropy"
+
+    @property
+    def p(self) -> MatrixExpr:
+        return self.args[0]
+
+
+class SquaredError(Loss):
+    """(1/2) |y - r|^2 for a prediction y and a real target r."""
+
+    spec_name = "squared_error"
+
+    @property
+    def y(self) -> MatrixExpr:
+        return self.args[0]
+
+
+LOSSES = {"cross_entropy": CrossEntropy, "squared_error": SquaredError}
+
+
+class Outer(MatrixExpr):
+    """The local derivative of an expression in W v with respect to W, as the map g^T -> (g^T L)^T v^T.
+
+    d(W v)/dW is a third-order tensor; contracted with the row vector g^T that the
+    chain rule brings from the left, it gives the outer product g v^T, which has the
+    shape of W.  When W v sits inside another operation (sigma(W v + b)), that
+    operation's Jacobian L comes between: g^T -> (g^T L)^T v^T.  ``Outer(v, W, L)``
+    stands for that map in a chain of factors; L is the identity for a bare W v.
+    """
+
+    def __new__(cls, right: MatrixExpr, param: MatrixExpr, left: MatrixExpr | None = None) -> Outer:
+        right, param = sp.sympify(right), sp.sympify(param)
+        left = sp.Identity(param.shape[0]) if left is None else sp.sympify(left)
+        return super().__new__(cls, right, param, left)
+
+    @property
+    def right(self) -> MatrixExpr:
+        return self.args[0]
+
+    @property
+    def param(self) -> MatrixExpr:
+        return self.args[1]
+
+    @property
+    def left(self) -> MatrixExpr:
+        """The Jacobian between the node and W v (the identity for a bare W v)."""
+        return self.args[2]
+
+    @property
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
+        return self.param.shape
+
+    def contract(self, g: MatrixExpr) -> MatrixExpr:
+        """The gradient for an upstream column vector g (the node's delta): L^T g v^T."""
+        return mul(transpose(self.left), g, transpose(self.right))
+
+
+class Diag(MatrixExpr):
+    """diag(v): the square matrix with the vector v on its diagonal; its own transpose.
+
+    SymPy's ``DiagMatrix`` consults the assumptions system on every ``doit``,
+    which makes expanding long chain-rule products slow; this class is inert.
+    """
+
+    def __new__(cls, v: MatrixExpr) -> Diag:
+        return super().__new__(cls, sp.sympify(v))
+
+    @property
+    def arg(self) -> MatrixExpr:
+        return self.args[0]
+
+    @property
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
+        return (self.arg.shape[0], self.arg.shape[0])
+
+    def _eval_transpose(self) -> Diag:
+        return self
+
+
+# ---- inert constructors: SymPy's operators on matrix expressions call doit() ----------
+
+
+def mul(*factors: sp.Basic) -> sp.Basic:
+    """The product of the factors, flattened: numbers first, identities dropped; no simplification."""
+    flat: list[sp.Basic] = []
+    for f in factors:
+        flat.extend(f.args if isinstance(f, sp.MatMul) else (f,))
+    numbers = [f for f in flat if f.is_Number]
+    coeff = sp.Mul(*numbers) if numbers else sp.S.One
+    mats = [f for f in flat if not f.is_Number]
+    kept = [f for f in mats if not isinstance(f, sp.Identity)] or mats[:1]
+    if not kept:
+        raise ValueError("a product needs a matrix factor")
+    if coeff != 1:
+        return sp.MatMul(coeff, *kept)
+    return kept[0] if len(kept) == 1 else sp.MatMul(*kept)
+
+
+def add(*terms: sp.Basic) -> sp.Basic:
+    """The sum of the terms in the order given; no simplification."""
+    return terms[0] if len(terms) == 1 else sp.MatAdd(*terms)
+
+
+def neg(expr: sp.Basic) -> sp.Basic:
+    return sp.MatMul(sp.S.NegativeOne, expr)
+
+
+def transpose(expr: sp.Basic) -> sp.Basic:
+    """expr^T with the transpose pushed down to the symbols: (A B)^T = B^T A^T."""
+    if isinstance(expr, sp.MatMul):
+        coeffs = [a for a in expr.args if a.is_Number]
+        mats = [transpose(a) for a in reversed(expr.args) if not a.is_Number]
+        return mul(*coeffs, *mats)
+    if isinstance(expr, sp.MatAdd):
+        return sp.MatAdd(*[transpose(a) for a in expr.args])
+    if isinstance(expr, sp.Transpose):
+        return expr.arg
+    if expr.is_Number or isinstance(expr, (Diag, sp.Identity)):
+        return expr
+    if isinstance(expr, sp.ZeroMatrix):
+        return sp.ZeroMatrix(expr.shape[1], expr.shape[0])
+    return sp.Transpose(expr)
+
+
+class SoftmaxCrossEntropy(Loss):
+    """cross_entropy(softmax(y), l) computed from the logits y (log-sum-exp), for code only."""
+
+    spec_name = "softmax_cross_entropy"
+
+    @property
+    def logits(self) -> MatrixExpr:
+        return self.args[0]

@@ -1,0 +1,1 @@
+"""Built on a derivation, not stages of it: bptt check, bptt flow, bptt bench."""

@@ -1,0 +1,229 @@
+"""``bptt check``: a user's own hand-written gradient code against the derivation, and, where it is
+wrong, what is most likely wrong with it.
+
+The user's function is imported from its file (``check_load``) and called, through an adapter for
+its signature (``check_adapters``), on seeded random problems at several T in float64; its loss and
+gradients are compared with the generated module's (which ``bptt verify`` checks against a
+reference loop, finite differences and SymPy).  A gradient that does not match is compared with
+the derivation's gradients with one thing done wrong (``check_suspects``); the first that matches
+is the diagnosis, and failing all of them, a clipped or scaled gradient, or the T at which it
+first goes wrong.  This module runs those steps and writes the report.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from derive.derivation.pipeline import Derivation, derive
+from derive.ir import naming
+from derive.ir.cell import Cell
+from derive.tools.check.adapters import Adapter, Grads, Problem, pick_adapter, problems
+from derive.tools.check.load import CheckError, load_function, parse_target
+from derive.tools.check.suspects import Suspect, derived_grads, derived_module, suspects
+from derive.verify.report import max_rel_error
+
+CHECK_RTOL = 1e-6  # the user's float64 code against the derived gradients: rounding, and more
+CHECK_STEPS = (1, 2, 3, 5)  # the diagnosis runs at the last: long enough to tell K = 1..4 apart
+CHECK_MAX_STEPS = 20
+
+
+@dataclass
+class Row:
+    name: str  # "loss" or a parameter
+    error: float  # max over the checked T of the relative error
+    ok: bool
+    diagnosis: str = ""
+
+
+@dataclass
+class CheckReport:
+    target: str
+    cell: str
+    adapter: str
+    steps: tuple[int, ...]
+    rows: list[Row]
+    unchecked: list[str]  # the user's gradients of weights the cell does not have
+
+    @property
+    def passed(self) -> bool:
+        return all(r.ok for r in self.rows)
+
+
+def _error(got: np.ndarray | float, want: np.ndarray | float) -> float:
+    """max_rel_error, with a NaN or an infinity in what the user returned counted as wrong."""
+    error = max_rel_error(got, want)
+    return error if np.isfinite(error) else float("inf")
+
+
+def _clipped(user: np.ndarray, right: np.ndarray) -> float | None:
+    """c where user = clip(right, -c, c) and some entries were clipped; None otherwise."""
+    if user.shape != right.shape:
+        return None
+    c = float(np.max(np.abs(user)))
+    if not 0 < c < float(np.max(np.abs(right))):
+        return None
+    return c if max_rel_error(user, np.clip(right, -c, c)) <= CHECK_RTOL else None
+
+
+def _scaled(user: np.ndarray, right: np.ndarray) -> float | None:
+    """c where user = c * right (c not 1); None otherwise."""
+    if user.shape != right.shape or not np.any(right):
+        return None
+    c = float(np.vdot(user, right) / np.vdot(right, right))
+    if abs(c - 1) < 1e-3 or abs(c) < 1e-12:
+        return None
+    return c if max_rel_error(user, c * right) <= CHECK_RTOL else None
+
+
+def diagnose(
+    name: str, user: np.ndarray, right: np.ndarray, found: list[Suspect], first_wrong: int, shortest: int
+) -> str:
+    if not np.all(np.isfinite(user)):
+        return "has NaN or infinite entries"
+    if user.shape != right.shape:
+        if user.shape == right.shape[::-1] and max_rel_error(user, right.T) <= CHECK_RTOL:
+            return f"has shape {user.shape}, the transpose of {right.shape}: the outer product's factors are swapped"
+        return f"has shape {user.shape}; {name} is {right.shape}"
+    for s in found:
+        if name in s.grads and max_rel_error(user, s.grads[name]) <= CHECK_RTOL:
+            return f"{s.says}. Missing: {s.term}"
+    if (c := _clipped(user, right)) is not None:
+        return f"is clipped to [-{c:.3g}, {c:.3g}]: compare gradients before clipping them"
+    if (c := _scaled(user, right)) is not None:
+        return f"is {c:.6g} times the right gradient: a factor in the loss (a mean, a 1/2) differs"
+    if first_wrong > shortest:
+        return (
+            f"matches none of the usual mistakes; it is right for T < {first_wrong} and wrong from T = "
+            f"{first_wrong}: look at the terms with k < t (what is carried back through the state)"
+        )
+    if shortest > 1:
+        return (
+            f"matches none of the usual mistakes; it is wrong already at the shortest T checked ({shortest}): "
+            "check with --steps 1,2,3,5 to see where it starts"
+        )
+    return (
+        "matches none of the usual mistakes; it is wrong already at T = 1: look at the local derivatives "
+        'of one step ("The local derivatives")'
+    )
+
+
+def check(
+    target: str,
+    cell: Cell,
+    adapter_name: str = "auto",
+    explicit: dict[str, str] | None = None,
+    steps: tuple[int, ...] = CHECK_STEPS,
+) -> CheckReport:
+    _require_supported_shape(cell)
+    path, name = parse_target(target)
+    module, fn = load_function(path, name)
+    adapter = pick_adapter(fn, adapter_name)(module, fn, cell, explicit or {})
+    derivation = derive(cell, max(steps))
+    compared = _compare(adapter, cell, derivation, steps)
+    rows = [Row(k, e, e <= CHECK_RTOL) for k, e in compared.errors.items()]
+    _diagnose_gradients(rows, compared, derivation, steps)
+    _diagnose_loss(rows[0], compared.last_loss)
+    unchecked = [w for w in getattr(adapter, "weights", []) if w not in getattr(adapter, "names", {})]
+    return CheckReport(target, cell.name, adapter.name, steps, rows, unchecked)
+
+
+def _require_supported_shape(cell: Cell) -> None:
+    shape = (len(cell.inputs), len(cell.targets), cell.loss_mode)
+    if shape != (1, 1, "every") or cell.targets[0].kind != "class":
+        raise CheckError(
+            f"{cell.name}: bptt check takes cells with one input and one class target at every step "
+            "(the min-char-rnn shape) for now"
+        )
+
+
+@dataclass
+class _Comparison:
+    """The user's loss and gradients against the derivation's over the problems: the largest
+    relative error of each, the shortest T at which each gradient is wrong, and the last problem
+    with (user, right) gradients and (user, right) loss."""
+
+    errors: dict[str, float]
+    first_wrong: dict[str, int]
+    last: tuple[Problem, Grads, Grads]
+    last_loss: tuple[Problem, float, float]
+
+
+def _compare(adapter: Adapter, cell: Cell, derivation: Derivation, steps: tuple[int, ...]) -> _Comparison:
+    right_module = derived_module(derivation, "right")
+    errors: dict[str, float] = {"loss": 0.0}
+    last: tuple[Problem, Grads, Grads] | None = None
+    last_loss: tuple[Problem, float, float] | None = None
+    first_wrong: dict[str, int] = {}  # the shortest T at which a gradient is wrong
+    for problem in problems(cell, steps):
+        loss, user = adapter.call(problem)
+        want_loss, want = derived_grads(right_module, problem, cell)
+        errors["loss"] = max(errors["loss"], _error(loss, want_loss))
+        last_loss = (problem, loss, want_loss)
+        for p in cell.param_names:
+            if p not in user:
+                raise CheckError(f"{adapter.label} returned no gradient for {p}; map its name with --map NAME={p}")
+            error = _error(user[p], want[p])
+            errors[p] = max(errors.get(p, 0.0), error)
+            if error > CHECK_RTOL:
+                first_wrong.setdefault(p, len(problem.inputs))
+        last = (problem, user, want)
+    assert last is not None and last_loss is not None
+    return _Comparison(errors, first_wrong, last, last_loss)
+
+
+def _diagnose_gradients(rows: list[Row], compared: _Comparison, derivation: Derivation, steps: tuple[int, ...]) -> None:
+    """A diagnosis for each wrong gradient, from the suspects at the last (longest) problem."""
+    if all(r.ok for r in rows if r.name != "loss"):
+        return
+    problem, user, want = compared.last
+    found = suspects(derivation, problem, max(steps), want)
+    for r in rows:
+        if not r.ok and r.name != "loss":
+            r.diagnosis = diagnose(r.name, user[r.name], want[r.name], found, compared.first_wrong[r.name], min(steps))
+
+
+def _diagnose_loss(loss_row: Row, last_loss: tuple[Problem, float, float]) -> None:
+    if loss_row.ok:
+        return
+    problem, user_loss, want_loss = last_loss
+    T = len(problem.inputs)
+    if abs(user_loss - want_loss / T) <= CHECK_RTOL * abs(want_loss):
+        loss_row.diagnosis = f"is the mean of J_t over the {T} steps, not their sum J = sum_t J_t"
+    else:
+        loss_row.diagnosis = "differs from the derivation's J = sum_t J_t: the forward pass is not the cell's"
+
+
+def format_report(report: CheckReport) -> str:
+    lines = [
+        f"bptt check {report.target} against the {report.cell} cell ({report.adapter} adapter), "
+        f"T = {', '.join(map(str, report.steps))}, float64",
+        f"  {'':<8} {'max rel error':>14}  verdict (tolerance {CHECK_RTOL:.0e})",
+    ]
+    for r in report.rows:
+        lines.append(f"  {r.name:<8} {r.error:>14.1e}  {'ok' if r.ok else 'WRONG'}")
+    by_diagnosis: dict[str, list[str]] = {}
+    for r in report.rows:
+        if r.diagnosis:
+            by_diagnosis.setdefault(r.diagnosis, []).append(r.name)
+    if by_diagnosis:
+        lines.append("")
+        for diagnosis, names in by_diagnosis.items():
+            lines.append(f"{', '.join(names)}: {diagnosis}")
+        if any(r.diagnosis and r.name != "loss" for r in report.rows):
+            lines.append(
+                f"(the derivation: bptt derive --cell {report.cell} --steps {max(report.steps)} writes "
+                f"{naming.file_stem(report.cell, max(report.steps), None)}.tex)"
+            )
+    if report.unchecked:
+        lines.append(
+            f"\nnot in the {report.cell} cell (set to zero, gradients not checked): {', '.join(report.unchecked)}"
+        )
+    lines.append("\nall gradients match" if report.passed else "\nsome gradients do not match")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use: bptt check FILE.py:FUNCTION --cell CELL")

@@ -1,0 +1,1 @@
+"""Hand-written BPTT loops, written independently of the generator: the yardsticks."""

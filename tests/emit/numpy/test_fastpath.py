@@ -1,0 +1,145 @@
+"""The fast path's shape: what runs for every step at once, what stays in the loops, what it
+returns, and its memory against T and B."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import CORPUS, derivation, generated
+from derive.derivation.pipeline import derive
+from derive.emit.numpy.fast import hoisted
+from derive.emit.numpy.schedule import recurrent_deltas
+from derive.emit.outputs import module_source
+from derive.spec.parser import parse, read
+from derive.tools.scale import fast_path_memory
+from derive.verify.report import load_module, random_problem
+
+# a state that carries its own delta back unchanged (c = c[t-1] + ...): the share carried into
+# c_{t-1} is dc_t itself, a view into an array the module keeps between calls
+ACCUMULATOR = """\
+cell accumulator "a state that adds to itself"
+param W[h, x], U[h, h], V[y, h]
+input x[x]; state c[h] = 0; state h[h] = 0; target l: class(y)
+c = c[t-1] + sigmoid(W x + U h[t-1])
+h = tanh(c)
+y = V h
+J = cross_entropy(softmax(y), l)
+"""
+
+
+def codes(lines) -> list[str]:
+    return [line.code for line in lines]
+
+
+def test_the_seed_loops_keep_only_the_recurrences():
+    fast = hoisted(derivation(3))
+    assert codes(fast.forward_loop) == ["z[t] += h[t - 1] @ W_hh.T", "h[t] = np.tanh(z[t])"]
+    assert codes(fast.backward_loop) == ["dh[t] += dh_next", "dz[t] = dh_dz[t] * dh[t]"]
+    assert codes(fast.carry) == ["dh_next = dz[t] @ W_hh"]
+    # everything else, for every step at once, written into the arrays' own rows
+    assert codes(fast.forward_pre) == ["np.matmul(x_rows, W_xh.T, out=z_rows)"]
+    assert codes(fast.backward_pre) == [
+        "np.subtract(p_rows, onehot_rows, out=dy_rows)",
+        "np.matmul(dy_rows, W_hy, out=dh_rows)",
+        "np.square(h_rows, out=dh_dz_rows)",
+        "np.subtract(1, dh_dz_rows, out=dh_dz_rows)",
+    ]
+    assert codes(fast.backward_post) == [
+        "dW_xh = dz_rows.T @ x_rows",
+        "dW_hh = dz_rows.T @ h_rows_prev",
+        "dW_hy = dy_rows.T @ h_rows",
+    ]
+
+
+def test_recurrent_deltas_are_those_a_carried_share_reaches():
+    from derive.ir.cell import load_builtin
+
+    assert recurrent_deltas(derivation(3).program) == {"h", "z"}
+    assert recurrent_deltas(derive(load_builtin("lstm"), 2).program) == {"h", "c", "f", "i", "o", "g"}
+    # a hidden layer after the state reads only the output's delta: computed before the loop
+    deep = read(CORPUS / "deep_output.cell")
+    d = derive(deep, 2)
+    assert recurrent_deltas(d.program) == {"h"}
+    assert "np.matmul(dy_rows, V, out=da_rows)" in codes(hoisted(d).backward_pre)
+
+
+def test_gated_cells_compute_each_activation_delta_once():
+    from derive.ir.cell import load_builtin
+
+    fast = hoisted(derive(load_builtin("lstm"), 2))
+    carry = codes(fast.carry)[0]
+    assert carry == "dh_next = dg_pre[t] @ U_g + do_pre[t] @ U_o + di_pre[t] @ U_i + df_pre[t] @ U_f"
+    post = codes(fast.backward_post)
+    assert "dW_f = df_pre_rows.T @ x_rows" in post and "db_f = df_pre_rows.sum(axis=0)" in post
+
+
+@pytest.fixture(scope="module")
+def accumulator():
+    return load_module(module_source(derive(parse(ACCUMULATOR), 2)), "accumulator_T2")
+
+
+@pytest.mark.parametrize("which", ["seed", "accumulator"])
+def test_returned_gradients_own_their_memory(which, accumulator):
+    """No gradient is a view of one step of a (T + 1, B, n) array, which would keep the whole array
+    alive: the accumulator's carried share into c_{t-1} is dc_t itself, and is copied."""
+    m = accumulator if which == "accumulator" else generated(3)
+    _, grads = m.loss_and_gradients(*random_problem(m, 4, (3, 4, 5), seed=1, batch=3))
+    assert all(g.base is None or g.base.shape == g.shape for g in grads.values())
+    if which == "accumulator":
+        assert "dc_next.copy()" in module_source(derive(parse(ACCUMULATOR), 2))
+
+
+@pytest.mark.slow  # runs the seed up to T = 200
+def test_fast_path_memory_is_linear_in_steps_and_batch():
+    rows = {(r.steps, r.batch): r for r in fast_path_memory(((50, 1), (100, 1), (200, 1), (100, 2), (100, 4)))}
+    per_step = (rows[200, 1].peak_mb - rows[100, 1].peak_mb) / 100  # what one more step (B = 1) costs
+    per_row = (rows[100, 4].peak_mb - rows[100, 2].peak_mb) / 200  # what one more sequence step costs
+    assert per_step == pytest.approx(per_row, rel=0.1)
+    # T * B rows of the seed's arrays (x, z, h, y, p, onehot and their deltas, V = 65, H = 100): a
+    # few kilobytes, no T x T structure
+    assert 4 < per_step * 1024 < 16
+    assert rows[100, 1].peak_mb - rows[50, 1].peak_mb == pytest.approx(50 * per_step, rel=0.1)
+
+
+# cells whose names meet the names the fast path adds (found in review): each must still verify
+NAME_MEETINGS = {
+    # a node h_pre: its delta dh_pre is not the array of h's activation delta (that is dh_pre2)
+    "node-h_pre": ("h = tanh(W x + U h[t-1])\nh_pre = A h\ny = V h_pre", "A[h, h]", "dh_pre2"),
+    # a node h_dz: its delta dh_dz is not the local derivative dh/dz (that is dh_dz2)
+    "node-h_dz": ("z = W x + U h[t-1]\nh = tanh(z)\nh_dz = A h\ny = V h_dz", "A[h, h]", "dh_dz2"),
+    # a node pre: the local dh/dpre and the slope of h's activation are two arrays
+    "node-pre": ("pre = sigmoid(A x)\nh = tanh(W x + U h[t-1]) * tanh(pre)\ny = V h", "A[h, x]", "dh_dpre2"),
+    # the pairs (a, b_dc) and (a_db, c) both spell da_db_dc: two arrays
+    "two-pairs-one-name": (
+        "c = A x\nb_dc = K x\na_db = tanh(c)\na = tanh(b_dc)\nh = tanh(W x + U h[t-1] + a + a_db)\ny = V h",
+        "A[h, x], K[h, x]",
+        "da_db_dc2",
+    ),
+    # three elementwise factors in one local derivative
+    "three-factors": ("h = tanh(W x + U h[t-1]) * sigmoid(A x) * sigmoid(K x)\ny = V h", "A[h, x], K[h, x]", None),
+    # the carried share is the activation delta itself: returned as a copy
+    "carry-is-a-run": ("h = tanh(h[t-1] + W x)\ny = V h", None, "dh_next.copy()"),
+}
+
+
+FAST_MEETINGS = {"carry-is-a-run"}  # each takes a second or more to verify: the others are slow
+
+
+@pytest.mark.parametrize(
+    "case", [c if c in FAST_MEETINGS else pytest.param(c, marks=pytest.mark.slow) for c in NAME_MEETINGS]
+)
+def test_added_names_never_meet_the_cells_own(case):
+    from derive.emit.outputs import verified
+
+    equations, extra, expect = NAME_MEETINGS[case]
+    params = "W[h, x], V[y, h]" + ("" if case == "carry-is-a-run" else ", U[h, h]") + (f", {extra}" if extra else "")
+    text = (
+        f'cell probe "{case}"\nparam {params}\ninput x[x]; state h[h] = 0; target label: class(y)\n'
+        f"{equations}\nJ = cross_entropy(softmax(y), label)\n"
+    )
+    d = derive(parse(text), 3)
+    source = module_source(d)
+    if expect:
+        assert expect in source
+    report = verified(d, source)
+    assert report.passed, report.failures()

@@ -1,0 +1,129 @@
+"""The self-check every module passes before it is written: poisoned work arrays, two calls
+bitwise identical, the fast path against finite differences and the by-definition path.
+
+It runs here over every built-in and corpus cell (truncated too), and a module with a
+planted read-before-write or built from a planted wrong rule is refused at emit: exit 1,
+one line, nothing written.
+"""
+
+import dataclasses
+import functools
+
+import pytest
+import sympy as sp
+
+from conftest import CORPUS
+from derive import cli
+from derive.derivation.pipeline import derive
+from derive.emit.outputs import module_source
+from derive.ir.cell import builtin_names, load_builtin
+from derive.ir.exprs import add, neg
+from derive.ir.ops import Tanh
+from derive.spec.parser import read
+from derive.verify.report import load_module
+from derive.verify.selfcheck import SelfCheckError, check_steps, self_check
+
+CELLS = [*builtin_names(), *sorted(f"corpus/{p.stem}" for p in CORPUS.glob("*.cell"))]
+
+
+def load(cell: str):
+    return read(CORPUS / f"{cell.split('/')[1]}.cell") if cell.startswith("corpus/") else load_builtin(cell)
+
+
+@functools.cache
+def source(cell: str, steps: int, truncate: int | None = None) -> str:
+    return module_source(derive(load(cell), steps, truncate))
+
+
+def module(text: str):
+    return load_module(text, "checked")
+
+
+@pytest.mark.parametrize(
+    "truncate",
+    [None, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)],
+    ids=["full", "K1", "K2"],
+)
+@pytest.mark.parametrize("cell", CELLS, ids=[c.split("/")[-1] for c in CELLS])
+def test_every_cell_passes_the_self_check(cell, truncate):
+    self_check(module(source(cell, 3, truncate)))
+
+
+def test_the_steps_checked_include_the_derived_t_and_one_past_the_truncation():
+    assert check_steps(module(source("rnn", 3))) == [3]
+    assert check_steps(module(source("rnn", 5, 2))) == [3, 5]  # K + 1 = 3; the by-definition path at 5
+    assert check_steps(module(source("rnn", 25))) == [3]  # no by-definition path beyond T = 20
+
+
+# ---- planted defects ---------------------------------------------------------------------
+
+INITIAL_STATE = "    h[0] = h0\n"
+
+
+def test_a_read_before_a_write_is_caught():
+    planted = source("rnn", 3).replace(INITIAL_STATE, "")  # h[0] never written, read at t = 1
+    with pytest.raises(SelfCheckError, match=r"^J: loss_and_gradients is not finite at T = 3 \(it reads a work array"):
+        self_check(module(planted))
+
+
+def test_a_read_masked_from_nan_is_caught_by_the_second_poison():
+    masked = "    h[0] = np.fmax(h[0], h0)  # NaN-blind: fmax(NaN, x) is x\n"
+    planted = source("rnn", 3).replace(INITIAL_STATE, masked)
+    with pytest.raises(SelfCheckError, match=r"two calls of loss_and_gradients differ at T = 3"):
+        self_check(module(planted))
+
+
+def test_a_crash_of_the_module_is_caught():
+    planted = source("rnn", 3).replace("np.tanh(", "_missing_helper(", 1)
+    with pytest.raises(SelfCheckError, match=r"^loss_and_gradients raised NameError: name '_missing_helper'"):
+        self_check(module(planted))
+
+
+def test_a_wrong_gradient_is_caught_by_finite_differences():
+    planted = source("rnn", 3).replace("dW_hh = ", "dW_hh = 1.001 * ", 1)
+    with pytest.raises(SelfCheckError, match=r"^dJ/dW_hh: loss_and_gradients differs from gradients_by_definition"):
+        self_check(module(planted))
+    past_definition = source("rnn", 7).replace("dW_hh = ", "dW_hh = 1.001 * ", 1)
+    with pytest.raises(SelfCheckError, match=r"^dJ/dW_hh: loss_and_gradients differs from finite differences"):
+        self_check(module(past_definition))
+
+
+@pytest.fixture
+def wrong_tanh_rule(monkeypatch):
+    """d tanh(a)/da = diag(1 - h), not diag(1 - h^2): wrong, and the same everywhere it is used."""
+    wrong = dataclasses.replace(Tanh.op, slope=lambda a, h: add(sp.OneMatrix(*h.shape), neg(h)))
+    monkeypatch.setattr(Tanh, "op", wrong)
+
+
+def _refused(bptt, tmp_path, argv, gradient):
+    result = bptt(*argv, "--out", tmp_path / "out")
+    assert result.code == 1
+    (line,) = result.err.splitlines()
+    assert line.startswith(f"bptt: error: {cli.SELF_CHECK_FAILED}: {gradient}: ")
+    assert line.endswith(f". {cli.REPORT_IT}")
+    assert not (tmp_path / "out").exists()
+
+
+def test_emit_refuses_a_module_from_a_wrong_rule(bptt, tmp_path, wrong_tanh_rule):
+    _refused(bptt, tmp_path, ["emit"], "dJ/dW_xh")
+
+
+def test_the_default_job_refuses_it_too_and_writes_no_document(bptt, tmp_path, wrong_tanh_rule):
+    _refused(bptt, tmp_path, ["--no-pdf"], "dJ/dW_xh")
+
+
+def test_emit_refuses_a_module_with_a_read_before_a_write(bptt, tmp_path, monkeypatch):
+    planted = source("rnn", 3).replace(INITIAL_STATE, "")
+    monkeypatch.setattr(cli, "module_source", lambda derivation: planted)
+    _refused(bptt, tmp_path, ["emit"], "J")
+
+
+@pytest.fixture
+def bptt(capsys):
+    def invoke(*argv):
+        capsys.readouterr()
+        code = cli.main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return type("Result", (), {"code": code, "out": out, "err": err})
+
+    return invoke
