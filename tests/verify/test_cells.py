@@ -108,6 +108,7 @@ def _verified_at(text: str, steps: int):
                     assert err is not None and err <= TOLERANCE[check], f"{impl} vs {check}, {row}: {err}"
 
 
+@pytest.mark.slow
 def test_logits_read_by_the_softmax_and_another_node():
     # dJ/dy is p - l plus what comes back through c (the collapse used to drop the second share: the proof
     # failed); two coupled states swell SymPy's whole unrolled loss, so T = 2 here, not in the corpus
@@ -118,6 +119,7 @@ def test_logits_read_by_the_softmax_and_another_node():
     )
 
 
+@pytest.mark.slow  # SymPy on 100 nested operations
 def test_the_deepest_expression_the_spec_allows_derives_and_verifies():
     from derive.spec.parser import MAX_DEPTH
 
