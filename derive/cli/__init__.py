@@ -26,7 +26,8 @@ from derive.emit.render import OutputError, check_writable, write_all
 from derive.ir import naming
 from derive.ir.cell import Cell, builtin_names, builtin_path, load_builtin
 from derive.ir.naming import FIGURES
-from derive.spec.parser import SpecError, read
+from derive.spec.lexer import SpecError
+from derive.spec.parser import read
 from derive.tools.check.load import CheckError
 from derive.tools.check.report import CHECK_MAX_STEPS, CHECK_STEPS, check, format_report
 from derive.tools.flow.flow import DEFAULT_SCALES, FLOW_MIN_STEPS, flow_curves, trend

@@ -9,6 +9,7 @@ Printers call the functions here; nothing else formats a symbol's name.
 
 from __future__ import annotations
 
+import keyword
 import re
 
 SEP = "@"
@@ -187,3 +188,18 @@ def rows_view(array: str, lag: int = 0) -> str:
 def local_name(user: str, node: str) -> str:
     """The array of the diagonal of d user_t / d node_t, a local derivative: ``dh_dz``."""
     return f"d{user}_d{node}"
+
+
+# names the generated module uses for itself: a spec name equal to one would shadow it
+RESERVED = frozenset(keyword.kwlist) | frozenset(
+    "np t T B sizes dtype loss grads params batched xs labels targets total args onehot lead name dJ_dsk loss_t "
+    "seq loss_seq grads_seq".split()
+)
+# and the shapes of the names it makes: steps (h_1), carries, accumulators, zero arrays, row views,
+# sizes, and its helpers (_softmax, _empty)
+RESERVED_SHAPES = re.compile(r"_[0-9]+$|_next$|_acc$|_zero$|_rows$|_rows_prev$|^n_|^_")
+
+
+def is_reserved(name: str) -> bool:
+    """Whether a spec name would meet a name of the generated module's own."""
+    return name in RESERVED or RESERVED_SHAPES.search(name) is not None

@@ -16,7 +16,8 @@ import derive.ir.cell
 from derive.ir.cell import CELLS, Cell, Equation, Param, Vector, dim_symbol, seed_rnn
 from derive.ir.exprs import CrossEntropy, Hadamard, Softmax, SquaredError
 from derive.ir.ops import Sigmoid, Tanh
-from derive.spec.parser import SpecError, parse, read
+from derive.spec.lexer import SpecError
+from derive.spec.parser import parse, read
 
 # The issue's example: line 1 is a comment, lines 2-3 declarations, lines 4-7 equations.
 BASE = """\
@@ -254,7 +255,7 @@ def test_bad_spec_position_and_message(text: str, pos: tuple[int, int], fragment
 
 
 def test_the_deepest_expression_allowed_parses() -> None:
-    from derive.spec.parser import MAX_DEPTH
+    from derive.spec.builder import MAX_DEPTH
 
     products = " * ".join(["h[t-1]"] * (MAX_DEPTH - 2))  # tanh, then +, then MAX_DEPTH - 3 products deep
     cell = parse(edit(5, f"h = tanh(z + {products})"), "deep.cell")

@@ -121,7 +121,7 @@ def test_logits_read_by_the_softmax_and_another_node():
 
 @pytest.mark.slow  # SymPy on 100 nested operations
 def test_the_deepest_expression_the_spec_allows_derives_and_verifies():
-    from derive.spec.parser import MAX_DEPTH
+    from derive.spec.builder import MAX_DEPTH
 
     products = " * ".join(["h[t-1]"] * (MAX_DEPTH - 3))  # tanh, +, MAX_DEPTH - 3 products, a leaf: MAX_DEPTH deep
     _verified_at(

@@ -28,7 +28,6 @@ from derive.emit.printing import text
 from derive.ir import naming
 from derive.ir.cell import Cell, Equation
 from derive.ir.exprs import CrossEntropy, Diag, Elementwise, Hadamard, Softmax, SoftmaxCrossEntropy, add, mul
-from derive.spec.parser import RESERVED
 
 PRE, LOOP, POST = "pre", "loop", "post"
 
@@ -140,7 +139,7 @@ class _Names:
     and from each other: a name already taken gets a number (dh_pre2)."""
 
     def __init__(self, cell: Cell) -> None:
-        used = set(RESERVED)
+        used = set(naming.RESERVED)
         names = [*cell.param_names, *(e.name for e in cell.equations), *(s.name for s in cell.states)]
         names += [v.name for v in (*cell.inputs, *cell.targets)]
         for name in map(naming.code_base, names):
