@@ -13,7 +13,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, cast
 
 from derive.derivation.chain import stacked_name
-from derive.emit.document.context import _step_symbol, block_formula, general_formula, latex, recurrence
+from derive.emit.document.formulas import block_formula, general_formula, recurrence
+from derive.emit.document.layout import CONTINUE, step_symbol
+from derive.emit.printing import latex
 from derive.ir import naming
 
 if TYPE_CHECKING:
@@ -28,7 +30,7 @@ def _aligned(rows: list[tuple[str, str]]) -> str:
 def blocks(derivation: Derivation) -> list[tuple[str, str]]:
     """(heading, a LaTeX aligned block) for each part of the summary, in reading order."""
     cell = derivation.cell
-    model = [(latex(_step_symbol(e.name, "t", e.shape)), latex(e.rhs)) for e in cell.equations]
+    model = [(latex(step_symbol(e.name, "t", e.shape)), latex(e.rhs)) for e in cell.equations]
     model.append(("J", r"J_{T}" if cell.loss_mode == "last" else r"\sum_{t=1}^{T} J_{t}"))
     last = cell.loss_mode == "last"
     heading = "The cell, at each step t = 1, ..., T" + (
@@ -42,7 +44,7 @@ def blocks(derivation: Derivation) -> list[tuple[str, str]]:
         formula = block_formula(derivation, wrt)[0] if derivation.blocks else general_formula(derivation, wrt)
         if formula["factors"]:
             lhs = rf"\frac{{\partial J}}{{\partial {naming.latex_name(wrt)}}}"
-            rows.append((lhs, " \\\\\n&\\qquad ".join(formula["factors"])))
+            rows.append((lhs, CONTINUE.join(formula["factors"])))
     K = derivation.truncate
     truncated = "" if K is None else f", each truncated to its last {K} steps"
     stacked = ""

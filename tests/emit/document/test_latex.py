@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from conftest import derivation, module_source, pdflatex
-from derive.emit.document.context import local_derivatives, softmax_collapse
+from derive.emit.document.formulas import local_derivatives, softmax_collapse
 from derive.emit.outputs import pdf_missing, tex_source, verified
 
 needs_pdflatex = pytest.mark.skipif(pdf_missing() is not None, reason=str(pdf_missing()))

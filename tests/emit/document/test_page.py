@@ -15,7 +15,7 @@ from mdit_py_plugins.dollarmath import dollarmath_plugin
 
 from derive.derivation.pipeline import derive
 from derive.emit.document import page
-from derive.emit.document.context import md_text
+from derive.emit.document.layout import md_text
 from derive.emit.outputs import compile_pdf, documents, html_source, module_source, pdf_missing, verified
 from derive.ir.cell import load_builtin
 

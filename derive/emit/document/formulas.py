@@ -1,0 +1,360 @@
+"""The derivation's formulas as the document writes them: the chain-rule sums for any T and term by term, the
+local derivatives, the softmax collapse, the recurrence, and for several states the block Jacobian."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from derive.derivation.adjoint import COLLAPSE_SIZE, with_carry
+from derive.derivation.analytic import factor_matrix, row_product, term_gradient
+from derive.derivation.chain import Blocks, Factor, Factorized, Term, move_paths, stacked_name
+from derive.derivation.pipeline import Derivation
+from derive.derivation.rules import jacobian, softmax_cross_entropy
+from derive.derivation.unroll import StepGraph, at_step, symbols_in
+from derive.emit.document.layout import (
+    CONTINUE,
+    LINE_WIDTH,
+    OUTER_NOTE,
+    chunks,
+    display,
+    fill,
+    flat_sum,
+    shape_latex,
+    step_symbol,
+)
+from derive.emit.printing import LatexPrinter, latex, latex_width
+from derive.ir import naming
+from derive.ir.exprs import Outer, add, mul, transpose
+
+PARTIALS_PER_LINE = 10
+
+
+LEMMAS = {
+    "softmax_collapse": "SymPy also differentiated $-\\log \\operatorname{softmax}(y)_c$ for a vector of "
+    f"{COLLAPSE_SIZE} logits and every class $c$, and found $p - e_c$: the collapse of the softmax and the "
+    "cross-entropy above, checked without the rule table.",
+}
+
+
+@dataclass(frozen=True)
+class Group:
+    """The terms of dJ_t/dw as align* rows: ``lhs`` then one or more lines per term."""
+
+    lhs: str
+    terms: tuple[tuple[str, ...], ...]
+
+
+Formula = dict[str, list[str] | None]  # display lines by kind: "factors" (partials), "analytic"
+
+
+def _partial_wrt(loss: str, wrt: str) -> str:
+    return LatexPrinter().partial(Factor(loss, wrt))
+
+
+def expansion_groups(derivation: Derivation, wrt: str) -> tuple[Group, ...]:
+    printer = LatexPrinter()
+    groups = []
+    for loss_terms in reversed(derivation.expansions[wrt].per_loss):
+        t = loss_terms[0].loss_step if loss_terms else 0
+        terms = tuple(chunks([printer.partial(f) for f in term.factors], PARTIALS_PER_LINE) for term in loss_terms)
+        if terms:
+            groups.append(Group(_partial_wrt(naming.step_name(derivation.cell.loss, t), wrt), terms))
+    return tuple(groups)
+
+
+def analytic_groups(derivation: Derivation, wrt: str) -> tuple[Group, ...]:
+    printer = LatexPrinter()
+    groups = []
+    for loss_terms in reversed(derivation.expansions[wrt].per_loss):
+        t = loss_terms[0].loss_step if loss_terms else 0
+        terms = []
+        for term in loss_terms:
+            assert derivation.unrolled is not None, "analytic terms are written for expanded derivations"
+            sign, parts = printer.factors(term_gradient(derivation.unrolled, term), LINE_WIDTH)
+            lines = list(fill(parts))
+            lines[0] = sign + lines[0]
+            terms.append(tuple(lines))
+        if terms:
+            groups.append(Group(_partial_wrt(naming.step_name(derivation.cell.loss, t), wrt), tuple(terms)))
+    return tuple(groups)
+
+
+def _paths_latex(paths: tuple[tuple[Factor, ...], ...]) -> str:
+    printer = LatexPrinter()
+    items = [" ".join(printer.partial(f) for f in path) for path in paths]
+    return items[0] if len(items) == 1 else r"\left(" + " + ".join(items) + r"\right)"
+
+
+def _paths_matrix(graph: StepGraph, paths: tuple[tuple[Factor, ...], ...]) -> str:
+    """The paths' Jacobian products, summed, as LaTeX (a sum in parentheses)."""
+    return LatexPrinter().factor(add(*[row_product(graph, path) for path in paths]))
+
+
+def _vanishing_beyond(formula: Formula, truncate: int | None) -> Formula:
+    """A many-to-one initial state's formula, truncated: J_T reaches it only while T <= K."""
+    if truncate is None:
+        return formula
+    note = rf"\text{{for }} T \le {truncate}\text{{, and }} \mathbf{{0}} \text{{ for }} T > {truncate}"
+    return {key: None if lines is None else [*lines, note] for key, lines in formula.items()}
+
+
+def _sum_k(top: str, truncate: int | None) -> str:
+    """The inner sum over the step k where w enters: k = 1..t, or its last K steps when truncated."""
+    if truncate is None:
+        return rf"\sum_{{k=1}}^{{{top}}}"
+    lower = top if truncate == 1 else rf"\max(1,\, {top}-{truncate - 1})"
+    return rf"\sum_{{k={lower}}}^{{{top}}}"
+
+
+def _sum_t(truncate: int | None) -> str:
+    """The sum over the losses J_t; an initial state's terms, truncated, reach only the first K."""
+    return r"\sum_{t=1}^{T}" if truncate is None else rf"\sum_{{t=1}}^{{\min(T,\, {truncate})}}"
+
+
+def general_formula(derivation: Derivation, wrt: str) -> dict[str, list[str] | None]:
+    """dJ/dw for every T, as display lines: "factors" (partials) and "analytic" (substituted)."""
+    cell = derivation.cell
+    f = derivation.factorized[wrt]
+    assert isinstance(f, Factorized), "one state: see block_formula for several"
+    graph = StepGraph(cell)
+    top = "T" if f.last else "t"  # many-to-one: the one loss is J_T
+    head_paths = tuple(move_paths(f.head, top))
+    head, step = _paths_latex(head_paths), _paths_latex(f.step)
+    head_m, step_m = _paths_matrix(graph, head_paths), _paths_matrix(graph, f.step)
+    sum_t = "" if f.last else _sum_t(derivation.truncate if f.initial else None)
+    if f.initial:
+        product, product_m = (rf"\left(\prod_{{j=1}}^{{{top}}} {x}\right)" for x in (step, step_m))
+        formula: Formula = {
+            "factors": [f"{sum_t} {head}", product],
+            "analytic": [rf"{sum_t} \biggl[{head_m}", rf"{product_m}\biggr]^{{T}}"],
+        }
+        return _vanishing_beyond(formula, derivation.truncate) if f.last else formula
+    direct_paths = tuple(move_paths(f.direct, top))
+    direct = _paths_latex(direct_paths) if direct_paths else ""
+    direct_m = " + ".join(latex(_shaped(graph, path)) for path in direct_paths)
+    if not f.tail:
+        return {"factors": [f"{sum_t} {direct}"], "analytic": [f"{sum_t} {direct_m}"]}
+    rows = tuple(path[:-1] for path in f.tail)
+    entries = {factor_matrix(graph, path[-1]) for path in f.tail}  # how w enters a step
+    product = rf"\left(\prod_{{j=k+1}}^{{{top}}} {step}\right)"
+    sum_k = _sum_k(top, derivation.truncate)
+    if len(entries) > 1:  # w enters a step through several nodes: the analytic form is left to the terms
+        first = rf"{sum_t} \biggl({direct} + {sum_k} {head}" if f.direct else f"{sum_t} {sum_k} {head}"
+        last = rf"{product} {_paths_latex(f.tail)}" + (r"\biggr)" if f.direct else "")
+        return {"factors": [first, last], "analytic": None}
+    (enters,) = entries
+    tail = [add(*[row_product(graph, row) for row in rows])] if all(rows) else []
+    if isinstance(enters, Outer) and not isinstance(enters.left, sp.Identity):
+        tail.append(enters.left)
+    tail_m = LatexPrinter().factor(mul(*tail)) if tail else ""
+    outer = " " + latex(transpose(enters.right)) if isinstance(enters, Outer) else ""
+    product, product_m = (rf"\left(\prod_{{j=k+1}}^{{{top}}} {x}\right)" for x in (step, step_m))
+    sum_k = _sum_k(top, derivation.truncate)
+    if not f.direct:
+        return {
+            "factors": [f"{sum_t} {sum_k} {head}", f"{product} {_paths_latex(f.tail)}"],
+            "analytic": [rf"{sum_t} {sum_k} \biggl[{head_m}", rf"{product_m} {tail_m}\biggr]^{{T}}{outer}"],
+        }
+    return {
+        "factors": [rf"{sum_t} \biggl({direct} + {sum_k} {head}", rf"{product} {_paths_latex(f.tail)}\biggr)"],
+        "analytic": [
+            rf"{sum_t} \biggl({direct_m} + {sum_k} \biggl[{head_m}",
+            rf"{product_m} {tail_m}\biggr]^{{T}}{outer}\biggr)",
+        ],
+    }
+
+
+def _fitting(formula: dict[str, list[str] | None]) -> dict[str, list[str] | None]:
+    """The formula's displays, each None where a line would run off the page."""
+    return {
+        key: (lines if lines is not None and all(latex_width(x) <= LINE_WIDTH for x in lines) else None)
+        for key, lines in formula.items()
+    }
+
+
+def _shaped(graph: StepGraph, path: tuple[Factor, ...]) -> sp.Basic:
+    return term_gradient(graph, Term(0, path))
+
+
+def local_derivatives(derivation: Derivation) -> tuple[tuple[str, str, str], ...]:
+    """(factor, value, shape) for every edge of one step of the cell."""
+    cell = derivation.cell
+    printer = LatexPrinter()
+    rows = []
+    differentiable = set(cell.param_names) | set(cell.nodes) | {s.name for s in cell.states}
+    for eq in cell.equations:
+        out = step_symbol(eq.name, "t", eq.shape)
+        for sym in dict.fromkeys(s for s in sp.preorder_traversal(eq.rhs) if isinstance(s, sp.MatrixSymbol)):
+            if naming.split(sym.name)[0] not in differentiable:
+                continue
+            value = jacobian(eq.rhs, sym, out)
+            factor = printer.partial(Factor(out.name, sym.name))
+            if isinstance(value, Outer):
+                v = latex(sp.Transpose(value.right))
+                if isinstance(value.left, sp.Identity):
+                    mapped = rf"g^{{T}} \mapsto g\, {v}"
+                else:
+                    mapped = rf"g^{{T}} \mapsto \left(g^{{T}} {LatexPrinter().factor(value.left)}\right)^{{T}} {v}"
+                    if latex_width(f"{factor} {mapped} {shape_latex(value.param)}{OUTER_NOTE}") > LINE_WIDTH:
+                        # too wide for one line: \Bigl( ... \Bigr) may break between the factors of L
+                        sign, parts = LatexPrinter().factors(value.left, LINE_WIDTH // 2)
+                        parts = [rf"g^{{T}} \mapsto \Bigl(g^{{T}} {sign}{parts[0]}", *parts[1:]]
+                        parts[-1] += rf"\Bigr)^{{T}} {v}"
+                        mapped = CONTINUE.join(fill(parts, LINE_WIDTH // 2))
+                rows.append((factor, mapped, shape_latex(value.param) + OUTER_NOTE))
+            else:
+                rows.append((factor, display(value), shape_latex(value)))
+    # align* sets each column as wide as its widest entry: the widest value beside the widest shape
+    widest = max((latex_width(f"{f} {v}") for f, v, _ in rows), default=0)
+    if widest + max((latex_width(shape) for _, _, shape in rows), default=0) > LINE_WIDTH:
+        rows = [(f, v, shape.replace(OUTER_NOTE, r" \text{ (outer)}")) for f, v, shape in rows]
+    return tuple(rows)
+
+
+def softmax_collapse(derivation: Derivation) -> str | None:
+    """The line showing dJ_t/dp_t dp_t/dy_t = (p_t - l_t)^T, or None for another loss."""
+    cell = derivation.cell
+    loss = cell.equation(cell.loss).rhs
+    for eq in cell.equations:
+        head = softmax_cross_entropy(loss, eq.rhs)
+        if head is None or not isinstance(loss.p, sp.MatrixSymbol) or naming.split(loss.p.name)[0] != eq.name:
+            continue
+        users = [e.name for e in cell.equations if e.rhs.has(loss.p)]
+        states = {s.name for s in cell.states}
+        if users != [cell.loss] or not isinstance(eq.rhs.arg, sp.MatrixSymbol) or eq.name in states:
+            # the derivation keeps dJ/dp and dp/dy apart here (p feeds another node or the next step, or y
+            # has no name)
+            continue
+        p = step_symbol(eq.name, "t", eq.shape)
+        y = eq.rhs.arg
+        loss_sym = step_symbol(cell.loss, "t", (1, 1))
+        ce = latex(jacobian(loss, p, loss_sym))
+        sm = latex(jacobian(eq.rhs, y, p))
+        printer = LatexPrinter()
+        lhs = printer.partial(Factor(loss_sym.name, p.name)) + " " + printer.partial(Factor(p.name, y.name))
+        l_t = latex(loss.target)
+        p_t = latex(p)
+        return (
+            rf"{lhs} &= {ce} \left({sm}\right) \\"
+            "\n"
+            rf"&= -{l_t}^{{T}} + \left({l_t}^{{T}} \mathbf{{1}}\right) {p_t}^{{T}} = {latex(head)}"
+        )
+    return None
+
+
+def recurrence(derivation: Derivation) -> dict[str, object]:
+    program = derivation.program
+    cell = derivation.cell
+    lines = [(latex(a.target), display(flat_sum(with_carry(program, a)), hadamard=True)) for a in program.assigns]
+    after_last = {
+        sym.name: sp.MatrixSymbol(naming.step_name(naming.split(sym.name)[0], "T+1"), *sym.shape)
+        for c in program.carries
+        for sym in symbols_in(c.expr)  # in written order: a set's order would vary from run to run
+        if sym.name.startswith(naming.GRAD)
+    }
+    boundary = [latex(s) for s in after_last.values()]
+    grads = []
+    for acc in program.accumulates:
+        grads.append(
+            (rf"\frac{{\partial J}}{{\partial {naming.latex_base(acc.wrt)}}}", rf"\sum_{{t=1}}^{{T}} {latex(acc.expr)}")
+        )
+    for c in program.carries:
+        state0 = naming.latex_name(naming.step_name(c.state, 0))
+        one = display(flat_sum(at_step(c.expr, 1)))
+        grads.append((rf"\frac{{\partial J}}{{\partial {state0}}}", one))
+    eq = derivation.equivalence
+    return {
+        "lines": lines,
+        "boundary": boundary,
+        "gradients": grads,
+        "delta_identities": eq.delta_identities,
+        "nontrivial": eq.nontrivial,
+        "lemmas": [LEMMAS[name] for name in eq.lemmas],
+        "gradient_identities": eq.gradient_identities,
+        "delta_names": [latex(step_symbol(naming.grad_name(a.node), "k", a.target.shape)) for a in program.assigns],
+        "node_names": [naming.latex_name(naming.step_name(a.node, "k")) for a in program.assigns],
+        "initial": [naming.latex_name(naming.step_name(s.name, 0)) for s in cell.states],
+    }
+
+
+def _sum_of_paths(paths: tuple[tuple[Factor, ...], ...]) -> list[str]:
+    """The paths as a sum of products of partials, packed into display lines."""
+    printer = LatexPrinter()
+    items = [" ".join(printer.partial(f) for f in path) for path in paths]
+    items = [item if i == 0 else f"+ {item}" for i, item in enumerate(items)]
+    return list(fill(items)) if items else ["0"]
+
+
+def state_blocks(derivation: Derivation) -> dict[str, object] | None:
+    """The stacked state s_t = (h_t, c_t, ...), and the blocks of dJ_t/ds_t and ds_j/ds_{j-1}:
+    names (bmatrix rows), their paths (factors) and their values (analytic); None for one state."""
+    if not derivation.blocks:
+        return None
+    cell = derivation.cell
+    f = next(iter(derivation.factorized.values()))
+    assert isinstance(f, Blocks)
+    s = stacked_name(cell)
+    graph = StepGraph(cell)
+    printer = LatexPrinter()
+    loss_t = naming.step_name(cell.loss, "t")
+    head = [Factor(loss_t, naming.step_name(a, "t")) for a in f.states]
+    step = [[Factor(naming.step_name(a, "j"), naming.step_name(b, "j-1")) for b in f.states] for a in f.states]
+    entries = [(head[a], f.head[a], tuple(move_paths(f.head[a], "t"))) for a in range(len(f.states))]
+    entries += [(step[a][b], f.step[a][b], f.step[a][b]) for a in range(len(f.states)) for b in range(len(f.states))]
+    rows = []
+    for factor, _, paths in entries:
+        value = display(flat_sum(add(*[row_product(graph, p) for p in paths]))) if paths else r"\mathbf{0}"
+        rows.append({"lhs": printer.partial(factor), "paths": CONTINUE.join(_sum_of_paths(paths)), "value": value})
+    return {
+        "name": naming.latex_base(s),
+        "parts": ", ".join(naming.latex_name(naming.step_name(a, "t")) for a in f.states),
+        "head": printer.partial(Factor(loss_t, naming.step_name(s, "t"))),
+        "step": printer.partial(Factor(naming.step_name(s, "j"), naming.step_name(s, "j-1"))),
+        "head_row": " & ".join(_display_partial(x) for x in head),
+        "step_rows": r" \\[1ex] ".join(" & ".join(_display_partial(x) for x in row) for row in step),
+        "entries": rows,
+    }
+
+
+def _display_partial(factor: Factor) -> str:
+    """A partial derivative inside a bmatrix, at display size."""
+    return LatexPrinter().partial(factor).replace(r"\frac", r"\dfrac", 1)
+
+
+def block_formula(derivation: Derivation, wrt: str) -> tuple[Formula, list[tuple[str, list[str]]]]:
+    """dJ/dw for every T through the stacked state (its "factors"; "analytic" is left to the
+    blocks), and the tail ds_k/dw block by block as (lhs, lines)."""
+    cell = derivation.cell
+    f = derivation.factorized[wrt]
+    assert isinstance(f, Blocks)
+    printer = LatexPrinter()
+    s = stacked_name(cell)
+    top = "T" if f.last else "t"
+    sum_t = "" if f.last else _sum_t(derivation.truncate if f.initial else None)
+    head = printer.partial(Factor(naming.step_name(cell.loss, top), naming.step_name(s, top)))
+    step = printer.partial(Factor(naming.step_name(s, "j"), naming.step_name(s, "j-1")))
+    graph = StepGraph(cell)
+    if f.initial:
+        pick = printer.partial(Factor(naming.step_name(s, 0), wrt))
+        blocks = r" \\ ".join(r"I" if a == f.initial_index else r"\mathbf{0}" for a in range(len(f.states)))
+        factors = [f"{sum_t} {head}", rf"\left(\prod_{{j=1}}^{{{top}}} {step}\right) {pick}"]
+        formula: Formula = {"factors": factors, "analytic": None}
+        return _vanishing_beyond(formula, derivation.truncate) if f.last else formula, [
+            (pick, [rf"\begin{{bmatrix}} {blocks} \end{{bmatrix}}"])
+        ]
+    direct_paths = tuple(move_paths(f.direct, top))
+    direct = _paths_latex(direct_paths) if direct_paths else ""
+    if not any(f.tail):
+        direct_m = " + ".join(latex(_shaped(graph, path)) for path in direct_paths)
+        return {"factors": [f"{sum_t} {direct}"], "analytic": [f"{sum_t} {direct_m}"]}, []
+    tail = printer.partial(Factor(naming.step_name(s, "k"), wrt))
+    product = rf"\left(\prod_{{j=k+1}}^{{{top}}} {step}\right) {tail}"
+    sum_k = f"{_sum_k(top, derivation.truncate)} {head}"
+    first = rf"{sum_t} \biggl({direct} + {sum_k}" if direct else f"{sum_t} {sum_k}"
+    tails = [
+        (printer.partial(Factor(naming.step_name(name, "k"), wrt)), _sum_of_paths(f.tail[a]))
+        for a, name in enumerate(f.states)
+    ]
+    return {"factors": [first, product + (r"\biggr)" if direct else "")], "analytic": None}, tails
