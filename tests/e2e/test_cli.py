@@ -25,6 +25,7 @@ import pytest
 
 from conftest import CORPUS, png_size
 from derive import cli
+from derive.cli import job
 from derive.emit.outputs import pdf_missing
 from derive.ir.cell import load_builtin, seed_rnn
 from derive.tools.flow.flow import flow_curves, gradient_flow
@@ -484,7 +485,7 @@ def test_global_options_are_accepted_after_every_subcommand_they_apply_to(option
 
 
 def test_derive_no_pdf_wins_over_pdf(bptt, tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "compile_pdf", lambda *a: pytest.fail("no PDF was asked for"))
+    monkeypatch.setattr(job, "compile_pdf", lambda *a: pytest.fail("no PDF was asked for"))
     r = bptt("derive", "--steps", 1, "--pdf", "--no-pdf", "--out", tmp_path)
     assert r.code == 0, r
 
@@ -493,7 +494,7 @@ def test_an_interrupted_run_leaves_no_folder(bptt, tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "derive", interrupted)
+    monkeypatch.setattr(job, "derive", interrupted)
     r = bptt("emit", "--out", tmp_path / "new" / "deeper")
     assert r.code == 130
     assert not (tmp_path / "new").exists()

@@ -14,6 +14,7 @@ import sympy as sp
 
 from conftest import CORPUS
 from derive import cli
+from derive.cli import job
 from derive.derivation.pipeline import derive
 from derive.emit.outputs import module_source
 from derive.ir.cell import builtin_names, load_builtin
@@ -114,7 +115,7 @@ def test_the_default_job_refuses_it_too_and_writes_no_document(bptt, tmp_path, w
 
 def test_emit_refuses_a_module_with_a_read_before_a_write(bptt, tmp_path, monkeypatch):
     planted = source("rnn", 3).replace(INITIAL_STATE, "")
-    monkeypatch.setattr(cli, "module_source", lambda derivation: planted)
+    monkeypatch.setattr(job, "module_source", lambda derivation: planted)
     _refused(bptt, tmp_path, ["emit"], "J")
 
 

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from conftest import derivation, generated, module_source
 from derive import cli
+from derive.cli import job
 from derive.emit import outputs
 from derive.ir.cell import seed_rnn
 from derive.verify.oracles.rnn import reference_loss_and_gradients
@@ -71,7 +72,7 @@ def test_cli_exits_1_on_a_mismatch(monkeypatch, capsys):
         return wrong
 
     monkeypatch.setattr(outputs, "module_source", wrong_source)
-    monkeypatch.setattr(cli, "module_source", wrong_source)
+    monkeypatch.setattr(job, "module_source", wrong_source)
     assert derivation(2)  # warm the cache outside the timed part
     assert cli.main(["verify", "--steps", "2"]) == 1
     out = capsys.readouterr().out
