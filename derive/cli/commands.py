@@ -128,10 +128,7 @@ def run_flow(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def run_bench(args: argparse.Namespace, out: TextIO) -> int:
-    from derive.tools import (
-        bench,
-        scale,  # only the benchmark needs them
-    )
+    from derive.tools import bench, scale  # only the benchmark needs them
 
     if args.scale:
         print(scale.main(str(args.json) if args.json else None), file=out)

@@ -17,7 +17,7 @@ from derive.emit.render import check_writable, write_all
 from derive.ir import naming
 from derive.ir.cell import Cell
 from derive.ir.naming import FIGURES
-from derive.verify.report import Report, format_table, load_module
+from derive.verify.report import Report, format_table
 from derive.verify.selfcheck import self_check
 
 
@@ -91,11 +91,13 @@ def run_job(args: argparse.Namespace, out: TextIO) -> int:
         source = module_source(derivation)
     if job.module:  # nothing is written that was not run: poisoned arrays, finite differences, by definition
         with progress.stage("checking the module (poisoned arrays, finite differences)"):
-            self_check(load_module(source, job.stem))
+            self_check(source, derivation.cell, job.stem)
     report = None
     if job.job != "emit":
         with progress.stage("verifying (reference loop, finite differences, SymPy)"):
             report = verified(derivation, source)
+        if not report.passed:  # a disagreement is our bug: say where, and write nothing
+            return _verification(report, out)
     targets: dict[Path, str | bytes] = {}
     figure = None
     if job.documents:

@@ -1,7 +1,7 @@
 """The symbolic pipeline in one call: cell -> unrolled -> chain -> adjoint -> proof.
 
 ``derive(cell, T)`` runs the stages in order and hands back one frozen
-``Derivation``; the emitters (``codegen``, ``document``) read only this.
+``Derivation``; the emitters (``emit.numpy``, ``emit.document``) read only this.
 
 The term-by-term expansion has O(T^2) terms of length O(T) (exponentially many
 for a gated cell), so it is written out (unrolled equations, every term, the

@@ -5,7 +5,7 @@ layout (rows follow ``out``, columns follow ``wrt``), built from one rule per
 expression class, registered with ``@rule``.  The rules read like the maths:
 
     f elementwise: d f(a)/da           = diag(f'(a)), f' from the record in ``ops``:
-                   tanh 1 - h∘h, sigmoid s∘(1 - s), relu step(a), exp e;  identity: I
+                   tanh 1 - h∘h, sigmoid s∘(1 - s), relu step(a), exp e, softplus sigma(a);  identity: I
     a ∘ b:         d(a ∘ b)            = diag(b) da + diag(a) db
     squared_error: d(1/2 |y - r|^2)/dy = (y - r)^T
     softmax:       d softmax(a)/da     = diag(p) - p p^T

@@ -72,10 +72,6 @@ def tex_source(derivation: Derivation, report: Report, figure: Figure | None = N
     return render("derivation.tex.j2", _context(derivation, report, figure))
 
 
-def md_source(derivation: Derivation, report: Report, figure: Figure | None = None) -> str:
-    return _markdown(_context(derivation, report, figure))
-
-
 def _markdown(context: dict[str, object]) -> str:
     text = render("derivation.md.j2", context)
     return re.sub(r"\n{3,}", "\n\n", text)  # the format's blank lines around displays and headings, once

@@ -160,14 +160,6 @@ def figure_filename(kind: str, cell: str, steps: int, truncate: int | None = Non
     return file_stem(cell, steps, truncate) + FIGURES[kind]
 
 
-def module_filename(cell: str, steps: int, truncate: int | None = None) -> str:
-    return file_stem(cell, steps, truncate) + ".py"
-
-
-def tex_filename(cell: str, steps: int, truncate: int | None = None) -> str:
-    return file_stem(cell, steps, truncate) + ".tex"
-
-
 # ---- the generated module's own arrays --------------------------------------------
 
 

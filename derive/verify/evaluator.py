@@ -2,7 +2,7 @@
 
 ``Evaluator`` (and ``evaluate``, for one expression) walks the cell's SymPy expressions; it never
 prints code or calls eval, exec or lambdify.  ``bptt flow`` takes its Jacobians by the complex
-step through it (``flow_stepper``), so every operation stays analytic: sigmoid(a) = (1 + tanh(a /
+step through it (``tools.flow.stepper``), so every operation stays analytic: sigmoid(a) = (1 + tanh(a /
 2)) / 2, softmax and log-softmax shift by the maximum of the real part, and relu and step branch
 on the real part (their derivative is taken as 0 at 0, as in the generated modules).  The
 elementwise functions are the ``numeric`` of their records in ``ops``.

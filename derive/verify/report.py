@@ -71,8 +71,8 @@ def max_rel_error(a: np.ndarray | float, b: np.ndarray | float, floor: float = S
     return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), floor))
 
 
-def distinct_sizes(module: types.ModuleType, smallest: int = 3) -> dict[str, int]:
-    """A size for every dimension of the module, each different from the others: 3, 4, 5, ..."""
+def distinct_sizes(module: types.ModuleType, smallest: int) -> dict[str, int]:
+    """A size for every dimension of the module, each different from the others: smallest, smallest + 1, ..."""
     return {d: smallest + i for i, d in enumerate(module.DIMS)}
 
 

@@ -2,23 +2,27 @@
 
 A wrong gradient that nobody notices is the worst thing this tool can produce, so no
 command writes a module that has not been run.  On a small seeded problem (every
-dimension a size of its own, B = SELF_CHECK_BATCH sequences) the fast path
-``loss_and_gradients`` is
+dimension a size of its own, from SMALLEST_SIZE up, B = SELF_CHECK_BATCH sequences) the
+fast path ``loss_and_gradients`` is
 
 - run twice with its work arrays poisoned, once with NaN and once with a finite
   value (the template allocates every array it fills before reading through one
   function, ``_empty``, which the check replaces): a read before a write shows as a
-  NaN, or as two calls that are not bitwise identical;
+  NaN, or as two calls that are not bitwise identical; it must return a gradient of
+  the right shape for every parameter and initial state, and nothing else;
 - compared with central differences of the module's ``loss``, where the gradient at
-  that T is the full one (not truncated, or T <= K);
+  that T is the full one (not truncated, or T <= K: every run then reaches step 1);
 - compared with ``gradients_by_definition``, where that was generated for this T.
 
 The steps checked: SELF_CHECK_STEPS, the derived T where the by-definition path is
-short enough to run, and with truncation K the first T past it (K + 1).  Past the
-truncation, where the derived T is not that T, only the poisoned runs are made:
-finite differences measure the full gradient there.
+short enough to run, and with truncation K also min(K, SELF_CHECK_STEPS) (finite
+differences see every rule there) and K + 1 (poisoned, where the runs cut).  The cut
+itself is checked against SymPy's truncated chain rule, which differentiates the cell's
+own scalar forward: the module reads ``TRUNCATE`` when it runs, so the check sets it to
+CUT and compares at T = CUT + 1, whatever K the module was made for.
 
-A disagreement is a bug of ours; ``SelfCheckError`` says which gradient and by how much.
+Anything that goes wrong, a disagreement, a crash or a module that does not load, is a
+bug of ours: ``SelfCheckError``, whose one-line message says what.
 """
 
 from __future__ import annotations
@@ -29,19 +33,25 @@ from typing import Any
 
 import numpy as np
 
+from derive.ir.cell import Cell
 from derive.verify.report import (
     FD_SCALE_FLOOR,
     RTOL_EXACT,
     RTOL_FD,
     SCALE_FLOOR,
+    SYMPY_SIZES,
     distinct_sizes,
     finite_differences,
+    load_module,
     max_rel_error,
     random_problem,
+    sympy_gradients,
 )
 
 SELF_CHECK_STEPS = 3
 SELF_CHECK_BATCH = 2
+SMALLEST_SIZE = 4  # above every step count checked at T = 3, so that no axis hides behind another's size
+CUT = 2  # the truncation the cut is checked at, against SymPy
 SELF_CHECK_SEED = 20261130
 DEFINITION_MAX_STEPS = 6  # the by-definition path's cost grows as T^3 (more for gated cells)
 POISONS = (np.nan, 0.5)  # the second is finite: a read masked from NaN (np.fmax, where=) still differs
@@ -60,18 +70,47 @@ def check_steps(module: types.ModuleType) -> list[int]:
     if module.BY_DEFINITION and module.STEPS <= DEFINITION_MAX_STEPS:
         steps.add(module.STEPS)
     if module.TRUNCATE is not None:
-        steps.add(module.TRUNCATE + 1)
+        steps |= {min(module.TRUNCATE, SELF_CHECK_STEPS), module.TRUNCATE + 1}
     return sorted(steps)
 
 
-def self_check(module: types.ModuleType) -> None:
-    """Raise ``SelfCheckError`` where the module's fast path is wrong; see the module docstring."""
-    for steps in check_steps(module):
-        problem = random_problem(module, steps, distinct_sizes(module), SELF_CHECK_SEED, SELF_CHECK_BATCH)
+def self_check(source: str, cell: Cell, name: str = "checked") -> None:
+    """Raise ``SelfCheckError`` where the module ``source`` (of ``cell``) is wrong; see the module docstring."""
+    try:
+        module = load_module(source, name)
         with np.errstate(all="ignore"):
-            result = _deterministic(module, problem, steps)
-            for name, (expected, tolerance, floor) in _yardsticks(module, problem, steps):
-                _compare(result, expected, tolerance, floor, f"{name} at T = {steps}")
+            for steps in check_steps(module):
+                _check_at(module, steps)
+            if module.TRUNCATE is not None:
+                _check_cut(module, cell)
+    except SelfCheckError:
+        raise
+    except Exception as e:  # the module does not load, or breaks the check: our bug too
+        raise SelfCheckError(_one_line(f"the module broke its check: {type(e).__name__}: {e}")) from None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _check_at(module: types.ModuleType, steps: int) -> None:
+    problem = random_problem(module, steps, distinct_sizes(module, SMALLEST_SIZE), SELF_CHECK_SEED, SELF_CHECK_BATCH)
+    result = _deterministic(module, problem, steps)
+    for name, (expected, tolerance, floor) in _yardsticks(module, problem, steps):
+        _compare(result, expected, tolerance, floor, f"{name} at T = {steps}")
+
+
+def _check_cut(module: types.ModuleType, cell: Cell) -> None:
+    """The truncated runs where they cut, against SymPy's truncated chain rule at K = CUT, T = CUT + 1."""
+    made_for = module.TRUNCATE
+    setattr(module, "TRUNCATE", CUT)  # noqa: B010 (a module's global, which its runs read)
+    try:
+        problem = random_problem(module, CUT + 1, SYMPY_SIZES, SELF_CHECK_SEED)
+        result = _call(module, "loss_and_gradients", problem, POISONS[0])
+        expected = sympy_gradients(cell, *problem, truncate=CUT)
+    finally:
+        setattr(module, "TRUNCATE", made_for)  # noqa: B010
+    _compare(result, expected, RTOL_EXACT, SCALE_FLOOR, f"SymPy's truncated chain rule (K = {CUT}, T = {CUT + 1})")
 
 
 def _call(module: types.ModuleType, fn: str, problem: tuple, poison: float) -> Result:
@@ -80,18 +119,34 @@ def _call(module: types.ModuleType, fn: str, problem: tuple, poison: float) -> R
     try:
         return getattr(module, fn)(*problem)
     except Exception as e:  # a crash in our own output is our bug too
-        raise SelfCheckError(f"{fn} raised {type(e).__name__}: {e}") from None
+        raise SelfCheckError(_one_line(f"{fn} raised {type(e).__name__}: {e}")) from None
 
 
 def _deterministic(module: types.ModuleType, problem: tuple, steps: int) -> Result:
-    """The fast path's result, the same to the bit whatever its work arrays held before, and finite."""
+    """The fast path's result, the same to the bit whatever its work arrays held before, finite, and a
+    gradient of the right shape for every parameter and initial state."""
     first, second = (_call(module, "loss_and_gradients", problem, poison) for poison in POISONS)
+    _shaped(module, problem, first)
     for name, a, b in _rows(first, second):
         if not np.all(np.isfinite(a)):
             raise SelfCheckError(f"{name}: loss_and_gradients is not finite at T = {steps} ({READ_BEFORE_WRITE})")
         if not np.array_equal(a, b):
             raise SelfCheckError(f"{name}: two calls of loss_and_gradients differ at T = {steps} ({READ_BEFORE_WRITE})")
     return first
+
+
+def _shaped(module: types.ModuleType, problem: tuple, result: Any) -> None:
+    """``result`` is (loss, grads) with exactly one gradient per parameter and initial state, each of its shape."""
+    params = problem[0]
+    shapes = {name: np.shape(params[name]) for name in module.PARAMS}
+    shapes |= {key: np.shape(value) for key, value in zip(module.INITIAL, problem[3:])}
+    if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict)):
+        raise SelfCheckError("loss_and_gradients does not return (loss, grads)")
+    if set(result[1]) != set(shapes):
+        raise SelfCheckError(f"loss_and_gradients returns gradients for {sorted(result[1])}, not {sorted(shapes)}")
+    for key, shape in shapes.items():
+        if np.shape(result[1][key]) != shape:
+            raise SelfCheckError(f"dJ/d{key}: loss_and_gradients returns shape {np.shape(result[1][key])}, not {shape}")
 
 
 def _yardsticks(module: types.ModuleType, problem: tuple, steps: int) -> Iterator[tuple[str, tuple]]:

@@ -40,6 +40,10 @@ def module(text: str):
     return load_module(text, "checked")
 
 
+def check(text: str, cell: str = "rnn") -> None:
+    self_check(text, load(cell))
+
+
 @pytest.mark.parametrize(
     "truncate",
     [None, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)],
@@ -47,12 +51,13 @@ def module(text: str):
 )
 @pytest.mark.parametrize("cell", CELLS, ids=[c.split("/")[-1] for c in CELLS])
 def test_every_cell_passes_the_self_check(cell, truncate):
-    self_check(module(source(cell, 3, truncate)))
+    self_check(source(cell, 3, truncate), load(cell))
 
 
-def test_the_steps_checked_include_the_derived_t_and_one_past_the_truncation():
+def test_the_steps_checked_include_the_derived_t_and_both_sides_of_the_truncation():
     assert check_steps(module(source("rnn", 3))) == [3]
-    assert check_steps(module(source("rnn", 5, 2))) == [3, 5]  # K + 1 = 3; the by-definition path at 5
+    assert check_steps(module(source("rnn", 5, 2))) == [2, 3, 5]  # K, K + 1, the by-definition path at 5
+    assert check_steps(module(source("rnn", 8, 5))) == [3, 6]  # min(K, 3), K + 1
     assert check_steps(module(source("rnn", 25))) == [3]  # no by-definition path beyond T = 20
 
 
@@ -64,29 +69,50 @@ INITIAL_STATE = "    h[0] = h0\n"
 def test_a_read_before_a_write_is_caught():
     planted = source("rnn", 3).replace(INITIAL_STATE, "")  # h[0] never written, read at t = 1
     with pytest.raises(SelfCheckError, match=r"^J: loss_and_gradients is not finite at T = 3 \(it reads a work array"):
-        self_check(module(planted))
+        check(planted)
 
 
 def test_a_read_masked_from_nan_is_caught_by_the_second_poison():
     masked = "    h[0] = np.fmax(h[0], h0)  # NaN-blind: fmax(NaN, x) is x\n"
     planted = source("rnn", 3).replace(INITIAL_STATE, masked)
     with pytest.raises(SelfCheckError, match=r"two calls of loss_and_gradients differ at T = 3"):
-        self_check(module(planted))
+        check(planted)
 
 
 def test_a_crash_of_the_module_is_caught():
     planted = source("rnn", 3).replace("np.tanh(", "_missing_helper(", 1)
     with pytest.raises(SelfCheckError, match=r"^loss_and_gradients raised NameError: name '_missing_helper'"):
-        self_check(module(planted))
+        check(planted)
 
 
 def test_a_wrong_gradient_is_caught_by_finite_differences():
     planted = source("rnn", 3).replace("dW_hh = ", "dW_hh = 1.001 * ", 1)
     with pytest.raises(SelfCheckError, match=r"^dJ/dW_hh: loss_and_gradients differs from gradients_by_definition"):
-        self_check(module(planted))
+        check(planted)
     past_definition = source("rnn", 7).replace("dW_hh = ", "dW_hh = 1.001 * ", 1)
     with pytest.raises(SelfCheckError, match=r"^dJ/dW_hh: loss_and_gradients differs from finite differences"):
-        self_check(module(past_definition))
+        check(past_definition)
+
+
+def test_a_missing_or_misshaped_gradient_is_caught():
+    dropped = source("rnn", 3).replace('"W_hh": dW_hh, ', "", 1)
+    with pytest.raises(SelfCheckError, match=r"^loss_and_gradients returns gradients for \['W_hy', 'W_xh', 'h0'\]"):
+        check(dropped)
+    transposed = source("rnn", 3).replace('"W_hh": dW_hh, ', '"W_hh": dW_hh[:1], ', 1)
+    with pytest.raises(SelfCheckError, match=r"^dJ/dW_hh: loss_and_gradients returns shape \(1, 5\), not \(5, 5\)"):
+        check(transposed)
+
+
+def test_a_module_that_does_not_load_is_one_line():
+    with pytest.raises(SelfCheckError, match=r"^the module broke its check: SyntaxError: .*$"):
+        check(source("rnn", 3).replace("def loss(", "def loss((", 1))
+
+
+def test_truncation_that_cuts_in_the_wrong_place_is_caught_against_sympy():
+    planted = source("rnn", 8, 3).replace("max(loss_t - TRUNCATE, 0)", "max(loss_t - TRUNCATE - 1, 0)", 1)
+    assert planted != source("rnn", 8, 3)
+    with pytest.raises(SelfCheckError, match=r"differs from SymPy's truncated chain rule \(K = 2, T = 3\)"):
+        check(planted)
 
 
 @pytest.fixture
@@ -111,6 +137,12 @@ def test_emit_refuses_a_module_from_a_wrong_rule(bptt, tmp_path, wrong_tanh_rule
 
 def test_the_default_job_refuses_it_too_and_writes_no_document(bptt, tmp_path, wrong_tanh_rule):
     _refused(bptt, tmp_path, ["--no-pdf"], "dJ/dW_xh")
+
+
+@pytest.mark.parametrize("steps, truncate", [(3, 2), (5, 1), (8, 3)])
+def test_a_wrong_rule_is_refused_with_truncation_too(bptt, tmp_path, wrong_tanh_rule, steps, truncate):
+    """Finite differences see the rules at T = min(K, 3), where every truncated run reaches step 1."""
+    _refused(bptt, tmp_path, ["emit", "--steps", steps, "--truncate", truncate], "dJ/dW_xh")
 
 
 def test_emit_refuses_a_module_with_a_read_before_a_write(bptt, tmp_path, monkeypatch):

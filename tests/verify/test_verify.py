@@ -65,19 +65,37 @@ def test_table_layout():
     assert [line.split()[0] for line in table[2:]] == ["loss", "W_xh", "W_hh", "W_hy", "h0", "tolerance"]
 
 
-def test_cli_exits_1_on_a_mismatch(monkeypatch, capsys):
+def _wrong_source(monkeypatch):
+    """The generated module with dW_hh's outer product taken with h_t for h_{t-1}, for every command."""
+    right_source = outputs.module_source
+
     def wrong_source(derivation):
-        wrong = module_source(derivation.steps).replace("dW_hh = dz_rows.T @ h_rows_prev", "dW_hh = dz_rows.T @ h_rows")
-        assert wrong != module_source(derivation.steps)
+        right = right_source(derivation)
+        wrong = right.replace("dW_hh = dz_rows.T @ h_rows_prev", "dW_hh = dz_rows.T @ h_rows")
+        assert wrong != right
         return wrong
 
     monkeypatch.setattr(outputs, "module_source", wrong_source)
     monkeypatch.setattr(job, "module_source", wrong_source)
+
+
+def test_cli_exits_1_on_a_mismatch(monkeypatch, capsys):
+    _wrong_source(monkeypatch)
     assert derivation(2)  # warm the cache outside the timed part
     assert cli.main(["verify", "--steps", "2"]) == 1
     out = capsys.readouterr().out
     assert "MISMATCH loss_and_gradients vs reference: W_hh" in out
     assert "all checks pass" not in out
+
+
+def test_a_mismatch_writes_nothing(monkeypatch, capsys, tmp_path):
+    """The documents report the verification; where it fails, none is written (nor the module)."""
+
+    _wrong_source(monkeypatch)
+    assert cli.main(["derive", "--steps", "2", "--out", str(tmp_path / "out")]) == 1
+    out = capsys.readouterr().out
+    assert "MISMATCH loss_and_gradients vs reference: W_hh" in out and "wrote" not in out
+    assert not (tmp_path / "out").exists()
 
 
 @settings(max_examples=25, deadline=None)

@@ -1,11 +1,11 @@
 """``bptt check``: a user's own hand-written gradient code against the derivation, and, where it is
 wrong, what is most likely wrong with it.
 
-The user's function is imported from its file (``check_load``) and called, through an adapter for
-its signature (``check_adapters``), on seeded random problems at several T in float64; its loss and
+The user's function is imported from its file (``load``) and called, through an adapter for
+its signature (``adapters``), on seeded random problems at several T in float64; its loss and
 gradients are compared with the generated module's (which ``bptt verify`` checks against a
 reference loop, finite differences and SymPy).  A gradient that does not match is compared with
-the derivation's gradients with one thing done wrong (``check_suspects``); the first that matches
+the derivation's gradients with one thing done wrong (``suspects``); the first that matches
 is the diagnosis, and failing all of them, a clipped or scaled gradient, or the T at which it
 first goes wrong.  This module runs those steps and writes the report.
 """
@@ -18,12 +18,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from derive.derivation.pipeline import Derivation, derive
+from derive.emit.outputs import module_source
 from derive.ir import naming
 from derive.ir.cell import Cell
 from derive.tools.check.adapters import Adapter, Grads, Problem, pick_adapter, problems
 from derive.tools.check.load import CheckError, load_function, parse_target
-from derive.tools.check.suspects import Suspect, derived_grads, derived_module, suspects
-from derive.verify.report import max_rel_error
+from derive.tools.check.suspects import Suspect, derived_grads, suspects
+from derive.verify.report import load_module, max_rel_error
+from derive.verify.selfcheck import self_check
 
 CHECK_RTOL = 1e-6  # the user's float64 code against the derived gradients: rounding, and more
 CHECK_STEPS = (1, 2, 3, 5)  # the diagnosis runs at the last: long enough to tell K = 1..4 apart
@@ -152,7 +154,9 @@ class _Comparison:
 
 
 def _compare(adapter: Adapter, cell: Cell, derivation: Derivation, steps: tuple[int, ...]) -> _Comparison:
-    right_module = derived_module(derivation, "right")
+    source = module_source(derivation)
+    self_check(source, cell, "check_right")  # the yardstick is run, poisoned, before it judges anyone's code
+    right_module = load_module(source, "check_right")
     errors: dict[str, float] = {"loss": 0.0}
     last: tuple[Problem, Grads, Grads] | None = None
     last_loss: tuple[Problem, float, float] | None = None

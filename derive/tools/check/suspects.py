@@ -11,7 +11,7 @@ has its builder below, and ``SUSPECTS`` lists them in the order a diagnosis trie
 - the outer product transposed or its factors swapped; the sign flipped;
 - the mean over time instead of the sum.
 
-(A clipped or scaled gradient is recognised from the right gradient alone, in ``check.diagnose``.)
+(A clipped or scaled gradient is recognised from the right gradient alone, in ``report.diagnose``.)
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from derive.emit.outputs import module_source
 from derive.ir import naming
 from derive.ir.cell import Cell
 from derive.ir.exprs import Elementwise
-from derive.ir.ops import ACTIVATIONS
 from derive.tools.check.adapters import Grads, Problem, input_size
 from derive.verify.report import load_module
 
@@ -113,8 +112,8 @@ def truncations(case: Case) -> list[Suspect]:
 
 def _activations(cell: Cell) -> list[str]:
     """The elementwise functions with a derivative that the cell's equations apply, by name."""
-    found = {e.op.name for eq in cell.equations for e in sp.preorder_traversal(eq.rhs) if isinstance(e, Elementwise)}
-    return sorted(name for name in found if ACTIVATIONS[name].op.slope is not None)
+    nodes = [e for eq in cell.equations for e in sp.preorder_traversal(eq.rhs) if isinstance(e, Elementwise)]
+    return sorted({e.op.name for e in nodes if e.op.slope is not None})
 
 
 def activation(case: Case) -> list[Suspect]:

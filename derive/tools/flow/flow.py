@@ -26,9 +26,9 @@ whole of step T: for a cell whose outputs read only the states of their own step
 g_T A_T; a cell whose outputs also read h[t-1] or a gate gets its direct path too.  For
 k < T - 1, g_k = g_{k+1} A_{k+1}.
 
-The Jacobians and g_T come from ``flow_stepper`` (by the complex step, exact to float64
-rounding) on one seeded sequence (``flow_stepper.make_problem``); ``trend`` turns ||P_0||_2 into
-a verdict, and ``flow_plot`` draws both norms against time for a few scales of the recurrent
+The Jacobians and g_T come from ``stepper`` (by the complex step, exact to float64
+rounding) on one seeded sequence (``stepper.make_problem``); ``trend`` turns ||P_0||_2 into
+a verdict, and ``plot`` draws both norms against time for a few scales of the recurrent
 weights.
 """
 
