@@ -5,11 +5,13 @@ from __future__ import annotations
 import functools
 import struct
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from derive import cli
 from derive.derivation.pipeline import Derivation, derive
 from derive.emit import outputs
 from derive.ir.cell import seed_rnn
@@ -80,3 +82,34 @@ def png_size(data: bytes) -> tuple[int, int]:
     assert kind == b"IHDR" and length == 13
     width, height = struct.unpack(">II", data[16:24])
     return width, height
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int | str | None
+    out: str
+    err: str
+
+    @property
+    def lines(self) -> list[str]:
+        return self.out.splitlines()
+
+    @property
+    def wrote(self) -> set[str]:
+        return {line for line in self.lines if line.startswith("wrote ")}
+
+
+@pytest.fixture
+def bptt(capsys):
+    """``bptt(*argv)`` runs ``cli.main`` in-process and returns its exit code and captured output."""
+
+    def invoke(*argv: object) -> Result:
+        capsys.readouterr()  # drop anything printed before
+        try:
+            code: int | str | None = cli.main([str(a) for a in argv])
+        except SystemExit as e:  # argparse exits on bad input and on --help
+            code = e.code
+        out, err = capsys.readouterr()
+        return Result(code, out, err)
+
+    return invoke

@@ -17,13 +17,12 @@ import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import CORPUS, png_size
+from conftest import CORPUS, Result, png_size
 from derive import cli
 from derive.cli import job
 from derive.emit.outputs import pdf_missing
@@ -44,21 +43,6 @@ needs_pdflatex = pytest.mark.skipif(not HAS_PDFLATEX, reason="pdflatex is not on
 
 
 # ---- helpers ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Result:
-    code: int | str | None
-    out: str
-    err: str
-
-    @property
-    def lines(self) -> list[str]:
-        return self.out.splitlines()
-
-    @property
-    def wrote(self) -> set[str]:
-        return {line for line in self.lines if line.startswith("wrote ")}
 
 
 def files_under(root: Path) -> set[str]:
@@ -94,22 +78,6 @@ def assert_one_line_error(result: Result) -> None:
 @pytest.fixture(autouse=True)
 def _in_tmp_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-
-
-@pytest.fixture
-def bptt(capsys, monkeypatch):
-    """``bptt(*argv)`` runs ``cli.main`` in-process and returns its exit code and captured output."""
-
-    def invoke(*argv: object) -> Result:
-        capsys.readouterr()  # drop anything printed before
-        try:
-            code: int | str | None = cli.main([str(a) for a in argv])
-        except SystemExit as e:  # argparse exits on bad input and on --help
-            code = e.code
-        out, err = capsys.readouterr()
-        return Result(code, out, err)
-
-    return invoke
 
 
 def run_module(*argv: object, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -149,14 +149,3 @@ def test_emit_refuses_a_module_with_a_read_before_a_write(bptt, tmp_path, monkey
     planted = source("rnn", 3).replace(INITIAL_STATE, "")
     monkeypatch.setattr(job, "module_source", lambda derivation: planted)
     _refused(bptt, tmp_path, ["emit"], "J")
-
-
-@pytest.fixture
-def bptt(capsys):
-    def invoke(*argv):
-        capsys.readouterr()
-        code = cli.main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        return type("Result", (), {"code": code, "out": out, "err": err})
-
-    return invoke
