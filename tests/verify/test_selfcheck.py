@@ -49,11 +49,16 @@ def check(text: str, cell: str = "rnn") -> None:
     [None, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)],
     ids=["full", "K1", "K2"],
 )
-@pytest.mark.parametrize("cell", CELLS, ids=[c.split("/")[-1] for c in CELLS])
+@pytest.mark.parametrize(
+    "cell",
+    [pytest.param(c, marks=[pytest.mark.slow] if c.startswith("corpus/") else []) for c in CELLS],
+    ids=[c.split("/")[-1] for c in CELLS],
+)
 def test_every_cell_passes_the_self_check(cell, truncate):
     self_check(source(cell, 3, truncate), load(cell))
 
 
+@pytest.mark.slow  # three derivations
 def test_the_steps_checked_include_the_derived_t_and_both_sides_of_the_truncation():
     assert check_steps(module(source("rnn", 3))) == [3]
     assert check_steps(module(source("rnn", 5, 2))) == [2, 3, 5]  # K, K + 1, the by-definition path at 5
