@@ -207,7 +207,11 @@ class Stepper:
         return out
 
     def stack(self, env: Mapping[str, Array]) -> Array:
-        return np.concatenate([env[naming.step_name(s.name, "t")] for s in self.cell.states], axis=0)
+        """The states of step t stacked, each (n, columns); a state that reads no earlier state (h = tanh(W x))
+        is one column whatever the perturbation, and stands for all of them (its derivative is 0)."""
+        blocks = [env[naming.step_name(s.name, "t")] for s in self.cell.states]
+        width = max(b.shape[1] for b in blocks)
+        return np.concatenate([np.broadcast_to(b, (b.shape[0], width)) for b in blocks], axis=0)
 
     def base(self, t: int) -> dict[str, Array]:
         """The parameters, the inputs at step t and (where J_t is computed) the targets."""
