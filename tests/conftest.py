@@ -14,7 +14,8 @@ import pytest
 from derive import cli
 from derive.derivation.pipeline import Derivation, derive
 from derive.emit import outputs
-from derive.ir.cell import seed_rnn
+from derive.ir.cell import Cell, builtin_names, load_builtin, seed_rnn
+from derive.spec.parser import read
 from derive.verify.report import FD_EPS, load_module
 
 TESTS = Path(__file__).resolve().parent
@@ -22,6 +23,8 @@ ROOT = TESTS.parent  # the repository
 CORPUS = TESTS / "cells"  # cells written the way researchers write them
 assert len(list(CORPUS.glob("*.cell"))) >= 20, "the test corpus is missing: a parametrization over it would be empty"
 USER_CODE = TESTS / "user_code"  # gradient code written in other people's styles, for bptt check
+# every cell the suite runs over: the built-ins by name, the corpus as corpus/NAME
+ALL_CELLS = [*builtin_names(), *sorted(f"corpus/{p.stem}" for p in CORPUS.glob("*.cell"))]
 
 
 @functools.cache
@@ -113,3 +116,8 @@ def bptt(capsys):
         return Result(code, out, err)
 
     return invoke
+
+
+def load_cell(cell: str) -> Cell:
+    """A name of ALL_CELLS as its Cell."""
+    return read(CORPUS / f"{cell.split('/')[1]}.cell") if cell.startswith("corpus/") else load_builtin(cell)

@@ -10,28 +10,22 @@ import re
 
 import pytest
 
-from conftest import CORPUS, pdflatex
+from conftest import ALL_CELLS, load_cell, pdflatex
 from derive.derivation.pipeline import derive
 from derive.emit.outputs import module_source, pdf_missing, verified
-from derive.ir.cell import builtin_names, load_builtin
-from derive.spec.parser import read
+from derive.ir.cell import builtin_names
 from derive.verify.report import CHECKS, IMPLEMENTATIONS, TOLERANCE, load_module
 
-CELLS = [c for c in builtin_names() if c != "rnn"]  # rnn has its own, finer tests (test_gradients.py)
-CELLS += sorted(f"corpus/{p.stem}" for p in CORPUS.glob("*.cell"))
+CELLS = [c for c in ALL_CELLS if c != "rnn"]  # rnn has its own, finer tests (test_gradients.py)
 STEPS = range(1, 6)
 # the fast tier (pytest -m "not slow") checks T = 1 of every cell and T = 2 of the built-in ones;
 # the terms, and so the time, grow with T: the rest is the slow tier
 FAST_STEPS = {cell: 2 if cell in builtin_names() else 1 for cell in CELLS}
 
 
-def load(cell: str):
-    return read(CORPUS / f"{cell.split('/')[1]}.cell") if cell.startswith("corpus/") else load_builtin(cell)
-
-
 @functools.cache
 def derivation(cell: str, steps: int):
-    return derive(load(cell), steps)
+    return derive(load_cell(cell), steps)
 
 
 @functools.cache

@@ -12,28 +12,22 @@ import functools
 import pytest
 import sympy as sp
 
-from conftest import CORPUS
+from conftest import ALL_CELLS, load_cell
 from derive import cli
 from derive.cli import job
 from derive.derivation.pipeline import derive
 from derive.emit.outputs import module_source
-from derive.ir.cell import builtin_names, load_builtin
 from derive.ir.exprs import add, neg
 from derive.ir.ops import Tanh
-from derive.spec.parser import read
 from derive.verify.report import load_module
 from derive.verify.selfcheck import SelfCheckError, check_steps, self_check
 
-CELLS = [*builtin_names(), *sorted(f"corpus/{p.stem}" for p in CORPUS.glob("*.cell"))]
-
-
-def load(cell: str):
-    return read(CORPUS / f"{cell.split('/')[1]}.cell") if cell.startswith("corpus/") else load_builtin(cell)
+CELLS = ALL_CELLS
 
 
 @functools.cache
 def source(cell: str, steps: int, truncate: int | None = None) -> str:
-    return module_source(derive(load(cell), steps, truncate))
+    return module_source(derive(load_cell(cell), steps, truncate))
 
 
 def module(text: str):
@@ -41,7 +35,7 @@ def module(text: str):
 
 
 def check(text: str, cell: str = "rnn") -> None:
-    self_check(text, load(cell))
+    self_check(text, load_cell(cell))
 
 
 @pytest.mark.parametrize(
@@ -55,7 +49,7 @@ def check(text: str, cell: str = "rnn") -> None:
     ids=[c.split("/")[-1] for c in CELLS],
 )
 def test_every_cell_passes_the_self_check(cell, truncate):
-    self_check(source(cell, 3, truncate), load(cell))
+    self_check(source(cell, 3, truncate), load_cell(cell))
 
 
 @pytest.mark.slow  # three derivations

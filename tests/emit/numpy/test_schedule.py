@@ -8,24 +8,20 @@ import functools
 
 import pytest
 
-from conftest import CORPUS, derivation
+from conftest import ALL_CELLS, derivation, load_cell
 from derive.derivation.pipeline import Derivation, derive
 from derive.emit.numpy.schedule import LOOP, POST, PRE, Phases, Statement, recurrent_nodes, schedule, truncated
 from derive.emit.printing import text
 from derive.ir import naming
-from derive.ir.cell import Cell, builtin_names, load_builtin
-from derive.spec.parser import parse, read
+from derive.ir.cell import Cell, load_builtin
+from derive.spec.parser import parse
 
-CELLS = [*builtin_names(), *sorted(f"corpus/{p.stem}" for p in CORPUS.glob("*.cell"))]
-
-
-def load(cell: str) -> Cell:
-    return read(CORPUS / f"{cell.split('/')[1]}.cell") if cell.startswith("corpus/") else load_builtin(cell)
+CELLS = ALL_CELLS
 
 
 @functools.cache
 def derived(cell: str, steps: int = 2, truncate: int | None = None) -> Derivation:
-    return derive(load(cell), steps, truncate)
+    return derive(load_cell(cell), steps, truncate)
 
 
 def by_target(statements: tuple[Statement, ...]) -> dict[str, list[Statement]]:
