@@ -27,6 +27,9 @@ Shapes: ``xs`` (T, n_x) or (T, B, n_x);
 differentiates.  Arrays keep the floating dtype of the inputs.
 """
 
+import threading
+from collections import OrderedDict
+
 import numpy as np
 
 CELL = "gru"
@@ -69,6 +72,83 @@ def _empty(shape, dtype):
     """Every work array the module fills before it reads it: the one allocation point, which the
     self-check before writing this file replaces with arrays of NaN, so that a read before a write shows."""
     return np.empty(shape, dtype)
+
+
+def _allocate(T, B, sizes, dtype):
+    """The work arrays of loss_and_gradients for one shape, indexed by step t = 0..T, and their row
+    views: allocated once, then kept between calls (``_take``, ``_give``)."""
+    r = _empty((T + 1, B, sizes["n_h"]), dtype)
+    u = _empty((T + 1, B, sizes["n_h"]), dtype)
+    n = _empty((T + 1, B, sizes["n_h"]), dtype)
+    h = _empty((T + 1, B, sizes["n_h"]), dtype)
+    y = _empty((T + 1, B, sizes["n_y"]), dtype)
+    dy = _empty((T + 1, B, sizes["n_y"]), dtype)
+    dh = _empty((T + 1, B, sizes["n_h"]), dtype)
+    dn = _empty((T + 1, B, sizes["n_h"]), dtype)
+    du = _empty((T + 1, B, sizes["n_h"]), dtype)
+    dr = _empty((T + 1, B, sizes["n_h"]), dtype)
+    dh_dn = _empty((T + 1, B, sizes["n_h"]), dtype)
+    dn_pre = _empty((T + 1, B, sizes["n_h"]), dtype)
+    dn_dpre = _empty((T + 1, B, sizes["n_h"]), dtype)
+    du_pre = _empty((T + 1, B, sizes["n_h"]), dtype)
+    du_dpre = _empty((T + 1, B, sizes["n_h"]), dtype)
+    dr_pre = _empty((T + 1, B, sizes["n_h"]), dtype)
+    dr_dpre = _empty((T + 1, B, sizes["n_h"]), dtype)
+    r_rows = r[1:].reshape(T * B, -1)
+    u_rows = u[1:].reshape(T * B, -1)
+    n_rows = n[1:].reshape(T * B, -1)
+    y_rows = y[1:].reshape(T * B, -1)
+    h_rows = h[1:].reshape(T * B, -1)
+    dy_rows = dy[1:].reshape(T * B, -1)
+    dh_rows = dh[1:].reshape(T * B, -1)
+    dh_dn_rows = dh_dn[1:].reshape(T * B, -1)
+    dn_dpre_rows = dn_dpre[1:].reshape(T * B, -1)
+    du_dpre_rows = du_dpre[1:].reshape(T * B, -1)
+    dr_dpre_rows = dr_dpre[1:].reshape(T * B, -1)
+    dr_pre_rows = dr_pre[1:].reshape(T * B, -1)
+    h_rows_prev = h[:-1].reshape(T * B, -1)
+    du_pre_rows = du_pre[1:].reshape(T * B, -1)
+    dn_pre_rows = dn_pre[1:].reshape(T * B, -1)
+    return (
+        r, u, n, h, y, dy, dh, dn, du, dr, dh_dn, dn_pre, dn_dpre, du_pre, du_dpre, dr_pre, dr_dpre, r_rows,
+        u_rows, n_rows, y_rows, h_rows, dy_rows, dh_rows, dh_dn_rows, dn_dpre_rows, du_dpre_rows,
+        dr_dpre_rows, dr_pre_rows, h_rows_prev, du_pre_rows, dn_pre_rows,
+    )
+
+
+_KEEP = 4  # the work arrays of this many calls are kept, the least recently used dropped first
+_kept = OrderedDict()  # (T, B, dtype, sizes): the work arrays kept for calls of that shape
+_kept_lock = threading.Lock()
+
+
+def _take(key):
+    """Work arrays kept for a call of shape ``key``, or None; each set serves one call at a time."""
+    with _kept_lock:
+        free = _kept.get(key)
+        if not free:
+            return None
+        work = free.pop()
+        if not free:
+            del _kept[key]
+        return work
+
+
+def _give(key, work):
+    """Keep a call's work arrays for the next call of its shape, at most _KEEP sets in all."""
+    with _kept_lock:
+        _kept.setdefault(key, []).append(work)
+        _kept.move_to_end(key)
+        while sum(map(len, _kept.values())) > _KEEP:
+            oldest = next(iter(_kept))
+            _kept[oldest].pop(0)
+            if not _kept[oldest]:
+                del _kept[oldest]
+
+
+def release_workspaces():
+    """Drop every kept work array; the next call allocates its own again."""
+    with _kept_lock:
+        _kept.clear()
 
 
 def _sigmoid(a):
@@ -194,20 +274,17 @@ def loss_and_gradients(params, xs, labels, h0=None):
     W_y = np.asarray(params["W_y"], dtype)
     b_y = np.asarray(params["b_y"], dtype)
 
-    # forward: arrays indexed by step, t = 1..T (index 0 of h holds the initial state)
-    r = _empty((T + 1, B, sizes["n_h"]), dtype)
-    u = _empty((T + 1, B, sizes["n_h"]), dtype)
-    n = _empty((T + 1, B, sizes["n_h"]), dtype)
-    h = _empty((T + 1, B, sizes["n_h"]), dtype)
-    y = _empty((T + 1, B, sizes["n_y"]), dtype)
+    # the work arrays, indexed by step t = 1..T (index 0 of h holds the initial state):
+    # those of the last call of this shape, or new ones
+    key = (T, B, dtype, *sizes.values())
+    work = _take(key) or _allocate(T, B, sizes, dtype)
+    (
+        r, u, n, h, y, dy, dh, dn, du, dr, dh_dn, dn_pre, dn_dpre, du_pre, du_dpre, dr_pre, dr_dpre, r_rows,
+        u_rows, n_rows, y_rows, h_rows, dy_rows, dh_rows, dh_dn_rows, dn_dpre_rows, du_dpre_rows,
+        dr_dpre_rows, dr_pre_rows, h_rows_prev, du_pre_rows, dn_pre_rows,
+    ) = work
     h[0] = h0
-    # row views: a_rows is a[1:] (the steps 1..T) as one (T * B, n) array, a_rows_prev is a[:-1]
-    r_rows = r[1:].reshape(T * B, -1)
     x_rows = x[1:].reshape(T * B, -1)
-    u_rows = u[1:].reshape(T * B, -1)
-    n_rows = n[1:].reshape(T * B, -1)
-    y_rows = y[1:].reshape(T * B, -1)
-    h_rows = h[1:].reshape(T * B, -1)
     label_rows = label[1:].reshape(T * B, -1)
     # what does not depend on the state, for every step at once
     np.matmul(x_rows, W_r.T, out=r_rows)  # r_t = sigmoid(W_r x_t + U_r h_{t-1} + b_r): the terms without the state
@@ -227,28 +304,6 @@ def loss_and_gradients(params, xs, labels, h0=None):
     loss = _softmax_cross_entropy(y_rows, label_rows)  # J_t = cross_entropy(softmax(y_t), label_t)
 
     # backward: deltas by step, each state's share carried from t + 1 to t
-    dy = _empty((T + 1, B, sizes["n_y"]), dtype)
-    dh = _empty((T + 1, B, sizes["n_h"]), dtype)
-    dn = _empty((T + 1, B, sizes["n_h"]), dtype)
-    du = _empty((T + 1, B, sizes["n_h"]), dtype)
-    dr = _empty((T + 1, B, sizes["n_h"]), dtype)
-    dh_dn = _empty((T + 1, B, sizes["n_h"]), dtype)
-    dn_pre = _empty((T + 1, B, sizes["n_h"]), dtype)
-    dn_dpre = _empty((T + 1, B, sizes["n_h"]), dtype)
-    du_pre = _empty((T + 1, B, sizes["n_h"]), dtype)
-    du_dpre = _empty((T + 1, B, sizes["n_h"]), dtype)
-    dr_pre = _empty((T + 1, B, sizes["n_h"]), dtype)
-    dr_dpre = _empty((T + 1, B, sizes["n_h"]), dtype)
-    dy_rows = dy[1:].reshape(T * B, -1)
-    dh_rows = dh[1:].reshape(T * B, -1)
-    dh_dn_rows = dh_dn[1:].reshape(T * B, -1)
-    dn_dpre_rows = dn_dpre[1:].reshape(T * B, -1)
-    du_dpre_rows = du_dpre[1:].reshape(T * B, -1)
-    dr_dpre_rows = dr_dpre[1:].reshape(T * B, -1)
-    dr_pre_rows = dr_pre[1:].reshape(T * B, -1)
-    h_rows_prev = h[:-1].reshape(T * B, -1)
-    du_pre_rows = du_pre[1:].reshape(T * B, -1)
-    dn_pre_rows = dn_pre[1:].reshape(T * B, -1)
     # what reads no carried share, for every step at once: the outputs' deltas, the terms of the
     # other deltas that read only those, and the local derivatives the recurrence multiplies by
     _softmax(y_rows, out=dy_rows)  # dJ/dy_t = softmax(y_t) - label_t
@@ -285,6 +340,7 @@ def loss_and_gradients(params, xs, labels, h0=None):
     db_y = dy_rows.sum(axis=0)  # dJ/db_y = sum over t of dJ/dy_t
 
     grads = {"W_r": dW_r, "U_r": dU_r, "b_r": db_r, "W_u": dW_u, "U_u": dU_u, "b_u": db_u, "W_n": dW_n, "U_n": dU_n, "b_n": db_n, "W_y": dW_y, "b_y": db_y, "h0": dh_next if batched else dh_next[0]}
+    _give(key, work)
     return loss, grads
 
 

@@ -29,6 +29,9 @@ Shapes: ``xs`` (T, n_x) or (T, B, n_x);
 differentiates.  Arrays keep the floating dtype of the inputs.
 """
 
+import threading
+from collections import OrderedDict
+
 import numpy as np
 
 CELL = "lstm"
@@ -74,6 +77,96 @@ def _empty(shape, dtype):
     """Every work array the module fills before it reads it: the one allocation point, which the
     self-check before writing this file replaces with arrays of NaN, so that a read before a write shows."""
     return np.empty(shape, dtype)
+
+
+def _allocate(T, B, sizes, dtype):
+    """The work arrays of loss_and_gradients for one shape, indexed by step t = 0..T, and their row
+    views: allocated once, then kept between calls (``_take``, ``_give``)."""
+    f = _empty((T + 1, B, sizes["n_h"]), dtype)
+    i = _empty((T + 1, B, sizes["n_h"]), dtype)
+    o = _empty((T + 1, B, sizes["n_h"]), dtype)
+    g = _empty((T + 1, B, sizes["n_h"]), dtype)
+    c = _empty((T + 1, B, sizes["n_h"]), dtype)
+    h = _empty((T + 1, B, sizes["n_h"]), dtype)
+    y = _empty((T + 1, B, sizes["n_y"]), dtype)
+    dy = _empty((T + 1, B, sizes["n_y"]), dtype)
+    dh = _empty((T + 1, B, sizes["n_h"]), dtype)
+    dc = _empty((T + 1, B, sizes["n_h"]), dtype)
+    dg = _empty((T + 1, B, sizes["n_h"]), dtype)
+    do = _empty((T + 1, B, sizes["n_h"]), dtype)
+    di = _empty((T + 1, B, sizes["n_h"]), dtype)
+    df = _empty((T + 1, B, sizes["n_h"]), dtype)
+    dh_dc = _empty((T + 1, B, sizes["n_h"]), dtype)
+    dh_do = _empty((T + 1, B, sizes["n_h"]), dtype)
+    dg_pre = _empty((T + 1, B, sizes["n_h"]), dtype)
+    dg_dpre = _empty((T + 1, B, sizes["n_h"]), dtype)
+    do_pre = _empty((T + 1, B, sizes["n_h"]), dtype)
+    do_dpre = _empty((T + 1, B, sizes["n_h"]), dtype)
+    di_pre = _empty((T + 1, B, sizes["n_h"]), dtype)
+    di_dpre = _empty((T + 1, B, sizes["n_h"]), dtype)
+    df_pre = _empty((T + 1, B, sizes["n_h"]), dtype)
+    df_dpre = _empty((T + 1, B, sizes["n_h"]), dtype)
+    f_rows = f[1:].reshape(T * B, -1)
+    i_rows = i[1:].reshape(T * B, -1)
+    o_rows = o[1:].reshape(T * B, -1)
+    g_rows = g[1:].reshape(T * B, -1)
+    y_rows = y[1:].reshape(T * B, -1)
+    h_rows = h[1:].reshape(T * B, -1)
+    dy_rows = dy[1:].reshape(T * B, -1)
+    dh_rows = dh[1:].reshape(T * B, -1)
+    dh_dc_rows = dh_dc[1:].reshape(T * B, -1)
+    c_rows = c[1:].reshape(T * B, -1)
+    dh_do_rows = dh_do[1:].reshape(T * B, -1)
+    dg_dpre_rows = dg_dpre[1:].reshape(T * B, -1)
+    do_dpre_rows = do_dpre[1:].reshape(T * B, -1)
+    di_dpre_rows = di_dpre[1:].reshape(T * B, -1)
+    df_dpre_rows = df_dpre[1:].reshape(T * B, -1)
+    df_pre_rows = df_pre[1:].reshape(T * B, -1)
+    h_rows_prev = h[:-1].reshape(T * B, -1)
+    di_pre_rows = di_pre[1:].reshape(T * B, -1)
+    do_pre_rows = do_pre[1:].reshape(T * B, -1)
+    dg_pre_rows = dg_pre[1:].reshape(T * B, -1)
+    return (
+        f, i, o, g, c, h, y, dy, dh, dc, dg, do, di, df, dh_dc, dh_do, dg_pre, dg_dpre, do_pre, do_dpre,
+        di_pre, di_dpre, df_pre, df_dpre, f_rows, i_rows, o_rows, g_rows, y_rows, h_rows, dy_rows, dh_rows,
+        dh_dc_rows, c_rows, dh_do_rows, dg_dpre_rows, do_dpre_rows, di_dpre_rows, df_dpre_rows, df_pre_rows,
+        h_rows_prev, di_pre_rows, do_pre_rows, dg_pre_rows,
+    )
+
+
+_KEEP = 4  # the work arrays of this many calls are kept, the least recently used dropped first
+_kept = OrderedDict()  # (T, B, dtype, sizes): the work arrays kept for calls of that shape
+_kept_lock = threading.Lock()
+
+
+def _take(key):
+    """Work arrays kept for a call of shape ``key``, or None; each set serves one call at a time."""
+    with _kept_lock:
+        free = _kept.get(key)
+        if not free:
+            return None
+        work = free.pop()
+        if not free:
+            del _kept[key]
+        return work
+
+
+def _give(key, work):
+    """Keep a call's work arrays for the next call of its shape, at most _KEEP sets in all."""
+    with _kept_lock:
+        _kept.setdefault(key, []).append(work)
+        _kept.move_to_end(key)
+        while sum(map(len, _kept.values())) > _KEEP:
+            oldest = next(iter(_kept))
+            _kept[oldest].pop(0)
+            if not _kept[oldest]:
+                del _kept[oldest]
+
+
+def release_workspaces():
+    """Drop every kept work array; the next call allocates its own again."""
+    with _kept_lock:
+        _kept.clear()
 
 
 def _sigmoid(a):
@@ -210,24 +303,19 @@ def loss_and_gradients(params, xs, labels, h0=None, c0=None):
     W_y = np.asarray(params["W_y"], dtype)
     b_y = np.asarray(params["b_y"], dtype)
 
-    # forward: arrays indexed by step, t = 1..T (index 0 of h, c holds the initial state)
-    f = _empty((T + 1, B, sizes["n_h"]), dtype)
-    i = _empty((T + 1, B, sizes["n_h"]), dtype)
-    o = _empty((T + 1, B, sizes["n_h"]), dtype)
-    g = _empty((T + 1, B, sizes["n_h"]), dtype)
-    c = _empty((T + 1, B, sizes["n_h"]), dtype)
-    h = _empty((T + 1, B, sizes["n_h"]), dtype)
-    y = _empty((T + 1, B, sizes["n_y"]), dtype)
+    # the work arrays, indexed by step t = 1..T (index 0 of h, c holds the initial state):
+    # those of the last call of this shape, or new ones
+    key = (T, B, dtype, *sizes.values())
+    work = _take(key) or _allocate(T, B, sizes, dtype)
+    (
+        f, i, o, g, c, h, y, dy, dh, dc, dg, do, di, df, dh_dc, dh_do, dg_pre, dg_dpre, do_pre, do_dpre,
+        di_pre, di_dpre, df_pre, df_dpre, f_rows, i_rows, o_rows, g_rows, y_rows, h_rows, dy_rows, dh_rows,
+        dh_dc_rows, c_rows, dh_do_rows, dg_dpre_rows, do_dpre_rows, di_dpre_rows, df_dpre_rows, df_pre_rows,
+        h_rows_prev, di_pre_rows, do_pre_rows, dg_pre_rows,
+    ) = work
     h[0] = h0
     c[0] = c0
-    # row views: a_rows is a[1:] (the steps 1..T) as one (T * B, n) array, a_rows_prev is a[:-1]
-    f_rows = f[1:].reshape(T * B, -1)
     x_rows = x[1:].reshape(T * B, -1)
-    i_rows = i[1:].reshape(T * B, -1)
-    o_rows = o[1:].reshape(T * B, -1)
-    g_rows = g[1:].reshape(T * B, -1)
-    y_rows = y[1:].reshape(T * B, -1)
-    h_rows = h[1:].reshape(T * B, -1)
     label_rows = label[1:].reshape(T * B, -1)
     # what does not depend on the state, for every step at once
     np.matmul(x_rows, W_f.T, out=f_rows)  # f_t = sigmoid(W_f x_t + U_f h_{t-1} + b_f): the terms without the state
@@ -251,37 +339,6 @@ def loss_and_gradients(params, xs, labels, h0=None, c0=None):
     loss = _softmax_cross_entropy(y_rows, label_rows)  # J_t = cross_entropy(softmax(y_t), label_t)
 
     # backward: deltas by step, each state's share carried from t + 1 to t
-    dy = _empty((T + 1, B, sizes["n_y"]), dtype)
-    dh = _empty((T + 1, B, sizes["n_h"]), dtype)
-    dc = _empty((T + 1, B, sizes["n_h"]), dtype)
-    dg = _empty((T + 1, B, sizes["n_h"]), dtype)
-    do = _empty((T + 1, B, sizes["n_h"]), dtype)
-    di = _empty((T + 1, B, sizes["n_h"]), dtype)
-    df = _empty((T + 1, B, sizes["n_h"]), dtype)
-    dh_dc = _empty((T + 1, B, sizes["n_h"]), dtype)
-    dh_do = _empty((T + 1, B, sizes["n_h"]), dtype)
-    dg_pre = _empty((T + 1, B, sizes["n_h"]), dtype)
-    dg_dpre = _empty((T + 1, B, sizes["n_h"]), dtype)
-    do_pre = _empty((T + 1, B, sizes["n_h"]), dtype)
-    do_dpre = _empty((T + 1, B, sizes["n_h"]), dtype)
-    di_pre = _empty((T + 1, B, sizes["n_h"]), dtype)
-    di_dpre = _empty((T + 1, B, sizes["n_h"]), dtype)
-    df_pre = _empty((T + 1, B, sizes["n_h"]), dtype)
-    df_dpre = _empty((T + 1, B, sizes["n_h"]), dtype)
-    dy_rows = dy[1:].reshape(T * B, -1)
-    dh_rows = dh[1:].reshape(T * B, -1)
-    dh_dc_rows = dh_dc[1:].reshape(T * B, -1)
-    c_rows = c[1:].reshape(T * B, -1)
-    dh_do_rows = dh_do[1:].reshape(T * B, -1)
-    dg_dpre_rows = dg_dpre[1:].reshape(T * B, -1)
-    do_dpre_rows = do_dpre[1:].reshape(T * B, -1)
-    di_dpre_rows = di_dpre[1:].reshape(T * B, -1)
-    df_dpre_rows = df_dpre[1:].reshape(T * B, -1)
-    df_pre_rows = df_pre[1:].reshape(T * B, -1)
-    h_rows_prev = h[:-1].reshape(T * B, -1)
-    di_pre_rows = di_pre[1:].reshape(T * B, -1)
-    do_pre_rows = do_pre[1:].reshape(T * B, -1)
-    dg_pre_rows = dg_pre[1:].reshape(T * B, -1)
     # what reads no carried share, for every step at once: the outputs' deltas, the terms of the
     # other deltas that read only those, and the local derivatives the recurrence multiplies by
     _softmax(y_rows, out=dy_rows)  # dJ/dy_t = softmax(y_t) - label_t
@@ -332,6 +389,7 @@ def loss_and_gradients(params, xs, labels, h0=None, c0=None):
     db_y = dy_rows.sum(axis=0)  # dJ/db_y = sum over t of dJ/dy_t
 
     grads = {"W_f": dW_f, "U_f": dU_f, "b_f": db_f, "W_i": dW_i, "U_i": dU_i, "b_i": db_i, "W_o": dW_o, "U_o": dU_o, "b_o": db_o, "W_g": dW_g, "U_g": dU_g, "b_g": db_g, "W_y": dW_y, "b_y": db_y, "h0": dh_next if batched else dh_next[0], "c0": dc_next if batched else dc_next[0]}
+    _give(key, work)
     return loss, grads
 
 

@@ -26,6 +26,9 @@ Shapes: ``xs`` (T, n_x) or (T, B, n_x);
 differentiates.  Arrays keep the floating dtype of the inputs.
 """
 
+import threading
+from collections import OrderedDict
+
 import numpy as np
 
 CELL = "rnn"
@@ -60,6 +63,67 @@ def _empty(shape, dtype):
     """Every work array the module fills before it reads it: the one allocation point, which the
     self-check before writing this file replaces with arrays of NaN, so that a read before a write shows."""
     return np.empty(shape, dtype)
+
+
+def _allocate(T, B, sizes, dtype):
+    """The work arrays of loss_and_gradients for one shape, indexed by step t = 0..T, and their row
+    views: allocated once, then kept between calls (``_take``, ``_give``)."""
+    z = _empty((T + 1, B, sizes["n_h"]), dtype)
+    h = _empty((T + 1, B, sizes["n_h"]), dtype)
+    y = _empty((T + 1, B, sizes["n_y"]), dtype)
+    p = _empty((T + 1, B, sizes["n_y"]), dtype)
+    dy = _empty((T + 1, B, sizes["n_y"]), dtype)
+    dh = _empty((T + 1, B, sizes["n_h"]), dtype)
+    dz = _empty((T + 1, B, sizes["n_h"]), dtype)
+    dh_dz = _empty((T + 1, B, sizes["n_h"]), dtype)
+    z_rows = z[1:].reshape(T * B, -1)
+    y_rows = y[1:].reshape(T * B, -1)
+    h_rows = h[1:].reshape(T * B, -1)
+    p_rows = p[1:].reshape(T * B, -1)
+    dy_rows = dy[1:].reshape(T * B, -1)
+    dh_rows = dh[1:].reshape(T * B, -1)
+    dh_dz_rows = dh_dz[1:].reshape(T * B, -1)
+    dz_rows = dz[1:].reshape(T * B, -1)
+    h_rows_prev = h[:-1].reshape(T * B, -1)
+    return (
+        z, h, y, p, dy, dh, dz, dh_dz, z_rows, y_rows, h_rows, p_rows, dy_rows, dh_rows, dh_dz_rows, dz_rows,
+        h_rows_prev,
+    )
+
+
+_KEEP = 4  # the work arrays of this many calls are kept, the least recently used dropped first
+_kept = OrderedDict()  # (T, B, dtype, sizes): the work arrays kept for calls of that shape
+_kept_lock = threading.Lock()
+
+
+def _take(key):
+    """Work arrays kept for a call of shape ``key``, or None; each set serves one call at a time."""
+    with _kept_lock:
+        free = _kept.get(key)
+        if not free:
+            return None
+        work = free.pop()
+        if not free:
+            del _kept[key]
+        return work
+
+
+def _give(key, work):
+    """Keep a call's work arrays for the next call of its shape, at most _KEEP sets in all."""
+    with _kept_lock:
+        _kept.setdefault(key, []).append(work)
+        _kept.move_to_end(key)
+        while sum(map(len, _kept.values())) > _KEEP:
+            oldest = next(iter(_kept))
+            _kept[oldest].pop(0)
+            if not _kept[oldest]:
+                del _kept[oldest]
+
+
+def release_workspaces():
+    """Drop every kept work array; the next call allocates its own again."""
+    with _kept_lock:
+        _kept.clear()
 
 
 def _softmax(y, axis=-1, out=None):
@@ -171,18 +235,16 @@ def loss_and_gradients(params, xs, labels, h0=None):
     W_hh = np.asarray(params["W_hh"], dtype)
     W_hy = np.asarray(params["W_hy"], dtype)
 
-    # forward: arrays indexed by step, t = 1..T (index 0 of h holds the initial state)
-    z = _empty((T + 1, B, sizes["n_h"]), dtype)
-    h = _empty((T + 1, B, sizes["n_h"]), dtype)
-    y = _empty((T + 1, B, sizes["n_y"]), dtype)
-    p = _empty((T + 1, B, sizes["n_y"]), dtype)
+    # the work arrays, indexed by step t = 1..T (index 0 of h holds the initial state):
+    # those of the last call of this shape, or new ones
+    key = (T, B, dtype, *sizes.values())
+    work = _take(key) or _allocate(T, B, sizes, dtype)
+    (
+        z, h, y, p, dy, dh, dz, dh_dz, z_rows, y_rows, h_rows, p_rows, dy_rows, dh_rows, dh_dz_rows, dz_rows,
+        h_rows_prev,
+    ) = work
     h[0] = h0
-    # row views: a_rows is a[1:] (the steps 1..T) as one (T * B, n) array, a_rows_prev is a[:-1]
-    z_rows = z[1:].reshape(T * B, -1)
     x_rows = x[1:].reshape(T * B, -1)
-    y_rows = y[1:].reshape(T * B, -1)
-    h_rows = h[1:].reshape(T * B, -1)
-    p_rows = p[1:].reshape(T * B, -1)
     onehot_rows = onehot[1:].reshape(T * B, -1)
     # what does not depend on the state, for every step at once
     np.matmul(x_rows, W_xh.T, out=z_rows)  # z_t = W_xh x_t + W_hh h_{t-1}: the terms without the state
@@ -194,15 +256,6 @@ def loss_and_gradients(params, xs, labels, h0=None):
     loss = _softmax_cross_entropy(y_rows, onehot_rows, out=p_rows)  # p_t = softmax(y_t), and J_t = cross_entropy(p_t, l_t)
 
     # backward: deltas by step, each state's share carried from t + 1 to t
-    dy = _empty((T + 1, B, sizes["n_y"]), dtype)
-    dh = _empty((T + 1, B, sizes["n_h"]), dtype)
-    dz = _empty((T + 1, B, sizes["n_h"]), dtype)
-    dh_dz = _empty((T + 1, B, sizes["n_h"]), dtype)
-    dy_rows = dy[1:].reshape(T * B, -1)
-    dh_rows = dh[1:].reshape(T * B, -1)
-    dh_dz_rows = dh_dz[1:].reshape(T * B, -1)
-    dz_rows = dz[1:].reshape(T * B, -1)
-    h_rows_prev = h[:-1].reshape(T * B, -1)
     # what reads no carried share, for every step at once: the outputs' deltas, the terms of the
     # other deltas that read only those, and the local derivatives the recurrence multiplies by
     np.subtract(p_rows, onehot_rows, out=dy_rows)  # dJ/dy_t = p_t - l_t
@@ -220,6 +273,7 @@ def loss_and_gradients(params, xs, labels, h0=None):
     dW_hy = dy_rows.T @ h_rows  # dJ/dW_hy = sum over t of dJ/dy_t h_t^T
 
     grads = {"W_xh": dW_xh, "W_hh": dW_hh, "W_hy": dW_hy, "h0": dh_next if batched else dh_next[0]}
+    _give(key, work)
     return loss, grads
 
 

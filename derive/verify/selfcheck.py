@@ -10,6 +10,9 @@ fast path ``loss_and_gradients`` is
   function, ``_empty``, which the check replaces): a read before a write shows as a
   NaN, or as two calls that are not bitwise identical; it must return a gradient of
   the right shape for every parameter and initial state, and nothing else;
+- run again on the work arrays it kept (``release_workspaces`` drops them before the
+  poisoned calls), after a call on another problem: bitwise the same result, and the
+  first call's arrays unchanged (a gradient is never one of the arrays it keeps);
 - compared with central differences of the module's ``loss``, where the gradient at
   that T is the full one (not truncated, or T <= K: every run then reaches step 1);
 - compared with ``gradients_by_definition``, where that was generated for this T.
@@ -27,6 +30,7 @@ bug of ours: ``SelfCheckError``, whose one-line message says what.
 
 from __future__ import annotations
 
+import copy
 import types
 from collections.abc import Iterator
 from typing import Any
@@ -113,9 +117,12 @@ def _check_cut(module: types.ModuleType, cell: Cell) -> None:
     _compare(result, expected, RTOL_EXACT, SCALE_FLOOR, f"SymPy's truncated chain rule (K = {CUT}, T = {CUT + 1})")
 
 
-def _call(module: types.ModuleType, fn: str, problem: tuple, poison: float) -> Result:
-    """``module.fn(*problem)`` with every work array the module allocates filled with ``poison``."""
-    setattr(module, "_empty", lambda shape, dtype: np.full(shape, poison, dtype))  # noqa: B010
+def _call(module: types.ModuleType, fn: str, problem: tuple, poison: float | None) -> Result:
+    """``module.fn(*problem)`` with every work array the module allocates filled with ``poison``; with
+    None, on the work arrays the module kept from its last call of this shape."""
+    if poison is not None:
+        module.release_workspaces()
+        setattr(module, "_empty", lambda shape, dtype: np.full(shape, poison, dtype))  # noqa: B010
     try:
         return getattr(module, fn)(*problem)
     except Exception as e:  # a crash in our own output is our bug too
@@ -124,14 +131,27 @@ def _call(module: types.ModuleType, fn: str, problem: tuple, poison: float) -> R
 
 def _deterministic(module: types.ModuleType, problem: tuple, steps: int) -> Result:
     """The fast path's result, the same to the bit whatever its work arrays held before, finite, and a
-    gradient of the right shape for every parameter and initial state."""
-    first, second = (_call(module, "loss_and_gradients", problem, poison) for poison in POISONS)
+    gradient of the right shape for every parameter and initial state.  The work arrays are new and
+    poisoned for the first two calls; the last two reuse those the module kept, after a call on
+    another problem, and the first result must not have changed (no gradient is one of them)."""
+    first = _call(module, "loss_and_gradients", problem, POISONS[0])
+    kept = copy.deepcopy(first)
+    second = _call(module, "loss_and_gradients", problem, POISONS[1])
     _shaped(module, problem, first)
     for name, a, b in _rows(first, second):
         if not np.all(np.isfinite(a)):
             raise SelfCheckError(f"{name}: loss_and_gradients is not finite at T = {steps} ({READ_BEFORE_WRITE})")
         if not np.array_equal(a, b):
             raise SelfCheckError(f"{name}: two calls of loss_and_gradients differ at T = {steps} ({READ_BEFORE_WRITE})")
+    other = random_problem(module, steps, distinct_sizes(module, SMALLEST_SIZE), SELF_CHECK_SEED + 1, SELF_CHECK_BATCH)
+    _call(module, "loss_and_gradients", other, None)
+    for name, a, b in _rows(kept, first):
+        if not np.array_equal(a, b):
+            raise SelfCheckError(f"{name}: a later call of loss_and_gradients changed the array it returned at T = {steps}")
+    again = _call(module, "loss_and_gradients", problem, None)
+    for name, a, b in _rows(kept, again):
+        if not np.array_equal(a, b):
+            raise SelfCheckError(f"{name}: loss_and_gradients differs on the work arrays of an earlier call at T = {steps}")
     return first
 
 

@@ -25,7 +25,7 @@ from derive.derivation.analytic import factor_matrix
 from derive.derivation.chain import Blocks, Factor, Term, move_paths, stacked_name
 from derive.derivation.pipeline import Derivation
 from derive.derivation.unroll import Unrolled
-from derive.emit.numpy.fast import Line, dim_code, hoisted, truncated_backward
+from derive.emit.numpy.fast import Hoisted, Line, dim_code, hoisted, truncated_backward
 from derive.emit.printing import ColumnPrinter, text
 from derive.ir import naming
 from derive.ir.cell import Cell
@@ -294,14 +294,52 @@ def _fast_path(derivation: Derivation) -> dict[str, Any]:
     """The fast path's lines, hoisted, and the truncated run's."""
     cell = derivation.cell
     truncated_lines, truncated_carry, truncated_zeros = truncated_backward(derivation.program)
+    fast = hoisted(derivation)
     return {
-        "hoisted": hoisted(derivation),
+        "hoisted": fast,
+        **_work(derivation, fast),
         "truncate": derivation.truncate,
         "truncated_zeros": truncated_zeros,
         "truncated_backward": truncated_lines,
         "truncated_carry": truncated_carry,
         "carries": [{"name": naming.carried_local(s.name), "dim": s.dim} for s in cell.states],
     }
+
+
+def _work(derivation: Derivation, fast: Hoisted) -> dict[str, Any]:
+    """The fast path's work arrays (T + 1, B, n), allocated for a shape once and kept between calls: the
+    forward pass's nodes, and without truncation the backward pass's deltas and local derivatives; the
+    row views of them; the names of those that each call fills with zeros."""
+    cell = derivation.cell
+    last = cell.loss_mode == "last"
+    arrays = [{"name": n.name, "dim": n.dim, "zeros": last and n.name in cell.outputs} for n in _nodes(cell)]
+    views = list(fast.forward_views)
+    if not derivation.truncate:
+        arrays += [{"name": d["name"], "dim": d["dim"], "zeros": d["init"] == "zeros"} for d in fast.deltas]
+        arrays += [{"name": d["name"], "dim": d["dim"], "zeros": False} for d in fast.locals]
+        views += fast.backward_views
+    names = [a["name"] for a in arrays] + [view.name for view in views]
+    return {
+        "work": arrays,
+        "work_views": views,
+        "work_names": _wrapped(names),
+        "work_zeros": [a["name"] for a in arrays if a["zeros"]],
+    }
+
+
+def _wrapped(names: list[str], width: int = 100) -> list[str]:
+    """``a, b, c`` broken into lines of at most ``width`` characters, each but the last ending in a comma."""
+    lines, line = [], ""
+    for name in names:
+        if line and len(line) + len(name) + 2 > width:
+            lines.append(line + ",")
+            line = ""
+        line = f"{line}, {name}" if line else name
+    return [*lines, line]
+
+
+def _nodes(cell: Cell) -> list[Any]:
+    return [cell.nodes[e.name] for e in cell.equations if e.name != cell.loss]
 
 
 DEFINITION_LINES = ("def_forward", "def_jacobians", "def_terms")
@@ -374,7 +412,7 @@ def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
             {"name": p.name, "shape": _py_tuple(tuple(f"n_{d}" for d in p.shape)), "grad": naming.grad_local(p.name)}
             for p in cell.params
         ],
-        "nodes": [cell.nodes[e.name] for e in cell.equations if e.name != cell.loss],
+        "nodes": _nodes(cell),
         "loss_last": cell.loss_mode == "last",
         "outputs": cell.outputs,
         **_arguments(cell, fast["hoisted"].carried_views),

@@ -9,7 +9,7 @@ where a statement goes.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import sympy as sp
@@ -66,12 +66,22 @@ class AllStepsPrinter(BatchedPrinter):
         return view
 
 
-def _view_lines(views: dict[str, tuple[str, int]], skip: Collection[str] = ()) -> tuple[Line, ...]:
-    return tuple(
-        Line(f"{view} = {array}[{':-1' if lag else '1:'}].reshape(T * B, -1)")
-        for view, (array, lag) in views.items()
-        if view not in skip
-    )
+@dataclass(frozen=True)
+class View:
+    """``h_rows = h[1:].reshape(T * B, -1)``: the steps 1..T of an array (``h_rows_prev``: 0..T-1) as rows."""
+
+    name: str
+    array: str
+    lag: int  # 0 or 1
+
+    @property
+    def code(self) -> str:
+        return f"{self.name} = {self.array}[{':-1' if self.lag else '1:'}].reshape(T * B, -1)"
+
+
+def _views(views: dict[str, tuple[str, int]], keep: Callable[[str], bool]) -> tuple[View, ...]:
+    """The row views of the arrays ``keep`` accepts, in the order first printed."""
+    return tuple(View(view, array, lag) for view, (array, lag) in views.items() if keep(array))
 
 
 def _matmul_operands(expr: sp.Basic, printer: BatchedPrinter) -> tuple[str, str, str] | None:
@@ -201,8 +211,9 @@ class Hoisted:
     deltas: tuple[dict[str, str], ...]  # the delta arrays: name, dim, and "zeros" or "empty"
     carry: tuple[Line, ...]
     locals: tuple[dict[str, str], ...]  # the local-derivative arrays: name, dim
-    forward_views: tuple[Line, ...]  # the row views the forward pass reads, declared with its arrays
-    backward_views: tuple[Line, ...]  # those the backward pass reads besides
+    forward_views: tuple[View, ...]  # the row views of the forward pass's work arrays, made (and kept) with them
+    backward_views: tuple[View, ...]  # those of the backward pass's besides
+    io_views: tuple[View, ...]  # those of the inputs and targets, made by every call
     carried_views: frozenset[str]  # the states whose carried share is one step of an array
 
 
@@ -269,6 +280,7 @@ def hoisted(derivation: Derivation) -> Hoisted:
     forward = _phase_lines(plan.forward, rows, step, loss, shape=True)
     forward_views = dict(rows.views)
     backward = _phase_lines(plan.backward, rows, step, loss)
+    io = {naming.code_base(v.name) for v in (*derivation.cell.inputs, *derivation.cell.targets)}
     return Hoisted(
         tuple(forward[PRE]),
         tuple(forward[LOOP]),
@@ -279,8 +291,9 @@ def hoisted(derivation: Derivation) -> Hoisted:
         _arrays(plan.backward.deltas, init=True),
         tuple(_step_line(s, step) for s in plan.backward.carries),
         _arrays(plan.backward.locals),
-        _view_lines(forward_views),
-        _view_lines(rows.views, set(forward_views)),
+        _views(forward_views, lambda array: array not in io),
+        _views({v: rows.views[v] for v in rows.views if v not in forward_views}, lambda array: array not in io),
+        _views(rows.views, lambda array: array in io),
         plan.backward.carried_views,
     )
 
