@@ -126,11 +126,12 @@ def _allocate(T, B, sizes, dtype):
     di_pre_rows = di_pre[1:].reshape(T * B, -1)
     do_pre_rows = do_pre[1:].reshape(T * B, -1)
     dg_pre_rows = dg_pre[1:].reshape(T * B, -1)
+    _rows, _batch_rows = np.arange(T * B), np.arange(B)  # the row of each class label, over every step and in one
     return (
         f, i, o, g, c, h, y, dy, dh, dc, dg, do, di, df, dh_dc, dh_do, dg_pre, dg_dpre, do_pre, do_dpre,
         di_pre, di_dpre, df_pre, df_dpre, f_rows, i_rows, o_rows, g_rows, y_rows, h_rows, dy_rows, dh_rows,
         dh_dc_rows, c_rows, dh_do_rows, dg_dpre_rows, do_dpre_rows, di_dpre_rows, df_dpre_rows, df_pre_rows,
-        h_rows_prev, di_pre_rows, do_pre_rows, dg_pre_rows,
+        h_rows_prev, di_pre_rows, do_pre_rows, dg_pre_rows, _rows, _batch_rows,
     )
 
 
@@ -197,6 +198,31 @@ def _softmax_cross_entropy(y, onehot, out=None):
     return float(np.vdot(onehot.sum(axis=-1), np.log(total)) - target)
 
 
+def _softmax_cross_entropy_at(y, label, rows, out=None):
+    """-sum over the rows of log softmax(y) at each row's class ``label`` (integers), from the logits: with
+    s = y - max(y) per row (so that nothing overflows), log softmax(y) = s - log(sum(exp(s))).  With
+    ``out``, softmax(y) is written there too."""
+    s = np.subtract(y, y.max(axis=-1, keepdims=True), out=out)
+    target = s[rows, label].sum()
+    np.exp(s, out=s)
+    total = s.sum(axis=-1, keepdims=True)
+    if out is not None:
+        s /= total
+    return float(np.log(total).sum() - target)
+
+
+def _cross_entropy_at(p, label, rows):
+    """-sum over the rows of log p at each row's class ``label`` (integers)."""
+    return -float(np.log(p[rows, label]).sum())
+
+
+def _onehot(label, n, dtype):
+    """The one-hot vectors of class labels (integers), for the few expressions that read them whole."""
+    out = np.zeros((*label.shape, n), dtype)
+    np.put_along_axis(out, label[..., None], 1, axis=-1)
+    return out
+
+
 def _cross_entropy(p, onehot):
     """-sum(onehot * log p), reading log p only where the target is: 0 * log 0 counts as 0."""
     return -float(np.sum(onehot * np.log(p, out=np.zeros_like(p), where=onehot != 0)))
@@ -220,32 +246,34 @@ def _array(value, name, key=None):
 
 
 def _prepare(params, xs, labels, h0, c0):
-    """Check shapes and labels; return 1-based (T + 1, B, n) arrays of x, label, and ``"h0"``, ``"c0"``."""
+    """Check every argument.  Return x, label by step (index t - 1 holds step t), as the caller's
+    arrays where they are already right (class labels as integers); ``"h0"``, ``"c0"`` as (B, n); whether
+    the call is batched; the sizes; the floating dtype of the call; and the parameters, in PARAMS order."""
     if not isinstance(params, dict):
         raise ValueError(f"params: expected a dict of arrays keyed by {PARAMS}, got {type(params).__name__}")
     missing = [name for name in PARAMS if name not in params]
     if missing:
         raise ValueError(f"params: missing {', '.join(missing)}")
-    sizes, dtypes = {}, []
+    sizes, weights = {}, []
     for name in PARAMS:
-        value = _array(params[name], "params", name)
-        dtypes.append(value.dtype)
+        value = params[name]
+        if type(value) is not np.ndarray or value.dtype.kind not in "biuf":
+            value = _array(value, "params", name)
         if value.ndim != len(SHAPES[name]):
             raise ValueError(f"params[{name!r}]: expected {len(SHAPES[name])} dimensions {SHAPES[name]}, got shape {value.shape}")
         for dim, size in zip(SHAPES[name], value.shape):
             if sizes.setdefault(dim, size) != size:
                 raise ValueError(f"params[{name!r}]: {dim} = {size} here but {sizes[dim]} in an earlier parameter")
+        weights.append(value)
     xs = _array(xs, "xs")
     if xs.ndim not in (2, 3) or xs.shape[0] < 1:
         raise ValueError(f"xs: expected shape (T, n_x) or (T, B, n_x) with T >= 1, got {xs.shape}")
     batched = xs.ndim == 3
     T, B = xs.shape[0], xs.shape[1] if batched else 1
-    xs = xs.reshape(T, B, -1)
-    if xs.shape[2] != sizes["n_x"]:
-        raise ValueError(f"xs: last axis is {xs.shape[2]}, but the parameters have n_x = {sizes['n_x']}")
-    if xs.dtype.kind != "f":
-        xs = xs.astype(np.float64)
-    dtype = np.result_type(xs.dtype, *dtypes)
+    if xs.shape[-1] != sizes["n_x"]:
+        raise ValueError(f"xs: last axis is {xs.shape[-1]}, but the parameters have n_x = {sizes['n_x']}")
+    dtype = np.result_type(xs.dtype if xs.dtype.kind == "f" else np.float64, *[w.dtype for w in weights])
+    x = xs.reshape(T, B, -1).astype(dtype, copy=False)
     lead = (T, B) if batched else (T,)
     labels = _array(labels, "labels")
     n = sizes["n_y"]
@@ -255,7 +283,7 @@ def _prepare(params, xs, labels, h0, c0):
         raise ValueError(f"labels: expected integers, got dtype {labels.dtype}")
     if labels.size and (labels.min() < 0 or labels.max() >= n):
         raise ValueError(f"labels: expected class indices in [0, {n}), got values in [{labels.min()}, {labels.max()}]")
-    labels = labels.reshape(-1, B)
+    label = labels.reshape(T, B).astype(np.intp, copy=False)
     n_h = sizes["n_h"]
     if h0 is None:
         h0 = np.zeros((B, n_h), dtype)
@@ -272,11 +300,19 @@ def _prepare(params, xs, labels, h0, c0):
         if c0.shape != ((B, n_h) if batched else (n_h,)):
             raise ValueError(f"c0: expected shape {(B, n_h) if batched else (n_h,)}, got {c0.shape}")
         c0 = c0.reshape(B, n_h)
-    x = _empty((T + 1, B, sizes["n_x"]), dtype)
-    x[1:] = xs
-    label = np.zeros((T + 1, B, sizes["n_y"]), dtype)
-    label[1:].reshape(-1, sizes["n_y"])[np.arange(labels.size), labels.reshape(-1)] = 1
-    return x, label, h0, c0, batched, sizes, dtype
+    weights = tuple(w if w.dtype == dtype else w.astype(dtype) for w in weights)
+    return x, label, h0, c0, batched, sizes, dtype, weights
+
+
+def _by_step(value, T, last):
+    """An input or target as the by-definition path reads it: step t at index t (index 0 unread), a
+    many-to-one target at index T alone."""
+    out = np.zeros((T + 1, *value.shape[-2:]), value.dtype)
+    if last:
+        out[T] = value
+    else:
+        out[1:] = value
+    return out
 
 
 def loss(params, xs, labels, h0=None, c0=None):
@@ -286,22 +322,11 @@ def loss(params, xs, labels, h0=None, c0=None):
 
 def loss_and_gradients(params, xs, labels, h0=None, c0=None):
     """The loss and its gradients by BPTT: one forward loop, one backward loop."""
-    x, label, h0, c0, batched, sizes, dtype = _prepare(params, xs, labels, h0, c0)
-    T, B = x.shape[0] - 1, x.shape[1]
-    W_f = np.asarray(params["W_f"], dtype)
-    U_f = np.asarray(params["U_f"], dtype)
-    b_f = np.asarray(params["b_f"], dtype)
-    W_i = np.asarray(params["W_i"], dtype)
-    U_i = np.asarray(params["U_i"], dtype)
-    b_i = np.asarray(params["b_i"], dtype)
-    W_o = np.asarray(params["W_o"], dtype)
-    U_o = np.asarray(params["U_o"], dtype)
-    b_o = np.asarray(params["b_o"], dtype)
-    W_g = np.asarray(params["W_g"], dtype)
-    U_g = np.asarray(params["U_g"], dtype)
-    b_g = np.asarray(params["b_g"], dtype)
-    W_y = np.asarray(params["W_y"], dtype)
-    b_y = np.asarray(params["b_y"], dtype)
+    x, label, h0, c0, batched, sizes, dtype, weights = _prepare(params, xs, labels, h0, c0)
+    T, B = x.shape[0], x.shape[1]
+    (
+        W_f, U_f, b_f, W_i, U_i, b_i, W_o, U_o, b_o, W_g, U_g, b_g, W_y, b_y,
+    ) = weights
 
     # the work arrays, indexed by step t = 1..T (index 0 of h, c holds the initial state):
     # those of the last call of this shape, or new ones
@@ -311,12 +336,12 @@ def loss_and_gradients(params, xs, labels, h0=None, c0=None):
         f, i, o, g, c, h, y, dy, dh, dc, dg, do, di, df, dh_dc, dh_do, dg_pre, dg_dpre, do_pre, do_dpre,
         di_pre, di_dpre, df_pre, df_dpre, f_rows, i_rows, o_rows, g_rows, y_rows, h_rows, dy_rows, dh_rows,
         dh_dc_rows, c_rows, dh_do_rows, dg_dpre_rows, do_dpre_rows, di_dpre_rows, df_dpre_rows, df_pre_rows,
-        h_rows_prev, di_pre_rows, do_pre_rows, dg_pre_rows,
+        h_rows_prev, di_pre_rows, do_pre_rows, dg_pre_rows, _rows, _batch_rows,
     ) = work
     h[0] = h0
     c[0] = c0
-    x_rows = x[1:].reshape(T * B, -1)
-    label_rows = label[1:].reshape(T * B, -1)
+    x_rows = x.reshape(T * B, -1)
+    label_rows = label.reshape(T * B)
     # what does not depend on the state, for every step at once
     np.matmul(x_rows, W_f.T, out=f_rows)  # f_t = sigmoid(W_f x_t + U_f h_{t-1} + b_f): the terms without the state
     f_rows += b_f
@@ -336,13 +361,12 @@ def loss_and_gradients(params, xs, labels, h0=None, c0=None):
     # the outputs and the loss, for every step at once
     np.matmul(h_rows, W_y.T, out=y_rows)  # y_t = W_y h_t + b_y
     y_rows += b_y
-    loss = _softmax_cross_entropy(y_rows, label_rows)  # J_t = cross_entropy(softmax(y_t), label_t)
+    loss = _softmax_cross_entropy_at(y_rows, label_rows, _rows, out=dy_rows)  # J_t = cross_entropy(softmax(y_t), label_t), and softmax into dJ/dy_t
 
     # backward: deltas by step, each state's share carried from t + 1 to t
     # what reads no carried share, for every step at once: the outputs' deltas, the terms of the
     # other deltas that read only those, and the local derivatives the recurrence multiplies by
-    _softmax(y_rows, out=dy_rows)  # dJ/dy_t = softmax(y_t) - label_t
-    dy_rows -= label_rows
+    dy_rows[_rows, label_rows] -= 1  # dJ/dy_t = softmax(y_t) - label_t (softmax written by the loss)
     np.matmul(dy_rows, W_y, out=dh_rows)  # dJ/dh_t = W_y^T dJ/dy_t + U_g^T diag(1 - g_{t+1}^2) dJ/dg_{t+1} + U_o^T diag(o_{t+1} ⊙ (1 - o_{t+1})) dJ/do_{t+1} + U_i^T diag(i_{t+1} ⊙ (1 - i_{t+1})) dJ/di_{t+1} + U_f^T diag(f_{t+1} ⊙ (1 - f_{t+1})) dJ/df_{t+1}: the terms without the carried share
     np.tanh(c_rows, out=dh_dc_rows)  # diag of dh_t/dc_t = (1 - tanh(c_t)^2) ⊙ o_t
     np.square(dh_dc_rows, out=dh_dc_rows)
@@ -395,10 +419,12 @@ def loss_and_gradients(params, xs, labels, h0=None, c0=None):
 
 def gradients_by_definition(params, xs, labels, h0=None, c0=None):
     """The chain-rule sums of the derivation for T = 3, term by term; same contract."""
-    x, label, h0, c0, batched, sizes, dtype = _prepare(params, xs, labels, h0, c0)
-    T, B = x.shape[0] - 1, x.shape[1]
+    x, label, h0, c0, batched, sizes, dtype, weights = _prepare(params, xs, labels, h0, c0)
+    T, B = x.shape[0], x.shape[1]
     if T != STEPS:
         raise ValueError(f"xs: gradients_by_definition was derived for T = {STEPS}, got T = {T}")
+    x = _by_step(x, T, False)
+    label = _by_step(_onehot(label, sizes["n_y"], dtype), T, False)
     # every parameter as a matrix: a bias b of shape (n,) becomes the column (n, 1)
     args = [np.asarray(params[name], np.float64).reshape(sizes[SHAPES[name][0]], -1) for name in PARAMS]
     total = 0.0

@@ -16,6 +16,7 @@ nothing else in the package builds a maths string.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import sympy as sp
@@ -367,19 +368,78 @@ class ColumnPrinter(_NumPyBase):
         return f"_softmax({self._print(expr.arg)}, axis=0)"
 
 
+@dataclass(frozen=True)
+class Io:
+    """How the fast path holds the inputs and targets: as the caller passed them, step t = 1..T at
+    index t - 1 (no copy); a class target as its integer labels; a many-to-one cell's targets with
+    no step axis at all."""
+
+    arrays: frozenset[str]  # the spec names of the inputs and targets
+    classes: dict[str, str]  # a class target's name: the code of its number of classes (sizes["n_y"])
+    last: frozenset[str] = frozenset()  # the targets with no step axis (read at step T)
+
+
+NO_IO = Io(frozenset(), {})
+
+
 class BatchedPrinter(_NumPyBase):
     """Row-major NumPy over a batch: vectors are (B, n) arrays, ``h[t - 1]`` and so on.
 
     ``locals`` maps symbol names to the Python name that holds them in the loop
-    body (``dz@t -> dz``); every other stepped symbol prints as an array element.
+    body (``dz@t -> dz``); every other stepped symbol prints as an array element,
+    an input or target as ``io`` says.  A class target is read as its labels where
+    that is all it takes (``class_index``), as a one-hot array (``_onehot``) elsewhere.
     """
 
-    def __init__(self, locals: dict[str, str] | None = None) -> None:
+    ROWS = "_batch_rows"  # np.arange(B): the row of each label
+
+    def __init__(self, locals: dict[str, str] | None = None, io: Io = NO_IO) -> None:
         super().__init__()
         self.locals = locals or {}
+        self.io = io
 
     def _print_MatrixSymbol(self, expr: MatrixSymbol) -> str:
-        return self.locals.get(expr.name) or naming.code_indexed(expr.name)
+        if expr.name in self.locals:
+            return self.locals[expr.name]
+        base, step = naming.split(expr.name)
+        if base not in self.io.arrays or step is None:
+            return naming.code_indexed(expr.name)
+        code = self._io_element(base, step)
+        if base in self.io.classes:
+            return f"_onehot({code}, {self.io.classes[base]}, dtype)"
+        return code
+
+    def _io_element(self, base: str, step: str) -> str:
+        """An input or target at ``step``: index step - 1 of the caller's array, or the array itself."""
+        if base in self.io.last:
+            return naming.code_base(base)
+        return naming.code_indexed(naming.step_name(base, naming.shift(step, -1)))
+
+    def class_index(self, expr: sp.Basic) -> tuple[str, str] | None:
+        """(labels, rows) of a class target, where ``expr`` is one: ``array[rows, labels]`` reads each
+        row's entry at its class."""
+        if not isinstance(expr, MatrixSymbol):
+            return None
+        base, step = naming.split(expr.name)
+        if base not in self.io.classes or step is None:
+            return None
+        return self._io_element(base, step), self.ROWS
+
+    def cross_entropy(self, expr: CrossEntropy | SoftmaxCrossEntropy, out: str | None = None) -> str:
+        """The call that computes a cross-entropy (of softmax(logits), also writing it into ``out``)."""
+        at = self.class_index(expr.target)
+        after = f", {at[0]}, {at[1]}" if at else f", {self._print(expr.target)}"
+        into = f", out={out}" if out else ""
+        if isinstance(expr, SoftmaxCrossEntropy):
+            name = "_softmax_cross_entropy_at" if at else "_softmax_cross_entropy"
+            return f"{name}({self._print(expr.logits)}{after}{into})"
+        return f"{'_cross_entropy_at' if at else '_cross_entropy'}({self._print(expr.p)}{after})"
+
+    def _print_CrossEntropy(self, expr: CrossEntropy) -> str:
+        return self.cross_entropy(expr)
+
+    def _print_SoftmaxCrossEntropy(self, expr: SoftmaxCrossEntropy) -> str:
+        return self.cross_entropy(expr)
 
     def _print_Transpose(self, expr: sp.Transpose) -> str:
         return f"{self._print(expr.arg)}.T"

@@ -101,6 +101,7 @@ def fast_path_memory(shapes: tuple[tuple[int, int], ...] = MEMORY_TB) -> list[Me
         module = modules.setdefault(steps, module_for(min(steps, 3)))  # the fast path takes any T
         args = problem(V, H, steps, batch)
         module.loss_and_gradients(*args)  # warm: NumPy's first-call allocations are not the call's
+        module.release_workspaces()  # a call's work arrays, kept between calls, count: it allocates them again
         tracemalloc.start()
         module.loss_and_gradients(*args)
         _, peak = tracemalloc.get_traced_memory()

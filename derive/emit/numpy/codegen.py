@@ -279,7 +279,8 @@ def _arguments(cell: Cell, carried_views: frozenset[str]) -> dict[str, Any]:
         "inputs": inputs,
         "targets": targets,
         "target_arg": target_arg,
-        "prepared": ", ".join(prepared) + ", sizes, dtype",
+        "prepared": ", ".join(prepared) + ", sizes, dtype, weights",
+        "classes": any(v["kind"] == "class" for v in targets),
         "prepared_doc": ", ".join(v["code"] for v in inputs + targets),
         "shapes_doc": _shapes_doc(cell, inputs, targets, target_arg),
         "initial": initial,
@@ -319,6 +320,8 @@ def _work(derivation: Derivation, fast: Hoisted) -> dict[str, Any]:
         arrays += [{"name": d["name"], "dim": d["dim"], "zeros": False} for d in fast.locals]
         views += fast.backward_views
     names = [a["name"] for a in arrays] + [view.name for view in views]
+    if any(v.kind == "class" for v in cell.targets):
+        names += ["_rows", "_batch_rows"]
     return {
         "work": arrays,
         "work_views": views,
@@ -408,6 +411,7 @@ def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
             f"{text(sp.MatrixSymbol(naming.step_name(e.name, 't'), *e.shape))} = {text(e.rhs)}" for e in cell.equations
         ],
         "param_names": _py_tuple(cell.param_names),
+        "weight_names": _wrapped(list(cell.param_names)),
         "params": [
             {"name": p.name, "shape": _py_tuple(tuple(f"n_{d}" for d in p.shape)), "grad": naming.grad_local(p.name)}
             for p in cell.params

@@ -17,7 +17,8 @@ import sympy as sp
 from derive.derivation.adjoint import Program
 from derive.derivation.pipeline import Derivation
 from derive.emit.numpy.schedule import LOOP, POST, PRE, Array, Phases, Statement, schedule, truncated
-from derive.emit.printing import BatchedPrinter, is_negative, negated, ordered_terms
+from derive.emit.printing import NO_IO, BatchedPrinter, Io, is_negative, negated, ordered_terms
+from derive.ir.cell import Cell
 from derive.ir import naming
 from derive.ir.exprs import Diag, Elementwise, Hadamard, Softmax, transpose
 
@@ -43,45 +44,65 @@ def _paren(code: str) -> str:
     return code if code.isidentifier() else f"({code})"
 
 
+@dataclass(frozen=True)
+class View:
+    """``h_rows = h[1:].reshape(T * B, -1)``: the steps 1..T of a work array (``h_rows_prev``: 0..T-1)
+    as rows; of an input or target, the caller's array itself (``x_rows = x.reshape(T * B, -1)``;
+    a class target's labels, ``label_rows = label.reshape(T * B)``)."""
+
+    name: str
+    array: str
+    lag: int = 0  # 0 or 1
+    kind: str = "work"  # "work", "io" or "labels"
+
+    @property
+    def code(self) -> str:
+        if self.kind == "labels":
+            return f"{self.name} = {self.array}.reshape(T * B)"
+        steps = "" if self.kind == "io" else f"[{':-1' if self.lag else '1:'}]"
+        return f"{self.name} = {self.array}{steps}.reshape(T * B, -1)"
+
+
 class AllStepsPrinter(BatchedPrinter):
     """Row-wise NumPy over every step at once: ``h@t`` is ``h_rows``, the (T * B, n) view of
     h[1:], and ``h@t-1`` is ``h_rows_prev``, the view of h[:-1].  The batched code is row by row
     (a product's reduction over rows sums the batch), so over T * B rows it sums the steps too.
     ``views`` records the views printed, in order, for the module to declare them."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.views: dict[str, tuple[str, int]] = {}  # view name: (array, lag)
+    ROWS = "_rows"  # np.arange(T * B)
+
+    def __init__(self, io: Io = NO_IO) -> None:
+        super().__init__(io=io)
+        self.views: dict[str, View] = {}
+
+    def _view(self, expr: sp.MatrixSymbol) -> str:
+        base, step = naming.split(expr.name)
+        assert step is not None
+        lag = naming.offset(step)
+        if lag not in (0, -1) or (lag and base in self.io.arrays):
+            raise ValueError(f"{expr.name}: only steps t and t-1 of a node, and step t of an input, have row views")
+        array = naming.code_base(base)
+        kind = "work" if base not in self.io.arrays else ("labels" if base in self.io.classes else "io")
+        view = View(naming.rows_view(array, -lag), array, -lag, kind)
+        return self.views.setdefault(view.name, view).name
 
     def _print_MatrixSymbol(self, expr: sp.MatrixSymbol) -> str:
         base, step = naming.split(expr.name)
         if step is None:
             return naming.code_base(base)
-        lag = naming.offset(step)
-        if lag not in (0, -1):
-            raise ValueError(f"{expr.name}: only steps t and t-1 have row views")
-        array = naming.code_base(base)
-        view = naming.rows_view(array, -lag)
-        self.views.setdefault(view, (array, -lag))
-        return view
+        if base in self.io.classes:
+            return f"_onehot({self._view(expr)}, {self.io.classes[base]}, dtype)"
+        return self._view(expr)
+
+    def class_index(self, expr: sp.Basic) -> tuple[str, str] | None:
+        if not isinstance(expr, sp.MatrixSymbol) or naming.split(expr.name)[0] not in self.io.classes:
+            return None
+        return self._view(expr), self.ROWS
 
 
-@dataclass(frozen=True)
-class View:
-    """``h_rows = h[1:].reshape(T * B, -1)``: the steps 1..T of an array (``h_rows_prev``: 0..T-1) as rows."""
-
-    name: str
-    array: str
-    lag: int  # 0 or 1
-
-    @property
-    def code(self) -> str:
-        return f"{self.name} = {self.array}[{':-1' if self.lag else '1:'}].reshape(T * B, -1)"
-
-
-def _views(views: dict[str, tuple[str, int]], keep: Callable[[str], bool]) -> tuple[View, ...]:
-    """The row views of the arrays ``keep`` accepts, in the order first printed."""
-    return tuple(View(view, array, lag) for view, (array, lag) in views.items() if keep(array))
+def _views(views: dict[str, View], keep: Callable[[View], bool]) -> tuple[View, ...]:
+    """The row views ``keep`` accepts, in the order first printed."""
+    return tuple(view for view in views.values() if keep(view))
 
 
 def _matmul_operands(expr: sp.Basic, printer: BatchedPrinter) -> tuple[str, str, str] | None:
@@ -120,6 +141,9 @@ def _written_into(dst: str, expr: sp.Basic, printer: BatchedPrinter) -> list[str
         lines = _written_into(dst, inner, printer)
         return None if lines is None else [*lines, step.format(dst)]
 
+    if isinstance(expr, sp.MatrixSymbol):
+        code = p(expr)
+        return [] if code == dst else [f"np.copyto({dst}, {code})"]
     if (product := _matmul_operands(expr, printer)) is not None:
         fn, left, right = product
         return [f"{fn}({left}, {right}, out={dst})"]
@@ -148,6 +172,8 @@ def _written_into(dst: str, expr: sp.Basic, printer: BatchedPrinter) -> list[str
         else:
             lines, leaves = [f"np.multiply({p(leaves[0])}, {p(leaves[1])}, out={dst})"], leaves[2:]
         return lines + [f"np.multiply({dst}, {p(f)}, out={dst})" for f in leaves]
+    if isinstance(expr, sp.MatAdd) and (labels := _class_terms(expr, printer)):
+        return _with_labels(dst, expr, labels, printer)
     if isinstance(expr, sp.MatAdd):
         terms = ordered_terms(expr)
         # the base: a term written into dst (a product, or the one term that is not a name)
@@ -181,6 +207,28 @@ def _written_into(dst: str, expr: sp.Basic, printer: BatchedPrinter) -> list[str
             lines.append(f"{dst} {'-=' if is_negative(term) else '+='} {p(other)}")
         return lines
     return None
+
+
+def _class_terms(expr: sp.MatAdd, printer: BatchedPrinter) -> list[sp.Basic]:
+    """The terms of a sum that are a class target, +-l (its one-hot vector)."""
+    return [t for t in expr.args if printer.class_index(negated(t) if is_negative(t) else t) is not None]
+
+
+def _with_labels(dst: str, expr: sp.MatAdd, labels: list[sp.Basic], printer: BatchedPrinter) -> list[str] | None:
+    """``p - l``, l a class target: the rest of the sum written into dst, then 1 taken from each row's
+    entry at its class (``dst[rows, label] -= 1``), with no one-hot array."""
+    rest = [t for t in expr.args if t not in labels]
+    if not rest:
+        return None
+    lines = _written_into(dst, rest[0] if len(rest) == 1 else sp.MatAdd(*rest), printer)
+    if lines is None:
+        return None
+    for term in labels:
+        index = printer.class_index(negated(term) if is_negative(term) else term)
+        assert index is not None
+        labels_code, rows = index
+        lines.append(f"{dst}[{rows}, {labels_code}] {'-=' if is_negative(term) else '+='} 1")
+    return lines
 
 
 def into(dst: str, expr: sp.Basic, printer: BatchedPrinter) -> list[str]:
@@ -217,6 +265,16 @@ class Hoisted:
     carried_views: frozenset[str]  # the states whose carried share is one step of an array
 
 
+def io(cell: Cell) -> Io:
+    """The cell's inputs and targets as the fast path reads them."""
+    targets = {v.name: v for v in cell.targets}
+    return Io(
+        frozenset(v.name for v in (*cell.inputs, *cell.targets)),
+        {name: f'sizes["n_{v.dim}"]' for name, v in targets.items() if v.kind == "class"},
+        frozenset(targets) if cell.loss_mode == "last" else frozenset(),
+    )
+
+
 # ---- statements as lines ------------------------------------------------------------------
 
 
@@ -234,16 +292,14 @@ def _all_steps_lines(s: Statement, rows: AllStepsPrinter, step: BatchedPrinter, 
     alone (many-to-one)."""
     printer = step if s.last_step else rows
     if s.out is not None:  # p = softmax(y) and J = cross_entropy(p, l): one pass writes p and returns J
-        out, ce = printer.doprint(s.out), s.terms[0]
-        logits, target = printer.doprint(ce.logits), printer.doprint(ce.target)
-        return [Line(f"loss = _softmax_cross_entropy({logits}, {target}, out={out})", s.comment)]
+        return [Line(f"loss = {printer.cross_entropy(s.terms[0], printer.doprint(s.out))}", s.comment)]
     if naming.split(s.target.name)[0] == loss:
         return [Line(f"loss = {printer.doprint(s.expr)}", s.comment)]
     if _is_total(s):
         code = _summed(printer.doprint(s.expr), s.target.shape[1] == 1)
         return [Line(f"{naming.code_base(s.target.name)} = {code}", s.comment)]
     if s.last_step:
-        return [Line(f"{step.doprint(s.target)} = {step.doprint(s.expr)}", s.comment)]
+        return _into_lines(step.doprint(s.target), s.expr, step, s.comment)
     return _into_lines(rows.doprint(s.target), s.expr, rows, s.comment)
 
 
@@ -276,11 +332,10 @@ def _arrays(arrays: tuple[Array, ...], init: bool = False) -> tuple[dict[str, st
 def hoisted(derivation: Derivation) -> Hoisted:
     """The fast path's lines: its schedule printed."""
     plan, loss = schedule(derivation), derivation.cell.loss
-    rows, step = AllStepsPrinter(), BatchedPrinter()
+    rows, step = AllStepsPrinter(io(derivation.cell)), BatchedPrinter(io=io(derivation.cell))
     forward = _phase_lines(plan.forward, rows, step, loss, shape=True)
     forward_views = dict(rows.views)
     backward = _phase_lines(plan.backward, rows, step, loss)
-    io = {naming.code_base(v.name) for v in (*derivation.cell.inputs, *derivation.cell.targets)}
     return Hoisted(
         tuple(forward[PRE]),
         tuple(forward[LOOP]),
@@ -291,9 +346,9 @@ def hoisted(derivation: Derivation) -> Hoisted:
         _arrays(plan.backward.deltas, init=True),
         tuple(_step_line(s, step) for s in plan.backward.carries),
         _arrays(plan.backward.locals),
-        _views(forward_views, lambda array: array not in io),
-        _views({v: rows.views[v] for v in rows.views if v not in forward_views}, lambda array: array not in io),
-        _views(rows.views, lambda array: array in io),
+        _views(forward_views, lambda view: view.kind == "work"),
+        _views(rows.views, lambda view: view.kind == "work" and view.name not in forward_views),
+        _views(rows.views, lambda view: view.kind != "work"),
         plan.backward.carried_views,
     )
 
@@ -319,7 +374,8 @@ def truncated_backward(program: Program) -> tuple[tuple[Line, ...], tuple[Line, 
     """One step of a truncated run (for the loss J_s, s = loss_t): its deltas and accumulations,
     its state carries, and the zero arrays it reads.  The deltas of step t live in locals (dz)."""
     run = truncated(program)
-    printer = BatchedPrinter({a.target.name: naming.code_local(naming.grad_name(a.node)) for a in program.assigns})
+    locals = {a.target.name: naming.code_local(naming.grad_name(a.node)) for a in program.assigns}
+    printer = BatchedPrinter(locals, io(program.cell))
     lines = tuple(_truncated_line(s, printer) for s in run.statements)
     carries = tuple(_step_line(s, printer) for s in run.carries)
     return lines, carries, list(_arrays(run.zeros))

@@ -27,7 +27,7 @@ from derive.emit.numpy.runs import Run, inner_deltas, reading_runs
 from derive.emit.printing import text
 from derive.ir import naming
 from derive.ir.cell import Cell, Equation
-from derive.ir.exprs import CrossEntropy, Diag, Elementwise, Hadamard, Softmax, SoftmaxCrossEntropy, add, mul
+from derive.ir.exprs import CrossEntropy, Diag, Elementwise, Hadamard, Softmax, SoftmaxCrossEntropy, add, mul, neg
 
 PRE, LOOP, POST = "pre", "loop", "post"
 
@@ -116,7 +116,45 @@ class Truncated:
 
 # schedule :: Derivation -> Schedule
 def schedule(derivation: Derivation) -> Schedule:
-    return Schedule(forward(derivation), backward(derivation))
+    plan = Schedule(forward(derivation), backward(derivation))
+    return plan if derivation.truncate else one_softmax(plan, derivation.cell.loss)
+
+
+def one_softmax(plan: Schedule, loss: str) -> Schedule:
+    """Where J = cross_entropy(softmax(y), l) and a delta is softmax(y) - l (times a number), one pass:
+    the loss writes softmax(y) into the delta's array, and the delta takes l from it in place."""
+    forward, backward = plan.forward.statements, plan.backward.statements
+    j = next((i for i, s in enumerate(forward) if naming.split(s.target.name)[0] == loss), None)
+    if j is None or forward[j].out is not None or not isinstance(forward[j].terms[0], SoftmaxCrossEntropy):
+        return plan
+    ce = forward[j].terms[0]
+    for i, s in enumerate(backward):
+        if s.phase != PRE or s.op != "=" or s.last_step != forward[j].last_step or len(s.terms) != 1:
+            continue
+        in_place = _softmax_taken(s.terms[0], ce, s.target)
+        if in_place is not None:
+            comment = f"{forward[j].comment}, and softmax into {text(s.target)}"
+            fused = replace(forward[j], out=s.target, comment=comment)
+            delta = replace(s, terms=(in_place,), comment=f"{s.comment} (softmax written by the loss)")
+            return Schedule(
+                Phases((*forward[:j], fused, *forward[j + 1 :])),
+                replace(plan.backward, statements=(*backward[:i], delta, *backward[i + 1 :])),
+            )
+    return plan
+
+
+def _softmax_taken(term: sp.Basic, ce: SoftmaxCrossEntropy, delta: sp.MatrixSymbol) -> sp.Basic | None:
+    """c (softmax(y) - l) with ``delta`` in softmax(y)'s place; None for any other term."""
+    coeff, inner = (
+        term.args
+        if isinstance(term, sp.MatMul) and len(term.args) == 2 and term.args[0].is_Number
+        else (sp.S.One, term)
+    )
+    want = {Softmax(ce.logits), neg(ce.target)}
+    if not isinstance(inner, sp.MatAdd) or set(inner.args) != want:
+        return None
+    difference = add(delta, neg(ce.target))
+    return difference if coeff == 1 else mul(coeff, difference)
 
 
 def _phase(unknown: bool, read_by_loop: bool) -> str:

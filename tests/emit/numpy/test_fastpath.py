@@ -39,7 +39,8 @@ def test_the_seed_loops_keep_only_the_recurrences():
     # everything else, for every step at once, written into the arrays' own rows
     assert codes(fast.forward_pre) == ["np.matmul(x_rows, W_xh.T, out=z_rows)"]
     assert codes(fast.backward_pre) == [
-        "np.subtract(p_rows, onehot_rows, out=dy_rows)",
+        "np.copyto(dy_rows, p_rows)",
+        "dy_rows[_rows, onehot_rows] -= 1",  # the labels as indices: no one-hot array
         "np.matmul(dy_rows, W_hy, out=dh_rows)",
         "np.square(h_rows, out=dh_dz_rows)",
         "np.subtract(1, dh_dz_rows, out=dh_dz_rows)",
