@@ -147,11 +147,15 @@ def _deterministic(module: types.ModuleType, problem: tuple, steps: int) -> Resu
     _call(module, "loss_and_gradients", other, None)
     for name, a, b in _rows(kept, first):
         if not np.array_equal(a, b):
-            raise SelfCheckError(f"{name}: a later call of loss_and_gradients changed the array it returned at T = {steps}")
+            raise SelfCheckError(
+                f"{name}: a later call of loss_and_gradients changed the array it returned at T = {steps}"
+            )
     again = _call(module, "loss_and_gradients", problem, None)
     for name, a, b in _rows(kept, again):
         if not np.array_equal(a, b):
-            raise SelfCheckError(f"{name}: loss_and_gradients differs on the work arrays of an earlier call at T = {steps}")
+            raise SelfCheckError(
+                f"{name}: loss_and_gradients differs on the work arrays of an earlier call at T = {steps}"
+            )
     return first
 
 

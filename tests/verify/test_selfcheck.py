@@ -106,9 +106,13 @@ def test_a_gradient_that_a_later_call_overwrites_is_caught():
     """A gradient written into an array the module keeps: right in value, but the next call changes it."""
     kept = "_KEPT = {}\n\n\ndef loss_and_gradients("
     into = "dW_hh = np.matmul(dz_rows.T, h_rows_prev, out=_KEPT.setdefault(W_hh.shape, np.empty_like(W_hh)))"
-    planted = source("rnn", 3).replace("def loss_and_gradients(", kept, 1).replace("dW_hh = dz_rows.T @ h_rows_prev", into, 1)
+    planted = (
+        source("rnn", 3).replace("def loss_and_gradients(", kept, 1).replace("dW_hh = dz_rows.T @ h_rows_prev", into, 1)
+    )
     assert planted.count("_KEPT") == 2
-    with pytest.raises(SelfCheckError, match=r"^dJ/dW_hh: a later call of loss_and_gradients changed the array it returned"):
+    with pytest.raises(
+        SelfCheckError, match=r"^dJ/dW_hh: a later call of loss_and_gradients changed the array it returned"
+    ):
         check(planted)
 
 

@@ -18,8 +18,8 @@ from derive.derivation.adjoint import Program
 from derive.derivation.pipeline import Derivation
 from derive.emit.numpy.schedule import LOOP, POST, PRE, Array, Phases, Statement, schedule, truncated
 from derive.emit.printing import NO_IO, BatchedPrinter, Io, is_negative, negated, ordered_terms
-from derive.ir.cell import Cell
 from derive.ir import naming
+from derive.ir.cell import Cell
 from derive.ir.exprs import Diag, Elementwise, Hadamard, Softmax, transpose
 
 
