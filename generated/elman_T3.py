@@ -84,10 +84,18 @@ def _allocate(T, B, sizes, dtype):
     dh_dz_rows = dh_dz[1:].reshape(T * B, -1)
     dz_rows = dz[1:].reshape(T * B, -1)
     h_rows_prev = h[:-1].reshape(T * B, -1)
+    _scratch_n_h = _empty((B, sizes["n_h"]), dtype)
+    dh_next = _empty((B, sizes["n_h"]), dtype)
+    # _a[t] is step t of a: the loops read these views, made once here rather than at every use
+    _z = tuple(z)
+    _h = tuple(h)
+    _dh = tuple(dh)
+    _dz = tuple(dz)
+    _dh_dz = tuple(dh_dz)
     _rows, _batch_rows = np.arange(T * B), np.arange(B)  # the row of each class label, over every step and in one
     return (
         z, h, y, dy, dh, dz, dh_dz, z_rows, y_rows, h_rows, dy_rows, dh_rows, dh_dz_rows, dz_rows,
-        h_rows_prev, _rows, _batch_rows,
+        h_rows_prev, _scratch_n_h, dh_next, _z, _h, _dh, _dz, _dh_dz, _rows, _batch_rows,
     )
 
 
@@ -269,6 +277,8 @@ def loss_and_gradients(params, xs, labels, h0=None):
     (
         W_xh, W_hh, W_hy, b_h, b_y,
     ) = weights
+    # the loops' transposed parameters, made once
+    _W_hh_T = W_hh.T
 
     # the work arrays, indexed by step t = 1..T (index 0 of h holds the initial state):
     # those of the last call of this shape, or new ones
@@ -276,7 +286,7 @@ def loss_and_gradients(params, xs, labels, h0=None):
     work = _take(key) or _allocate(T, B, sizes, dtype)
     (
         z, h, y, dy, dh, dz, dh_dz, z_rows, y_rows, h_rows, dy_rows, dh_rows, dh_dz_rows, dz_rows,
-        h_rows_prev, _rows, _batch_rows,
+        h_rows_prev, _scratch_n_h, dh_next, _z, _h, _dh, _dz, _dh_dz, _rows, _batch_rows,
     ) = work
     h[0] = h0
     x_rows = x.reshape(T * B, -1)
@@ -285,8 +295,9 @@ def loss_and_gradients(params, xs, labels, h0=None):
     np.matmul(x_rows, W_xh.T, out=z_rows)  # z_t = W_xh x_t + W_hh h_{t-1} + b_h: the terms without the state
     z_rows += b_h
     for t in range(1, T + 1):  # the recurrence
-        z[t] += h[t - 1] @ W_hh.T  # z_t = W_xh x_t + W_hh h_{t-1} + b_h: with the state's terms  (B, n_h)
-        h[t] = np.tanh(z[t])  # h_t = tanh(z_t)  (B, n_h)
+        np.matmul(_h[t - 1], _W_hh_T, out=_scratch_n_h)  # z_t = W_xh x_t + W_hh h_{t-1} + b_h: with the state's terms  (B, n_h)
+        np.add(_z[t], _scratch_n_h, out=_z[t])
+        np.tanh(_z[t], out=_h[t])  # h_t = tanh(z_t)  (B, n_h)
     # the outputs and the loss, for every step at once
     np.matmul(h_rows, W_hy.T, out=y_rows)  # y_t = W_hy h_t + b_y
     y_rows += b_y
@@ -299,11 +310,11 @@ def loss_and_gradients(params, xs, labels, h0=None):
     np.matmul(dy_rows, W_hy, out=dh_rows)  # dJ/dh_t = W_hy^T dJ/dy_t + W_hh^T dJ/dz_{t+1}: the terms without the carried share
     np.square(h_rows, out=dh_dz_rows)  # diag of dh_t/dz_t = 1 - h_t^2
     np.subtract(1, dh_dz_rows, out=dh_dz_rows)
-    dh_next = np.zeros((B, sizes["n_h"]), dtype)
+    dh_next.fill(0)
     for t in range(T, 0, -1):  # the recurrence, backwards
-        dh[t] += dh_next  # dJ/dh_t = W_hy^T dJ/dy_t + W_hh^T dJ/dz_{t+1}: the carried share
-        dz[t] = dh_dz[t] * dh[t]  # dJ/dz_t = (1 - h_t^2) ⊙ dJ/dh_t
-        dh_next = dz[t] @ W_hh  # share of dJ/dh_{t-1}: W_hh^T dJ/dz_t
+        np.add(_dh[t], dh_next, out=_dh[t])  # dJ/dh_t = W_hy^T dJ/dy_t + W_hh^T dJ/dz_{t+1}: the carried share
+        np.multiply(_dh_dz[t], _dh[t], out=_dz[t])  # dJ/dz_t = (1 - h_t^2) ⊙ dJ/dh_t
+        np.matmul(_dz[t], W_hh, out=dh_next)  # share of dJ/dh_{t-1}: W_hh^T dJ/dz_t
     # the gradients, each one product over every step
     dW_xh = dz_rows.T @ x_rows  # dJ/dW_xh = sum over t of dJ/dz_t x_t^T
     dW_hh = dz_rows.T @ h_rows_prev  # dJ/dW_hh = sum over t of dJ/dz_t h_{t-1}^T
@@ -311,7 +322,7 @@ def loss_and_gradients(params, xs, labels, h0=None):
     db_h = dz_rows.sum(axis=0)  # dJ/db_h = sum over t of dJ/dz_t
     db_y = dy_rows.sum(axis=0)  # dJ/db_y = sum over t of dJ/dy_t
 
-    grads = {"W_xh": dW_xh, "W_hh": dW_hh, "W_hy": dW_hy, "b_h": db_h, "b_y": db_y, "h0": dh_next if batched else dh_next[0]}
+    grads = {"W_xh": dW_xh, "W_hh": dW_hh, "W_hy": dW_hy, "b_h": db_h, "b_y": db_y, "h0": dh_next.copy() if batched else dh_next[0].copy()}
     _give(key, work)
     return loss, grads
 

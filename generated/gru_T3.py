@@ -109,11 +109,32 @@ def _allocate(T, B, sizes, dtype):
     h_rows_prev = h[:-1].reshape(T * B, -1)
     du_pre_rows = du_pre[1:].reshape(T * B, -1)
     dn_pre_rows = dn_pre[1:].reshape(T * B, -1)
+    _scratch_n_h = _empty((B, sizes["n_h"]), dtype)
+    _scratch_n_h_1 = _empty((B, sizes["n_h"]), dtype)
+    dh_next = _empty((B, sizes["n_h"]), dtype)
+    # _a[t] is step t of a: the loops read these views, made once here rather than at every use
+    _r = tuple(r)
+    _h = tuple(h)
+    _u = tuple(u)
+    _n = tuple(n)
+    _dh = tuple(dh)
+    _dn = tuple(dn)
+    _dh_dn = tuple(dh_dn)
+    _du = tuple(du)
+    _dr = tuple(dr)
+    _dn_pre = tuple(dn_pre)
+    _dn_dpre = tuple(dn_dpre)
+    _du_pre = tuple(du_pre)
+    _du_dpre = tuple(du_dpre)
+    _dr_pre = tuple(dr_pre)
+    _dr_dpre = tuple(dr_dpre)
     _rows, _batch_rows = np.arange(T * B), np.arange(B)  # the row of each class label, over every step and in one
     return (
         r, u, n, h, y, dy, dh, dn, du, dr, dh_dn, dn_pre, dn_dpre, du_pre, du_dpre, dr_pre, dr_dpre, r_rows,
         u_rows, n_rows, y_rows, h_rows, dy_rows, dh_rows, dh_dn_rows, dn_dpre_rows, du_dpre_rows,
-        dr_dpre_rows, dr_pre_rows, h_rows_prev, du_pre_rows, dn_pre_rows, _rows, _batch_rows,
+        dr_dpre_rows, dr_pre_rows, h_rows_prev, du_pre_rows, dn_pre_rows, _scratch_n_h, _scratch_n_h_1,
+        dh_next, _r, _h, _u, _n, _dh, _dn, _dh_dn, _du, _dr, _dn_pre, _dn_dpre, _du_pre, _du_dpre, _dr_pre,
+        _dr_dpre, _rows, _batch_rows,
     )
 
 
@@ -152,10 +173,14 @@ def release_workspaces():
         _kept.clear()
 
 
-def _sigmoid(a):
-    """1 / (1 + exp(-a)), without overflow for large |a|."""
-    e = np.exp(-np.abs(a))
-    return np.where(a >= 0, 1 / (1 + e), e / (1 + e))
+def _sigmoid(a, out=None):
+    """1 / (1 + exp(-a)) as exp(min(a, 0)) / (1 + exp(-|a|)), without overflow for large |a|; into
+    ``out`` if given (which may be ``a``)."""
+    e = np.exp(np.negative(np.abs(a)))
+    out = np.minimum(a, 0, out=out)
+    np.exp(out, out=out)
+    e += 1
+    return np.divide(out, e, out=out)
 
 
 def _softmax(y, axis=-1, out=None):
@@ -301,6 +326,10 @@ def loss_and_gradients(params, xs, labels, h0=None):
     (
         W_r, U_r, b_r, W_u, U_u, b_u, W_n, U_n, b_n, W_y, b_y,
     ) = weights
+    # the loops' transposed parameters, made once
+    _U_r_T = U_r.T
+    _U_u_T = U_u.T
+    _U_n_T = U_n.T
 
     # the work arrays, indexed by step t = 1..T (index 0 of h holds the initial state):
     # those of the last call of this shape, or new ones
@@ -309,7 +338,9 @@ def loss_and_gradients(params, xs, labels, h0=None):
     (
         r, u, n, h, y, dy, dh, dn, du, dr, dh_dn, dn_pre, dn_dpre, du_pre, du_dpre, dr_pre, dr_dpre, r_rows,
         u_rows, n_rows, y_rows, h_rows, dy_rows, dh_rows, dh_dn_rows, dn_dpre_rows, du_dpre_rows,
-        dr_dpre_rows, dr_pre_rows, h_rows_prev, du_pre_rows, dn_pre_rows, _rows, _batch_rows,
+        dr_dpre_rows, dr_pre_rows, h_rows_prev, du_pre_rows, dn_pre_rows, _scratch_n_h, _scratch_n_h_1,
+        dh_next, _r, _h, _u, _n, _dh, _dn, _dh_dn, _du, _dr, _dn_pre, _dn_dpre, _du_pre, _du_dpre, _dr_pre,
+        _dr_dpre, _rows, _batch_rows,
     ) = work
     h[0] = h0
     x_rows = x.reshape(T * B, -1)
@@ -322,10 +353,20 @@ def loss_and_gradients(params, xs, labels, h0=None):
     np.matmul(x_rows, W_n.T, out=n_rows)  # n_t = tanh(W_n x_t + U_n r_t ⊙ h_{t-1} + b_n): the terms without the state
     n_rows += b_n
     for t in range(1, T + 1):  # the recurrence
-        r[t] = _sigmoid(r[t] + h[t - 1] @ U_r.T)  # r_t = sigmoid(W_r x_t + U_r h_{t-1} + b_r): with the state's terms  (B, n_h)
-        u[t] = _sigmoid(u[t] + h[t - 1] @ U_u.T)  # u_t = sigmoid(W_u x_t + U_u h_{t-1} + b_u): with the state's terms  (B, n_h)
-        n[t] = np.tanh(n[t] + (r[t] * h[t - 1]) @ U_n.T)  # n_t = tanh(W_n x_t + U_n r_t ⊙ h_{t-1} + b_n): with the state's terms  (B, n_h)
-        h[t] = u[t] * h[t - 1] + (1 - u[t]) * n[t]  # h_t = u_t ⊙ h_{t-1} + (1 - u_t) ⊙ n_t  (B, n_h)
+        np.matmul(_h[t - 1], _U_r_T, out=_scratch_n_h)  # r_t = sigmoid(W_r x_t + U_r h_{t-1} + b_r): with the state's terms  (B, n_h)
+        np.add(_r[t], _scratch_n_h, out=_r[t])
+        _sigmoid(_r[t], out=_r[t])  # r_t = sigmoid(W_r x_t + U_r h_{t-1} + b_r): the activation  (B, n_h)
+        np.matmul(_h[t - 1], _U_u_T, out=_scratch_n_h)  # u_t = sigmoid(W_u x_t + U_u h_{t-1} + b_u): with the state's terms  (B, n_h)
+        np.add(_u[t], _scratch_n_h, out=_u[t])
+        _sigmoid(_u[t], out=_u[t])  # u_t = sigmoid(W_u x_t + U_u h_{t-1} + b_u): the activation  (B, n_h)
+        np.multiply(_r[t], _h[t - 1], out=_scratch_n_h_1)  # n_t = tanh(W_n x_t + U_n r_t ⊙ h_{t-1} + b_n): with the state's terms  (B, n_h)
+        np.matmul(_scratch_n_h_1, _U_n_T, out=_scratch_n_h)
+        np.add(_n[t], _scratch_n_h, out=_n[t])
+        np.tanh(_n[t], out=_n[t])  # n_t = tanh(W_n x_t + U_n r_t ⊙ h_{t-1} + b_n): the activation  (B, n_h)
+        np.multiply(_u[t], _h[t - 1], out=_h[t])  # h_t = u_t ⊙ h_{t-1} + (1 - u_t) ⊙ n_t  (B, n_h)
+        np.subtract(1, _u[t], out=_scratch_n_h)
+        np.multiply(_scratch_n_h, _n[t], out=_scratch_n_h)
+        np.add(_h[t], _scratch_n_h, out=_h[t])
     # the outputs and the loss, for every step at once
     np.matmul(h_rows, W_y.T, out=y_rows)  # y_t = W_y h_t + b_y
     y_rows += b_y
@@ -343,16 +384,28 @@ def loss_and_gradients(params, xs, labels, h0=None):
     np.multiply(du_dpre_rows, u_rows, out=du_dpre_rows)
     np.subtract(1, r_rows, out=dr_dpre_rows)  # the slope of r's activation: r_t ⊙ (1 - r_t)
     np.multiply(dr_dpre_rows, r_rows, out=dr_dpre_rows)
-    dh_next = np.zeros((B, sizes["n_h"]), dtype)
+    dh_next.fill(0)
     for t in range(T, 0, -1):  # the recurrence, backwards
-        dh[t] += dh_next  # dJ/dh_t = W_y^T dJ/dy_t + u_{t+1} ⊙ dJ/dh_{t+1} + diag(r_{t+1}) U_n^T diag(1 - n_{t+1}^2) dJ/dn_{t+1} + U_u^T diag(u_{t+1} ⊙ (1 - u_{t+1})) dJ/du_{t+1} + U_r^T diag(r_{t+1} ⊙ (1 - r_{t+1})) dJ/dr_{t+1}: the carried share
-        dn[t] = dh_dn[t] * dh[t]  # dJ/dn_t = (1 - u_t) ⊙ dJ/dh_t
-        du[t] = h[t - 1] * dh[t] - n[t] * dh[t]  # dJ/du_t = (diag(h_{t-1}) - diag(n_t)) dJ/dh_t
-        dr[t] = h[t - 1] * ((1 - n[t]**2) * dn[t] @ U_n)  # dJ/dr_t = diag(h_{t-1}) U_n^T diag(1 - n_t^2) dJ/dn_t
-        dn_pre[t] = dn_dpre[t] * dn[t]  # the delta at the argument of n's activation: (1 - n_t^2) ⊙ dJ/dn_t
-        du_pre[t] = du_dpre[t] * du[t]  # the delta at the argument of u's activation: u_t ⊙ (1 - u_t) ⊙ dJ/du_t
-        dr_pre[t] = dr_dpre[t] * dr[t]  # the delta at the argument of r's activation: r_t ⊙ (1 - r_t) ⊙ dJ/dr_t
-        dh_next = u[t] * dh[t] + r[t] * (dn_pre[t] @ U_n) + du_pre[t] @ U_u + dr_pre[t] @ U_r  # share of dJ/dh_{t-1}: u_t ⊙ dJ/dh_t + diag(r_t) U_n^T diag(1 - n_t^2) dJ/dn_t + U_u^T diag(u_t ⊙ (1 - u_t)) dJ/du_t + U_r^T diag(r_t ⊙ (1 - r_t)) dJ/dr_t
+        np.add(_dh[t], dh_next, out=_dh[t])  # dJ/dh_t = W_y^T dJ/dy_t + u_{t+1} ⊙ dJ/dh_{t+1} + diag(r_{t+1}) U_n^T diag(1 - n_{t+1}^2) dJ/dn_{t+1} + U_u^T diag(u_{t+1} ⊙ (1 - u_{t+1})) dJ/du_{t+1} + U_r^T diag(r_{t+1} ⊙ (1 - r_{t+1})) dJ/dr_{t+1}: the carried share
+        np.multiply(_dh_dn[t], _dh[t], out=_dn[t])  # dJ/dn_t = (1 - u_t) ⊙ dJ/dh_t
+        np.subtract(_h[t - 1], _n[t], out=_du[t])  # dJ/du_t = (diag(h_{t-1}) - diag(n_t)) dJ/dh_t
+        np.multiply(_du[t], _dh[t], out=_du[t])
+        np.square(_n[t], out=_scratch_n_h)  # dJ/dr_t = diag(h_{t-1}) U_n^T diag(1 - n_t^2) dJ/dn_t
+        np.subtract(1, _scratch_n_h, out=_scratch_n_h)
+        np.multiply(_scratch_n_h, _dn[t], out=_scratch_n_h)
+        np.matmul(_scratch_n_h, U_n, out=_dr[t])
+        np.multiply(_dr[t], _h[t - 1], out=_dr[t])
+        np.multiply(_dn_dpre[t], _dn[t], out=_dn_pre[t])  # the delta at the argument of n's activation: (1 - n_t^2) ⊙ dJ/dn_t
+        np.multiply(_du_dpre[t], _du[t], out=_du_pre[t])  # the delta at the argument of u's activation: u_t ⊙ (1 - u_t) ⊙ dJ/du_t
+        np.multiply(_dr_dpre[t], _dr[t], out=_dr_pre[t])  # the delta at the argument of r's activation: r_t ⊙ (1 - r_t) ⊙ dJ/dr_t
+        np.multiply(_u[t], _dh[t], out=dh_next)  # share of dJ/dh_{t-1}: u_t ⊙ dJ/dh_t + diag(r_t) U_n^T diag(1 - n_t^2) dJ/dn_t + U_u^T diag(u_t ⊙ (1 - u_t)) dJ/du_t + U_r^T diag(r_t ⊙ (1 - r_t)) dJ/dr_t
+        np.matmul(_dn_pre[t], U_n, out=_scratch_n_h)
+        np.multiply(_scratch_n_h, _r[t], out=_scratch_n_h)
+        dh_next += _scratch_n_h
+        np.matmul(_du_pre[t], U_u, out=_scratch_n_h)
+        dh_next += _scratch_n_h
+        np.matmul(_dr_pre[t], U_r, out=_scratch_n_h)
+        dh_next += _scratch_n_h
     # the gradients, each one product over every step
     dW_r = dr_pre_rows.T @ x_rows  # dJ/dW_r = sum over t of diag(r_t ⊙ (1 - r_t)) dJ/dr_t x_t^T
     dU_r = dr_pre_rows.T @ h_rows_prev  # dJ/dU_r = sum over t of diag(r_t ⊙ (1 - r_t)) dJ/dr_t h_{t-1}^T
@@ -366,7 +419,7 @@ def loss_and_gradients(params, xs, labels, h0=None):
     dW_y = dy_rows.T @ h_rows  # dJ/dW_y = sum over t of dJ/dy_t h_t^T
     db_y = dy_rows.sum(axis=0)  # dJ/db_y = sum over t of dJ/dy_t
 
-    grads = {"W_r": dW_r, "U_r": dU_r, "b_r": db_r, "W_u": dW_u, "U_u": dU_u, "b_u": db_u, "W_n": dW_n, "U_n": dU_n, "b_n": db_n, "W_y": dW_y, "b_y": db_y, "h0": dh_next if batched else dh_next[0]}
+    grads = {"W_r": dW_r, "U_r": dU_r, "b_r": db_r, "W_u": dW_u, "U_u": dU_u, "b_u": db_u, "W_n": dW_n, "U_n": dU_n, "b_n": db_n, "W_y": dW_y, "b_y": db_y, "h0": dh_next.copy() if batched else dh_next[0].copy()}
     _give(key, work)
     return loss, grads
 

@@ -126,12 +126,40 @@ def _allocate(T, B, sizes, dtype):
     di_pre_rows = di_pre[1:].reshape(T * B, -1)
     do_pre_rows = do_pre[1:].reshape(T * B, -1)
     dg_pre_rows = dg_pre[1:].reshape(T * B, -1)
+    _scratch_n_h = _empty((B, sizes["n_h"]), dtype)
+    dh_next = _empty((B, sizes["n_h"]), dtype)
+    dc_next = _empty((B, sizes["n_h"]), dtype)
+    # _a[t] is step t of a: the loops read these views, made once here rather than at every use
+    _f = tuple(f)
+    _h = tuple(h)
+    _i = tuple(i)
+    _o = tuple(o)
+    _g = tuple(g)
+    _c = tuple(c)
+    _dh = tuple(dh)
+    _dc = tuple(dc)
+    _dh_dc = tuple(dh_dc)
+    _dg = tuple(dg)
+    _do = tuple(do)
+    _dh_do = tuple(dh_do)
+    _di = tuple(di)
+    _df = tuple(df)
+    _dg_pre = tuple(dg_pre)
+    _dg_dpre = tuple(dg_dpre)
+    _do_pre = tuple(do_pre)
+    _do_dpre = tuple(do_dpre)
+    _di_pre = tuple(di_pre)
+    _di_dpre = tuple(di_dpre)
+    _df_pre = tuple(df_pre)
+    _df_dpre = tuple(df_dpre)
     _rows, _batch_rows = np.arange(T * B), np.arange(B)  # the row of each class label, over every step and in one
     return (
         f, i, o, g, c, h, y, dy, dh, dc, dg, do, di, df, dh_dc, dh_do, dg_pre, dg_dpre, do_pre, do_dpre,
         di_pre, di_dpre, df_pre, df_dpre, f_rows, i_rows, o_rows, g_rows, y_rows, h_rows, dy_rows, dh_rows,
         dh_dc_rows, c_rows, dh_do_rows, dg_dpre_rows, do_dpre_rows, di_dpre_rows, df_dpre_rows, df_pre_rows,
-        h_rows_prev, di_pre_rows, do_pre_rows, dg_pre_rows, _rows, _batch_rows,
+        h_rows_prev, di_pre_rows, do_pre_rows, dg_pre_rows, _scratch_n_h, dh_next, dc_next, _f, _h, _i, _o,
+        _g, _c, _dh, _dc, _dh_dc, _dg, _do, _dh_do, _di, _df, _dg_pre, _dg_dpre, _do_pre, _do_dpre, _di_pre,
+        _di_dpre, _df_pre, _df_dpre, _rows, _batch_rows,
     )
 
 
@@ -170,10 +198,14 @@ def release_workspaces():
         _kept.clear()
 
 
-def _sigmoid(a):
-    """1 / (1 + exp(-a)), without overflow for large |a|."""
-    e = np.exp(-np.abs(a))
-    return np.where(a >= 0, 1 / (1 + e), e / (1 + e))
+def _sigmoid(a, out=None):
+    """1 / (1 + exp(-a)) as exp(min(a, 0)) / (1 + exp(-|a|)), without overflow for large |a|; into
+    ``out`` if given (which may be ``a``)."""
+    e = np.exp(np.negative(np.abs(a)))
+    out = np.minimum(a, 0, out=out)
+    np.exp(out, out=out)
+    e += 1
+    return np.divide(out, e, out=out)
 
 
 def _softmax(y, axis=-1, out=None):
@@ -327,6 +359,11 @@ def loss_and_gradients(params, xs, labels, h0=None, c0=None):
     (
         W_f, U_f, b_f, W_i, U_i, b_i, W_o, U_o, b_o, W_g, U_g, b_g, W_y, b_y,
     ) = weights
+    # the loops' transposed parameters, made once
+    _U_f_T = U_f.T
+    _U_i_T = U_i.T
+    _U_o_T = U_o.T
+    _U_g_T = U_g.T
 
     # the work arrays, indexed by step t = 1..T (index 0 of h, c holds the initial state):
     # those of the last call of this shape, or new ones
@@ -336,7 +373,9 @@ def loss_and_gradients(params, xs, labels, h0=None, c0=None):
         f, i, o, g, c, h, y, dy, dh, dc, dg, do, di, df, dh_dc, dh_do, dg_pre, dg_dpre, do_pre, do_dpre,
         di_pre, di_dpre, df_pre, df_dpre, f_rows, i_rows, o_rows, g_rows, y_rows, h_rows, dy_rows, dh_rows,
         dh_dc_rows, c_rows, dh_do_rows, dg_dpre_rows, do_dpre_rows, di_dpre_rows, df_dpre_rows, df_pre_rows,
-        h_rows_prev, di_pre_rows, do_pre_rows, dg_pre_rows, _rows, _batch_rows,
+        h_rows_prev, di_pre_rows, do_pre_rows, dg_pre_rows, _scratch_n_h, dh_next, dc_next, _f, _h, _i, _o,
+        _g, _c, _dh, _dc, _dh_dc, _dg, _do, _dh_do, _di, _df, _dg_pre, _dg_dpre, _do_pre, _do_dpre, _di_pre,
+        _di_dpre, _df_pre, _df_dpre, _rows, _batch_rows,
     ) = work
     h[0] = h0
     c[0] = c0
@@ -352,12 +391,23 @@ def loss_and_gradients(params, xs, labels, h0=None, c0=None):
     np.matmul(x_rows, W_g.T, out=g_rows)  # g_t = tanh(W_g x_t + U_g h_{t-1} + b_g): the terms without the state
     g_rows += b_g
     for t in range(1, T + 1):  # the recurrence
-        f[t] = _sigmoid(f[t] + h[t - 1] @ U_f.T)  # f_t = sigmoid(W_f x_t + U_f h_{t-1} + b_f): with the state's terms  (B, n_h)
-        i[t] = _sigmoid(i[t] + h[t - 1] @ U_i.T)  # i_t = sigmoid(W_i x_t + U_i h_{t-1} + b_i): with the state's terms  (B, n_h)
-        o[t] = _sigmoid(o[t] + h[t - 1] @ U_o.T)  # o_t = sigmoid(W_o x_t + U_o h_{t-1} + b_o): with the state's terms  (B, n_h)
-        g[t] = np.tanh(g[t] + h[t - 1] @ U_g.T)  # g_t = tanh(W_g x_t + U_g h_{t-1} + b_g): with the state's terms  (B, n_h)
-        c[t] = f[t] * c[t - 1] + i[t] * g[t]  # c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t  (B, n_h)
-        h[t] = o[t] * np.tanh(c[t])  # h_t = o_t ⊙ tanh(c_t)  (B, n_h)
+        np.matmul(_h[t - 1], _U_f_T, out=_scratch_n_h)  # f_t = sigmoid(W_f x_t + U_f h_{t-1} + b_f): with the state's terms  (B, n_h)
+        np.add(_f[t], _scratch_n_h, out=_f[t])
+        _sigmoid(_f[t], out=_f[t])  # f_t = sigmoid(W_f x_t + U_f h_{t-1} + b_f): the activation  (B, n_h)
+        np.matmul(_h[t - 1], _U_i_T, out=_scratch_n_h)  # i_t = sigmoid(W_i x_t + U_i h_{t-1} + b_i): with the state's terms  (B, n_h)
+        np.add(_i[t], _scratch_n_h, out=_i[t])
+        _sigmoid(_i[t], out=_i[t])  # i_t = sigmoid(W_i x_t + U_i h_{t-1} + b_i): the activation  (B, n_h)
+        np.matmul(_h[t - 1], _U_o_T, out=_scratch_n_h)  # o_t = sigmoid(W_o x_t + U_o h_{t-1} + b_o): with the state's terms  (B, n_h)
+        np.add(_o[t], _scratch_n_h, out=_o[t])
+        _sigmoid(_o[t], out=_o[t])  # o_t = sigmoid(W_o x_t + U_o h_{t-1} + b_o): the activation  (B, n_h)
+        np.matmul(_h[t - 1], _U_g_T, out=_scratch_n_h)  # g_t = tanh(W_g x_t + U_g h_{t-1} + b_g): with the state's terms  (B, n_h)
+        np.add(_g[t], _scratch_n_h, out=_g[t])
+        np.tanh(_g[t], out=_g[t])  # g_t = tanh(W_g x_t + U_g h_{t-1} + b_g): the activation  (B, n_h)
+        np.multiply(_f[t], _c[t - 1], out=_c[t])  # c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t  (B, n_h)
+        np.multiply(_i[t], _g[t], out=_scratch_n_h)
+        np.add(_c[t], _scratch_n_h, out=_c[t])
+        np.tanh(_c[t], out=_h[t])  # h_t = o_t ⊙ tanh(c_t)  (B, n_h)
+        np.multiply(_h[t], _o[t], out=_h[t])
     # the outputs and the loss, for every step at once
     np.matmul(h_rows, W_y.T, out=y_rows)  # y_t = W_y h_t + b_y
     y_rows += b_y
@@ -381,21 +431,28 @@ def loss_and_gradients(params, xs, labels, h0=None, c0=None):
     np.multiply(di_dpre_rows, i_rows, out=di_dpre_rows)
     np.subtract(1, f_rows, out=df_dpre_rows)  # the slope of f's activation: f_t ⊙ (1 - f_t)
     np.multiply(df_dpre_rows, f_rows, out=df_dpre_rows)
-    dh_next = np.zeros((B, sizes["n_h"]), dtype)
-    dc_next = np.zeros((B, sizes["n_h"]), dtype)
+    dh_next.fill(0)
+    dc_next.fill(0)
     for t in range(T, 0, -1):  # the recurrence, backwards
-        dh[t] += dh_next  # dJ/dh_t = W_y^T dJ/dy_t + U_g^T diag(1 - g_{t+1}^2) dJ/dg_{t+1} + U_o^T diag(o_{t+1} ⊙ (1 - o_{t+1})) dJ/do_{t+1} + U_i^T diag(i_{t+1} ⊙ (1 - i_{t+1})) dJ/di_{t+1} + U_f^T diag(f_{t+1} ⊙ (1 - f_{t+1})) dJ/df_{t+1}: the carried share
-        dc[t] = dh_dc[t] * dh[t] + dc_next  # dJ/dc_t = diag(1 - tanh(c_t)^2) diag(o_t) dJ/dh_t + f_{t+1} ⊙ dJ/dc_{t+1}
-        dg[t] = i[t] * dc[t]  # dJ/dg_t = i_t ⊙ dJ/dc_t
-        do[t] = dh_do[t] * dh[t]  # dJ/do_t = tanh(c_t) ⊙ dJ/dh_t
-        di[t] = g[t] * dc[t]  # dJ/di_t = g_t ⊙ dJ/dc_t
-        df[t] = c[t - 1] * dc[t]  # dJ/df_t = c_{t-1} ⊙ dJ/dc_t
-        dg_pre[t] = dg_dpre[t] * dg[t]  # the delta at the argument of g's activation: (1 - g_t^2) ⊙ dJ/dg_t
-        do_pre[t] = do_dpre[t] * do[t]  # the delta at the argument of o's activation: o_t ⊙ (1 - o_t) ⊙ dJ/do_t
-        di_pre[t] = di_dpre[t] * di[t]  # the delta at the argument of i's activation: i_t ⊙ (1 - i_t) ⊙ dJ/di_t
-        df_pre[t] = df_dpre[t] * df[t]  # the delta at the argument of f's activation: f_t ⊙ (1 - f_t) ⊙ dJ/df_t
-        dh_next = dg_pre[t] @ U_g + do_pre[t] @ U_o + di_pre[t] @ U_i + df_pre[t] @ U_f  # share of dJ/dh_{t-1}: U_g^T diag(1 - g_t^2) dJ/dg_t + U_o^T diag(o_t ⊙ (1 - o_t)) dJ/do_t + U_i^T diag(i_t ⊙ (1 - i_t)) dJ/di_t + U_f^T diag(f_t ⊙ (1 - f_t)) dJ/df_t
-        dc_next = f[t] * dc[t]  # share of dJ/dc_{t-1}: f_t ⊙ dJ/dc_t
+        np.add(_dh[t], dh_next, out=_dh[t])  # dJ/dh_t = W_y^T dJ/dy_t + U_g^T diag(1 - g_{t+1}^2) dJ/dg_{t+1} + U_o^T diag(o_{t+1} ⊙ (1 - o_{t+1})) dJ/do_{t+1} + U_i^T diag(i_{t+1} ⊙ (1 - i_{t+1})) dJ/di_{t+1} + U_f^T diag(f_{t+1} ⊙ (1 - f_{t+1})) dJ/df_{t+1}: the carried share
+        np.multiply(_dh_dc[t], _dh[t], out=_dc[t])  # dJ/dc_t = diag(1 - tanh(c_t)^2) diag(o_t) dJ/dh_t + f_{t+1} ⊙ dJ/dc_{t+1}
+        np.add(_dc[t], dc_next, out=_dc[t])
+        np.multiply(_i[t], _dc[t], out=_dg[t])  # dJ/dg_t = i_t ⊙ dJ/dc_t
+        np.multiply(_dh_do[t], _dh[t], out=_do[t])  # dJ/do_t = tanh(c_t) ⊙ dJ/dh_t
+        np.multiply(_g[t], _dc[t], out=_di[t])  # dJ/di_t = g_t ⊙ dJ/dc_t
+        np.multiply(_c[t - 1], _dc[t], out=_df[t])  # dJ/df_t = c_{t-1} ⊙ dJ/dc_t
+        np.multiply(_dg_dpre[t], _dg[t], out=_dg_pre[t])  # the delta at the argument of g's activation: (1 - g_t^2) ⊙ dJ/dg_t
+        np.multiply(_do_dpre[t], _do[t], out=_do_pre[t])  # the delta at the argument of o's activation: o_t ⊙ (1 - o_t) ⊙ dJ/do_t
+        np.multiply(_di_dpre[t], _di[t], out=_di_pre[t])  # the delta at the argument of i's activation: i_t ⊙ (1 - i_t) ⊙ dJ/di_t
+        np.multiply(_df_dpre[t], _df[t], out=_df_pre[t])  # the delta at the argument of f's activation: f_t ⊙ (1 - f_t) ⊙ dJ/df_t
+        np.matmul(_dg_pre[t], U_g, out=dh_next)  # share of dJ/dh_{t-1}: U_g^T diag(1 - g_t^2) dJ/dg_t + U_o^T diag(o_t ⊙ (1 - o_t)) dJ/do_t + U_i^T diag(i_t ⊙ (1 - i_t)) dJ/di_t + U_f^T diag(f_t ⊙ (1 - f_t)) dJ/df_t
+        np.matmul(_do_pre[t], U_o, out=_scratch_n_h)
+        dh_next += _scratch_n_h
+        np.matmul(_di_pre[t], U_i, out=_scratch_n_h)
+        dh_next += _scratch_n_h
+        np.matmul(_df_pre[t], U_f, out=_scratch_n_h)
+        dh_next += _scratch_n_h
+        np.multiply(_f[t], _dc[t], out=dc_next)  # share of dJ/dc_{t-1}: f_t ⊙ dJ/dc_t
     # the gradients, each one product over every step
     dW_f = df_pre_rows.T @ x_rows  # dJ/dW_f = sum over t of diag(f_t ⊙ (1 - f_t)) dJ/df_t x_t^T
     dU_f = df_pre_rows.T @ h_rows_prev  # dJ/dU_f = sum over t of diag(f_t ⊙ (1 - f_t)) dJ/df_t h_{t-1}^T
@@ -412,7 +469,7 @@ def loss_and_gradients(params, xs, labels, h0=None, c0=None):
     dW_y = dy_rows.T @ h_rows  # dJ/dW_y = sum over t of dJ/dy_t h_t^T
     db_y = dy_rows.sum(axis=0)  # dJ/db_y = sum over t of dJ/dy_t
 
-    grads = {"W_f": dW_f, "U_f": dU_f, "b_f": db_f, "W_i": dW_i, "U_i": dU_i, "b_i": db_i, "W_o": dW_o, "U_o": dU_o, "b_o": db_o, "W_g": dW_g, "U_g": dU_g, "b_g": db_g, "W_y": dW_y, "b_y": db_y, "h0": dh_next if batched else dh_next[0], "c0": dc_next if batched else dc_next[0]}
+    grads = {"W_f": dW_f, "U_f": dU_f, "b_f": db_f, "W_i": dW_i, "U_i": dU_i, "b_i": db_i, "W_o": dW_o, "U_o": dU_o, "b_o": db_o, "W_g": dW_g, "U_g": dU_g, "b_g": db_g, "W_y": dW_y, "b_y": db_y, "h0": dh_next.copy() if batched else dh_next[0].copy(), "c0": dc_next.copy() if batched else dc_next[0].copy()}
     _give(key, work)
     return loss, grads
 

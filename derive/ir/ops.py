@@ -64,24 +64,30 @@ class Activation:
 # ---- the helpers a generated module defines (their source is copied into it) ------------
 
 
-def _sigmoid(a):
-    """1 / (1 + exp(-a)), without overflow for large |a|."""
-    e = np.exp(-np.abs(a))
-    return np.where(a >= 0, 1 / (1 + e), e / (1 + e))
+def _sigmoid(a, out=None):
+    """1 / (1 + exp(-a)) as exp(min(a, 0)) / (1 + exp(-|a|)), without overflow for large |a|; into
+    ``out`` if given (which may be ``a``)."""
+    e = np.exp(np.negative(np.abs(a)))
+    out = np.minimum(a, 0, out=out)
+    np.exp(out, out=out)
+    e += 1
+    return np.divide(out, e, out=out)
 
 
-def _relu(a):
-    return np.maximum(a, 0)
+def _relu(a, out=None):
+    return np.maximum(a, 0, out=out)
 
 
-def _step(a):
-    """1 where a > 0, else 0: the derivative of relu (0 at a = 0)."""
-    return (a > 0).astype(a.dtype)
+def _step(a, out=None):
+    """1 where a > 0, else 0: the derivative of relu (0 at a = 0); into ``out`` if given."""
+    if out is None:
+        return (a > 0).astype(a.dtype)
+    return np.greater(a, 0, out=out)
 
 
-def _softplus(a):
-    """log(1 + exp(a)), without overflow for large a."""
-    return np.logaddexp(0, a)
+def _softplus(a, out=None):
+    """log(1 + exp(a)), without overflow for large a; into ``out`` if given."""
+    return np.logaddexp(0, a, out=out)
 
 
 # ---- complex-step-safe forms for the numeric evaluator ------------------------------------

@@ -308,25 +308,36 @@ def _fast_path(derivation: Derivation) -> dict[str, Any]:
 
 
 def _work(derivation: Derivation, fast: Hoisted) -> dict[str, Any]:
-    """The fast path's work arrays (T + 1, B, n), allocated for a shape once and kept between calls: the
-    forward pass's nodes, and without truncation the backward pass's deltas and local derivatives; the
-    row views of them; the names of those that each call fills with zeros."""
+    """The fast path's work arrays, allocated for a shape once and kept between calls: the forward
+    pass's nodes, and without truncation the backward pass's deltas and local derivatives, (T + 1, B, n)
+    each; their row views; the tuples of their steps' views the loops read; the (B, n) arrays the
+    loops write (the carried shares, scratch); the names of those each call fills with zeros."""
     cell = derivation.cell
     last = cell.loss_mode == "last"
     arrays = [{"name": n.name, "dim": n.dim, "zeros": last and n.name in cell.outputs} for n in _nodes(cell)]
-    views = list(fast.forward_views)
+    views, needs = list(fast.forward_views), [fast.forward_needs]
+    rows = [{"name": name, "size": size} for name, size in fast.forward_needs.scratch]
     if not derivation.truncate:
         arrays += [{"name": d["name"], "dim": d["dim"], "zeros": d["init"] == "zeros"} for d in fast.deltas]
         arrays += [{"name": d["name"], "dim": d["dim"], "zeros": False} for d in fast.locals]
         views += fast.backward_views
-    names = [a["name"] for a in arrays] + [view.name for view in views]
+        needs.append(fast.backward_needs)
+        rows += [{"name": naming.carried_local(s.name), "size": f'sizes["n_{s.dim}"]'} for s in cell.states]
+        rows += [{"name": name, "size": size} for name, size in fast.backward_needs.scratch]
+    rows = list({row["name"]: row for row in rows}.values())
+    steps = list(dict.fromkeys(name for need in needs for name in need.steps))
+    names = [a["name"] for a in arrays] + [view.name for view in views] + [row["name"] for row in rows]
+    names += [f"_{name}" for name in steps]
     if any(v.kind == "class" for v in cell.targets):
         names += ["_rows", "_batch_rows"]
     return {
         "work": arrays,
         "work_views": views,
+        "work_rows": rows,
+        "work_steps": steps,
         "work_names": _wrapped(names),
         "work_zeros": [a["name"] for a in arrays if a["zeros"]],
+        "transposes": list(dict.fromkeys(name for need in needs for name in need.transposes)),
     }
 
 

@@ -9,6 +9,7 @@ where a statement goes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,7 +21,7 @@ from derive.emit.numpy.schedule import LOOP, POST, PRE, Array, Phases, Statement
 from derive.emit.printing import NO_IO, BatchedPrinter, Io, is_negative, negated, ordered_terms
 from derive.ir import naming
 from derive.ir.cell import Cell
-from derive.ir.exprs import Diag, Elementwise, Hadamard, Softmax, transpose
+from derive.ir.exprs import Diag, Elementwise, Hadamard, Softmax, add, mul, transpose
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,45 @@ class AllStepsPrinter(BatchedPrinter):
         return self._view(expr), self.ROWS
 
 
+SCRATCH_LEVELS = 2  # scratch arrays per size: an operand's operand may need one too
+
+
+class LoopPrinter(BatchedPrinter):
+    """One step t of a loop over the steps.  Step t of a work array is ``_h[t]``, an element of the
+    tuple of its steps' views, made once with the array (not a view made at every use); a parameter's
+    transpose is ``_W_T``, made once per call.  ``steps``, ``transposes`` and ``scratch`` record what
+    the printed lines need: the tuples, the transposes, the (B, n) arrays for a second operand."""
+
+    def __init__(self, io: Io = NO_IO) -> None:
+        super().__init__(io=io)
+        self.steps: dict[str, None] = {}
+        self.transposes: dict[str, None] = {}
+        self.scratch: dict[str, str] = {}  # name: its dimension's size, in code
+
+    def _print_MatrixSymbol(self, expr: sp.MatrixSymbol) -> str:
+        base, step = naming.split(expr.name)
+        if step is None or base in self.io.arrays:
+            return super()._print_MatrixSymbol(expr)
+        self.steps.setdefault(naming.code_base(base))
+        return "_" + naming.code_indexed(expr.name)
+
+    def _print_Transpose(self, expr: sp.Transpose) -> str:
+        if isinstance(expr.arg, sp.MatrixSymbol) and naming.split(expr.arg.name)[1] is None:
+            name = naming.code_base(expr.arg.name)
+            self.transposes.setdefault(name)
+            return f"_{name}_T"
+        return super()._print_Transpose(expr)
+
+    def scratch_for(self, rows: sp.Expr, level: int) -> str | None:
+        """A (B, n) scratch array of n = ``rows``, the first of its size or (level 1) the second."""
+        if level >= SCRATCH_LEVELS:
+            return None
+        size = dim_code(rows)
+        name = f"_scratch_{size}" + (f"_{level}" if level else "")
+        self.scratch[name] = f'sizes["{size}"]'
+        return name
+
+
 def _views(views: dict[str, View], keep: Callable[[View], bool]) -> tuple[View, ...]:
     """The row views ``keep`` accepts, in the order first printed."""
     return tuple(view for view in views.values() if keep(view))
@@ -114,7 +154,7 @@ def _matmul_operands(expr: sp.Basic, printer: BatchedPrinter) -> tuple[str, str,
     if not (isinstance(v, sp.MatrixSymbol) and naming.split(v.name)[1] is not None):
         return None
     if isinstance(m, Diag):
-        return "np.multiply", printer.doprint(m.arg), printer.doprint(v)
+        return ("np.multiply", printer.doprint(m.arg), printer.doprint(v)) if _is_leaf(m.arg) else None
     matrix = m.arg if isinstance(m, sp.Transpose) else m
     if isinstance(matrix, sp.MatrixSymbol) and naming.split(matrix.name)[1] is None:
         return "np.matmul", printer.doprint(v), printer.doprint(transpose(m))
@@ -128,106 +168,183 @@ def _is_leaf(expr: sp.Basic) -> bool:
     return isinstance(expr, (sp.MatrixSymbol, sp.OneMatrix)) or expr.is_Number
 
 
-def _written_into(dst: str, expr: sp.Basic, printer: BatchedPrinter) -> list[str] | None:
-    """expr as NumPy calls that each write into dst, innermost first (1 - h^2: square h into dst,
-    then subtract dst from 1 into dst); None where that needs a second array (two operands that
-    are not names)."""
-    p = printer.doprint
+def _positive(term: sp.Basic) -> sp.Basic:
+    return negated(term) if is_negative(term) else term
 
-    def onto(inner: sp.Basic, step: str) -> list[str] | None:
+
+class _Into:
+    """An expression as NumPy calls that each write into ``dst``, innermost first (1 - h^2: square h
+    into dst, then subtract dst from 1 into dst).  An operand that is not a name (a second product of
+    a sum, a second factor, the vector a matrix multiplies) goes into a scratch array of its own size
+    first, where the printer has one at this ``level`` (the loops' printer: two deep); ``lines`` is
+    None where there is no such form."""
+
+    def __init__(self, dst: str, printer: BatchedPrinter, level: int = 0) -> None:
+        self.dst, self.printer, self.level = dst, printer, level
+
+    def _scratch(self, expr: sp.Basic) -> str | None:
+        return self.printer.scratch_for(expr.shape[0], self.level)
+
+    def lines(self, expr: sp.Basic) -> list[str] | None:
+        p, dst = self.printer.doprint, self.dst
+        if isinstance(expr, sp.MatrixSymbol):
+            return [] if p(expr) == dst else [f"np.copyto({dst}, {p(expr)})"]
+        if (product := _matmul_operands(expr, self.printer)) is not None:
+            fn, left, right = product
+            return [f"{fn}({left}, {right}, out={dst})"]
+        if isinstance(expr, sp.HadamardPower) and expr.exp == 2:
+            return self._onto(expr.base, f"np.square({{}}, out={dst})")
+        if isinstance(expr, Elementwise) and expr.op.code is not None:
+            return self._onto(expr.arg, f"{expr.op.code}({{}}, out={dst})")
+        if isinstance(expr, Softmax) and _is_leaf(expr.arg):
+            return [f"_softmax({p(expr.arg)}, out={dst})"]
+        if isinstance(expr, sp.MatMul) and expr.args[0].is_Number and len(expr.args) == 2:
+            return self._onto(expr.args[1], f"np.multiply({{}}, {p(expr.args[0])}, out={dst})")
+        if isinstance(expr, Hadamard):
+            return self._product(list(expr.args))
+        if isinstance(expr, sp.MatMul) and isinstance(expr.args[0], Diag):  # diag(a) M v = a * (M v)
+            return self._product([expr.args[0].arg, mul(*expr.args[1:])])
+        if isinstance(expr, sp.MatMul) and len(expr.args) == 2 and (a := _diagonal_sum(expr.args[0])) is not None:
+            return self._product([a, expr.args[1]])  # (diag(a) - diag(b)) v = (a - b) * v
+        if isinstance(expr, sp.MatMul) and len(expr.args) >= 2 and _is_parameter(expr.args[0]):
+            return self._matrix_times(expr.args[0], mul(*expr.args[1:]))  # W (...) v
+        if isinstance(expr, sp.MatAdd) and (labels := _class_terms(expr, self.printer)):
+            return _with_labels(self, expr, labels)
+        if isinstance(expr, sp.MatAdd):
+            return self._sum(ordered_terms(expr))
+        return None
+
+    def _onto(self, inner: sp.Basic, step: str) -> list[str] | None:
         """``step`` (a call reading ``{}`` as its operand) after ``inner`` is written into dst."""
         if _is_leaf(inner):
-            return [step.format(p(inner))]
-        lines = _written_into(dst, inner, printer)
-        return None if lines is None else [*lines, step.format(dst)]
+            return [step.format(self.printer.doprint(inner))]
+        lines = self.lines(inner)
+        return None if lines is None else [*lines, step.format(self.dst)]
 
-    if isinstance(expr, sp.MatrixSymbol):
-        code = p(expr)
-        return [] if code == dst else [f"np.copyto({dst}, {code})"]
-    if (product := _matmul_operands(expr, printer)) is not None:
-        fn, left, right = product
-        return [f"{fn}({left}, {right}, out={dst})"]
-    if isinstance(expr, sp.HadamardPower) and expr.exp == 2:
-        return onto(expr.base, f"np.square({{}}, out={dst})")
-    if isinstance(expr, Elementwise) and expr.op.ufunc is not None:
-        return onto(expr.arg, f"{expr.op.ufunc}({{}}, out={dst})")
-    if isinstance(expr, Softmax) and _is_leaf(expr.arg):
-        return [f"_softmax({p(expr.arg)}, out={dst})"]
-    if isinstance(expr, sp.MatMul) and expr.args[0].is_Number and len(expr.args) == 2:
-        return onto(expr.args[1], f"np.multiply({{}}, {p(expr.args[0])}, out={dst})")
-    factors = None
-    if isinstance(expr, Hadamard):
-        factors = list(expr.args)
-    elif isinstance(expr, sp.MatMul) and len(expr.args) == 2 and isinstance(expr.args[0], Diag):
-        factors = [expr.args[0].arg, expr.args[1]]
-    if factors is not None:
-        inner = [f for f in factors if not _is_leaf(f)]
-        leaves = [f for f in factors if _is_leaf(f)]
-        if len(inner) > 1:
+    def _in_scratch(self, expr: sp.Basic) -> tuple[str, list[str]] | None:
+        """(a scratch array, the lines that write expr into it)."""
+        scratch = self._scratch(expr)
+        lines = None if scratch is None else _Into(scratch, self.printer, self.level + 1).lines(expr)
+        return None if lines is None or scratch is None else (scratch, lines)
+
+    def _matrix_times(self, matrix: sp.Basic, vector: sp.Basic) -> list[str] | None:
+        """W v, v not a name: v into scratch, then the product into dst."""
+        computed = self._in_scratch(vector)
+        if computed is None:
             return None
-        if inner:
-            lines = _written_into(dst, inner[0], printer)
-            if lines is None:
-                return None
-        else:
-            lines, leaves = [f"np.multiply({p(leaves[0])}, {p(leaves[1])}, out={dst})"], leaves[2:]
-        return lines + [f"np.multiply({dst}, {p(f)}, out={dst})" for f in leaves]
-    if isinstance(expr, sp.MatAdd) and (labels := _class_terms(expr, printer)):
-        return _with_labels(dst, expr, labels, printer)
-    if isinstance(expr, sp.MatAdd):
-        terms = ordered_terms(expr)
-        # the base: a term written into dst (a product, or the one term that is not a name)
-        bases = [t for t in terms if not _is_leaf(negated(t) if is_negative(t) else t)]
-        products = [t for t in bases if _matmul_operands(t, printer) is not None]
-        base = products[0] if products else (bases[0] if len(bases) == 1 else None)
+        scratch, lines = computed
+        return [*lines, f"np.matmul({scratch}, {self.printer.doprint(transpose(matrix))}, out={self.dst})"]
+
+    def _product(self, factors: list[sp.Basic]) -> list[str] | None:
+        """An elementwise product: a factor that is not a name into dst (a second one into scratch),
+        then dst multiplied by the rest."""
+        p, dst = self.printer.doprint, self.dst
+        inner = [f for f in factors if not _is_leaf(f)]
+        names = [p(f) for f in factors if _is_leaf(f)]
+        if len(inner) > 2:
+            return None
+        if not inner:
+            return [f"np.multiply({names[0]}, {names[1]}, out={dst})"] + [
+                f"np.multiply({dst}, {name}, out={dst})" for name in names[2:]
+            ]
+        first = self.lines(inner[0])
+        second = self._in_scratch(inner[1]) if len(inner) == 2 else ("", [])
+        if first is None or second is None:
+            return None
+        names += [second[0]] if len(inner) == 2 else []
+        return first + second[1] + [f"np.multiply({dst}, {name}, out={dst})" for name in names]
+
+    def _sum(self, terms: list[sp.Basic]) -> list[str] | None:
+        """A sum: one term written into dst (a product, or the one term that is not a name: the
+        base), the others added to it, each a name, a product, or with scratch anything."""
+        p = self.printer.doprint
+        bases = [t for t in terms if not _is_leaf(_positive(t))]
+        products = [t for t in bases if _matmul_operands(_positive(t), self.printer) is not None]
+        scratch = bool(bases) and self._scratch(bases[0]) is not None
+        base = products[0] if products else (bases[0] if len(bases) == 1 or scratch else None)
         if base is None:
             if len(terms) != 2 or is_negative(terms[0]):
                 return None
             a, b = terms
-            fn = "np.subtract" if is_negative(b) else "np.add"
-            return [f"{fn}({p(a)}, {p(negated(b) if is_negative(b) else b)}, out={dst})"]
+            return [f"np.{'subtract' if is_negative(b) else 'add'}({p(a)}, {p(_positive(b))}, out={self.dst})"]
+        rest = [t for t in terms if t is not base]
+        lines = self.lines(_positive(base))
+        if lines is None:
+            return None
         if is_negative(base):
-            lines = _written_into(dst, negated(base), printer)
-            if lines is None:
-                return None
-            rest = [t for t in terms if t is not base]
             if len(rest) == 1 and not is_negative(rest[0]) and _is_leaf(rest[0]):  # 1 - h^2
-                return [*lines, f"np.subtract({p(rest[0])}, {dst}, out={dst})"]
-            lines.append(f"np.negative({dst}, out={dst})")
-        else:
-            lines = _written_into(dst, base, printer)
-            if lines is None:
+                return [*lines, f"np.subtract({p(rest[0])}, {self.dst}, out={self.dst})"]
+            lines.append(f"np.negative({self.dst}, out={self.dst})")
+        added = self.added(rest)
+        return None if added is None else lines + added
+
+    def added(self, terms: list[sp.Basic]) -> list[str] | None:
+        """The lines that add each of ``terms`` to dst."""
+        lines = []
+        for term in terms:
+            computed = self._term(_positive(term))
+            if computed is None:
                 return None
-        for term in terms:  # the rest: names, or products (each one array, added into dst)
-            if term is base:
-                continue
-            other = negated(term) if is_negative(term) else term
-            if not _is_leaf(other) and _matmul_operands(other, printer) is None:
-                return None
-            lines.append(f"{dst} {'-=' if is_negative(term) else '+='} {p(other)}")
+            *before, operand = computed
+            lines += [*before, self.increment(operand, is_negative(term))]
         return lines
-    return None
+
+    def _term(self, term: sp.Basic) -> list[str] | None:
+        """What adds a term to dst: the lines that compute it, then its operand (a name or a product)."""
+        if _is_leaf(term) or (self._scratch(term) is None and _matmul_operands(term, self.printer) is not None):
+            return [self.printer.doprint(term)]
+        computed = self._in_scratch(term)
+        return None if computed is None else [*computed[1], computed[0]]
+
+    def increment(self, operand: str, negative: bool = False) -> str:
+        """dst += operand (-=): in place, and through ``np.add`` where dst is an element (``_h[t]``)."""
+        if self.dst.isidentifier():
+            return f"{self.dst} {'-=' if negative else '+='} {operand}"
+        return f"np.{'subtract' if negative else 'add'}({self.dst}, {operand}, out={self.dst})"
+
+
+def _is_parameter(expr: sp.Basic) -> bool:
+    """A parameter matrix W, or its transpose."""
+    matrix = expr.arg if isinstance(expr, sp.Transpose) else expr
+    return isinstance(matrix, sp.MatrixSymbol) and naming.split(matrix.name)[1] is None and matrix.shape[1] != 1
+
+
+def _diagonal_sum(expr: sp.Basic) -> sp.Basic | None:
+    """a - b for diag(a) - diag(b) (a sum of diagonals, each times a number); None for anything else."""
+    if not isinstance(expr, sp.MatAdd):
+        return None
+    vectors = []
+    for term in expr.args:
+        coeff, diag = term.args if isinstance(term, sp.MatMul) and len(term.args) == 2 else (sp.S.One, term)
+        if not (isinstance(diag, Diag) and coeff.is_Number):
+            return None
+        vectors.append(mul(coeff, diag.arg))
+    return add(*vectors)
+
+
+def _written_into(dst: str, expr: sp.Basic, printer: BatchedPrinter) -> list[str] | None:
+    return _Into(dst, printer).lines(expr)
 
 
 def _class_terms(expr: sp.MatAdd, printer: BatchedPrinter) -> list[sp.Basic]:
     """The terms of a sum that are a class target, +-l (its one-hot vector)."""
-    return [t for t in expr.args if printer.class_index(negated(t) if is_negative(t) else t) is not None]
+    return [t for t in expr.args if printer.class_index(_positive(t)) is not None]
 
 
-def _with_labels(dst: str, expr: sp.MatAdd, labels: list[sp.Basic], printer: BatchedPrinter) -> list[str] | None:
+def _with_labels(into: _Into, expr: sp.MatAdd, labels: list[sp.Basic]) -> list[str] | None:
     """``p - l``, l a class target: the rest of the sum written into dst, then 1 taken from each row's
     entry at its class (``dst[rows, label] -= 1``), with no one-hot array."""
     rest = [t for t in expr.args if t not in labels]
     if not rest:
         return None
-    lines = _written_into(dst, rest[0] if len(rest) == 1 else sp.MatAdd(*rest), printer)
+    lines = into.lines(rest[0] if len(rest) == 1 else sp.MatAdd(*rest))
     if lines is None:
         return None
     for term in labels:
-        index = printer.class_index(negated(term) if is_negative(term) else term)
+        index = into.printer.class_index(_positive(term))
         assert index is not None
         labels_code, rows = index
-        lines.append(f"{dst}[{rows}, {labels_code}] {'-=' if is_negative(term) else '+='} 1")
+        lines.append(f"{into.dst}[{rows}, {labels_code}] {'-=' if is_negative(term) else '+='} 1")
     return lines
 
 
@@ -263,6 +380,25 @@ class Hoisted:
     backward_views: tuple[View, ...]  # those of the backward pass's besides
     io_views: tuple[View, ...]  # those of the inputs and targets, made by every call
     carried_views: frozenset[str]  # the states whose carried share is one step of an array
+    forward_needs: Needs  # what the forward loop reads besides the arrays
+    backward_needs: Needs  # and the backward loop
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a loop's lines read besides the work arrays: the tuples of the arrays' step views, the
+    parameters' transposes, and the (B, n) scratch arrays (name: size)."""
+
+    steps: tuple[str, ...]
+    transposes: tuple[str, ...]
+    scratch: tuple[tuple[str, str], ...]
+
+    @staticmethod
+    def of(printer: LoopPrinter, lines: list[Line]) -> Needs:
+        """What ``lines`` (printed by ``printer``) read; a scratch array asked for but not used is left out."""
+        code = "\n".join(line.code for line in lines)
+        scratch = tuple((name, size) for name, size in printer.scratch.items() if re.search(rf"\b{name}\b", code))
+        return Needs(tuple(printer.steps), tuple(printer.transposes), scratch)
 
 
 def io(cell: Cell) -> Io:
@@ -303,6 +439,18 @@ def _all_steps_lines(s: Statement, rows: AllStepsPrinter, step: BatchedPrinter, 
     return _into_lines(rows.doprint(s.target), s.expr, rows, s.comment)
 
 
+def _loop_lines(s: Statement, printer: LoopPrinter, shape: bool = False) -> list[Line]:
+    """A statement in a loop, one step t, every operation written into an array (the target, or the
+    scratch array of its size for a second operand); ``shape`` notes its rows' shape."""
+    comment = s.comment + (f"  (B, {dim_code(s.target.shape[0])})" if shape else "")
+    target = printer.doprint(s.target)
+    into = _Into(target, printer)
+    lines = into.lines(s.expr) if s.op == "=" else into.added(list(s.terms))
+    if lines is None:  # no such form: NumPy's own temporaries
+        lines = [f"{target}[...] {s.op} {_sum_code(s.terms, printer)}"]
+    return [Line(code, comment if i == 0 else "") for i, code in enumerate(lines)]
+
+
 def _step_line(s: Statement, step: BatchedPrinter, shape: bool = False) -> Line:
     """A statement in the loop, one step t; ``shape`` notes its rows' shape."""
     comment = s.comment + (f"  (B, {dim_code(s.target.shape[0])})" if shape else "")
@@ -310,14 +458,14 @@ def _step_line(s: Statement, step: BatchedPrinter, shape: bool = False) -> Line:
 
 
 def _phase_lines(
-    phases: Phases, rows: AllStepsPrinter, step: BatchedPrinter, loss: str, shape: bool = False
+    phases: Phases, rows: AllStepsPrinter, step: BatchedPrinter, loop: LoopPrinter, loss: str, shape: bool = False
 ) -> dict[str, list[Line]]:
     """Each phase's lines, the statements printed in the schedule's order (which is the order the
     row views are first met, and declared)."""
     lines: dict[str, list[Line]] = {PRE: [], LOOP: [], POST: []}
     for s in phases.statements:
         if s.phase == LOOP:
-            lines[LOOP].append(_step_line(s, step, shape))
+            lines[LOOP] += _loop_lines(s, loop, shape)
         else:
             lines[s.phase] += _all_steps_lines(s, rows, step, loss)
     return lines
@@ -333,9 +481,11 @@ def hoisted(derivation: Derivation) -> Hoisted:
     """The fast path's lines: its schedule printed."""
     plan, loss = schedule(derivation), derivation.cell.loss
     rows, step = AllStepsPrinter(io(derivation.cell)), BatchedPrinter(io=io(derivation.cell))
-    forward = _phase_lines(plan.forward, rows, step, loss, shape=True)
+    forward_loop, backward_loop = LoopPrinter(io(derivation.cell)), LoopPrinter(io(derivation.cell))
+    forward = _phase_lines(plan.forward, rows, step, forward_loop, loss, shape=True)
     forward_views = dict(rows.views)
-    backward = _phase_lines(plan.backward, rows, step, loss)
+    backward = _phase_lines(plan.backward, rows, step, backward_loop, loss)
+    carries = [line for s in plan.backward.carries for line in _loop_lines(s, backward_loop)]
     return Hoisted(
         tuple(forward[PRE]),
         tuple(forward[LOOP]),
@@ -344,12 +494,14 @@ def hoisted(derivation: Derivation) -> Hoisted:
         tuple(backward[LOOP]),
         tuple(backward[POST]),
         _arrays(plan.backward.deltas, init=True),
-        tuple(_step_line(s, step) for s in plan.backward.carries),
+        tuple(carries),
         _arrays(plan.backward.locals),
         _views(forward_views, lambda view: view.kind == "work"),
         _views(rows.views, lambda view: view.kind == "work" and view.name not in forward_views),
         _views(rows.views, lambda view: view.kind != "work"),
         plan.backward.carried_views,
+        Needs.of(forward_loop, forward[LOOP]),
+        Needs.of(backward_loop, [*backward[LOOP], *carries]),
     )
 
 

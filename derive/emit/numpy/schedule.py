@@ -284,12 +284,10 @@ def _forward_statements(cell: Cell, eq: Equation, recurrent: set[str], unknown: 
     # state's terms (U h[t-1]) and applies the activation, if any
     known, inside = split
     before = Statement(PRE, lhs, (known,), comment=f"{comment}: the terms without the state")
-    if isinstance(rhs, Elementwise):
-        return [
-            before,
-            Statement(LOOP, lhs, (type(rhs)(sp.MatAdd(lhs, inside)),), comment=f"{comment}: with the state's terms"),
-        ]
-    return [before, Statement(LOOP, lhs, (inside,), "+=", f"{comment}: with the state's terms")]
+    add_state = Statement(LOOP, lhs, (inside,), "+=", f"{comment}: with the state's terms")
+    if isinstance(rhs, Elementwise):  # then the activation, in place
+        return [before, add_state, Statement(LOOP, lhs, (type(rhs)(lhs),), comment=f"{comment}: the activation")]
+    return [before, add_state]
 
 
 def _with_loss(statements: list[Statement], loss: Statement) -> list[Statement]:

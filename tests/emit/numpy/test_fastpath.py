@@ -33,9 +33,19 @@ def codes(lines) -> list[str]:
 
 def test_the_seed_loops_keep_only_the_recurrences():
     fast = hoisted(derivation(3))
-    assert codes(fast.forward_loop) == ["z[t] += h[t - 1] @ W_hh.T", "h[t] = np.tanh(z[t])"]
-    assert codes(fast.backward_loop) == ["dh[t] += dh_next", "dz[t] = dh_dz[t] * dh[t]"]
-    assert codes(fast.carry) == ["dh_next = dz[t] @ W_hh"]
+    # every operation into an array the module keeps (no temporaries), steps and transposes made once
+    assert codes(fast.forward_loop) == [
+        "np.matmul(_h[t - 1], _W_hh_T, out=_scratch_n_h)",
+        "np.add(_z[t], _scratch_n_h, out=_z[t])",
+        "np.tanh(_z[t], out=_h[t])",
+    ]
+    assert codes(fast.backward_loop) == [
+        "np.add(_dh[t], dh_next, out=_dh[t])",
+        "np.multiply(_dh_dz[t], _dh[t], out=_dz[t])",
+    ]
+    assert codes(fast.carry) == ["np.matmul(_dz[t], W_hh, out=dh_next)"]
+    assert fast.forward_needs.transposes == ("W_hh",) and fast.backward_needs.transposes == ()
+    assert fast.forward_needs.steps == ("z", "h") and fast.backward_needs.steps == ("dh", "dz", "dh_dz")
     # everything else, for every step at once, written into the arrays' own rows
     assert codes(fast.forward_pre) == ["np.matmul(x_rows, W_xh.T, out=z_rows)"]
     assert codes(fast.backward_pre) == [
@@ -68,8 +78,11 @@ def test_gated_cells_compute_each_activation_delta_once():
     from derive.ir.cell import load_builtin
 
     fast = hoisted(derive(load_builtin("lstm"), 2))
-    carry = codes(fast.carry)[0]
-    assert carry == "dh_next = dg_pre[t] @ U_g + do_pre[t] @ U_o + di_pre[t] @ U_i + df_pre[t] @ U_f"
+    assert codes(fast.carry)[:3] == [  # each gate's share of dh_{t-1} from its inner delta, once
+        "np.matmul(_dg_pre[t], U_g, out=dh_next)",
+        "np.matmul(_do_pre[t], U_o, out=_scratch_n_h)",
+        "dh_next += _scratch_n_h",
+    ]
     post = codes(fast.backward_post)
     assert "dW_f = df_pre_rows.T @ x_rows" in post and "db_f = df_pre_rows.sum(axis=0)" in post
 
@@ -86,8 +99,7 @@ def test_returned_gradients_own_their_memory(which, accumulator):
     m = accumulator if which == "accumulator" else generated(3)
     _, grads = m.loss_and_gradients(*random_problem(m, 4, (3, 4, 5), seed=1, batch=3))
     assert all(g.base is None or g.base.shape == g.shape for g in grads.values())
-    if which == "accumulator":
-        assert "dc_next.copy()" in module_source(derive(parse(ACCUMULATOR), 2))
+    assert "dh_next.copy()" in module_source(derive(parse(ACCUMULATOR), 2))  # a carried share is kept: copied
 
 
 @pytest.mark.slow  # runs the seed up to T = 200
@@ -95,7 +107,9 @@ def test_fast_path_memory_is_linear_in_steps_and_batch():
     rows = {(r.steps, r.batch): r for r in fast_path_memory(((50, 1), (100, 1), (200, 1), (100, 2), (100, 4)))}
     per_step = (rows[200, 1].peak_mb - rows[100, 1].peak_mb) / 100  # what one more step (B = 1) costs
     per_row = (rows[100, 4].peak_mb - rows[100, 2].peak_mb) / 200  # what one more sequence step costs
-    assert per_step == pytest.approx(per_row, rel=0.1)
+    # one more step costs one more row of every array, and the loops' view of that step of each (a
+    # NumPy view object, about 0.1 kB: under 1 kB for the seed's arrays)
+    assert per_row <= per_step < per_row + 1 / 1024
     # T * B rows of the seed's arrays (x, z, h, y, p, onehot and their deltas, V = 65, H = 100): a
     # few kilobytes, no T x T structure
     assert 4 < per_step * 1024 < 16

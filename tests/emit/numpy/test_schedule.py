@@ -128,7 +128,7 @@ def test_many_to_one_outputs_run_at_the_last_step_alone():
     plan = schedule(derived("corpus/m2o_classify"))
     post = by_target(plan.forward.post)
     assert post["y@t"][0].last_step and post["J@t"][0].last_step
-    assert phases_of(plan.forward, "h@t") == [PRE, LOOP]
+    assert phases_of(plan.forward, "h@t") == [PRE, LOOP, LOOP]  # W x + b; += U h[t-1]; the activation
     (dy,) = by_target(plan.backward.statements)["dy@t"]
     assert dy.phase == PRE and dy.last_step
     assert {a.name: a.zeros for a in plan.backward.deltas} == {"dy": True, "dh": False}
