@@ -74,11 +74,18 @@ def _empty(shape, dtype):
     return np.empty(shape, dtype)
 
 
+def _fortran(a, out):
+    """``a`` copied into ``out``, an array of its shape in Fortran order; ``out``."""
+    np.copyto(out, a)
+    return out
+
+
 def _allocate(T, B, sizes, dtype):
     """The work arrays of loss_and_gradients for one shape, indexed by step t = 0..T, and their row
     views: allocated once, then kept between calls (``_take``, ``_give``)."""
-    r = _empty((T + 1, B, sizes["n_h"]), dtype)
-    u = _empty((T + 1, B, sizes["n_h"]), dtype)
+    stack1 = _empty((T + 1, B, 2 * sizes["n_h"]), dtype)
+    r = stack1[:, :, :sizes["n_h"]]
+    u = stack1[:, :, sizes["n_h"]:2 * sizes["n_h"]]
     n = _empty((T + 1, B, sizes["n_h"]), dtype)
     h = _empty((T + 1, B, sizes["n_h"]), dtype)
     y = _empty((T + 1, B, sizes["n_y"]), dtype)
@@ -90,12 +97,13 @@ def _allocate(T, B, sizes, dtype):
     dh_dn = _empty((T + 1, B, sizes["n_h"]), dtype)
     dn_pre = _empty((T + 1, B, sizes["n_h"]), dtype)
     dn_dpre = _empty((T + 1, B, sizes["n_h"]), dtype)
-    du_pre = _empty((T + 1, B, sizes["n_h"]), dtype)
+    dstack1 = _empty((T + 1, B, 2 * sizes["n_h"]), dtype)
+    du_pre = dstack1[:, :, sizes["n_h"]:2 * sizes["n_h"]]
     du_dpre = _empty((T + 1, B, sizes["n_h"]), dtype)
-    dr_pre = _empty((T + 1, B, sizes["n_h"]), dtype)
+    dr_pre = dstack1[:, :, :sizes["n_h"]]
     dr_dpre = _empty((T + 1, B, sizes["n_h"]), dtype)
-    r_rows = r[1:].reshape(T * B, -1)
-    u_rows = u[1:].reshape(T * B, -1)
+    r_rows = stack1[1:].reshape(T * B, -1)[:, :sizes["n_h"]]
+    u_rows = stack1[1:].reshape(T * B, -1)[:, sizes["n_h"]:2 * sizes["n_h"]]
     n_rows = n[1:].reshape(T * B, -1)
     y_rows = y[1:].reshape(T * B, -1)
     h_rows = h[1:].reshape(T * B, -1)
@@ -105,16 +113,21 @@ def _allocate(T, B, sizes, dtype):
     dn_dpre_rows = dn_dpre[1:].reshape(T * B, -1)
     du_dpre_rows = du_dpre[1:].reshape(T * B, -1)
     dr_dpre_rows = dr_dpre[1:].reshape(T * B, -1)
-    dr_pre_rows = dr_pre[1:].reshape(T * B, -1)
+    dr_pre_rows = dstack1[1:].reshape(T * B, -1)[:, :sizes["n_h"]]
     h_rows_prev = h[:-1].reshape(T * B, -1)
-    du_pre_rows = du_pre[1:].reshape(T * B, -1)
+    du_pre_rows = dstack1[1:].reshape(T * B, -1)[:, sizes["n_h"]:2 * sizes["n_h"]]
     dn_pre_rows = dn_pre[1:].reshape(T * B, -1)
+    _scratch_2_n_h = _empty((B, 2 * sizes["n_h"]), dtype)
     _scratch_n_h = _empty((B, sizes["n_h"]), dtype)
     _scratch_n_h_1 = _empty((B, sizes["n_h"]), dtype)
     dh_next = _empty((B, sizes["n_h"]), dtype)
+    W_stack1 = _empty((2 * sizes["n_h"], sizes["n_h"]), dtype)
+    _U_n_F = _empty((sizes["n_h"], sizes["n_h"]), dtype).T
+    _W_stack1_F = _empty((sizes["n_h"], 2 * sizes["n_h"]), dtype).T
     # _a[t] is step t of a: the loops read these views, made once here rather than at every use
-    _r = tuple(r)
+    _stack1 = tuple(stack1)
     _h = tuple(h)
+    _r = tuple(r)
     _u = tuple(u)
     _n = tuple(n)
     _dh = tuple(dh)
@@ -128,13 +141,15 @@ def _allocate(T, B, sizes, dtype):
     _du_dpre = tuple(du_dpre)
     _dr_pre = tuple(dr_pre)
     _dr_dpre = tuple(dr_dpre)
+    _dstack1 = tuple(dstack1)
     _rows, _batch_rows = np.arange(T * B), np.arange(B)  # the row of each class label, over every step and in one
     return (
-        r, u, n, h, y, dy, dh, dn, du, dr, dh_dn, dn_pre, dn_dpre, du_pre, du_dpre, dr_pre, dr_dpre, r_rows,
-        u_rows, n_rows, y_rows, h_rows, dy_rows, dh_rows, dh_dn_rows, dn_dpre_rows, du_dpre_rows,
-        dr_dpre_rows, dr_pre_rows, h_rows_prev, du_pre_rows, dn_pre_rows, _scratch_n_h, _scratch_n_h_1,
-        dh_next, _r, _h, _u, _n, _dh, _dn, _dh_dn, _du, _dr, _dn_pre, _dn_dpre, _du_pre, _du_dpre, _dr_pre,
-        _dr_dpre, _rows, _batch_rows,
+        stack1, r, u, n, h, y, dy, dh, dn, du, dr, dh_dn, dn_pre, dn_dpre, dstack1, du_pre, du_dpre, dr_pre,
+        dr_dpre, r_rows, u_rows, n_rows, y_rows, h_rows, dy_rows, dh_rows, dh_dn_rows, dn_dpre_rows,
+        du_dpre_rows, dr_dpre_rows, dr_pre_rows, h_rows_prev, du_pre_rows, dn_pre_rows, _scratch_2_n_h,
+        _scratch_n_h, _scratch_n_h_1, dh_next, W_stack1, _U_n_F, _W_stack1_F, _stack1, _h, _r, _u, _n, _dh,
+        _dn, _dh_dn, _du, _dr, _dn_pre, _dn_dpre, _du_pre, _du_dpre, _dr_pre, _dr_dpre, _dstack1, _rows,
+        _batch_rows,
     )
 
 
@@ -326,22 +341,26 @@ def loss_and_gradients(params, xs, labels, h0=None):
     (
         W_r, U_r, b_r, W_u, U_u, b_u, W_n, U_n, b_n, W_y, b_y,
     ) = weights
-    # the loops' transposed parameters, made once
-    _U_r_T = U_r.T
-    _U_u_T = U_u.T
-    _U_n_T = U_n.T
 
     # the work arrays, indexed by step t = 1..T (index 0 of h holds the initial state):
     # those of the last call of this shape, or new ones
     key = (T, B, dtype, *sizes.values())
     work = _take(key) or _allocate(T, B, sizes, dtype)
     (
-        r, u, n, h, y, dy, dh, dn, du, dr, dh_dn, dn_pre, dn_dpre, du_pre, du_dpre, dr_pre, dr_dpre, r_rows,
-        u_rows, n_rows, y_rows, h_rows, dy_rows, dh_rows, dh_dn_rows, dn_dpre_rows, du_dpre_rows,
-        dr_dpre_rows, dr_pre_rows, h_rows_prev, du_pre_rows, dn_pre_rows, _scratch_n_h, _scratch_n_h_1,
-        dh_next, _r, _h, _u, _n, _dh, _dn, _dh_dn, _du, _dr, _dn_pre, _dn_dpre, _du_pre, _du_dpre, _dr_pre,
-        _dr_dpre, _rows, _batch_rows,
+        stack1, r, u, n, h, y, dy, dh, dn, du, dr, dh_dn, dn_pre, dn_dpre, dstack1, du_pre, du_dpre, dr_pre,
+        dr_dpre, r_rows, u_rows, n_rows, y_rows, h_rows, dy_rows, dh_rows, dh_dn_rows, dn_dpre_rows,
+        du_dpre_rows, dr_dpre_rows, dr_pre_rows, h_rows_prev, du_pre_rows, dn_pre_rows, _scratch_2_n_h,
+        _scratch_n_h, _scratch_n_h_1, dh_next, W_stack1, _U_n_F, _W_stack1_F, _stack1, _h, _r, _u, _n, _dh,
+        _dn, _dh_dn, _du, _dr, _dn_pre, _dn_dpre, _du_pre, _du_dpre, _dr_pre, _dr_dpre, _dstack1, _rows,
+        _batch_rows,
     ) = work
+    np.concatenate((U_r, U_u), out=W_stack1)  # the matrices of one product per step, stacked
+    # the matrices the backward loop multiplies rows by, in Fortran order where there are several rows
+    _U_n_F = _fortran(U_n, _U_n_F) if B > 1 else U_n
+    _W_stack1_F = _fortran(W_stack1, _W_stack1_F) if B > 1 else W_stack1
+    # the loops' transposed parameters, made once
+    _W_stack1_T = W_stack1.T
+    _U_n_T = U_n.T
     h[0] = h0
     x_rows = x.reshape(T * B, -1)
     label_rows = label.reshape(T * B)
@@ -353,11 +372,9 @@ def loss_and_gradients(params, xs, labels, h0=None):
     np.matmul(x_rows, W_n.T, out=n_rows)  # n_t = tanh(W_n x_t + U_n r_t ⊙ h_{t-1} + b_n): the terms without the state
     n_rows += b_n
     for t in range(1, T + 1):  # the recurrence
-        np.matmul(_h[t - 1], _U_r_T, out=_scratch_n_h)  # r_t = sigmoid(W_r x_t + U_r h_{t-1} + b_r): with the state's terms  (B, n_h)
-        np.add(_r[t], _scratch_n_h, out=_r[t])
+        np.matmul(_h[t - 1], _W_stack1_T, out=_scratch_2_n_h)  # r, u: with the state's terms, one product (U_r; U_u) h_{t-1}  (B, 2*n_h)
+        np.add(_stack1[t], _scratch_2_n_h, out=_stack1[t])
         _sigmoid(_r[t], out=_r[t])  # r_t = sigmoid(W_r x_t + U_r h_{t-1} + b_r): the activation  (B, n_h)
-        np.matmul(_h[t - 1], _U_u_T, out=_scratch_n_h)  # u_t = sigmoid(W_u x_t + U_u h_{t-1} + b_u): with the state's terms  (B, n_h)
-        np.add(_u[t], _scratch_n_h, out=_u[t])
         _sigmoid(_u[t], out=_u[t])  # u_t = sigmoid(W_u x_t + U_u h_{t-1} + b_u): the activation  (B, n_h)
         np.multiply(_r[t], _h[t - 1], out=_scratch_n_h_1)  # n_t = tanh(W_n x_t + U_n r_t ⊙ h_{t-1} + b_n): with the state's terms  (B, n_h)
         np.matmul(_scratch_n_h_1, _U_n_T, out=_scratch_n_h)
@@ -393,18 +410,16 @@ def loss_and_gradients(params, xs, labels, h0=None):
         np.square(_n[t], out=_scratch_n_h)  # dJ/dr_t = diag(h_{t-1}) U_n^T diag(1 - n_t^2) dJ/dn_t
         np.subtract(1, _scratch_n_h, out=_scratch_n_h)
         np.multiply(_scratch_n_h, _dn[t], out=_scratch_n_h)
-        np.matmul(_scratch_n_h, U_n, out=_dr[t])
+        np.matmul(_scratch_n_h, _U_n_F, out=_dr[t])
         np.multiply(_dr[t], _h[t - 1], out=_dr[t])
         np.multiply(_dn_dpre[t], _dn[t], out=_dn_pre[t])  # the delta at the argument of n's activation: (1 - n_t^2) ⊙ dJ/dn_t
         np.multiply(_du_dpre[t], _du[t], out=_du_pre[t])  # the delta at the argument of u's activation: u_t ⊙ (1 - u_t) ⊙ dJ/du_t
         np.multiply(_dr_dpre[t], _dr[t], out=_dr_pre[t])  # the delta at the argument of r's activation: r_t ⊙ (1 - r_t) ⊙ dJ/dr_t
-        np.multiply(_u[t], _dh[t], out=dh_next)  # share of dJ/dh_{t-1}: u_t ⊙ dJ/dh_t + diag(r_t) U_n^T diag(1 - n_t^2) dJ/dn_t + U_u^T diag(u_t ⊙ (1 - u_t)) dJ/du_t + U_r^T diag(r_t ⊙ (1 - r_t)) dJ/dr_t
-        np.matmul(_dn_pre[t], U_n, out=_scratch_n_h)
+        np.matmul(_dstack1[t], _W_stack1_F, out=dh_next)  # share of dJ/dh_{t-1}: u_t ⊙ dJ/dh_t + diag(r_t) U_n^T diag(1 - n_t^2) dJ/dn_t + U_u^T diag(u_t ⊙ (1 - u_t)) dJ/du_t + U_r^T diag(r_t ⊙ (1 - r_t)) dJ/dr_t
+        np.multiply(_u[t], _dh[t], out=_scratch_n_h)
+        dh_next += _scratch_n_h
+        np.matmul(_dn_pre[t], _U_n_F, out=_scratch_n_h)
         np.multiply(_scratch_n_h, _r[t], out=_scratch_n_h)
-        dh_next += _scratch_n_h
-        np.matmul(_du_pre[t], U_u, out=_scratch_n_h)
-        dh_next += _scratch_n_h
-        np.matmul(_dr_pre[t], U_r, out=_scratch_n_h)
         dh_next += _scratch_n_h
     # the gradients, each one product over every step
     dW_r = dr_pre_rows.T @ x_rows  # dJ/dW_r = sum over t of diag(r_t ⊙ (1 - r_t)) dJ/dr_t x_t^T

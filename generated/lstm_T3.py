@@ -79,13 +79,20 @@ def _empty(shape, dtype):
     return np.empty(shape, dtype)
 
 
+def _fortran(a, out):
+    """``a`` copied into ``out``, an array of its shape in Fortran order; ``out``."""
+    np.copyto(out, a)
+    return out
+
+
 def _allocate(T, B, sizes, dtype):
     """The work arrays of loss_and_gradients for one shape, indexed by step t = 0..T, and their row
     views: allocated once, then kept between calls (``_take``, ``_give``)."""
-    f = _empty((T + 1, B, sizes["n_h"]), dtype)
-    i = _empty((T + 1, B, sizes["n_h"]), dtype)
-    o = _empty((T + 1, B, sizes["n_h"]), dtype)
-    g = _empty((T + 1, B, sizes["n_h"]), dtype)
+    stack1 = _empty((T + 1, B, 4 * sizes["n_h"]), dtype)
+    f = stack1[:, :, :sizes["n_h"]]
+    i = stack1[:, :, sizes["n_h"]:2 * sizes["n_h"]]
+    o = stack1[:, :, 2 * sizes["n_h"]:3 * sizes["n_h"]]
+    g = stack1[:, :, 3 * sizes["n_h"]:4 * sizes["n_h"]]
     c = _empty((T + 1, B, sizes["n_h"]), dtype)
     h = _empty((T + 1, B, sizes["n_h"]), dtype)
     y = _empty((T + 1, B, sizes["n_y"]), dtype)
@@ -98,18 +105,19 @@ def _allocate(T, B, sizes, dtype):
     df = _empty((T + 1, B, sizes["n_h"]), dtype)
     dh_dc = _empty((T + 1, B, sizes["n_h"]), dtype)
     dh_do = _empty((T + 1, B, sizes["n_h"]), dtype)
-    dg_pre = _empty((T + 1, B, sizes["n_h"]), dtype)
+    dstack1 = _empty((T + 1, B, 4 * sizes["n_h"]), dtype)
+    dg_pre = dstack1[:, :, 3 * sizes["n_h"]:4 * sizes["n_h"]]
     dg_dpre = _empty((T + 1, B, sizes["n_h"]), dtype)
-    do_pre = _empty((T + 1, B, sizes["n_h"]), dtype)
+    do_pre = dstack1[:, :, 2 * sizes["n_h"]:3 * sizes["n_h"]]
     do_dpre = _empty((T + 1, B, sizes["n_h"]), dtype)
-    di_pre = _empty((T + 1, B, sizes["n_h"]), dtype)
+    di_pre = dstack1[:, :, sizes["n_h"]:2 * sizes["n_h"]]
     di_dpre = _empty((T + 1, B, sizes["n_h"]), dtype)
-    df_pre = _empty((T + 1, B, sizes["n_h"]), dtype)
+    df_pre = dstack1[:, :, :sizes["n_h"]]
     df_dpre = _empty((T + 1, B, sizes["n_h"]), dtype)
-    f_rows = f[1:].reshape(T * B, -1)
-    i_rows = i[1:].reshape(T * B, -1)
-    o_rows = o[1:].reshape(T * B, -1)
-    g_rows = g[1:].reshape(T * B, -1)
+    f_rows = stack1[1:].reshape(T * B, -1)[:, :sizes["n_h"]]
+    i_rows = stack1[1:].reshape(T * B, -1)[:, sizes["n_h"]:2 * sizes["n_h"]]
+    o_rows = stack1[1:].reshape(T * B, -1)[:, 2 * sizes["n_h"]:3 * sizes["n_h"]]
+    g_rows = stack1[1:].reshape(T * B, -1)[:, 3 * sizes["n_h"]:4 * sizes["n_h"]]
     y_rows = y[1:].reshape(T * B, -1)
     h_rows = h[1:].reshape(T * B, -1)
     dy_rows = dy[1:].reshape(T * B, -1)
@@ -121,17 +129,21 @@ def _allocate(T, B, sizes, dtype):
     do_dpre_rows = do_dpre[1:].reshape(T * B, -1)
     di_dpre_rows = di_dpre[1:].reshape(T * B, -1)
     df_dpre_rows = df_dpre[1:].reshape(T * B, -1)
-    df_pre_rows = df_pre[1:].reshape(T * B, -1)
+    df_pre_rows = dstack1[1:].reshape(T * B, -1)[:, :sizes["n_h"]]
     h_rows_prev = h[:-1].reshape(T * B, -1)
-    di_pre_rows = di_pre[1:].reshape(T * B, -1)
-    do_pre_rows = do_pre[1:].reshape(T * B, -1)
-    dg_pre_rows = dg_pre[1:].reshape(T * B, -1)
+    di_pre_rows = dstack1[1:].reshape(T * B, -1)[:, sizes["n_h"]:2 * sizes["n_h"]]
+    do_pre_rows = dstack1[1:].reshape(T * B, -1)[:, 2 * sizes["n_h"]:3 * sizes["n_h"]]
+    dg_pre_rows = dstack1[1:].reshape(T * B, -1)[:, 3 * sizes["n_h"]:4 * sizes["n_h"]]
+    _scratch_4_n_h = _empty((B, 4 * sizes["n_h"]), dtype)
     _scratch_n_h = _empty((B, sizes["n_h"]), dtype)
     dh_next = _empty((B, sizes["n_h"]), dtype)
     dc_next = _empty((B, sizes["n_h"]), dtype)
+    W_stack1 = _empty((4 * sizes["n_h"], sizes["n_h"]), dtype)
+    _W_stack1_F = _empty((sizes["n_h"], 4 * sizes["n_h"]), dtype).T
     # _a[t] is step t of a: the loops read these views, made once here rather than at every use
-    _f = tuple(f)
+    _stack1 = tuple(stack1)
     _h = tuple(h)
+    _f = tuple(f)
     _i = tuple(i)
     _o = tuple(o)
     _g = tuple(g)
@@ -152,14 +164,16 @@ def _allocate(T, B, sizes, dtype):
     _di_dpre = tuple(di_dpre)
     _df_pre = tuple(df_pre)
     _df_dpre = tuple(df_dpre)
+    _dstack1 = tuple(dstack1)
     _rows, _batch_rows = np.arange(T * B), np.arange(B)  # the row of each class label, over every step and in one
     return (
-        f, i, o, g, c, h, y, dy, dh, dc, dg, do, di, df, dh_dc, dh_do, dg_pre, dg_dpre, do_pre, do_dpre,
-        di_pre, di_dpre, df_pre, df_dpre, f_rows, i_rows, o_rows, g_rows, y_rows, h_rows, dy_rows, dh_rows,
-        dh_dc_rows, c_rows, dh_do_rows, dg_dpre_rows, do_dpre_rows, di_dpre_rows, df_dpre_rows, df_pre_rows,
-        h_rows_prev, di_pre_rows, do_pre_rows, dg_pre_rows, _scratch_n_h, dh_next, dc_next, _f, _h, _i, _o,
-        _g, _c, _dh, _dc, _dh_dc, _dg, _do, _dh_do, _di, _df, _dg_pre, _dg_dpre, _do_pre, _do_dpre, _di_pre,
-        _di_dpre, _df_pre, _df_dpre, _rows, _batch_rows,
+        stack1, f, i, o, g, c, h, y, dy, dh, dc, dg, do, di, df, dh_dc, dh_do, dstack1, dg_pre, dg_dpre,
+        do_pre, do_dpre, di_pre, di_dpre, df_pre, df_dpre, f_rows, i_rows, o_rows, g_rows, y_rows, h_rows,
+        dy_rows, dh_rows, dh_dc_rows, c_rows, dh_do_rows, dg_dpre_rows, do_dpre_rows, di_dpre_rows,
+        df_dpre_rows, df_pre_rows, h_rows_prev, di_pre_rows, do_pre_rows, dg_pre_rows, _scratch_4_n_h,
+        _scratch_n_h, dh_next, dc_next, W_stack1, _W_stack1_F, _stack1, _h, _f, _i, _o, _g, _c, _dh, _dc,
+        _dh_dc, _dg, _do, _dh_do, _di, _df, _dg_pre, _dg_dpre, _do_pre, _do_dpre, _di_pre, _di_dpre, _df_pre,
+        _df_dpre, _dstack1, _rows, _batch_rows,
     )
 
 
@@ -359,24 +373,25 @@ def loss_and_gradients(params, xs, labels, h0=None, c0=None):
     (
         W_f, U_f, b_f, W_i, U_i, b_i, W_o, U_o, b_o, W_g, U_g, b_g, W_y, b_y,
     ) = weights
-    # the loops' transposed parameters, made once
-    _U_f_T = U_f.T
-    _U_i_T = U_i.T
-    _U_o_T = U_o.T
-    _U_g_T = U_g.T
 
     # the work arrays, indexed by step t = 1..T (index 0 of h, c holds the initial state):
     # those of the last call of this shape, or new ones
     key = (T, B, dtype, *sizes.values())
     work = _take(key) or _allocate(T, B, sizes, dtype)
     (
-        f, i, o, g, c, h, y, dy, dh, dc, dg, do, di, df, dh_dc, dh_do, dg_pre, dg_dpre, do_pre, do_dpre,
-        di_pre, di_dpre, df_pre, df_dpre, f_rows, i_rows, o_rows, g_rows, y_rows, h_rows, dy_rows, dh_rows,
-        dh_dc_rows, c_rows, dh_do_rows, dg_dpre_rows, do_dpre_rows, di_dpre_rows, df_dpre_rows, df_pre_rows,
-        h_rows_prev, di_pre_rows, do_pre_rows, dg_pre_rows, _scratch_n_h, dh_next, dc_next, _f, _h, _i, _o,
-        _g, _c, _dh, _dc, _dh_dc, _dg, _do, _dh_do, _di, _df, _dg_pre, _dg_dpre, _do_pre, _do_dpre, _di_pre,
-        _di_dpre, _df_pre, _df_dpre, _rows, _batch_rows,
+        stack1, f, i, o, g, c, h, y, dy, dh, dc, dg, do, di, df, dh_dc, dh_do, dstack1, dg_pre, dg_dpre,
+        do_pre, do_dpre, di_pre, di_dpre, df_pre, df_dpre, f_rows, i_rows, o_rows, g_rows, y_rows, h_rows,
+        dy_rows, dh_rows, dh_dc_rows, c_rows, dh_do_rows, dg_dpre_rows, do_dpre_rows, di_dpre_rows,
+        df_dpre_rows, df_pre_rows, h_rows_prev, di_pre_rows, do_pre_rows, dg_pre_rows, _scratch_4_n_h,
+        _scratch_n_h, dh_next, dc_next, W_stack1, _W_stack1_F, _stack1, _h, _f, _i, _o, _g, _c, _dh, _dc,
+        _dh_dc, _dg, _do, _dh_do, _di, _df, _dg_pre, _dg_dpre, _do_pre, _do_dpre, _di_pre, _di_dpre, _df_pre,
+        _df_dpre, _dstack1, _rows, _batch_rows,
     ) = work
+    np.concatenate((U_f, U_i, U_o, U_g), out=W_stack1)  # the matrices of one product per step, stacked
+    # the matrices the backward loop multiplies rows by, in Fortran order where there are several rows
+    _W_stack1_F = _fortran(W_stack1, _W_stack1_F) if B > 1 else W_stack1
+    # the loops' transposed parameters, made once
+    _W_stack1_T = W_stack1.T
     h[0] = h0
     c[0] = c0
     x_rows = x.reshape(T * B, -1)
@@ -391,17 +406,11 @@ def loss_and_gradients(params, xs, labels, h0=None, c0=None):
     np.matmul(x_rows, W_g.T, out=g_rows)  # g_t = tanh(W_g x_t + U_g h_{t-1} + b_g): the terms without the state
     g_rows += b_g
     for t in range(1, T + 1):  # the recurrence
-        np.matmul(_h[t - 1], _U_f_T, out=_scratch_n_h)  # f_t = sigmoid(W_f x_t + U_f h_{t-1} + b_f): with the state's terms  (B, n_h)
-        np.add(_f[t], _scratch_n_h, out=_f[t])
+        np.matmul(_h[t - 1], _W_stack1_T, out=_scratch_4_n_h)  # f, i, o, g: with the state's terms, one product (U_f; U_i; U_o; U_g) h_{t-1}  (B, 4*n_h)
+        np.add(_stack1[t], _scratch_4_n_h, out=_stack1[t])
         _sigmoid(_f[t], out=_f[t])  # f_t = sigmoid(W_f x_t + U_f h_{t-1} + b_f): the activation  (B, n_h)
-        np.matmul(_h[t - 1], _U_i_T, out=_scratch_n_h)  # i_t = sigmoid(W_i x_t + U_i h_{t-1} + b_i): with the state's terms  (B, n_h)
-        np.add(_i[t], _scratch_n_h, out=_i[t])
         _sigmoid(_i[t], out=_i[t])  # i_t = sigmoid(W_i x_t + U_i h_{t-1} + b_i): the activation  (B, n_h)
-        np.matmul(_h[t - 1], _U_o_T, out=_scratch_n_h)  # o_t = sigmoid(W_o x_t + U_o h_{t-1} + b_o): with the state's terms  (B, n_h)
-        np.add(_o[t], _scratch_n_h, out=_o[t])
         _sigmoid(_o[t], out=_o[t])  # o_t = sigmoid(W_o x_t + U_o h_{t-1} + b_o): the activation  (B, n_h)
-        np.matmul(_h[t - 1], _U_g_T, out=_scratch_n_h)  # g_t = tanh(W_g x_t + U_g h_{t-1} + b_g): with the state's terms  (B, n_h)
-        np.add(_g[t], _scratch_n_h, out=_g[t])
         np.tanh(_g[t], out=_g[t])  # g_t = tanh(W_g x_t + U_g h_{t-1} + b_g): the activation  (B, n_h)
         np.multiply(_f[t], _c[t - 1], out=_c[t])  # c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t  (B, n_h)
         np.multiply(_i[t], _g[t], out=_scratch_n_h)
@@ -445,13 +454,7 @@ def loss_and_gradients(params, xs, labels, h0=None, c0=None):
         np.multiply(_do_dpre[t], _do[t], out=_do_pre[t])  # the delta at the argument of o's activation: o_t ⊙ (1 - o_t) ⊙ dJ/do_t
         np.multiply(_di_dpre[t], _di[t], out=_di_pre[t])  # the delta at the argument of i's activation: i_t ⊙ (1 - i_t) ⊙ dJ/di_t
         np.multiply(_df_dpre[t], _df[t], out=_df_pre[t])  # the delta at the argument of f's activation: f_t ⊙ (1 - f_t) ⊙ dJ/df_t
-        np.matmul(_dg_pre[t], U_g, out=dh_next)  # share of dJ/dh_{t-1}: U_g^T diag(1 - g_t^2) dJ/dg_t + U_o^T diag(o_t ⊙ (1 - o_t)) dJ/do_t + U_i^T diag(i_t ⊙ (1 - i_t)) dJ/di_t + U_f^T diag(f_t ⊙ (1 - f_t)) dJ/df_t
-        np.matmul(_do_pre[t], U_o, out=_scratch_n_h)
-        dh_next += _scratch_n_h
-        np.matmul(_di_pre[t], U_i, out=_scratch_n_h)
-        dh_next += _scratch_n_h
-        np.matmul(_df_pre[t], U_f, out=_scratch_n_h)
-        dh_next += _scratch_n_h
+        np.matmul(_dstack1[t], _W_stack1_F, out=dh_next)  # share of dJ/dh_{t-1}: U_g^T diag(1 - g_t^2) dJ/dg_t + U_o^T diag(o_t ⊙ (1 - o_t)) dJ/do_t + U_i^T diag(i_t ⊙ (1 - i_t)) dJ/di_t + U_f^T diag(f_t ⊙ (1 - f_t)) dJ/df_t
         np.multiply(_f[t], _dc[t], out=dc_next)  # share of dJ/dc_{t-1}: f_t ⊙ dJ/dc_t
     # the gradients, each one product over every step
     dW_f = df_pre_rows.T @ x_rows  # dJ/dW_f = sum over t of diag(f_t ⊙ (1 - f_t)) dJ/df_t x_t^T

@@ -65,6 +65,12 @@ def _empty(shape, dtype):
     return np.empty(shape, dtype)
 
 
+def _fortran(a, out):
+    """``a`` copied into ``out``, an array of its shape in Fortran order; ``out``."""
+    np.copyto(out, a)
+    return out
+
+
 def _allocate(T, B, sizes, dtype):
     """The work arrays of loss_and_gradients for one shape, indexed by step t = 0..T, and their row
     views: allocated once, then kept between calls (``_take``, ``_give``)."""
@@ -87,6 +93,7 @@ def _allocate(T, B, sizes, dtype):
     h_rows_prev = h[:-1].reshape(T * B, -1)
     _scratch_n_h = _empty((B, sizes["n_h"]), dtype)
     dh_next = _empty((B, sizes["n_h"]), dtype)
+    _W_hh_F = _empty((sizes["n_h"], sizes["n_h"]), dtype).T
     # _a[t] is step t of a: the loops read these views, made once here rather than at every use
     _z = tuple(z)
     _h = tuple(h)
@@ -96,7 +103,7 @@ def _allocate(T, B, sizes, dtype):
     _rows, _batch_rows = np.arange(T * B), np.arange(B)  # the row of each class label, over every step and in one
     return (
         z, h, y, p, dy, dh, dz, dh_dz, z_rows, y_rows, h_rows, p_rows, dy_rows, dh_rows, dh_dz_rows, dz_rows,
-        h_rows_prev, _scratch_n_h, dh_next, _z, _h, _dh, _dz, _dh_dz, _rows, _batch_rows,
+        h_rows_prev, _scratch_n_h, dh_next, _W_hh_F, _z, _h, _dh, _dz, _dh_dz, _rows, _batch_rows,
     )
 
 
@@ -278,8 +285,6 @@ def loss_and_gradients(params, xs, labels, h0=None):
     (
         W_xh, W_hh, W_hy,
     ) = weights
-    # the loops' transposed parameters, made once
-    _W_hh_T = W_hh.T
 
     # the work arrays, indexed by step t = 1..T (index 0 of h holds the initial state):
     # those of the last call of this shape, or new ones
@@ -287,8 +292,12 @@ def loss_and_gradients(params, xs, labels, h0=None):
     work = _take(key) or _allocate(T, B, sizes, dtype)
     (
         z, h, y, p, dy, dh, dz, dh_dz, z_rows, y_rows, h_rows, p_rows, dy_rows, dh_rows, dh_dz_rows, dz_rows,
-        h_rows_prev, _scratch_n_h, dh_next, _z, _h, _dh, _dz, _dh_dz, _rows, _batch_rows,
+        h_rows_prev, _scratch_n_h, dh_next, _W_hh_F, _z, _h, _dh, _dz, _dh_dz, _rows, _batch_rows,
     ) = work
+    # the matrices the backward loop multiplies rows by, in Fortran order where there are several rows
+    _W_hh_F = _fortran(W_hh, _W_hh_F) if B > 1 else W_hh
+    # the loops' transposed parameters, made once
+    _W_hh_T = W_hh.T
     h[0] = h0
     x_rows = x.reshape(T * B, -1)
     onehot_rows = onehot.reshape(T * B)
@@ -314,7 +323,7 @@ def loss_and_gradients(params, xs, labels, h0=None):
     for t in range(T, 0, -1):  # the recurrence, backwards
         np.add(_dh[t], dh_next, out=_dh[t])  # dJ/dh_t = W_hy^T dJ/dy_t + W_hh^T dJ/dz_{t+1}: the carried share
         np.multiply(_dh_dz[t], _dh[t], out=_dz[t])  # dJ/dz_t = (1 - h_t^2) ⊙ dJ/dh_t
-        np.matmul(_dz[t], W_hh, out=dh_next)  # share of dJ/dh_{t-1}: W_hh^T dJ/dz_t
+        np.matmul(_dz[t], _W_hh_F, out=dh_next)  # share of dJ/dh_{t-1}: W_hh^T dJ/dz_t
     # the gradients, each one product over every step
     dW_xh = dz_rows.T @ x_rows  # dJ/dW_xh = sum over t of dJ/dz_t x_t^T
     dW_hh = dz_rows.T @ h_rows_prev  # dJ/dW_hh = sum over t of dJ/dz_t h_{t-1}^T

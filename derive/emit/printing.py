@@ -415,6 +415,10 @@ class BatchedPrinter(_NumPyBase):
             return naming.code_base(base)
         return naming.code_indexed(naming.step_name(base, naming.shift(step, -1)))
 
+    def right_operand(self, expr: sp.Basic) -> str:
+        """W in ``rows @ W``."""
+        return self.doprint(expr)
+
     def scratch_for(self, rows: sp.Expr, level: int) -> str | None:
         """A (B, n) array for an intermediate value, n = ``rows``: none here (NumPy makes its own)."""
         return None

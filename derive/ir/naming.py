@@ -189,7 +189,7 @@ RESERVED = frozenset(keyword.kwlist) | frozenset(
 )
 # and the shapes of the names it makes: steps (h_1), carries, accumulators, zero arrays, row views,
 # sizes, and its helpers (_softmax, _empty)
-RESERVED_SHAPES = re.compile(r"_[0-9]+$|_next$|_acc$|_zero$|_rows$|_rows_prev$|^n_|^_")
+RESERVED_SHAPES = re.compile(r"_[0-9]+$|_next$|_acc$|_zero$|_rows$|_rows_prev$|^n_|^_|^d?stack[0-9]+$|^W_stack[0-9]+$")
 
 
 def is_reserved(name: str) -> bool:

@@ -16,7 +16,7 @@ Everything here is printing; the template only places the strings.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sympy as sp
@@ -317,15 +317,35 @@ def _work(derivation: Derivation, fast: Hoisted) -> dict[str, Any]:
     arrays = [{"name": n.name, "dim": n.dim, "zeros": last and n.name in cell.outputs} for n in _nodes(cell)]
     views, needs = list(fast.forward_views), [fast.forward_needs]
     rows = [{"name": name, "size": size} for name, size in fast.forward_needs.scratch]
+    stacked = [(k.name, k.members, k.dim) for k in fast.stacks]
     if not derivation.truncate:
         arrays += [{"name": d["name"], "dim": d["dim"], "zeros": d["init"] == "zeros"} for d in fast.deltas]
         arrays += [{"name": d["name"], "dim": d["dim"], "zeros": False} for d in fast.locals]
         views += fast.backward_views
+        stacked += [(k.delta_name, k.deltas, k.dim) for k in fast.stacks if k.deltas]
         needs.append(fast.backward_needs)
         rows += [{"name": naming.carried_local(s.name), "size": f'sizes["n_{s.dim}"]'} for s in cell.states]
         rows += [{"name": name, "size": size} for name, size in fast.backward_needs.scratch]
     rows = list({row["name"]: row for row in rows}.values())
+    arrays, slices = _stacked(arrays, stacked)
+    views = [replace(v, within=slices[v.array]) if v.array in slices else v for v in views]
+    weights = [
+        {
+            "name": k.weights_name,
+            "rows": f'{len(k.members)} * sizes["n_{k.dim}"]',
+            "cols": f'sizes["n_{k.operand}"]',
+            "of": ", ".join(k.weights),
+        }
+        for k in fast.stacks
+    ]
     steps = list(dict.fromkeys(name for need in needs for name in need.steps))
+    shapes: dict[str, tuple[str, ...]] = {w["name"]: (w["rows"], w["cols"]) for w in weights}
+    shapes |= {p.name: tuple(f'sizes["n_{d}"]' for d in p.shape) for p in cell.params}
+    fortran = list(dict.fromkeys(name for need in needs for name in need.fortran))
+    rows = [{"name": r["name"], "shape": f"(B, {r['size']})", "view": ""} for r in rows]
+    rows += [{"name": w["name"], "shape": f"({w['rows']}, {w['cols']})", "view": ""} for w in weights]
+    # the Fortran-ordered copies: a C-ordered array of the transposed shape, seen through .T
+    rows += [{"name": f"_{n}_F", "shape": f"({shapes[n][1]}, {shapes[n][0]})", "view": ".T"} for n in fortran]
     names = [a["name"] for a in arrays] + [view.name for view in views] + [row["name"] for row in rows]
     names += [f"_{name}" for name in steps]
     if any(v.kind == "class" for v in cell.targets):
@@ -338,7 +358,41 @@ def _work(derivation: Derivation, fast: Hoisted) -> dict[str, Any]:
         "work_names": _wrapped(names),
         "work_zeros": [a["name"] for a in arrays if a["zeros"]],
         "transposes": list(dict.fromkeys(name for need in needs for name in need.transposes)),
+        "stacked_weights": weights,
+        "fortran": fortran,
     }
+
+
+def _stacked(arrays: list[dict[str, Any]], stacks: list[tuple[str, tuple[str, ...], str]]) -> tuple[list, dict]:
+    """The work arrays with each stack (name, members, dim) one array, allocated before its members,
+    which are slices of it side by side; and each member's slice (stack, columns)."""
+    slices: dict[str, tuple[str, str]] = {}
+    out: list[dict[str, Any]] = []
+    for a in arrays:
+        stack = next((k for k in stacks if a["name"] in k[1]), None)
+        if stack is None:
+            out.append({**a, "code": f'_empty((T + 1, B, sizes["n_{a["dim"]}"]), dtype)'})
+            continue
+        name, members, dim = stack
+        if not any(b["name"] == name for b in out):
+            out.append(
+                {
+                    "name": name,
+                    "dim": dim,
+                    "zeros": False,
+                    "code": f'_empty((T + 1, B, {len(members)} * sizes["n_{dim}"]), dtype)',
+                }
+            )
+        slices[a["name"]] = (name, _columns(members.index(a["name"]), f'sizes["n_{dim}"]'))
+        out.append({**a, "code": f"{name}[:, :, {slices[a['name']][1]}]"})
+    return out, slices
+
+
+def _columns(position: int, size: str) -> str:
+    """The columns of the member at ``position`` of a stack: ``:n``, ``n:2 * n``, ``2 * n:3 * n``."""
+    lo = "" if position == 0 else (size if position == 1 else f"{position} * {size}")
+    hi = size if position == 0 else f"{position + 1} * {size}"
+    return f"{lo}:{hi}"
 
 
 def _wrapped(names: list[str], width: int = 100) -> list[str]:

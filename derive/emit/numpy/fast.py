@@ -17,6 +17,7 @@ import sympy as sp
 
 from derive.derivation.adjoint import Program
 from derive.derivation.pipeline import Derivation
+from derive.emit.numpy.fusion import Stack, fuse
 from derive.emit.numpy.schedule import LOOP, POST, PRE, Array, Phases, Statement, schedule, truncated
 from derive.emit.printing import NO_IO, BatchedPrinter, Io, is_negative, negated, ordered_terms
 from derive.ir import naming
@@ -55,12 +56,16 @@ class View:
     array: str
     lag: int = 0  # 0 or 1
     kind: str = "work"  # "work", "io" or "labels"
+    within: tuple[str, str] | None = None  # a stack's member: (the stack, the member's columns)
 
     @property
     def code(self) -> str:
         if self.kind == "labels":
             return f"{self.name} = {self.array}.reshape(T * B)"
         steps = "" if self.kind == "io" else f"[{':-1' if self.lag else '1:'}]"
+        if self.within is not None:  # the member's columns of the stack's rows: a view, not a copy
+            stack, columns = self.within
+            return f"{self.name} = {stack}{steps}.reshape(T * B, -1)[:, {columns}]"
         return f"{self.name} = {self.array}{steps}.reshape(T * B, -1)"
 
 
@@ -115,6 +120,7 @@ class LoopPrinter(BatchedPrinter):
         self.steps: dict[str, None] = {}
         self.transposes: dict[str, None] = {}
         self.scratch: dict[str, str] = {}  # name: its dimension's size, in code
+        self.fortran: dict[str, None] = {}  # the parameters a product reads in Fortran order
 
     def _print_MatrixSymbol(self, expr: sp.MatrixSymbol) -> str:
         base, step = naming.split(expr.name)
@@ -130,13 +136,24 @@ class LoopPrinter(BatchedPrinter):
             return f"_{name}_T"
         return super()._print_Transpose(expr)
 
+    def right_operand(self, expr: sp.Basic) -> str:
+        """W in rows @ W, a parameter: ``_W_F``, its copy in Fortran order where B > 1 (OpenBLAS's
+        double kernels run rows @ W 20-30% faster so, the transpose's own layout, at (32, 256) x
+        (256, 256) and (64, 512) x (512, 512): python benchmarks/gemm_layouts.py)."""
+        if isinstance(expr, sp.MatrixSymbol) and naming.split(expr.name)[1] is None and expr.shape[1] != 1:
+            name = naming.code_base(expr.name)
+            self.fortran.setdefault(name)
+            return f"_{name}_F"
+        return self.doprint(expr)
+
     def scratch_for(self, rows: sp.Expr, level: int) -> str | None:
-        """A (B, n) scratch array of n = ``rows``, the first of its size or (level 1) the second."""
+        """A (B, n) scratch array of n = ``rows`` (n_h, or 4 n_h for a stack of four), the first of its
+        size or (level 1) the second."""
         if level >= SCRATCH_LEVELS:
             return None
-        size = dim_code(rows)
-        name = f"_scratch_{size}" + (f"_{level}" if level else "")
-        self.scratch[name] = f'sizes["{size}"]'
+        coeff, size = rows.as_coeff_Mul()
+        name = f"_scratch_{'' if coeff == 1 else f'{coeff}_'}{size}" + (f"_{level}" if level else "")
+        self.scratch[name] = f'{"" if coeff == 1 else f"{coeff} * "}sizes["{size}"]'
         return name
 
 
@@ -157,7 +174,7 @@ def _matmul_operands(expr: sp.Basic, printer: BatchedPrinter) -> tuple[str, str,
         return ("np.multiply", printer.doprint(m.arg), printer.doprint(v)) if _is_leaf(m.arg) else None
     matrix = m.arg if isinstance(m, sp.Transpose) else m
     if isinstance(matrix, sp.MatrixSymbol) and naming.split(matrix.name)[1] is None:
-        return "np.matmul", printer.doprint(v), printer.doprint(transpose(m))
+        return "np.matmul", printer.doprint(v), printer.right_operand(transpose(m))
     return None
 
 
@@ -233,7 +250,7 @@ class _Into:
         if computed is None:
             return None
         scratch, lines = computed
-        return [*lines, f"np.matmul({scratch}, {self.printer.doprint(transpose(matrix))}, out={self.dst})"]
+        return [*lines, f"np.matmul({scratch}, {self.printer.right_operand(transpose(matrix))}, out={self.dst})"]
 
     def _product(self, factors: list[sp.Basic]) -> list[str] | None:
         """An elementwise product: a factor that is not a name into dst (a second one into scratch),
@@ -382,6 +399,7 @@ class Hoisted:
     carried_views: frozenset[str]  # the states whose carried share is one step of an array
     forward_needs: Needs  # what the forward loop reads besides the arrays
     backward_needs: Needs  # and the backward loop
+    stacks: tuple[Stack, ...]  # the arrays that are slices of one, for one product per step
 
 
 @dataclass(frozen=True)
@@ -392,13 +410,14 @@ class Needs:
     steps: tuple[str, ...]
     transposes: tuple[str, ...]
     scratch: tuple[tuple[str, str], ...]
+    fortran: tuple[str, ...] = ()
 
     @staticmethod
     def of(printer: LoopPrinter, lines: list[Line]) -> Needs:
         """What ``lines`` (printed by ``printer``) read; a scratch array asked for but not used is left out."""
         code = "\n".join(line.code for line in lines)
         scratch = tuple((name, size) for name, size in printer.scratch.items() if re.search(rf"\b{name}\b", code))
-        return Needs(tuple(printer.steps), tuple(printer.transposes), scratch)
+        return Needs(tuple(printer.steps), tuple(printer.transposes), scratch, tuple(printer.fortran))
 
 
 def io(cell: Cell) -> Io:
@@ -479,7 +498,8 @@ def _arrays(arrays: tuple[Array, ...], init: bool = False) -> tuple[dict[str, st
 
 def hoisted(derivation: Derivation) -> Hoisted:
     """The fast path's lines: its schedule printed."""
-    plan, loss = schedule(derivation), derivation.cell.loss
+    fused = fuse(schedule(derivation), derivation.cell, backward=not derivation.truncate)
+    plan, loss = fused.schedule, derivation.cell.loss
     rows, step = AllStepsPrinter(io(derivation.cell)), BatchedPrinter(io=io(derivation.cell))
     forward_loop, backward_loop = LoopPrinter(io(derivation.cell)), LoopPrinter(io(derivation.cell))
     forward = _phase_lines(plan.forward, rows, step, forward_loop, loss, shape=True)
@@ -502,6 +522,7 @@ def hoisted(derivation: Derivation) -> Hoisted:
         plan.backward.carried_views,
         Needs.of(forward_loop, forward[LOOP]),
         Needs.of(backward_loop, [*backward[LOOP], *carries]),
+        fused.stacks,
     )
 
 

@@ -43,7 +43,8 @@ def test_the_seed_loops_keep_only_the_recurrences():
         "np.add(_dh[t], dh_next, out=_dh[t])",
         "np.multiply(_dh_dz[t], _dh[t], out=_dz[t])",
     ]
-    assert codes(fast.carry) == ["np.matmul(_dz[t], W_hh, out=dh_next)"]
+    assert codes(fast.carry) == ["np.matmul(_dz[t], _W_hh_F, out=dh_next)"]  # W_hh in Fortran order
+    assert fast.backward_needs.fortran == ("W_hh",)
     assert fast.forward_needs.transposes == ("W_hh",) and fast.backward_needs.transposes == ()
     assert fast.forward_needs.steps == ("z", "h") and fast.backward_needs.steps == ("dh", "dz", "dh_dz")
     # everything else, for every step at once, written into the arrays' own rows
@@ -78,11 +79,11 @@ def test_gated_cells_compute_each_activation_delta_once():
     from derive.ir.cell import load_builtin
 
     fast = hoisted(derive(load_builtin("lstm"), 2))
-    assert codes(fast.carry)[:3] == [  # each gate's share of dh_{t-1} from its inner delta, once
-        "np.matmul(_dg_pre[t], U_g, out=dh_next)",
-        "np.matmul(_do_pre[t], U_o, out=_scratch_n_h)",
-        "dh_next += _scratch_n_h",
-    ]
+    # the four gates' shares of dh_{t-1}, from their inner deltas side by side: one product
+    assert codes(fast.carry)[0] == "np.matmul(_dstack1[t], _W_stack1_F, out=dh_next)"
+    (stack,) = fast.stacks
+    assert stack.members == ("f", "i", "o", "g") and stack.weights == ("U_f", "U_i", "U_o", "U_g")
+    assert stack.deltas == ("df_pre", "di_pre", "do_pre", "dg_pre")
     post = codes(fast.backward_post)
     assert "dW_f = df_pre_rows.T @ x_rows" in post and "db_f = df_pre_rows.sum(axis=0)" in post
 

@@ -1,0 +1,62 @@
+"""Fused products: gates that add their own matrix times one operand share one product per step."""
+
+import numpy as np
+
+from conftest import load_cell
+from derive.derivation.pipeline import derive
+from derive.emit.numpy.fast import hoisted
+from derive.emit.outputs import module_source
+from derive.spec.parser import parse
+from derive.verify.report import load_module, random_problem
+from derive.verify.selfcheck import self_check
+
+TWO_WIDTHS = """\
+cell widths "two gates of different widths read h"
+param W[h, x], U[h, h], A[a, x], K[a, h], M[h, a], V[y, h]
+input x[x]; state h[h] = 0; target l: class(y)
+s = sigmoid(A x + K h[t-1])
+h = tanh(W x + U h[t-1] + M s)
+y = V h
+J = cross_entropy(softmax(y), l)
+"""
+
+
+def test_the_lstm_gates_are_one_stack_forward_and_backward():
+    (stack,) = hoisted(derive(load_cell("lstm"), 3)).stacks
+    assert (stack.members, stack.weights, stack.dim, stack.operand) == (
+        ("f", "i", "o", "g"),
+        ("U_f", "U_i", "U_o", "U_g"),
+        "h",
+        "h",
+    )
+    assert stack.deltas == ("df_pre", "di_pre", "do_pre", "dg_pre")
+
+
+def test_the_gru_stacks_its_reset_and_update_gates_not_the_candidate():
+    (stack,) = hoisted(derive(load_cell("gru"), 3)).stacks
+    assert stack.members == ("r", "u")  # n reads U_n (r * h[t-1]): another operand
+
+
+def test_gates_of_different_widths_are_not_stacked():
+    derivation = derive(parse(TWO_WIDTHS), 3)
+    assert hoisted(derivation).stacks == ()
+    self_check(module_source(derivation), derivation.cell)
+
+
+def test_truncated_modules_fuse_the_forward_product_only():
+    (stack,) = hoisted(derive(load_cell("lstm"), 3, 2)).stacks
+    assert stack.deltas == ()
+    assert "W_stack1" in module_source(derive(load_cell("lstm"), 3, 2))
+
+
+def test_one_sequence_and_a_batch_agree_with_the_unbatched_path():
+    """B = 1 multiplies by the parameters as they are, B > 1 by their Fortran-ordered copies."""
+    module = load_module(module_source(derive(load_cell("lstm"), 3)), "lstm_fused")
+    params, xs, labels, h0, c0 = random_problem(module, 4, (3, 5, 4), seed=2, batch=3)
+    loss, grads = module.loss_and_gradients(params, xs, labels, h0, c0)
+    for b in range(3):
+        loss_b, grads_b = module.loss_and_gradients(params, xs[:, b], labels[:, b], h0[b], c0[b])
+        for name in module.PARAMS:
+            grads[name] = grads[name] - grads_b[name]
+        loss -= loss_b
+    assert abs(loss) < 1e-12 and all(np.abs(grads[name]).max() < 1e-12 for name in module.PARAMS)
