@@ -219,17 +219,17 @@ def _prepare(params, xs, labels, h0):
     missing = [name for name in PARAMS if name not in params]
     if missing:
         raise ValueError(f"params: missing {', '.join(missing)}")
-    sizes, weights = {}, []
-    for name in PARAMS:
-        value = params[name]
-        if type(value) is not np.ndarray or value.dtype.kind not in "biuf":
-            value = _array(value, "params", name)
-        if value.ndim != len(SHAPES[name]):
-            raise ValueError(f"params[{name!r}]: expected {len(SHAPES[name])} dimensions {SHAPES[name]}, got shape {value.shape}")
-        for dim, size in zip(SHAPES[name], value.shape):
-            if sizes.setdefault(dim, size) != size:
-                raise ValueError(f"params[{name!r}]: {dim} = {size} here but {sizes[dim]} in an earlier parameter")
-        weights.append(value)
+    weights = [params[name] for name in PARAMS]
+    if any(type(w) is not np.ndarray or w.dtype.kind not in "biuf" for w in weights):
+        weights = [_array(w, "params", name) for w, name in zip(weights, PARAMS)]
+    shapes = [w.shape for w in weights]
+    try:  # each size where it first appears, then every shape at once
+        sizes = {dim: shapes[i][axis] for dim, (i, axis) in _FIRST_AT.items()}
+        right = shapes == [tuple(sizes[d] for d in SHAPES[name]) for name in PARAMS]
+    except IndexError:
+        right = False
+    if not right:
+        sizes = _sizes(shapes)
     xs = _array(xs, "xs")
     if xs.ndim not in (2, 3) or xs.shape[0] < 1:
         raise ValueError(f"xs: expected shape (T, n_x) or (T, B, n_x) with T >= 1, got {xs.shape}")
@@ -237,7 +237,8 @@ def _prepare(params, xs, labels, h0):
     T, B = xs.shape[0], xs.shape[1] if batched else 1
     if xs.shape[-1] != sizes["n_x"]:
         raise ValueError(f"xs: last axis is {xs.shape[-1]}, but the parameters have n_x = {sizes['n_x']}")
-    dtype = np.result_type(xs.dtype if xs.dtype.kind == "f" else np.float64, *[w.dtype for w in weights])
+    dtypes = {w.dtype for w in weights} | {xs.dtype if xs.dtype.kind == "f" else np.dtype(np.float64)}
+    dtype = next(iter(dtypes)) if len(dtypes) == 1 else np.result_type(*dtypes)
     x = xs.reshape(T, B, -1).astype(dtype, copy=False)
     lead = (T, B) if batched else (T,)
     labels = _array(labels, "labels")
@@ -246,7 +247,8 @@ def _prepare(params, xs, labels, h0):
         raise ValueError(f"labels: expected shape {lead} to match xs, got {labels.shape}")
     if labels.size and labels.dtype.kind not in "iu":
         raise ValueError(f"labels: expected integers, got dtype {labels.dtype}")
-    if labels.size and (labels.min() < 0 or labels.max() >= n):
+    # one pass: as unsigned integers of their size, the negative labels are above n too
+    if labels.size and labels.view(labels.dtype.str.replace("i", "u")).max() >= n:
         raise ValueError(f"labels: expected class indices in [0, {n}), got values in [{labels.min()}, {labels.max()}]")
     label = labels.reshape(T, B).astype(np.intp, copy=False)
     n_h = sizes["n_h"]
@@ -257,8 +259,27 @@ def _prepare(params, xs, labels, h0):
         if h0.shape != ((B, n_h) if batched else (n_h,)):
             raise ValueError(f"h0: expected shape {(B, n_h) if batched else (n_h,)}, got {h0.shape}")
         h0 = h0.reshape(B, n_h)
-    weights = tuple(w if w.dtype == dtype else w.astype(dtype) for w in weights)
+    weights = tuple(weights) if dtypes == {dtype} else tuple(w.astype(dtype, copy=False) for w in weights)
     return x, label, h0, batched, sizes, dtype, weights
+
+
+# where each size is first read: the parameter (by index) and its axis
+_FIRST_AT = {}
+for _i, _name in enumerate(PARAMS):
+    for _axis, _dim in enumerate(SHAPES[_name]):
+        _FIRST_AT.setdefault(_dim, (_i, _axis))
+
+
+def _sizes(shapes):
+    """The sizes the parameters' shapes give; a ValueError naming the first that disagrees."""
+    sizes = {}
+    for name, shape in zip(PARAMS, shapes):
+        if len(shape) != len(SHAPES[name]):
+            raise ValueError(f"params[{name!r}]: expected {len(SHAPES[name])} dimensions {SHAPES[name]}, got shape {shape}")
+        for dim, size in zip(SHAPES[name], shape):
+            if sizes.setdefault(dim, size) != size:
+                raise ValueError(f"params[{name!r}]: {dim} = {size} here but {sizes[dim]} in an earlier parameter")
+    return sizes
 
 
 def _by_step(value, T, last):
@@ -304,7 +325,7 @@ def loss_and_gradients(params, xs, labels, h0=None):
     np.matmul(x_rows, W_xh.T, out=z_rows)  # z_t = W_xh x_t + W_hh h_{t-1} + b_h: the terms without the state
     z_rows += b_h
     for t in range(1, T + 1):  # the recurrence
-        np.matmul(_h[t - 1], _W_hh_T, out=_scratch_n_h)  # z_t = W_xh x_t + W_hh h_{t-1} + b_h: with the state's terms  (B, n_h)
+        np.dot(_h[t - 1], _W_hh_T, out=_scratch_n_h)  # z_t = W_xh x_t + W_hh h_{t-1} + b_h: with the state's terms  (B, n_h)
         np.add(_z[t], _scratch_n_h, out=_z[t])
         np.tanh(_z[t], out=_h[t])  # h_t = tanh(z_t)  (B, n_h)
     # the outputs and the loss, for every step at once
@@ -323,7 +344,7 @@ def loss_and_gradients(params, xs, labels, h0=None):
     for t in range(T, 0, -1):  # the recurrence, backwards
         np.add(_dh[t], dh_next, out=_dh[t])  # dJ/dh_t = W_hy^T dJ/dy_t + W_hh^T dJ/dz_{t+1}: the carried share
         np.multiply(_dh_dz[t], _dh[t], out=_dz[t])  # dJ/dz_t = (1 - h_t^2) ⊙ dJ/dh_t
-        np.matmul(_dz[t], _W_hh_F, out=dh_next)  # share of dJ/dh_{t-1}: W_hh^T dJ/dz_t
+        np.dot(_dz[t], _W_hh_F, out=dh_next)  # share of dJ/dh_{t-1}: W_hh^T dJ/dz_t
     # the gradients, each one product over every step
     dW_xh = dz_rows.T @ x_rows  # dJ/dW_xh = sum over t of dJ/dz_t x_t^T
     dW_hh = dz_rows.T @ h_rows_prev  # dJ/dW_hh = sum over t of dJ/dz_t h_{t-1}^T

@@ -276,17 +276,17 @@ def _prepare(params, xs, labels, h0):
     missing = [name for name in PARAMS if name not in params]
     if missing:
         raise ValueError(f"params: missing {', '.join(missing)}")
-    sizes, weights = {}, []
-    for name in PARAMS:
-        value = params[name]
-        if type(value) is not np.ndarray or value.dtype.kind not in "biuf":
-            value = _array(value, "params", name)
-        if value.ndim != len(SHAPES[name]):
-            raise ValueError(f"params[{name!r}]: expected {len(SHAPES[name])} dimensions {SHAPES[name]}, got shape {value.shape}")
-        for dim, size in zip(SHAPES[name], value.shape):
-            if sizes.setdefault(dim, size) != size:
-                raise ValueError(f"params[{name!r}]: {dim} = {size} here but {sizes[dim]} in an earlier parameter")
-        weights.append(value)
+    weights = [params[name] for name in PARAMS]
+    if any(type(w) is not np.ndarray or w.dtype.kind not in "biuf" for w in weights):
+        weights = [_array(w, "params", name) for w, name in zip(weights, PARAMS)]
+    shapes = [w.shape for w in weights]
+    try:  # each size where it first appears, then every shape at once
+        sizes = {dim: shapes[i][axis] for dim, (i, axis) in _FIRST_AT.items()}
+        right = shapes == [tuple(sizes[d] for d in SHAPES[name]) for name in PARAMS]
+    except IndexError:
+        right = False
+    if not right:
+        sizes = _sizes(shapes)
     xs = _array(xs, "xs")
     if xs.ndim not in (2, 3) or xs.shape[0] < 1:
         raise ValueError(f"xs: expected shape (T, n_x) or (T, B, n_x) with T >= 1, got {xs.shape}")
@@ -294,7 +294,8 @@ def _prepare(params, xs, labels, h0):
     T, B = xs.shape[0], xs.shape[1] if batched else 1
     if xs.shape[-1] != sizes["n_x"]:
         raise ValueError(f"xs: last axis is {xs.shape[-1]}, but the parameters have n_x = {sizes['n_x']}")
-    dtype = np.result_type(xs.dtype if xs.dtype.kind == "f" else np.float64, *[w.dtype for w in weights])
+    dtypes = {w.dtype for w in weights} | {xs.dtype if xs.dtype.kind == "f" else np.dtype(np.float64)}
+    dtype = next(iter(dtypes)) if len(dtypes) == 1 else np.result_type(*dtypes)
     x = xs.reshape(T, B, -1).astype(dtype, copy=False)
     lead = (T, B) if batched else (T,)
     labels = _array(labels, "labels")
@@ -303,7 +304,8 @@ def _prepare(params, xs, labels, h0):
         raise ValueError(f"labels: expected shape {lead} to match xs, got {labels.shape}")
     if labels.size and labels.dtype.kind not in "iu":
         raise ValueError(f"labels: expected integers, got dtype {labels.dtype}")
-    if labels.size and (labels.min() < 0 or labels.max() >= n):
+    # one pass: as unsigned integers of their size, the negative labels are above n too
+    if labels.size and labels.view(labels.dtype.str.replace("i", "u")).max() >= n:
         raise ValueError(f"labels: expected class indices in [0, {n}), got values in [{labels.min()}, {labels.max()}]")
     label = labels.reshape(T, B).astype(np.intp, copy=False)
     n_h = sizes["n_h"]
@@ -314,8 +316,27 @@ def _prepare(params, xs, labels, h0):
         if h0.shape != ((B, n_h) if batched else (n_h,)):
             raise ValueError(f"h0: expected shape {(B, n_h) if batched else (n_h,)}, got {h0.shape}")
         h0 = h0.reshape(B, n_h)
-    weights = tuple(w if w.dtype == dtype else w.astype(dtype) for w in weights)
+    weights = tuple(weights) if dtypes == {dtype} else tuple(w.astype(dtype, copy=False) for w in weights)
     return x, label, h0, batched, sizes, dtype, weights
+
+
+# where each size is first read: the parameter (by index) and its axis
+_FIRST_AT = {}
+for _i, _name in enumerate(PARAMS):
+    for _axis, _dim in enumerate(SHAPES[_name]):
+        _FIRST_AT.setdefault(_dim, (_i, _axis))
+
+
+def _sizes(shapes):
+    """The sizes the parameters' shapes give; a ValueError naming the first that disagrees."""
+    sizes = {}
+    for name, shape in zip(PARAMS, shapes):
+        if len(shape) != len(SHAPES[name]):
+            raise ValueError(f"params[{name!r}]: expected {len(SHAPES[name])} dimensions {SHAPES[name]}, got shape {shape}")
+        for dim, size in zip(SHAPES[name], shape):
+            if sizes.setdefault(dim, size) != size:
+                raise ValueError(f"params[{name!r}]: {dim} = {size} here but {sizes[dim]} in an earlier parameter")
+    return sizes
 
 
 def _by_step(value, T, last):
@@ -372,12 +393,12 @@ def loss_and_gradients(params, xs, labels, h0=None):
     np.matmul(x_rows, W_n.T, out=n_rows)  # n_t = tanh(W_n x_t + U_n r_t ⊙ h_{t-1} + b_n): the terms without the state
     n_rows += b_n
     for t in range(1, T + 1):  # the recurrence
-        np.matmul(_h[t - 1], _W_stack1_T, out=_scratch_2_n_h)  # r, u: with the state's terms, one product (U_r; U_u) h_{t-1}  (B, 2*n_h)
+        np.dot(_h[t - 1], _W_stack1_T, out=_scratch_2_n_h)  # r, u: with the state's terms, one product (U_r; U_u) h_{t-1}  (B, 2*n_h)
         np.add(_stack1[t], _scratch_2_n_h, out=_stack1[t])
         _sigmoid(_r[t], out=_r[t])  # r_t = sigmoid(W_r x_t + U_r h_{t-1} + b_r): the activation  (B, n_h)
         _sigmoid(_u[t], out=_u[t])  # u_t = sigmoid(W_u x_t + U_u h_{t-1} + b_u): the activation  (B, n_h)
         np.multiply(_r[t], _h[t - 1], out=_scratch_n_h_1)  # n_t = tanh(W_n x_t + U_n r_t ⊙ h_{t-1} + b_n): with the state's terms  (B, n_h)
-        np.matmul(_scratch_n_h_1, _U_n_T, out=_scratch_n_h)
+        np.dot(_scratch_n_h_1, _U_n_T, out=_scratch_n_h)
         np.add(_n[t], _scratch_n_h, out=_n[t])
         np.tanh(_n[t], out=_n[t])  # n_t = tanh(W_n x_t + U_n r_t ⊙ h_{t-1} + b_n): the activation  (B, n_h)
         np.multiply(_u[t], _h[t - 1], out=_h[t])  # h_t = u_t ⊙ h_{t-1} + (1 - u_t) ⊙ n_t  (B, n_h)
@@ -410,15 +431,15 @@ def loss_and_gradients(params, xs, labels, h0=None):
         np.square(_n[t], out=_scratch_n_h)  # dJ/dr_t = diag(h_{t-1}) U_n^T diag(1 - n_t^2) dJ/dn_t
         np.subtract(1, _scratch_n_h, out=_scratch_n_h)
         np.multiply(_scratch_n_h, _dn[t], out=_scratch_n_h)
-        np.matmul(_scratch_n_h, _U_n_F, out=_dr[t])
+        np.dot(_scratch_n_h, _U_n_F, out=_dr[t])
         np.multiply(_dr[t], _h[t - 1], out=_dr[t])
         np.multiply(_dn_dpre[t], _dn[t], out=_dn_pre[t])  # the delta at the argument of n's activation: (1 - n_t^2) ⊙ dJ/dn_t
         np.multiply(_du_dpre[t], _du[t], out=_du_pre[t])  # the delta at the argument of u's activation: u_t ⊙ (1 - u_t) ⊙ dJ/du_t
         np.multiply(_dr_dpre[t], _dr[t], out=_dr_pre[t])  # the delta at the argument of r's activation: r_t ⊙ (1 - r_t) ⊙ dJ/dr_t
-        np.matmul(_dstack1[t], _W_stack1_F, out=dh_next)  # share of dJ/dh_{t-1}: u_t ⊙ dJ/dh_t + diag(r_t) U_n^T diag(1 - n_t^2) dJ/dn_t + U_u^T diag(u_t ⊙ (1 - u_t)) dJ/du_t + U_r^T diag(r_t ⊙ (1 - r_t)) dJ/dr_t
+        np.dot(_dstack1[t], _W_stack1_F, out=dh_next)  # share of dJ/dh_{t-1}: u_t ⊙ dJ/dh_t + diag(r_t) U_n^T diag(1 - n_t^2) dJ/dn_t + U_u^T diag(u_t ⊙ (1 - u_t)) dJ/du_t + U_r^T diag(r_t ⊙ (1 - r_t)) dJ/dr_t
         np.multiply(_u[t], _dh[t], out=_scratch_n_h)
         dh_next += _scratch_n_h
-        np.matmul(_dn_pre[t], _U_n_F, out=_scratch_n_h)
+        np.dot(_dn_pre[t], _U_n_F, out=_scratch_n_h)
         np.multiply(_scratch_n_h, _r[t], out=_scratch_n_h)
         dh_next += _scratch_n_h
     # the gradients, each one product over every step

@@ -300,17 +300,17 @@ def _prepare(params, xs, labels, h0, c0):
     missing = [name for name in PARAMS if name not in params]
     if missing:
         raise ValueError(f"params: missing {', '.join(missing)}")
-    sizes, weights = {}, []
-    for name in PARAMS:
-        value = params[name]
-        if type(value) is not np.ndarray or value.dtype.kind not in "biuf":
-            value = _array(value, "params", name)
-        if value.ndim != len(SHAPES[name]):
-            raise ValueError(f"params[{name!r}]: expected {len(SHAPES[name])} dimensions {SHAPES[name]}, got shape {value.shape}")
-        for dim, size in zip(SHAPES[name], value.shape):
-            if sizes.setdefault(dim, size) != size:
-                raise ValueError(f"params[{name!r}]: {dim} = {size} here but {sizes[dim]} in an earlier parameter")
-        weights.append(value)
+    weights = [params[name] for name in PARAMS]
+    if any(type(w) is not np.ndarray or w.dtype.kind not in "biuf" for w in weights):
+        weights = [_array(w, "params", name) for w, name in zip(weights, PARAMS)]
+    shapes = [w.shape for w in weights]
+    try:  # each size where it first appears, then every shape at once
+        sizes = {dim: shapes[i][axis] for dim, (i, axis) in _FIRST_AT.items()}
+        right = shapes == [tuple(sizes[d] for d in SHAPES[name]) for name in PARAMS]
+    except IndexError:
+        right = False
+    if not right:
+        sizes = _sizes(shapes)
     xs = _array(xs, "xs")
     if xs.ndim not in (2, 3) or xs.shape[0] < 1:
         raise ValueError(f"xs: expected shape (T, n_x) or (T, B, n_x) with T >= 1, got {xs.shape}")
@@ -318,7 +318,8 @@ def _prepare(params, xs, labels, h0, c0):
     T, B = xs.shape[0], xs.shape[1] if batched else 1
     if xs.shape[-1] != sizes["n_x"]:
         raise ValueError(f"xs: last axis is {xs.shape[-1]}, but the parameters have n_x = {sizes['n_x']}")
-    dtype = np.result_type(xs.dtype if xs.dtype.kind == "f" else np.float64, *[w.dtype for w in weights])
+    dtypes = {w.dtype for w in weights} | {xs.dtype if xs.dtype.kind == "f" else np.dtype(np.float64)}
+    dtype = next(iter(dtypes)) if len(dtypes) == 1 else np.result_type(*dtypes)
     x = xs.reshape(T, B, -1).astype(dtype, copy=False)
     lead = (T, B) if batched else (T,)
     labels = _array(labels, "labels")
@@ -327,7 +328,8 @@ def _prepare(params, xs, labels, h0, c0):
         raise ValueError(f"labels: expected shape {lead} to match xs, got {labels.shape}")
     if labels.size and labels.dtype.kind not in "iu":
         raise ValueError(f"labels: expected integers, got dtype {labels.dtype}")
-    if labels.size and (labels.min() < 0 or labels.max() >= n):
+    # one pass: as unsigned integers of their size, the negative labels are above n too
+    if labels.size and labels.view(labels.dtype.str.replace("i", "u")).max() >= n:
         raise ValueError(f"labels: expected class indices in [0, {n}), got values in [{labels.min()}, {labels.max()}]")
     label = labels.reshape(T, B).astype(np.intp, copy=False)
     n_h = sizes["n_h"]
@@ -346,8 +348,27 @@ def _prepare(params, xs, labels, h0, c0):
         if c0.shape != ((B, n_h) if batched else (n_h,)):
             raise ValueError(f"c0: expected shape {(B, n_h) if batched else (n_h,)}, got {c0.shape}")
         c0 = c0.reshape(B, n_h)
-    weights = tuple(w if w.dtype == dtype else w.astype(dtype) for w in weights)
+    weights = tuple(weights) if dtypes == {dtype} else tuple(w.astype(dtype, copy=False) for w in weights)
     return x, label, h0, c0, batched, sizes, dtype, weights
+
+
+# where each size is first read: the parameter (by index) and its axis
+_FIRST_AT = {}
+for _i, _name in enumerate(PARAMS):
+    for _axis, _dim in enumerate(SHAPES[_name]):
+        _FIRST_AT.setdefault(_dim, (_i, _axis))
+
+
+def _sizes(shapes):
+    """The sizes the parameters' shapes give; a ValueError naming the first that disagrees."""
+    sizes = {}
+    for name, shape in zip(PARAMS, shapes):
+        if len(shape) != len(SHAPES[name]):
+            raise ValueError(f"params[{name!r}]: expected {len(SHAPES[name])} dimensions {SHAPES[name]}, got shape {shape}")
+        for dim, size in zip(SHAPES[name], shape):
+            if sizes.setdefault(dim, size) != size:
+                raise ValueError(f"params[{name!r}]: {dim} = {size} here but {sizes[dim]} in an earlier parameter")
+    return sizes
 
 
 def _by_step(value, T, last):
@@ -406,7 +427,7 @@ def loss_and_gradients(params, xs, labels, h0=None, c0=None):
     np.matmul(x_rows, W_g.T, out=g_rows)  # g_t = tanh(W_g x_t + U_g h_{t-1} + b_g): the terms without the state
     g_rows += b_g
     for t in range(1, T + 1):  # the recurrence
-        np.matmul(_h[t - 1], _W_stack1_T, out=_scratch_4_n_h)  # f, i, o, g: with the state's terms, one product (U_f; U_i; U_o; U_g) h_{t-1}  (B, 4*n_h)
+        np.dot(_h[t - 1], _W_stack1_T, out=_scratch_4_n_h)  # f, i, o, g: with the state's terms, one product (U_f; U_i; U_o; U_g) h_{t-1}  (B, 4*n_h)
         np.add(_stack1[t], _scratch_4_n_h, out=_stack1[t])
         _sigmoid(_f[t], out=_f[t])  # f_t = sigmoid(W_f x_t + U_f h_{t-1} + b_f): the activation  (B, n_h)
         _sigmoid(_i[t], out=_i[t])  # i_t = sigmoid(W_i x_t + U_i h_{t-1} + b_i): the activation  (B, n_h)
@@ -454,7 +475,7 @@ def loss_and_gradients(params, xs, labels, h0=None, c0=None):
         np.multiply(_do_dpre[t], _do[t], out=_do_pre[t])  # the delta at the argument of o's activation: o_t ⊙ (1 - o_t) ⊙ dJ/do_t
         np.multiply(_di_dpre[t], _di[t], out=_di_pre[t])  # the delta at the argument of i's activation: i_t ⊙ (1 - i_t) ⊙ dJ/di_t
         np.multiply(_df_dpre[t], _df[t], out=_df_pre[t])  # the delta at the argument of f's activation: f_t ⊙ (1 - f_t) ⊙ dJ/df_t
-        np.matmul(_dstack1[t], _W_stack1_F, out=dh_next)  # share of dJ/dh_{t-1}: U_g^T diag(1 - g_t^2) dJ/dg_t + U_o^T diag(o_t ⊙ (1 - o_t)) dJ/do_t + U_i^T diag(i_t ⊙ (1 - i_t)) dJ/di_t + U_f^T diag(f_t ⊙ (1 - f_t)) dJ/df_t
+        np.dot(_dstack1[t], _W_stack1_F, out=dh_next)  # share of dJ/dh_{t-1}: U_g^T diag(1 - g_t^2) dJ/dg_t + U_o^T diag(o_t ⊙ (1 - o_t)) dJ/do_t + U_i^T diag(i_t ⊙ (1 - i_t)) dJ/di_t + U_f^T diag(f_t ⊙ (1 - f_t)) dJ/df_t
         np.multiply(_f[t], _dc[t], out=dc_next)  # share of dJ/dc_{t-1}: f_t ⊙ dJ/dc_t
     # the gradients, each one product over every step
     dW_f = df_pre_rows.T @ x_rows  # dJ/dW_f = sum over t of diag(f_t ⊙ (1 - f_t)) dJ/df_t x_t^T

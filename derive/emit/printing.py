@@ -419,6 +419,10 @@ class BatchedPrinter(_NumPyBase):
         """W in ``rows @ W``."""
         return self.doprint(expr)
 
+    def product(self, left: str, right: str, out: str) -> str:
+        """``left @ right`` written into ``out``."""
+        return f"np.matmul({left}, {right}, out={out})"
+
     def scratch_for(self, rows: sp.Expr, level: int) -> str | None:
         """A (B, n) array for an intermediate value, n = ``rows``: none here (NumPy makes its own)."""
         return None
