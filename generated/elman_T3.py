@@ -75,13 +75,13 @@ def _fortran(a, out):
 def _allocate(T, B, sizes, dtype):
     """The work arrays of loss_and_gradients for one shape, indexed by step t = 0..T, and their row
     views: allocated once, then kept between calls (``_take``, ``_give``)."""
-    z = _empty((T + 1, B, sizes["n_h"]), dtype)
     h = _empty((T + 1, B, sizes["n_h"]), dtype)
     y = _empty((T + 1, B, sizes["n_y"]), dtype)
     dy = _empty((T + 1, B, sizes["n_y"]), dtype)
     dh = _empty((T + 1, B, sizes["n_h"]), dtype)
     dz = _empty((T + 1, B, sizes["n_h"]), dtype)
     dh_dz = _empty((T + 1, B, sizes["n_h"]), dtype)
+    z = h  # z_t is written into these rows, and activated there
     z_rows = z[1:].reshape(T * B, -1)
     y_rows = y[1:].reshape(T * B, -1)
     h_rows = h[1:].reshape(T * B, -1)
@@ -101,7 +101,7 @@ def _allocate(T, B, sizes, dtype):
     _dh_dz = tuple(dh_dz)
     _rows, _batch_rows = np.arange(T * B), np.arange(B)  # the row of each class label, over every step and in one
     return (
-        z, h, y, dy, dh, dz, dh_dz, z_rows, y_rows, h_rows, dy_rows, dh_rows, dh_dz_rows, dz_rows,
+        h, y, dy, dh, dz, dh_dz, z, z_rows, y_rows, h_rows, dy_rows, dh_rows, dh_dz_rows, dz_rows,
         h_rows_prev, _scratch_n_h, dh_next, _W_hh_F, _z, _h, _dh, _dz, _dh_dz, _rows, _batch_rows,
     )
 
@@ -311,7 +311,7 @@ def loss_and_gradients(params, xs, labels, h0=None):
     key = (T, B, dtype, *sizes.values())
     work = _take(key) or _allocate(T, B, sizes, dtype)
     (
-        z, h, y, dy, dh, dz, dh_dz, z_rows, y_rows, h_rows, dy_rows, dh_rows, dh_dz_rows, dz_rows,
+        h, y, dy, dh, dz, dh_dz, z, z_rows, y_rows, h_rows, dy_rows, dh_rows, dh_dz_rows, dz_rows,
         h_rows_prev, _scratch_n_h, dh_next, _W_hh_F, _z, _h, _dh, _dz, _dh_dz, _rows, _batch_rows,
     ) = work
     # the matrices the backward loop multiplies rows by, in Fortran order where there are several rows

@@ -328,6 +328,12 @@ def _work(derivation: Derivation, fast: Hoisted) -> dict[str, Any]:
         rows += [{"name": name, "size": size} for name, size in fast.backward_needs.scratch]
     rows = list({row["name"]: row for row in rows}.values())
     arrays, slices = _stacked(arrays, stacked)
+    lives_in = dict(fast.aliases)  # written into another's array: allocated as that array, after it
+    arrays = [a for a in arrays if a["name"] not in lives_in] + [
+        {**a, "code": f"{lives_in[a['name']]}  # {a['name']}_t is written into these rows, and activated there"}
+        for a in arrays
+        if a["name"] in lives_in
+    ]
     views = [replace(v, within=slices[v.array]) if v.array in slices else v for v in views]
     weights = [
         {

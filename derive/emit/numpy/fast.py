@@ -17,7 +17,7 @@ import sympy as sp
 
 from derive.derivation.adjoint import Program
 from derive.derivation.pipeline import Derivation
-from derive.emit.numpy.fusion import Stack, fuse
+from derive.emit.numpy.fusion import Stack, fuse, in_place
 from derive.emit.numpy.schedule import LOOP, POST, PRE, Array, Phases, Statement, schedule, truncated
 from derive.emit.printing import NO_IO, BatchedPrinter, Io, is_negative, negated, ordered_terms
 from derive.ir import naming
@@ -415,6 +415,7 @@ class Hoisted:
     forward_needs: Needs  # what the forward loop reads besides the arrays
     backward_needs: Needs  # and the backward loop
     stacks: tuple[Stack, ...]  # the arrays that are slices of one, for one product per step
+    aliases: tuple[tuple[str, str], ...]  # (a node, the node whose array it is written into)
 
 
 @dataclass(frozen=True)
@@ -539,6 +540,7 @@ def hoisted(derivation: Derivation) -> Hoisted:
         Needs.of(forward_loop, forward[LOOP]),
         Needs.of(backward_loop, [*backward[LOOP], *carries]),
         fused.stacks,
+        () if derivation.truncate else tuple(in_place(plan, derivation.cell, fused.stacks).items()),
     )
 
 

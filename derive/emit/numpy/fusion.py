@@ -23,7 +23,7 @@ from derive.emit.numpy.schedule import LOOP, Backward, Phases, Schedule, Stateme
 from derive.emit.printing import text
 from derive.ir import naming
 from derive.ir.cell import Cell
-from derive.ir.exprs import add, mul
+from derive.ir.exprs import Elementwise, add, mul
 
 
 @dataclass(frozen=True)
@@ -168,3 +168,31 @@ def _fused_carry(carry: Statement, stacks: tuple[Stack, ...]) -> Statement:
             product = mul(sp.Transpose(stack.symbol(stack.weights_name)), stack.symbol(stack.delta_name, "t"))
             terms = [product, *kept]
     return replace(carry, terms=(add(*terms),)) if terms != _carried_terms(carry) else carry
+
+
+# in_place :: Schedule -> Cell -> {node: the node whose array it lives in}
+def in_place(plan: Schedule, cell: Cell, stacks: tuple[Stack, ...]) -> dict[str, str]:
+    """The pre-activations written into their activation's own array and activated there: z of
+    h = f(z) (f elementwise), where nothing but that statement reads z at any step, z is no state
+    or output, and neither is a stack's slice.  One (T + 1, B, n) array fewer, and one pass less."""
+    statements = [*plan.forward.statements, *plan.backward.statements, *plan.backward.carries]
+    stacked = {m for k in stacks for m in k.members}
+    keep = cell.outputs | {s.name for s in cell.states} | stacked
+    aliases: dict[str, str] = {}
+    for s in plan.forward.statements:
+        (term,) = s.terms if len(s.terms) == 1 else (None,)
+        if s.op != "=" or not isinstance(term, Elementwise) or term.op.code is None:
+            continue
+        if not isinstance(term.arg, sp.MatrixSymbol) or naming.split(term.arg.name)[1] != "t":
+            continue
+        a, b = naming.split(term.arg.name)[0], naming.split(s.target.name)[0]
+        if a in keep or b in stacked or a == b or cell.nodes[a].dim != cell.nodes[b].dim:
+            continue
+        readers = [
+            r
+            for r in statements
+            if naming.split(r.target.name)[0] != a and any(naming.split(n)[0] == a for n in r.reads)
+        ]
+        if readers == [s] and b not in aliases.values() and a not in aliases.values():
+            aliases[a] = b
+    return aliases

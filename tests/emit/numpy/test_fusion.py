@@ -60,3 +60,26 @@ def test_one_sequence_and_a_batch_agree_with_the_unbatched_path():
             grads[name] = grads[name] - grads_b[name]
         loss -= loss_b
     assert abs(loss) < 1e-12 and all(np.abs(grads[name]).max() < 1e-12 for name in module.PARAMS)
+
+
+RELU_OF_A_NODE = """\
+cell relu_node "a pre-activation the backward pass reads: relu's slope is step(z)"
+param W[h, x], U[h, h], V[y, h]
+input x[x]; state h[h] = 0; target l: class(y)
+z = W x + U h[t-1]
+h = relu(z)
+y = V h
+J = cross_entropy(softmax(y), l)
+"""
+
+
+def test_a_pre_activation_nothing_else_reads_is_written_into_its_activation():
+    assert hoisted(derive(load_cell("elman"), 3)).aliases == (("z", "h"),)  # tanh's slope reads h alone
+    assert "    z = h  # z_t is written into these rows" in module_source(derive(load_cell("elman"), 3))
+    assert hoisted(derive(load_cell("elman"), 3, 2)).aliases == ()  # truncated: the runs read their own
+
+
+def test_a_pre_activation_the_backward_pass_reads_keeps_its_array():
+    derivation = derive(parse(RELU_OF_A_NODE), 3)
+    assert hoisted(derivation).aliases == ()
+    self_check(module_source(derivation), derivation.cell)
