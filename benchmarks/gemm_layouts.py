@@ -26,8 +26,8 @@ def main() -> None:
             rng = np.random.default_rng(0)
             rows, w = rng.standard_normal((B, H)).astype(dtype), rng.standard_normal((H, H)).astype(dtype)
             w_fortran, out = np.asfortranarray(w), np.empty((B, H), dtype)
-            c = best_us(lambda: np.matmul(rows, w, out=out))
-            f = best_us(lambda: np.matmul(rows, w_fortran, out=out))
+            c = best_us(lambda rows=rows, w=w, out=out: np.matmul(rows, w, out=out))
+            f = best_us(lambda rows=rows, w=w_fortran, out=out: np.matmul(rows, w, out=out))
             print(f"{B:>3} {H:>4} {np.dtype(dtype).name:>8} {c:>8.1f}us {f:>8.1f}us {f / c:>6.2f}")
 
 
