@@ -14,6 +14,7 @@ from derive.tools.bench.measure import AGREE_RTOL, describe_kernel
 from derive.tools.bench.run import Result, Row
 
 MEASURES = {"tracemalloc": "t", "rss": "r"}
+DISTURBED = 0.05  # other processes' share of the CPUs above which a configuration's timings are not to be trusted
 FOOTNOTES = (
     "* a peer, timed alone in a process of its own (beside OpenBLAS in one process, thread pools contend)",
     "vs floor: the median over the GEMM floor, the time of the call's matrix products alone, each shape timed "
@@ -54,6 +55,8 @@ def format_result(res: Result) -> list[str]:
             "implementation", "median", "runs", "vs generated", "vs floor", "GFLOP/s", "faults/call", "peak"
         ),
     ]
+    if res.others_cpu is not None and res.others_cpu > DISTURBED:
+        lines.insert(1, f"  DISTURBED: other processes used {100 * res.others_cpu:.0f}% of the CPUs meanwhile")
     lines += [_row_line(row) for row in sorted(res.rows, key=lambda r: r.median_ms)]
     lines += [f"  {impl:<17} not run: {why}" for impl, why in res.skipped.items()]
     mem = res.memory_by_steps
@@ -77,6 +80,9 @@ def format_results(results: list[Result], kernel: dict, rates: dict[str, float])
         lines += format_result(res)
     libraries = {lib for res in results for lib in res.libraries.values()}
     lines += [""] + [f"peer: {lib}" for lib in sorted(libraries)] + list(FOOTNOTES)
+    shares = [r.others_cpu for r in results if r.others_cpu is not None]
+    if shares:
+        lines.append(f"other processes used at most {100 * max(shares):.1f}% of the CPUs during any configuration")
     return "\n".join(lines)
 
 

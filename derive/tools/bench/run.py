@@ -21,6 +21,7 @@ from functools import partial
 from derive.tools.bench.flops import flops
 from derive.tools.bench.measure import (
     AGREE_RTOL,
+    CpuWatch,
     Timing,
     agreement,
     gemm_floor,
@@ -71,6 +72,7 @@ class Result:
     memory_by_steps: list[dict] = field(default_factory=list)  # the generated module at T and 2T
     overhead_ms: dict[str, float] = field(default_factory=dict)  # the same call at V = H = B = 1
     libraries: dict[str, str] = field(default_factory=dict)  # peer: what runs its arithmetic
+    others_cpu: float | None = None  # the share of the CPUs other processes used meanwhile (measure.CpuWatch)
 
 
 def answer(module: types.ModuleType, problem: Problem) -> tuple[float, Grads]:
@@ -179,6 +181,7 @@ def overhead(
 
 def run_config(config: Config, dtype: str, options: Options) -> Result:
     module = module_for(config.model, config.T)
+    watch = CpuWatch()
     problem = make_problem(cell_for(config.model), *config.shape, dtype)
     want = answer(module, problem)
     shape = dict(zip("VHTB", config.shape))
@@ -199,6 +202,7 @@ def run_config(config: Config, dtype: str, options: Options) -> Result:
         result.rows.append(_row(name, timing, result, base, report["peak_bytes"], report["error"], own=True))
     result.memory_by_steps = memory_by_steps(config, module, dtype)
     result.overhead_ms = overhead(config, module, {k: makers[k] for k in calls}, dtype, options.repeats)
+    result.others_cpu = watch.others_share()
     return result
 
 
