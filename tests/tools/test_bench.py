@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import sys
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -75,6 +76,22 @@ def test_strong_numpy_returns_gradients_it_does_not_keep(model):
     assert all(np.array_equal(a, b) for a, b in zip(arrays, kept))
 
 
+@pytest.mark.parametrize("model", STRONG_CLASSES)
+def test_strong_numpy_allocates_nothing_but_its_gradients_once_warm(model):
+    """At (V, H, T, B) = (65, 64, 20, 16) a (T B, H) temporary is 160 KB: the slack (Python's own
+    objects, a few KB) could not hide one."""
+    strong_class, layout = STRONG_CLASSES[model]
+    strong, p = strong_class(), make_problem(cell_for(model), 65, 64, 20, 16)
+    P = stack(p.params, layout)
+    strong(P, p.xs, p.labels, *p.initial.values())  # the first call makes the work arrays
+    tracemalloc.start()
+    result = strong(P, p.xs, p.labels, *p.initial.values())
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    returned = sum(a.nbytes for a in [*result[1].values(), *result[2:]])
+    assert returned <= peak < returned + 16 * 1024
+
+
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("shape", [(3, 3, 3, 1), (7, 5, 6, 3), (128, 512, 100, 64)])
 def test_products_add_up_to_the_flop_formula(model, shape):
@@ -83,7 +100,7 @@ def test_products_add_up_to_the_flop_formula(model, shape):
 
 
 class _CountingNumpy:
-    """numpy, but counting the FLOP of every np.matmul of 2-D operands."""
+    """numpy, but counting the FLOP of every np.dot and np.matmul of 2-D operands."""
 
     def __init__(self) -> None:
         self.flop = 0
@@ -94,6 +111,10 @@ class _CountingNumpy:
     def matmul(self, a, b, out=None):
         self.flop += 2 * a.shape[0] * a.shape[1] * b.shape[1]
         return np.matmul(a, b, out=out)
+
+    def dot(self, a, b, out=None):
+        self.flop += 2 * a.shape[0] * a.shape[1] * b.shape[1]
+        return np.dot(a, b, out=out)
 
 
 @pytest.mark.parametrize("model", STRONG_CLASSES)

@@ -3,9 +3,11 @@ the in-place softmax cross-entropy and sigmoid.
 
 The rules the strong versions keep (the generated module is held against them, so nothing is left
 on the table): every work array is allocated once per shape and dtype and kept (``Kept``); every
-product and elementwise operation writes into one with ``out=``; the per-step views are bound
-once; class labels are flat indices into the logits (no one-hot); one softmax serves the loss and
-the output delta.  The gradients they return are fresh arrays, never views of what they keep.
+product and elementwise operation writes into one with ``out=`` (products with np.dot, whose
+dispatch costs 0.4 us less than np.matmul's: it counts at S and K, where a call is ~100 of them);
+the per-step views are bound once; class labels are flat indices into the logits (no one-hot);
+one softmax serves the loss and the output delta.  The gradients they return are fresh arrays,
+never views of what they keep.
 """
 
 from __future__ import annotations

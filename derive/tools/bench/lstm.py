@@ -105,23 +105,23 @@ class StrongLSTM:
         T, B, V = xs.shape
         x_rows = xs.reshape(T * B, V)
         s = self.kept.get(T, B, V, P["U"].shape[1], xs.dtype)
-        np.matmul(x_rows, P["W"].T, out=s.a_rows)  # W x_t + b, every step
+        np.dot(x_rows, P["W"].T, out=s.a_rows)  # W x_t + b, every step
         np.add(s.a_rows, P["b"], out=s.a_rows)
         np.copyto(s.h[0], h0)
         np.copyto(s.c[0], c0)
         self._forward(s, P["U"].T)
-        np.matmul(s.h_rows, P["W_y"].T, out=s.out.y)
+        np.dot(s.h_rows, P["W_y"].T, out=s.out.y)
         np.add(s.out.y, P["b_y"], out=s.out.y)
         loss = s.out(labels.reshape(-1))  # s.out.y is now dJ/dy
         dy = s.out.y
-        np.matmul(dy, P["W_y"], out=s.dh_rows)  # dJ/dh_t from y_t
+        np.dot(dy, P["W_y"], out=s.dh_rows)  # dJ/dh_t from y_t
         s.local_factors()
         self._backward(s, P["U"])
         grads = {
-            "W": np.matmul(s.d_rows.T, x_rows),
-            "U": np.matmul(s.d_rows.T, s.h_prev_rows),
+            "W": np.dot(s.d_rows.T, x_rows),
+            "U": np.dot(s.d_rows.T, s.h_prev_rows),
             "b": s.d_rows.sum(axis=0),
-            "W_y": np.matmul(dy.T, s.h_rows),
+            "W_y": np.dot(dy.T, s.h_rows),
             "b_y": dy.sum(axis=0),
         }
         return loss, grads, s.dh_next.copy(), s.dc_next.copy()
@@ -130,7 +130,7 @@ class StrongLSTM:
     def _forward(s: _LSTMSpace, U_T: np.ndarray) -> None:
         za, ig = s.za, s.ig
         for h_prev, h, c_prev, c, a, sig, o, i, f, g, tc in s.forward:
-            np.matmul(h_prev, U_T, out=za)
+            np.dot(h_prev, U_T, out=za)
             np.add(a, za, out=a)
             np.multiply(sig, 0.5, out=sig)  # sigmoid(x) = 0.5 tanh(x / 2) + 0.5: one tanh for all four gates
             np.tanh(a, out=a)
@@ -154,7 +154,7 @@ class StrongLSTM:
             np.multiply(d_ifg, s.dc_b, out=d_ifg)
             np.multiply(d_o, dh, out=d_o)
             np.multiply(dc, f, out=dc_next)  # dJ/dc_{t-1}'s share
-            np.matmul(d, U, out=dh_next)  # dJ/dh_{t-1}'s share: U^T dJ/d(pre-activations)
+            np.dot(d, U, out=dh_next)  # dJ/dh_{t-1}'s share: U^T dJ/d(pre-activations)
 
 
 def strong_numpy(p: Problem) -> Call:

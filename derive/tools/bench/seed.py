@@ -119,30 +119,30 @@ class StrongSeed:
         T, B, V = xs.shape
         x_rows = xs.reshape(T * B, V)
         s = self.kept.get(T, B, V, W_hh.shape[0], xs.dtype)
-        np.matmul(x_rows, W_xh.T, out=s.h_rows)  # W_xh x_t, every step
+        np.dot(x_rows, W_xh.T, out=s.h_rows)  # W_xh x_t, every step
         np.copyto(s.h[0], h0)
         W_hh_T, zh = W_hh.T, s.zh
         for h_prev, h in s.forward:  # h_t = tanh(W_xh x_t + W_hh h_{t-1})
-            np.matmul(h_prev, W_hh_T, out=zh)
+            np.dot(h_prev, W_hh_T, out=zh)
             np.add(h, zh, out=h)
             np.tanh(h, out=h)
-        np.matmul(s.h_rows, W_hy.T, out=s.out.y)
+        np.dot(s.h_rows, W_hy.T, out=s.out.y)
         loss = s.out(labels.reshape(-1))  # s.out.y is now dJ/dy
         dy = s.out.y
-        np.matmul(dy, W_hy, out=s.dz_rows)  # dJ/dh_t from y_t
+        np.dot(dy, W_hy, out=s.dz_rows)  # dJ/dh_t from y_t
         np.multiply(s.h_rows, s.h_rows, out=s.slope_rows)
         np.subtract(1, s.slope_rows, out=s.slope_rows)
         np.multiply(s.dz[-1], s.slope[-1], out=s.dz[-1])
         carry = s.carry
         for dz_next, dz, slope in s.backward:  # dJ/dz_t = (1 - h_t^2) (dJ/dh_t + W_hh^T dJ/dz_t+1)
-            np.matmul(dz_next, W_hh, out=carry)
+            np.dot(dz_next, W_hh, out=carry)
             np.add(dz, carry, out=dz)
             np.multiply(dz, slope, out=dz)
         grads = {
-            "W_xh": np.matmul(s.dz_rows.T, x_rows),
-            "W_hh": np.matmul(s.dz_rows.T, s.h_prev_rows),
-            "W_hy": np.matmul(dy.T, s.h_rows),
-            "h0": np.matmul(s.dz[0], W_hh),
+            "W_xh": np.dot(s.dz_rows.T, x_rows),
+            "W_hh": np.dot(s.dz_rows.T, s.h_prev_rows),
+            "W_hy": np.dot(dy.T, s.h_rows),
+            "h0": np.dot(s.dz[0], W_hh),
         }
         return loss, grads
 
