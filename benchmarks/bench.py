@@ -1,6 +1,6 @@
 """Run the benchmark from a clone: ``python benchmarks/bench.py [--configs S,K] [--json results.json]``.
 
-The same as ``bptt bench`` (see derive/tools/bench.py for what it times and how).
+The same as ``bptt bench`` (see derive/tools/bench/ for what it times and how).
 """
 
 import sys

@@ -1,47 +1,30 @@
-"""Where the seed model's time goes at one configuration: each matrix product of a full
-loss-and-gradients call, timed alone at its own shape, and what they add up to.
+"""Where a configuration's GEMM floor comes from: each matrix product of one loss-and-gradients
+call (listed from the model's maths, in derive/tools/bench), timed alone at its own shape with
+preallocated out=, and what they add up to.
 
-    python benchmarks/gemm_shapes.py [S|K|M|L]     (default L)
-
-A call of any implementation makes these products (the recurrences one step at a time, all
-else over every step at once); their sum at the rates this machine reaches for those shapes
-is a floor for the call that is closer than FLOP / large-GEMM rate.
+    python benchmarks/gemm_shapes.py [CONFIG] [float64|float32]     (default L float64)
 """
 
 import sys
-import timeit
 
-import numpy as np
-
-from derive.tools.bench import CONFIGS, flops, gemm_gflops
-
-
-def timed(fn, number: int) -> float:
-    return min(timeit.repeat(fn, number=number, repeat=5)) / number
+from derive.tools.bench.flops import flops
+from derive.tools.bench.measure import gemm_floor, gemm_gflops
+from derive.tools.bench.models import CONFIGS, MODELS
 
 
-def main(config: str) -> None:
-    V, H, T, B = CONFIGS[config]
-    rng = np.random.default_rng(0)
-    h, W = rng.standard_normal((B, H)), rng.standard_normal((H, H))
-    rows_h, rows_h2 = rng.standard_normal((2, T * B, H))
-    rows_v, W_v = rng.standard_normal((T * B, V)), rng.standard_normal((H, V))
-    peak = gemm_gflops()
-    print(f"config {config} (V={V}, H={H}, T={T}, B={B}); large-GEMM rate {peak:.0f} GFLOP/s")
-    products = [
-        ("recurrence h @ W.T (B x H)(H x H)", lambda: h @ W.T, 2 * B * H * H, T),
-        ("recurrence d @ W (B x H)(H x H)", lambda: h @ W, 2 * B * H * H, T),
-        ("dW_hh (H x TB)(TB x H)", lambda: rows_h.T @ rows_h2, 2 * T * B * H * H, 1),
-        ("V-sized (TB x V)(V x H), x5", lambda: rows_v @ W_v.T, 2 * T * B * H * V, 5),
-    ]
+def main(name: str, dtype: str) -> None:
+    config, model = CONFIGS[name], MODELS[CONFIGS[name].model]
+    rate = gemm_gflops(dtype)
+    print(f"{name}: {config.model} (V, H, T, B) = {config.shape}, {dtype}; large-GEMM rate {rate:.0f} GFLOP/s")
     total = 0.0
-    for label, fn, flop, count in products:
-        seconds = timed(fn, max(1, int(0.05 / max(timed(fn, 1), 1e-9))))
-        total += seconds * count
-        print(f"  {label:<36} {seconds * 1e3:8.3f} ms  {flop / seconds / 1e9:6.1f} GFLOP/s  x{count}")
-    floor = flops(V, H, T, B) / peak / 1e9
-    print(f"the products of one call: {total * 1e3:.1f} ms (FLOP / large-GEMM rate: {floor * 1e3:.1f} ms)")
+    for p, seconds in gemm_floor(model.products(*config.shape), dtype):
+        total += seconds * p.count
+        shape = f"({p.m} x {p.k})({p.k} x {p.n}) {p.layout}"
+        rate_here = p.flop / p.count / seconds / 1e9
+        print(f"  {p.label:<42} {shape:<26} x{p.count:<4} {seconds * 1e3:8.3f} ms {rate_here:6.1f} GFLOP/s")
+    floor = flops(*config.shape, model.gates) / rate / 1e9
+    print(f"the products of one call: {total * 1e3:.2f} ms (FLOP / large-GEMM rate: {floor * 1e3:.2f} ms)")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "L")
+    main(sys.argv[1] if len(sys.argv) > 1 else "L", sys.argv[2] if len(sys.argv) > 2 else "float64")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import math
 import re
-import sys
 import zipfile
 from pathlib import Path
 from typing import TextIO
@@ -127,6 +126,24 @@ def run_flow(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _bench_configs(configs: str | None, models: str | None) -> list[str]:
+    """The configurations ``--configs`` and ``--models`` select, in the benchmark's order."""
+    from derive.tools.bench import CONFIGS, MODELS
+
+    def names(text: str, known: dict, option: str) -> list[str]:
+        items = [n.strip() for n in text.split(",") if n.strip()]
+        if not items or any(n not in known for n in items):
+            raise UsageError(f"{option}: expected some of {', '.join(known)}, got {text!r}")
+        return items
+
+    chosen = names(configs, CONFIGS, "--configs") if configs is not None else list(CONFIGS)
+    kept = names(models, MODELS, "--models") if models is not None else list(MODELS)
+    selected = [n for n in chosen if CONFIGS[n].model in kept]
+    if not selected:
+        raise UsageError(f"--configs {configs} and --models {models} select no configuration")
+    return selected
+
+
 def run_bench(args: argparse.Namespace, out: TextIO) -> int:
     from derive.tools import bench, scale  # only the benchmark needs them
 
@@ -135,14 +152,10 @@ def run_bench(args: argparse.Namespace, out: TextIO) -> int:
         if args.json:
             print(f"wrote {args.json}", file=out)
         return 0
-    names = [n.strip() for n in args.configs.split(",") if n.strip()]
-    unknown = [n for n in names if n not in bench.CONFIGS]
-    if unknown or not names:
-        wanted = ", ".join(bench.CONFIGS)
-        print(f"bptt: error: --configs: expected some of {wanted}, got {args.configs!r}", file=sys.stderr)
-        return 2
-    json_path = str(args.json) if args.json else None
-    print(bench.main(names, args.repeats, json_path, not args.no_reference, not args.no_peers), file=out)
+    names = _bench_configs(args.configs, args.models)
+    dtypes = None if args.dtype is None else ["float64", "float32"] if args.dtype == "both" else [args.dtype]
+    options = bench.Options(args.repeats, not args.no_reference, not args.no_peers)
+    print(bench.main(names, dtypes, options, str(args.json) if args.json else None), file=out)
     if args.json:
         print(f"wrote {args.json}", file=out)
     return 0

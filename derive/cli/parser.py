@@ -178,13 +178,27 @@ def _add_check(sub: argparse._SubParsersAction) -> None:
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser(
         "bench",
-        help="time the generated gradients beside the reference loop, expert NumPy and installed peers",
-        description="time a full loss-and-gradients call of the seed model: the generated fast path, its "
-        "by-definition path, the reference loop, an expert hoisted NumPy version, and PyTorch, JAX and "
-        "autograd where installed (pip install -e '.[peers]'); medians of interleaved runs",
+        help="time the generated gradients beside strong hand-written NumPy and installed peers",
+        description="time a full loss-and-gradients call of the seed RNN, the LSTM and two GRUs: the generated "
+        "fast path, its by-definition path, hand-written NumPy (the strongest we can write, and others), the "
+        "reference loop, and PyTorch, JAX and autograd where installed (pip install -e '.[peers]'), each alone in "
+        "a process of its own; medians of interleaved runs, page faults, peak memory, the BLAS kernel, the GEMM floor",
     )
     bench.add_argument(
-        "--configs", default="S,K,M,L", metavar="NAMES", help="comma-separated, of S, K, M, L (default: all)"
+        "--configs",
+        default=None,
+        metavar="NAMES",
+        help="comma-separated, of S, K, M, L (seed RNN), LSTM-M, LSTM-L, GRU-M, GRU-L (the built-in gru, Cho's), "
+        "TGRU-M, TGRU-L (torch.nn.GRU's formula) (default: all)",
+    )
+    bench.add_argument(
+        "--models", default=None, metavar="NAMES", help="only the configurations of these: seed, lstm, gru, gru-torch"
+    )
+    bench.add_argument(
+        "--dtype",
+        choices=("float64", "float32", "both"),
+        default=None,
+        help="default: float64 for the seed RNN, both for the LSTM and the GRUs",
     )
     bench.add_argument("--repeats", type=_steps, default=15, metavar="N", help="timed runs per implementation")
     bench.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the results as JSON")

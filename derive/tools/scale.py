@@ -92,14 +92,16 @@ class MemoryRow:
 
 
 def fast_path_memory(shapes: tuple[tuple[int, int], ...] = MEMORY_TB) -> list[MemoryRow]:
-    from derive.tools.bench import module_for, problem
+    from derive.tools.bench.models import cell_for, module_for
+    from derive.tools.bench.problem import make_problem
 
     V, H = MEMORY_SHAPE
     rows = []
     modules: dict[int, types.ModuleType] = {}
     for steps, batch in shapes:
-        module = modules.setdefault(steps, module_for(min(steps, 3)))  # the fast path takes any T
-        args = problem(V, H, steps, batch)
+        module = modules.setdefault(steps, module_for("seed", min(steps, 3)))  # the fast path takes any T
+        p = make_problem(cell_for("seed"), V, H, steps, batch)
+        args = (p.params, p.xs, p.labels, p.initial["h0"])
         module.loss_and_gradients(*args)  # warm: NumPy's first-call allocations are not the call's
         module.release_workspaces()  # a call's work arrays, kept between calls, count: it allocates them again
         tracemalloc.start()
