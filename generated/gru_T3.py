@@ -89,6 +89,7 @@ def _allocate(T, B, sizes, dtype):
     n = _empty((T + 1, B, sizes["n_h"]), dtype)
     h = _empty((T + 1, B, sizes["n_h"]), dtype)
     y = _empty((T + 1, B, sizes["n_y"]), dtype)
+    stack1_0_2 = stack1[:, :, :2 * sizes["n_h"]]
     dy = _empty((T + 1, B, sizes["n_y"]), dtype)
     dh = _empty((T + 1, B, sizes["n_h"]), dtype)
     dn = _empty((T + 1, B, sizes["n_h"]), dtype)
@@ -127,9 +128,10 @@ def _allocate(T, B, sizes, dtype):
     # _a[t] is step t of a: the loops read these views, made once here rather than at every use
     _stack1 = tuple(stack1)
     _h = tuple(h)
+    _stack1_0_2 = tuple(stack1_0_2)
+    _n = tuple(n)
     _r = tuple(r)
     _u = tuple(u)
-    _n = tuple(n)
     _dh = tuple(dh)
     _dn = tuple(dn)
     _dh_dn = tuple(dh_dn)
@@ -144,12 +146,12 @@ def _allocate(T, B, sizes, dtype):
     _dstack1 = tuple(dstack1)
     _rows, _batch_rows = np.arange(T * B), np.arange(B)  # the row of each class label, over every step and in one
     return (
-        stack1, r, u, n, h, y, dy, dh, dn, du, dr, dh_dn, dn_pre, dn_dpre, dstack1, du_pre, du_dpre, dr_pre,
-        dr_dpre, r_rows, u_rows, n_rows, y_rows, h_rows, dy_rows, dh_rows, dh_dn_rows, dn_dpre_rows,
-        du_dpre_rows, dr_dpre_rows, dr_pre_rows, h_rows_prev, du_pre_rows, dn_pre_rows, _scratch_2_n_h,
-        _scratch_n_h, _scratch_n_h_1, dh_next, W_stack1, _U_n_F, _W_stack1_F, _stack1, _h, _r, _u, _n, _dh,
-        _dn, _dh_dn, _du, _dr, _dn_pre, _dn_dpre, _du_pre, _du_dpre, _dr_pre, _dr_dpre, _dstack1, _rows,
-        _batch_rows,
+        stack1, r, u, n, h, y, stack1_0_2, dy, dh, dn, du, dr, dh_dn, dn_pre, dn_dpre, dstack1, du_pre,
+        du_dpre, dr_pre, dr_dpre, r_rows, u_rows, n_rows, y_rows, h_rows, dy_rows, dh_rows, dh_dn_rows,
+        dn_dpre_rows, du_dpre_rows, dr_dpre_rows, dr_pre_rows, h_rows_prev, du_pre_rows, dn_pre_rows,
+        _scratch_2_n_h, _scratch_n_h, _scratch_n_h_1, dh_next, W_stack1, _U_n_F, _W_stack1_F, _stack1, _h,
+        _stack1_0_2, _n, _r, _u, _dh, _dn, _dh_dn, _du, _dr, _dn_pre, _dn_dpre, _du_pre, _du_dpre, _dr_pre,
+        _dr_dpre, _dstack1, _rows, _batch_rows,
     )
 
 
@@ -368,12 +370,12 @@ def loss_and_gradients(params, xs, labels, h0=None):
     key = (T, B, dtype, *sizes.values())
     work = _take(key) or _allocate(T, B, sizes, dtype)
     (
-        stack1, r, u, n, h, y, dy, dh, dn, du, dr, dh_dn, dn_pre, dn_dpre, dstack1, du_pre, du_dpre, dr_pre,
-        dr_dpre, r_rows, u_rows, n_rows, y_rows, h_rows, dy_rows, dh_rows, dh_dn_rows, dn_dpre_rows,
-        du_dpre_rows, dr_dpre_rows, dr_pre_rows, h_rows_prev, du_pre_rows, dn_pre_rows, _scratch_2_n_h,
-        _scratch_n_h, _scratch_n_h_1, dh_next, W_stack1, _U_n_F, _W_stack1_F, _stack1, _h, _r, _u, _n, _dh,
-        _dn, _dh_dn, _du, _dr, _dn_pre, _dn_dpre, _du_pre, _du_dpre, _dr_pre, _dr_dpre, _dstack1, _rows,
-        _batch_rows,
+        stack1, r, u, n, h, y, stack1_0_2, dy, dh, dn, du, dr, dh_dn, dn_pre, dn_dpre, dstack1, du_pre,
+        du_dpre, dr_pre, dr_dpre, r_rows, u_rows, n_rows, y_rows, h_rows, dy_rows, dh_rows, dh_dn_rows,
+        dn_dpre_rows, du_dpre_rows, dr_dpre_rows, dr_pre_rows, h_rows_prev, du_pre_rows, dn_pre_rows,
+        _scratch_2_n_h, _scratch_n_h, _scratch_n_h_1, dh_next, W_stack1, _U_n_F, _W_stack1_F, _stack1, _h,
+        _stack1_0_2, _n, _r, _u, _dh, _dn, _dh_dn, _du, _dr, _dn_pre, _dn_dpre, _du_pre, _du_dpre, _dr_pre,
+        _dr_dpre, _dstack1, _rows, _batch_rows,
     ) = work
     np.concatenate((U_r, U_u), out=W_stack1)  # the matrices of one product per step, stacked
     # the matrices the backward loop multiplies rows by, in Fortran order where there are several rows
@@ -395,8 +397,7 @@ def loss_and_gradients(params, xs, labels, h0=None):
     for t in range(1, T + 1):  # the recurrence
         np.dot(_h[t - 1], _W_stack1_T, out=_scratch_2_n_h)  # r, u: with the state's terms, one product (U_r; U_u) h_{t-1}  (B, 2*n_h)
         np.add(_stack1[t], _scratch_2_n_h, out=_stack1[t])
-        _sigmoid(_r[t], out=_r[t])  # r_t = sigmoid(W_r x_t + U_r h_{t-1} + b_r): the activation  (B, n_h)
-        _sigmoid(_u[t], out=_u[t])  # u_t = sigmoid(W_u x_t + U_u h_{t-1} + b_u): the activation  (B, n_h)
+        _sigmoid(_stack1_0_2[t], out=_stack1_0_2[t])  # r_t = sigmoid(W_r x_t + U_r h_{t-1} + b_r): the activation; u_t = sigmoid(W_u x_t + U_u h_{t-1} + b_u): the activation  (B, 2*n_h)
         np.multiply(_r[t], _h[t - 1], out=_scratch_n_h_1)  # n_t = tanh(W_n x_t + U_n r_t ⊙ h_{t-1} + b_n): with the state's terms  (B, n_h)
         np.dot(_scratch_n_h_1, _U_n_T, out=_scratch_n_h)
         np.add(_n[t], _scratch_n_h, out=_n[t])

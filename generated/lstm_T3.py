@@ -96,6 +96,7 @@ def _allocate(T, B, sizes, dtype):
     c = _empty((T + 1, B, sizes["n_h"]), dtype)
     h = _empty((T + 1, B, sizes["n_h"]), dtype)
     y = _empty((T + 1, B, sizes["n_y"]), dtype)
+    stack1_0_3 = stack1[:, :, :3 * sizes["n_h"]]
     dy = _empty((T + 1, B, sizes["n_y"]), dtype)
     dh = _empty((T + 1, B, sizes["n_h"]), dtype)
     dc = _empty((T + 1, B, sizes["n_h"]), dtype)
@@ -143,11 +144,12 @@ def _allocate(T, B, sizes, dtype):
     # _a[t] is step t of a: the loops read these views, made once here rather than at every use
     _stack1 = tuple(stack1)
     _h = tuple(h)
+    _stack1_0_3 = tuple(stack1_0_3)
+    _g = tuple(g)
+    _c = tuple(c)
     _f = tuple(f)
     _i = tuple(i)
     _o = tuple(o)
-    _g = tuple(g)
-    _c = tuple(c)
     _dh = tuple(dh)
     _dc = tuple(dc)
     _dh_dc = tuple(dh_dc)
@@ -167,13 +169,13 @@ def _allocate(T, B, sizes, dtype):
     _dstack1 = tuple(dstack1)
     _rows, _batch_rows = np.arange(T * B), np.arange(B)  # the row of each class label, over every step and in one
     return (
-        stack1, f, i, o, g, c, h, y, dy, dh, dc, dg, do, di, df, dh_dc, dh_do, dstack1, dg_pre, dg_dpre,
-        do_pre, do_dpre, di_pre, di_dpre, df_pre, df_dpre, f_rows, i_rows, o_rows, g_rows, y_rows, h_rows,
-        dy_rows, dh_rows, dh_dc_rows, c_rows, dh_do_rows, dg_dpre_rows, do_dpre_rows, di_dpre_rows,
+        stack1, f, i, o, g, c, h, y, stack1_0_3, dy, dh, dc, dg, do, di, df, dh_dc, dh_do, dstack1, dg_pre,
+        dg_dpre, do_pre, do_dpre, di_pre, di_dpre, df_pre, df_dpre, f_rows, i_rows, o_rows, g_rows, y_rows,
+        h_rows, dy_rows, dh_rows, dh_dc_rows, c_rows, dh_do_rows, dg_dpre_rows, do_dpre_rows, di_dpre_rows,
         df_dpre_rows, df_pre_rows, h_rows_prev, di_pre_rows, do_pre_rows, dg_pre_rows, _scratch_4_n_h,
-        _scratch_n_h, dh_next, dc_next, W_stack1, _W_stack1_F, _stack1, _h, _f, _i, _o, _g, _c, _dh, _dc,
-        _dh_dc, _dg, _do, _dh_do, _di, _df, _dg_pre, _dg_dpre, _do_pre, _do_dpre, _di_pre, _di_dpre, _df_pre,
-        _df_dpre, _dstack1, _rows, _batch_rows,
+        _scratch_n_h, dh_next, dc_next, W_stack1, _W_stack1_F, _stack1, _h, _stack1_0_3, _g, _c, _f, _i, _o,
+        _dh, _dc, _dh_dc, _dg, _do, _dh_do, _di, _df, _dg_pre, _dg_dpre, _do_pre, _do_dpre, _di_pre,
+        _di_dpre, _df_pre, _df_dpre, _dstack1, _rows, _batch_rows,
     )
 
 
@@ -400,13 +402,13 @@ def loss_and_gradients(params, xs, labels, h0=None, c0=None):
     key = (T, B, dtype, *sizes.values())
     work = _take(key) or _allocate(T, B, sizes, dtype)
     (
-        stack1, f, i, o, g, c, h, y, dy, dh, dc, dg, do, di, df, dh_dc, dh_do, dstack1, dg_pre, dg_dpre,
-        do_pre, do_dpre, di_pre, di_dpre, df_pre, df_dpre, f_rows, i_rows, o_rows, g_rows, y_rows, h_rows,
-        dy_rows, dh_rows, dh_dc_rows, c_rows, dh_do_rows, dg_dpre_rows, do_dpre_rows, di_dpre_rows,
+        stack1, f, i, o, g, c, h, y, stack1_0_3, dy, dh, dc, dg, do, di, df, dh_dc, dh_do, dstack1, dg_pre,
+        dg_dpre, do_pre, do_dpre, di_pre, di_dpre, df_pre, df_dpre, f_rows, i_rows, o_rows, g_rows, y_rows,
+        h_rows, dy_rows, dh_rows, dh_dc_rows, c_rows, dh_do_rows, dg_dpre_rows, do_dpre_rows, di_dpre_rows,
         df_dpre_rows, df_pre_rows, h_rows_prev, di_pre_rows, do_pre_rows, dg_pre_rows, _scratch_4_n_h,
-        _scratch_n_h, dh_next, dc_next, W_stack1, _W_stack1_F, _stack1, _h, _f, _i, _o, _g, _c, _dh, _dc,
-        _dh_dc, _dg, _do, _dh_do, _di, _df, _dg_pre, _dg_dpre, _do_pre, _do_dpre, _di_pre, _di_dpre, _df_pre,
-        _df_dpre, _dstack1, _rows, _batch_rows,
+        _scratch_n_h, dh_next, dc_next, W_stack1, _W_stack1_F, _stack1, _h, _stack1_0_3, _g, _c, _f, _i, _o,
+        _dh, _dc, _dh_dc, _dg, _do, _dh_do, _di, _df, _dg_pre, _dg_dpre, _do_pre, _do_dpre, _di_pre,
+        _di_dpre, _df_pre, _df_dpre, _dstack1, _rows, _batch_rows,
     ) = work
     np.concatenate((U_f, U_i, U_o, U_g), out=W_stack1)  # the matrices of one product per step, stacked
     # the matrices the backward loop multiplies rows by, in Fortran order where there are several rows
@@ -429,9 +431,7 @@ def loss_and_gradients(params, xs, labels, h0=None, c0=None):
     for t in range(1, T + 1):  # the recurrence
         np.dot(_h[t - 1], _W_stack1_T, out=_scratch_4_n_h)  # f, i, o, g: with the state's terms, one product (U_f; U_i; U_o; U_g) h_{t-1}  (B, 4*n_h)
         np.add(_stack1[t], _scratch_4_n_h, out=_stack1[t])
-        _sigmoid(_f[t], out=_f[t])  # f_t = sigmoid(W_f x_t + U_f h_{t-1} + b_f): the activation  (B, n_h)
-        _sigmoid(_i[t], out=_i[t])  # i_t = sigmoid(W_i x_t + U_i h_{t-1} + b_i): the activation  (B, n_h)
-        _sigmoid(_o[t], out=_o[t])  # o_t = sigmoid(W_o x_t + U_o h_{t-1} + b_o): the activation  (B, n_h)
+        _sigmoid(_stack1_0_3[t], out=_stack1_0_3[t])  # f_t = sigmoid(W_f x_t + U_f h_{t-1} + b_f): the activation; i_t = sigmoid(W_i x_t + U_i h_{t-1} + b_i): the activation; o_t = sigmoid(W_o x_t + U_o h_{t-1} + b_o): the activation  (B, 3*n_h)
         np.tanh(_g[t], out=_g[t])  # g_t = tanh(W_g x_t + U_g h_{t-1} + b_g): the activation  (B, n_h)
         np.multiply(_f[t], _c[t - 1], out=_c[t])  # c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t  (B, n_h)
         np.multiply(_i[t], _g[t], out=_scratch_n_h)

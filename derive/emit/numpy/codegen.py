@@ -318,6 +318,12 @@ def _work(derivation: Derivation, fast: Hoisted) -> dict[str, Any]:
     views, needs = list(fast.forward_views), [fast.forward_needs]
     rows = [{"name": name, "size": size} for name, size in fast.forward_needs.scratch]
     stacked = [(k.name, k.members, k.dim) for k in fast.stacks]
+    # a run of members one call activates: their columns of the stack, allocated like a member
+    runs = [(k.name, name, first, count, k.dim) for k in fast.stacks for name, first, count in k.runs]
+    arrays += [
+        {"name": name, "dim": dim, "zeros": False, "run": (stack, first, count)}
+        for stack, name, first, count, dim in runs
+    ]
     if not derivation.truncate:
         arrays += [{"name": d["name"], "dim": d["dim"], "zeros": d["init"] == "zeros"} for d in fast.deltas]
         arrays += [{"name": d["name"], "dim": d["dim"], "zeros": False} for d in fast.locals]
@@ -375,6 +381,12 @@ def _stacked(arrays: list[dict[str, Any]], stacks: list[tuple[str, tuple[str, ..
     slices: dict[str, tuple[str, str]] = {}
     out: list[dict[str, Any]] = []
     for a in arrays:
+        if "run" in a:
+            name, first, count = a["run"]
+            size = f'sizes["n_{a["dim"]}"]'
+            lo = "" if first == 0 else (size if first == 1 else f"{first} * {size}")
+            out.append({**a, "code": f"{name}[:, :, {lo}:{first + count} * {size}]"})
+            continue
         stack = next((k for k in stacks if a["name"] in k[1]), None)
         if stack is None:
             out.append({**a, "code": f'_empty((T + 1, B, sizes["n_{a["dim"]}"]), dtype)'})

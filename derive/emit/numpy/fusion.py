@@ -36,6 +36,10 @@ class Stack:
     dim: str  # the members' dimension
     operand: str  # the operand's dimension (the matrices' columns)
     deltas: tuple[str, ...] = ()  # the inner-delta arrays the carry stacks the same way; () if it does not
+    runs: tuple[tuple[str, int, int], ...] = ()  # (name, first, count): members activated by one call
+
+    def run_name(self, first: int, count: int) -> str:
+        return f"{self.name}_{first}_{first + count}"
 
     @property
     def name(self) -> str:
@@ -64,11 +68,14 @@ class Fused:
 
 # fuse :: Schedule -> Cell -> Fused
 def fuse(plan: Schedule, cell: Cell, backward: bool = True) -> Fused:
-    """The schedule with each stack's products fused (``backward``: in the carries too)."""
+    """The schedule with each stack's products fused (``backward``: in the carries too), and the
+    activations of neighbouring members that apply one function, one call."""
     stacks = _stacks(plan.forward, cell)
     if backward:
         stacks = tuple(_with_deltas(stack, plan.backward) for stack in stacks)
     forward = _fused_forward(plan.forward, stacks)
+    for i, stack in enumerate(stacks):
+        forward, stacks = _one_activation(forward, stack, stacks, i)
     carries = tuple(_fused_carry(s, stacks) for s in plan.backward.carries)
     return Fused(Schedule(forward, replace(plan.backward, carries=carries)), stacks)
 
@@ -144,6 +151,51 @@ def _fused_forward(forward: Phases, stacks: tuple[Stack, ...]) -> Phases:
         elif naming.split(s.target.name)[0] == stack.members[0]:
             statements.append(_stack_statement(stack, s))
     return Phases(tuple(statements))
+
+
+def _activation_of(s: Statement, stack: Stack) -> tuple[int, type] | None:
+    """(the member's position, its function) of ``m@t = f(m@t)``, m a member of the stack."""
+    base = naming.split(s.target.name)[0]
+    if base not in stack.members or s.op != "=" or len(s.terms) != 1:
+        return None
+    term = s.terms[0]
+    if isinstance(term, Elementwise) and term.op.code is not None and term.arg == s.target:
+        return stack.members.index(base), type(term)
+    return None
+
+
+def _one_activation(forward: Phases, stack: Stack, stacks: tuple[Stack, ...], i: int) -> tuple[Phases, tuple]:
+    """Statements of the loop, one after the other there, that apply one function to neighbouring
+    members (sigmoid to f, i, o) as one statement on those members' columns of the stack
+    (``stack1_0_3``), in the first one's place."""
+    loop = [j for j, s in enumerate(forward.statements) if s.phase == LOOP]
+    merged: dict[int, Statement] = {}  # the index of a run's first statement: the run's statement
+    dropped: set[int] = set()
+    runs = []
+    n = 0
+    while n < len(loop):
+        found = _activation_of(forward.statements[loop[n]], stack)
+        m = n + 1
+        while (
+            found
+            and m < len(loop)
+            and _activation_of(forward.statements[loop[m]], stack) == (found[0] + m - n, found[1])
+        ):
+            m += 1
+        if found is not None and m - n >= 2:
+            runs.append((stack.run_name(found[0], m - n), found[0], m - n))
+            merged[loop[n]] = _run_statement(stack, runs[-1], found[1], [forward.statements[j] for j in loop[n:m]])
+            dropped |= set(loop[n + 1 : m])
+        n = m
+    out = [merged.get(j, s) for j, s in enumerate(forward.statements) if j not in dropped]
+    return Phases(tuple(out)), (*stacks[:i], replace(stack, runs=tuple(runs)), *stacks[i + 1 :])
+
+
+def _run_statement(stack: Stack, run: tuple[str, int, int], function: type, statements: list[Statement]) -> Statement:
+    name, _, count = run
+    rows = count * sp.Symbol(f"n_{stack.dim}", integer=True, positive=True)
+    symbol = sp.MatrixSymbol(naming.step_name(name, "t"), rows, 1)
+    return Statement(LOOP, symbol, (function(symbol),), comment="; ".join(s.comment for s in statements))
 
 
 def _stack_statement(stack: Stack, first: Statement) -> Statement:

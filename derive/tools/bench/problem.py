@@ -84,6 +84,7 @@ def generated_maker(module: types.ModuleType, by_definition: bool = False) -> Ma
     fn = module.gradients_by_definition if by_definition else module.loss_and_gradients
 
     def make(p: Problem) -> Call:
+        module.release_workspaces()  # a fresh instance: the work arrays it keeps between calls are its own
         return lambda: fn(p.params, p.xs, p.labels, **p.initial)
 
     return make

@@ -83,3 +83,13 @@ def test_a_pre_activation_the_backward_pass_reads_keeps_its_array():
     derivation = derive(parse(RELU_OF_A_NODE), 3)
     assert hoisted(derivation).aliases == ()
     self_check(module_source(derivation), derivation.cell)
+
+
+def test_neighbouring_gates_with_one_function_are_activated_by_one_call():
+    (stack,) = hoisted(derive(load_cell("lstm"), 3)).stacks
+    assert stack.runs == (("stack1_0_3", 0, 3),)  # sigmoid of f, i, o; g is tanh
+    loop = [line.code for line in hoisted(derive(load_cell("lstm"), 3)).forward_loop]
+    assert "_sigmoid(_stack1_0_3[t], out=_stack1_0_3[t])" in loop and "np.tanh(_g[t], out=_g[t])" in loop
+    assert not any(line.startswith("_sigmoid(_f[t]") for line in loop)
+    (gru,) = hoisted(derive(load_cell("gru"), 3)).stacks
+    assert gru.runs == (("stack1_0_2", 0, 2),)  # r and u
