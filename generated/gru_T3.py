@@ -125,43 +125,46 @@ def _allocate(T, B, sizes, dtype):
     W_stack1 = _empty((2 * sizes["n_h"], sizes["n_h"]), dtype)
     _U_n_F = _empty((sizes["n_h"], sizes["n_h"]), dtype).T
     _W_stack1_F = _empty((sizes["n_h"], 2 * sizes["n_h"]), dtype).T
-    # _a[t] is step t of a: the loops read these views, made once here rather than at every use
-    _stack1 = tuple(stack1)
-    _h = tuple(h)
-    _stack1_0_2 = tuple(stack1_0_2)
-    _n = tuple(n)
-    _r = tuple(r)
-    _u = tuple(u)
-    _dh = tuple(dh)
-    _dn = tuple(dn)
-    _dh_dn = tuple(dh_dn)
-    _du = tuple(du)
-    _dr = tuple(dr)
-    _dn_pre = tuple(dn_pre)
-    _dn_dpre = tuple(dn_dpre)
-    _du_pre = tuple(du_pre)
-    _du_dpre = tuple(du_dpre)
-    _dr_pre = tuple(dr_pre)
-    _dr_dpre = tuple(dr_dpre)
-    _dstack1 = tuple(dstack1)
+    # a_steps[t] is step t of a: the loops read these views, made once here rather than at every use
+    stack1_steps = tuple(stack1)
+    h_steps = tuple(h)
+    stack1_0_2_steps = tuple(stack1_0_2)
+    n_steps = tuple(n)
+    r_steps = tuple(r)
+    u_steps = tuple(u)
+    dh_steps = tuple(dh)
+    dn_steps = tuple(dn)
+    dh_dn_steps = tuple(dh_dn)
+    du_steps = tuple(du)
+    dr_steps = tuple(dr)
+    dn_pre_steps = tuple(dn_pre)
+    dn_dpre_steps = tuple(dn_dpre)
+    du_pre_steps = tuple(du_pre)
+    du_dpre_steps = tuple(du_dpre)
+    dr_pre_steps = tuple(dr_pre)
+    dr_dpre_steps = tuple(dr_dpre)
+    dstack1_steps = tuple(dstack1)
     _rows, _batch_rows = np.arange(T * B), np.arange(B)  # the row of each class label, over every step and in one
-    return (
+    work = (
         stack1, r, u, n, h, y, stack1_0_2, dy, dh, dn, du, dr, dh_dn, dn_pre, dn_dpre, dstack1, du_pre,
         du_dpre, dr_pre, dr_dpre, r_rows, u_rows, n_rows, y_rows, h_rows, dy_rows, dh_rows, dh_dn_rows,
         dn_dpre_rows, du_dpre_rows, dr_dpre_rows, dr_pre_rows, h_rows_prev, du_pre_rows, dn_pre_rows,
-        _scratch_2_n_h, _scratch_n_h, _scratch_n_h_1, dh_next, W_stack1, _U_n_F, _W_stack1_F, _stack1, _h,
-        _stack1_0_2, _n, _r, _u, _dh, _dn, _dh_dn, _du, _dr, _dn_pre, _dn_dpre, _du_pre, _du_dpre, _dr_pre,
-        _dr_dpre, _dstack1, _rows, _batch_rows,
+        _scratch_2_n_h, _scratch_n_h, _scratch_n_h_1, dh_next, W_stack1, _U_n_F, _W_stack1_F, stack1_steps,
+        h_steps, stack1_0_2_steps, n_steps, r_steps, u_steps, dh_steps, dn_steps, dh_dn_steps, du_steps,
+        dr_steps, dn_pre_steps, dn_dpre_steps, du_pre_steps, du_dpre_steps, dr_pre_steps, dr_dpre_steps,
+        dstack1_steps, _rows, _batch_rows,
     )
+    return work, sum(a.nbytes for a in work if isinstance(a, np.ndarray) and a.base is None)
 
 
-_KEEP = 4  # the work arrays of this many calls are kept, the least recently used dropped first
-_kept = OrderedDict()  # (T, B, dtype, sizes): the work arrays kept for calls of that shape
+_KEEP = 4  # the work arrays of at most this many calls are kept, the least recently used dropped first,
+_KEEP_BYTES = 2**28  # and at most this many bytes of them besides the last call's
+_kept = OrderedDict()  # (T, B, dtype, sizes): [(the work arrays of a call of that shape, their bytes)]
 _kept_lock = threading.Lock()
 
 
 def _take(key):
-    """Work arrays kept for a call of shape ``key``, or None; each set serves one call at a time."""
+    """(work arrays, bytes) kept for a call of shape ``key``, or None; each set serves one call at a time."""
     with _kept_lock:
         free = _kept.get(key)
         if not free:
@@ -172,12 +175,16 @@ def _take(key):
         return work
 
 
-def _give(key, work):
-    """Keep a call's work arrays for the next call of its shape, at most _KEEP sets in all."""
+def _give(key, work, size):
+    """Keep a call's work arrays for the next call of its shape: at most _KEEP sets, and _KEEP_BYTES
+    besides this one."""
     with _kept_lock:
-        _kept.setdefault(key, []).append(work)
+        _kept.setdefault(key, []).append((work, size))
         _kept.move_to_end(key)
-        while sum(map(len, _kept.values())) > _KEEP:
+        while True:
+            kept = [n for entries in _kept.values() for _, n in entries]
+            if len(kept) <= 1 or (len(kept) <= _KEEP and sum(kept) - size <= _KEEP_BYTES):
+                return
             oldest = next(iter(_kept))
             _kept[oldest].pop(0)
             if not _kept[oldest]:
@@ -288,7 +295,7 @@ def _prepare(params, xs, labels, h0):
     except IndexError:
         right = False
     if not right:
-        sizes = _sizes(shapes)
+        raise _shape_error(shapes)
     xs = _array(xs, "xs")
     if xs.ndim not in (2, 3) or xs.shape[0] < 1:
         raise ValueError(f"xs: expected shape (T, n_x) or (T, B, n_x) with T >= 1, got {xs.shape}")
@@ -297,7 +304,7 @@ def _prepare(params, xs, labels, h0):
     if xs.shape[-1] != sizes["n_x"]:
         raise ValueError(f"xs: last axis is {xs.shape[-1]}, but the parameters have n_x = {sizes['n_x']}")
     dtypes = {w.dtype for w in weights} | {xs.dtype if xs.dtype.kind == "f" else np.dtype(np.float64)}
-    dtype = next(iter(dtypes)) if len(dtypes) == 1 else np.result_type(*dtypes)
+    dtype = (next(iter(dtypes)) if len(dtypes) == 1 else np.result_type(*dtypes)).newbyteorder("=")  # native: BLAS writes no other
     x = xs.reshape(T, B, -1).astype(dtype, copy=False)
     lead = (T, B) if batched else (T,)
     labels = _array(labels, "labels")
@@ -322,23 +329,28 @@ def _prepare(params, xs, labels, h0):
     return x, label, h0, batched, sizes, dtype, weights
 
 
-# where each size is first read: the parameter (by index) and its axis
-_FIRST_AT = {}
-for _i, _name in enumerate(PARAMS):
-    for _axis, _dim in enumerate(SHAPES[_name]):
-        _FIRST_AT.setdefault(_dim, (_i, _axis))
+def _first_at():
+    """Where each size is first read: {size: (the parameter's index in PARAMS, its axis)}."""
+    first = {}
+    for i, name in enumerate(PARAMS):
+        for axis, dim in enumerate(SHAPES[name]):
+            first.setdefault(dim, (i, axis))
+    return first
 
 
-def _sizes(shapes):
-    """The sizes the parameters' shapes give; a ValueError naming the first that disagrees."""
+_FIRST_AT = _first_at()
+
+
+def _shape_error(shapes):
+    """The ValueError naming the first parameter whose shape disagrees with SHAPES or the others'."""
     sizes = {}
     for name, shape in zip(PARAMS, shapes):
         if len(shape) != len(SHAPES[name]):
-            raise ValueError(f"params[{name!r}]: expected {len(SHAPES[name])} dimensions {SHAPES[name]}, got shape {shape}")
+            return ValueError(f"params[{name!r}]: expected {len(SHAPES[name])} dimensions {SHAPES[name]}, got shape {shape}")
         for dim, size in zip(SHAPES[name], shape):
             if sizes.setdefault(dim, size) != size:
-                raise ValueError(f"params[{name!r}]: {dim} = {size} here but {sizes[dim]} in an earlier parameter")
-    return sizes
+                return ValueError(f"params[{name!r}]: {dim} = {size} here but {sizes[dim]} in an earlier parameter")
+    return ValueError(f"params: shapes {shapes} do not match {SHAPES}")
 
 
 def _by_step(value, T, last):
@@ -368,14 +380,15 @@ def loss_and_gradients(params, xs, labels, h0=None):
     # the work arrays, indexed by step t = 1..T (index 0 of h holds the initial state):
     # those of the last call of this shape, or new ones
     key = (T, B, dtype, *sizes.values())
-    work = _take(key) or _allocate(T, B, sizes, dtype)
+    work, size = _take(key) or _allocate(T, B, sizes, dtype)
     (
         stack1, r, u, n, h, y, stack1_0_2, dy, dh, dn, du, dr, dh_dn, dn_pre, dn_dpre, dstack1, du_pre,
         du_dpre, dr_pre, dr_dpre, r_rows, u_rows, n_rows, y_rows, h_rows, dy_rows, dh_rows, dh_dn_rows,
         dn_dpre_rows, du_dpre_rows, dr_dpre_rows, dr_pre_rows, h_rows_prev, du_pre_rows, dn_pre_rows,
-        _scratch_2_n_h, _scratch_n_h, _scratch_n_h_1, dh_next, W_stack1, _U_n_F, _W_stack1_F, _stack1, _h,
-        _stack1_0_2, _n, _r, _u, _dh, _dn, _dh_dn, _du, _dr, _dn_pre, _dn_dpre, _du_pre, _du_dpre, _dr_pre,
-        _dr_dpre, _dstack1, _rows, _batch_rows,
+        _scratch_2_n_h, _scratch_n_h, _scratch_n_h_1, dh_next, W_stack1, _U_n_F, _W_stack1_F, stack1_steps,
+        h_steps, stack1_0_2_steps, n_steps, r_steps, u_steps, dh_steps, dn_steps, dh_dn_steps, du_steps,
+        dr_steps, dn_pre_steps, dn_dpre_steps, du_pre_steps, du_dpre_steps, dr_pre_steps, dr_dpre_steps,
+        dstack1_steps, _rows, _batch_rows,
     ) = work
     np.concatenate((U_r, U_u), out=W_stack1)  # the matrices of one product per step, stacked
     # the matrices the backward loop multiplies rows by, in Fortran order where there are several rows
@@ -395,17 +408,17 @@ def loss_and_gradients(params, xs, labels, h0=None):
     np.matmul(x_rows, W_n.T, out=n_rows)  # n_t = tanh(W_n x_t + U_n r_t ⊙ h_{t-1} + b_n): the terms without the state
     n_rows += b_n
     for t in range(1, T + 1):  # the recurrence
-        np.dot(_h[t - 1], _W_stack1_T, out=_scratch_2_n_h)  # r, u: with the state's terms, one product (U_r; U_u) h_{t-1}  (B, 2*n_h)
-        np.add(_stack1[t], _scratch_2_n_h, out=_stack1[t])
-        _sigmoid(_stack1_0_2[t], out=_stack1_0_2[t])  # r_t = sigmoid(W_r x_t + U_r h_{t-1} + b_r): the activation; u_t = sigmoid(W_u x_t + U_u h_{t-1} + b_u): the activation  (B, 2*n_h)
-        np.multiply(_r[t], _h[t - 1], out=_scratch_n_h_1)  # n_t = tanh(W_n x_t + U_n r_t ⊙ h_{t-1} + b_n): with the state's terms  (B, n_h)
+        np.dot(h_steps[t - 1], _W_stack1_T, out=_scratch_2_n_h)  # r, u: with the state's terms, one product (U_r; U_u) h_{t-1}  (B, 2*n_h)
+        np.add(stack1_steps[t], _scratch_2_n_h, out=stack1_steps[t])
+        _sigmoid(stack1_0_2_steps[t], out=stack1_0_2_steps[t])  # r_t = sigmoid(W_r x_t + U_r h_{t-1} + b_r): the activation; u_t = sigmoid(W_u x_t + U_u h_{t-1} + b_u): the activation  (B, 2*n_h)
+        np.multiply(r_steps[t], h_steps[t - 1], out=_scratch_n_h_1)  # n_t = tanh(W_n x_t + U_n r_t ⊙ h_{t-1} + b_n): with the state's terms  (B, n_h)
         np.dot(_scratch_n_h_1, _U_n_T, out=_scratch_n_h)
-        np.add(_n[t], _scratch_n_h, out=_n[t])
-        np.tanh(_n[t], out=_n[t])  # n_t = tanh(W_n x_t + U_n r_t ⊙ h_{t-1} + b_n): the activation  (B, n_h)
-        np.multiply(_u[t], _h[t - 1], out=_h[t])  # h_t = u_t ⊙ h_{t-1} + (1 - u_t) ⊙ n_t  (B, n_h)
-        np.subtract(1, _u[t], out=_scratch_n_h)
-        np.multiply(_scratch_n_h, _n[t], out=_scratch_n_h)
-        np.add(_h[t], _scratch_n_h, out=_h[t])
+        np.add(n_steps[t], _scratch_n_h, out=n_steps[t])
+        np.tanh(n_steps[t], out=n_steps[t])  # n_t = tanh(W_n x_t + U_n r_t ⊙ h_{t-1} + b_n): the activation  (B, n_h)
+        np.multiply(u_steps[t], h_steps[t - 1], out=h_steps[t])  # h_t = u_t ⊙ h_{t-1} + (1 - u_t) ⊙ n_t  (B, n_h)
+        np.subtract(1, u_steps[t], out=_scratch_n_h)
+        np.multiply(_scratch_n_h, n_steps[t], out=_scratch_n_h)
+        np.add(h_steps[t], _scratch_n_h, out=h_steps[t])
     # the outputs and the loss, for every step at once
     np.matmul(h_rows, W_y.T, out=y_rows)  # y_t = W_y h_t + b_y
     y_rows += b_y
@@ -425,23 +438,23 @@ def loss_and_gradients(params, xs, labels, h0=None):
     np.multiply(dr_dpre_rows, r_rows, out=dr_dpre_rows)
     dh_next.fill(0)
     for t in range(T, 0, -1):  # the recurrence, backwards
-        np.add(_dh[t], dh_next, out=_dh[t])  # dJ/dh_t = W_y^T dJ/dy_t + u_{t+1} ⊙ dJ/dh_{t+1} + diag(r_{t+1}) U_n^T diag(1 - n_{t+1}^2) dJ/dn_{t+1} + U_u^T diag(u_{t+1} ⊙ (1 - u_{t+1})) dJ/du_{t+1} + U_r^T diag(r_{t+1} ⊙ (1 - r_{t+1})) dJ/dr_{t+1}: the carried share
-        np.multiply(_dh_dn[t], _dh[t], out=_dn[t])  # dJ/dn_t = (1 - u_t) ⊙ dJ/dh_t
-        np.subtract(_h[t - 1], _n[t], out=_du[t])  # dJ/du_t = (diag(h_{t-1}) - diag(n_t)) dJ/dh_t
-        np.multiply(_du[t], _dh[t], out=_du[t])
-        np.square(_n[t], out=_scratch_n_h)  # dJ/dr_t = diag(h_{t-1}) U_n^T diag(1 - n_t^2) dJ/dn_t
+        np.add(dh_steps[t], dh_next, out=dh_steps[t])  # dJ/dh_t = W_y^T dJ/dy_t + u_{t+1} ⊙ dJ/dh_{t+1} + diag(r_{t+1}) U_n^T diag(1 - n_{t+1}^2) dJ/dn_{t+1} + U_u^T diag(u_{t+1} ⊙ (1 - u_{t+1})) dJ/du_{t+1} + U_r^T diag(r_{t+1} ⊙ (1 - r_{t+1})) dJ/dr_{t+1}: the carried share
+        np.multiply(dh_dn_steps[t], dh_steps[t], out=dn_steps[t])  # dJ/dn_t = (1 - u_t) ⊙ dJ/dh_t
+        np.subtract(h_steps[t - 1], n_steps[t], out=du_steps[t])  # dJ/du_t = (diag(h_{t-1}) - diag(n_t)) dJ/dh_t
+        np.multiply(du_steps[t], dh_steps[t], out=du_steps[t])
+        np.square(n_steps[t], out=_scratch_n_h)  # dJ/dr_t = diag(h_{t-1}) U_n^T diag(1 - n_t^2) dJ/dn_t
         np.subtract(1, _scratch_n_h, out=_scratch_n_h)
-        np.multiply(_scratch_n_h, _dn[t], out=_scratch_n_h)
-        np.dot(_scratch_n_h, _U_n_F, out=_dr[t])
-        np.multiply(_dr[t], _h[t - 1], out=_dr[t])
-        np.multiply(_dn_dpre[t], _dn[t], out=_dn_pre[t])  # the delta at the argument of n's activation: (1 - n_t^2) ⊙ dJ/dn_t
-        np.multiply(_du_dpre[t], _du[t], out=_du_pre[t])  # the delta at the argument of u's activation: u_t ⊙ (1 - u_t) ⊙ dJ/du_t
-        np.multiply(_dr_dpre[t], _dr[t], out=_dr_pre[t])  # the delta at the argument of r's activation: r_t ⊙ (1 - r_t) ⊙ dJ/dr_t
-        np.dot(_dstack1[t], _W_stack1_F, out=dh_next)  # share of dJ/dh_{t-1}: u_t ⊙ dJ/dh_t + diag(r_t) U_n^T diag(1 - n_t^2) dJ/dn_t + U_u^T diag(u_t ⊙ (1 - u_t)) dJ/du_t + U_r^T diag(r_t ⊙ (1 - r_t)) dJ/dr_t
-        np.multiply(_u[t], _dh[t], out=_scratch_n_h)
+        np.multiply(_scratch_n_h, dn_steps[t], out=_scratch_n_h)
+        np.dot(_scratch_n_h, _U_n_F, out=dr_steps[t])
+        np.multiply(dr_steps[t], h_steps[t - 1], out=dr_steps[t])
+        np.multiply(dn_dpre_steps[t], dn_steps[t], out=dn_pre_steps[t])  # the delta at the argument of n's activation: (1 - n_t^2) ⊙ dJ/dn_t
+        np.multiply(du_dpre_steps[t], du_steps[t], out=du_pre_steps[t])  # the delta at the argument of u's activation: u_t ⊙ (1 - u_t) ⊙ dJ/du_t
+        np.multiply(dr_dpre_steps[t], dr_steps[t], out=dr_pre_steps[t])  # the delta at the argument of r's activation: r_t ⊙ (1 - r_t) ⊙ dJ/dr_t
+        np.dot(dstack1_steps[t], _W_stack1_F, out=dh_next)  # share of dJ/dh_{t-1}: u_t ⊙ dJ/dh_t + diag(r_t) U_n^T diag(1 - n_t^2) dJ/dn_t + U_u^T diag(u_t ⊙ (1 - u_t)) dJ/du_t + U_r^T diag(r_t ⊙ (1 - r_t)) dJ/dr_t
+        np.multiply(u_steps[t], dh_steps[t], out=_scratch_n_h)
         dh_next += _scratch_n_h
-        np.dot(_dn_pre[t], _U_n_F, out=_scratch_n_h)
-        np.multiply(_scratch_n_h, _r[t], out=_scratch_n_h)
+        np.dot(dn_pre_steps[t], _U_n_F, out=_scratch_n_h)
+        np.multiply(_scratch_n_h, r_steps[t], out=_scratch_n_h)
         dh_next += _scratch_n_h
     # the gradients, each one product over every step
     dW_r = dr_pre_rows.T @ x_rows  # dJ/dW_r = sum over t of diag(r_t ⊙ (1 - r_t)) dJ/dr_t x_t^T
@@ -457,7 +470,7 @@ def loss_and_gradients(params, xs, labels, h0=None):
     db_y = dy_rows.sum(axis=0)  # dJ/db_y = sum over t of dJ/dy_t
 
     grads = {"W_r": dW_r, "U_r": dU_r, "b_r": db_r, "W_u": dW_u, "U_u": dU_u, "b_u": db_u, "W_n": dW_n, "U_n": dU_n, "b_n": db_n, "W_y": dW_y, "b_y": db_y, "h0": dh_next.copy() if batched else dh_next[0].copy()}
-    _give(key, work)
+    _give(key, work, size)
     return loss, grads
 
 

@@ -141,51 +141,54 @@ def _allocate(T, B, sizes, dtype):
     dc_next = _empty((B, sizes["n_h"]), dtype)
     W_stack1 = _empty((4 * sizes["n_h"], sizes["n_h"]), dtype)
     _W_stack1_F = _empty((sizes["n_h"], 4 * sizes["n_h"]), dtype).T
-    # _a[t] is step t of a: the loops read these views, made once here rather than at every use
-    _stack1 = tuple(stack1)
-    _h = tuple(h)
-    _stack1_0_3 = tuple(stack1_0_3)
-    _g = tuple(g)
-    _c = tuple(c)
-    _f = tuple(f)
-    _i = tuple(i)
-    _o = tuple(o)
-    _dh = tuple(dh)
-    _dc = tuple(dc)
-    _dh_dc = tuple(dh_dc)
-    _dg = tuple(dg)
-    _do = tuple(do)
-    _dh_do = tuple(dh_do)
-    _di = tuple(di)
-    _df = tuple(df)
-    _dg_pre = tuple(dg_pre)
-    _dg_dpre = tuple(dg_dpre)
-    _do_pre = tuple(do_pre)
-    _do_dpre = tuple(do_dpre)
-    _di_pre = tuple(di_pre)
-    _di_dpre = tuple(di_dpre)
-    _df_pre = tuple(df_pre)
-    _df_dpre = tuple(df_dpre)
-    _dstack1 = tuple(dstack1)
+    # a_steps[t] is step t of a: the loops read these views, made once here rather than at every use
+    stack1_steps = tuple(stack1)
+    h_steps = tuple(h)
+    stack1_0_3_steps = tuple(stack1_0_3)
+    g_steps = tuple(g)
+    c_steps = tuple(c)
+    f_steps = tuple(f)
+    i_steps = tuple(i)
+    o_steps = tuple(o)
+    dh_steps = tuple(dh)
+    dc_steps = tuple(dc)
+    dh_dc_steps = tuple(dh_dc)
+    dg_steps = tuple(dg)
+    do_steps = tuple(do)
+    dh_do_steps = tuple(dh_do)
+    di_steps = tuple(di)
+    df_steps = tuple(df)
+    dg_pre_steps = tuple(dg_pre)
+    dg_dpre_steps = tuple(dg_dpre)
+    do_pre_steps = tuple(do_pre)
+    do_dpre_steps = tuple(do_dpre)
+    di_pre_steps = tuple(di_pre)
+    di_dpre_steps = tuple(di_dpre)
+    df_pre_steps = tuple(df_pre)
+    df_dpre_steps = tuple(df_dpre)
+    dstack1_steps = tuple(dstack1)
     _rows, _batch_rows = np.arange(T * B), np.arange(B)  # the row of each class label, over every step and in one
-    return (
+    work = (
         stack1, f, i, o, g, c, h, y, stack1_0_3, dy, dh, dc, dg, do, di, df, dh_dc, dh_do, dstack1, dg_pre,
         dg_dpre, do_pre, do_dpre, di_pre, di_dpre, df_pre, df_dpre, f_rows, i_rows, o_rows, g_rows, y_rows,
         h_rows, dy_rows, dh_rows, dh_dc_rows, c_rows, dh_do_rows, dg_dpre_rows, do_dpre_rows, di_dpre_rows,
         df_dpre_rows, df_pre_rows, h_rows_prev, di_pre_rows, do_pre_rows, dg_pre_rows, _scratch_4_n_h,
-        _scratch_n_h, dh_next, dc_next, W_stack1, _W_stack1_F, _stack1, _h, _stack1_0_3, _g, _c, _f, _i, _o,
-        _dh, _dc, _dh_dc, _dg, _do, _dh_do, _di, _df, _dg_pre, _dg_dpre, _do_pre, _do_dpre, _di_pre,
-        _di_dpre, _df_pre, _df_dpre, _dstack1, _rows, _batch_rows,
+        _scratch_n_h, dh_next, dc_next, W_stack1, _W_stack1_F, stack1_steps, h_steps, stack1_0_3_steps,
+        g_steps, c_steps, f_steps, i_steps, o_steps, dh_steps, dc_steps, dh_dc_steps, dg_steps, do_steps,
+        dh_do_steps, di_steps, df_steps, dg_pre_steps, dg_dpre_steps, do_pre_steps, do_dpre_steps,
+        di_pre_steps, di_dpre_steps, df_pre_steps, df_dpre_steps, dstack1_steps, _rows, _batch_rows,
     )
+    return work, sum(a.nbytes for a in work if isinstance(a, np.ndarray) and a.base is None)
 
 
-_KEEP = 4  # the work arrays of this many calls are kept, the least recently used dropped first
-_kept = OrderedDict()  # (T, B, dtype, sizes): the work arrays kept for calls of that shape
+_KEEP = 4  # the work arrays of at most this many calls are kept, the least recently used dropped first,
+_KEEP_BYTES = 2**28  # and at most this many bytes of them besides the last call's
+_kept = OrderedDict()  # (T, B, dtype, sizes): [(the work arrays of a call of that shape, their bytes)]
 _kept_lock = threading.Lock()
 
 
 def _take(key):
-    """Work arrays kept for a call of shape ``key``, or None; each set serves one call at a time."""
+    """(work arrays, bytes) kept for a call of shape ``key``, or None; each set serves one call at a time."""
     with _kept_lock:
         free = _kept.get(key)
         if not free:
@@ -196,12 +199,16 @@ def _take(key):
         return work
 
 
-def _give(key, work):
-    """Keep a call's work arrays for the next call of its shape, at most _KEEP sets in all."""
+def _give(key, work, size):
+    """Keep a call's work arrays for the next call of its shape: at most _KEEP sets, and _KEEP_BYTES
+    besides this one."""
     with _kept_lock:
-        _kept.setdefault(key, []).append(work)
+        _kept.setdefault(key, []).append((work, size))
         _kept.move_to_end(key)
-        while sum(map(len, _kept.values())) > _KEEP:
+        while True:
+            kept = [n for entries in _kept.values() for _, n in entries]
+            if len(kept) <= 1 or (len(kept) <= _KEEP and sum(kept) - size <= _KEEP_BYTES):
+                return
             oldest = next(iter(_kept))
             _kept[oldest].pop(0)
             if not _kept[oldest]:
@@ -312,7 +319,7 @@ def _prepare(params, xs, labels, h0, c0):
     except IndexError:
         right = False
     if not right:
-        sizes = _sizes(shapes)
+        raise _shape_error(shapes)
     xs = _array(xs, "xs")
     if xs.ndim not in (2, 3) or xs.shape[0] < 1:
         raise ValueError(f"xs: expected shape (T, n_x) or (T, B, n_x) with T >= 1, got {xs.shape}")
@@ -321,7 +328,7 @@ def _prepare(params, xs, labels, h0, c0):
     if xs.shape[-1] != sizes["n_x"]:
         raise ValueError(f"xs: last axis is {xs.shape[-1]}, but the parameters have n_x = {sizes['n_x']}")
     dtypes = {w.dtype for w in weights} | {xs.dtype if xs.dtype.kind == "f" else np.dtype(np.float64)}
-    dtype = next(iter(dtypes)) if len(dtypes) == 1 else np.result_type(*dtypes)
+    dtype = (next(iter(dtypes)) if len(dtypes) == 1 else np.result_type(*dtypes)).newbyteorder("=")  # native: BLAS writes no other
     x = xs.reshape(T, B, -1).astype(dtype, copy=False)
     lead = (T, B) if batched else (T,)
     labels = _array(labels, "labels")
@@ -354,23 +361,28 @@ def _prepare(params, xs, labels, h0, c0):
     return x, label, h0, c0, batched, sizes, dtype, weights
 
 
-# where each size is first read: the parameter (by index) and its axis
-_FIRST_AT = {}
-for _i, _name in enumerate(PARAMS):
-    for _axis, _dim in enumerate(SHAPES[_name]):
-        _FIRST_AT.setdefault(_dim, (_i, _axis))
+def _first_at():
+    """Where each size is first read: {size: (the parameter's index in PARAMS, its axis)}."""
+    first = {}
+    for i, name in enumerate(PARAMS):
+        for axis, dim in enumerate(SHAPES[name]):
+            first.setdefault(dim, (i, axis))
+    return first
 
 
-def _sizes(shapes):
-    """The sizes the parameters' shapes give; a ValueError naming the first that disagrees."""
+_FIRST_AT = _first_at()
+
+
+def _shape_error(shapes):
+    """The ValueError naming the first parameter whose shape disagrees with SHAPES or the others'."""
     sizes = {}
     for name, shape in zip(PARAMS, shapes):
         if len(shape) != len(SHAPES[name]):
-            raise ValueError(f"params[{name!r}]: expected {len(SHAPES[name])} dimensions {SHAPES[name]}, got shape {shape}")
+            return ValueError(f"params[{name!r}]: expected {len(SHAPES[name])} dimensions {SHAPES[name]}, got shape {shape}")
         for dim, size in zip(SHAPES[name], shape):
             if sizes.setdefault(dim, size) != size:
-                raise ValueError(f"params[{name!r}]: {dim} = {size} here but {sizes[dim]} in an earlier parameter")
-    return sizes
+                return ValueError(f"params[{name!r}]: {dim} = {size} here but {sizes[dim]} in an earlier parameter")
+    return ValueError(f"params: shapes {shapes} do not match {SHAPES}")
 
 
 def _by_step(value, T, last):
@@ -400,15 +412,16 @@ def loss_and_gradients(params, xs, labels, h0=None, c0=None):
     # the work arrays, indexed by step t = 1..T (index 0 of h, c holds the initial state):
     # those of the last call of this shape, or new ones
     key = (T, B, dtype, *sizes.values())
-    work = _take(key) or _allocate(T, B, sizes, dtype)
+    work, size = _take(key) or _allocate(T, B, sizes, dtype)
     (
         stack1, f, i, o, g, c, h, y, stack1_0_3, dy, dh, dc, dg, do, di, df, dh_dc, dh_do, dstack1, dg_pre,
         dg_dpre, do_pre, do_dpre, di_pre, di_dpre, df_pre, df_dpre, f_rows, i_rows, o_rows, g_rows, y_rows,
         h_rows, dy_rows, dh_rows, dh_dc_rows, c_rows, dh_do_rows, dg_dpre_rows, do_dpre_rows, di_dpre_rows,
         df_dpre_rows, df_pre_rows, h_rows_prev, di_pre_rows, do_pre_rows, dg_pre_rows, _scratch_4_n_h,
-        _scratch_n_h, dh_next, dc_next, W_stack1, _W_stack1_F, _stack1, _h, _stack1_0_3, _g, _c, _f, _i, _o,
-        _dh, _dc, _dh_dc, _dg, _do, _dh_do, _di, _df, _dg_pre, _dg_dpre, _do_pre, _do_dpre, _di_pre,
-        _di_dpre, _df_pre, _df_dpre, _dstack1, _rows, _batch_rows,
+        _scratch_n_h, dh_next, dc_next, W_stack1, _W_stack1_F, stack1_steps, h_steps, stack1_0_3_steps,
+        g_steps, c_steps, f_steps, i_steps, o_steps, dh_steps, dc_steps, dh_dc_steps, dg_steps, do_steps,
+        dh_do_steps, di_steps, df_steps, dg_pre_steps, dg_dpre_steps, do_pre_steps, do_dpre_steps,
+        di_pre_steps, di_dpre_steps, df_pre_steps, df_dpre_steps, dstack1_steps, _rows, _batch_rows,
     ) = work
     np.concatenate((U_f, U_i, U_o, U_g), out=W_stack1)  # the matrices of one product per step, stacked
     # the matrices the backward loop multiplies rows by, in Fortran order where there are several rows
@@ -429,15 +442,15 @@ def loss_and_gradients(params, xs, labels, h0=None, c0=None):
     np.matmul(x_rows, W_g.T, out=g_rows)  # g_t = tanh(W_g x_t + U_g h_{t-1} + b_g): the terms without the state
     g_rows += b_g
     for t in range(1, T + 1):  # the recurrence
-        np.dot(_h[t - 1], _W_stack1_T, out=_scratch_4_n_h)  # f, i, o, g: with the state's terms, one product (U_f; U_i; U_o; U_g) h_{t-1}  (B, 4*n_h)
-        np.add(_stack1[t], _scratch_4_n_h, out=_stack1[t])
-        _sigmoid(_stack1_0_3[t], out=_stack1_0_3[t])  # f_t = sigmoid(W_f x_t + U_f h_{t-1} + b_f): the activation; i_t = sigmoid(W_i x_t + U_i h_{t-1} + b_i): the activation; o_t = sigmoid(W_o x_t + U_o h_{t-1} + b_o): the activation  (B, 3*n_h)
-        np.tanh(_g[t], out=_g[t])  # g_t = tanh(W_g x_t + U_g h_{t-1} + b_g): the activation  (B, n_h)
-        np.multiply(_f[t], _c[t - 1], out=_c[t])  # c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t  (B, n_h)
-        np.multiply(_i[t], _g[t], out=_scratch_n_h)
-        np.add(_c[t], _scratch_n_h, out=_c[t])
-        np.tanh(_c[t], out=_h[t])  # h_t = o_t ⊙ tanh(c_t)  (B, n_h)
-        np.multiply(_h[t], _o[t], out=_h[t])
+        np.dot(h_steps[t - 1], _W_stack1_T, out=_scratch_4_n_h)  # f, i, o, g: with the state's terms, one product (U_f; U_i; U_o; U_g) h_{t-1}  (B, 4*n_h)
+        np.add(stack1_steps[t], _scratch_4_n_h, out=stack1_steps[t])
+        _sigmoid(stack1_0_3_steps[t], out=stack1_0_3_steps[t])  # f_t = sigmoid(W_f x_t + U_f h_{t-1} + b_f): the activation; i_t = sigmoid(W_i x_t + U_i h_{t-1} + b_i): the activation; o_t = sigmoid(W_o x_t + U_o h_{t-1} + b_o): the activation  (B, 3*n_h)
+        np.tanh(g_steps[t], out=g_steps[t])  # g_t = tanh(W_g x_t + U_g h_{t-1} + b_g): the activation  (B, n_h)
+        np.multiply(f_steps[t], c_steps[t - 1], out=c_steps[t])  # c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t  (B, n_h)
+        np.multiply(i_steps[t], g_steps[t], out=_scratch_n_h)
+        np.add(c_steps[t], _scratch_n_h, out=c_steps[t])
+        np.tanh(c_steps[t], out=h_steps[t])  # h_t = o_t ⊙ tanh(c_t)  (B, n_h)
+        np.multiply(h_steps[t], o_steps[t], out=h_steps[t])
     # the outputs and the loss, for every step at once
     np.matmul(h_rows, W_y.T, out=y_rows)  # y_t = W_y h_t + b_y
     y_rows += b_y
@@ -464,19 +477,19 @@ def loss_and_gradients(params, xs, labels, h0=None, c0=None):
     dh_next.fill(0)
     dc_next.fill(0)
     for t in range(T, 0, -1):  # the recurrence, backwards
-        np.add(_dh[t], dh_next, out=_dh[t])  # dJ/dh_t = W_y^T dJ/dy_t + U_g^T diag(1 - g_{t+1}^2) dJ/dg_{t+1} + U_o^T diag(o_{t+1} ⊙ (1 - o_{t+1})) dJ/do_{t+1} + U_i^T diag(i_{t+1} ⊙ (1 - i_{t+1})) dJ/di_{t+1} + U_f^T diag(f_{t+1} ⊙ (1 - f_{t+1})) dJ/df_{t+1}: the carried share
-        np.multiply(_dh_dc[t], _dh[t], out=_dc[t])  # dJ/dc_t = diag(1 - tanh(c_t)^2) diag(o_t) dJ/dh_t + f_{t+1} ⊙ dJ/dc_{t+1}
-        np.add(_dc[t], dc_next, out=_dc[t])
-        np.multiply(_i[t], _dc[t], out=_dg[t])  # dJ/dg_t = i_t ⊙ dJ/dc_t
-        np.multiply(_dh_do[t], _dh[t], out=_do[t])  # dJ/do_t = tanh(c_t) ⊙ dJ/dh_t
-        np.multiply(_g[t], _dc[t], out=_di[t])  # dJ/di_t = g_t ⊙ dJ/dc_t
-        np.multiply(_c[t - 1], _dc[t], out=_df[t])  # dJ/df_t = c_{t-1} ⊙ dJ/dc_t
-        np.multiply(_dg_dpre[t], _dg[t], out=_dg_pre[t])  # the delta at the argument of g's activation: (1 - g_t^2) ⊙ dJ/dg_t
-        np.multiply(_do_dpre[t], _do[t], out=_do_pre[t])  # the delta at the argument of o's activation: o_t ⊙ (1 - o_t) ⊙ dJ/do_t
-        np.multiply(_di_dpre[t], _di[t], out=_di_pre[t])  # the delta at the argument of i's activation: i_t ⊙ (1 - i_t) ⊙ dJ/di_t
-        np.multiply(_df_dpre[t], _df[t], out=_df_pre[t])  # the delta at the argument of f's activation: f_t ⊙ (1 - f_t) ⊙ dJ/df_t
-        np.dot(_dstack1[t], _W_stack1_F, out=dh_next)  # share of dJ/dh_{t-1}: U_g^T diag(1 - g_t^2) dJ/dg_t + U_o^T diag(o_t ⊙ (1 - o_t)) dJ/do_t + U_i^T diag(i_t ⊙ (1 - i_t)) dJ/di_t + U_f^T diag(f_t ⊙ (1 - f_t)) dJ/df_t
-        np.multiply(_f[t], _dc[t], out=dc_next)  # share of dJ/dc_{t-1}: f_t ⊙ dJ/dc_t
+        np.add(dh_steps[t], dh_next, out=dh_steps[t])  # dJ/dh_t = W_y^T dJ/dy_t + U_g^T diag(1 - g_{t+1}^2) dJ/dg_{t+1} + U_o^T diag(o_{t+1} ⊙ (1 - o_{t+1})) dJ/do_{t+1} + U_i^T diag(i_{t+1} ⊙ (1 - i_{t+1})) dJ/di_{t+1} + U_f^T diag(f_{t+1} ⊙ (1 - f_{t+1})) dJ/df_{t+1}: the carried share
+        np.multiply(dh_dc_steps[t], dh_steps[t], out=dc_steps[t])  # dJ/dc_t = diag(1 - tanh(c_t)^2) diag(o_t) dJ/dh_t + f_{t+1} ⊙ dJ/dc_{t+1}
+        np.add(dc_steps[t], dc_next, out=dc_steps[t])
+        np.multiply(i_steps[t], dc_steps[t], out=dg_steps[t])  # dJ/dg_t = i_t ⊙ dJ/dc_t
+        np.multiply(dh_do_steps[t], dh_steps[t], out=do_steps[t])  # dJ/do_t = tanh(c_t) ⊙ dJ/dh_t
+        np.multiply(g_steps[t], dc_steps[t], out=di_steps[t])  # dJ/di_t = g_t ⊙ dJ/dc_t
+        np.multiply(c_steps[t - 1], dc_steps[t], out=df_steps[t])  # dJ/df_t = c_{t-1} ⊙ dJ/dc_t
+        np.multiply(dg_dpre_steps[t], dg_steps[t], out=dg_pre_steps[t])  # the delta at the argument of g's activation: (1 - g_t^2) ⊙ dJ/dg_t
+        np.multiply(do_dpre_steps[t], do_steps[t], out=do_pre_steps[t])  # the delta at the argument of o's activation: o_t ⊙ (1 - o_t) ⊙ dJ/do_t
+        np.multiply(di_dpre_steps[t], di_steps[t], out=di_pre_steps[t])  # the delta at the argument of i's activation: i_t ⊙ (1 - i_t) ⊙ dJ/di_t
+        np.multiply(df_dpre_steps[t], df_steps[t], out=df_pre_steps[t])  # the delta at the argument of f's activation: f_t ⊙ (1 - f_t) ⊙ dJ/df_t
+        np.dot(dstack1_steps[t], _W_stack1_F, out=dh_next)  # share of dJ/dh_{t-1}: U_g^T diag(1 - g_t^2) dJ/dg_t + U_o^T diag(o_t ⊙ (1 - o_t)) dJ/do_t + U_i^T diag(i_t ⊙ (1 - i_t)) dJ/di_t + U_f^T diag(f_t ⊙ (1 - f_t)) dJ/df_t
+        np.multiply(f_steps[t], dc_steps[t], out=dc_next)  # share of dJ/dc_{t-1}: f_t ⊙ dJ/dc_t
     # the gradients, each one product over every step
     dW_f = df_pre_rows.T @ x_rows  # dJ/dW_f = sum over t of diag(f_t ⊙ (1 - f_t)) dJ/df_t x_t^T
     dU_f = df_pre_rows.T @ h_rows_prev  # dJ/dU_f = sum over t of diag(f_t ⊙ (1 - f_t)) dJ/df_t h_{t-1}^T
@@ -494,7 +507,7 @@ def loss_and_gradients(params, xs, labels, h0=None, c0=None):
     db_y = dy_rows.sum(axis=0)  # dJ/db_y = sum over t of dJ/dy_t
 
     grads = {"W_f": dW_f, "U_f": dU_f, "b_f": db_f, "W_i": dW_i, "U_i": dU_i, "b_i": db_i, "W_o": dW_o, "U_o": dU_o, "b_o": db_o, "W_g": dW_g, "U_g": dU_g, "b_g": db_g, "W_y": dW_y, "b_y": db_y, "h0": dh_next.copy() if batched else dh_next[0].copy(), "c0": dc_next.copy() if batched else dc_next[0].copy()}
-    _give(key, work)
+    _give(key, work, size)
     return loss, grads
 
 

@@ -94,26 +94,29 @@ def _allocate(T, B, sizes, dtype):
     _scratch_n_h = _empty((B, sizes["n_h"]), dtype)
     dh_next = _empty((B, sizes["n_h"]), dtype)
     _W_hh_F = _empty((sizes["n_h"], sizes["n_h"]), dtype).T
-    # _a[t] is step t of a: the loops read these views, made once here rather than at every use
-    _z = tuple(z)
-    _h = tuple(h)
-    _dh = tuple(dh)
-    _dz = tuple(dz)
-    _dh_dz = tuple(dh_dz)
+    # a_steps[t] is step t of a: the loops read these views, made once here rather than at every use
+    z_steps = tuple(z)
+    h_steps = tuple(h)
+    dh_steps = tuple(dh)
+    dz_steps = tuple(dz)
+    dh_dz_steps = tuple(dh_dz)
     _rows, _batch_rows = np.arange(T * B), np.arange(B)  # the row of each class label, over every step and in one
-    return (
+    work = (
         h, y, p, dy, dh, dz, dh_dz, z, z_rows, y_rows, h_rows, p_rows, dy_rows, dh_rows, dh_dz_rows, dz_rows,
-        h_rows_prev, _scratch_n_h, dh_next, _W_hh_F, _z, _h, _dh, _dz, _dh_dz, _rows, _batch_rows,
+        h_rows_prev, _scratch_n_h, dh_next, _W_hh_F, z_steps, h_steps, dh_steps, dz_steps, dh_dz_steps,
+        _rows, _batch_rows,
     )
+    return work, sum(a.nbytes for a in work if isinstance(a, np.ndarray) and a.base is None)
 
 
-_KEEP = 4  # the work arrays of this many calls are kept, the least recently used dropped first
-_kept = OrderedDict()  # (T, B, dtype, sizes): the work arrays kept for calls of that shape
+_KEEP = 4  # the work arrays of at most this many calls are kept, the least recently used dropped first,
+_KEEP_BYTES = 2**28  # and at most this many bytes of them besides the last call's
+_kept = OrderedDict()  # (T, B, dtype, sizes): [(the work arrays of a call of that shape, their bytes)]
 _kept_lock = threading.Lock()
 
 
 def _take(key):
-    """Work arrays kept for a call of shape ``key``, or None; each set serves one call at a time."""
+    """(work arrays, bytes) kept for a call of shape ``key``, or None; each set serves one call at a time."""
     with _kept_lock:
         free = _kept.get(key)
         if not free:
@@ -124,12 +127,16 @@ def _take(key):
         return work
 
 
-def _give(key, work):
-    """Keep a call's work arrays for the next call of its shape, at most _KEEP sets in all."""
+def _give(key, work, size):
+    """Keep a call's work arrays for the next call of its shape: at most _KEEP sets, and _KEEP_BYTES
+    besides this one."""
     with _kept_lock:
-        _kept.setdefault(key, []).append(work)
+        _kept.setdefault(key, []).append((work, size))
         _kept.move_to_end(key)
-        while sum(map(len, _kept.values())) > _KEEP:
+        while True:
+            kept = [n for entries in _kept.values() for _, n in entries]
+            if len(kept) <= 1 or (len(kept) <= _KEEP and sum(kept) - size <= _KEEP_BYTES):
+                return
             oldest = next(iter(_kept))
             _kept[oldest].pop(0)
             if not _kept[oldest]:
@@ -230,7 +237,7 @@ def _prepare(params, xs, labels, h0):
     except IndexError:
         right = False
     if not right:
-        sizes = _sizes(shapes)
+        raise _shape_error(shapes)
     xs = _array(xs, "xs")
     if xs.ndim not in (2, 3) or xs.shape[0] < 1:
         raise ValueError(f"xs: expected shape (T, n_x) or (T, B, n_x) with T >= 1, got {xs.shape}")
@@ -239,7 +246,7 @@ def _prepare(params, xs, labels, h0):
     if xs.shape[-1] != sizes["n_x"]:
         raise ValueError(f"xs: last axis is {xs.shape[-1]}, but the parameters have n_x = {sizes['n_x']}")
     dtypes = {w.dtype for w in weights} | {xs.dtype if xs.dtype.kind == "f" else np.dtype(np.float64)}
-    dtype = next(iter(dtypes)) if len(dtypes) == 1 else np.result_type(*dtypes)
+    dtype = (next(iter(dtypes)) if len(dtypes) == 1 else np.result_type(*dtypes)).newbyteorder("=")  # native: BLAS writes no other
     x = xs.reshape(T, B, -1).astype(dtype, copy=False)
     lead = (T, B) if batched else (T,)
     labels = _array(labels, "labels")
@@ -264,23 +271,28 @@ def _prepare(params, xs, labels, h0):
     return x, onehot, h0, batched, sizes, dtype, weights
 
 
-# where each size is first read: the parameter (by index) and its axis
-_FIRST_AT = {}
-for _i, _name in enumerate(PARAMS):
-    for _axis, _dim in enumerate(SHAPES[_name]):
-        _FIRST_AT.setdefault(_dim, (_i, _axis))
+def _first_at():
+    """Where each size is first read: {size: (the parameter's index in PARAMS, its axis)}."""
+    first = {}
+    for i, name in enumerate(PARAMS):
+        for axis, dim in enumerate(SHAPES[name]):
+            first.setdefault(dim, (i, axis))
+    return first
 
 
-def _sizes(shapes):
-    """The sizes the parameters' shapes give; a ValueError naming the first that disagrees."""
+_FIRST_AT = _first_at()
+
+
+def _shape_error(shapes):
+    """The ValueError naming the first parameter whose shape disagrees with SHAPES or the others'."""
     sizes = {}
     for name, shape in zip(PARAMS, shapes):
         if len(shape) != len(SHAPES[name]):
-            raise ValueError(f"params[{name!r}]: expected {len(SHAPES[name])} dimensions {SHAPES[name]}, got shape {shape}")
+            return ValueError(f"params[{name!r}]: expected {len(SHAPES[name])} dimensions {SHAPES[name]}, got shape {shape}")
         for dim, size in zip(SHAPES[name], shape):
             if sizes.setdefault(dim, size) != size:
-                raise ValueError(f"params[{name!r}]: {dim} = {size} here but {sizes[dim]} in an earlier parameter")
-    return sizes
+                return ValueError(f"params[{name!r}]: {dim} = {size} here but {sizes[dim]} in an earlier parameter")
+    return ValueError(f"params: shapes {shapes} do not match {SHAPES}")
 
 
 def _by_step(value, T, last):
@@ -310,10 +322,11 @@ def loss_and_gradients(params, xs, labels, h0=None):
     # the work arrays, indexed by step t = 1..T (index 0 of h holds the initial state):
     # those of the last call of this shape, or new ones
     key = (T, B, dtype, *sizes.values())
-    work = _take(key) or _allocate(T, B, sizes, dtype)
+    work, size = _take(key) or _allocate(T, B, sizes, dtype)
     (
         h, y, p, dy, dh, dz, dh_dz, z, z_rows, y_rows, h_rows, p_rows, dy_rows, dh_rows, dh_dz_rows, dz_rows,
-        h_rows_prev, _scratch_n_h, dh_next, _W_hh_F, _z, _h, _dh, _dz, _dh_dz, _rows, _batch_rows,
+        h_rows_prev, _scratch_n_h, dh_next, _W_hh_F, z_steps, h_steps, dh_steps, dz_steps, dh_dz_steps,
+        _rows, _batch_rows,
     ) = work
     # the matrices the backward loop multiplies rows by, in Fortran order where there are several rows
     _W_hh_F = _fortran(W_hh, _W_hh_F) if B > 1 else W_hh
@@ -325,9 +338,9 @@ def loss_and_gradients(params, xs, labels, h0=None):
     # what does not depend on the state, for every step at once
     np.matmul(x_rows, W_xh.T, out=z_rows)  # z_t = W_xh x_t + W_hh h_{t-1}: the terms without the state
     for t in range(1, T + 1):  # the recurrence
-        np.dot(_h[t - 1], _W_hh_T, out=_scratch_n_h)  # z_t = W_xh x_t + W_hh h_{t-1}: with the state's terms  (B, n_h)
-        np.add(_z[t], _scratch_n_h, out=_z[t])
-        np.tanh(_z[t], out=_h[t])  # h_t = tanh(z_t)  (B, n_h)
+        np.dot(h_steps[t - 1], _W_hh_T, out=_scratch_n_h)  # z_t = W_xh x_t + W_hh h_{t-1}: with the state's terms  (B, n_h)
+        np.add(z_steps[t], _scratch_n_h, out=z_steps[t])
+        np.tanh(z_steps[t], out=h_steps[t])  # h_t = tanh(z_t)  (B, n_h)
     # the outputs and the loss, for every step at once
     np.matmul(h_rows, W_hy.T, out=y_rows)  # y_t = W_hy h_t
     loss = _softmax_cross_entropy_at(y_rows, onehot_rows, _rows, out=p_rows)  # p_t = softmax(y_t), and J_t = cross_entropy(p_t, l_t)
@@ -342,16 +355,16 @@ def loss_and_gradients(params, xs, labels, h0=None):
     np.subtract(1, dh_dz_rows, out=dh_dz_rows)
     dh_next.fill(0)
     for t in range(T, 0, -1):  # the recurrence, backwards
-        np.add(_dh[t], dh_next, out=_dh[t])  # dJ/dh_t = W_hy^T dJ/dy_t + W_hh^T dJ/dz_{t+1}: the carried share
-        np.multiply(_dh_dz[t], _dh[t], out=_dz[t])  # dJ/dz_t = (1 - h_t^2) ⊙ dJ/dh_t
-        np.dot(_dz[t], _W_hh_F, out=dh_next)  # share of dJ/dh_{t-1}: W_hh^T dJ/dz_t
+        np.add(dh_steps[t], dh_next, out=dh_steps[t])  # dJ/dh_t = W_hy^T dJ/dy_t + W_hh^T dJ/dz_{t+1}: the carried share
+        np.multiply(dh_dz_steps[t], dh_steps[t], out=dz_steps[t])  # dJ/dz_t = (1 - h_t^2) ⊙ dJ/dh_t
+        np.dot(dz_steps[t], _W_hh_F, out=dh_next)  # share of dJ/dh_{t-1}: W_hh^T dJ/dz_t
     # the gradients, each one product over every step
     dW_xh = dz_rows.T @ x_rows  # dJ/dW_xh = sum over t of dJ/dz_t x_t^T
     dW_hh = dz_rows.T @ h_rows_prev  # dJ/dW_hh = sum over t of dJ/dz_t h_{t-1}^T
     dW_hy = dy_rows.T @ h_rows  # dJ/dW_hy = sum over t of dJ/dy_t h_t^T
 
     grads = {"W_xh": dW_xh, "W_hh": dW_hh, "W_hy": dW_hy, "h0": dh_next.copy() if batched else dh_next[0].copy()}
-    _give(key, work)
+    _give(key, work, size)
     return loss, grads
 
 

@@ -177,6 +177,11 @@ def rows_view(array: str, lag: int = 0) -> str:
     return f"{array}_rows{'_prev' if lag else ''}"
 
 
+def steps_name(array: str) -> str:
+    """The tuple of an array's step views the loops read: ``h_steps[t - 1]`` is ``h[t - 1]``."""
+    return f"{array}_steps"
+
+
 def local_name(user: str, node: str) -> str:
     """The array of the diagonal of d user_t / d node_t, a local derivative: ``dh_dz``."""
     return f"d{user}_d{node}"
@@ -185,11 +190,25 @@ def local_name(user: str, node: str) -> str:
 # names the generated module uses for itself: a spec name equal to one would shadow it
 RESERVED = frozenset(keyword.kwlist) | frozenset(
     "np t T B sizes dtype loss grads params batched xs labels targets total args onehot lead name dJ_dsk loss_t "
-    "seq loss_seq grads_seq".split()
+    "seq loss_seq grads_seq key work weights".split()
 )
 # and the shapes of the names it makes: steps (h_1), carries, accumulators, zero arrays, row views,
-# sizes, and its helpers (_softmax, _empty)
-RESERVED_SHAPES = re.compile(r"_[0-9]+$|_next$|_acc$|_zero$|_rows$|_rows_prev$|^n_|^_|^d?stack[0-9]+$|^W_stack[0-9]+$")
+# the loops' step tuples, sizes, its helpers (_softmax, _empty), and the stacked gates and matrices
+RESERVED_ENDINGS = ("_<digits>", "_next", "_acc", "_zero", "_rows", "_rows_prev", "_steps")
+RESERVED_STARTS = ("n_", "_")
+RESERVED_NAMES = ("stack<k>", "dstack<k>", "W_stack<k>")
+RESERVED_SHAPES = re.compile(
+    "|".join(
+        [*(e.replace("<digits>", "[0-9]+") + "$" for e in RESERVED_ENDINGS), *(f"^{s}" for s in RESERVED_STARTS)]
+        + [f"^{n.replace('<k>', '[0-9]+')}$" for n in RESERVED_NAMES]
+    )
+)
+
+
+def reserved_shapes() -> str:
+    """The reserved shapes, as a refusal says them."""
+    endings = ", ".join(RESERVED_ENDINGS[:-1]) + f" or {RESERVED_ENDINGS[-1]}"
+    return f"names ending in {endings}, starting with {' or '.join(RESERVED_STARTS)}, or {', '.join(RESERVED_NAMES)}"
 
 
 def is_reserved(name: str) -> bool:

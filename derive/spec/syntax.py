@@ -105,8 +105,7 @@ class Parser:
         if naming.is_reserved(tok.text):
             raise self.error(
                 tok,
-                f"{tok.text!r} is reserved for the generated code (as are names ending in _<digits>, _next, "
-                "_acc, _zero, _rows or _rows_prev, or starting with n_ or _, the module's helpers); rename it",
+                f"{tok.text!r} is reserved for the generated code (as are {naming.reserved_shapes()}); rename it",
             )
         self.i += 1
         return tok

@@ -13,6 +13,8 @@ fast path ``loss_and_gradients`` is
 - run again on the work arrays it kept (``release_workspaces`` drops them before the
   poisoned calls), after a call on another problem: bitwise the same result, and the
   first call's arrays unchanged (a gradient is never one of the arrays it keeps);
+- compared with its sequences run one at a time, unbatched (the B = 1 forms, 1e-10), and
+  with itself in float32 (RTOL_FLOAT32);
 - compared with central differences of the module's ``loss``, where the gradient at
   that T is the full one (not truncated, or T <= K: every run then reaches step 1);
 - compared with ``gradients_by_definition``, where that was generated for this T.
@@ -42,6 +44,7 @@ from derive.verify.report import (
     FD_SCALE_FLOOR,
     RTOL_EXACT,
     RTOL_FD,
+    RTOL_FLOAT32,
     SCALE_FLOOR,
     SYMPY_SIZES,
     distinct_sizes,
@@ -102,6 +105,42 @@ def _check_at(module: types.ModuleType, steps: int) -> None:
     result = _deterministic(module, problem, steps)
     for name, (expected, tolerance, floor) in _yardsticks(module, problem, steps):
         _compare(result, expected, tolerance, floor, f"{name} at T = {steps}")
+    _compare(
+        result, _one_at_a_time(module, problem), RTOL_EXACT, SCALE_FLOOR, f"its sequences one at a time at T = {steps}"
+    )
+    single = _call(module, "loss_and_gradients", _in(problem, np.float32), None)
+    _compare(single, result, RTOL_FLOAT32, SCALE_FLOOR, f"its float64 self in float32 at T = {steps}")
+
+
+def _in(value: Any, dtype: type) -> Any:
+    """A problem (or a part of one) with its floating arrays in ``dtype``."""
+    if isinstance(value, (tuple, list)):
+        return type(value)(_in(v, dtype) for v in value)
+    if isinstance(value, dict):
+        return {k: _in(v, dtype) for k, v in value.items()}
+    return value.astype(dtype) if isinstance(value, np.ndarray) and value.dtype.kind == "f" else value
+
+
+def _sequence(module: types.ModuleType, problem: tuple, b: int) -> tuple:
+    """Sequence b of a batched problem, unbatched: xs (T, n), targets (T,) / (T, n) or, many-to-one,
+    () / (n,), initial states (n,)."""
+
+    def pick(value: Any, lead: int) -> Any:
+        if isinstance(value, dict):
+            return {k: pick(v, lead) for k, v in value.items()}
+        return value[:, b] if lead else value[b]
+
+    params, xs, targets, *initial = problem
+    return (params, pick(xs, 1), pick(targets, 0 if module.LOSS_AT == "last" else 1), *(s[b] for s in initial))
+
+
+def _one_at_a_time(module: types.ModuleType, problem: tuple) -> Result:
+    """The batch's loss and gradients from its sequences run one by one, unbatched (the module's B = 1
+    forms: no batch axis, parameters as they are rather than in Fortran order)."""
+    runs = [_call(module, "loss_and_gradients", _sequence(module, problem, b), None) for b in range(SELF_CHECK_BATCH)]
+    grads = {k: np.sum([r[1][k] for r in runs], axis=0) for k in module.PARAMS}
+    grads |= {k: np.stack([r[1][k] for r in runs]) for k in module.INITIAL}
+    return float(sum(r[0] for r in runs)), grads
 
 
 def _check_cut(module: types.ModuleType, cell: Cell) -> None:

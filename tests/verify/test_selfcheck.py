@@ -116,6 +116,15 @@ def test_a_gradient_that_a_later_call_overwrites_is_caught():
         check(planted)
 
 
+def test_a_gradient_wrong_for_one_sequence_alone_is_caught():
+    """B = 1 multiplies by W_hh as it is, B > 1 by its Fortran-ordered copy: a wrong B = 1 form."""
+    right = "_W_hh_F = _fortran(W_hh, _W_hh_F) if B > 1 else W_hh\n"
+    planted = source("rnn", 3).replace(right, right.replace("else W_hh", "else W_hh.T"), 1)
+    assert planted != source("rnn", 3)
+    with pytest.raises(SelfCheckError, match=r"loss_and_gradients differs from its sequences one at a time"):
+        check(planted)
+
+
 def test_a_module_that_does_not_load_is_one_line():
     with pytest.raises(SelfCheckError, match=r"^the module broke its check: SyntaxError: .*$"):
         check(source("rnn", 3).replace("def loss(", "def loss((", 1))

@@ -255,7 +255,7 @@ def _per_step(v: Any, arg: str, several: bool, i: int) -> dict[str, str]:
     }
 
 
-def _arguments(cell: Cell, carried_views: frozenset[str]) -> dict[str, Any]:
+def _arguments(cell: Cell) -> dict[str, Any]:
     """The module's signature: inputs, targets, initial states, and what ``_prepare`` returns."""
     single_class = len(cell.targets) == 1 and cell.targets[0].kind == "class"
     target_arg = "labels" if single_class else "targets"
@@ -266,10 +266,7 @@ def _arguments(cell: Cell, carried_views: frozenset[str]) -> dict[str, Any]:
             "name": s.name,
             "arg": initial_arg(s.name),
             "dim": s.dim,
-            "carried": naming.carried_local(s.name),
-            # the carried share is a delta itself (c = c[t-1] + ...): copied, so as not to keep the
-            # whole (T + 1, B, n) array alive through a view of one step
-            "view": s.name in carried_views,
+            "carried": naming.carried_local(s.name),  # a kept (B, n) array: returned as a copy
             "local": naming.code_local(naming.step_name(s.name, 0)),
         }
         for s in cell.states
@@ -359,7 +356,7 @@ def _work(derivation: Derivation, fast: Hoisted) -> dict[str, Any]:
     # the Fortran-ordered copies: a C-ordered array of the transposed shape, seen through .T
     rows += [{"name": f"_{n}_F", "shape": f"({shapes[n][1]}, {shapes[n][0]})", "view": ".T"} for n in fortran]
     names = [a["name"] for a in arrays] + [view.name for view in views] + [row["name"] for row in rows]
-    names += [f"_{name}" for name in steps]
+    names += [naming.steps_name(name) for name in steps]
     if any(v.kind == "class" for v in cell.targets):
         names += ["_rows", "_batch_rows"]
     return {
@@ -383,9 +380,7 @@ def _stacked(arrays: list[dict[str, Any]], stacks: list[tuple[str, tuple[str, ..
     for a in arrays:
         if "run" in a:
             name, first, count = a["run"]
-            size = f'sizes["n_{a["dim"]}"]'
-            lo = "" if first == 0 else (size if first == 1 else f"{first} * {size}")
-            out.append({**a, "code": f"{name}[:, :, {lo}:{first + count} * {size}]"})
+            out.append({**a, "code": f"{name}[:, :, {_columns(first, _size(a['dim']), count)}]"})
             continue
         stack = next((k for k in stacks if a["name"] in k[1]), None)
         if stack is None:
@@ -406,10 +401,15 @@ def _stacked(arrays: list[dict[str, Any]], stacks: list[tuple[str, tuple[str, ..
     return out, slices
 
 
-def _columns(position: int, size: str) -> str:
-    """The columns of the member at ``position`` of a stack: ``:n``, ``n:2 * n``, ``2 * n:3 * n``."""
+def _size(dim: str) -> str:
+    return f'sizes["n_{dim}"]'
+
+
+def _columns(position: int, size: str, count: int = 1) -> str:
+    """The columns of ``count`` members from ``position`` of a stack: ``:n``, ``n:2 * n``, ``:3 * n``."""
     lo = "" if position == 0 else (size if position == 1 else f"{position} * {size}")
-    hi = size if position == 0 else f"{position + 1} * {size}"
+    end = position + count
+    hi = size if end == 1 else f"{end} * {size}"
     return f"{lo}:{hi}"
 
 
@@ -502,7 +502,7 @@ def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
         "nodes": _nodes(cell),
         "loss_last": cell.loss_mode == "last",
         "outputs": cell.outputs,
-        **_arguments(cell, fast["hoisted"].carried_views),
+        **_arguments(cell),
         **fast,
         **_by_definition(derivation),
     }

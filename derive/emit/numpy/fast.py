@@ -107,15 +107,15 @@ class AllStepsPrinter(BatchedPrinter):
 
 
 def _array_of(code: str) -> str:
-    """The array a loop's operand reads: ``_h[t - 1]`` reads h; a name (scratch, carry) itself."""
-    return code[1:].split("[")[0] if code.startswith("_") and "[" in code else code
+    """The array a loop's operand reads: ``h_steps[t - 1]`` reads h; a name (scratch, carry) itself."""
+    return code.split("_steps[")[0]
 
 
 SCRATCH_LEVELS = 2  # scratch arrays per size: an operand's operand may need one too
 
 
 class LoopPrinter(BatchedPrinter):
-    """One step t of a loop over the steps.  Step t of a work array is ``_h[t]``, an element of the
+    """One step t of a loop over the steps.  Step t of a work array is ``h_steps[t]``, an element of the
     tuple of its steps' views, made once with the array (not a view made at every use); a parameter's
     transpose is ``_W_T``, made once per call.  ``steps``, ``transposes`` and ``scratch`` record what
     the printed lines need: the tuples, the transposes, the (B, n) arrays for a second operand."""
@@ -133,7 +133,7 @@ class LoopPrinter(BatchedPrinter):
         if step is None or base in self.io.arrays:
             return super()._print_MatrixSymbol(expr)
         self.steps.setdefault(naming.code_base(base))
-        return "_" + naming.code_indexed(expr.name)
+        return naming.code_indexed(naming.step_name(naming.steps_name(naming.code_base(base)), step))
 
     def _print_Transpose(self, expr: sp.Transpose) -> str:
         if isinstance(expr.arg, sp.MatrixSymbol) and naming.split(expr.arg.name)[1] is None:
@@ -329,7 +329,7 @@ class _Into:
         return None if computed is None else [*computed[1], computed[0]]
 
     def increment(self, operand: str, negative: bool = False) -> str:
-        """dst += operand (-=): in place, and through ``np.add`` where dst is an element (``_h[t]``)."""
+        """dst += operand (-=): in place, and through ``np.add`` where dst is an element (``h_steps[t]``)."""
         if self.dst.isidentifier():
             return f"{self.dst} {'-=' if negative else '+='} {operand}"
         return f"np.{'subtract' if negative else 'add'}({self.dst}, {operand}, out={self.dst})"

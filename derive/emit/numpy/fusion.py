@@ -74,8 +74,8 @@ def fuse(plan: Schedule, cell: Cell, backward: bool = True) -> Fused:
     if backward:
         stacks = tuple(_with_deltas(stack, plan.backward) for stack in stacks)
     forward = _fused_forward(plan.forward, stacks)
-    for i, stack in enumerate(stacks):
-        forward, stacks = _one_activation(forward, stack, stacks, i)
+    for i in range(len(stacks)):
+        forward, stacks = _one_activation(forward, stacks[i], stacks, i)
     carries = tuple(_fused_carry(s, stacks) for s in plan.backward.carries)
     return Fused(Schedule(forward, replace(plan.backward, carries=carries)), stacks)
 

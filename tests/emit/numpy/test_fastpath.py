@@ -35,15 +35,15 @@ def test_the_seed_loops_keep_only_the_recurrences():
     fast = hoisted(derivation(3))
     # every operation into an array the module keeps (no temporaries), steps and transposes made once
     assert codes(fast.forward_loop) == [
-        "np.dot(_h[t - 1], _W_hh_T, out=_scratch_n_h)",  # np.dot: less to dispatch than np.matmul
-        "np.add(_z[t], _scratch_n_h, out=_z[t])",
-        "np.tanh(_z[t], out=_h[t])",
+        "np.dot(h_steps[t - 1], _W_hh_T, out=_scratch_n_h)",  # np.dot: less to dispatch than np.matmul
+        "np.add(z_steps[t], _scratch_n_h, out=z_steps[t])",
+        "np.tanh(z_steps[t], out=h_steps[t])",
     ]
     assert codes(fast.backward_loop) == [
-        "np.add(_dh[t], dh_next, out=_dh[t])",
-        "np.multiply(_dh_dz[t], _dh[t], out=_dz[t])",
+        "np.add(dh_steps[t], dh_next, out=dh_steps[t])",
+        "np.multiply(dh_dz_steps[t], dh_steps[t], out=dz_steps[t])",
     ]
-    assert codes(fast.carry) == ["np.dot(_dz[t], _W_hh_F, out=dh_next)"]  # W_hh in Fortran order
+    assert codes(fast.carry) == ["np.dot(dz_steps[t], _W_hh_F, out=dh_next)"]  # W_hh in Fortran order
     assert fast.backward_needs.fortran == ("W_hh",)
     assert fast.forward_needs.transposes == ("W_hh",) and fast.backward_needs.transposes == ()
     assert fast.forward_needs.steps == ("z", "h") and fast.backward_needs.steps == ("dh", "dz", "dh_dz")
@@ -80,7 +80,7 @@ def test_gated_cells_compute_each_activation_delta_once():
 
     fast = hoisted(derive(load_builtin("lstm"), 2))
     # the four gates' shares of dh_{t-1}, from their inner deltas side by side: one product
-    assert codes(fast.carry)[0] == "np.dot(_dstack1[t], _W_stack1_F, out=dh_next)"
+    assert codes(fast.carry)[0] == "np.dot(dstack1_steps[t], _W_stack1_F, out=dh_next)"
     (stack,) = fast.stacks
     assert stack.members == ("f", "i", "o", "g") and stack.weights == ("U_f", "U_i", "U_o", "U_g")
     assert stack.deltas == ("df_pre", "di_pre", "do_pre", "dg_pre")

@@ -27,7 +27,7 @@ def test_float32_stays_float32_and_agrees_with_float64(cell):
     want_loss, want = module.loss_and_gradients(*problem)
     loss, grads = module.loss_and_gradients(*map(single, problem))
     assert {g.dtype for g in grads.values()} == {np.dtype(np.float32)}
-    (work,) = [sets[0] for sets in module._kept.values() if sets[0][0].dtype == np.float32]
+    (work,) = [sets[0][0] for sets in module._kept.values() if sets[0][0][0].dtype == np.float32]
     assert {a.dtype for a in work if isinstance(a, np.ndarray) and a.dtype.kind == "f"} == {np.dtype(np.float32)}
     assert max_rel_error(loss, want_loss) <= RTOL_FLOAT32
     for name in want:

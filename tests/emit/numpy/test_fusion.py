@@ -1,11 +1,13 @@
 """Fused products: gates that add their own matrix times one operand share one product per step."""
 
 import numpy as np
+import pytest
 
 from conftest import load_cell
 from derive.derivation.pipeline import derive
 from derive.emit.numpy.fast import hoisted
 from derive.emit.outputs import module_source
+from derive.spec.lexer import SpecError
 from derive.spec.parser import parse
 from derive.verify.report import load_module, random_problem
 from derive.verify.selfcheck import self_check
@@ -89,7 +91,32 @@ def test_neighbouring_gates_with_one_function_are_activated_by_one_call():
     (stack,) = hoisted(derive(load_cell("lstm"), 3)).stacks
     assert stack.runs == (("stack1_0_3", 0, 3),)  # sigmoid of f, i, o; g is tanh
     loop = [line.code for line in hoisted(derive(load_cell("lstm"), 3)).forward_loop]
-    assert "_sigmoid(_stack1_0_3[t], out=_stack1_0_3[t])" in loop and "np.tanh(_g[t], out=_g[t])" in loop
-    assert not any(line.startswith("_sigmoid(_f[t]") for line in loop)
+    assert "_sigmoid(stack1_0_3_steps[t], out=stack1_0_3_steps[t])" in loop
+    assert "np.tanh(g_steps[t], out=g_steps[t])" in loop
+    assert not any(line.startswith("_sigmoid(f_steps[t]") for line in loop)
     (gru,) = hoisted(derive(load_cell("gru"), 3)).stacks
     assert gru.runs == (("stack1_0_2", 0, 2),)  # r and u
+
+
+NAMED = """\
+cell named "a node named {name}"
+param W[h, x], U[h, h], V[y, h]
+input x[x]; state h[h] = 0; target label: class(y)
+{name} = tanh(W x + U h[t-1])
+h = {name} * h[t-1] + {name}
+y = V h
+J = cross_entropy(softmax(y), label)
+"""
+
+
+@pytest.mark.parametrize("name", ["take", "give", "rows", "empty", "fortran", "scratch_n_h", "U_T", "U_F", "prepare"])
+def test_node_names_that_meet_the_modules_own_names_still_verify(name):
+    """The loops' step tuples are h_steps, never _h, which could be a helper (_take) or a transpose (_U_T)."""
+    cell = parse(NAMED.format(name=name))
+    self_check(module_source(derive(cell, 3)), cell)
+
+
+@pytest.mark.parametrize("name", ["key", "work", "weights", "h_steps", "stack1", "W_stack2"])
+def test_the_modules_own_locals_are_reserved(name):
+    with pytest.raises(SpecError, match=rf"'{name}' is reserved for the generated code"):
+        parse(NAMED.format(name=name))

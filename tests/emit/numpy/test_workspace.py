@@ -62,3 +62,27 @@ def test_returned_gradients_are_not_the_work_arrays():
     kept = {k: v.copy() for k, v in first[1].items()}
     module.loss_and_gradients(*random_problem(module, 4, sizes, 1, 2))
     assert all(np.array_equal(first[1][k], kept[k]) for k in kept)
+
+
+def test_kept_bytes_are_bounded_but_the_last_calls_arrays_are_kept():
+    module = lstm_module()
+    sizes = distinct_sizes(module, 4)
+    module.loss_and_gradients(*random_problem(module, 3, sizes, 0, 2))
+    one = sum(n for entries in module._kept.values() for _, n in entries)
+    module._KEEP_BYTES = 2 * one  # room for the T = 5 set besides the last, not for T = 4 and 5 both
+    for steps in (4, 5, 6):
+        module.loss_and_gradients(*random_problem(module, steps, sizes, 0, 2))
+    assert sorted(key[0] for key in module._kept) == [5, 6]
+    module._KEEP_BYTES = 0  # none besides the last: a call of its shape still finds its arrays
+    module.loss_and_gradients(*random_problem(module, 7, sizes, 0, 2))
+    assert [key[0] for key in module._kept] == [7]
+
+
+def test_big_endian_arguments_give_native_results():
+    module = lstm_module()
+    params, xs, labels, h0, c0 = random_problem(module, 3, distinct_sizes(module, 4), 0, 2)
+    want_loss, want = module.loss_and_gradients(params, xs, labels, h0, c0)
+    swapped = {k: v.astype(">f8") for k, v in params.items()}
+    loss, grads = module.loss_and_gradients(swapped, xs.astype(">f8"), labels.astype(">i4"), h0.astype(">f8"), c0)
+    assert loss == want_loss and all(np.array_equal(grads[k], want[k]) for k in want)
+    assert all(g.dtype == np.float64 and g.dtype.isnative for g in grads.values())
