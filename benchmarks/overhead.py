@@ -7,6 +7,9 @@ each line run), and the floor those calls set at the cheapest NumPy call measure
 
     python benchmarks/overhead.py [--cell rnn] [--shape 3,3,3,1]
 
+For the seed (rnn) it also times the benchmark's strong NumPy beside it, best of 7 x 2000 calls
+each, and what the call would take without its argument checks.
+
 A benchmark to rerun, not a test.
 """
 
@@ -70,6 +73,25 @@ def main() -> None:
     print(f"  the cheapest NumPy call (np.add into out, 3 numbers): {cheapest:.2f} us")
     floor = n * cheapest
     print(f"  floor from dispatch alone: {n} x {cheapest:.2f} = {floor:.1f} us ({floor / per_call:.0%} of the call)")
+    checks = best_us(lambda: module._prepare(params, xs, labels, *(None for _ in module.INITIAL)))
+    print(f"  the argument checks (_prepare): {checks:.1f} us")
+    if args.cell == "rnn":  # beside the benchmark's strong NumPy, which checks nothing
+        from derive.tools.bench.problem import make_problem
+        from derive.tools.bench.seed import strong_numpy
+
+        problem = make_problem(load_builtin("rnn"), V, H, T, B, np.float64)
+        strong, ours = (
+            strong_numpy(problem),
+            lambda: module.loss_and_gradients(problem.params, problem.xs, problem.labels),
+        )
+        strong(), ours()
+        a, b = best_us(ours), best_us(strong)
+        print(f"  beside strong-numpy (best of 7 x 2000 calls each): {a:.1f} us against {b:.1f} us, {a / b:.2f}x;")
+        print(f"  without the checks {(a - checks) / b:.2f}x")
+
+
+def best_us(fn) -> float:
+    return min(timeit.repeat(fn, number=2000, repeat=7)) / 2000 * 1e6
 
 
 if __name__ == "__main__":
