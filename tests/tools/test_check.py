@@ -189,6 +189,39 @@ def test_a_file_that_does_not_import_is_reported_at_its_line(tmp_path, capsys):
     assert code == 2 and "importing it raised RuntimeError: needs the data file" in err
 
 
+PYTHON2 = {
+    "print": ("x = 1\nprint 'x', x\n", 2, "a print statement"),
+    "except": ("try:\n    pass\nexcept ValueError, e:\n    pass\n", 3, "except E, e:"),
+    "octal": ("mode = 0777\n", 1, "an octal literal such as 0777"),
+    "raise": ("raise ValueError, 'bad'\n", 1, "raise E, message"),
+    "not-equal": ("if 1 <> 2:\n    pass\n", 1, "the <> operator"),
+}
+
+
+@pytest.mark.parametrize("source, line, sign", PYTHON2.values(), ids=PYTHON2)
+def test_a_python_2_file_is_named_as_one_at_its_line(source, line, sign, tmp_path, capsys):
+    old = tmp_path / "old.py"
+    old.write_text(source)
+    code, _, err = run(capsys, f"{old}:lossFun")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert (
+        err.startswith(f"bptt: error: {old}:{line}:")
+        and f"this file is Python 2 ({sign}); bptt check reads Python 3" in err
+    )
+
+
+def test_a_python_2_min_char_rnn_is_named_as_one(capsys):
+    code, _, err = run(capsys, f"{USER_CODE / 'py2_minchar.py'}:lossFun")
+    assert code == 2 and "py2_minchar.py:19:5: this file is Python 2 (a print statement)" in err
+
+
+def test_a_python_3_syntax_error_is_not_called_python_2(tmp_path, capsys):
+    broken = tmp_path / "broken.py"
+    broken.write_text("def lossFun(:\n    pass\n")
+    code, _, err = run(capsys, f"{broken}:lossFun")
+    assert code == 2 and "Python 2" not in err and err.startswith(f"bptt: error: {broken}:1:")
+
+
 def test_the_user_code_prints_nothing_into_the_report(tmp_path, capsys):
     chatty = tmp_path / "chatty.py"
     body = "    return _loss_fun(inputs, targets, hprev)\n"

@@ -12,6 +12,7 @@ import contextlib
 import importlib.util
 import inspect
 import io
+import re
 import sys
 import types
 import warnings
@@ -53,7 +54,7 @@ def load_function(path: Path, name: str) -> tuple[types.ModuleType, Callable[...
         with quiet():
             spec.loader.exec_module(module)
     except SyntaxError as e:
-        raise CheckError(f"{path}:{e.lineno}:{e.offset}: {e.msg}") from None
+        raise CheckError(f"{path}:{e.lineno}:{e.offset}: {python2(e) or e.msg}") from None
     except KeyboardInterrupt:
         raise
     except BaseException as e:  # the user's module-level code: anything may happen, SystemExit too
@@ -69,6 +70,32 @@ def load_function(path: Path, name: str) -> tuple[types.ModuleType, Callable[...
     if not callable(fn):
         raise CheckError(f"{path}: {name!r} is not a function")
     return module, fn
+
+
+# what Python 3 says of a line that only Python 2 reads, and the words we say instead
+PYTHON2_SIGNS = (
+    (re.compile(r"Missing parentheses in call to 'print'"), "a print statement"),
+    (re.compile(r"Missing parentheses in call to 'exec'"), "an exec statement"),
+    (re.compile(r"multiple exception types must be parenthesized"), "except E, e:"),
+    (re.compile(r"leading zeros in decimal integer literals"), "an octal literal such as 0777"),
+)
+PYTHON2_LINES = (  # lines Python 3 calls only "invalid syntax"
+    (re.compile(r"^\s*raise\s+\w[\w.]*\s*,"), "raise E, message"),
+    (re.compile(r"^\s*print\s*>>"), "print >> file"),
+    (re.compile(r"<>"), "the <> operator"),
+    (re.compile(r"`[^`]+`"), "backquotes for repr"),
+)
+
+
+def python2(e: SyntaxError) -> str | None:
+    """What the error says when the file is Python 2: that, what gave it away, and what to do."""
+    line = e.text or ""
+    found = next((what for sign, what in PYTHON2_SIGNS if sign.search(e.msg)), None)
+    found = found or next((what for sign, what in PYTHON2_LINES if sign.search(line)), None)
+    if found is None:
+        return None
+    advice = "check a copy converted to it (2to3 does that, up to Python 3.12)"
+    return f"this file is Python 2 ({found}); bptt check reads Python 3: {advice}"
 
 
 @contextlib.contextmanager
