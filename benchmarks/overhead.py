@@ -73,6 +73,10 @@ def main() -> None:
     print(f"  the cheapest NumPy call (np.add into out, 3 numbers): {cheapest:.2f} us")
     floor = n * cheapest
     print(f"  floor from dispatch alone: {n} x {cheapest:.2f} = {floor:.1f} us ({floor / per_call:.0%} of the call)")
+    left, right, into = np.ones((3, 3)), np.ones((3, 3)), np.empty((3, 3))
+    matmul = best_us(lambda: np.matmul(left, right, out=into))
+    dot = best_us(lambda: np.dot(left, right, out=into))
+    print(f"  a (3, 3) product into out: np.matmul {matmul:.2f} us, np.dot {dot:.2f} us")
     checks = best_us(lambda: module._prepare(params, xs, labels, *(None for _ in module.INITIAL)))
     print(f"  the argument checks (_prepare): {checks:.1f} us")
     if args.cell == "rnn":  # beside the benchmark's strong NumPy, which checks nothing

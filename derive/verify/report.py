@@ -17,6 +17,7 @@ from __future__ import annotations
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import sympy as sp
@@ -38,7 +39,7 @@ FD_SCALE_FLOOR = 1e-2
 RTOL_EXACT = 1e-10  # against the reference loop and SymPy: float64 rounding only
 RTOL_FD = 1e-6  # against central differences with FD_EPS: truncation and cancellation
 # a float32 run against the float64 one: single-precision rounding (eps 6e-8) grown through T steps and
-# sums over T * B rows; measured on every cell at T = 5, B = 3: under 1e-6 (tests/emit/numpy/test_float32.py)
+# sums over T * B rows (tests/emit/numpy/test_float32.py holds every cell to it at T = 5, B = 3)
 RTOL_FLOAT32 = 1e-4
 FD_EPS = 1e-6
 SEED = 20261129
@@ -77,6 +78,15 @@ def max_rel_error(a: np.ndarray | float, b: np.ndarray | float, floor: float = S
 def distinct_sizes(module: types.ModuleType, smallest: int) -> dict[str, int]:
     """A size for every dimension of the module, each different from the others: smallest, smallest + 1, ..."""
     return {d: smallest + i for i, d in enumerate(module.DIMS)}
+
+
+def in_dtype(value: Any, dtype: type) -> Any:
+    """A problem (or a part of one: a tuple, a dict, an array) with its floating arrays in ``dtype``."""
+    if isinstance(value, (tuple, list)):
+        return type(value)(in_dtype(v, dtype) for v in value)
+    if isinstance(value, dict):
+        return {k: in_dtype(v, dtype) for k, v in value.items()}
+    return value.astype(dtype) if isinstance(value, np.ndarray) and value.dtype.kind == "f" else value
 
 
 def random_problem(

@@ -49,6 +49,7 @@ from derive.verify.report import (
     SYMPY_SIZES,
     distinct_sizes,
     finite_differences,
+    in_dtype,
     load_module,
     max_rel_error,
     random_problem,
@@ -108,17 +109,8 @@ def _check_at(module: types.ModuleType, steps: int) -> None:
     _compare(
         result, _one_at_a_time(module, problem), RTOL_EXACT, SCALE_FLOOR, f"its sequences one at a time at T = {steps}"
     )
-    single = _call(module, "loss_and_gradients", _in(problem, np.float32), None)
+    single = _call(module, "loss_and_gradients", in_dtype(problem, np.float32), None)
     _compare(single, result, RTOL_FLOAT32, SCALE_FLOOR, f"its float64 self in float32 at T = {steps}")
-
-
-def _in(value: Any, dtype: type) -> Any:
-    """A problem (or a part of one) with its floating arrays in ``dtype``."""
-    if isinstance(value, (tuple, list)):
-        return type(value)(_in(v, dtype) for v in value)
-    if isinstance(value, dict):
-        return {k: _in(v, dtype) for k, v in value.items()}
-    return value.astype(dtype) if isinstance(value, np.ndarray) and value.dtype.kind == "f" else value
 
 
 def _sequence(module: types.ModuleType, problem: tuple, b: int) -> tuple:

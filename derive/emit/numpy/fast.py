@@ -17,7 +17,7 @@ import sympy as sp
 
 from derive.derivation.adjoint import Program
 from derive.derivation.pipeline import Derivation
-from derive.emit.numpy.fusion import Stack, fuse, in_place
+from derive.emit.numpy.fusion import Stack, fuse, in_place, is_matrix_parameter
 from derive.emit.numpy.schedule import LOOP, POST, PRE, Array, Phases, Statement, schedule, truncated
 from derive.emit.printing import NO_IO, BatchedPrinter, Io, is_negative, negated, ordered_terms
 from derive.ir import naming
@@ -136,16 +136,16 @@ class LoopPrinter(BatchedPrinter):
         return naming.code_indexed(naming.step_name(naming.steps_name(naming.code_base(base)), step))
 
     def _print_Transpose(self, expr: sp.Transpose) -> str:
-        if isinstance(expr.arg, sp.MatrixSymbol) and naming.split(expr.arg.name)[1] is None:
+        if is_matrix_parameter(expr.arg):
             name = naming.code_base(expr.arg.name)
             self.transposes.setdefault(name)
             return f"_{name}_T"
         return super()._print_Transpose(expr)
 
     def product(self, left: str, right: str, out: str) -> str:
-        """``left @ right`` into ``out``: ``np.dot``, whose call costs about 0.35 us less than
-        ``np.matmul``'s, where ``out`` and ``left`` are C-contiguous (np.dot demands that of ``out``
-        and copies a ``left`` that is not); a slice of a stack is not."""
+        """``left @ right`` into ``out``: ``np.dot``, whose call costs less than ``np.matmul``'s
+        (``python benchmarks/overhead.py`` times both), where ``out`` and ``left`` are C-contiguous
+        (np.dot demands that of ``out`` and copies a ``left`` that is not); a slice of a stack is not."""
         strided = any(_array_of(code) in self.strided for code in (left, out))
         return f"np.{'matmul' if strided else 'dot'}({left}, {right}, out={out})"
 
@@ -153,7 +153,7 @@ class LoopPrinter(BatchedPrinter):
         """W in rows @ W, a parameter: ``_W_F``, its copy in Fortran order where B > 1 (OpenBLAS's
         double kernels run rows @ W 20-30% faster so, the transpose's own layout, at (32, 256) x
         (256, 256) and (64, 512) x (512, 512): python benchmarks/gemm_layouts.py)."""
-        if isinstance(expr, sp.MatrixSymbol) and naming.split(expr.name)[1] is None and expr.shape[1] != 1:
+        if is_matrix_parameter(expr):
             name = naming.code_base(expr.name)
             self.fortran.setdefault(name)
             return f"_{name}_F"
@@ -185,8 +185,7 @@ def _matmul_operands(expr: sp.Basic, printer: BatchedPrinter) -> tuple[str, str,
         return None
     if isinstance(m, Diag):
         return ("np.multiply", printer.doprint(m.arg), printer.doprint(v)) if _is_leaf(m.arg) else None
-    matrix = m.arg if isinstance(m, sp.Transpose) else m
-    if isinstance(matrix, sp.MatrixSymbol) and naming.split(matrix.name)[1] is None:
+    if _is_parameter(m):
         return "np.matmul", printer.doprint(v), printer.right_operand(transpose(m))
     return None
 
@@ -337,8 +336,7 @@ class _Into:
 
 def _is_parameter(expr: sp.Basic) -> bool:
     """A parameter matrix W, or its transpose."""
-    matrix = expr.arg if isinstance(expr, sp.Transpose) else expr
-    return isinstance(matrix, sp.MatrixSymbol) and naming.split(matrix.name)[1] is None and matrix.shape[1] != 1
+    return is_matrix_parameter(expr.arg if isinstance(expr, sp.Transpose) else expr)
 
 
 def _diagonal_sum(expr: sp.Basic) -> sp.Basic | None:
@@ -411,7 +409,6 @@ class Hoisted:
     forward_views: tuple[View, ...]  # the row views of the forward pass's work arrays, made (and kept) with them
     backward_views: tuple[View, ...]  # those of the backward pass's besides
     io_views: tuple[View, ...]  # those of the inputs and targets, made by every call
-    carried_views: frozenset[str]  # the states whose carried share is one step of an array
     forward_needs: Needs  # what the forward loop reads besides the arrays
     backward_needs: Needs  # and the backward loop
     stacks: tuple[Stack, ...]  # the arrays that are slices of one, for one product per step
@@ -536,7 +533,6 @@ def hoisted(derivation: Derivation) -> Hoisted:
         _views(forward_views, lambda view: view.kind == "work"),
         _views(rows.views, lambda view: view.kind == "work" and view.name not in forward_views),
         _views(rows.views, lambda view: view.kind != "work"),
-        plan.backward.carried_views,
         Needs.of(forward_loop, forward[LOOP]),
         Needs.of(backward_loop, [*backward[LOOP], *carries]),
         fused.stacks,

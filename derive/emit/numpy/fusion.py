@@ -88,9 +88,14 @@ def _product_into(s: Statement) -> tuple[str, sp.MatrixSymbol] | None:
     if not (isinstance(term, sp.MatMul) and len(term.args) == 2):
         return None
     matrix, vector = term.args
-    if not isinstance(matrix, sp.MatrixSymbol) or naming.split(matrix.name)[1] is not None:
+    if not is_matrix_parameter(matrix):
         return None
     return (matrix.name, vector) if isinstance(vector, sp.MatrixSymbol) else None
+
+
+def is_matrix_parameter(expr: sp.Basic) -> bool:
+    """A parameter matrix W itself: a symbol of no step with more than one column."""
+    return isinstance(expr, sp.MatrixSymbol) and naming.split(expr.name)[1] is None and expr.shape[1] != 1
 
 
 def _stacks(forward: Phases, cell: Cell) -> tuple[Stack, ...]:
