@@ -1,72 +1,378 @@
-"""``bptt check``, step one: the user's function, found and imported from ``FILE.py:FUNCTION``.
+"""``bptt check``, step one: the user's function, found in ``FILE.py:FUNCTION``.
 
-The user's file is run as Python imports a script's module, with its prints and warnings kept
-off the report.  Whatever goes wrong on the user's side (no such file, a syntax error, an
-exception at import or in the call) becomes a ``CheckError``: one line naming the file and, where
-there is one, the line.
+A script that holds a hand-written lossFun usually does its work at the top level too: it reads
+its data file, its command line, and trains in a ``while True:`` loop.  So by default the file is
+not imported but its definitions are taken out of it: its top-level statements are run one at a
+time into a module of its own, and only those that define things are run (imports, ``def``,
+``class``, ``try``/``if`` blocks of those, and assignments that do no I/O; see ``NOT_AT_LOAD``).
+Each skipped statement, and each one that raised (``vocab_size = len(chars)`` once ``chars`` was
+skipped), is recorded in one line.  With ``run=True`` (``bptt check --import``) the file is
+imported whole, as before.
+
+The user's code runs as ``run.user_code`` runs it (quiet, its own ``sys.argv``, a time limit);
+whatever goes wrong on the user's side (no such file, a syntax error, a name not there) becomes a
+``CheckError``: one line naming the file and, where there is one, the line.
 """
 
 from __future__ import annotations
+import __future__
 
-import contextlib
+import ast
 import importlib.util
 import inspect
-import io
+import keyword
 import re
 import sys
 import types
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# the ``derive`` package's folder: frames from files under it are ours, not the user's
-PACKAGE_FOLDER = Path(__file__).resolve().parents[2]  # derive/tools/check/load.py -> derive/
+from derive.tools.check.run import USER_TIME_LIMIT, CheckError, innermost, said, user_code
+from derive.tools.check.run import call_user as call_user  # the rest of the check imports these from here
+from derive.tools.check.run import quiet as quiet
+from derive.tools.check.run import user_frame as user_frame
+
+TARGET_FORMS = "FILE.py:FUNCTION, FILE.py:CLASS.METHOD or FILE.py:FORWARD,BACKWARD"
+
+# What a top-level assignment must not mention to be run while the file loads, by what running it
+# would do (the words the skip list gives).  A mention is a name anywhere ("open"), a dotted name
+# ("sys.argv"), a call of a method of that name on anything (".read()"; ".load()" is pickle.load,
+# np.load, json.load, whatever numpy is imported as), or a call of anything in a module ("os.*()").
+# The mentions of a reason are separated by spaces; a statement that makes several is given the
+# first of their reasons.
+NOT_AT_LOAD = {
+    "reads a file": "open .open() .read() .readlines() .load() .loadtxt() .genfromtxt() read_csv .read_csv()",
+    "writes a file": ".write()",
+    "reads the keyboard": "input sys.stdin",
+    "reads the command line": "sys.argv argparse",
+    "prints": "print",
+    "exits": "exit quit sys.exit",
+    "calls the operating system": "os.*()",
+    "runs a program": "subprocess",
+    "downloads": "urllib urlopen requests",
+}
+# why the other kinds of top-level statement are not run: they do the script's work, not define it
+NOT_RUN = {
+    "For": "a loop",
+    "AsyncFor": "a loop",
+    "While": "a loop",
+    "Call": "a call",
+    "Expr": "an expression",
+    "With": "a with block",
+    "AsyncWith": "a with block",
+    "__main__": "the __main__ block",
+    "If": "an if",
+    "Try": "a try block",
+}
+NOT_A_DEFINITION = "not a definition"  # assert, del, global, raise, match, ...
+DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Pass)
+ASSIGNMENTS = (ast.Assign, ast.AnnAssign, ast.AugAssign)
+TRIES = (ast.Try, getattr(ast, "TryStar", ast.Try))  # try/except* from Python 3.11
+SHOWN = 60  # characters of a skipped statement's first line that its record shows
 
 
-class CheckError(Exception):
-    """Bad usage: the one line a user reads (exit status 2)."""
+@dataclass(frozen=True)
+class Target:
+    """What ``bptt check`` checks: a file, and in it one function or a forward and a backward.
+
+    Each name is split on "." (``("lossFun",)``, ``("RNN", "train")``)."""
+
+    path: Path
+    names: tuple[tuple[str, ...], ...]
+
+    @property
+    def text(self) -> str:
+        return f"{self.path}:{self.after_colon}"
+
+    @property
+    def after_colon(self) -> str:
+        return ",".join(".".join(n) for n in self.names)
+
+    def __iter__(self) -> Iterator[Any]:
+        """``path, name = parse_target(...)``, as report.py still unpacks it (to go when it takes a Target)."""
+        return iter((self.path, self.after_colon))
 
 
-def parse_target(text: str) -> tuple[Path, str]:
-    path, sep, name = text.rpartition(":")
-    if not sep or not path or not name.isidentifier():
-        raise CheckError(f"{text}: expected FILE.py:FUNCTION, e.g. my_rnn.py:lossFun")
-    return Path(path), name
+@dataclass(frozen=True)
+class Skip:
+    """A top-level statement the loader did not run (or that raised), and the names it would bind."""
+
+    line: int
+    text: str  # its first line, shortened
+    why: str
+    names: frozenset[str]
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.text} ({self.why})"
 
 
-def load_function(path: Path, name: str) -> tuple[types.ModuleType, Callable[..., Any]]:
-    """Import the user's file (running it, as Python does) and return (module, function)."""
+@dataclass(frozen=True)
+class Loaded:
+    """The user's file as a module, and what of it did not run."""
+
+    module: types.ModuleType
+    path: Path
+    skips: tuple[Skip, ...] = ()
+
+    @property
+    def skipped(self) -> list[str]:
+        return [str(s) for s in self.skips]
+
+    @property
+    def ran_everything(self) -> bool:
+        return not self.skips
+
+
+@dataclass(frozen=True)
+class Found:
+    """What a target's name is in the file: the object, and the class when it is a method."""
+
+    owner: type | None
+    obj: Any
+    name: str  # as the target spells it: lossFun, RNN.train
+
+
+def parse_target(text: str) -> Target:
+    path, sep, spec = text.rpartition(":")
+    names = tuple(tuple(part.strip() for part in name.split(".")) for name in spec.split(","))
+    if not sep or not path or len(names) > 2 or not all(_is_name(n) for n in names):
+        raise CheckError(f"{text}: expected {TARGET_FORMS}, e.g. min_char_rnn.py:lossFun")
+    return Target(Path(path), names)
+
+
+def _is_name(dotted: tuple[str, ...]) -> bool:
+    return len(dotted) <= 2 and all(p.isidentifier() and not keyword.iskeyword(p) for p in dotted)
+
+
+def load_file(path: Path, run: bool = False, timeout: float = USER_TIME_LIMIT) -> Loaded:
+    """The user's file as a module: its definitions only, or with ``run`` all of it, imported."""
+    tree, source = _parse(path)
+    module = _new_module(path)
+    if run:
+        _import(module, path, tree, timeout)
+        return Loaded(module, path)
+    flags = _future_flags(tree)
+    skips = []
+    for stmt in tree.body:
+        why = _why_not_run(stmt) or _run(stmt, module, path, flags, timeout)
+        if why:
+            skips.append(Skip(stmt.lineno, _first_line(source, stmt), why, frozenset(_names_bound(stmt))))
+    module.__doc__ = ast.get_docstring(tree)
+    return Loaded(module, path, tuple(skips))
+
+
+def _parse(path: Path) -> tuple[ast.Module, str]:
     if not path.is_file():
         raise CheckError(f"{path}: no such file")
-    module_name = f"bptt_check_{abs(hash(str(path.resolve())))}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
+    try:
+        source = importlib.util.decode_source(path.read_bytes())
+        with warnings.catch_warnings():  # an invalid escape sequence is the user's business
+            warnings.simplefilter("ignore")
+            return ast.parse(source, str(path)), source
+    except SyntaxError as e:
+        where = f"{path}:{e.lineno}:{e.offset}" if e.lineno else str(path)
+        raise CheckError(f"{where}: {python2(e) or e.msg}") from None
+    except (UnicodeDecodeError, ValueError) as e:  # ValueError: a null byte, before Python 3.12
+        raise CheckError(f"{path}: not Python source ({said(e)})") from None
+
+
+def _new_module(path: Path) -> types.ModuleType:
+    """An empty module for the file, set up as Python runs a script from the cwd.
+
+    Registered by a private name (dataclasses and pickle look a class's module up there); the
+    file's folder and the cwd first on the path, so that ``from common.np import *`` finds
+    ``common/`` beside the script or where the user runs it from."""
+    name = f"bptt_check_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise CheckError(f"{path}: not a Python file")
     module = importlib.util.module_from_spec(spec)
-    # as Python imports a script's module: registered by name (dataclasses and pickle look it up
-    # there), its folder first on the path (for the modules beside it)
-    sys.modules[module_name] = module
-    folder = str(path.resolve().parent)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
+    sys.modules[name] = module
+    for folder in (str(Path.cwd()), str(path.resolve().parent)):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    return module
+
+
+def _import(module: types.ModuleType, path: Path, tree: ast.Module, timeout: float) -> None:
+    """Run the whole file in the module, as importing it would (compiled here, to name it as typed)."""
     try:
-        with quiet():
-            spec.loader.exec_module(module)
-    except SyntaxError as e:
-        raise CheckError(f"{path}:{e.lineno}:{e.offset}: {python2(e) or e.msg}") from None
-    except KeyboardInterrupt:
+        code = compile(tree, str(path), "exec", dont_inherit=True)
+        with user_code(path, timeout):
+            exec(code, module.__dict__)
+    except (CheckError, KeyboardInterrupt):
         raise
     except BaseException as e:  # the user's module-level code: anything may happen, SystemExit too
-        raise CheckError(f"{path}: importing it raised {type(e).__name__}: {e}") from None
-    fn = getattr(module, name, None)
-    if fn is None:
-        found = sorted(
-            n
-            for n, v in vars(module).items()
-            if inspect.isfunction(v) and v.__module__ == module_name and not n.startswith("_")
+        frame = innermost(e, path.parent)
+        where = f"{frame.file}:{frame.line}" if frame else str(path)
+        raise CheckError(f"{where}: importing it raised {said(e)}") from e
+
+
+def _why_not_run(stmt: ast.stmt) -> str | None:
+    """Why the loader does not run a top-level statement; None when it does."""
+    if _defines_only(stmt):
+        return None
+    if isinstance(stmt, ASSIGNMENTS):
+        mentions = _mentions(stmt)
+        return next((why for why, these in NOT_AT_LOAD.items() if mentions.intersection(these.split())), None)
+    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+        return None  # a docstring, or a string as a comment
+    if isinstance(stmt, ast.If) and _is_main_test(stmt.test):
+        return NOT_RUN["__main__"]
+    call = isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)
+    return NOT_RUN.get("Call" if call else type(stmt).__name__, NOT_A_DEFINITION)
+
+
+def _defines_only(stmt: ast.stmt) -> bool:
+    """Imports, defs, classes, and try or if blocks of nothing else (``try: import cPickle ...``)."""
+    if isinstance(stmt, DEFINITIONS):
+        return True
+    if isinstance(stmt, ast.If) and not _is_main_test(stmt.test) and not _io_in(stmt.test):
+        return all(map(_defines_only, stmt.body + stmt.orelse))
+    if isinstance(stmt, TRIES):
+        handled = [s for h in stmt.handlers for s in h.body]
+        return all(map(_defines_only, stmt.body + handled + stmt.orelse + stmt.finalbody))
+    return False
+
+
+def _io_in(node: ast.AST) -> bool:
+    return any(_mentions(node).intersection(these.split()) for these in NOT_AT_LOAD.values())
+
+
+def _is_main_test(test: ast.expr) -> bool:
+    names = {n.id for n in ast.walk(test) if isinstance(n, ast.Name)}
+    strings = {n.value for n in ast.walk(test) if isinstance(n, ast.Constant)}
+    return "__name__" in names and "__main__" in strings
+
+
+def _mentions(node: ast.AST) -> set[str]:
+    """What ``node`` mentions, spelled as NOT_AT_LOAD spells them."""
+    found = set()
+    for n in ast.walk(node):
+        if isinstance(n, ast.Name):
+            found.add(n.id)
+        elif isinstance(n, ast.Attribute) and (dotted := _dotted(n)):
+            found.add(dotted)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute):
+            found.add(f".{n.func.attr}()")
+            if dotted := _dotted(n.func):
+                found.add(f"{dotted.split('.')[0]}.*()")
+    return found
+
+
+def _dotted(node: ast.expr) -> str | None:
+    """``a.b.c`` for an attribute of attributes of a name; None when it starts elsewhere (a call)."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute) and (base := _dotted(node.value)):
+        return f"{base}.{node.attr}"
+    return None
+
+
+def _run(stmt: ast.stmt, module: types.ModuleType, path: Path, flags: int, timeout: float) -> str | None:
+    """Run one statement in the module; what it raised, if it did (a time-out is a CheckError)."""
+    try:
+        code = compile(ast.Module(body=[stmt], type_ignores=[]), str(path), "exec", flags=flags, dont_inherit=True)
+        with user_code(path, timeout):
+            exec(code, module.__dict__)
+    except (CheckError, KeyboardInterrupt):
+        raise
+    except BaseException as e:  # SystemExit too: parser.parse_args() on a command line it does not like
+        return f"raised {said(e)}"
+    return None
+
+
+def _future_flags(tree: ast.Module) -> int:
+    """The ``from __future__`` features of the file, for each statement compiled alone."""
+    futures = [s for s in tree.body if isinstance(s, ast.ImportFrom) and s.module == "__future__"]
+    features = {a.name for s in futures for a in s.names}
+    return sum(getattr(getattr(__future__, f, None), "compiler_flag", 0) for f in features)
+
+
+def _names_bound(node: ast.AST) -> Iterator[str]:
+    """The global names a statement binds (not those inside the functions it defines)."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        yield node.name
+        return
+    if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+        yield node.id
+    elif isinstance(node, ast.alias):
+        yield (node.asname or node.name).split(".")[0]
+    for child in ast.iter_child_nodes(node):
+        yield from _names_bound(child)
+
+
+def _first_line(source: str, stmt: ast.stmt) -> str:
+    first, *more = (ast.get_source_segment(source, stmt) or "").splitlines() or [""]
+    if len(first) > SHOWN:
+        return first[: SHOWN - 3] + "..."
+    return first + " ..." if more else first
+
+
+def resolve(loaded: Loaded, dotted: tuple[str, ...]) -> Found:
+    """What ``dotted`` names in the file: a function (or class), or with CLASS.METHOD a method of a class."""
+    first, *rest = dotted
+    kind = "class" if rest else "function"
+    if first not in vars(loaded.module):
+        raise CheckError(_missing(loaded, kind, first))
+    obj = vars(loaded.module)[first]
+    if rest and not isinstance(obj, type):
+        raise CheckError(f"{loaded.path}: {first!r} is not a class (it is {_a(obj)})")
+    if not rest:
+        if not callable(obj):
+            raise CheckError(f"{loaded.path}: {first!r} is not a function (it is {_a(obj)})")
+        return Found(None, obj, first)
+    fn = getattr(obj, rest[0], None)
+    if not callable(fn):
+        raise CheckError(f"{loaded.path}: class {first} has no method {rest[0]!r} (it has: {', '.join(_methods(obj))})")
+    return Found(obj, fn, ".".join(dotted))
+
+
+def _missing(loaded: Loaded, kind: str, name: str) -> str:
+    skip = next((s for s in loaded.skips if name in s.names), None)
+    if skip is not None:
+        return (
+            f"{loaded.path}:{skip.line}: no {kind} {name!r}: the statement here that defines it was not run "
+            f"({skip.why}); --import runs the whole file"
         )
-        raise CheckError(f"{path}: no function {name!r}" + (f" (found: {', '.join(found)})" if found else ""))
+    defined = _defined(loaded.module)
+    return f"{loaded.path}: no {kind} {name!r} " + (
+        f"(it defines: {', '.join(defined)})" if defined else "(it defines no functions or classes)"
+    )
+
+
+def _defined(module: types.ModuleType) -> list[str]:
+    """The public functions and classes defined in the module's file, with the classes' methods, in order."""
+    names = []
+    for name, value in vars(module).items():
+        own = inspect.isfunction(value) or isinstance(value, type)
+        if own and value.__module__ == module.__name__ and not name.startswith("_"):
+            names.append(name)
+            if isinstance(value, type):
+                names += [f"{name}.{m}" for m in _methods(value) if not m.startswith("_")]
+    return names
+
+
+def _methods(cls: type) -> list[str]:
+    return [n for n, v in vars(cls).items() if inspect.isfunction(v) or isinstance(v, (staticmethod, classmethod))]
+
+
+def _a(value: Any) -> str:
+    name = type(value).__name__
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
+def load_function(path: Path, name: str) -> tuple[types.ModuleType, Callable[..., Any]]:
+    """report.py's entry until it takes a Target: the file imported whole (as ``--import`` does)
+    and one function of it, missing names reported in the words tests/tools/test_check.py asserts."""
+    module = load_file(path, run=True).module
+    fn = vars(module).get(name)
+    if fn is None:
+        found = ", ".join(n for n in _defined(module) if "." not in n and inspect.isfunction(vars(module)[n]))
+        raise CheckError(f"{path}: no function {name!r}" + (f" (found: {found})" if found else ""))
     if not callable(fn):
         raise CheckError(f"{path}: {name!r} is not a function")
     return module, fn
@@ -96,23 +402,3 @@ def python2(e: SyntaxError) -> str | None:
         return None
     advice = "check a copy converted to it (2to3 does that, up to Python 3.12)"
     return f"this file is Python 2 ({found}); bptt check reads Python 3: {advice}"
-
-
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """The user's prints (a training loop's progress, say) kept off our report."""
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-
-
-def user_frame(e: BaseException) -> str:
-    """`` (file:line)`` of the innermost frame of the exception that is not ours."""
-    tb, found = e.__traceback__, ""
-    while tb is not None:
-        filename = tb.tb_frame.f_code.co_filename
-        if not filename.startswith(str(PACKAGE_FOLDER)):
-            found = f" ({filename}:{tb.tb_lineno})"
-        tb = tb.tb_next
-    return found
