@@ -65,7 +65,7 @@ def _step_list(text: str) -> tuple[int, ...]:
 
 def run_check(args: argparse.Namespace, out: TextIO) -> int:
     cell = load_cell(args.spec or args.cell)
-    report = check(args.target, cell, args.adapter, _pairs(args.map), _step_list(args.steps))
+    report = check(args.target, cell, _pairs(args.map), _step_list(args.steps), args.truncate, args.run_file)
     print(format_report(report), file=out)
     return 0 if report.passed else 1
 

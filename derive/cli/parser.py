@@ -144,34 +144,40 @@ def _add_check(sub: argparse._SubParsersAction) -> None:
     checker = sub.add_parser(
         "check",
         help="check your own gradient code against the derivation, and say what is wrong with it",
-        description="import FILE.py, call FUNCTION on seeded random problems at several T, compare its loss and "
-        "gradients with the derived ones (float64), and diagnose a wrong gradient; exit 0 when all match, 1 when "
-        "one does not, 2 for bad usage. The file is imported, so its top-level code runs: keep a training loop "
-        "under if __name__ == '__main__'.",
+        description="load FILE.py's definitions (its training loop and I/O are not run), call your code on seeded "
+        "random problems at several T with its arguments bound by name, find its conventions (layouts, weight "
+        "orientation, gate order, initial state, mean or sum) by running it, compare its loss and gradients with "
+        "the derived ones (float64) and diagnose a wrong gradient; exit 0 when all match, 1 when one does not, 2 "
+        "for bad usage. A target is a loss function (FILE.py:lossFun, FILE.py:RNN.train) or a layer's forward and "
+        "backward (FILE.py:rnn_forward,rnn_backward, FILE.py:TimeRNN.forward,TimeRNN.backward).",
     )
-    checker.add_argument("target", metavar="FILE.py:FUNCTION", help="e.g. my_rnn.py:lossFun")
+    checker.add_argument(
+        "target", metavar="FILE.py:TARGET", help="FUNCTION, CLASS.METHOD or FORWARD,BACKWARD, e.g. my_rnn.py:lossFun"
+    )
     checker.add_argument("spec", nargs="?", metavar="CELL", help="a built-in cell or a .cell file (default: --cell)")
     checker.add_argument(
         "--cell", default="elman", metavar="CELL", help="the cell the code implements (default: elman, min-char-rnn's)"
     )
     checker.add_argument(
-        "--adapter",
-        choices=("auto", "minchar", "generic"),
-        default="auto",
-        help="minchar: lossFun(inputs, targets, hprev), weights Wxh, Whh, Why, bh, by as globals or arguments; "
-        "generic: fn(params, xs, labels, h0) -> (loss, grads); auto: by the signature",
-    )
-    checker.add_argument(
         "--map",
         default="",
         metavar="NAME=PARAM,...",
-        help="your names for the cell's parameters, where their letters differ (Wxh is W_xh already)",
+        help="your names for the cell's parameters, where bptt check cannot tell (Wxh, Wx, Wax, Wf are found already)",
     )
     checker.add_argument(
         "--steps",
         default=",".join(map(str, CHECK_STEPS)),
         metavar="T,...",
         help=f"the sequence lengths to check at (default: {','.join(map(str, CHECK_STEPS))})",
+    )
+    checker.add_argument(
+        "--truncate", type=_steps, default=None, metavar="K", help="check against BPTT truncated to K steps"
+    )
+    checker.add_argument(
+        "--import",
+        dest="run_file",
+        action="store_true",
+        help="import FILE.py whole, running its top-level code (under the time limit), instead of its definitions",
     )
 
 

@@ -17,18 +17,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from derive.derivation.pipeline import Derivation, derive
-from derive.emit.outputs import module_source
+from derive.derivation.pipeline import Derivation
 from derive.ir import naming
 from derive.ir.cell import Cell
-from derive.tools.check.adapters import Adapter, Grads, Problem, pick_adapter, problems
-from derive.tools.check.load import CheckError, load_function, parse_target
-from derive.tools.check.suspects import Suspect, derived_grads, suspects
-from derive.verify.report import load_module, max_rel_error
-from derive.verify.selfcheck import self_check
+from derive.tools.check.code import Code
+from derive.tools.check.layer import layer_cell, readout_state
+from derive.tools.check.load import CheckError, Skip, load_file, parse_target, resolve
+from derive.tools.check.problem import SEED, Grads, Problem, forward_states, input_gradient, problems
+from derive.tools.check.suspects import Suspect, suspects
+from derive.tools.check.targets import LayerTarget, LossTarget, Target, layer_problem
+from derive.tools.check.yardstick import Yardstick
+from derive.verify.report import max_rel_error
 
 CHECK_RTOL = 1e-6  # the user's float64 code against the derived gradients: rounding, and more
-CHECK_STEPS = (1, 2, 3, 5)  # the diagnosis runs at the last: long enough to tell K = 1..4 apart
+CHECK_STEPS = (1, 2, 3, 5, 9)  # the diagnosis runs at the last: long enough to tell K = 1..8 apart
 CHECK_MAX_STEPS = 20
 
 
@@ -44,10 +46,13 @@ class Row:
 class CheckReport:
     target: str
     cell: str
-    adapter: str
+    kind: str  # "loss function" or "layer"
     steps: tuple[int, ...]
     rows: list[Row]
     unchecked: list[str]  # the user's gradients of weights the cell does not have
+    found: list[str]  # the conventions found by running the code, in words
+    skipped: list[Skip]  # the file's top-level statements not run
+    truncate: int | None = None
 
     @property
     def passed(self) -> bool:
@@ -115,29 +120,58 @@ def diagnose(
 def check(
     target: str,
     cell: Cell,
-    adapter_name: str = "auto",
     explicit: dict[str, str] | None = None,
     steps: tuple[int, ...] = CHECK_STEPS,
+    truncate: int | None = None,
+    run: bool = False,
 ) -> CheckReport:
-    _require_supported_shape(cell)
-    path, name = parse_target(target)
-    module, fn = load_function(path, name)
-    adapter = pick_adapter(fn, adapter_name)(module, fn, cell, explicit or {})
-    derivation = derive(cell, max(steps))
-    compared = _compare(adapter, cell, derivation, steps)
+    """Check the code ``target`` names against ``cell`` at each T of ``steps`` (``truncate``: against
+    BPTT truncated to that many steps; ``run``: import the file whole instead of its definitions)."""
+    parsed = parse_target(target)
+    loaded = load_file(parsed.path, run=run)
+    found = [resolve(loaded, name) for name in parsed.names]
+    explicit = explicit or {}
+    if len(found) == 1:
+        _require_supported_shape(cell)
+        code = Code(loaded.module, found[0].obj, found[0].owner, found[0].name, cell, explicit)
+        _require_weights(code, cell.param_names)
+        yardstick = Yardstick(cell, max(steps), truncate)
+        checked: Target = LossTarget(code, cell, yardstick, SEED)
+        kind, sequences = "loss function", problems(cell, steps)
+    else:
+        layer = layer_cell(cell)
+        forward, backward = (
+            Code(loaded.module, f.obj, f.owner, f.name, cell, explicit, layer=True) for f in found
+        )
+        _require_weights(forward, layer.param_names)
+        yardstick = Yardstick(layer, max(steps), truncate)
+        checked = LayerTarget(forward, backward, layer, cell, SEED)
+        rng = np.random.default_rng(SEED)
+        kind, sequences = "layer", [layer_problem(cell, layer, t, rng) for t in steps]
+    compared = _compare(checked, yardstick, sequences)
     rows = [Row(k, e, e <= CHECK_RTOL) for k, e in compared.errors.items()]
-    _diagnose_gradients(rows, compared, derivation, steps)
-    _diagnose_loss(rows[0], compared.last_loss)
-    unchecked = [w for w in getattr(adapter, "weights", []) if w not in getattr(adapter, "names", {})]
-    return CheckReport(target, cell.name, adapter.name, steps, rows, unchecked)
+    _diagnose_gradients(rows, compared, yardstick.full, steps)
+    if compared.last_loss is not None:
+        _diagnose_loss(rows[0], compared.last_loss)
+    notes = checked.found()
+    unchecked = list(checked.code.absent)
+    return CheckReport(target, cell.name, kind, steps, rows, unchecked, notes, list(loaded.skips), truncate)
+
+
+def _require_weights(code: Code, params: tuple[str, ...]) -> None:
+    missing = code.missing(params)
+    if missing:
+        raise CheckError(
+            f"{code.label}: none of its names is {', '.join(missing)} (it reads "
+            f"{', '.join(code.blocks) or 'no weight by a name bptt check knows'}); "
+            "map yours with --map NAME=PARAM"
+        )
 
 
 def _require_supported_shape(cell: Cell) -> None:
-    shape = (len(cell.inputs), len(cell.targets), cell.loss_mode)
-    if shape != (1, 1, "every") or cell.targets[0].kind != "class":
+    if (len(cell.inputs), len(cell.targets), cell.loss_mode) != (1, 1, "every"):
         raise CheckError(
-            f"{cell.name}: bptt check takes cells with one input and one class target at every step "
-            "(the min-char-rnn shape) for now"
+            f"{cell.name}: bptt check takes cells with one input and one target at every step for now"
         )
 
 
@@ -145,36 +179,46 @@ def _require_supported_shape(cell: Cell) -> None:
 class _Comparison:
     """The user's loss and gradients against the derivation's over the problems: the largest
     relative error of each, the shortest T at which each gradient is wrong, and the last problem
-    with (user, right) gradients and (user, right) loss."""
+    with (user, right) gradients and (user, right) loss (None when the code returns no loss)."""
 
     errors: dict[str, float]
     first_wrong: dict[str, int]
     last: tuple[Problem, Grads, Grads]
-    last_loss: tuple[Problem, float, float]
+    last_loss: tuple[Problem, float, float] | None
 
 
-def _compare(adapter: Adapter, cell: Cell, derivation: Derivation, steps: tuple[int, ...]) -> _Comparison:
-    source = module_source(derivation)
-    self_check(source, cell, "check_right")  # the yardstick is run, poisoned, before it judges anyone's code
-    right_module = load_module(source, "check_right")
-    errors: dict[str, float] = {"loss": 0.0}
+def _compare(checked: Target, yardstick: Yardstick, sequences: list[Problem]) -> _Comparison:
+    errors: dict[str, float] = {}
     last: tuple[Problem, Grads, Grads] | None = None
     last_loss: tuple[Problem, float, float] | None = None
     first_wrong: dict[str, int] = {}  # the shortest T at which a gradient is wrong
-    for problem in problems(cell, steps):
-        loss, user = adapter.call(problem)
-        want_loss, want = derived_grads(right_module, problem, cell)
-        errors["loss"] = max(errors["loss"], _error(loss, want_loss))
-        last_loss = (problem, loss, want_loss)
-        for p in cell.param_names:
-            if p not in user:
-                raise CheckError(f"{adapter.label} returned no gradient for {p}; map its name with --map NAME={p}")
-            error = _error(user[p], want[p])
+    for problem in sequences:
+        problem = checked.as_run(problem)
+        got = checked.answer(problem)
+        missing = [p for p in yardstick.cell.param_names if p not in got.grads]
+        if missing:
+            raise CheckError(
+                f"{checked.code.label} returned no gradient of {', '.join(missing)} that bptt check could find "
+                "(by name, by shape, or left on its object); map a name with --map NAME=PARAM"
+            )
+        want_loss, want = yardstick.answer(problem)
+        if "x" in got.grads:
+            want["x"] = input_gradient(yardstick.cell, problem, readout_state(yardstick.cell))
+        if got.loss is not None:
+            errors["loss"] = max(errors.get("loss", 0.0), _error(got.loss, want_loss))
+            last_loss = (problem, got.loss, want_loss)
+        if got.states is not None:
+            right = forward_states(yardstick.cell, problem)[readout_state(yardstick.cell)]
+            errors["forward"] = max(errors.get("forward", 0.0), _error(got.states, right))
+        for p in [*yardstick.cell.param_names, *(k for k in want if k not in yardstick.cell.param_names)]:
+            if p not in got.grads:  # an initial state or the inputs, which the code need not return
+                continue
+            error = _error(got.grads[p], want[p])
             errors[p] = max(errors.get(p, 0.0), error)
             if error > CHECK_RTOL:
-                first_wrong.setdefault(p, len(problem.inputs))
-        last = (problem, user, want)
-    assert last is not None and last_loss is not None
+                first_wrong.setdefault(p, problem.steps)
+        last = (problem, got.grads, want)
+    assert last is not None
     return _Comparison(errors, first_wrong, last, last_loss)
 
 
@@ -185,7 +229,7 @@ def _diagnose_gradients(rows: list[Row], compared: _Comparison, derivation: Deri
     problem, user, want = compared.last
     found = suspects(derivation, problem, max(steps), want)
     for r in rows:
-        if not r.ok and r.name != "loss":
+        if not r.ok and r.name in derivation.cell.param_names:
             r.diagnosis = diagnose(r.name, user[r.name], want[r.name], found, compared.first_wrong[r.name], min(steps))
 
 
@@ -193,19 +237,33 @@ def _diagnose_loss(loss_row: Row, last_loss: tuple[Problem, float, float]) -> No
     if loss_row.ok:
         return
     problem, user_loss, want_loss = last_loss
-    T = len(problem.inputs)
+    T = problem.steps
     if abs(user_loss - want_loss / T) <= CHECK_RTOL * abs(want_loss):
         loss_row.diagnosis = f"is the mean of J_t over the {T} steps, not their sum J = sum_t J_t"
     else:
         loss_row.diagnosis = "differs from the derivation's J = sum_t J_t: the forward pass is not the cell's"
 
 
+def skipped_words(skipped: list[Skip]) -> str:
+    """The top-level statements not run, in a line: each that does I/O, loops or calls, and the
+    ones that failed for want of a name a skipped one defines, counted."""
+    needy = [s for s in skipped if s.why.startswith("raised NameError")]
+    said = [str(s) for s in skipped if s not in needy]
+    if needy:
+        said.append(f"and {len(needy)} that need what those define (lines {', '.join(str(s.line) for s in needy)})")
+    return "; ".join(said)
+
+
 def format_report(report: CheckReport) -> str:
+    against = f"BPTT truncated to K = {report.truncate} steps" if report.truncate else "full BPTT"
     lines = [
-        f"bptt check {report.target} against the {report.cell} cell ({report.adapter} adapter), "
+        f"bptt check {report.target} ({report.kind}) against the {report.cell} cell, {against}, "
         f"T = {', '.join(map(str, report.steps))}, float64",
-        f"  {'':<8} {'max rel error':>14}  verdict (tolerance {CHECK_RTOL:.0e})",
     ]
+    if report.skipped:
+        lines.append(f"  not run: {skipped_words(report.skipped)}")
+    lines.append(f"  found: {'; '.join(report.found)}")
+    lines.append(f"  {'':<8} {'max rel error':>14}  verdict (tolerance {CHECK_RTOL:.0e})")
     for r in report.rows:
         lines.append(f"  {r.name:<8} {r.error:>14.1e}  {'ok' if r.ok else 'WRONG'}")
     by_diagnosis: dict[str, list[str]] = {}

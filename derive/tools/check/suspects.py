@@ -32,7 +32,7 @@ from derive.emit.outputs import module_source
 from derive.ir import naming
 from derive.ir.cell import Cell
 from derive.ir.exprs import Elementwise
-from derive.tools.check.adapters import Grads, Problem, input_size
+from derive.tools.check.problem import Grads, Problem, derived_answer
 from derive.verify.report import load_module
 
 
@@ -43,8 +43,7 @@ def derived_module(derivation: Derivation, tag: str) -> types.ModuleType:
 
 def derived_grads(module: types.ModuleType, problem: Problem, cell: Cell) -> tuple[float, Grads]:
     """A generated module's loss and gradients (of the cell's parameters) for ``problem``."""
-    xs = problem.onehot(input_size(cell, problem))
-    loss, grads = module.loss_and_gradients(problem.params, xs, np.array(problem.labels), *problem.initial)
+    loss, grads = derived_answer(module, problem, cell)
     return loss, {k: v for k, v in grads.items() if k in cell.param_names}
 
 

@@ -1,0 +1,329 @@
+"""``bptt check``: the two kinds of target, and the conventions found by running them.
+
+- ``LossTarget``: ``FILE.py:FUNCTION`` or ``FILE.py:CLASS.METHOD`` that computes the loss and
+  the gradients of the whole cell (min-char-rnn's ``lossFun``, a class's ``train``, WildML's
+  ``bptt``).  Its conventions are settled by its loss: the form whose loss is the cell's (summed,
+  or averaged over the steps) wins; a function that returns no loss is settled by its gradients.
+- ``LayerTarget``: ``FILE.py:FORWARD,BACKWARD``, the recurrent part of the cell (``layer``).  Its
+  conventions are settled by its forward: the form whose states are the cell's wins.  The backward
+  is then given the upstream gradient h_t - r_t of the readout loss.
+
+Each ``answer(problem)`` returns the user's loss (None if it returns none) and gradients by the
+cell's names, the initial states' as ``h0``, ``c0``, the inputs' as ``x``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from derive.ir.cell import Cell
+from derive.tools.check import code as codes
+from derive.tools.check.code import Code, Form
+from derive.tools.check.layer import readout_state
+from derive.tools.check.load import CheckError
+from derive.tools.check.problem import PROBE_STEPS, Grads, Problem, forward_states, make_problem
+from derive.tools.check.weights import Block, Layout, gate_orders
+from derive.tools.check.yardstick import Yardstick
+from derive.verify.report import max_rel_error
+
+MATCH_RTOL = 1e-6  # a form is the code's when its loss (or states) match the cell's this closely
+
+
+@dataclass
+class Answer:
+    loss: float | None
+    grads: Grads
+    states: np.ndarray | None = None  # a layer's forward, (T, B, n)
+
+
+def _layouts(cell: Cell, code: Code) -> Iterator[Layout]:
+    blocks = list(code.blocks.values())
+    sourced = any(len(b.grid[0]) > 1 for b in blocks)
+    for transposed, order, reverse in itertools.product(
+        (False, True), gate_orders(cell, blocks), (False, True) if sourced else (False,)
+    ):
+        yield Layout(order=order, sources_reversed=reverse, transposed=transposed)
+
+
+class Target:
+    """What both kinds share: the code, its form once found, and what was found, in words."""
+
+    code: Code
+    form: Form
+    cell: Cell
+
+    def found(self) -> list[str]:
+        raise NotImplementedError
+
+    def answer(self, problem: Problem) -> Answer:
+        raise NotImplementedError
+
+    def as_run(self, problem: Problem) -> Problem:
+        """The problem as the code runs it: from zero where it starts from zero."""
+        return problem.starting_at_zero() if self.form.zero_start else problem
+
+
+class LossTarget(Target):
+    def __init__(self, code: Code, cell: Cell, yardstick: Yardstick, seed: int) -> None:
+        self.code, self.cell, self.yardstick = code, cell, yardstick
+        self.mean = ""  # "", or what the loss is averaged over: MEANS
+        self.form = self._settle(make_problem(cell, PROBE_STEPS, np.random.default_rng(seed), layer=False))
+
+    def _forms(self) -> Iterator[Form]:
+        given = any(a.role == "state" for a in self.code.args) or _reads_state(self.code, self.cell)
+        for zero, (inputs, columns), layout in itertools.product(
+            (False, True) if given else (True,),
+            (("ints", True), ("ints", False), ("onehot", False), ("onehot", True)),
+            _layouts(self.cell, self.code),
+        ):
+            yield Form(inputs, columns, layout, zero_start=zero)
+
+    def _settle(self, problem: Problem) -> Form:
+        """The first form whose loss is the cell's up to a mean; failing that, whose gradients are
+        closest; failing that, the first that runs."""
+        errors: list[CheckError] = []
+        best: tuple[float, Form] | None = None
+        for form in self._forms():
+            try:
+                returned, obj = self._returned(problem, form)
+            except CheckError as e:
+                errors.append(e)
+                continue
+            right_loss, right = self.yardstick.answer(problem.starting_at_zero() if form.zero_start else problem)
+            loss = codes.loss_of(returned)
+            if loss is not None and (mean := _mean(loss, right_loss, problem)) is not None:
+                self.mean = mean
+                return form
+            try:
+                grads = self._grads(returned, obj, problem, form)
+            except CheckError as e:
+                errors.append(e)
+                continue
+            error = max((_error(grads[p], right[p]) for p in grads if p in right), default=np.inf)
+            if loss is None and error <= MATCH_RTOL:
+                return form
+            if best is None or error < best[0]:
+                best = (error, form)
+        if best is not None:
+            return best[1]
+        raise _most_said(errors)
+
+    def _returned(self, problem: Problem, form: Form) -> tuple[list[tuple[str, Any]], Any]:
+        obj = self.code.instance(problem, form) if self.code.owner is not None else None
+        return codes.flatten(self.code.call(problem, form, obj=obj)), obj
+
+    def _grads(self, returned: list[tuple[str, Any]], obj: Any, problem: Problem, form: Form) -> Grads:
+        grads, _ = codes.gradients(self.code, returned, problem, form, {})
+        if obj is not None and not grads:
+            grads = codes.left_on(obj, self.code, problem, form)
+        return grads
+
+    def _call(self, problem: Problem, form: Form) -> Answer:
+        returned, obj = self._returned(problem, form)
+        return Answer(codes.loss_of(returned), self._grads(returned, obj, problem, form))
+
+    def answer(self, problem: Problem) -> Answer:
+        """The user's loss and gradients, a mean's multiplied back into the sum the cell's J is."""
+        got = self._call(problem, self.form)
+        scale = MEANS[self.mean](problem)
+        loss = None if got.loss is None else got.loss / scale
+        return Answer(loss, {k: g / scale for k, g in got.grads.items()})
+
+    def found(self) -> list[str]:
+        form, words = self.form, []
+        words.append("inputs as a list of indices" if form.inputs == "ints" else "inputs one-hot, (T, D)")
+        words.append("vectors as columns (n, 1)" if form.columns else "vectors as rows (n,)")
+        words += _weight_words(self.code, form.weights)
+        words.append(_start_words(self.code, self.cell, form))
+        if self.mean:
+            words.append(f"loss averaged over {self.mean} (its gradients compared times that)")
+        return words
+
+
+def _most_said(errors: list[CheckError]) -> CheckError:
+    """Of the errors the forms tried met, the one met most often (the first of those)."""
+    said = [str(e) for e in errors]
+    return errors[max(range(len(errors)), key=lambda i: (said.count(said[i]), -i))]
+
+
+def _error(got: np.ndarray, want: np.ndarray) -> float:
+    return max_rel_error(got, want) if got.shape == want.shape else np.inf
+
+
+def _reads_state(code: Code, cell: Cell) -> bool:
+    """Whether the code reads an initial state other than as an argument (a global hprev)."""
+    return any(code.args and a.role == "state" for a in code.args)
+
+
+MEANS = {  # what a loss may be averaged over, and the factor that makes a sum over t and the batch that mean
+    "": lambda p: 1.0,
+    "the T steps": lambda p: 1 / p.steps,
+    "the batch": lambda p: 1 / p.batch,
+    "N·T": lambda p: 1 / (p.steps * p.batch),
+}
+
+
+def _mean(user: float, right: float, problem: Problem) -> str | None:
+    """What the user's loss is the cell's summed loss averaged over ("" for the sum); None if neither."""
+    for mean, factor in MEANS.items():
+        want = factor(problem) * right
+        if abs(user - want) <= MATCH_RTOL * abs(want) and (mean != "the batch" or problem.batch > 1):
+            return mean
+    return None
+
+
+def _weight_words(code: Code, layout: Layout) -> list[str]:
+    words = []
+    blocks = code.blocks
+    matrices = [u for u, b in blocks.items() if code.cell.param(b.params[0]).shape.__len__() == 2]
+    if matrices:
+        words.append(f"weights stored {'(in, out)' if layout.transposed else '(out, in)'}")
+    stacked = [u for u, b in blocks.items() if len(b.grid) > 1]
+    if stacked and layout.order:
+        words.append(f"gates packed {', '.join(layout.order)} in {', '.join(stacked)}")
+    joined = [u for u, b in blocks.items() if len(b.grid[0]) > 1]
+    if joined:
+        first = blocks[joined[0]].grid[0]
+        sources = tuple(reversed(first)) if layout.sources_reversed else first
+        words.append(f"{', '.join(joined)} act on a concatenation ({' then '.join(sources)})")
+    names = ", ".join(f"{u} = {'|'.join(b.params)}" for u, b in blocks.items() if not _same_letters(u, b))
+    if names:
+        words.append(f"names: {names}")
+    return words
+
+
+def _same_letters(user: str, block: Block) -> bool:
+    return block.params == (block.params[0],) and user.replace("_", "").lower() == block.params[0].replace("_", "").lower()
+
+
+def _start_words(code: Code, cell: Cell, form: Form) -> str:
+    """Where the code starts: from the initial states it takes, from zero for the others."""
+    taken = {a.index for a in code.args if a.role == "state"}
+    given = [f"{s.name}0" for i, s in enumerate(cell.states) if i in taken and not form.zero_start]
+    zero = [f"{s.name}0" for i, s in enumerate(cell.states) if i not in taken or form.zero_start]
+    words = [f"starts from the given {' and '.join(given)}"] if given else []
+    if zero:
+        words.append(f"{'' if given else 'starts from '}{' = '.join(zero)} = 0")
+    if taken and form.zero_start:
+        words.append("(it ignores the initial state it is given)")
+    return " ".join(words) if not given or not zero else f"{words[0]} and {words[1]}"
+
+
+class LayerTarget(Target):
+    """A forward and a backward; ``cell`` the layer cell, ``full`` the cell it comes from."""
+
+    def __init__(self, forward: Code, backward: Code, cell: Cell, full: Cell, seed: int) -> None:
+        self.code, self.backward, self.cell, self.full = forward, backward, cell, full
+        self.state = readout_state(full)
+        probe = layer_problem(full, cell, PROBE_STEPS, np.random.default_rng(seed))
+        self.form = self._settle(probe)
+
+    def _forms(self) -> Iterator[Form]:
+        given = {a.index for a in self.code.args if a.role == "state"}
+        for zero, layout, weights in itertools.product(
+            (False, True) if given else (True,), codes.LAYOUTS, _layouts(self.full, self.code)
+        ):
+            yield Form(layout, layout == "time last", weights, zero_start=zero)
+
+    def _settle(self, problem: Problem) -> Form:
+        errors: list[CheckError] = []
+        fallback: Form | None = None
+        for form in self._forms():
+            try:
+                states, _, _ = self._forward(problem, form)
+            except CheckError as e:
+                errors.append(e)
+                continue
+            if states is None:
+                continue
+            fallback = fallback or form
+            right = forward_states(self.cell, self._start(problem, form))[self.state]
+            if max_rel_error(states, right) <= MATCH_RTOL:
+                return form
+        if fallback is not None:
+            return fallback
+        if errors:
+            raise _most_said(errors)
+        raise CheckError(f"{self.code.label} returned no array of the states' shape under any layout tried")
+
+    def as_run(self, problem: Problem) -> Problem:
+        return self._start(problem, self.form)
+
+    def _start(self, problem: Problem, form: Form) -> Problem:
+        """The problem as the code runs it: initial states it does not take are zero."""
+        if form.zero_start:
+            return problem.starting_at_zero()
+        given = {a.index for a in self.code.args if a.role == "state"}
+        initial = [v if i in given else np.zeros_like(v) for i, v in enumerate(problem.initial)]
+        return replace(problem, initial=initial)
+
+    def _forward(self, problem: Problem, form: Form) -> tuple[np.ndarray | None, Any, Any]:
+        """(the states as (T, B, n), what else the forward returned, the instance)."""
+        obj = self.code.instance(problem, form) if self.code.owner is not None else None
+        out = self.code.call(problem, form, obj=obj)
+        parts = list(out) if isinstance(out, (tuple, list)) else [out]
+        shape = codes.to_layout(np.zeros((problem.steps, problem.batch, _size(problem, self.state, self.cell))), form.inputs).shape
+        index = next((i for i, p in enumerate(parts) if codes.is_array(p) and p.shape == shape), None)
+        if index is None:
+            return None, None, obj
+        rest = [p for i, p in enumerate(parts) if i != index]
+        cache = next((p for p in reversed(rest) if not codes.is_array(p)), rest[-1] if rest else None)
+        return codes.from_layout(np.asarray(parts[index], dtype=float), form.inputs), cache, obj
+
+    def answer(self, problem: Problem) -> Answer:
+        states, cache, obj = self._forward(problem, self.form)
+        if states is None:
+            raise CheckError(f"{self.code.label} returned no array of the states' shape")
+        upstream = codes.to_layout(forward_states(self.cell, problem)[self.state] - problem.targets, self.form.inputs)
+        backward = self.backward
+        args = {"upstream": upstream, "cache": cache}
+        returned = codes.flatten(backward.call(problem, self.form, extra=args, obj=obj))
+        others = self._others(problem)
+        grads, extra = codes.gradients(self.code, returned, problem, self.form, others)
+        if obj is not None:
+            for k, g in codes.left_on(obj, self.code, problem, self.form).items():
+                grads.setdefault(k, g)
+        for name, g in extra.items():
+            grads[name] = codes.from_layout(g, self.form.inputs) if name == "x" else _state_back(g, self.form)
+        return Answer(None, grads, states)
+
+    def _others(self, problem: Problem) -> dict[str, tuple[int, ...]]:
+        out = {"x": codes.to_layout(problem.xs, self.form.inputs).shape}
+        for i, s in enumerate(self.cell.states):
+            if not self.form.zero_start and any(a.role == "state" and a.index == i for a in self.code.args):
+                out[f"{s.name}0"] = self.code.state(i, problem, self.form).shape
+        return out
+
+    def found(self) -> list[str]:
+        form = self.form
+        words = [f"inputs {_layout_words(form.inputs)}"]
+        words += _weight_words(self.code, form.weights)
+        words.append(_start_words(self.code, self.cell, form))
+        return words
+
+
+def _layout_words(layout: str) -> str:
+    return {"time first": "(T, N, D), time first", "batch first": "(N, T, D), batch first", "time last": "(D, N, T), time last"}[layout]
+
+
+def _state_back(g: np.ndarray, form: Form) -> np.ndarray:
+    return g.T if form.columns else g
+
+
+def _size(problem: Problem, state: str, cell: Cell) -> int:
+    index = next(i for i, s in enumerate(cell.states) if s.name == state)
+    return problem.initial[index].shape[1]
+
+
+def layer_problem(full: Cell, cell: Cell, steps: int, rng: np.random.Generator) -> Problem:
+    """A batch of real inputs for the full cell's parameters (the output layer's too, for code
+    that computes it) and real readout targets for the layer cell's state."""
+    problem = make_problem(full, steps, rng, layer=True)
+    n = problem.initial[0].shape[1]
+    targets = rng.standard_normal((steps, problem.batch, n))
+    return replace(problem, targets=targets)
