@@ -139,7 +139,7 @@ def test_a_cell_with_two_states_takes_two_initial_values():
     report = check(f"{USER_CODE / 'lstm.py'}:lstm", load_builtin("lstm"))
     assert report.passed and len(report.rows) == 1 + 14
     half = rows(check(f"{USER_CODE / 'lstm.py'}:lstm_half", load_builtin("lstm")))
-    assert half["U_f"].diagnosis == "is 0.5 times the right gradient: a factor in the loss (a mean, a 1/2) differs"
+    assert half["U_f"].diagnosis == "is 1/2 of the right gradient (a 1/2 in the loss)"
 
 
 def test_the_seed_model_takes_min_char_rnn_with_its_biases_set_to_zero():

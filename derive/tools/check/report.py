@@ -23,7 +23,7 @@ from derive.ir import naming
 from derive.ir.cell import Cell
 from derive.tools.check.adapters import Adapter, Grads, Problem, pick_adapter, problems
 from derive.tools.check.load import CheckError, load_function, parse_target
-from derive.tools.check.suspects import Suspect, derived_grads, suspects
+from derive.tools.check.suspects import Suspect, derived_grads, derived_module, from_zero, ignores_initial, suspects
 from derive.verify.report import load_module, max_rel_error
 from derive.verify.selfcheck import self_check
 
@@ -70,32 +70,87 @@ def _clipped(user: np.ndarray, right: np.ndarray) -> float | None:
     return c if max_rel_error(user, np.clip(right, -c, c)) <= CHECK_RTOL else None
 
 
-def _scaled(user: np.ndarray, right: np.ndarray) -> float | None:
-    """c where user = c * right (c not 1); None otherwise."""
+def _fraction(c: float) -> int | None:
+    """n where c = 1/n, n >= 2 (to the check's tolerance); None otherwise."""
+    n = round(1 / c) if abs(c) > 1e-12 else 0
+    return n if n >= 2 and abs(n * c - 1) <= CHECK_RTOL else None
+
+
+def _factor(c: float, steps: int) -> tuple[str, str]:
+    """c as the user's loss likely has it: ("1/5 of", "a mean over the 5 steps"), ("0.3 times", ...)."""
+    n = _fraction(c)
+    if n is None:
+        return f"{c:.6g} times", "a factor in the loss"
+    if n == steps:
+        why = f"a mean over the {steps} steps"
+    elif steps > 1 and n % steps == 0:
+        why = f"a mean over N·T = {n // steps}·{steps}"
+    else:
+        why = "a 1/2 in the loss" if n == 2 else "a factor in the loss"
+    return f"1/{n} of", why
+
+
+def _scaled(user: np.ndarray, right: np.ndarray, hint: float | None = None) -> float | None:
+    """c where user = c * right (c not 1): the ``hint`` (the losses' ratio), else c by least squares,
+    made exactly 1/n where it is one; None otherwise."""
     if user.shape != right.shape or not np.any(right):
         return None
-    c = float(np.vdot(user, right) / np.vdot(right, right))
-    if abs(c - 1) < 1e-3 or abs(c) < 1e-12:
-        return None
-    return c if max_rel_error(user, c * right) <= CHECK_RTOL else None
+    fitted = float(np.vdot(user, right) / np.vdot(right, right))
+    for c in (hint, fitted):
+        if c is None or abs(c - 1) < 1e-3 or abs(c) < 1e-12:
+            continue
+        n = _fraction(c)
+        c = 1 / n if n is not None else c
+        if max_rel_error(user, c * right) <= CHECK_RTOL:
+            return c
+    return None
+
+
+def _matched(name: str, user: np.ndarray, found: list[Suspect]) -> Suspect | None:
+    """The first suspect whose gradient of ``name`` is the user's."""
+    return next((s for s in found if name in s.grads and max_rel_error(user, s.grads[name]) <= CHECK_RTOL), None)
+
+
+def _scaled_suspect(
+    name: str, user: np.ndarray, found: list[Suspect], hint: float | None
+) -> tuple[float, Suspect] | None:
+    """(c, s) where user = c * (suspect s's gradient): a constant factor (a mean) besides one mistake."""
+    for s in found:
+        if name in s.grads and (c := _scaled(user, s.grads[name], hint)) is not None:
+            return c, s
+    return None
 
 
 def diagnose(
-    name: str, user: np.ndarray, right: np.ndarray, found: list[Suspect], first_wrong: int, shortest: int
+    name: str,
+    user: np.ndarray,
+    right: np.ndarray,
+    found: list[Suspect],
+    first_wrong: int,
+    steps: tuple[int, ...],
+    loss_ratio: float | None = None,
 ) -> str:
+    """What is most likely wrong with the user's gradient of ``name`` at the longest of the ``steps``
+    checked (where it first goes wrong at ``first_wrong``; user loss / right loss ``loss_ratio``): a
+    suspect, a clipped or scaled right gradient, a suspect times a factor (a mean), or failing these,
+    where it starts to go wrong."""
+    shortest = min(steps)
     if not np.all(np.isfinite(user)):
         return "has NaN or infinite entries"
     if user.shape != right.shape:
         if user.shape == right.shape[::-1] and max_rel_error(user, right.T) <= CHECK_RTOL:
             return f"has shape {user.shape}, the transpose of {right.shape}: the outer product's factors are swapped"
         return f"has shape {user.shape}; {name} is {right.shape}"
-    for s in found:
-        if name in s.grads and max_rel_error(user, s.grads[name]) <= CHECK_RTOL:
-            return f"{s.says}. Missing: {s.term}"
+    if (s := _matched(name, user, found)) is not None:
+        return f"{s.says}. Missing: {s.term}"
     if (c := _clipped(user, right)) is not None:
         return f"is clipped to [-{c:.3g}, {c:.3g}]: compare gradients before clipping them"
-    if (c := _scaled(user, right)) is not None:
-        return f"is {c:.6g} times the right gradient: a factor in the loss (a mean, a 1/2) differs"
+    if (c := _scaled(user, right, loss_ratio)) is not None:
+        amount, why = _factor(c, max(steps))
+        return f"is {amount} the right gradient ({why})"
+    if (scaled := _scaled_suspect(name, user, found, loss_ratio)) is not None:
+        amount, why = _factor(scaled[0], max(steps))
+        return f"is {amount} the gradient ({why}); besides that, it {scaled[1].says}. Missing: {scaled[1].term}"
     if first_wrong > shortest:
         return (
             f"matches none of the usual mistakes; it is right for T < {first_wrong} and wrong from T = "
@@ -127,7 +182,7 @@ def check(
     compared = _compare(adapter, cell, derivation, steps)
     rows = [Row(k, e, e <= CHECK_RTOL) for k, e in compared.errors.items()]
     _diagnose_gradients(rows, compared, derivation, steps)
-    _diagnose_loss(rows[0], compared.last_loss)
+    _diagnose_loss(rows[0], compared.last_loss, derivation)
     unchecked = [w for w in getattr(adapter, "weights", []) if w not in getattr(adapter, "names", {})]
     return CheckReport(target, cell.name, adapter.name, steps, rows, unchecked)
 
@@ -184,18 +239,46 @@ def _diagnose_gradients(rows: list[Row], compared: _Comparison, derivation: Deri
         return
     problem, user, want = compared.last
     found = suspects(derivation, problem, max(steps), want)
+    ratio = _loss_ratio(compared.last_loss)
     for r in rows:
         if not r.ok and r.name != "loss":
-            r.diagnosis = diagnose(r.name, user[r.name], want[r.name], found, compared.first_wrong[r.name], min(steps))
+            r.diagnosis = diagnose(
+                r.name, user[r.name], want[r.name], found, compared.first_wrong[r.name], steps, ratio
+            )
 
 
-def _diagnose_loss(loss_row: Row, last_loss: tuple[Problem, float, float]) -> None:
+def _loss_ratio(last_loss: tuple[Problem, float, float]) -> float | None:
+    """user loss / right loss at the last problem: a mean's 1/T shows here first."""
+    _, user_loss, want_loss = last_loss
+    return user_loss / want_loss if want_loss else None
+
+
+def _loss_from_zero(derivation: Derivation, problem: Problem) -> float:
+    """The right loss of ``problem`` with every initial state zero."""
+    cell = derivation.cell
+    zero = from_zero(problem, cell, [s.name for s in cell.states])
+    return derived_grads(derived_module(derivation, "zero"), zero, cell)[0]
+
+
+def _diagnose_loss(loss_row: Row, last_loss: tuple[Problem, float, float], derivation: Derivation) -> None:
+    """What is wrong with the user's loss: a mean or another factor, the initial state ignored, or else."""
     if loss_row.ok:
         return
-    problem, user_loss, want_loss = last_loss
+    problem, user_loss, _ = last_loss
     T = len(problem.inputs)
-    if abs(user_loss - want_loss / T) <= CHECK_RTOL * abs(want_loss):
+    ratio = _loss_ratio(last_loss)
+    n = _fraction(ratio) if ratio is not None else None
+    cell = derivation.cell
+    states = [s.name for s in cell.states]
+    if n == T:
         loss_row.diagnosis = f"is the mean of J_t over the {T} steps, not their sum J = sum_t J_t"
+    elif n is not None:
+        amount, why = _factor(1 / n, T)
+        loss_row.diagnosis = f"is {amount} the derivation's J = sum_t J_t ({why})"
+    elif _error(user_loss, _loss_from_zero(derivation, problem)) <= CHECK_RTOL:
+        loss_row.diagnosis = (
+            f"is the loss of the sequence started from zero: the forward pass {ignores_initial(cell, states)}"
+        )
     else:
         loss_row.diagnosis = "differs from the derivation's J = sum_t J_t: the forward pass is not the cell's"
 
