@@ -17,7 +17,7 @@ that each gradient equals the sum of its expanded terms.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sympy as sp
 from sympy import MatrixSymbol, ZeroMatrix
@@ -168,6 +168,15 @@ def build_program(cell: Cell, rules: Rules = RULES) -> Program:
                     parts.append(mul(transpose(jacobian(eqs[n].rhs, prev, here[n])), delta[n]))
         carries.append(Carry(state.name, add(*parts)))
     return Program(cell, tuple(assigns), tuple(accumulates), tuple(carries))
+
+
+def without_carry(program: Program, state: str) -> Program:
+    """The program with delta^s_t's carried share left out: what step t + 1 passes back to state s
+    is dropped, the other states' carries kept (a mistake, on purpose, for ``bptt check``)."""
+    if state not in {c.state for c in program.carries}:
+        raise ValueError(f"{state} is not a state of {program.cell.name}")
+    assigns = tuple(replace(a, carried=None) if a.node == state else a for a in program.assigns)
+    return replace(program, assigns=assigns)
 
 
 def with_carry(program: Program, assign: Assign) -> sp.Basic:

@@ -17,7 +17,8 @@ program (``adjoint``) uses its transposes as vector-Jacobian products.  An
 operator with no rule raises ``NotImplementedError`` naming it.  A table is a
 value (``Rules``): ``RULES`` is the one the derivation uses, and ``bptt check``
 derives deliberately wrong programs from modified copies it passes in
-(``RULES.without_slopes()``), never by changing this one.
+(``RULES.without_slopes()``, or one application's: ``RULES.without_slopes(tanh(c_t))``), never by
+changing this one.
 """
 
 from __future__ import annotations
@@ -88,9 +89,17 @@ class Rules:
         """A copy with ``op``'s rule replaced."""
         return Rules(MappingProxyType({**self.table, op: fn}))
 
-    def without_slopes(self) -> Rules:
-        """Every elementwise function's derivative left out, d f(a)/dw = da/dw: a mistake, on purpose."""
-        return self.replaced(Elementwise, lambda rhs, wrt, out, rules: rules.jacobian(rhs.arg, wrt))
+    def without_slopes(self, of: sp.Basic | None = None) -> Rules:
+        """Every elementwise function's derivative left out, d f(a)/dw = da/dw, or, with ``of``, only
+        that application's (tanh(c_t) in h_t = o_t ∘ tanh(c_t)): a mistake, on purpose."""
+        keep = self.table[Elementwise]
+
+        def dropped(rhs: Elementwise, wrt: MatrixSymbol, out: sp.Basic | None, rules: Rules) -> sp.Basic:
+            if of is None or rhs == of:
+                return rules.jacobian(rhs.arg, wrt)
+            return keep(rhs, wrt, out, rules)
+
+        return self.replaced(Elementwise, dropped)
 
 
 def jacobian(rhs: sp.Basic, wrt: MatrixSymbol, out: sp.Basic | None = None) -> sp.Basic:

@@ -29,8 +29,11 @@ from derive.tools.check.load import CheckError
 ROLES = (
     ("inputs", r"inputs?|xs?|x_?(seq|batch|train|in|data)|seq(uence)?s?|data|word_?idx|words|sentences?|tokens?"),
     ("targets", r"targets?|ys?|y_?(true|seq|batch|train)|labels?|truth|t"),
-    ("upstream", r"d(h|hs|a|out|outputs?|y|h_?all|a_?all|hidden)|dnext_?h|dh_?next|grads?_?(out|output|h)?|accum_grad"
-     r"|upstream|delta|dl_?dh|dout"),
+    (
+        "upstream",
+        r"d(h|hs|a|out|outputs?|y|h_?all|a_?all|hidden)|dnext_?h|dh_?next|grads?_?(out|output|h)?|accum_grad"
+        r"|upstream|delta|dl_?dh|dout",
+    ),
     ("cache", r"caches?|ctx|cache_?list|saved"),
     ("params", r"params|parameters|weights|theta|model_?params"),
 )
@@ -124,7 +127,7 @@ def _tree(obj: Any) -> ast.AST | None:
 def global_reads(fn: Callable[..., Any], module: types.ModuleType) -> list[str]:
     """The global names a function reads, and those of the module's functions it calls, in the
     order the code first reads them."""
-    seen: set[str] = set()
+    seen: set[int] = set()
     todo: list[Any] = [fn]
     found: dict[str, None] = {}
     while todo:
@@ -177,6 +180,10 @@ def string_keys(module: types.ModuleType) -> list[str]:
         return []
     out: dict[str, None] = {}
     for node in ast.walk(tree):
-        if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str):
+        if (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.slice, ast.Constant)
+            and isinstance(node.slice.value, str)
+        ):
             out.setdefault(node.slice.value)
     return list(out)

@@ -65,8 +65,15 @@ class Code:
     its weights matched to the cell's parameters."""
 
     def __init__(
-        self, module: types.ModuleType, fn: Callable[..., Any], owner: type | None, label: str,
-        cell: Cell, explicit: dict[str, str], *, layer: bool = False,
+        self,
+        module: types.ModuleType,
+        fn: Callable[..., Any],
+        owner: type | None,
+        label: str,
+        cell: Cell,
+        explicit: dict[str, str],
+        *,
+        layer: bool = False,
     ) -> None:
         self.module, self.fn, self.owner, self.label, self.cell = module, fn, owner, label, cell
         self.explicit = explicit
@@ -93,8 +100,9 @@ class Code:
     def _weight_names(self) -> list[str]:
         names = [p.name for p in bind.arguments(self.fn, self.label)]
         names += self.globals + self.attributes + self._keys()
-        if self.owner is not None and self.owner.__init__ is not object.__init__:
-            names += [p.name for p in bind.arguments(self.owner.__init__, self.label)]
+        init = getattr(self.owner, "__init__", object.__init__)
+        if init is not object.__init__:
+            names += [p.name for p in bind.arguments(init, self.label)]
         return list(dict.fromkeys(names))
 
     def checked(self, params: tuple[str, ...]) -> dict[str, Block]:
@@ -163,8 +171,7 @@ class Code:
         return obj
 
     def _constructed(self, problem: Problem, form: Form) -> Any:
-        owner = self.owner
-        assert owner is not None
+        owner: Any = self.owner
         if owner.__init__ is object.__init__:
             return owner()
         try:
@@ -309,7 +316,9 @@ def _other_by_name(name: str, others: dict[str, tuple[int, ...]], cell: Cell) ->
 
 
 def _fits(g: np.ndarray, shape: tuple[int, ...]) -> bool:
-    return g.shape == shape or (len(shape) <= 2 and 1 in shape + g.shape and g.size == int(np.prod(shape)) and g.ndim <= 2)
+    return g.shape == shape or (
+        len(shape) <= 2 and 1 in shape + g.shape and g.size == int(np.prod(shape)) and g.ndim <= 2
+    )
 
 
 def cut(code: Code, found: dict[str, np.ndarray], problem: Problem, form: Form) -> dict[str, np.ndarray]:

@@ -92,6 +92,7 @@ def make_problem(cell: Cell, steps: int, rng: np.random.Generator, *, layer: boo
         xs = np.eye(n_x)[ints]
     target = cell.targets[0]
     n_t = sizes[target.dim]
+    targets: np.ndarray
     if target.kind == "class":
         targets = rng.integers(0, n_t, (steps, batch))
     else:

@@ -75,32 +75,87 @@ def _clipped(user: np.ndarray, right: np.ndarray) -> float | None:
     return c if max_rel_error(user, np.clip(right, -c, c)) <= CHECK_RTOL else None
 
 
-def _scaled(user: np.ndarray, right: np.ndarray) -> float | None:
-    """c where user = c * right (c not 1); None otherwise."""
+def _fraction(c: float) -> int | None:
+    """n where c = 1/n, n >= 2 (to the check's tolerance); None otherwise."""
+    n = round(1 / c) if abs(c) > 1e-12 else 0
+    return n if n >= 2 and abs(n * c - 1) <= CHECK_RTOL else None
+
+
+def _factor(c: float, steps: int) -> tuple[str, str]:
+    """c as the user's loss likely has it: ("1/5 of", "a mean over the 5 steps"), ("0.3 times", ...)."""
+    n = _fraction(c)
+    if n is None:
+        return f"{c:.6g} times", "a factor in the loss"
+    if n == steps:
+        why = f"a mean over the {steps} steps"
+    elif steps > 1 and n % steps == 0:
+        why = f"a mean over N·T = {n // steps}·{steps}"
+    else:
+        why = "a 1/2 in the loss" if n == 2 else "a factor in the loss"
+    return f"1/{n} of", why
+
+
+def _scaled(user: np.ndarray, right: np.ndarray, hint: float | None = None) -> float | None:
+    """c where user = c * right (c not 1): the ``hint`` (the losses' ratio), else c by least squares,
+    made exactly 1/n where it is one; None otherwise."""
     if user.shape != right.shape or not np.any(right):
         return None
-    c = float(np.vdot(user, right) / np.vdot(right, right))
-    if abs(c - 1) < 1e-3 or abs(c) < 1e-12:
-        return None
-    return c if max_rel_error(user, c * right) <= CHECK_RTOL else None
+    fitted = float(np.vdot(user, right) / np.vdot(right, right))
+    for c in (hint, fitted):
+        if c is None or abs(c - 1) < 1e-3 or abs(c) < 1e-12:
+            continue
+        n = _fraction(c)
+        c = 1 / n if n is not None else c
+        if max_rel_error(user, c * right) <= CHECK_RTOL:
+            return c
+    return None
+
+
+def _matched(name: str, user: np.ndarray, found: list[Suspect]) -> Suspect | None:
+    """The first suspect whose gradient of ``name`` is the user's."""
+    return next((s for s in found if name in s.grads and max_rel_error(user, s.grads[name]) <= CHECK_RTOL), None)
+
+
+def _scaled_suspect(
+    name: str, user: np.ndarray, found: list[Suspect], hint: float | None
+) -> tuple[float, Suspect] | None:
+    """(c, s) where user = c * (suspect s's gradient): a constant factor (a mean) besides one mistake."""
+    for s in found:
+        if name in s.grads and (c := _scaled(user, s.grads[name], hint)) is not None:
+            return c, s
+    return None
 
 
 def diagnose(
-    name: str, user: np.ndarray, right: np.ndarray, found: list[Suspect], first_wrong: int, shortest: int
+    name: str,
+    user: np.ndarray,
+    right: np.ndarray,
+    found: list[Suspect],
+    first_wrong: int,
+    steps: tuple[int, ...],
+    loss_ratio: float | None = None,
 ) -> str:
+    """What is most likely wrong with the user's gradient of ``name`` at the longest of the ``steps``
+    checked (where it first goes wrong at ``first_wrong``; user loss / right loss ``loss_ratio``): a
+    suspect, a clipped or scaled right gradient, a suspect times a factor (a mean), or failing these,
+    where it starts to go wrong."""
+    shortest = min(steps)
     if not np.all(np.isfinite(user)):
         return "has NaN or infinite entries"
     if user.shape != right.shape:
         if user.shape == right.shape[::-1] and max_rel_error(user, right.T) <= CHECK_RTOL:
             return f"has shape {user.shape}, the transpose of {right.shape}: the outer product's factors are swapped"
         return f"has shape {user.shape}; {name} is {right.shape}"
-    for s in found:
-        if name in s.grads and max_rel_error(user, s.grads[name]) <= CHECK_RTOL:
-            return f"{s.says}. Missing: {s.term}"
+    if (s := _matched(name, user, found)) is not None:
+        return f"{s.says}. Missing: {s.term}"
     if (c := _clipped(user, right)) is not None:
         return f"is clipped to [-{c:.3g}, {c:.3g}]: compare gradients before clipping them"
-    if (c := _scaled(user, right)) is not None:
-        return f"is {c:.6g} times the right gradient: a factor in the loss (a mean, a 1/2) differs"
+    if (c := _scaled(user, right, loss_ratio)) is not None:
+        amount, why = _factor(c, max(steps))
+        return f"is {amount} the right gradient ({why})"
+    if (scaled := _scaled_suspect(name, user, found, loss_ratio)) is not None:
+        amount, why = _factor(scaled[0], max(steps))
+        return f"is {amount} the gradient ({why}); besides that, it {scaled[1].says}. Missing: {scaled[1].term}"
     if first_wrong > shortest:
         return (
             f"matches none of the usual mistakes; it is right for T < {first_wrong} and wrong from T = "
@@ -140,9 +195,7 @@ def check(
         kind, sequences = "loss function", problems(cell, steps)
     else:
         layer = layer_cell(cell)
-        forward, backward = (
-            Code(loaded.module, f.obj, f.owner, f.name, cell, explicit, layer=True) for f in found
-        )
+        forward, backward = (Code(loaded.module, f.obj, f.owner, f.name, cell, explicit, layer=True) for f in found)
         _require_weights(forward, layer.param_names)
         yardstick = Yardstick(layer, max(steps), truncate)
         checked = LayerTarget(forward, backward, layer, cell, SEED)
@@ -170,9 +223,7 @@ def _require_weights(code: Code, params: tuple[str, ...]) -> None:
 
 def _require_supported_shape(cell: Cell) -> None:
     if (len(cell.inputs), len(cell.targets), cell.loss_mode) != (1, 1, "every"):
-        raise CheckError(
-            f"{cell.name}: bptt check takes cells with one input and one target at every step for now"
-        )
+        raise CheckError(f"{cell.name}: bptt check takes cells with one input and one target at every step for now")
 
 
 @dataclass
@@ -228,18 +279,32 @@ def _diagnose_gradients(rows: list[Row], compared: _Comparison, derivation: Deri
         return
     problem, user, want = compared.last
     found = suspects(derivation, problem, max(steps), want)
+    ratio = _loss_ratio(compared.last_loss)
     for r in rows:
         if not r.ok and r.name in derivation.cell.param_names:
-            r.diagnosis = diagnose(r.name, user[r.name], want[r.name], found, compared.first_wrong[r.name], min(steps))
+            r.diagnosis = diagnose(
+                r.name, user[r.name], want[r.name], found, compared.first_wrong[r.name], steps, ratio
+            )
+
+
+def _loss_ratio(last_loss: tuple[Problem, float, float] | None) -> float | None:
+    """user loss / right loss at the last problem (None if the code returns no loss): a factor shows here first."""
+    if last_loss is None:
+        return None
+    _, user_loss, want_loss = last_loss
+    return user_loss / want_loss if want_loss else None
 
 
 def _diagnose_loss(loss_row: Row, last_loss: tuple[Problem, float, float]) -> None:
+    """What is wrong with the user's loss: a factor (a mean is a convention, found before), or else."""
     if loss_row.ok:
         return
-    problem, user_loss, want_loss = last_loss
-    T = problem.steps
-    if abs(user_loss - want_loss / T) <= CHECK_RTOL * abs(want_loss):
-        loss_row.diagnosis = f"is the mean of J_t over the {T} steps, not their sum J = sum_t J_t"
+    problem = last_loss[0]
+    ratio = _loss_ratio(last_loss)
+    n = _fraction(ratio) if ratio is not None else None
+    if n is not None:
+        amount, why = _factor(1 / n, problem.steps)
+        loss_row.diagnosis = f"is {amount} the derivation's J = sum_t J_t ({why})"
     else:
         loss_row.diagnosis = "differs from the derivation's J = sum_t J_t: the forward pass is not the cell's"
 

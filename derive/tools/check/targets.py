@@ -111,7 +111,7 @@ class LossTarget(Target):
                 best = (error, form)
         if best is not None:
             return best[1]
-        raise _most_said(errors)
+        raise _none_ran(self.code.label, errors)
 
     def _returned(self, problem: Problem, form: Form) -> tuple[list[tuple[str, Any]], Any]:
         obj = self.code.instance(problem, form) if self.code.owner is not None else None
@@ -145,10 +145,17 @@ class LossTarget(Target):
         return words
 
 
-def _most_said(errors: list[CheckError]) -> CheckError:
-    """Of the errors the forms tried met, the one met most often (the first of those)."""
+def _none_ran(label: str, errors: list[CheckError]) -> CheckError:
+    """Bad usage when no form runs the code: the error met most often (the first of those), said
+    after the forms tried, unless every form met it (then it is the code's, whatever the form)."""
     said = [str(e) for e in errors]
-    return errors[max(range(len(errors)), key=lambda i: (said.count(said[i]), -i))]
+    most = errors[max(range(len(errors)), key=lambda i: (said.count(said[i]), -i))]
+    if said.count(str(most)) == len(said):
+        return most
+    return CheckError(
+        f"{label}: it runs under none of the {len(errors)} conventions tried (layouts, vectors as rows or "
+        f"columns, weights (out, in) or (in, out), gate orders); most often: {most}"
+    )
 
 
 def _error(got: np.ndarray, want: np.ndarray) -> float:
@@ -198,7 +205,9 @@ def _weight_words(code: Code, layout: Layout) -> list[str]:
 
 
 def _same_letters(user: str, block: Block) -> bool:
-    return block.params == (block.params[0],) and user.replace("_", "").lower() == block.params[0].replace("_", "").lower()
+    return (
+        block.params == (block.params[0],) and user.replace("_", "").lower() == block.params[0].replace("_", "").lower()
+    )
 
 
 def _start_words(code: Code, cell: Cell, form: Form) -> str:
@@ -248,7 +257,7 @@ class LayerTarget(Target):
         if fallback is not None:
             return fallback
         if errors:
-            raise _most_said(errors)
+            raise _none_ran(self.code.label, errors)
         raise CheckError(f"{self.code.label} returned no array of the states' shape under any layout tried")
 
     def as_run(self, problem: Problem) -> Problem:
@@ -267,7 +276,9 @@ class LayerTarget(Target):
         obj = self.code.instance(problem, form) if self.code.owner is not None else None
         out = self.code.call(problem, form, obj=obj)
         parts = list(out) if isinstance(out, (tuple, list)) else [out]
-        shape = codes.to_layout(np.zeros((problem.steps, problem.batch, _size(problem, self.state, self.cell))), form.inputs).shape
+        shape = codes.to_layout(
+            np.zeros((problem.steps, problem.batch, _size(problem, self.state, self.cell))), form.inputs
+        ).shape
         index = next((i for i, p in enumerate(parts) if codes.is_array(p) and p.shape == shape), None)
         if index is None:
             return None, None, obj
@@ -308,7 +319,11 @@ class LayerTarget(Target):
 
 
 def _layout_words(layout: str) -> str:
-    return {"time first": "(T, N, D), time first", "batch first": "(N, T, D), batch first", "time last": "(D, N, T), time last"}[layout]
+    return {
+        "time first": "(T, N, D), time first",
+        "batch first": "(N, T, D), batch first",
+        "time last": "(D, N, T), time last",
+    }[layout]
 
 
 def _state_back(g: np.ndarray, form: Form) -> np.ndarray:

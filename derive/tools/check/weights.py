@@ -69,9 +69,20 @@ def _operands(cell: Cell) -> dict[str, str | None]:
                 args = node.args
                 for i, arg in enumerate(args):
                     if isinstance(arg, sp.MatrixSymbol) and arg.name in cell.param_names and i + 1 < len(args):
-                        names = [naming.split(s.name)[0] for s in args[i + 1].atoms(sp.MatrixSymbol)]
-                        found.setdefault(arg.name, names[0] if names else None)
+                        found.setdefault(arg.name, _operand(cell, args[i + 1]))
     return found
+
+
+def _operand(cell: Cell, expr: sp.Basic) -> str | None:
+    """What a matrix multiplies: a previous state if the expression reads one (U_n (r * h[t-1]) acts on
+    h), else the input, else the first node it reads, by name."""
+    names = sorted({naming.split(s.name) for s in expr.atoms(sp.MatrixSymbol) if s.name not in cell.param_names})
+    states = {s.name for s in cell.states}
+    for wanted in (lambda b, t: b in states and t == "t-1", lambda b, t: b == cell.inputs[0].name, lambda b, t: True):
+        found = next((b for b, t in names if wanted(b, t)), None)
+        if found is not None:
+            return found
+    return None
 
 
 def roles(cell: Cell) -> dict[str, Role]:
@@ -133,7 +144,9 @@ def _families(cell: Cell, mine: list[Role], output: bool) -> list[Candidate]:
             continue
         words = set(_aliases(operand))
         for d in made if len(made) == 1 else ():
-            words |= {o + m for o in _aliases(operand) for m in _aliases(d)} | {m + o for o in _aliases(operand) for m in _aliases(d)}
+            words |= {o + m for o in _aliases(operand) for m in _aliases(d)} | {
+                m + o for o in _aliases(operand) for m in _aliases(d)
+            }
         out.append(Candidate(block, frozenset(words), False))
     return out
 
@@ -290,7 +303,9 @@ def compose(cell: Cell, block: Block, layout: Layout, params: dict[str, np.ndarr
     return np.ascontiguousarray(matrix.T) if layout.transposed else matrix
 
 
-def split(cell: Cell, block: Block, layout: Layout, grad: np.ndarray, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def split(
+    cell: Cell, block: Block, layout: Layout, grad: np.ndarray, params: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
     """The user's gradient of ``block`` cut into the cell's parameters (None where its shape is not the
     block's)."""
     rows = _rows(cell, block, layout)
@@ -305,7 +320,7 @@ def split(cell: Cell, block: Block, layout: Layout, grad: np.ndarray, params: di
     widths = [params[p].shape[1] for p in rows[0]]
     if matrix.shape != (sum(heights), sum(widths)):
         return {rows[0][0]: matrix} if single else {}
-    out = {}
+    out: dict[str, np.ndarray] = {}
     for r, band in zip(rows, np.split(matrix, np.cumsum(heights)[:-1], axis=0)):
         out.update(zip(r, np.split(band, np.cumsum(widths)[:-1], axis=1)))
     return out
