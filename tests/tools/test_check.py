@@ -234,3 +234,15 @@ def test_check_rejects_cells_it_does_not_take_yet():
 
     with pytest.raises(CheckError, match="one input and one target at every step"):
         check(f"{MINCHAR}:lossFun", read(CORPUS / "multi_task.cell"))
+
+
+REGRESS = USER_CODE / "regress.py"
+
+
+def test_a_cell_with_real_targets_is_checked_too():
+    cell = read(CORPUS / "state_loss.cell")
+    report = check(f"{REGRESS}:regress", cell)
+    assert report.passed and [r.name for r in report.rows] == ["loss", "W", "U", "b"]
+    wrong = check(f"{REGRESS}:regress_no_recurrence", cell)
+    assert [r.name for r in wrong.rows if not r.ok] == ["W", "U", "b"]
+    assert all(r.diagnosis.startswith("keeps only the k = t terms") for r in wrong.rows if not r.ok)

@@ -81,7 +81,8 @@ class Code:
         self.attributes = bind.attributes(owner) if owner is not None else []
         names = self._weight_names()
         self.blocks = weights.match(names, cell, explicit)
-        self.absent = weights.absent_biases(names, cell, self.blocks)  # zeros, unchecked
+        read = [n for n in names if n not in self._keys()]  # a dict's keys are the whole module's
+        self.absent = weights.absent_biases(read, cell, self.blocks)  # zeros, unchecked
         self.layer = layer
         self.args = bind.bind(fn, label, cell, {*self.blocks, *self.absent}, method=owner is not None)
         self.keys = [k for k in self.blocks if k in self._keys()]

@@ -49,7 +49,8 @@ def layer_cell(cell: Cell) -> Cell:
     params = tuple(p for p in cell.params if p.name in used)
     return dataclasses.replace(
         cell,
-        name=f"{cell.name}_layer",
+        name=cell.name,  # its document's sections are the cell's (the suspects point there)
+        title=f"{cell.title}, without its output layer",
         params=params,
         targets=(target,),
         equations=(*kept, loss),

@@ -12,6 +12,7 @@ first goes wrong.  This module runs those steps and writes the report.
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 
@@ -52,7 +53,8 @@ class CheckReport:
     unchecked: list[str]  # the user's gradients of weights the cell does not have
     found: list[str]  # the conventions found by running the code, in words
     skipped: list[Skip]  # the file's top-level statements not run
-    truncate: int | None = None
+    truncate: int | None = None  # checked against BPTT truncated to this many steps
+    truncated: int | None = None  # the code is BPTT truncated to this many steps
 
     @property
     def passed(self) -> bool:
@@ -203,12 +205,12 @@ def check(
         kind, sequences = "layer", [layer_problem(cell, layer, t, rng) for t in steps]
     compared = _compare(checked, yardstick, sequences)
     rows = [Row(k, e, e <= CHECK_RTOL) for k, e in compared.errors.items()]
-    _diagnose_gradients(rows, compared, yardstick.full, steps)
+    truncated = _diagnose_gradients(rows, compared, yardstick.full, steps)
     if compared.last_loss is not None:
         _diagnose_loss(rows[0], compared.last_loss)
     notes = checked.found()
     unchecked = list(checked.code.absent)
-    return CheckReport(target, cell.name, kind, steps, rows, unchecked, notes, list(loaded.skips), truncate)
+    return CheckReport(target, cell.name, kind, steps, rows, unchecked, notes, list(loaded.skips), truncate, truncated)
 
 
 def _require_weights(code: Code, params: tuple[str, ...]) -> None:
@@ -273,18 +275,46 @@ def _compare(checked: Target, yardstick: Yardstick, sequences: list[Problem]) ->
     return _Comparison(errors, first_wrong, last, last_loss)
 
 
-def _diagnose_gradients(rows: list[Row], compared: _Comparison, derivation: Derivation, steps: tuple[int, ...]) -> None:
-    """A diagnosis for each wrong gradient, from the suspects at the last (longest) problem."""
+def _diagnose_gradients(
+    rows: list[Row], compared: _Comparison, derivation: Derivation, steps: tuple[int, ...]
+) -> int | None:
+    """A diagnosis for each wrong gradient, from the suspects at the last (longest) problem; K when the
+    code is BPTT truncated to K steps."""
     if all(r.ok for r in rows if r.name != "loss"):
-        return
+        return None
     problem, user, want = compared.last
-    found = suspects(derivation, problem, max(steps), want)
+    params = derivation.cell.param_names
+    found = _joint_first([r for r in rows if r.name in params], user, suspects(derivation, problem, max(steps), want))
     ratio = _loss_ratio(compared.last_loss)
     for r in rows:
         if not r.ok and r.name in derivation.cell.param_names:
             r.diagnosis = diagnose(
                 r.name, user[r.name], want[r.name], found, compared.first_wrong[r.name], steps, ratio
             )
+    return truncated_at(rows, user, found)
+
+
+def _joint_first(rows: list[Row], user: Grads, found: list[Suspect]) -> list[Suspect]:
+    """The suspects, the first that explains every wrong gradient of ``rows`` at once put first: one mistake
+    (no carry at all) is said for all of them rather than a narrower one (no carry of h) that
+    happens to fit a few."""
+    wrong = [r.name for r in rows if not r.ok and r.name in user]
+    joint = next((s for s in found if wrong and all(_matched(n, user[n], [s]) for n in wrong)), None)
+    return found if joint is None else [joint, *(s for s in found if s is not joint)]
+
+
+TRUNCATIONS = re.compile(r"truncate(\d+)|recurrence")
+
+
+def truncated_at(rows: list[Row], user: Grads, found: list[Suspect]) -> int | None:
+    """K when every wrong gradient is that of BPTT truncated to K steps (K = 1: the recurrence left out)."""
+    wrong = [r.name for r in rows if not r.ok]
+    if not wrong or any(name not in user for name in wrong):
+        return None
+    for s in found:
+        if (m := TRUNCATIONS.fullmatch(s.key)) and all(_matched(n, user[n], [s]) for n in wrong):
+            return int(m.group(1) or 1)
+    return None
 
 
 def _loss_ratio(last_loss: tuple[Problem, float, float] | None) -> float | None:
@@ -327,7 +357,7 @@ def format_report(report: CheckReport) -> str:
     ]
     if report.skipped:
         lines.append(f"  not run: {skipped_words(report.skipped)}")
-    lines.append(f"  found: {'; '.join(report.found)}")
+    lines += [f"  {'found:' if i == 0 else '':<7}{said}" for i, said in enumerate(report.found)]
     lines.append(f"  {'':<8} {'max rel error':>14}  verdict (tolerance {CHECK_RTOL:.0e})")
     for r in report.rows:
         lines.append(f"  {r.name:<8} {r.error:>14.1e}  {'ok' if r.ok else 'WRONG'}")
@@ -347,6 +377,11 @@ def format_report(report: CheckReport) -> str:
     if report.unchecked:
         lines.append(
             f"\nnot in the {report.cell} cell (set to zero, gradients not checked): {', '.join(report.unchecked)}"
+        )
+    if report.truncated and report.truncated > 1:  # K = 1, no recurrence at all, is said as such
+        lines.append(
+            f"\nthis is truncated BPTT with K = {report.truncated}: "
+            f"with --truncate {report.truncated} it is checked as such"
         )
     lines.append("\nall gradients match" if report.passed else "\nsome gradients do not match")
     return "\n".join(lines)

@@ -347,7 +347,23 @@ def _outer_states(program: Program) -> list[str]:
 
 def _first_step_read_last(case: Case, problem: Problem, right: Grads, states: list[str]) -> Grads:
     """``right`` (of ``problem``) with each gradient's step-1 outer product taken with s_T, not s_0:
-    the program's gradient terms at t = 1, replayed, re-evaluated with the last state."""
+    the program's gradient terms at t = 1, replayed, re-evaluated with the last state, one sequence
+    at a time (the program's Jacobians are of one column)."""
+    grads = dict(right)
+    for b in range(problem.batch):
+        one = dataclasses.replace(
+            problem,
+            xs=problem.xs[:, b : b + 1],
+            targets=problem.targets[:, b : b + 1],
+            initial=[v[b : b + 1] for v in problem.initial],
+        )
+        for wrt, change in _first_step_change(case, one, states).items():
+            grads[wrt] = grads[wrt] + change.reshape(right[wrt].shape)
+    return grads
+
+
+def _first_step_change(case: Case, problem: Problem, states: list[str]) -> Grads:
+    """What reading s_T for s_0 at t = 1 adds to each gradient, for a problem of one sequence."""
     cell, program = case.derivation.cell, case.derivation.program
     envs = replay(cell, program, problem)
     first, last = envs[0], envs[-1]
@@ -357,15 +373,12 @@ def _first_step_read_last(case: Case, problem: Problem, right: Grads, states: li
         prev, final = cell.nodes[s].at("t-1"), cell.nodes[s].at("T")
         swap[sp.Transpose(prev)] = sp.Transpose(final)
         env[final.name] = last[naming.step_name(s, "t")]
-    grads = dict(right)
+    out = {}
     for acc in program.accumulates:
         wrong = acc.expr.xreplace(swap)
         if wrong != acc.expr:
-            change = evaluate(wrong, env) - evaluate(acc.expr, first)
-            if right[acc.wrt].ndim == 1:  # a bias: its columns (one per sequence) summed
-                change = change.sum(axis=1)
-            grads[acc.wrt] = right[acc.wrt] + change.reshape(right[acc.wrt].shape)
-    return grads
+            out[acc.wrt] = evaluate(wrong, env) - evaluate(acc.expr, first)
+    return out
 
 
 def first_step(case: Case) -> list[Suspect]:

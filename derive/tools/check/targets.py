@@ -136,9 +136,10 @@ class LossTarget(Target):
 
     def found(self) -> list[str]:
         form, words = self.form, []
-        words.append("inputs as a list of indices" if form.inputs == "ints" else "inputs one-hot, (T, D)")
-        words.append("vectors as columns (n, 1)" if form.columns else "vectors as rows (n,)")
-        words += _weight_words(self.code, form.weights)
+        words.append("inputs as a list of indices" if form.inputs == "ints" else "inputs as (T, D) rows")
+        if _takes_vectors(self.code):
+            words.append("vectors as columns (n, 1)" if form.columns else "vectors as rows (n,)")
+        words += _weight_words(self.code, form.weights, self.cell.param_names)
         words.append(_start_words(self.code, self.cell, form))
         if self.mean:
             words.append(f"loss averaged over {self.mean} (its gradients compared times that)")
@@ -175,6 +176,12 @@ MEANS = {  # what a loss may be averaged over, and the factor that makes a sum o
 }
 
 
+def _takes_vectors(code: Code) -> bool:
+    """Whether the code is given a vector (an initial state, a bias) whose shape a form settles."""
+    biases = any(len(code.cell.param(b.params[0]).shape) == 1 for b in code.blocks.values())
+    return biases or bool(code.absent) or any(a.role == "state" for a in code.args)
+
+
 def _mean(user: float, right: float, problem: Problem) -> str | None:
     """What the user's loss is the cell's summed loss averaged over ("" for the sum); None if neither."""
     for mean, factor in MEANS.items():
@@ -184,24 +191,27 @@ def _mean(user: float, right: float, problem: Problem) -> str | None:
     return None
 
 
-def _weight_words(code: Code, layout: Layout) -> list[str]:
-    words = []
-    blocks = code.blocks
-    matrices = [u for u, b in blocks.items() if code.cell.param(b.params[0]).shape.__len__() == 2]
-    if matrices:
+def _weight_words(code: Code, layout: Layout, params: tuple[str, ...]) -> list[str]:
+    """How the code stores its weights (those of ``params``): orientation, the gates' order, its names."""
+    blocks, words = code.checked(params), []
+    if any(len(code.cell.param(b.params[0]).shape) == 2 for b in blocks.values()):
         words.append(f"weights stored {'(in, out)' if layout.transposed else '(out, in)'}")
     stacked = [u for u, b in blocks.items() if len(b.grid) > 1]
     if stacked and layout.order:
         words.append(f"gates packed {', '.join(layout.order)} in {', '.join(stacked)}")
-    joined = [u for u, b in blocks.items() if len(b.grid[0]) > 1]
-    if joined:
-        first = blocks[joined[0]].grid[0]
-        sources = tuple(reversed(first)) if layout.sources_reversed else first
-        words.append(f"{', '.join(joined)} act on a concatenation ({' then '.join(sources)})")
-    names = ", ".join(f"{u} = {'|'.join(b.params)}" for u, b in blocks.items() if not _same_letters(u, b))
+    names = [_name_words(u, b, layout) for u, b in blocks.items() if u not in stacked and not _same_letters(u, b)]
     if names:
-        words.append(f"names: {names}")
+        words.append(f"names: {', '.join(names)}")
     return words
+
+
+def _name_words(user: str, block: Block, layout: Layout) -> str:
+    """``Wax = W_xh``, or for weights side by side, ``Wf = [U_f W_f]`` (acting on [h; x])."""
+    row = block.grid[0]
+    if len(row) == 1:
+        return f"{user} = {row[0]}"
+    row = tuple(reversed(row)) if layout.sources_reversed else row
+    return f"{user} = [{' '.join(row)}]"
 
 
 def _same_letters(user: str, block: Block) -> bool:
@@ -313,7 +323,7 @@ class LayerTarget(Target):
     def found(self) -> list[str]:
         form = self.form
         words = [f"inputs {_layout_words(form.inputs)}"]
-        words += _weight_words(self.code, form.weights)
+        words += _weight_words(self.code, form.weights, self.cell.param_names)
         words.append(_start_words(self.code, self.cell, form))
         return words
 
