@@ -246,3 +246,35 @@ def test_a_cell_with_real_targets_is_checked_too():
     wrong = check(f"{REGRESS}:regress_no_recurrence", cell)
     assert [r.name for r in wrong.rows if not r.ok] == ["W", "U", "b"]
     assert all(r.diagnosis.startswith("keeps only the k = t terms") for r in wrong.rows if not r.ok)
+
+
+BIND = USER_CODE / "bind.py"
+LAYERS = USER_CODE / "layers.py"
+
+
+@pytest.mark.parametrize("function", ["lossFun", "loss_hprev_last"])
+def test_arguments_are_bound_by_name_in_any_position(function):
+    report = check(f"{BIND}:{function}", load_builtin("elman"))
+    assert report.passed and [r.name for r in report.rows] == ["loss", *ELMAN]
+
+
+def test_a_layer_object_that_keeps_its_gradients_on_itself_time_first():
+    report = check(f"{LAYERS}:ElmanLayer.forward,ElmanLayer.backward", load_builtin("elman"))
+    assert report.passed and [r.name for r in report.rows] == ["forward", "W_xh", "W_hh", "b_h", "x"]
+    assert report.found == [
+        "inputs (T, N, D), time first",
+        "weights stored (out, in)",
+        "names: W_in = W_xh, W_rec = W_hh, bias = b_h",
+        "starts from h0 = 0",
+    ]
+
+
+@pytest.mark.slow  # the GRU's derivation
+def test_a_gru_layer_with_its_gates_packed_in_its_own_order():
+    report = check(f"{LAYERS}:GRULayer.forward,GRULayer.backward", load_builtin("gru"))
+    assert report.passed and "gates packed u, r, n in Wx, Wh, b" in report.found
+
+
+def test_a_class_named_alone_is_bad_usage_that_lists_its_methods(capsys):
+    code, _, err = run(capsys, f"{LAYERS}:GRULayer")
+    assert code == 2 and "'GRULayer' is a class: name one of its methods (GRULayer.forward, GRULayer.backward)" in err

@@ -322,6 +322,9 @@ def resolve(loaded: Loaded, dotted: tuple[str, ...]) -> Found:
     if rest and not isinstance(obj, type):
         raise CheckError(f"{loaded.path}: {first!r} is not a class (it is {_a(obj)})")
     if not rest:
+        if isinstance(obj, type):
+            methods = ", ".join(f"{first}.{m}" for m in _methods(obj) if not m.startswith("_"))
+            raise CheckError(f"{loaded.path}: {first!r} is a class: name one of its methods ({methods})")
         if not callable(obj):
             raise CheckError(f"{loaded.path}: {first!r} is not a function (it is {_a(obj)})")
         return Found(None, obj, first)

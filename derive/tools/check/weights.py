@@ -29,7 +29,8 @@ from derive.tools.check.load import CheckError
 
 # the letters hand-written code uses for a cell's names, besides the names themselves
 ALIASES = {
-    "h": ("a", "s"),  # a in the deeplearning.ai course, s in the WildML tutorial
+    "x": ("in", "inp", "input"),
+    "h": ("a", "s", "rec", "hid", "hidden"),  # a in the deeplearning.ai course, s in the WildML tutorial
     "g": ("c", "cc", "ct", "cbar", "ctilde", "chat", "cand"),  # the LSTM candidate, often c-tilde
     "u": ("z",),  # the GRU update gate, z in Cho et al. and PyTorch
     "n": ("htilde", "hh", "hc"),
