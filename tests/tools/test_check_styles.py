@@ -46,6 +46,7 @@ def found(out: str) -> list[str]:
     return said
 
 
+MLFS_MAP = ("--map", "U=W_xh,W=W_hh,V=W_hy")
 ACCEPTED = [
     (
         ["min_char_rnn.py:lossFun"],
@@ -121,6 +122,16 @@ ACCEPTED = [
             "starts from the given h0",
         ],
     ),
+    (
+        ["mlfs/rnn_layer.py:RNN.forward_pass,RNN.backward_pass", "--cell", "rnn", *MLFS_MAP, "--truncate", "6"],
+        [
+            "inputs (N, T, D), batch first",
+            "returns the output layer's y at every step",
+            "weights stored (out, in)",
+            "names: U = W_xh, W = W_hh, V = W_hy",
+            "starts from h0 = 0",
+        ],
+    ),
     pytest.param(
         ["dlai_rnn.py:lstm_forward,lstm_backward", "--cell", "lstm"],
         [
@@ -169,6 +180,11 @@ LSTM = "W_f, U_f, b_f, W_i, U_i, b_i, W_o, U_o, b_o, W_g, U_g, b_g"
 WRONG = [
     (["min_char_rnn_class.py:RNNAliased.train"], FIRST_STEP),
     (["rnn_layers.py:rnn_forward,rnn_backward_no_carry"], NO_CARRY),
+    (
+        ["mlfs/rnn_layer.py:RNNWrongStep.forward_pass,RNNWrongStep.backward_pass", "--cell", "rnn", *MLFS_MAP]
+        + ["--truncate", "6"],
+        "W_hh: takes the outer product with the state of the wrong step (h_t where h_{t-1} belongs)",
+    ),
     pytest.param(
         ["rnn_layers.py:lstm_forward,lstm_backward_no_cell_carry", "--cell", "lstm"],
         f"{LSTM}: does not carry the gradient back through c (the carried dc_next is missing)",
@@ -213,3 +229,11 @@ def test_the_default_lengths_reach_past_a_five_step_truncation():
     from derive.tools.check.report import CHECK_STEPS
 
     assert max(CHECK_STEPS) >= 8
+
+
+def test_a_layer_that_hands_its_gradients_to_optimizers_and_truncates_is_read_and_named(capsys):
+    args = ("mlfs/rnn_layer.py:RNN.forward_pass,RNN.backward_pass", "--cell", "rnn", *MLFS_MAP)
+    code, out, _ = run(capsys, *args)
+    rows = {line.split()[0]: line.split()[-1] for line in out.splitlines() if line.endswith((" ok", " WRONG"))}
+    assert code == 1 and rows == {"forward": "ok", "W_xh": "WRONG", "W_hh": "WRONG", "W_hy": "ok", "x": "WRONG"}
+    assert "\nthis is truncated BPTT with K = 6: with --truncate 6 it is checked as such\n" in out

@@ -39,7 +39,11 @@ ROLES = (
 )
 SIZES = (  # (dimension of the cell, the names of its size); T is the sequence length
     ("x", r"vocab(_size)?|input_?(size|dim)|in_?(size|dim)|word_?dim|n_?x|num_inputs|n_in|d_?in|data_dim"),
-    ("h", r"hidden(_?(size|dim|units))?|n_?[ha]|num_hidden|state_?(size|dim)|hid_?(size|dim)|n_hidden|units|h_?dim"),
+    (
+        "h",
+        r"hidden(_?(size|dim|units))?|n_?[ha]|num_hidden|state_?(size|dim)|hid_?(size|dim)|n_hidden|(n_|num_)?units"
+        r"|h_?dim",
+    ),
     ("y", r"output_?(size|dim)|n_?y|out_?(size|dim)|num_(outputs|classes)|n_(out|classes)|class(es)?"),
     ("T", r"seq_?(length|len)|t_?x|timesteps|time_?steps|num_steps|n_steps|steps|sequence_length|bptt_len"),
 )
@@ -74,6 +78,15 @@ def state_index(name: str, cell: Cell) -> int | None:
 
 def size_dim(name: str) -> str | None:
     return next((dim for dim, pattern in SIZES if _full(pattern, name)), None)
+
+
+OPTIMIZER = re.compile(r"(?P<w>\w+?)_?(optimizer|optim|opt)|(optimizer|optim|opt)_?(?P<v>\w+)")
+
+
+def optimizer_of(attribute: str) -> str | None:
+    """The weight an optimizer attribute serves (``U_opt``, ``optimizer_W``), or None."""
+    m = OPTIMIZER.fullmatch(attribute)
+    return None if m is None else m.group("w") or m.group("v")
 
 
 def role_of(name: str, cell: Cell, weights: set[str]) -> Arg | None:

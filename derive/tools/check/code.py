@@ -87,6 +87,7 @@ class Code:
         self.args = bind.bind(fn, label, cell, {*self.blocks, *self.absent}, method=owner is not None)
         self.keys = [k for k in self.blocks if k in self._keys()]
         self.given: dict[int, str] = {}  # id of an array given to the latest instance: its weight
+        self.recorders: dict[str, Recorder] = {}  # the latest instance's optimizers, by weight
 
     def _keys(self) -> list[str]:
         """The names a params dict may hold, if the function takes one: --map's, the string keys the
@@ -160,15 +161,18 @@ class Code:
 
     def instance(self, problem: Problem, form: Form) -> Any:
         """An object of the owner class: made by ``__init__`` when its arguments are weights and sizes,
-        otherwise without it; then every weight and size attribute set as the problem has them."""
+        otherwise without it; then every weight and size attribute set as the problem has them, and
+        each weight's optimizer (``U_opt``) a ``Recorder`` of the gradient handed to it."""
         assert self.owner is not None
-        self.given = {}
+        self.given, self.recorders = {}, {}
         obj = self._constructed(problem, form)
         for name in self.attributes:
             if name in self.blocks or name in self.absent:
                 setattr(obj, name, self._given(name, self.weight(name, problem, form)))
             elif (dim := bind.size_dim(name)) is not None:
                 setattr(obj, name, size(dim, problem, self.cell))
+            elif (weight := bind.optimizer_of(name)) in self.blocks:
+                setattr(obj, name, self.recorders.setdefault(weight, Recorder()))
         return obj
 
     def _constructed(self, problem: Problem, form: Form) -> Any:
@@ -340,11 +344,25 @@ def left_on(obj: Any, code: Code, problem: Problem, form: Form) -> dict[str, np.
         for p, g in zip(params, grads):
             if id(p) in code.given and is_array(g):
                 found[code.given[id(p)]] = np.asarray(g, dtype=float).copy()
+    for name, recorder in code.recorders.items():
+        if recorder.grad is not None and name not in found:
+            found[name] = recorder.grad
     for attr, value in vars(obj).items() if hasattr(obj, "__dict__") else ():
         name = weights.plain_name(attr)
         if name != attr and name in code.blocks and name not in found and is_array(value):
             found[name] = np.asarray(value, dtype=float).copy()
     return cut(code, found, problem, form)
+
+
+class Recorder:
+    """Stands for a weight's optimizer: ``update(w, grad)`` keeps the gradient and returns w unchanged."""
+
+    def __init__(self) -> None:
+        self.grad: np.ndarray | None = None
+
+    def update(self, w: Any, grad: Any) -> Any:
+        self.grad = np.asarray(grad, dtype=float).copy()
+        return w
 
 
 def signature_text(fn: Callable[..., Any]) -> str:

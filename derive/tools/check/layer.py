@@ -1,23 +1,37 @@
-"""``bptt check`` of a layer: the cell without its output layer, under a readout loss.
+"""``bptt check`` of a layer: the cell without its loss, under a readout loss.
 
 A layer-style pair (``rnn_forward``/``rnn_backward``, ``TimeLSTM.forward``/``.backward``) computes
-the states of every step and, given dJ/dh_t for every t, the gradients of the weights that make
-the states.  It is checked as the cell whose output layer is replaced by
-J_t = (1/2) |h_t - r_t|^2 for the state h that the output layer reads and a random real r_t: a
-linear readout of every h_t, whose upstream gradient h_t - r_t the backward is given.  That cell
-is derived and self-checked like any other, so the yardstick is the derivation's.
+a vector at every step (the states h, or an output V h_t) and, given dJ/dv_t for every t, the
+gradients of the weights that make it.  It is checked as the cell whose loss is replaced by
+J_t = (1/2) |v_t - r_t|^2 for that vector v (the readout) and a random real r_t: a linear readout
+of every step, whose upstream gradient v_t - r_t the backward is given.  That cell is derived and
+self-checked like any other, so the yardstick is the derivation's.  Which vector the forward
+returns (h, or the output layer's y) is found by running it, with its other conventions.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
 
+import numpy as np
 import sympy as sp
 
 from derive.ir import naming
 from derive.ir.cell import Cell, Equation, Target
-from derive.ir.exprs import SquaredError
+from derive.ir.exprs import CrossEntropy, Softmax, SoftmaxCrossEntropy, SquaredError
+from derive.tools.check import code as codes
+from derive.tools.check.code import Code, Form
 from derive.tools.check.load import CheckError
+from derive.tools.check.problem import LAYER_SIZES, PROBE_STEPS, Problem, forward_values, make_problem
+from derive.tools.check.targets import MATCH_RTOL, Answer, layouts, none_ran, start_words, weight_words
+from derive.tools.check.targets import Target as Checked
+from derive.verify.report import max_rel_error
+
+NOT_READ_OUT = (Softmax, CrossEntropy, SoftmaxCrossEntropy, SquaredError)  # probabilities and losses
 
 
 def readout_state(cell: Cell) -> str:
@@ -32,29 +46,185 @@ def readout_state(cell: Cell) -> str:
     return states[0]
 
 
+def readouts(cell: Cell) -> list[str]:
+    """What a layer's forward may return: the readout state, then the output layer's vectors (y =
+    W_hy h), not its probabilities or its loss."""
+    outputs = [
+        eq.name
+        for eq in cell.equations
+        if eq.name in cell.outputs and eq.name != cell.loss and not isinstance(eq.rhs, NOT_READ_OUT)
+    ]
+    return [readout_state(cell), *outputs]
+
+
 def _free_name(cell: Cell, wanted: str) -> str:
     taken = set(cell.nodes) | set(cell.param_names) | {v.name for v in (*cell.inputs, *cell.targets)}
     return next(f"{wanted}{suffix}" for suffix in ("", "_up", "_readout") if f"{wanted}{suffix}" not in taken)
 
 
-def layer_cell(cell: Cell) -> Cell:
-    """``cell`` without its output layer, with J = squared_error(h, r) on its readout state h."""
+def _needed(cell: Cell, node: str) -> set[str]:
+    """The output equations ``node`` is computed from, itself included."""
+    needed, todo = set(), [node]
+    while todo:
+        name = todo.pop()
+        if name in cell.outputs and name not in needed:
+            needed.add(name)
+            todo += [naming.split(s.name)[0] for s in cell.equation(name).rhs.atoms(sp.MatrixSymbol)]
+    return needed
+
+
+def layer_cell(cell: Cell, readout: str | None = None) -> Cell:
+    """``cell`` with J = squared_error(v, r) on the node ``readout`` (its readout state by default)
+    in place of its loss, and without the output equations v does not need."""
     if len(cell.inputs) != 1:
         raise CheckError(f"{cell.name}: a layer is checked on a cell with one input (it has {len(cell.inputs)})")
-    kept = tuple(eq for eq in cell.equations if eq.name not in cell.outputs)
-    state = next(s for s in cell.states if s.name == readout_state(cell))
-    target = Target(_free_name(cell, "r"), state.dim, "real")
-    loss = Equation(_free_name(cell, "J"), SquaredError(state.at("t"), target.at("t")))
+    readout = readout or readout_state(cell)
+    outputs = _needed(cell, readout)
+    kept = tuple(eq for eq in cell.equations if eq.name not in cell.outputs or eq.name in outputs)
+    node = cell.nodes[readout]
+    target = Target(_free_name(cell, "r"), node.dim, "real")
+    loss = Equation(_free_name(cell, "J"), SquaredError(node.at("t"), target.at("t")))
     used = {s.name for eq in kept for s in eq.rhs.atoms(sp.MatrixSymbol)}
-    params = tuple(p for p in cell.params if p.name in used)
     return dataclasses.replace(
         cell,
         name=cell.name,  # its document's sections are the cell's (the suspects point there)
-        title=f"{cell.title}, without its output layer",
-        params=params,
+        title=f"{cell.title}, read out at {readout}",
+        params=tuple(p for p in cell.params if p.name in used),
         targets=(target,),
         equations=(*kept, loss),
         loss=loss.name,
         loss_mode="every",
         path="",
     )
+
+
+class LayerTarget(Checked):
+    """A forward and a backward of the cell ``full``; once settled, ``cell`` is the layer cell of the
+    vector ``readout`` the forward returns, and ``sizes`` the sizes it runs at."""
+
+    def __init__(self, forward: Code, backward: Code, full: Cell, seed: int) -> None:
+        self.code, self.backward, self.full, self.seed = forward, backward, full, seed
+        self.readout = readout_state(full)
+        self.cell = layer_cell(full)
+        self.sizes = LAYER_SIZES[0]
+        self.form = self._settle()
+
+    def problem(self, steps: int, rng: np.random.Generator) -> Problem:
+        """A batch of real inputs for the full cell's parameters (the output layer's too, for code
+        that computes it), at the settled sizes, with real targets for the readout."""
+        problem = make_problem(self.full, steps, rng, layer=True, base=self.sizes)
+        n = self.cell.sizes(problem.params).get(self.cell.targets[0].dim) or problem.initial[0].shape[1]
+        return replace(problem, targets=rng.standard_normal((steps, problem.batch, n)))
+
+    def _forms(self) -> Iterator[Form]:
+        given = {a.index for a in self.code.args if a.role == "state"}
+        for zero, layout, weights in itertools.product(
+            (False, True) if given else (True,), codes.LAYOUTS, layouts(self.full, self.code)
+        ):
+            yield Form(layout, layout == "time last", weights, zero_start=zero)
+
+    def _settle(self) -> Form:
+        """The first (sizes, form, readout) under which the forward returns the cell's values; failing
+        that, the first form under which it returns an array of a readout's shape."""
+        errors: list[CheckError] = []
+        fallback: tuple[dict[str, int], Form, str] | None = None
+        for sizes in LAYER_SIZES:
+            self.sizes = sizes
+            probe = self.problem(PROBE_STEPS, np.random.default_rng(self.seed))
+            for form in self._forms():
+                try:
+                    parts, _ = self._run_forward(probe, form)
+                except CheckError as e:
+                    errors.append(e)
+                    continue
+                right = forward_values(self.full, self._start(probe, form))
+                for readout in readouts(self.full):
+                    got = _part(parts, right[readout], form)
+                    if got is None:
+                        continue
+                    fallback = fallback or (sizes, form, readout)
+                    if max_rel_error(got, right[readout]) <= MATCH_RTOL:
+                        return self._settled(sizes, form, readout)
+        if fallback is not None:
+            return self._settled(*fallback)
+        if errors:
+            raise none_ran(self.code.label, errors)
+        raise CheckError(
+            f"{self.code.label} returned no array of the states' (or outputs') shape under any layout tried"
+        )
+
+    def _settled(self, sizes: dict[str, int], form: Form, readout: str) -> Form:
+        self.sizes, self.readout = sizes, readout
+        self.cell = layer_cell(self.full, readout)
+        return form
+
+    def as_run(self, problem: Problem) -> Problem:
+        return self._start(problem, self.form)
+
+    def _start(self, problem: Problem, form: Form) -> Problem:
+        """The problem as the code runs it: initial states it does not take are zero."""
+        if form.zero_start:
+            return problem.starting_at_zero()
+        given = {a.index for a in self.code.args if a.role == "state"}
+        initial = [v if i in given else np.zeros_like(v) for i, v in enumerate(problem.initial)]
+        return replace(problem, initial=initial)
+
+    def _run_forward(self, problem: Problem, form: Form) -> tuple[list[Any], Any]:
+        """(what the forward returned, as a list, the instance)."""
+        obj = self.code.instance(problem, form) if self.code.owner is not None else None
+        out = self.code.call(problem, form, obj=obj)
+        return (list(out) if isinstance(out, (tuple, list)) else [out]), obj
+
+    def answer(self, problem: Problem) -> Answer:
+        parts, obj = self._run_forward(problem, self.form)
+        right = forward_values(self.cell, problem)[self.readout]
+        values = _part(parts, right, self.form)
+        if values is None:
+            raise CheckError(f"{self.code.label} returned no array of {self.readout}'s shape")
+        rest = [
+            p for p in parts if not (codes.is_array(p) and p.shape == codes.to_layout(right, self.form.inputs).shape)
+        ]
+        cache = next((p for p in reversed(rest) if not codes.is_array(p)), rest[-1] if rest else None)
+        upstream = codes.to_layout(right - problem.targets, self.form.inputs)
+        returned = self.backward.call(problem, self.form, extra={"upstream": upstream, "cache": cache}, obj=obj)
+        grads, extra = codes.gradients(self.code, codes.flatten(returned), problem, self.form, self._others(problem))
+        if obj is not None:
+            for k, g in codes.left_on(obj, self.code, problem, self.form).items():
+                grads.setdefault(k, g)
+        for name, g in extra.items():
+            grads[name] = codes.from_layout(g, self.form.inputs) if name == "x" else _state_back(g, self.form)
+        return Answer(None, grads, values)
+
+    def _others(self, problem: Problem) -> dict[str, tuple[int, ...]]:
+        out = {"x": codes.to_layout(problem.xs, self.form.inputs).shape}
+        for i, s in enumerate(self.cell.states):
+            if not self.form.zero_start and any(a.role == "state" and a.index == i for a in self.code.args):
+                out[f"{s.name}0"] = self.code.state(i, problem, self.form).shape
+        return out
+
+    def found(self) -> list[str]:
+        form = self.form
+        words = [f"inputs {LAYOUT_WORDS[form.inputs]}"]
+        if self.readout != readout_state(self.full):
+            words.append(f"returns the output layer's {self.readout} at every step")
+        words += weight_words(self.code, form.weights, self.cell.param_names)
+        words.append(start_words(self.code, self.cell, form))
+        return words
+
+
+LAYOUT_WORDS = {
+    "time first": "(T, N, D), time first",
+    "batch first": "(N, T, D), batch first",
+    "time last": "(D, N, T), time last",
+}
+
+
+def _part(parts: list[Any], right: np.ndarray, form: Form) -> np.ndarray | None:
+    """The returned array of ``right``'s shape in the form's layout, as (T, B, n); None if none is."""
+    shape = codes.to_layout(right, form.inputs).shape
+    found = next((p for p in parts if codes.is_array(p) and p.shape == shape), None)
+    return None if found is None else codes.from_layout(np.asarray(found, dtype=float), form.inputs)
+
+
+def _state_back(g: np.ndarray, form: Form) -> np.ndarray:
+    return g.T if form.columns else g

@@ -14,7 +14,6 @@ import types
 from dataclasses import dataclass, field
 
 import numpy as np
-import sympy as sp
 
 from derive.ir import naming
 from derive.ir.cell import Cell
@@ -22,7 +21,7 @@ from derive.verify.evaluator import Evaluator
 
 SEED = 20261129
 LOSS_SIZES = {"x": 4, "h": 5, "y": 4}  # min-char-rnn reads one vocabulary for inputs and outputs
-LAYER_SIZES = {"x": 4, "h": 5, "y": 6}
+LAYER_SIZES = ({"x": 4, "h": 5, "y": 6}, {"x": 4, "h": 5, "y": 4})  # the second for code whose output is x's size
 LAYER_BATCH = 7  # apart from every size and from the probe's T, so a layout shows in a shape
 PROBE_STEPS = 3  # the T at which conventions are found
 COMPLEX_STEP = 1e-20
@@ -74,10 +73,12 @@ def _sizes(cell: Cell, base: dict[str, int]) -> dict[str, int]:
     return {d: base.get(d, 0) or next(others) for d in cell.dims}
 
 
-def make_problem(cell: Cell, steps: int, rng: np.random.Generator, *, layer: bool) -> Problem:
+def make_problem(
+    cell: Cell, steps: int, rng: np.random.Generator, *, layer: bool, base: dict[str, int] | None = None
+) -> Problem:
     """One seeded problem: for a loss function, one sequence of one-hot inputs; for a layer, a batch
-    of real inputs."""
-    sizes = _sizes(cell, LAYER_SIZES if layer else LOSS_SIZES)
+    of real inputs (sizes ``base``, the first of LAYER_SIZES by default)."""
+    sizes = _sizes(cell, base or (LAYER_SIZES[0] if layer else LOSS_SIZES))
     batch = LAYER_BATCH if layer else 1
     params = {}
     for p in cell.params:
@@ -113,45 +114,40 @@ def derived_answer(module: types.ModuleType, problem: Problem, cell: Cell) -> tu
     return float(loss), dict(grads)
 
 
-def forward_states(cell: Cell, problem: Problem, xs: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Every state (and node the states need) at steps 1..T, (T, B, n) each, by the numeric
-    evaluator of the cell's equations; ``xs`` in place of the problem's (complex for the step)."""
+def forward_values(cell: Cell, problem: Problem, xs: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Every node but the loss at steps 1..T, (T, B, n) each, by the numeric evaluator of the cell's
+    equations; ``xs`` in place of the problem's (complex, for the complex step)."""
     xs = problem.xs if xs is None else xs
     evaluator = Evaluator(cell.sizes(problem.params))
-    env: dict[str, np.ndarray] = dict(problem.params)
-    env.update({k: v.reshape(-1, 1) for k, v in problem.params.items() if v.ndim == 1})
+    env: dict[str, np.ndarray] = {k: v for k, v in problem.params.items() if k in cell.param_names}
+    env.update({k: v.reshape(-1, 1) for k, v in env.items() if v.ndim == 1})
     previous = {s.name: v.T for s, v in zip(cell.states, problem.initial)}
-    out: dict[str, list[np.ndarray]] = {s.name: [] for s in cell.states}
+    equations = [eq for eq in cell.equations if eq.name != cell.loss]
+    out: dict[str, list[np.ndarray]] = {eq.name: [] for eq in equations}
     x_name = naming.step_name(cell.inputs[0].name, "t")
     for t in range(xs.shape[0]):
         env[x_name] = xs[t].T
         env.update({naming.step_name(s, "t-1"): v for s, v in previous.items()})
-        for eq in cell.equations:
-            if eq.name not in cell.outputs:
-                env[naming.step_name(eq.name, "t")] = evaluator(eq.rhs, env)
+        for eq in equations:
+            env[naming.step_name(eq.name, "t")] = value = evaluator(eq.rhs, env)
+            out[eq.name].append(value.T)
         previous = {s.name: env[naming.step_name(s.name, "t")] for s in cell.states}
-        for s in cell.states:
-            out[s.name].append(previous[s.name].T)
     return {k: np.stack(v) for k, v in out.items()}
 
 
-def readout_loss(cell: Cell, problem: Problem, state: str, xs: np.ndarray | None = None) -> complex:
-    """J = sum over t and the batch of (1/2) |h_t - r_t|^2 for the state ``state``: the loss a layer
-    is checked under, its upstream gradient h_t - r_t."""
-    d = forward_states(cell, problem, xs)[state] - problem.targets
+def readout_loss(cell: Cell, problem: Problem, node: str, xs: np.ndarray | None = None) -> complex:
+    """J = sum over t and the batch of (1/2) |v_t - r_t|^2 for the node ``node``: the loss a layer
+    is checked under, its upstream gradient v_t - r_t."""
+    d = forward_values(cell, problem, xs)[node] - problem.targets
     return complex(0.5 * (d * d).sum())
 
 
-def input_gradient(cell: Cell, problem: Problem, state: str) -> np.ndarray:
+def input_gradient(cell: Cell, problem: Problem, node: str) -> np.ndarray:
     """dJ/dx of ``readout_loss`` at every step and sequence, (T, B, n_x), by the complex step
     through the evaluator: exact to rounding, one forward run per input entry."""
     grad = np.zeros(problem.xs.shape)
     for index in np.ndindex(*problem.xs.shape):
         xs = problem.xs.astype(complex)
         xs[index] += COMPLEX_STEP * 1j
-        grad[index] = readout_loss(cell, problem, state, xs).imag / COMPLEX_STEP
+        grad[index] = readout_loss(cell, problem, node, xs).imag / COMPLEX_STEP
     return grad
-
-
-def is_state_symbol(symbol: sp.Basic, cell: Cell) -> bool:
-    return isinstance(symbol, sp.MatrixSymbol) and naming.split(symbol.name)[0] in {s.name for s in cell.states}

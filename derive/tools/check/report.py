@@ -22,11 +22,11 @@ from derive.derivation.pipeline import Derivation
 from derive.ir import naming
 from derive.ir.cell import Cell
 from derive.tools.check.code import Code
-from derive.tools.check.layer import layer_cell, readout_state
+from derive.tools.check.layer import LayerTarget, layer_cell
 from derive.tools.check.load import CheckError, Skip, load_file, parse_target, resolve
-from derive.tools.check.problem import SEED, Grads, Problem, forward_states, input_gradient, problems
+from derive.tools.check.problem import SEED, Grads, Problem, forward_values, input_gradient, problems
 from derive.tools.check.suspects import Suspect, suspects
-from derive.tools.check.targets import LayerTarget, LossTarget, Target, layer_problem
+from derive.tools.check.targets import LossTarget, Target
 from derive.tools.check.yardstick import Yardstick
 from derive.verify.report import max_rel_error
 
@@ -196,16 +196,16 @@ def check(
         checked: Target = LossTarget(code, cell, yardstick, SEED)
         kind, sequences = "loss function", problems(cell, steps)
     else:
-        layer = layer_cell(cell)
         forward, backward = (Code(loaded.module, f.obj, f.owner, f.name, cell, explicit, layer=True) for f in found)
-        _require_weights(forward, layer.param_names)
-        yardstick = Yardstick(layer, max(steps), truncate)
-        checked = LayerTarget(forward, backward, layer, cell, SEED)
+        _require_weights(forward, layer_cell(cell).param_names)
+        layer = LayerTarget(forward, backward, cell, SEED)
+        _require_weights(forward, layer.cell.param_names)
+        yardstick = Yardstick(layer.cell, max(steps), truncate)
         rng = np.random.default_rng(SEED)
-        kind, sequences = "layer", [layer_problem(cell, layer, t, rng) for t in steps]
+        checked, kind, sequences = layer, "layer", [layer.problem(t, rng) for t in steps]
     compared = _compare(checked, yardstick, sequences)
     rows = [Row(k, e, e <= CHECK_RTOL) for k, e in compared.errors.items()]
-    truncated = _diagnose_gradients(rows, compared, yardstick.full, steps)
+    truncated = _diagnose_gradients(rows, compared, yardstick.derivation, steps)
     if compared.last_loss is not None:
         _diagnose_loss(rows[0], compared.last_loss)
     notes = checked.found()
@@ -255,13 +255,13 @@ def _compare(checked: Target, yardstick: Yardstick, sequences: list[Problem]) ->
                 "(by name, by shape, or left on its object); map a name with --map NAME=PARAM"
             )
         want_loss, want = yardstick.answer(problem)
-        if "x" in got.grads:
-            want["x"] = input_gradient(yardstick.cell, problem, readout_state(yardstick.cell))
+        if "x" in got.grads and yardstick.derivation.truncate is None:  # (truncated, x's gradient is not derived)
+            want["x"] = input_gradient(yardstick.cell, problem, checked.readout)
         if got.loss is not None:
             errors["loss"] = max(errors.get("loss", 0.0), _error(got.loss, want_loss))
             last_loss = (problem, got.loss, want_loss)
         if got.states is not None:
-            right = forward_states(yardstick.cell, problem)[readout_state(yardstick.cell)]
+            right = forward_values(yardstick.cell, problem)[checked.readout]
             errors["forward"] = max(errors.get("forward", 0.0), _error(got.states, right))
         for p in [*yardstick.cell.param_names, *(k for k in want if k not in yardstick.cell.param_names)]:
             if p not in got.grads:  # an initial state or the inputs, which the code need not return
@@ -291,7 +291,7 @@ def _diagnose_gradients(
             r.diagnosis = diagnose(
                 r.name, user[r.name], want[r.name], found, compared.first_wrong[r.name], steps, ratio
             )
-    return truncated_at(rows, user, found)
+    return truncated_at([r for r in rows if r.name in params], user, found)
 
 
 def _joint_first(rows: list[Row], user: Grads, found: list[Suspect]) -> list[Suspect]:
@@ -378,6 +378,8 @@ def format_report(report: CheckReport) -> str:
         lines.append(
             f"\nnot in the {report.cell} cell (set to zero, gradients not checked): {', '.join(report.unchecked)}"
         )
+    if report.truncate and report.kind == "layer":
+        lines.append("\nthe inputs' gradient is not compared against truncated BPTT (it is derived in full only)")
     if report.truncated and report.truncated > 1:  # K = 1, no recurrence at all, is said as such
         lines.append(
             f"\nthis is truncated BPTT with K = {report.truncated}: "

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,9 +24,8 @@ import numpy as np
 from derive.ir.cell import Cell
 from derive.tools.check import code as codes
 from derive.tools.check.code import Code, Form
-from derive.tools.check.layer import readout_state
 from derive.tools.check.load import CheckError
-from derive.tools.check.problem import PROBE_STEPS, Grads, Problem, forward_states, make_problem
+from derive.tools.check.problem import PROBE_STEPS, Grads, Problem, make_problem
 from derive.tools.check.weights import Block, Layout, gate_orders
 from derive.tools.check.yardstick import Yardstick
 from derive.verify.report import max_rel_error
@@ -41,7 +40,7 @@ class Answer:
     states: np.ndarray | None = None  # a layer's forward, (T, B, n)
 
 
-def _layouts(cell: Cell, code: Code) -> Iterator[Layout]:
+def layouts(cell: Cell, code: Code) -> Iterator[Layout]:
     blocks = list(code.blocks.values())
     sourced = any(len(b.grid[0]) > 1 for b in blocks)
     for transposed, order, reverse in itertools.product(
@@ -56,6 +55,7 @@ class Target:
     code: Code
     form: Form
     cell: Cell
+    readout = ""  # the vector a layer returns at every step (none for a loss function)
 
     def found(self) -> list[str]:
         raise NotImplementedError
@@ -79,7 +79,7 @@ class LossTarget(Target):
         for zero, (inputs, columns), layout in itertools.product(
             (False, True) if given else (True,),
             (("ints", True), ("ints", False), ("onehot", False), ("onehot", True)),
-            _layouts(self.cell, self.code),
+            layouts(self.cell, self.code),
         ):
             yield Form(inputs, columns, layout, zero_start=zero)
 
@@ -111,7 +111,7 @@ class LossTarget(Target):
                 best = (error, form)
         if best is not None:
             return best[1]
-        raise _none_ran(self.code.label, errors)
+        raise none_ran(self.code.label, errors)
 
     def _returned(self, problem: Problem, form: Form) -> tuple[list[tuple[str, Any]], Any]:
         obj = self.code.instance(problem, form) if self.code.owner is not None else None
@@ -139,14 +139,14 @@ class LossTarget(Target):
         words.append("inputs as a list of indices" if form.inputs == "ints" else "inputs as (T, D) rows")
         if _takes_vectors(self.code):
             words.append("vectors as columns (n, 1)" if form.columns else "vectors as rows (n,)")
-        words += _weight_words(self.code, form.weights, self.cell.param_names)
-        words.append(_start_words(self.code, self.cell, form))
+        words += weight_words(self.code, form.weights, self.cell.param_names)
+        words.append(start_words(self.code, self.cell, form))
         if self.mean:
             words.append(f"loss averaged over {self.mean} (its gradients compared times that)")
         return words
 
 
-def _none_ran(label: str, errors: list[CheckError]) -> CheckError:
+def none_ran(label: str, errors: list[CheckError]) -> CheckError:
     """Bad usage when no form runs the code: the error met most often (the first of those), said
     after the forms tried, unless every form met it (then it is the code's, whatever the form)."""
     said = [str(e) for e in errors]
@@ -191,7 +191,7 @@ def _mean(user: float, right: float, problem: Problem) -> str | None:
     return None
 
 
-def _weight_words(code: Code, layout: Layout, params: tuple[str, ...]) -> list[str]:
+def weight_words(code: Code, layout: Layout, params: tuple[str, ...]) -> list[str]:
     """How the code stores its weights (those of ``params``): orientation, the gates' order, its names."""
     blocks, words = code.checked(params), []
     if any(len(code.cell.param(b.params[0]).shape) == 2 for b in blocks.values()):
@@ -220,7 +220,7 @@ def _same_letters(user: str, block: Block) -> bool:
     )
 
 
-def _start_words(code: Code, cell: Cell, form: Form) -> str:
+def start_words(code: Code, cell: Cell, form: Form) -> str:
     """Where the code starts: from the initial states it takes, from zero for the others."""
     taken = {a.index for a in code.args if a.role == "state"}
     given = [f"{s.name}0" for i, s in enumerate(cell.states) if i in taken and not form.zero_start]
@@ -231,124 +231,3 @@ def _start_words(code: Code, cell: Cell, form: Form) -> str:
     if taken and form.zero_start:
         words.append("(it ignores the initial state it is given)")
     return " ".join(words) if not given or not zero else f"{words[0]} and {words[1]}"
-
-
-class LayerTarget(Target):
-    """A forward and a backward; ``cell`` the layer cell, ``full`` the cell it comes from."""
-
-    def __init__(self, forward: Code, backward: Code, cell: Cell, full: Cell, seed: int) -> None:
-        self.code, self.backward, self.cell, self.full = forward, backward, cell, full
-        self.state = readout_state(full)
-        probe = layer_problem(full, cell, PROBE_STEPS, np.random.default_rng(seed))
-        self.form = self._settle(probe)
-
-    def _forms(self) -> Iterator[Form]:
-        given = {a.index for a in self.code.args if a.role == "state"}
-        for zero, layout, weights in itertools.product(
-            (False, True) if given else (True,), codes.LAYOUTS, _layouts(self.full, self.code)
-        ):
-            yield Form(layout, layout == "time last", weights, zero_start=zero)
-
-    def _settle(self, problem: Problem) -> Form:
-        errors: list[CheckError] = []
-        fallback: Form | None = None
-        for form in self._forms():
-            try:
-                states, _, _ = self._forward(problem, form)
-            except CheckError as e:
-                errors.append(e)
-                continue
-            if states is None:
-                continue
-            fallback = fallback or form
-            right = forward_states(self.cell, self._start(problem, form))[self.state]
-            if max_rel_error(states, right) <= MATCH_RTOL:
-                return form
-        if fallback is not None:
-            return fallback
-        if errors:
-            raise _none_ran(self.code.label, errors)
-        raise CheckError(f"{self.code.label} returned no array of the states' shape under any layout tried")
-
-    def as_run(self, problem: Problem) -> Problem:
-        return self._start(problem, self.form)
-
-    def _start(self, problem: Problem, form: Form) -> Problem:
-        """The problem as the code runs it: initial states it does not take are zero."""
-        if form.zero_start:
-            return problem.starting_at_zero()
-        given = {a.index for a in self.code.args if a.role == "state"}
-        initial = [v if i in given else np.zeros_like(v) for i, v in enumerate(problem.initial)]
-        return replace(problem, initial=initial)
-
-    def _forward(self, problem: Problem, form: Form) -> tuple[np.ndarray | None, Any, Any]:
-        """(the states as (T, B, n), what else the forward returned, the instance)."""
-        obj = self.code.instance(problem, form) if self.code.owner is not None else None
-        out = self.code.call(problem, form, obj=obj)
-        parts = list(out) if isinstance(out, (tuple, list)) else [out]
-        shape = codes.to_layout(
-            np.zeros((problem.steps, problem.batch, _size(problem, self.state, self.cell))), form.inputs
-        ).shape
-        index = next((i for i, p in enumerate(parts) if codes.is_array(p) and p.shape == shape), None)
-        if index is None:
-            return None, None, obj
-        rest = [p for i, p in enumerate(parts) if i != index]
-        cache = next((p for p in reversed(rest) if not codes.is_array(p)), rest[-1] if rest else None)
-        return codes.from_layout(np.asarray(parts[index], dtype=float), form.inputs), cache, obj
-
-    def answer(self, problem: Problem) -> Answer:
-        states, cache, obj = self._forward(problem, self.form)
-        if states is None:
-            raise CheckError(f"{self.code.label} returned no array of the states' shape")
-        upstream = codes.to_layout(forward_states(self.cell, problem)[self.state] - problem.targets, self.form.inputs)
-        backward = self.backward
-        args = {"upstream": upstream, "cache": cache}
-        returned = codes.flatten(backward.call(problem, self.form, extra=args, obj=obj))
-        others = self._others(problem)
-        grads, extra = codes.gradients(self.code, returned, problem, self.form, others)
-        if obj is not None:
-            for k, g in codes.left_on(obj, self.code, problem, self.form).items():
-                grads.setdefault(k, g)
-        for name, g in extra.items():
-            grads[name] = codes.from_layout(g, self.form.inputs) if name == "x" else _state_back(g, self.form)
-        return Answer(None, grads, states)
-
-    def _others(self, problem: Problem) -> dict[str, tuple[int, ...]]:
-        out = {"x": codes.to_layout(problem.xs, self.form.inputs).shape}
-        for i, s in enumerate(self.cell.states):
-            if not self.form.zero_start and any(a.role == "state" and a.index == i for a in self.code.args):
-                out[f"{s.name}0"] = self.code.state(i, problem, self.form).shape
-        return out
-
-    def found(self) -> list[str]:
-        form = self.form
-        words = [f"inputs {_layout_words(form.inputs)}"]
-        words += _weight_words(self.code, form.weights, self.cell.param_names)
-        words.append(_start_words(self.code, self.cell, form))
-        return words
-
-
-def _layout_words(layout: str) -> str:
-    return {
-        "time first": "(T, N, D), time first",
-        "batch first": "(N, T, D), batch first",
-        "time last": "(D, N, T), time last",
-    }[layout]
-
-
-def _state_back(g: np.ndarray, form: Form) -> np.ndarray:
-    return g.T if form.columns else g
-
-
-def _size(problem: Problem, state: str, cell: Cell) -> int:
-    index = next(i for i, s in enumerate(cell.states) if s.name == state)
-    return problem.initial[index].shape[1]
-
-
-def layer_problem(full: Cell, cell: Cell, steps: int, rng: np.random.Generator) -> Problem:
-    """A batch of real inputs for the full cell's parameters (the output layer's too, for code
-    that computes it) and real readout targets for the layer cell's state."""
-    problem = make_problem(full, steps, rng, layer=True)
-    n = problem.initial[0].shape[1]
-    targets = rng.standard_normal((steps, problem.batch, n))
-    return replace(problem, targets=targets)

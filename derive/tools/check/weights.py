@@ -36,7 +36,7 @@ ALIASES = {
     "n": ("htilde", "hh", "hc"),
 }
 GRADIENT_PREFIX = re.compile(r"^(d_?|grad_?|dL_?d)(?=[A-Za-z])")
-GRADIENT_SUFFIX = re.compile(r"_?grad$")
+GRADIENT_SUFFIX = re.compile(r"_?(grad|gradient|diff)$")
 
 
 @dataclass(frozen=True)

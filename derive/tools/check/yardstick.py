@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from derive.derivation.pipeline import Derivation, derive
+from derive.derivation.pipeline import derive
 from derive.emit.outputs import module_source
 from derive.ir.cell import Cell
 from derive.tools.check.problem import Grads, Problem, derived_answer
@@ -24,11 +24,6 @@ class Yardstick:
         self_check(source, cell, "check_right")  # the yardstick is run, poisoned, before it judges
         self.cell, self.derivation = cell, derivation
         self.module = load_module(source, "check_right")
-
-    @property
-    def full(self) -> Derivation:
-        """The derivation without truncation (what the suspects change one thing of)."""
-        return dataclasses.replace(self.derivation, truncate=None)
 
     def answer(self, problem: Problem) -> tuple[float, Grads]:
         return derived_answer(self.module, problem, self.cell)
