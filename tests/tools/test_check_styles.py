@@ -63,6 +63,7 @@ ACCEPTED = [
             "inputs as a list of indices",
             "vectors as columns (n, 1)",
             "weights stored (out, in)",
+            "made without running RNN.__init__ (bptt check cannot give its learning_rate)",
             "starts from the given h0",
         ],
     ),
@@ -180,6 +181,10 @@ LSTM = "W_f, U_f, b_f, W_i, U_i, b_i, W_o, U_o, b_o, W_g, U_g, b_g"
 WRONG = [
     (["min_char_rnn_class.py:RNNAliased.train"], FIRST_STEP),
     (["rnn_layers.py:rnn_forward,rnn_backward_no_carry"], NO_CARRY),
+    (
+        ["rnn_layers.py:rnn_forward,rnn_backward_transposed"],
+        "W_xh: has shape (4, 5), the transpose of (5, 4): the outer product's factors are swapped",
+    ),
     (
         ["mlfs/rnn_layer.py:RNNWrongStep.forward_pass,RNNWrongStep.backward_pass", "--cell", "rnn", *MLFS_MAP]
         + ["--truncate", "6"],

@@ -1,2 +1,2 @@
-"""bptt check: a user's own gradient code, loaded, called through an adapter, compared with the
-derivation and diagnosed."""
+"""bptt check: a user's own gradient code, loaded without running its program, called with its
+conventions found by running it, compared with the derivation and diagnosed (see ``report``)."""

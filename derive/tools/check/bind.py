@@ -200,3 +200,35 @@ def string_keys(module: types.ModuleType) -> list[str]:
         ):
             out.setdefault(node.slice.value)
     return list(out)
+
+
+def returned_names(fn: Callable[..., Any]) -> tuple[str, ...]:
+    """The names the function's last ``return`` of a tuple gives its elements (``return loss, dWxh,
+    hs[T - 1]`` gives loss, dWxh, hs), "" for an element that is not a name; () if it returns none."""
+    tree = _tree(fn)
+    body = tree.body[0] if isinstance(tree, ast.Module) and tree.body else None
+    if not isinstance(body, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return ()
+    returns = [n for n in _own_nodes(body) if isinstance(n, ast.Return) and isinstance(n.value, (ast.Tuple, ast.List))]
+    if not returns:
+        return ()
+    return tuple(_name_of(e) for e in returns[-1].value.elts)  # type: ignore[union-attr]
+
+
+def _own_nodes(fn: ast.AST) -> Iterator[ast.AST]:
+    """The nodes of a function's body, not of the functions and classes defined in it."""
+    for child in ast.iter_child_nodes(fn):
+        if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            yield child
+            yield from _own_nodes(child)
+
+
+def _name_of(node: ast.expr) -> str:
+    """The name an element of a return is known by: ``dW``, ``self.dW``, ``hs[-1]``, ``dW.T``."""
+    while isinstance(node, ast.Subscript) or (isinstance(node, ast.Attribute) and node.attr == "T"):
+        node = node.value
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
+        return node.attr
+    return ""

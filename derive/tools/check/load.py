@@ -18,6 +18,7 @@ from __future__ import annotations
 import __future__
 
 import ast
+import hashlib
 import importlib.util
 import inspect
 import keyword
@@ -25,7 +26,7 @@ import re
 import sys
 import types
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,10 +92,6 @@ class Target:
     def after_colon(self) -> str:
         return ",".join(".".join(n) for n in self.names)
 
-    def __iter__(self) -> Iterator[Any]:
-        """``path, name = parse_target(...)``, as report.py still unpacks it (to go when it takes a Target)."""
-        return iter((self.path, self.after_colon))
-
 
 @dataclass(frozen=True)
 class Skip:
@@ -155,9 +152,10 @@ def load_file(path: Path, run: bool = False, timeout: float = USER_TIME_LIMIT) -
         _import(module, path, tree, timeout)
         return Loaded(module, path)
     flags = _future_flags(tree)
+    own = {s.name for s in tree.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
     skips = []
     for stmt in tree.body:
-        why = _why_not_run(stmt) or _run(stmt, module, path, flags, timeout)
+        why = _why_not_run(stmt) or _calls_own(stmt, own) or _run(stmt, module, path, flags, timeout)
         if why:
             skips.append(Skip(stmt.lineno, _first_line(source, stmt), why, frozenset(_names_bound(stmt))))
     module.__doc__ = ast.get_docstring(tree)
@@ -185,7 +183,7 @@ def _new_module(path: Path) -> types.ModuleType:
     Registered by a private name (dataclasses and pickle look a class's module up there); the
     file's folder and the cwd first on the path, so that ``from common.np import *`` finds
     ``common/`` beside the script or where the user runs it from."""
-    name = f"bptt_check_{abs(hash(str(path.resolve())))}"
+    name = f"bptt_check_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]}"  # the same every run
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise CheckError(f"{path}: not a Python file")
@@ -224,6 +222,16 @@ def _why_not_run(stmt: ast.stmt) -> str | None:
         return NOT_RUN["__main__"]
     call = isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)
     return NOT_RUN.get("Call" if call else type(stmt).__name__, NOT_A_DEFINITION)
+
+
+def _calls_own(stmt: ast.stmt, own: set[str]) -> str | None:
+    """Why an assignment that calls a function or class of the file (``history = train(10**9)``,
+    ``model = RNN(...)``) is not run: it does the script's work, training perhaps."""
+    if not isinstance(stmt, ASSIGNMENTS):
+        return None
+    called = [n.func.id for n in ast.walk(stmt) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
+    name = next((c for c in called if c in own), None)
+    return None if name is None else f"calls {name}, defined in the file: run with --import"
 
 
 def _defines_only(stmt: ast.stmt) -> bool:
@@ -278,7 +286,9 @@ def _run(stmt: ast.stmt, module: types.ModuleType, path: Path, flags: int, timeo
         code = compile(ast.Module(body=[stmt], type_ignores=[]), str(path), "exec", flags=flags, dont_inherit=True)
         with user_code(path, timeout):
             exec(code, module.__dict__)
-    except (CheckError, KeyboardInterrupt):
+    except CheckError as e:  # the time limit: the statement is skipped, and said so
+        return str(e).split(": ", 1)[-1]
+    except KeyboardInterrupt:
         raise
     except BaseException as e:  # SystemExit too: parser.parse_args() on a command line it does not like
         return f"raised {said(e)}"
@@ -366,19 +376,6 @@ def _methods(cls: type) -> list[str]:
 def _a(value: Any) -> str:
     name = type(value).__name__
     return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
-
-
-def load_function(path: Path, name: str) -> tuple[types.ModuleType, Callable[..., Any]]:
-    """report.py's entry until it takes a Target: the file imported whole (as ``--import`` does)
-    and one function of it, missing names reported in the words tests/tools/test_check.py asserts."""
-    module = load_file(path, run=True).module
-    fn = vars(module).get(name)
-    if fn is None:
-        found = ", ".join(n for n in _defined(module) if "." not in n and inspect.isfunction(vars(module)[n]))
-        raise CheckError(f"{path}: no function {name!r}" + (f" (found: {found})" if found else ""))
-    if not callable(fn):
-        raise CheckError(f"{path}: {name!r} is not a function")
-    return module, fn
 
 
 # what Python 3 says of a line that only Python 2 reads, and the words we say instead

@@ -11,7 +11,7 @@ step, the gradient of the inputs), the numeric evaluator's, by the complex step.
 from __future__ import annotations
 
 import types
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -40,7 +40,6 @@ class Problem:
     targets: np.ndarray
     initial: list[np.ndarray]
     ints: np.ndarray | None = None  # (T, B)
-    zero_start: bool = field(default=False)  # the initial values are zeros (the code starts from zero)
 
     @property
     def steps(self) -> int:
@@ -64,7 +63,7 @@ class Problem:
     def starting_at_zero(self) -> Problem:
         """The same problem with every initial state zero."""
         zeros = [np.zeros_like(v) for v in self.initial]
-        return Problem(self.params, self.xs, self.targets, zeros, self.ints, zero_start=True)
+        return Problem(self.params, self.xs, self.targets, zeros, self.ints)
 
 
 def _sizes(cell: Cell, base: dict[str, int]) -> dict[str, int]:

@@ -1,20 +1,23 @@
 """``bptt check``: a user's own hand-written gradient code against the derivation, and, where it is
 wrong, what is most likely wrong with it.
 
-The user's function is imported from its file (``load``) and called, through an adapter for
-its signature (``adapters``), on seeded random problems at several T in float64; its loss and
-gradients are compared with the generated module's (which ``bptt verify`` checks against a
-reference loop, finite differences and SymPy).  A gradient that does not match is compared with
-the derivation's gradients with one thing done wrong (``suspects``); the first that matches
-is the diagnosis, and failing all of them, a clipped or scaled gradient, or the T at which it
-first goes wrong.  This module runs those steps and writes the report.
+The code is loaded from its file without running its top level (``load``), made into a
+``code.Code`` whose arguments and weights are bound by name (``bind``, ``weights``), and its
+conventions are found by running it (``targets`` for a loss function, ``layer`` for a forward and
+a backward).  It is then called on seeded random problems at several T in float64, and its loss
+(or forward) and gradients are compared with the derived module's (``yardstick``, which
+``bptt verify`` checks against a reference loop, finite differences and SymPy).  A gradient that
+does not match is compared with the derivation's gradients with one thing done wrong
+(``suspects``); the first that matches is the diagnosis, and failing all of them, a clipped or
+scaled gradient, or the T at which it first goes wrong.  This module runs those steps and writes
+the report.
 """
 
 from __future__ import annotations
 
 import re
-import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -26,11 +29,10 @@ from derive.tools.check.layer import LayerTarget, layer_cell
 from derive.tools.check.load import CheckError, Skip, load_file, parse_target, resolve
 from derive.tools.check.problem import SEED, Grads, Problem, forward_values, input_gradient, problems
 from derive.tools.check.suspects import Suspect, suspects
-from derive.tools.check.targets import LossTarget, Target
+from derive.tools.check.targets import CHECK_RTOL, Checked, LossTarget, error
 from derive.tools.check.yardstick import Yardstick
 from derive.verify.report import max_rel_error
 
-CHECK_RTOL = 1e-6  # the user's float64 code against the derived gradients: rounding, and more
 CHECK_STEPS = (1, 2, 3, 5, 9)  # the diagnosis runs at the last: long enough to tell K = 1..8 apart
 CHECK_MAX_STEPS = 20
 
@@ -55,16 +57,11 @@ class CheckReport:
     skipped: list[Skip]  # the file's top-level statements not run
     truncate: int | None = None  # checked against BPTT truncated to this many steps
     truncated: int | None = None  # the code is BPTT truncated to this many steps
+    notes: list[str] = field(default_factory=list)  # what was not compared, and why
 
     @property
     def passed(self) -> bool:
         return all(r.ok for r in self.rows)
-
-
-def _error(got: np.ndarray | float, want: np.ndarray | float) -> float:
-    """max_rel_error, with a NaN or an infinity in what the user returned counted as wrong."""
-    error = max_rel_error(got, want)
-    return error if np.isfinite(error) else float("inf")
 
 
 def _clipped(user: np.ndarray, right: np.ndarray) -> float | None:
@@ -186,31 +183,53 @@ def check(
     BPTT truncated to that many steps; ``run``: import the file whole instead of its definitions)."""
     parsed = parse_target(target)
     loaded = load_file(parsed.path, run=run)
-    found = [resolve(loaded, name) for name in parsed.names]
-    explicit = explicit or {}
-    if len(found) == 1:
-        _require_supported_shape(cell)
-        code = Code(loaded.module, found[0].obj, found[0].owner, found[0].name, cell, explicit)
-        _require_weights(code, cell.param_names)
-        yardstick = Yardstick(cell, max(steps), truncate)
-        checked: Target = LossTarget(code, cell, yardstick, SEED)
-        kind, sequences = "loss function", problems(cell, steps)
+    codes = [
+        Code(loaded.module, f.obj, f.owner, f.name, cell, explicit or {})
+        for f in map(partial(resolve, loaded), parsed.names)
+    ]
+    if len(codes) == 1:
+        checked, yardstick, sequences = _loss_function(codes[0], cell, steps, truncate)
     else:
-        forward, backward = (Code(loaded.module, f.obj, f.owner, f.name, cell, explicit, layer=True) for f in found)
-        _require_weights(forward, layer_cell(cell).param_names)
-        layer = LayerTarget(forward, backward, cell, SEED)
-        _require_weights(forward, layer.cell.param_names)
-        yardstick = Yardstick(layer.cell, max(steps), truncate)
-        rng = np.random.default_rng(SEED)
-        checked, kind, sequences = layer, "layer", [layer.problem(t, rng) for t in steps]
+        checked, yardstick, sequences = _layer(codes[0], codes[1], cell, steps, truncate)
     compared = _compare(checked, yardstick, sequences)
     rows = [Row(k, e, e <= CHECK_RTOL) for k, e in compared.errors.items()]
     truncated = _diagnose_gradients(rows, compared, yardstick.derivation, steps)
     if compared.last_loss is not None:
         _diagnose_loss(rows[0], compared.last_loss)
-    notes = checked.found()
-    unchecked = list(checked.code.absent)
-    return CheckReport(target, cell.name, kind, steps, rows, unchecked, notes, list(loaded.skips), truncate, truncated)
+    kind = "layer" if len(codes) == 2 else "loss function"
+    return CheckReport(
+        target,
+        cell.name,
+        kind,
+        steps,
+        rows,
+        list(checked.code.absent),
+        checked.found(),
+        list(loaded.skips),
+        truncate,
+        truncated,
+        compared.notes,
+    )
+
+
+def _loss_function(
+    code: Code, cell: Cell, steps: tuple[int, ...], truncate: int | None
+) -> tuple[Checked, Yardstick, list[Problem]]:
+    _require_supported_shape(cell)
+    _require_weights(code, cell.param_names)
+    yardstick = Yardstick(cell, max(steps), truncate)
+    return LossTarget(code, cell, yardstick, SEED), yardstick, problems(cell, steps)
+
+
+def _layer(
+    forward: Code, backward: Code, cell: Cell, steps: tuple[int, ...], truncate: int | None
+) -> tuple[Checked, Yardstick, list[Problem]]:
+    _require_weights(forward, layer_cell(cell).param_names)
+    layer = LayerTarget(forward, backward, cell, SEED)
+    _require_weights(forward, layer.cell.param_names)
+    yardstick = Yardstick(layer.cell, max(steps), truncate)
+    rng = np.random.default_rng(SEED)
+    return layer, yardstick, [layer.problem(t, rng) for t in steps]
 
 
 def _require_weights(code: Code, params: tuple[str, ...]) -> None:
@@ -231,48 +250,74 @@ def _require_supported_shape(cell: Cell) -> None:
 @dataclass
 class _Comparison:
     """The user's loss and gradients against the derivation's over the problems: the largest
-    relative error of each, the shortest T at which each gradient is wrong, and the last problem
-    with (user, right) gradients and (user, right) loss (None when the code returns no loss)."""
+    relative error of each, the shortest T at which each gradient is wrong, the last problem (as the
+    code computes it) with (user, right) gradients and (user, right) loss (None when the code
+    returns no loss), and what the report must say of what was not compared."""
 
     errors: dict[str, float]
     first_wrong: dict[str, int]
     last: tuple[Problem, Grads, Grads]
     last_loss: tuple[Problem, float, float] | None
+    notes: list[str]
 
 
-def _compare(checked: Target, yardstick: Yardstick, sequences: list[Problem]) -> _Comparison:
+def _compare(checked: Checked, yardstick: Yardstick, sequences: list[Problem]) -> _Comparison:
+    """The code on each problem as drawn; the derivation on the problem as the code computes it."""
     errors: dict[str, float] = {}
     last: tuple[Problem, Grads, Grads] | None = None
     last_loss: tuple[Problem, float, float] | None = None
     first_wrong: dict[str, int] = {}  # the shortest T at which a gradient is wrong
     for problem in sequences:
-        problem = checked.as_run(problem)
         got = checked.answer(problem)
-        missing = [p for p in yardstick.cell.param_names if p not in got.grads]
-        if missing:
-            raise CheckError(
-                f"{checked.code.label} returned no gradient of {', '.join(missing)} that bptt check could find "
-                "(by name, by shape, or left on its object); map a name with --map NAME=PARAM"
-            )
-        want_loss, want = yardstick.answer(problem)
-        if "x" in got.grads and yardstick.derivation.truncate is None:  # (truncated, x's gradient is not derived)
-            want["x"] = input_gradient(yardstick.cell, problem, checked.readout)
+        _require_gradients(checked, yardstick.cell, got.grads)
+        as_run = checked.as_run(problem)
+        want_loss, want = _right(checked, yardstick, as_run, got.grads)
         if got.loss is not None:
-            errors["loss"] = max(errors.get("loss", 0.0), _error(got.loss, want_loss))
-            last_loss = (problem, got.loss, want_loss)
+            errors["loss"] = max(errors.get("loss", 0.0), error(got.loss, want_loss))
+            last_loss = (as_run, got.loss, want_loss)
         if got.states is not None:
-            right = forward_values(yardstick.cell, problem)[checked.readout]
-            errors["forward"] = max(errors.get("forward", 0.0), _error(got.states, right))
+            right = forward_values(yardstick.cell, as_run)[checked.readout]
+            errors["forward"] = max(errors.get("forward", 0.0), error(got.states, right))
         for p in [*yardstick.cell.param_names, *(k for k in want if k not in yardstick.cell.param_names)]:
-            if p not in got.grads:  # an initial state or the inputs, which the code need not return
-                continue
-            error = _error(got.grads[p], want[p])
-            errors[p] = max(errors.get(p, 0.0), error)
-            if error > CHECK_RTOL:
-                first_wrong.setdefault(p, problem.steps)
-        last = (problem, got.grads, want)
+            if p in got.grads:  # an initial state or the inputs need not be returned
+                errors[p] = max(errors.get(p, 0.0), error(got.grads[p], want[p]))
+                if errors[p] > CHECK_RTOL:
+                    first_wrong.setdefault(p, problem.steps)
+        last = (as_run, got.grads, want)
     assert last is not None
-    return _Comparison(errors, first_wrong, last, last_loss)
+    return _Comparison(errors, first_wrong, last, last_loss, _not_compared(checked, yardstick, last[1], last[2]))
+
+
+def _require_gradients(checked: Checked, cell: Cell, grads: Grads) -> None:
+    missing = [p for p in cell.param_names if p not in grads]
+    if missing:
+        label = getattr(checked, "backward", checked.code).label
+        raise CheckError(
+            f"{label} returned no gradient of {', '.join(missing)} that bptt check could find "
+            "(by name, by shape, or left on its object); map a name with --map NAME=PARAM"
+        )
+
+
+def _right(checked: Checked, yardstick: Yardstick, problem: Problem, user: Grads) -> tuple[float, Grads]:
+    """The derivation's loss and gradients, the inputs' where the code returns them (not under
+    truncation), and zero for an initial state the code takes and ignores."""
+    loss, want = yardstick.answer(problem)
+    if "x" in user and yardstick.derivation.truncate is None:
+        want["x"] = input_gradient(yardstick.cell, problem, checked.readout)
+    for name in checked.ignored():
+        want[name] = np.zeros_like(want[name])
+    return loss, want
+
+
+def _not_compared(checked: Checked, yardstick: Yardstick, user: Grads, want: Grads) -> list[str]:
+    """What a layer's backward does not return (h0, the inputs' gradient), or what truncation leaves out."""
+    if checked.readout == "":
+        return []
+    taken = [f"{s.name}0" for i, s in enumerate(yardstick.cell.states) if i in checked.code.taken_states]
+    notes = [f"{k}: not returned by the backward, not checked" for k in taken if k not in user]
+    if "x" in user and yardstick.derivation.truncate is not None:
+        notes.append("x: the inputs' gradient is not compared against truncated BPTT (it is derived in full only)")
+    return notes
 
 
 def _diagnose_gradients(
@@ -378,8 +423,9 @@ def format_report(report: CheckReport) -> str:
         lines.append(
             f"\nnot in the {report.cell} cell (set to zero, gradients not checked): {', '.join(report.unchecked)}"
         )
-    if report.truncate and report.kind == "layer":
-        lines.append("\nthe inputs' gradient is not compared against truncated BPTT (it is derived in full only)")
+    if report.notes:
+        lines.append("")
+        lines += report.notes
     if report.truncated and report.truncated > 1:  # K = 1, no recurrence at all, is said as such
         lines.append(
             f"\nthis is truncated BPTT with K = {report.truncated}: "
@@ -387,7 +433,3 @@ def format_report(report: CheckReport) -> str:
         )
     lines.append("\nall gradients match" if report.passed else "\nsome gradients do not match")
     return "\n".join(lines)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("use: bptt check FILE.py:FUNCTION --cell CELL")

@@ -1,4 +1,4 @@
-"""``bptt check``, step three: the derivation's gradients, right and with one thing done wrong.
+"""``bptt check``: the derivation's gradients, right and with one thing done wrong.
 
 A gradient of the user's that does not match is compared with what the derivation gives when one
 thing is done wrong, each computed from the derivation's own parts, not guessed.  Each suspect
@@ -11,7 +11,6 @@ sharper first, where a cell has several states or activations):
 - a gradient's outer product taken with the vector of the wrong step (h_t for h_{t-1});
 - the outer product transposed or its factors swapped; the sign flipped;
 - the mean over time instead of the sum;
-- the initial state ignored (the forward starts from zero);
 - the first step's outer product taken with h_T, the last state (an array indexed h[t-1] at t = 1).
 
 The last is computed by replaying the derivation's program numerically (``replay``: the cell's
@@ -26,7 +25,6 @@ import dataclasses
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 import sympy as sp
@@ -84,15 +82,6 @@ class Case:
     def grads(self, derivation: Derivation, tag: str) -> Grads:
         """The gradients of a (changed) derivation for this case's problem."""
         return derived_grads(derived_module(derivation, tag), self.problem, self.derivation.cell)[1]
-
-    @cached_property
-    def module(self) -> types.ModuleType:
-        """The derivation's own generated module: the right gradients of other problems."""
-        return derived_module(self.derivation, "suspect_right")
-
-    def right_for(self, problem: Problem) -> Grads:
-        """The right gradients of another problem (this one, changed)."""
-        return derived_grads(self.module, problem, self.derivation.cell)[1]
 
     def program_grads(self, program: Program, tag: str) -> Grads:
         """The gradients of a changed program for this case's problem."""
@@ -279,25 +268,9 @@ def mean(case: Case) -> list[Suspect]:
 # ---- the first step: the initial state ignored, or read from the wrong row ---------------
 
 
-def from_zero(problem: Problem, cell: Cell, states: list[str]) -> Problem:
-    """The problem with the initial values of ``states`` set to zero."""
-    initial = [np.zeros_like(v) if s.name in states else v for s, v in zip(cell.states, problem.initial)]
-    return dataclasses.replace(problem, initial=initial)
-
-
 def _initial(cell: Cell, states: list[str], step: int | str = 0) -> str:
     """h_0, or h_0, c_0: the states' values at ``step``, as the text printer writes them."""
     return ", ".join(text(cell.nodes[s].at(step)) for s in states)
-
-
-def _initial_states(cell: Cell, states: list[str]) -> str:
-    """ "initial state h_0", "initial states h_0, c_0"."""
-    return f"initial state{'s' * (len(states) > 1)} {_initial(cell, states)}"
-
-
-def ignores_initial(cell: Cell, states: list[str]) -> str:
-    """What code that starts ``states`` from zero does, said once for the suspects and the loss."""
-    return f"ignores the {_initial_states(cell, states)}"
 
 
 def _evaluator(cell: Cell, problem: Problem) -> Evaluator:

@@ -16,21 +16,21 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from derive.ir.cell import Cell
-from derive.tools.check import code as codes
+from derive.tools.check import returned as read
 from derive.tools.check.code import Code, Form
 from derive.tools.check.load import CheckError
 from derive.tools.check.problem import PROBE_STEPS, Grads, Problem, make_problem
-from derive.tools.check.weights import Block, Layout, gate_orders
+from derive.tools.check.weights import Block, Layout, gate_orders, letters
 from derive.tools.check.yardstick import Yardstick
 from derive.verify.report import max_rel_error
 
-MATCH_RTOL = 1e-6  # a form is the code's when its loss (or states) match the cell's this closely
+CHECK_RTOL = 1e-6  # the user's float64 code against the derivation: rounding, and more (losses, states, gradients)
 
 
 @dataclass
@@ -49,8 +49,10 @@ def layouts(cell: Cell, code: Code) -> Iterator[Layout]:
         yield Layout(order=order, sources_reversed=reverse, transposed=transposed)
 
 
-class Target:
-    """What both kinds share: the code, its form once found, and what was found, in words."""
+class Checked:
+    """What both kinds of target share: the code, its form once found, and what was found, in words.
+    The code is always called on the problem as drawn (its random initial states); the derivation
+    answers ``as_run(problem)``, the problem as the code computes it."""
 
     code: Code
     form: Form
@@ -64,75 +66,77 @@ class Target:
         raise NotImplementedError
 
     def as_run(self, problem: Problem) -> Problem:
-        """The problem as the code runs it: from zero where it starts from zero."""
-        return problem.starting_at_zero() if self.form.zero_start else problem
+        return as_run(problem, self.form, self.code.taken_states)
+
+    def ignored(self) -> list[str]:
+        """The initial states the code takes and ignores (its gradient of them is then zero): h0, c0."""
+        if not self.form.zero_start:
+            return []
+        return [f"{s.name}0" for i, s in enumerate(self.cell.states) if i in self.code.taken_states]
 
 
-class LossTarget(Target):
+class LossTarget(Checked):
+    """A loss function or method; its form is settled by its loss, or failing one, by its gradients."""
+
     def __init__(self, code: Code, cell: Cell, yardstick: Yardstick, seed: int) -> None:
         self.code, self.cell, self.yardstick = code, cell, yardstick
         self.mean = ""  # "", or what the loss is averaged over: MEANS
         self.form = self._settle(make_problem(cell, PROBE_STEPS, np.random.default_rng(seed), layer=False))
 
-    def _forms(self) -> Iterator[Form]:
-        given = any(a.role == "state" for a in self.code.args) or _reads_state(self.code, self.cell)
+    def _forms(self, starts: tuple[bool, ...]) -> Iterator[Form]:
         for zero, (inputs, columns), layout in itertools.product(
-            (False, True) if given else (True,),
+            starts,
             (("ints", True), ("ints", False), ("onehot", False), ("onehot", True)),
             layouts(self.cell, self.code),
         ):
             yield Form(inputs, columns, layout, zero_start=zero)
 
     def _settle(self, problem: Problem) -> Form:
-        """The first form whose loss is the cell's up to a mean; failing that, whose gradients are
-        closest; failing that, the first that runs."""
-        errors: list[CheckError] = []
-        best: tuple[float, Form] | None = None
-        for form in self._forms():
+        """The first form whose loss is the cell's (up to a mean), from the given initial state or from
+        zero; for code that returns no loss, the form under which most gradients match (the first
+        under which all do), from the given initial state before zero."""
+        errors: list[tuple[Form, CheckError]] = []
+        best: tuple[tuple[int, float], Form] | None = None
+        for form in self._forms((False, True) if self.code.taken_states else (True,)):
             try:
-                returned, obj = self._returned(problem, form)
+                out, obj = self._returned(problem, form)
+                loss = read.loss_of(out)
+                right_loss, right = self.yardstick.answer(as_run(problem, form, self.code.taken_states))
+                if loss is not None:
+                    if (mean := _mean(loss, right_loss, problem)) is not None:
+                        self.mean = mean
+                        return form
+                    continue
+                score = _agreement(self._grads(out, obj, problem, form), right)
             except CheckError as e:
-                errors.append(e)
+                errors.append((form, e))
                 continue
-            right_loss, right = self.yardstick.answer(problem.starting_at_zero() if form.zero_start else problem)
-            loss = codes.loss_of(returned)
-            if loss is not None and (mean := _mean(loss, right_loss, problem)) is not None:
-                self.mean = mean
+            if score[0] == len(self.cell.param_names):
                 return form
-            try:
-                grads = self._grads(returned, obj, problem, form)
-            except CheckError as e:
-                errors.append(e)
-                continue
-            error = max((_error(grads[p], right[p]) for p in grads if p in right), default=np.inf)
-            if loss is None and error <= MATCH_RTOL:
-                return form
-            if best is None or error < best[0]:
-                best = (error, form)
+            if best is None or score > best[0]:
+                best = (score, form)
         if best is not None:
             return best[1]
-        raise none_ran(self.code.label, errors)
+        if errors:
+            raise none_ran(self.code.label, errors)
+        raise CheckError(f"{self.code.label}: its loss is not the cell's under any convention tried")
 
     def _returned(self, problem: Problem, form: Form) -> tuple[list[tuple[str, Any]], Any]:
-        obj = self.code.instance(problem, form) if self.code.owner is not None else None
-        return codes.flatten(self.code.call(problem, form, obj=obj)), obj
+        obj = self.code.instance(problem, form) if self.code.method else None
+        return read.flatten(self.code.call(problem, form, obj=obj), self.code.returns), obj
 
-    def _grads(self, returned: list[tuple[str, Any]], obj: Any, problem: Problem, form: Form) -> Grads:
-        grads, _ = codes.gradients(self.code, returned, problem, form, {})
-        if obj is not None and not grads:
-            grads = codes.left_on(obj, self.code, problem, form)
-        return grads
-
-    def _call(self, problem: Problem, form: Form) -> Answer:
-        returned, obj = self._returned(problem, form)
-        return Answer(codes.loss_of(returned), self._grads(returned, obj, problem, form))
+    def _grads(self, out: list[tuple[str, Any]], obj: Any, problem: Problem, form: Form) -> Grads:
+        """The gradients it returned, with those left on its object; names come before shapes."""
+        named, by_shape, _ = read.gradients(self.code, out, problem, form, {})
+        left = read.left_on(obj, self.code, problem, form) if obj is not None else {}
+        return {**by_shape, **left, **named}
 
     def answer(self, problem: Problem) -> Answer:
         """The user's loss and gradients, a mean's multiplied back into the sum the cell's J is."""
-        got = self._call(problem, self.form)
+        out, obj = self._returned(problem, self.form)
+        loss, grads = read.loss_of(out), self._grads(out, obj, problem, self.form)
         scale = MEANS[self.mean](problem)
-        loss = None if got.loss is None else got.loss / scale
-        return Answer(loss, {k: g / scale for k, g in got.grads.items()})
+        return Answer(None if loss is None else loss / scale, {k: g / scale for k, g in grads.items()})
 
     def found(self) -> list[str]:
         form, words = self.form, []
@@ -140,32 +144,49 @@ class LossTarget(Target):
         if _takes_vectors(self.code):
             words.append("vectors as columns (n, 1)" if form.columns else "vectors as rows (n,)")
         words += weight_words(self.code, form.weights, self.cell.param_names)
+        words += self.code.notes
         words.append(start_words(self.code, self.cell, form))
         if self.mean:
             words.append(f"loss averaged over {self.mean} (its gradients compared times that)")
         return words
 
 
-def none_ran(label: str, errors: list[CheckError]) -> CheckError:
-    """Bad usage when no form runs the code: the error met most often (the first of those), said
-    after the forms tried, unless every form met it (then it is the code's, whatever the form)."""
-    said = [str(e) for e in errors]
-    most = errors[max(range(len(errors)), key=lambda i: (said.count(said[i]), -i))]
-    if said.count(str(most)) == len(said):
-        return most
+def as_run(problem: Problem, form: Form, taken: frozenset[int]) -> Problem:
+    """The problem as code of ``form`` that takes the initial states ``taken`` computes it: every
+    initial state it does not take, or ignores, zero."""
+    if form.zero_start:
+        return problem.starting_at_zero()
+    return replace(problem, initial=[v if i in taken else np.zeros_like(v) for i, v in enumerate(problem.initial)])
+
+
+def _agreement(grads: Grads, right: Grads) -> tuple[int, float]:
+    """(how many gradients match the right ones, minus the median error): larger is closer."""
+    errors = [error(grads[p], right[p]) for p in right if p in grads]
+    matched = sum(e <= CHECK_RTOL for e in errors)
+    return matched, -float(np.median(errors)) if errors else -np.inf
+
+
+def none_ran(label: str, errors: list[tuple[Form, CheckError]]) -> CheckError:
+    """Bad usage when no form runs the code: the error met under the most input layouts (the first of
+    those), said after the forms tried, unless every form met it (then it is the code's, whatever
+    the form)."""
+    layouts_of: dict[str, set[str]] = {}
+    for form, e in errors:
+        layouts_of.setdefault(str(e), set()).add(f"{form.inputs}{form.columns}")
+    said = [str(e) for _, e in errors]
+    most = max(dict.fromkeys(said), key=lambda m: ("made without running" in m, len(layouts_of[m])))
+    if len(layouts_of) == 1:
+        return errors[0][1]
     return CheckError(
         f"{label}: it runs under none of the {len(errors)} conventions tried (layouts, vectors as rows or "
         f"columns, weights (out, in) or (in, out), gate orders); most often: {most}"
     )
 
 
-def _error(got: np.ndarray, want: np.ndarray) -> float:
-    return max_rel_error(got, want) if got.shape == want.shape else np.inf
-
-
-def _reads_state(code: Code, cell: Cell) -> bool:
-    """Whether the code reads an initial state other than as an argument (a global hprev)."""
-    return any(code.args and a.role == "state" for a in code.args)
+def error(got: np.ndarray | float, want: np.ndarray | float) -> float:
+    """The relative error of a gradient; infinite for a shape that is not the right one, or a NaN."""
+    e = max_rel_error(got, want)
+    return e if np.isfinite(e) else float("inf")
 
 
 MEANS = {  # what a loss may be averaged over, and the factor that makes a sum over t and the batch that mean
@@ -186,7 +207,7 @@ def _mean(user: float, right: float, problem: Problem) -> str | None:
     """What the user's loss is the cell's summed loss averaged over ("" for the sum); None if neither."""
     for mean, factor in MEANS.items():
         want = factor(problem) * right
-        if abs(user - want) <= MATCH_RTOL * abs(want) and (mean != "the batch" or problem.batch > 1):
+        if abs(user - want) <= CHECK_RTOL * abs(want) and (mean != "the batch" or problem.batch > 1):
             return mean
     return None
 
@@ -215,14 +236,13 @@ def _name_words(user: str, block: Block, layout: Layout) -> str:
 
 
 def _same_letters(user: str, block: Block) -> bool:
-    return (
-        block.params == (block.params[0],) and user.replace("_", "").lower() == block.params[0].replace("_", "").lower()
-    )
+    """Whether a name is its one parameter's but for case and underscores (Wxh is W_xh): not said."""
+    return block.params == (block.params[0],) and letters(user) == letters(block.params[0])
 
 
 def start_words(code: Code, cell: Cell, form: Form) -> str:
     """Where the code starts: from the initial states it takes, from zero for the others."""
-    taken = {a.index for a in code.args if a.role == "state"}
+    taken = code.taken_states
     given = [f"{s.name}0" for i, s in enumerate(cell.states) if i in taken and not form.zero_start]
     zero = [f"{s.name}0" for i, s in enumerate(cell.states) if i not in taken or form.zero_start]
     words = [f"starts from the given {' and '.join(given)}"] if given else []

@@ -35,7 +35,7 @@ ALIASES = {
     "u": ("z",),  # the GRU update gate, z in Cho et al. and PyTorch
     "n": ("htilde", "hh", "hc"),
 }
-GRADIENT_PREFIX = re.compile(r"^(d_?|grad_?|dL_?d)(?=[A-Za-z])")
+GRADIENT_PREFIX = re.compile(r"^(dL_?d|grad_?|d_?)(?=[A-Za-z])")
 GRADIENT_SUFFIX = re.compile(r"_?(grad|gradient|diff)$")
 
 
@@ -98,8 +98,8 @@ def roles(cell: Cell) -> dict[str, Role]:
 
 
 def _aliases(name: str) -> tuple[str, ...]:
-    letters = name.replace("_", "").lower()
-    return (letters, *ALIASES.get(letters, ()))
+    own = letters(name)
+    return (own, *ALIASES.get(own, ()))
 
 
 def _made(cell: Cell, node: str) -> str:
@@ -195,25 +195,29 @@ def _words(name: str) -> tuple[bool, str] | None:
     return None
 
 
-def _letters(name: str) -> str:
+def letters(name: str) -> str:
+    """A name as its letters are compared: W_xh, Wxh and wxh alike."""
     return name.replace("_", "").lower()
 
 
-def match(user: list[str], cell: Cell, explicit: dict[str, str], *, layer: bool = False) -> dict[str, Block]:
+def match(
+    user: list[str], cell: Cell, explicit: dict[str, str], taken: frozenset[str] = frozenset()
+) -> dict[str, Block]:
     """{user name: block} for the user's names that are the cell's weights: --map, then letters,
-    then words; a name that fits several blocks is left out (--map settles it)."""
+    then words; a name that fits several blocks is left out (--map settles it).  Parameters in
+    ``taken`` are held already."""
     params = list(cell.param_names)
     for u, c in explicit.items():
         if c not in params:
             raise CheckError(f"--map {u}={c}: the cell has no parameter {c!r} (it has {', '.join(params)})")
     out = {u: Block(((c,),)) for u, c in explicit.items() if u in user}
-    by_letters = {_letters(p): p for p in params}
-    used = {p for b in out.values() for p in b.params}
+    by_letters = {letters(p): p for p in params}
+    used = set(taken) | {p for b in out.values() for p in b.params}
     for u in user:
-        if u not in out and by_letters.get(_letters(u), None) not in used | {None}:
-            out[u] = Block(((by_letters[_letters(u)],),))
-            used.add(by_letters[_letters(u)])
-    pool = [c for c in candidates(cell) if not layer or not _is_output(cell, c.block)]
+        if u not in out and by_letters.get(letters(u), None) not in used | {None}:
+            out[u] = Block(((by_letters[letters(u)],),))
+            used.add(by_letters[letters(u)])
+    pool = candidates(cell)
     for u in user:
         words = _words(u)
         if u in out or words is None:

@@ -169,6 +169,12 @@ def rnn_backward(dh, cache):
     return dx, dh0, dWx, dWh, db
 
 
+def rnn_backward_transposed(dh, cache):
+    """rnn_backward returning dWx the other way round, (H, D) where Wx is (D, H)."""
+    dx, dh0, dWx, dWh, db = rnn_backward(dh, cache)
+    return dx, dh0, dWx.T, dWh, db
+
+
 def rnn_backward_no_carry(dh, cache):
     """rnn_backward as first written: the gradient arriving from step t+1 is computed but never
     added to the next step's upstream gradient."""
