@@ -278,3 +278,27 @@ def test_a_gru_layer_with_its_gates_packed_in_its_own_order():
 def test_a_class_named_alone_is_bad_usage_that_lists_its_methods(capsys):
     code, _, err = run(capsys, f"{LAYERS}:GRULayer")
     assert code == 2 and "'GRULayer' is a class: name one of its methods (GRULayer.forward, GRULayer.backward)" in err
+
+
+def test_a_layer_over_one_sequence_returning_a_dict():
+    report = check(f"{USER_CODE / 'one_sequence.py'}:forward,backward", load_builtin("elman"))
+    assert report.passed and [r.name for r in report.rows] == ["forward", "W_xh", "W_hh", "b_h", "h0", "x"]
+    assert report.found[0] == "inputs (T, D), one sequence"
+
+
+BATCHED = USER_CODE / "batched.py"
+
+
+def test_a_loss_over_a_batch_averaged_over_n_t_is_a_convention():
+    report = check(f"{BATCHED}:Model.loss", load_builtin("elman"))
+    assert report.passed and report.found == [
+        "inputs as indices (N, T), a batch",
+        "vectors as rows (N, n)",
+        "weights stored (in, out)",
+        "names: Wx = W_xh, Wh = W_hh, b = b_h, Wy = W_hy",
+        "starts from the given h0",
+        "loss averaged over N·T (its gradients compared times that)",
+    ]
+    wrong = check(f"{BATCHED}:Model.loss_sum_grads", load_builtin("elman"))
+    assert [r.name for r in wrong.rows if not r.ok] == list(ELMAN)
+    assert all(r.diagnosis.startswith("is 63 times the right gradient") for r in wrong.rows if not r.ok)  # N·T = 7·9

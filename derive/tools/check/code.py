@@ -46,17 +46,31 @@ class Form:
     zero_start: bool = False
 
     @property
+    def layout(self) -> str | None:
+        """The layout of a batch of sequences ("ints batch first": indices (B, T)); None for one sequence."""
+        name = self.inputs.removeprefix("ints ")
+        return name if name in LAYOUTS else None
+
+    @property
     def batched(self) -> bool:
-        return self.inputs in LAYOUTS
+        """Whether the code takes a batch of sequences (vectors then (B, n), or (n, B) as columns)."""
+        return self.layout is not None
+
+
+ONE_SEQUENCE = "one sequence"  # (T, n): a layer that takes one sequence, of a problem of B = 1
 
 
 def to_layout(seq: np.ndarray, layout: str) -> np.ndarray:
     """A (T, B, n) array in the user's layout."""
+    if layout == ONE_SEQUENCE:
+        return np.ascontiguousarray(seq[:, 0])
     return np.ascontiguousarray(seq.transpose(LAYOUTS[layout]))
 
 
 def from_layout(array: np.ndarray, layout: str) -> np.ndarray:
     """The user's array in ``layout`` as (T, B, n)."""
+    if layout == ONE_SEQUENCE:
+        return array[:, None] if array.ndim == 2 else array
     return array.transpose(np.argsort(LAYOUTS[layout]))
 
 
@@ -115,7 +129,7 @@ class Code:
         module reads (parameters["Wf"]), and the cell's own names for the parameters those miss."""
         if not self._dicts():
             return []
-        keys = [*self.explicit, *bind.string_keys(self.module)]
+        keys = [*self.explicit, *bind.string_keys(self.fn, self.module, self.owner)]
         held = {p for b in weights.match(keys, self.cell, self.explicit).values() for p in b.params}
         return keys + [p for p in self.cell.param_names if p not in held]
 
@@ -171,7 +185,7 @@ class Code:
 
     def state(self, index: int, problem: Problem, form: Form) -> np.ndarray:
         value = problem.initial[index]  # (B, n)
-        if form.batched:
+        if form.batched:  # (one sequence and the indices of a loss function are of B = 1)
             return value.T.copy() if form.columns else value.copy()
         return value[0].reshape(-1, 1) if form.columns else value[0].copy()
 
@@ -276,19 +290,25 @@ def size(word: str, problem: Problem, cell: Cell) -> int:
 
 
 def inputs(problem: Problem, form: Form) -> Any:
-    if form.inputs == "ints":
+    """The inputs as the form takes them: indices (a list, or (T, B) or (B, T)), one-hot or real rows."""
+    if form.inputs.startswith("ints"):
         if problem.ints is None:
             raise CheckError("the cell's inputs are real vectors: this code takes indices")
-        return problem.inputs
-    if form.inputs == "onehot":
+        if form.layout is None:
+            return problem.inputs
+        return problem.ints.copy() if form.layout == "time first" else np.ascontiguousarray(problem.ints.T)
+    if form.layout is None:  # one-hot rows of one sequence, (T, n)
         return problem.xs[:, 0].copy()
-    return to_layout(problem.xs, form.inputs)
+    return to_layout(problem.xs, form.layout)
 
 
 def targets(problem: Problem, form: Form) -> Any:
+    """The targets as the form takes them: class indices (a list, (T, B) or (B, T)) or real vectors."""
     if problem.targets.ndim == 2:  # class indices
-        return problem.labels if not form.batched else np.ascontiguousarray(problem.targets.T)
-    if form.batched:
-        return to_layout(problem.targets, form.inputs)
+        if form.layout is None:
+            return problem.labels
+        return problem.targets.copy() if form.layout == "time first" else np.ascontiguousarray(problem.targets.T)
+    if form.layout is not None:
+        return to_layout(problem.targets, form.layout)
     rows = problem.targets[:, 0]
     return [r.reshape(-1, 1) for r in rows] if form.columns else rows.copy()

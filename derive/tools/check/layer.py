@@ -27,7 +27,7 @@ from derive.tools.check import code as codes
 from derive.tools.check import returned as read
 from derive.tools.check.code import Code, Form
 from derive.tools.check.load import CheckError
-from derive.tools.check.problem import LAYER_SIZES, PROBE_STEPS, Problem, forward_values, make_problem
+from derive.tools.check.problem import LAYER_BATCH, LAYER_SIZES, PROBE_STEPS, Problem, forward_values, make_problem
 from derive.tools.check.targets import (
     CHECK_RTOL,
     Answer,
@@ -120,29 +120,31 @@ class LayerTarget(Checked):
         self.code, self.backward, self.full, self.seed = forward, backward, full, seed
         self.readout = readout_state(full)
         self.cell = layer_cell(full)
-        self.sizes = LAYER_SIZES[0]
+        self.sizes, self.batch = LAYER_SIZES[0], LAYER_BATCH
         self.form = self._settle()
 
     def problem(self, steps: int, rng: np.random.Generator) -> Problem:
         """A batch of real inputs for the full cell's parameters (the output layer's too, for code
-        that computes it), at the settled sizes, with real targets for the readout."""
-        problem = make_problem(self.full, steps, rng, layer=True, base=self.sizes)
+        that computes it), at the settled sizes and batch, with real targets for the readout."""
+        problem = make_problem(self.full, steps, rng, layer=True, base=self.sizes, batch=self.batch)
         n = self.cell.sizes(problem.params).get(self.cell.targets[0].dim) or problem.initial[0].shape[1]
         return replace(problem, targets=rng.standard_normal((steps, problem.batch, n)))
 
     def _forms(self) -> Iterator[Form]:
-        for zero, layout, weights in itertools.product(
-            (False, True) if self.code.taken_states else (True,), codes.LAYOUTS, layouts(self.full, self.code)
+        """The forms of the settled batch: the batched layouts, or one sequence (rows or columns)."""
+        kinds = [(k, k == "time last") for k in codes.LAYOUTS] if self.batch > 1 else [(codes.ONE_SEQUENCE, False)]
+        for zero, (layout, columns), weights in itertools.product(
+            (False, True) if self.code.taken_states else (True,), kinds, layouts(self.full, self.code)
         ):
-            yield Form(layout, layout == "time last", weights, zero_start=zero)
+            yield Form(layout, columns, weights, zero_start=zero)
 
     def _settle(self) -> Form:
         """The first (sizes, form, readout) under which the forward returns the cell's values; failing
         that, the one under which it comes closest (its forward is then wrong)."""
         errors: list[tuple[Form, CheckError]] = []
-        closest: tuple[float, dict[str, int], Form, str] | None = None
-        for sizes in LAYER_SIZES:
-            self.sizes = sizes
+        closest: tuple[float, tuple[dict[str, int], int], Form, str] | None = None
+        for sizes, batch in itertools.product(LAYER_SIZES, (LAYER_BATCH, 1)):
+            self.sizes, self.batch = sizes, batch
             probe = self.problem(PROBE_STEPS, np.random.default_rng(self.seed))
             for form in self._forms():
                 try:
@@ -157,9 +159,9 @@ class LayerTarget(Checked):
                         continue
                     off = error(got, right[readout])
                     if off <= CHECK_RTOL:
-                        return self._settled(sizes, form, readout)
+                        return self._settled((sizes, batch), form, readout)
                     if closest is None or off < closest[0]:
-                        closest = (off, sizes, form, readout)
+                        closest = (off, (sizes, batch), form, readout)
         if closest is not None:
             self.code.note("its forward matches the cell's under no convention tried: compared under the closest")
             return self._settled(*closest[1:])
@@ -169,8 +171,8 @@ class LayerTarget(Checked):
             f"{self.code.label} returned no array of the states' (or outputs') shape under any layout tried"
         )
 
-    def _settled(self, sizes: dict[str, int], form: Form, readout: str) -> Form:
-        self.sizes, self.readout = sizes, readout
+    def _settled(self, sizes: tuple[dict[str, int], int], form: Form, readout: str) -> Form:
+        (self.sizes, self.batch), self.readout = sizes, readout
         self.cell = layer_cell(self.full, readout)
         return form
 
@@ -227,6 +229,7 @@ class LayerTarget(Checked):
 
 
 LAYOUT_WORDS = {
+    codes.ONE_SEQUENCE: "(T, D), one sequence",
     "time first": "(T, N, D), time first",
     "batch first": "(N, T, D), batch first",
     "time last": "(D, N, T), time last",
@@ -241,4 +244,7 @@ def _part(parts: list[Any], right: np.ndarray, form: Form) -> np.ndarray | None:
 
 
 def _state_back(g: np.ndarray, form: Form) -> np.ndarray:
+    """An initial state's gradient as (B, n)."""
+    if form.inputs == codes.ONE_SEQUENCE:
+        return g.reshape(1, -1)
     return g.T if form.columns else g

@@ -73,12 +73,18 @@ def _sizes(cell: Cell, base: dict[str, int]) -> dict[str, int]:
 
 
 def make_problem(
-    cell: Cell, steps: int, rng: np.random.Generator, *, layer: bool, base: dict[str, int] | None = None
+    cell: Cell,
+    steps: int,
+    rng: np.random.Generator,
+    *,
+    layer: bool,
+    base: dict[str, int] | None = None,
+    batch: int | None = None,
 ) -> Problem:
     """One seeded problem: for a loss function, one sequence of one-hot inputs; for a layer, a batch
-    of real inputs (sizes ``base``, the first of LAYER_SIZES by default)."""
+    of ``batch`` (LAYER_BATCH) sequences of real inputs, of sizes ``base`` (the first of LAYER_SIZES)."""
     sizes = _sizes(cell, base or (LAYER_SIZES[0] if layer else LOSS_SIZES))
-    batch = LAYER_BATCH if layer else 1
+    batch = batch or (LAYER_BATCH if layer else 1)
     params = {}
     for p in cell.params:
         shape = tuple(sizes[d] for d in p.shape)

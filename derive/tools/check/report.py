@@ -27,7 +27,7 @@ from derive.ir.cell import Cell
 from derive.tools.check.code import Code
 from derive.tools.check.layer import LayerTarget, layer_cell
 from derive.tools.check.load import CheckError, Skip, load_file, parse_target, resolve
-from derive.tools.check.problem import SEED, Grads, Problem, forward_values, input_gradient, problems
+from derive.tools.check.problem import SEED, Grads, Problem, forward_values, input_gradient
 from derive.tools.check.suspects import Suspect, suspects
 from derive.tools.check.targets import CHECK_RTOL, Checked, LossTarget, error
 from derive.tools.check.yardstick import Yardstick
@@ -218,7 +218,9 @@ def _loss_function(
     _require_supported_shape(cell)
     _require_weights(code, cell.param_names)
     yardstick = Yardstick(cell, max(steps), truncate)
-    return LossTarget(code, cell, yardstick, SEED), yardstick, problems(cell, steps)
+    target = LossTarget(code, cell, yardstick, SEED)
+    rng = np.random.default_rng(SEED)
+    return target, yardstick, [target.problem(t, rng) for t in steps]
 
 
 def _layer(

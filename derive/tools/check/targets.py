@@ -25,7 +25,7 @@ from derive.ir.cell import Cell
 from derive.tools.check import returned as read
 from derive.tools.check.code import Code, Form
 from derive.tools.check.load import CheckError
-from derive.tools.check.problem import PROBE_STEPS, Grads, Problem, make_problem
+from derive.tools.check.problem import LAYER_BATCH, PROBE_STEPS, Grads, Problem, make_problem
 from derive.tools.check.weights import Block, Layout, gate_orders, letters
 from derive.tools.check.yardstick import Yardstick
 from derive.verify.report import max_rel_error
@@ -75,26 +75,74 @@ class Checked:
         return [f"{s.name}0" for i, s in enumerate(self.cell.states) if i in self.code.taken_states]
 
 
+SEQUENCE_FORMS = (("ints", True), ("ints", False), ("onehot", False), ("onehot", True))  # (inputs, columns)
+BATCH_FORMS = (
+    ("ints batch first", False),
+    ("ints time first", False),
+    ("batch first", False),
+    ("time first", False),
+    ("time last", True),
+)
+INPUT_WORDS = {
+    "ints": "as a list of indices",
+    "onehot": "as (T, D) rows",
+    "ints batch first": "as indices (N, T), a batch",
+    "ints time first": "as indices (T, N), a batch",
+    "batch first": "(N, T, D), batch first",
+    "time first": "(T, N, D), time first",
+    "time last": "(D, N, T), time last",
+}
+
+
+VECTOR_WORDS = {  # (columns, a batch)
+    (False, False): "vectors as rows (n,)",
+    (True, False): "vectors as columns (n, 1)",
+    (False, True): "vectors as rows (N, n)",
+    (True, True): "vectors as columns (n, N)",
+}
+
+
 class LossTarget(Checked):
     """A loss function or method; its form is settled by its loss, or failing one, by its gradients."""
 
     def __init__(self, code: Code, cell: Cell, yardstick: Yardstick, seed: int) -> None:
         self.code, self.cell, self.yardstick = code, cell, yardstick
         self.mean = ""  # "", or what the loss is averaged over: MEANS
-        self.form = self._settle(make_problem(cell, PROBE_STEPS, np.random.default_rng(seed), layer=False))
+        self.batch = 1  # one sequence at a time, or a batch of LAYER_BATCH
+        self.form = self._settle_batch(seed)
+
+    def problem(self, steps: int, rng: np.random.Generator) -> Problem:
+        return make_problem(self.cell, steps, rng, layer=False, batch=self.batch)
+
+    def _settle_batch(self, seed: int) -> Form:
+        """One sequence at a time; a batch where no form of one sequence is exactly the code's; failing
+        both, the closest form of one sequence (or of a batch, if one sequence never runs)."""
+        found: list[tuple[Form | None, bool, CheckError | None, int]] = []
+        for batch in (1, LAYER_BATCH):
+            self.batch = batch
+            try:
+                form, exact = self._settle(self.problem(PROBE_STEPS, np.random.default_rng(seed)))
+            except CheckError as e:
+                found.append((None, False, e, batch))
+                continue
+            if exact:
+                return form
+            found.append((form, False, None, batch))
+        chosen, _, error, self.batch = next((f for f in found if f[0] is not None), found[0])
+        if chosen is None:
+            assert error is not None
+            raise error
+        return chosen
 
     def _forms(self, starts: tuple[bool, ...]) -> Iterator[Form]:
-        for zero, (inputs, columns), layout in itertools.product(
-            starts,
-            (("ints", True), ("ints", False), ("onehot", False), ("onehot", True)),
-            layouts(self.cell, self.code),
-        ):
+        kinds = BATCH_FORMS if self.batch > 1 else SEQUENCE_FORMS
+        for zero, (inputs, columns), layout in itertools.product(starts, kinds, layouts(self.cell, self.code)):
             yield Form(inputs, columns, layout, zero_start=zero)
 
-    def _settle(self, problem: Problem) -> Form:
-        """The first form whose loss is the cell's (up to a mean), from the given initial state or from
-        zero; for code that returns no loss, the form under which most gradients match (the first
-        under which all do), from the given initial state before zero."""
+    def _settle(self, problem: Problem) -> tuple[Form, bool]:
+        """(the form, exact): the first form whose loss is the cell's (up to a mean), from the given
+        initial state or from zero, or under which every gradient matches; failing those, the form
+        under which most gradients match, from the given initial state before zero."""
         errors: list[tuple[Form, CheckError]] = []
         best: tuple[tuple[int, float], Form] | None = None
         for form in self._forms((False, True) if self.code.taken_states else (True,)):
@@ -102,24 +150,20 @@ class LossTarget(Checked):
                 out, obj = self._returned(problem, form)
                 loss = read.loss_of(out)
                 right_loss, right = self.yardstick.answer(as_run(problem, form, self.code.taken_states))
-                if loss is not None:
-                    if (mean := _mean(loss, right_loss, problem)) is not None:
-                        self.mean = mean
-                        return form
-                    continue
+                if loss is not None and (mean := _mean(loss, right_loss, problem)) is not None:
+                    self.mean = mean
+                    return form, True
                 score = _agreement(self._grads(out, obj, problem, form), right)
             except CheckError as e:
                 errors.append((form, e))
                 continue
             if score[0] == len(self.cell.param_names):
-                return form
+                return form, True
             if best is None or score > best[0]:
                 best = (score, form)
         if best is not None:
-            return best[1]
-        if errors:
-            raise none_ran(self.code.label, errors)
-        raise CheckError(f"{self.code.label}: its loss is not the cell's under any convention tried")
+            return best[1], False
+        raise none_ran(self.code.label, errors)
 
     def _returned(self, problem: Problem, form: Form) -> tuple[list[tuple[str, Any]], Any]:
         obj = self.code.instance(problem, form) if self.code.method else None
@@ -140,9 +184,9 @@ class LossTarget(Checked):
 
     def found(self) -> list[str]:
         form, words = self.form, []
-        words.append("inputs as a list of indices" if form.inputs == "ints" else "inputs as (T, D) rows")
+        words.append(f"inputs {INPUT_WORDS[form.inputs]}")
         if _takes_vectors(self.code):
-            words.append("vectors as columns (n, 1)" if form.columns else "vectors as rows (n,)")
+            words.append(VECTOR_WORDS[form.columns, form.batched])
         words += weight_words(self.code, form.weights, self.cell.param_names)
         words += self.code.notes
         words.append(start_words(self.code, self.cell, form))

@@ -103,13 +103,16 @@ def _aliases(name: str) -> tuple[str, ...]:
 
 
 def _made(cell: Cell, node: str) -> str:
-    """The state a node feeds (z feeds h in h = tanh(z)); the node itself if none or several."""
+    """The state a node feeds (z feeds h in h = tanh(z)); the node itself if it is a state or an
+    output (y, not the loss it feeds), or if it feeds none or several."""
+    if node in {s.name for s in cell.states} or node in cell.outputs:
+        return node
     readers = [
         eq.name
         for eq in cell.equations
         if any(naming.split(s.name) == (node, "t") for s in eq.rhs.atoms(sp.MatrixSymbol))
     ]
-    return _made(cell, readers[0]) if len(readers) == 1 and node not in {s.name for s in cell.states} else node
+    return _made(cell, readers[0]) if len(readers) == 1 else node
 
 
 @dataclass(frozen=True)
@@ -145,9 +148,9 @@ def _families(cell: Cell, mine: list[Role], output: bool) -> list[Candidate]:
             continue
         words = set(_aliases(operand))
         for d in made if len(made) == 1 else ():
-            words |= {o + m for o in _aliases(operand) for m in _aliases(d)} | {
-                m + o for o in _aliases(operand) for m in _aliases(d)
-            }
+            pairs = [(o, m) for o in _aliases(operand) for m in _aliases(d)]
+            words |= {o + m for o, m in pairs} | {m + o for o, m in pairs}
+            words |= set(_aliases(d)) if output else set()  # Wy: the output layer's, named for what it makes
         out.append(Candidate(block, frozenset(words), False))
     return out
 
@@ -222,12 +225,17 @@ def match(
         words = _words(u)
         if u in out or words is None:
             continue
-        fits = [c for c in pool if c.bias == words[0] and words[1] in c.words and not used & set(c.block.params)]
-        if len(fits) > 1:  # Wh: the recurrent matrix rather than the output layer's, which also reads h
-            fits = [c for c in fits if not _is_output(cell, c.block)]
+        fits = list(
+            dict.fromkeys(
+                c.block for c in pool if c.bias == words[0] and words[1] in c.words and not used & set(c.block.params)
+            )
+        )
+        inner = [b for b in fits if not _is_output(cell, b)]
+        if len(fits) > 1 and inner:  # Wh: the recurrent matrix rather than the output layer's, which also reads h
+            fits = inner
         if len(fits) == 1:
-            out[u] = fits[0].block
-            used |= set(fits[0].block.params)
+            out[u] = fits[0]
+            used |= set(fits[0].params)
     return _widened(cell, out)
 
 
