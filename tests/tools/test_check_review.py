@@ -59,6 +59,7 @@ def test_a_layers_h0_and_inputs_gradients_are_compared_where_returned(backward, 
 def test_a_wrong_forward_is_compared_under_its_closest_convention_and_said():
     report = check("layers1.py:fwd_bug,bwd_bug", load_builtin("elman"))
     assert "forward" in wrong(report) and report.found[0] == "inputs (N, T, D), batch first"
+    assert "its forward matches the cell's under no convention tried: compared under the closest" in report.found
 
 
 @pytest.mark.parametrize(

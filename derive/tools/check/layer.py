@@ -121,6 +121,7 @@ class LayerTarget(Checked):
         self.readout = readout_state(full)
         self.cell = layer_cell(full)
         self.sizes, self.batch = LAYER_SIZES[0], LAYER_BATCH
+        self.approximate = False  # no form gives the cell's forward: the closest is used
         self.form = self._settle()
 
     def problem(self, steps: int, rng: np.random.Generator) -> Problem:
@@ -163,7 +164,7 @@ class LayerTarget(Checked):
                     if closest is None or off < closest[0]:
                         closest = (off, (sizes, batch), form, readout)
         if closest is not None:
-            self.code.note("its forward matches the cell's under no convention tried: compared under the closest")
+            self.approximate = True
             return self._settled(*closest[1:])
         if errors:
             raise none_ran(self.code.label, errors)
@@ -177,7 +178,9 @@ class LayerTarget(Checked):
         return form
 
     def _run_forward(self, problem: Problem, form: Form) -> tuple[list[Any], Any]:
-        """(what the forward returned, as a list, the instance)."""
+        """(what the forward returned, as a list, the instance); the notes are of this call alone."""
+        self.code.notes.clear()
+        self.backward.notes.clear()
         obj = self.code.instance(problem, form) if self.code.method else None
         out = self.code.call(problem, form, obj=obj)
         return (list(out) if isinstance(out, (tuple, list)) else [out]), obj
@@ -224,6 +227,8 @@ class LayerTarget(Checked):
             words.append(f"returns the output layer's {self.readout} at every step")
         words += weight_words(self.code, form.weights, self.cell.param_names)
         words += self.code.notes + [n for n in self.backward.notes if n not in self.code.notes]
+        if self.approximate:
+            words.append("its forward matches the cell's under no convention tried: compared under the closest")
         words.append(start_words(self.code, self.cell, form))
         return words
 

@@ -166,6 +166,8 @@ class LossTarget(Checked):
         raise none_ran(self.code.label, errors)
 
     def _returned(self, problem: Problem, form: Form) -> tuple[list[tuple[str, Any]], Any]:
+        """What one call returned, and its object; the code's notes are of this call alone."""
+        self.code.notes.clear()
         obj = self.code.instance(problem, form) if self.code.method else None
         return read.flatten(self.code.call(problem, form, obj=obj), self.code.returns), obj
 
