@@ -242,10 +242,15 @@ LAYOUT_WORDS = {
 
 
 def _part(parts: list[Any], right: np.ndarray, form: Form) -> np.ndarray | None:
-    """The returned array of ``right``'s shape in the form's layout, as (T, B, n); None if none is."""
+    """Of the returned arrays of ``right``'s shape in the form's layout (h, or c beside it), the one
+    closest to ``right``, as (T, B, n); None if none is of that shape."""
     shape = codes.to_layout(right, form.inputs).shape
-    found = next((p for p in parts if read.is_array(p) and p.shape == shape), None)
-    return None if found is None else codes.from_layout(np.asarray(found, dtype=float), form.inputs)
+    found = [
+        codes.from_layout(np.asarray(p, dtype=float), form.inputs)
+        for p in parts
+        if read.is_array(p) and p.shape == shape
+    ]
+    return min(found, key=lambda a: error(a, right), default=None)
 
 
 def _state_back(g: np.ndarray, form: Form) -> np.ndarray:
