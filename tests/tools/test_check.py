@@ -252,7 +252,7 @@ BIND = USER_CODE / "bind.py"
 LAYERS = USER_CODE / "layers.py"
 
 
-@pytest.mark.parametrize("function", ["lossFun", "loss_hprev_last"])
+@pytest.mark.parametrize("function", ["lossFun", "loss_hprev_last", "loss_positional_only"])
 def test_arguments_are_bound_by_name_in_any_position(function):
     report = check(f"{BIND}:{function}", load_builtin("elman"))
     assert report.passed and [r.name for r in report.rows] == ["loss", *ELMAN]
