@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import USER_CODE
+from conftest import USER_CODE, fd_grad
 
 STYLES = USER_CODE / "styles"
 D, H, T, N = 4, 5, 4, 3  # input size (the vocabulary where there is one), state size, steps, batch
@@ -62,18 +62,7 @@ def load_definitions(name: str) -> types.ModuleType:
     return module
 
 
-def numerical(loss: Callable[[], float], array: np.ndarray, eps: float = 1e-5) -> np.ndarray:
-    """Central differences of loss() with respect to array, perturbed in place."""
-    grad = np.zeros_like(array, dtype=np.float64)
-    for ix in np.ndindex(array.shape):
-        old = array[ix]
-        array[ix] = old + eps
-        plus = loss()
-        array[ix] = old - eps
-        minus = loss()
-        array[ix] = old
-        grad[ix] = (plus - minus) / (2 * eps)
-    return grad
+FD_STEP = 1e-5  # the fixtures' own step for central differences
 
 
 def rel_error(analytic, numeric) -> float:
@@ -84,7 +73,7 @@ def rel_error(analytic, numeric) -> float:
 
 def errors(loss: Callable[[], float], pairs: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
     """{name: relative error of the analytic gradient} for pairs {name: (array, its analytic gradient)}."""
-    return {name: rel_error(grad, numerical(loss, array)) for name, (array, grad) in pairs.items()}
+    return {name: rel_error(grad, fd_grad(loss, array, FD_STEP)) for name, (array, grad) in pairs.items()}
 
 
 def all_right(errs: dict[str, float]) -> None:
