@@ -119,25 +119,37 @@ def derived_answer(module: types.ModuleType, problem: Problem, cell: Cell) -> tu
     return float(loss), dict(grads)
 
 
-def forward_values(cell: Cell, problem: Problem, xs: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Every node but the loss at steps 1..T, (T, B, n) each, by the numeric evaluator of the cell's
-    equations; ``xs`` in place of the problem's (complex, for the complex step)."""
+def step_values(
+    cell: Cell, problem: Problem, xs: np.ndarray | None = None, *, loss: bool = False
+) -> list[dict[str, np.ndarray]]:
+    """The values of each step t = 1..T by step-relative name (``x@t``, ``h@t-1``, ``h@t``, the
+    parameters), as (n, B) columns, by the numeric evaluator of the cell's equations; with ``loss``
+    the targets and the loss too.  ``xs`` in place of the problem's (complex, for the complex step)."""
     xs = problem.xs if xs is None else xs
-    evaluator = Evaluator(cell.sizes(problem.params))
-    env: dict[str, np.ndarray] = {k: v for k, v in problem.params.items() if k in cell.param_names}
-    env.update({k: v.reshape(-1, 1) for k, v in env.items() if v.ndim == 1})
+    sizes = cell.sizes(problem.params)
+    evaluator = Evaluator(sizes)
+    params = {k: v.reshape(v.shape[0], -1) for k, v in problem.params.items() if k in cell.param_names}
+    equations = [eq for eq in cell.equations if loss or eq.name != cell.loss]
+    x_name, target = naming.step_name(cell.inputs[0].name, "t"), cell.targets[0]
     previous = {s.name: v.T for s, v in zip(cell.states, problem.initial)}
-    equations = [eq for eq in cell.equations if eq.name != cell.loss]
-    out: dict[str, list[np.ndarray]] = {eq.name: [] for eq in equations}
-    x_name = naming.step_name(cell.inputs[0].name, "t")
+    steps = []
     for t in range(xs.shape[0]):
-        env[x_name] = xs[t].T
-        env.update({naming.step_name(s, "t-1"): v for s, v in previous.items()})
+        env = {**params, x_name: xs[t].T, **{naming.step_name(s, "t-1"): v for s, v in previous.items()}}
+        if loss:  # class indices as one-hot columns
+            rows = problem.targets[t]
+            env[naming.step_name(target.name, "t")] = np.eye(sizes[target.dim])[rows].T if rows.ndim == 1 else rows.T
         for eq in equations:
-            env[naming.step_name(eq.name, "t")] = value = evaluator(eq.rhs, env)
-            out[eq.name].append(value.T)
+            env[naming.step_name(eq.name, "t")] = evaluator(eq.rhs, env)
         previous = {s.name: env[naming.step_name(s.name, "t")] for s in cell.states}
-    return {k: np.stack(v) for k, v in out.items()}
+        steps.append(env)
+    return steps
+
+
+def forward_values(cell: Cell, problem: Problem, xs: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Every node but the loss at steps 1..T, (T, B, n) each (``step_values``, stacked)."""
+    steps = step_values(cell, problem, xs)
+    names = [eq.name for eq in cell.equations if eq.name != cell.loss]
+    return {n: np.stack([env[naming.step_name(n, "t")].T for env in steps]) for n in names}
 
 
 def readout_loss(cell: Cell, problem: Problem, node: str, xs: np.ndarray | None = None) -> complex:

@@ -38,7 +38,7 @@ from derive.emit.printing import text
 from derive.ir import naming
 from derive.ir.cell import Cell, Equation
 from derive.ir.exprs import Elementwise
-from derive.tools.check.problem import Grads, Problem, derived_answer
+from derive.tools.check.problem import Grads, Problem, derived_answer, step_values
 from derive.verify.evaluator import Evaluator
 from derive.verify.report import load_module
 
@@ -281,23 +281,8 @@ def _evaluator(cell: Cell, problem: Problem) -> Evaluator:
 def replay(cell: Cell, program: Program, problem: Problem) -> list[dict[str, np.ndarray]]:
     """Every value of each step, by the names the program reads (``h@t``, ``h@t-1``, ``dJ/dz@t``): the
     cell's equations forward, then the program's deltas backward, by the evaluator, on (n, 1) columns."""
-    evaluate, sizes = _evaluator(cell, problem), cell.sizes(problem.params)
-    params = {k: v.reshape(v.shape[0], -1) for k, v in problem.params.items() if k in cell.param_names}
-    x, label = cell.inputs[0], cell.targets[0]
-    if problem.targets.ndim == 2:  # class indices: one-hot columns
-        targets = [np.eye(sizes[label.dim])[row].T for row in problem.targets]
-    else:
-        targets = [row.T for row in problem.targets]
-    prev = {s.name: v.T for s, v in zip(cell.states, problem.initial)}
-    envs = []
-    for xs, target in zip(problem.xs, targets):
-        env = {**params, naming.step_name(x.name, "t"): xs.T}
-        env[naming.step_name(label.name, "t")] = target
-        env |= {naming.step_name(s, "t-1"): v for s, v in prev.items()}
-        for eq in cell.equations:
-            env[naming.step_name(eq.name, "t")] = evaluate(eq.rhs, env)
-        prev = {s: env[naming.step_name(s, "t")] for s in prev}
-        envs.append(env)
+    evaluate = _evaluator(cell, problem)
+    envs = step_values(cell, problem, loss=True)
     carried: dict[str, np.ndarray] = {}
     for env in reversed(envs):
         for a in program.assigns:
