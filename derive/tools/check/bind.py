@@ -186,23 +186,18 @@ def attributes(cls: type) -> list[str]:
     return list(out)
 
 
-def string_keys(fn: Callable[..., Any], module: types.ModuleType, owner: type | None = None) -> list[str]:
+def string_keys(fn: Callable[..., Any], module: types.ModuleType, reads: list[str], owner: type | None) -> list[str]:
     """The string keys the code reads from or writes into dicts (parameters["Wf"]): in the function,
-    the module's functions it calls, and the methods of its class."""
+    the module's functions it calls (among ``reads``, its ``global_reads``), and its class's methods."""
+    called = [f for f in (vars(module).get(n) for n in reads) if inspect.isfunction(f)]
     out: dict[str, None] = {}
-    for f in [*_called(fn, module), *(vars(owner).values() if owner is not None else ())]:
+    for f in [fn, *called, *(vars(owner).values() if owner is not None else ())]:
         tree = _tree(f) if inspect.isfunction(f) else None
         for node in ast.walk(tree) if tree is not None else ():
             if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
                 if isinstance(node.slice.value, str):
                     out.setdefault(node.slice.value)
     return list(out)
-
-
-def _called(fn: Callable[..., Any], module: types.ModuleType) -> list[Any]:
-    """The function and the functions it calls through the module's names, at any depth."""
-    functions = (vars(module).get(n) for n in global_reads(fn, module))
-    return [fn, *(f for f in functions if inspect.isfunction(f))]
 
 
 def returned_names(fn: Callable[..., Any]) -> tuple[str, ...]:

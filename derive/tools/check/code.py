@@ -119,6 +119,7 @@ class Code:
         if said not in self.notes:
             self.notes.append(said)
 
+    @cached_property
     def _dicts(self) -> list[str]:
         """The names of the params dicts the code reads: arguments, globals, attributes."""
         names = [p.name for p in bind.arguments(self.fn, self.label)] + self.globals + self.attributes
@@ -127,9 +128,9 @@ class Code:
     def _keys(self) -> list[str]:
         """The names a params dict may hold, if the code reads one: --map's, the string keys the
         module reads (parameters["Wf"]), and the cell's own names for the parameters those miss."""
-        if not self._dicts():
+        if not self._dicts:
             return []
-        keys = [*self.explicit, *bind.string_keys(self.fn, self.module, self.owner)]
+        keys = [*self.explicit, *bind.string_keys(self.fn, self.module, self.globals, self.owner)]
         held = {p for b in weights.match(keys, self.cell, self.explicit).values() for p in b.params}
         return keys + [p for p in self.cell.param_names if p not in held]
 
@@ -196,7 +197,7 @@ class Code:
 
     def _settings(self, names: list[str], problem: Problem, form: Form) -> Iterator[tuple[str, Any]]:
         """(name, value) for each of ``names`` that is a weight, a dict of them, or a size."""
-        dicts = self._dicts()
+        dicts = self._dicts
         for name in names:
             if name in self.blocks or name in self.absent:
                 yield name, self._given(name, self.weight(name, problem, form))
@@ -211,7 +212,7 @@ class Code:
         has them, and each weight's optimizer (``U_opt``) a ``Recorder`` of the gradient handed to it."""
         self.given, self.recorders = {}, {}
         obj = self._constructed(problem, form)
-        dicts = self._dicts()
+        dicts = self._dicts
         for name, value in self._settings(self.attributes, problem, form):
             if name not in dicts or isinstance(getattr(obj, name, None), (dict, type(None))):
                 setattr(obj, name, value)  # (a params list __init__ made, as DLFS's layers keep, stays)
@@ -257,7 +258,7 @@ class Code:
         try:
             return call_user(fn, *positional, label=self.label, **values)
         except CheckError as e:
-            if isinstance(e.__cause__, KeyError) and self._dicts():
+            if isinstance(e.__cause__, KeyError) and self._dicts:
                 held = ", ".join(self.keys)
                 raise CheckError(f"{e} (params holds {held}; give your names with --map NAME=PARAM)") from None
             if isinstance(e.__cause__, AttributeError) and any("__init__" in n for n in self.notes):
