@@ -46,6 +46,11 @@ class Form:
     zero_start: bool = False
 
     @property
+    def blocks(self) -> Layout:
+        """The weights' layout, with biases as columns where the code's vectors are."""
+        return replace(self.weights, columns=self.columns)
+
+    @property
     def layout(self) -> str | None:
         """The layout of a batch of sequences ("ints batch first": indices (B, T)); None for one sequence."""
         name = self.inputs.removeprefix("ints ")
@@ -181,8 +186,7 @@ class Code:
         if name in self.absent:
             n = size(self.absent[name], problem, self.cell)
             return np.zeros((n, 1) if form.columns else n)
-        layout = replace(form.weights, columns=form.columns)
-        return weights.compose(self.cell, self.blocks[name], layout, problem.params)
+        return weights.compose(self.cell, self.blocks[name], form.blocks, problem.params)
 
     def state(self, index: int, problem: Problem, form: Form) -> np.ndarray:
         value = problem.initial[index]  # (B, n)

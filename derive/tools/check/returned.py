@@ -9,7 +9,6 @@ so.  A gradient whose shape is not its block's is kept, for the diagnosis to nam
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -130,10 +129,9 @@ def cut(code: Code, found: dict[str, np.ndarray], problem: Problem, form: Form) 
     """The user's gradients of its arrays, cut into the cell's parameters; an array whose shape is
     not its block's is kept whole for each parameter of the block (the diagnosis names the shapes)."""
     out: dict[str, np.ndarray] = {}
-    layout = replace(form.weights, columns=form.columns)
     for u, g in found.items():
         block = code.blocks[u]
-        parts = weights.split(code.cell, block, layout, g, problem.params)
+        parts = weights.split(code.cell, block, form.blocks, g, problem.params)
         out.update(parts if parts else {p: g for p in block.params})
     return out
 
