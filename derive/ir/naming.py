@@ -35,6 +35,12 @@ def step_of(name: str) -> int:
     return int(step)
 
 
+def initial_arg(state: str) -> str:
+    """The argument and gradient key of an initial state: ``h0`` for the state h, ``h_1_0`` for h_1
+    (``h_10`` would read as h sub 10)."""
+    return f"{state}_0" if state[-1].isdigit() else f"{state}0"
+
+
 def grad_name(name: str) -> str:
     """The adjoint of a symbol: ``"dz@t"`` for ``"z@t"``, ``"dW_hh"`` for ``"W_hh"``."""
     return GRAD + name
@@ -192,25 +198,42 @@ RESERVED = frozenset(keyword.kwlist) | frozenset(
     "np t T B sizes dtype loss grads params batched xs labels targets total args onehot lead name dJ_dsk loss_t "
     "seq loss_seq grads_seq key work weights".split()
 )
-# and the shapes of the names it makes: steps (h_1), carries, accumulators, zero arrays, row views,
-# the loops' step tuples, sizes, its helpers (_softmax, _empty), and the stacked gates and matrices
-RESERVED_ENDINGS = ("_<digits>", "_next", "_acc", "_zero", "_rows", "_rows_prev", "_steps")
+# and the shapes of the names it makes: carries, accumulators, zero arrays, row views, the loops'
+# step tuples, sizes, its helpers (_softmax, _empty), the stacked gates and matrices, and the
+# by-definition code's Jacobians (dz_3__dh_2).  A step's local (h_3) is kept apart from the spec's
+# names by ``step_local_of``, not by a shape: papers write W_1 and U_2.
+RESERVED_ENDINGS = ("_next", "_acc", "_zero", "_rows", "_rows_prev", "_steps")
 RESERVED_STARTS = ("n_", "_")
+RESERVED_INSIDE = ("__",)
 RESERVED_NAMES = ("stack<k>", "dstack<k>", "W_stack<k>")
 RESERVED_SHAPES = re.compile(
     "|".join(
-        [*(e.replace("<digits>", "[0-9]+") + "$" for e in RESERVED_ENDINGS), *(f"^{s}" for s in RESERVED_STARTS)]
+        [*(e + "$" for e in RESERVED_ENDINGS), *(f"^{s}" for s in RESERVED_STARTS), *RESERVED_INSIDE]
         + [f"^{n.replace('<k>', '[0-9]+')}$" for n in RESERVED_NAMES]
     )
 )
+_STEP_LOCAL = re.compile(r"(.+)_([0-9]+)")
 
 
 def reserved_shapes() -> str:
     """The reserved shapes, as a refusal says them."""
     endings = ", ".join(RESERVED_ENDINGS[:-1]) + f" or {RESERVED_ENDINGS[-1]}"
-    return f"names ending in {endings}, starting with {' or '.join(RESERVED_STARTS)}, or {', '.join(RESERVED_NAMES)}"
+    return (
+        f"names ending in {endings}, starting with {' or '.join(RESERVED_STARTS)}, containing "
+        f"{' or '.join(RESERVED_INSIDE)}, or {', '.join(RESERVED_NAMES)}"
+    )
 
 
 def is_reserved(name: str) -> bool:
     """Whether a spec name would meet a name of the generated module's own."""
     return name in RESERVED or RESERVED_SHAPES.search(name) is not None
+
+
+def step_local_of(name: str, indexed: set[str] | frozenset[str]) -> tuple[str, int] | None:
+    """The (base, step) whose code local ``name`` would be, for the time-indexed names ``indexed``:
+    ``step_local_of("h_3", {"h"}) == ("h", 3)``, and ``dh_3`` (dJ/dh_3) too; None where it is no one's."""
+    for candidate in (name, name[len(GRAD) :] if name.startswith(GRAD) else None):
+        m = _STEP_LOCAL.fullmatch(candidate or "")
+        if m and code_base(m.group(1)) in {code_base(n) for n in indexed}:
+            return m.group(1), int(m.group(2))
+    return None

@@ -100,7 +100,16 @@ class Builder:
                 raise self.error(tok, f"{name!r} would share a name with the gradient of {name[1:]!r}; rename it")
         named = [*((tok, tok.text) for tok, _ in self.d.equations), *((tok, n) for n, (_, tok) in declared.items())]
         named += [(entry[-1], n) for n, entry in self.d.targets.items()]
-        initial = {f"{state}0": state for state in self.d.states}  # the module's initial-state arguments
+        indexed = set(self.d.inputs) | set(self.d.states) | set(self.d.targets) | set(self.defined)
+        for tok, name in named:
+            owner = naming.step_local_of(name, indexed)
+            if owner is not None:
+                base, step = owner
+                what = (
+                    f"the gradient of {base} at step {step}" if name != f"{base}_{step}" else f"{base} at step {step}"
+                )
+                raise self.error(tok, f"{name!r} would share a name with {what} in the generated code; rename it")
+        initial = {naming.initial_arg(state): state for state in self.d.states}  # the module's initial-state arguments
         for tok, name in named:
             if name in initial:
                 raise self.error(

@@ -214,7 +214,7 @@ def sympy_gradients(
     env.update(unknowns)
     given = {}  # initial state arguments (h0, c0) by key
     for state, value in zip(cell.states, initial, strict=True):
-        key = f"{state.name}0"
+        key = naming.initial_arg(state.name)
         given[key] = value
         unknowns[key] = sp.Matrix(len(value), 1, lambda i, j, k=key: sp.Symbol(f"{k}_{i}"))
         env[naming.step_name(state.name, 0)] = unknowns[key]

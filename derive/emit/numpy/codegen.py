@@ -41,11 +41,6 @@ class Block:
     lines: tuple[Line, ...]
 
 
-def initial_arg(state: str) -> str:
-    """The argument and gradient key of an initial state: ``h0`` for the state h."""
-    return f"{state}0"
-
-
 # ---- by definition ---------------------------------------------------------------
 
 
@@ -264,7 +259,7 @@ def _arguments(cell: Cell) -> dict[str, Any]:
     initial: list[dict[str, Any]] = [
         {
             "name": s.name,
-            "arg": initial_arg(s.name),
+            "arg": naming.initial_arg(s.name),
             "dim": s.dim,
             "carried": naming.carried_local(s.name),  # a kept (B, n) array: returned as a copy
             "local": naming.code_local(naming.step_name(s.name, 0)),

@@ -181,7 +181,14 @@ class _Names:
         names = [*cell.param_names, *(e.name for e in cell.equations), *(s.name for s in cell.states)]
         names += [v.name for v in (*cell.inputs, *cell.targets)]
         for name in map(naming.code_base, names):
-            used |= {name, f"d{name}", f"d{name}_next", f"{name}0", f"d{name}0_acc", f"d{name}_zero"}
+            used |= {
+                name,
+                f"d{name}",
+                f"d{name}_next",
+                naming.initial_arg(name),
+                f"d{naming.initial_arg(name)}_acc",
+                f"d{name}_zero",
+            }
         self.used = used
 
     def fresh(self, want: str) -> str:

@@ -217,7 +217,7 @@ class LayerTarget(Checked):
         out = {"x": codes.to_layout(problem.xs, self.form.inputs).shape}
         for i, s in enumerate(self.cell.states):
             if i in self.code.taken_states:
-                out[f"{s.name}0"] = self.code.state(i, problem, self.form).shape
+                out[naming.initial_arg(s.name)] = self.code.state(i, problem, self.form).shape
         return out
 
     def found(self) -> list[str]:

@@ -315,7 +315,7 @@ def _not_compared(checked: Checked, yardstick: Yardstick, user: Grads, want: Gra
     """What a layer's backward does not return (h0, the inputs' gradient), or what truncation leaves out."""
     if checked.readout == "":
         return []
-    taken = [f"{s.name}0" for i, s in enumerate(yardstick.cell.states) if i in checked.code.taken_states]
+    taken = [naming.initial_arg(s.name) for i, s in enumerate(yardstick.cell.states) if i in checked.code.taken_states]
     notes = [f"{k}: not returned by the backward, not checked" for k in taken if k not in user]
     if "x" in user and yardstick.derivation.truncate is not None:
         notes.append("x: the inputs' gradient is not compared against truncated BPTT (it is derived in full only)")

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from derive.ir import naming
 from derive.ir.cell import Cell
 from derive.tools.check import bind, weights
 from derive.tools.check.code import Code, Form
@@ -114,8 +115,8 @@ def _other_by_name(name: str, others: dict[str, tuple[int, ...]], cell: Cell) ->
     if "x" in others and bind.role_of(name, cell, set()) == bind.Arg(name, "inputs"):
         return "x"
     index = bind.state_index(name, cell)
-    if index is not None and f"{cell.states[index].name}0" in others:
-        return f"{cell.states[index].name}0"
+    if index is not None and naming.initial_arg(cell.states[index].name) in others:
+        return naming.initial_arg(cell.states[index].name)
     return None
 
 

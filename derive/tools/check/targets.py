@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from derive.ir import naming
 from derive.ir.cell import Cell
 from derive.tools.check import returned as read
 from derive.tools.check.code import Code, Form
@@ -72,7 +73,7 @@ class Checked:
         """The initial states the code takes and ignores (its gradient of them is then zero): h0, c0."""
         if not self.form.zero_start:
             return []
-        return [f"{s.name}0" for i, s in enumerate(self.cell.states) if i in self.code.taken_states]
+        return [naming.initial_arg(s.name) for i, s in enumerate(self.cell.states) if i in self.code.taken_states]
 
 
 SEQUENCE_FORMS = (("ints", True), ("ints", False), ("onehot", False), ("onehot", True))  # (inputs, columns)
@@ -289,8 +290,8 @@ def _same_letters(user: str, block: Block) -> bool:
 def start_words(code: Code, cell: Cell, form: Form) -> str:
     """Where the code starts: from the initial states it takes, from zero for the others."""
     taken = code.taken_states
-    given = [f"{s.name}0" for i, s in enumerate(cell.states) if i in taken and not form.zero_start]
-    zero = [f"{s.name}0" for i, s in enumerate(cell.states) if i not in taken or form.zero_start]
+    given = [naming.initial_arg(s.name) for i, s in enumerate(cell.states) if i in taken and not form.zero_start]
+    zero = [naming.initial_arg(s.name) for i, s in enumerate(cell.states) if i not in taken or form.zero_start]
     words = [f"starts from the given {' and '.join(given)}"] if given else []
     if zero:
         words.append(f"{'' if given else 'starts from '}{' = '.join(zero)} = 0")
