@@ -24,11 +24,12 @@ from sympy import MatrixSymbol, ZeroMatrix
 
 from derive.derivation.analytic import row_product, term_gradient
 from derive.derivation.chain import Expansion, paths
-from derive.derivation.rules import RULES, Rules, softmax_cross_entropy
+from derive.derivation.rules import RULES, Rules, collapsed_loss
 from derive.derivation.unroll import Unrolled, at_step, relabel
 from derive.ir import naming
 from derive.ir.cell import Cell, refusals_at
-from derive.ir.exprs import CrossEntropy, Outer, Softmax, add, mul, transpose
+from derive.ir.exprs import BinaryCrossEntropy, CrossEntropy, Outer, Softmax, add, is_scalar, mul, transpose
+from derive.ir.ops import Sigmoid
 
 
 def adjoint_symbol(name: str, shape: tuple[sp.Expr, sp.Expr]) -> MatrixSymbol:
@@ -84,17 +85,20 @@ class Program:
 
 def _fused_softmax(cell: Cell) -> dict[str, str]:
     """{y: p} for each p = softmax(y) of a named node y whose only consumer is the cross-entropy
-    loss: not a state (the next step reads a state too), not softmax(V h) (no node to carry p - l)."""
+    loss (or p = sigmoid(y) and the binary cross-entropy): not a state (the next step reads a state
+    too), not softmax(V h) (no node to carry p - l)."""
     loss = cell.equation(cell.loss).rhs
     states = {s.name for s in cell.states}
     fused = {}
     for eq in cell.equations:
         if (
-            isinstance(eq.rhs, Softmax)
+            isinstance(eq.rhs, (Softmax, Sigmoid))
             and isinstance(eq.rhs.arg, MatrixSymbol)
             and eq.name not in states
-            and isinstance(loss, CrossEntropy)
+            and isinstance(loss, (CrossEntropy, BinaryCrossEntropy))
+            and isinstance(loss.p, MatrixSymbol)
             and loss.p.name == naming.step_name(eq.name, "t")
+            and collapsed_loss(loss, eq.rhs) is not None
         ):
             users = [e for e in cell.equations if e.rhs.has(loss.p) and e.name != eq.name]
             if [u.name for u in users] == [cell.loss]:
@@ -122,7 +126,7 @@ def build_program(cell: Cell, rules: Rules = RULES) -> Program:
         parts: list[sp.Basic] = []  # both, in the order the cell's equations read n_t
         if name in fused:  # J_t's share through p = softmax(y), collapsed; y may feed other nodes too
             p = eqs[fused[name]]
-            own = [transpose(softmax_cross_entropy(eqs[cell.loss].rhs, p.rhs))]
+            own = [transpose(collapsed_loss(eqs[cell.loss].rhs, p.rhs))]
             parts = own.copy()
         for user in cell.equations:
             if user.name in skipped and user.name != cell.loss or not user.rhs.has(here[name]):
@@ -287,7 +291,7 @@ def noncommutative(expr: sp.Basic) -> sp.Expr:
         return sp.S.Zero
     if isinstance(expr, sp.Identity):
         return sp.S.One
-    if expr.is_Number:
+    if is_scalar(expr):
         return expr
     return sp.Symbol(str(expr), commutative=False)
 

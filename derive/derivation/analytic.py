@@ -13,7 +13,7 @@ from __future__ import annotations
 import sympy as sp
 
 from derive.derivation.chain import Factor, Term
-from derive.derivation.rules import jacobian, softmax_cross_entropy
+from derive.derivation.rules import collapsed_loss, jacobian
 from derive.derivation.unroll import Graph
 from derive.ir import naming
 from derive.ir.cell import refusals_at
@@ -27,12 +27,13 @@ def factor_matrix(unrolled: Graph, factor: Factor) -> sp.Basic:
 
 
 def collapsed_head(unrolled: Graph, factors: tuple[Factor, ...]) -> tuple[sp.Basic | None, int]:
-    """(p_t - l_t)^T and 2 when the path starts with softmax + cross-entropy, else (None, 0)."""
+    """(p_t - l_t)^T and 2 when the path starts with softmax + cross-entropy (or sigmoid + binary
+    cross-entropy), else (None, 0)."""
     if len(factors) >= 2 and factors[0].den == factors[1].num:
         p = unrolled.symbols[factors[0].den]
         users = [n for n, rhs in unrolled.rhs.items() if rhs.has(p)]
         p_rhs = unrolled.rhs[factors[1].num]
-        head = softmax_cross_entropy(unrolled.rhs[factors[0].num], p_rhs)
+        head = collapsed_loss(unrolled.rhs[factors[0].num], p_rhs)
         # as the program assumes: p read by the loss alone, p not a state, and its argument a named node y
         # (the factor dp/dy is the one the collapse replaces; softmax(V h) keeps dJ/dp and dp/dh apart)
         states = {s.name for s in unrolled.cell.states}

@@ -32,18 +32,23 @@ from sympy import HadamardPower, Identity, MatrixSymbol
 
 from derive.emit.printing import text
 from derive.ir.exprs import (
+    BinaryCrossEntropy,
     CrossEntropy,
     Diag,
     Elementwise,
     Hadamard,
+    LogSoftmax,
     Outer,
     Softmax,
     SquaredError,
+    Sum,
     add,
+    is_scalar,
     mul,
     neg,
     transpose,
 )
+from derive.ir.ops import ACTIVATIONS_ALL
 
 Rule = Callable[[sp.Basic, MatrixSymbol, "sp.Basic | None", "Rules"], sp.Basic]
 _TABLE: dict[type, Rule] = {}
@@ -119,8 +124,8 @@ def _add(rhs: sp.MatAdd, wrt: MatrixSymbol, out: sp.Basic | None, rules: Rules) 
 def _matmul(rhs: sp.MatMul, wrt: MatrixSymbol, out: sp.Basic | None, rules: Rules) -> sp.Basic:
     """c W v: d/dv = c W; d/dW = Outer(c v); c v (a scaling): d/dv = c I.  A chain V A h is
     V (A h), as the spec reads it: d/dV = Outer(A h), and the rest through A h."""
-    coeffs = [a for a in rhs.args if a.is_Number]
-    mats = [a for a in rhs.args if not a.is_Number]
+    coeffs = [a for a in rhs.args if is_scalar(a)]
+    mats = [a for a in rhs.args if not is_scalar(a)]
     c = sp.Mul(*coeffs) if coeffs else sp.S.One
     if len(mats) == 1:
         inner = rules.jacobian(mats[0], wrt)
@@ -177,7 +182,42 @@ def _cross_entropy(rhs: CrossEntropy, wrt: MatrixSymbol, out: sp.Basic | None, r
     return rules.chain(neg(mul(transpose(rhs.target), Diag(HadamardPower(rhs.p, -1)))), rhs.p, wrt)
 
 
+@rule(BinaryCrossEntropy)
+def _binary_cross_entropy(rhs: BinaryCrossEntropy, wrt: MatrixSymbol, out: sp.Basic | None, rules: Rules) -> sp.Basic:
+    """d/dp = ((p - r) ⊘ (p ∘ (1 - p)))^T; of sigmoid(y), the collapse d/dy = (sigmoid(y) - r)^T."""
+    if rhs.target.has(wrt):
+        raise NotImplementedError("binary_cross_entropy is not differentiated with respect to its target")
+    if isinstance(rhs.p, ACTIVATIONS_ALL["sigmoid"]):
+        return rules.chain(transpose(add(rhs.p, neg(rhs.target))), rhs.p.arg, wrt)
+    spread = Hadamard(rhs.p, add(sp.OneMatrix(*rhs.p.shape), neg(rhs.p)))
+    slope = Hadamard(add(rhs.p, neg(rhs.target)), ACTIVATIONS_ALL["reciprocal"](spread))
+    return rules.chain(transpose(slope), rhs.p, wrt)
+
+
+@rule(Sum)
+def _sum(rhs: Sum, wrt: MatrixSymbol, out: sp.Basic | None, rules: Rules) -> sp.Basic:
+    """d(1^T v) = 1^T dv."""
+    return rules.chain(transpose(sp.OneMatrix(*rhs.arg.shape)), rhs.arg, wrt)
+
+
+@rule(LogSoftmax)
+def _log_softmax(rhs: LogSoftmax, wrt: MatrixSymbol, out: sp.Basic | None, rules: Rules) -> sp.Basic:
+    """d log softmax(a)/da = I - 1 p^T, with p = softmax(a) = exp(out): no division by p."""
+    p = ACTIVATIONS_ALL["exp"](out) if out is not None else Softmax(rhs.arg)
+    n = rhs.arg.shape[0]
+    return rules.chain(add(sp.Identity(n), neg(mul(sp.OneMatrix(n, 1), transpose(p)))), rhs.arg, wrt)
+
+
 RULES = Rules(MappingProxyType(_TABLE))  # the derivation's table
+
+
+def collapsed_loss(loss_rhs: sp.Basic, p_rhs: sp.Basic) -> sp.Basic | None:
+    """dJ/dp dp/dy collapsed to (p - target)^T: for cross_entropy(p, l) of p = softmax(y), and for
+    binary_cross_entropy(p, r) of p = sigmoid(y) (r^T diag(p)^{-1} ... = p - r entry by entry);
+    None for any other pair."""
+    if isinstance(loss_rhs, BinaryCrossEntropy) and isinstance(p_rhs, ACTIVATIONS_ALL["sigmoid"]):
+        return transpose(add(loss_rhs.p, neg(loss_rhs.target)))
+    return softmax_cross_entropy(loss_rhs, p_rhs)
 
 
 def softmax_cross_entropy(loss_rhs: sp.Basic, p_rhs: sp.Basic) -> sp.Basic | None:

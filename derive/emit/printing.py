@@ -28,17 +28,25 @@ from sympy.printing.str import StrPrinter as _SympyStr
 from derive.derivation.chain import Factor
 from derive.ir import naming
 from derive.ir.exprs import (
+    BinaryCrossEntropy,
+    Constant,
     CrossEntropy,
     Diag,
     Elementwise,
     Hadamard,
+    LogSoftmax,
     Loss,
+    SigmoidBinaryCrossEntropy,
     Softmax,
     SoftmaxCrossEntropy,
     SquaredError,
+    Sum,
+    is_scalar,
     mul,
     transpose,
+    valued,
 )
+from derive.ir.ops import Reciprocal
 
 
 def ordered_terms(expr: sp.MatAdd) -> list[sp.Basic]:
@@ -47,7 +55,7 @@ def ordered_terms(expr: sp.MatAdd) -> list[sp.Basic]:
 
 
 def is_negative(term: sp.Basic) -> bool:
-    return isinstance(term, sp.MatMul) and bool(term.args[0].is_Number and term.args[0].is_negative)
+    return isinstance(term, sp.MatMul) and is_scalar(term.args[0]) and bool(term.args[0].as_coeff_Mul()[0] < 0)
 
 
 def negated(term: sp.Basic) -> sp.Basic:
@@ -120,6 +128,10 @@ class LatexPrinter(_SignedSums, _SympyLatex):
     def _paren(self, s: str) -> str:
         return rf"\left({s}\right)"
 
+    def scalar(self, coeff: sp.Expr) -> str:
+        """A coefficient: a sum of numbers and constants in parentheses, (1 - \\rho) h."""
+        return self._paren(self._print(coeff)) if isinstance(coeff, sp.Add) else self._print(coeff)
+
     def _print_MatrixSymbol(self, expr: MatrixSymbol) -> str:
         return naming.latex_name(expr.name)
 
@@ -132,9 +144,9 @@ class LatexPrinter(_SignedSums, _SympyLatex):
     def _print_MatMul(self, expr: sp.MatMul) -> str:
         args = list(expr.args)
         sign = ""
-        if args[0].is_Number:
+        if is_scalar(args[0]):
             coeff = args.pop(0)
-            sign = "-" if coeff == -1 else self._print(coeff) + " "
+            sign = "-" if coeff == -1 else self.scalar(coeff) + " "
         parts = []
         i = 0
         while i < len(args):
@@ -167,10 +179,18 @@ class LatexPrinter(_SignedSums, _SympyLatex):
     def _print_ZeroMatrix(self, expr: sp.ZeroMatrix) -> str:
         return r"\mathbf{0}"
 
+    def _print_Constant(self, expr: Constant) -> str:
+        return naming.latex_base(expr.name)
+
     def _print_Elementwise(self, expr: Elementwise) -> str:
+        if "#" in expr.op.latex:
+            return expr.op.latex.replace("#", self._print(expr.arg))
         return rf"{expr.op.latex}\left({self._print(expr.arg)}\right)"
 
     def _print_Hadamard(self, expr: Hadamard) -> str:
+        a, b = expr.args
+        if isinstance(b, Reciprocal):  # a / b entry by entry
+            return f"{self._factor(a)} \\oslash {self._factor(b.arg)}"
         return " \\odot ".join(self._factor(a) for a in expr.args)
 
     def _print_SquaredError(self, expr: SquaredError) -> str:
@@ -183,6 +203,17 @@ class LatexPrinter(_SignedSums, _SympyLatex):
     def _print_CrossEntropy(self, expr: CrossEntropy) -> str:
         return rf"-{self._print(transpose(expr.target))} \log {self._print(expr.p)}"
 
+    def _print_BinaryCrossEntropy(self, expr: BinaryCrossEntropy) -> str:
+        r, p = self._print(expr.target), self._factor(expr.p)
+        rest = rf"\left(\mathbf{{1}} - {r}\right)^{{T}} \log \left(\mathbf{{1}} - {p}\right)"
+        return rf"-\left({r}^{{T}} \log {p} + {rest}\right)"
+
+    def _print_Sum(self, expr: Sum) -> str:
+        return rf"\mathbf{{1}}^{{T}} {self._factor(expr.arg)}"
+
+    def _print_LogSoftmax(self, expr: LogSoftmax) -> str:
+        return rf"\log \operatorname{{softmax}}\left({self._print(expr.arg)}\right)"
+
     def factors(self, expr: sp.Basic, width: int | None = None) -> tuple[str, list[str]]:
         """(sign, printed factors) of a product, for layouts that break long products.
 
@@ -192,9 +223,9 @@ class LatexPrinter(_SignedSums, _SympyLatex):
         """
         args = list(expr.args) if isinstance(expr, sp.MatMul) else [expr]
         sign = ""
-        if args[0].is_Number:
+        if is_scalar(args[0]):
             coeff = args.pop(0)
-            sign = "-" if coeff == -1 else self._print(coeff) + " "
+            sign = "-" if coeff == -1 else self.scalar(coeff) + " "
         out = []
         for a in args:
             text = self._factor(a)
@@ -237,9 +268,13 @@ class TextPrinter(_SignedSums, _SympyStr):
     def _print_MatMul(self, expr: sp.MatMul) -> str:
         args = list(expr.args)
         sign = ""
-        if args[0].is_Number:
+        if is_scalar(args[0]):
             coeff = args.pop(0)
-            sign = "-" if coeff == -1 else f"{self._print(coeff)} "
+            sign = (
+                "-"
+                if coeff == -1
+                else (f"({self._print(coeff)}) " if isinstance(coeff, sp.Add) else f"{self._print(coeff)} ")
+            )
         if len(args) == 2 and isinstance(args[0], Diag) and _is_vector(args[1]):
             return sign + f"{self._factor(args[0].arg)} ⊙ {self._factor(args[1])}"
         return sign + " ".join(self._factor(a) for a in args)
@@ -256,10 +291,16 @@ class TextPrinter(_SignedSums, _SympyStr):
     def _print_ZeroMatrix(self, expr: sp.ZeroMatrix) -> str:
         return "0"
 
+    def _print_Constant(self, expr: Constant) -> str:
+        return expr.name
+
     def _print_Elementwise(self, expr: Elementwise) -> str:
         return f"{expr.op.name}({self._print(expr.arg)})"
 
     def _print_Hadamard(self, expr: Hadamard) -> str:
+        a, b = expr.args
+        if isinstance(b, Reciprocal):
+            return f"{self._factor(a)} / {self._factor(b.arg)}"
         return " ⊙ ".join(self._factor(a) for a in expr.args)
 
     def _print_SquaredError(self, expr: SquaredError) -> str:
@@ -270,6 +311,15 @@ class TextPrinter(_SignedSums, _SympyStr):
 
     def _print_CrossEntropy(self, expr: CrossEntropy) -> str:
         return f"cross_entropy({self._print(expr.p)}, {self._print(expr.target)})"
+
+    def _print_BinaryCrossEntropy(self, expr: BinaryCrossEntropy) -> str:
+        return f"binary_cross_entropy({self._print(expr.p)}, {self._print(expr.target)})"
+
+    def _print_Sum(self, expr: Sum) -> str:
+        return f"sum({self._print(expr.arg)})"
+
+    def _print_LogSoftmax(self, expr: LogSoftmax) -> str:
+        return f"log(softmax({self._print(expr.arg)}))"
 
 
 def text(expr: sp.Basic) -> str:
@@ -294,6 +344,22 @@ class _NumPyBase(_SignedSums, _SympyNumPy):
     def _print_ZeroMatrix(self, expr: sp.ZeroMatrix) -> str:
         return "0"
 
+    def _print_Constant(self, expr: Constant) -> str:
+        """A constant in code is its value: the module has no names of the spec's beyond its arrays."""
+        return self._print(expr.value)
+
+    def _print_Mul(self, expr: sp.Mul) -> str:
+        """dt / tau as its one value (1/20), not as 1/10/2."""
+        return self._print(valued(expr)) if expr.atoms(Constant) else super()._print_Mul(expr)
+
+    def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
+        """1 / tau as its value (1/2)."""
+        return self._print(valued(expr)) if expr.atoms(Constant) else super()._print_Pow(expr, rational)
+
+    def _print_Add(self, expr: sp.Add, order: str | None = None) -> str:
+        """1 - dt / tau as its value (19/20)."""
+        return self._print(valued(expr)) if expr.atoms(Constant) else super()._print_Add(expr, order)
+
     def _print_Elementwise(self, expr: Elementwise) -> str:
         if expr.op.code is None:  # the identity
             return self._print(expr.arg)
@@ -314,8 +380,21 @@ class _NumPyBase(_SignedSums, _SympyNumPy):
     def _print_SoftmaxCrossEntropy(self, expr: SoftmaxCrossEntropy) -> str:
         return f"_softmax_cross_entropy({self._print(expr.logits)}, {self._print(expr.target)})"
 
+    def _print_BinaryCrossEntropy(self, expr: BinaryCrossEntropy) -> str:
+        return f"_binary_cross_entropy({self._print(expr.p)}, {self._print(expr.target)})"
+
+    def _print_SigmoidBinaryCrossEntropy(self, expr: SigmoidBinaryCrossEntropy) -> str:
+        return f"_sigmoid_binary_cross_entropy({self._print(expr.logits)}, {self._print(expr.target)})"
+
+    def _print_Sum(self, expr: Sum) -> str:
+        """The entries summed, over the batch too: a number."""
+        return f"float(np.sum({self._print(expr.arg)}))"
+
+    def _print_LogSoftmax(self, expr: LogSoftmax) -> str:
+        return f"_log_softmax({self._print(expr.arg)})"
+
     def _coefficient(self, args: list[sp.Basic]) -> str:
-        if args and args[0].is_Number:
+        if args and is_scalar(args[0]):
             coeff = args.pop(0)
             return "-" if coeff == -1 else f"{self._print(coeff)} * "
         return ""
@@ -327,7 +406,7 @@ class ColumnPrinter(_NumPyBase):
     def _factor(self, expr: sp.Basic) -> str:
         """An operand of ``@`` or ``*``: sums, elementwise and scaled products in parentheses."""
         s = self._print(expr)
-        scaled = isinstance(expr, sp.MatMul) and expr.args[0].is_Number
+        scaled = isinstance(expr, sp.MatMul) and is_scalar(expr.args[0])
         return self._paren(s) if isinstance(expr, (sp.MatAdd, Hadamard)) or scaled else s
 
     def operand(self, expr: sp.Basic) -> str:
@@ -342,6 +421,8 @@ class ColumnPrinter(_NumPyBase):
         return naming.code_local(expr.name)
 
     def _print_Transpose(self, expr: sp.Transpose) -> str:
+        if isinstance(expr.arg, sp.OneMatrix):
+            return self.ones(transpose(expr.arg))
         inner = self._print(expr.arg)
         return f"{inner}.T" if isinstance(expr.arg, MatrixSymbol) else f"({inner}).T"
 
@@ -351,7 +432,9 @@ class ColumnPrinter(_NumPyBase):
         parts = []
         while args:
             a = args.pop(0)
-            if isinstance(a, sp.Transpose) and args and _is_reciprocal_diag(args[0]):
+            if isinstance(a, sp.OneMatrix):
+                parts.append(self.ones(a))
+            elif isinstance(a, sp.Transpose) and args and _is_reciprocal_diag(args[0]):
                 # v^T diag(w)^{-1} = (v / w)^T, with 0 / 0 = 0: a one-hot v ignores the other entries of w
                 parts.append(f"_ratio({self._print(a.arg)}, {self._print(args.pop(0).arg.base)}).T")
             else:
@@ -361,11 +444,18 @@ class ColumnPrinter(_NumPyBase):
     def _print_Diag(self, expr: Diag) -> str:
         return f"np.diagflat({self._print(expr.arg)})"
 
+    def ones(self, expr: sp.OneMatrix) -> str:
+        """A vector of ones as a factor of a product (1^T v: a sum), not the 1 a sum broadcasts."""
+        return f"np.ones(({', '.join(self._print(n) for n in expr.shape)}))"
+
     def _print_Identity(self, expr: sp.Identity) -> str:
         return f"np.eye({self._print(expr.shape[0])})"
 
     def _print_Softmax(self, expr: Softmax) -> str:
         return f"_softmax({self._print(expr.arg)}, axis=0)"
+
+    def _print_LogSoftmax(self, expr: LogSoftmax) -> str:
+        return f"_log_softmax({self._print(expr.arg)}, axis=0)"
 
 
 @dataclass(frozen=True)

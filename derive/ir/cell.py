@@ -90,6 +90,9 @@ class Cell:
     loss: str  # the equation whose value is J_t
     loss_mode: str = "every"  # "every": J = sum_t J_t (many-to-many); "last": J = J_T (many-to-one)
     path: str = field(default="", compare=False)  # the spec file it was read from ("" if none)
+    # the named constants (alpha = 0.3, c = dt / tau), in order: each rhs a number or an expression of
+    # the earlier ones; the equations hold them as ``Constant``s, each carrying its value
+    constants: tuple[Equation, ...] = ()
 
     @cached_property
     def nodes(self) -> dict[str, Vector]:

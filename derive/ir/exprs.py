@@ -19,6 +19,46 @@ if TYPE_CHECKING:
     from derive.ir.ops import Activation
 
 
+class Constant(sp.Expr):
+    """A named number of the spec (``alpha = 0.3``): a commutative scalar that prints by its name
+    in the document and by its value in code.  Its value is one of its arguments, so two cells'
+    constants of one name but different values are different expressions."""
+
+    is_commutative = True
+    is_real = True
+
+    def __new__(cls, name: str, value: sp.Rational) -> Constant:
+        return super().__new__(cls, sp.Symbol(name), sp.Rational(value))
+
+    @property
+    def name(self) -> str:
+        return self.args[0].name
+
+    @property
+    def value(self) -> sp.Rational:
+        return self.args[1]
+
+    def _eval_is_positive(self) -> bool:
+        return bool(self.value > 0)
+
+    def _eval_is_negative(self) -> bool:
+        return bool(self.value < 0)
+
+    def _eval_is_zero(self) -> bool:
+        return bool(self.value == 0)
+
+
+def is_scalar(expr: sp.Basic) -> bool:
+    """A number, a constant, or an expression of them: a coefficient in a product, never a factor."""
+    return not getattr(expr, "is_Matrix", False)
+
+
+def valued(expr: sp.Basic) -> sp.Basic:
+    """``expr`` with every constant replaced by its value (for code and the numeric checks)."""
+    found = expr.atoms(Constant)
+    return expr.xreplace({c: c.value for c in found}) if found else expr
+
+
 class Elementwise(MatrixExpr):
     """f applied to every entry of a column vector; the shape is the argument's.  Each function is a
     subclass made from its record in ``ops`` (``Tanh``), which ``op`` holds."""
@@ -109,7 +149,54 @@ class SquaredError(Loss):
         return self.args[0]
 
 
-LOSSES = {"cross_entropy": CrossEntropy, "squared_error": SquaredError}
+class BinaryCrossEntropy(Loss):
+    """-(r^T log p + (1 - r)^T log(1 - p)) for probabilities p and a real target r in [0, 1]."""
+
+    spec_name = "binary_cross_entropy"
+
+    @property
+    def p(self) -> MatrixExpr:
+        return self.args[0]
+
+
+class Sum(Loss):
+    """sum(v) = 1^T v, the sum of a vector's entries: a loss of any vector expression (Poisson's
+    sum(exp(y) - r * y), soft targets' -sum(q * log(p)))."""
+
+    spec_name = "sum"
+
+    def __new__(cls, arg: MatrixExpr) -> Sum:
+        arg = sp.sympify(arg)
+        if not getattr(arg, "is_Matrix", False) or arg.shape[1] != 1:
+            raise TypeError(f"sum takes a column vector, got {arg!r}")
+        return MatrixExpr.__new__(cls, arg)
+
+    @property
+    def arg(self) -> MatrixExpr:
+        return self.args[0]
+
+
+class LogSoftmax(MatrixExpr):
+    """log(softmax(a)) = a - log(sum(exp(a))), as one operation: computed stably, and differentiated
+    without dividing by a probability that may underflow."""
+
+    def __new__(cls, arg: MatrixExpr) -> LogSoftmax:
+        return super().__new__(cls, sp.sympify(arg))
+
+    @property
+    def arg(self) -> MatrixExpr:
+        return self.args[0]
+
+    @property
+    def shape(self) -> tuple[sp.Expr, sp.Expr]:
+        return self.arg.shape
+
+
+LOSSES = {
+    "cross_entropy": CrossEntropy,
+    "squared_error": SquaredError,
+    "binary_cross_entropy": BinaryCrossEntropy,
+}
 
 
 class Outer(MatrixExpr):
@@ -179,10 +266,12 @@ def mul(*factors: sp.Basic) -> sp.Basic:
     flat: list[sp.Basic] = []
     for f in factors:
         flat.extend(f.args if isinstance(f, sp.MatMul) else (f,))
-    numbers = [f for f in flat if f.is_Number]
+    numbers = [f for f in flat if is_scalar(f)]
     coeff = sp.Mul(*numbers) if numbers else sp.S.One
-    mats = [f for f in flat if not f.is_Number]
+    mats = [f for f in flat if not is_scalar(f)]
     kept = [f for f in mats if not isinstance(f, sp.Identity)] or mats[:1]
+    while len(kept) >= 2 and isinstance(kept[-2], Diag) and isinstance(kept[-1], sp.OneMatrix):
+        kept[-2:] = [kept[-2].arg]  # diag(v) 1 = v: a sum's derivative, 1^T diag(v) transposed
     if not kept:
         raise ValueError("a product needs a matrix factor")
     if coeff != 1:
@@ -202,18 +291,29 @@ def neg(expr: sp.Basic) -> sp.Basic:
 def transpose(expr: sp.Basic) -> sp.Basic:
     """expr^T with the transpose pushed down to the symbols: (A B)^T = B^T A^T."""
     if isinstance(expr, sp.MatMul):
-        coeffs = [a for a in expr.args if a.is_Number]
-        mats = [transpose(a) for a in reversed(expr.args) if not a.is_Number]
+        coeffs = [a for a in expr.args if is_scalar(a)]
+        mats = [transpose(a) for a in reversed(expr.args) if not is_scalar(a)]
         return mul(*coeffs, *mats)
     if isinstance(expr, sp.MatAdd):
         return sp.MatAdd(*[transpose(a) for a in expr.args])
     if isinstance(expr, sp.Transpose):
         return expr.arg
-    if expr.is_Number or isinstance(expr, (Diag, sp.Identity)):
+    if is_scalar(expr) or isinstance(expr, (Diag, sp.Identity)):
         return expr
     if isinstance(expr, sp.ZeroMatrix):
         return sp.ZeroMatrix(expr.shape[1], expr.shape[0])
     return sp.Transpose(expr)
+
+
+class SigmoidBinaryCrossEntropy(Loss):
+    """binary_cross_entropy(sigmoid(y), r) computed from the logits y, sum(softplus(y) - r * y), for
+    code only."""
+
+    spec_name = "sigmoid_binary_cross_entropy"
+
+    @property
+    def logits(self) -> MatrixExpr:
+        return self.args[0]
 
 
 class SoftmaxCrossEntropy(Loss):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import keyword
 import re
+import unicodedata
 
 SEP = "@"
 GRAD = "d"
@@ -73,7 +74,20 @@ def move(name: str, step: int | str, var: str = "t") -> str:
 
 # ---- LaTeX -------------------------------------------------------------------
 
-_GREEK = {"delta": r"\delta", "ell": r"\ell"}
+_GREEK_LETTERS = (
+    "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi pi rho sigma tau upsilon phi chi "
+    "psi omega Gamma Delta Theta Lambda Xi Pi Sigma Upsilon Phi Psi Omega"
+)
+
+
+def _unicode_letter(name: str) -> str:
+    case = "CAPITAL" if name[0].isupper() else "SMALL"
+    return unicodedata.lookup(f"GREEK {case} LETTER {name.upper().replace('LAMBDA', 'LAMDA')}")
+
+
+# the names written as letters: alpha is \alpha in the LaTeX, α in the unrolled graph's SVG
+LETTERS = {"ell": (r"\ell", "\u2113"), **{g: ("\\" + g, _unicode_letter(g)) for g in _GREEK_LETTERS.split()}}
+_GREEK = {name: tex for name, (tex, _) in LETTERS.items()}
 
 
 def latex_base(base: str) -> str:

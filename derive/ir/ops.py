@@ -2,7 +2,9 @@
 
 A record holds everything the package knows of one function f applied entry by entry:
 
-- ``name``: the spec's word (``tanh``), and ``latex``: how the document writes f;
+- ``name``: the spec's word (``tanh``), and ``latex``: how the document writes f, a command
+  put before the argument in parentheses (``\\tanh``), or a form with ``#`` where the argument
+  goes (``\\sqrt{#}``);
 - ``slope(a, out)``: the vector f'(a), from the argument a and the output out = f(a)
   (autograd's ``defvjp`` takes ``ans`` for the same reason: tanh' = 1 - out∘out); the
   rule table builds d f(a)/dw = diag(f'(a)) da/dw from it.  None for the identity;
@@ -30,7 +32,7 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.str import StrPrinter
 
-from derive.ir.exprs import Elementwise, Hadamard, add, neg
+from derive.ir.exprs import Elementwise, Hadamard, add, mul, neg
 
 Array = Any  # a NumPy array, real or complex
 
@@ -47,7 +49,8 @@ class Activation:
     numeric: Callable[[Array], Array]
     ufunc: str | None = None
     helper: Callable[[Array], Array] | None = None
-    spec: bool = True  # written in a spec; ``step`` exists only as relu's derivative
+    spec: bool = True  # written in a spec; ``step`` exists only as relu's derivative, ``reciprocal`` as a / b's
+    positive: bool = False  # defined for a > 0 only (log, sqrt; reciprocal for a != 0): tests draw a > 0
 
     def helper_source(self) -> str:
         """The helper's source, for the generated module to define it."""
@@ -90,6 +93,13 @@ def _softplus(a, out=None):
     return np.logaddexp(0, a, out=out)
 
 
+def _log_sigmoid(a, out=None):
+    """log(sigmoid(a)) = -log(1 + exp(-a)), without overflow for large |a|; into ``out`` if given."""
+    out = np.negative(a, out=out)
+    np.logaddexp(0, out, out=out)
+    return np.negative(out, out=out)
+
+
 # ---- complex-step-safe forms for the numeric evaluator ------------------------------------
 
 
@@ -110,6 +120,10 @@ def _softplus_analytic(a: Array) -> Array:
     """log(1 + exp(a)) as max(a, 0) + log(1 + exp(-|a|)), each piece analytic: no overflow."""
     positive = a.real > 0
     return np.where(positive, a, 0.0) + np.log1p(np.exp(np.where(positive, -a, a)))
+
+
+def _log_sigmoid_analytic(a: Array) -> Array:
+    return -_softplus_analytic(-a)
 
 
 def _one_minus(v: sp.Basic) -> sp.Basic:
@@ -156,6 +170,47 @@ RECORDS = (
         helper=_softplus,
     ),
     Activation(
+        "log",
+        "Logarithm",
+        r"\log",
+        slope=lambda a, out: ACTIVATIONS_ALL["reciprocal"](a),  # 1 / a
+        scalar=sp.log,
+        numeric=np.log,
+        ufunc="np.log",
+        positive=True,
+    ),
+    Activation(
+        "sqrt",
+        "SquareRoot",
+        r"\sqrt{#}",
+        slope=lambda a, out: mul(sp.Rational(1, 2), ACTIVATIONS_ALL["reciprocal"](out)),  # 1 / (2 sqrt(a))
+        scalar=sp.sqrt,
+        numeric=np.sqrt,
+        ufunc="np.sqrt",
+        positive=True,
+    ),
+    Activation(
+        "reciprocal",
+        "Reciprocal",
+        r"\left(#\right)^{\circ -1}",
+        slope=lambda a, out: neg(sp.HadamardPower(out, 2)),  # -1 / a^2
+        scalar=lambda v: 1 / v,
+        numeric=np.reciprocal,
+        ufunc="np.reciprocal",
+        spec=False,
+        positive=True,
+    ),
+    Activation(
+        "log_sigmoid",
+        "LogSigmoid",
+        r"\log\sigma",
+        slope=lambda a, out: ACTIVATIONS_ALL["sigmoid"](neg(a)),  # sigma(-a) = 1 - sigma(a)
+        scalar=lambda v: -sp.log(1 + sp.exp(-v)),
+        numeric=_log_sigmoid_analytic,
+        helper=_log_sigmoid,
+        spec=False,
+    ),
+    Activation(
         "step",
         "Step",
         r"\operatorname{step}",
@@ -187,5 +242,8 @@ Tanh = ACTIVATIONS_ALL["tanh"]
 Sigmoid = ACTIVATIONS_ALL["sigmoid"]
 Relu = ACTIVATIONS_ALL["relu"]
 Exp = ACTIVATIONS_ALL["exp"]
+Log = ACTIVATIONS_ALL["log"]
+Reciprocal = ACTIVATIONS_ALL["reciprocal"]
+LogSigmoid = ACTIVATIONS_ALL["log_sigmoid"]
 Ident = ACTIVATIONS_ALL["identity"]
 Step = ACTIVATIONS_ALL["step"]

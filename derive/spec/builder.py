@@ -8,8 +8,8 @@ import sympy as sp
 
 from derive.ir import naming
 from derive.ir.cell import Equation, dim_symbol
-from derive.ir.exprs import LOSSES, CrossEntropy, Hadamard, Softmax, SquaredError, mul
-from derive.ir.ops import ACTIVATIONS
+from derive.ir.exprs import LOSSES, Constant, Hadamard, LogSoftmax, Softmax, Sum, is_scalar, mul, valued
+from derive.ir.ops import ACTIVATIONS, LogSigmoid, Reciprocal, Sigmoid
 from derive.spec.lexer import SpecError, Token
 from derive.spec.syntax import FUNCTIONS, BinOp, Call, Decls, Neg, Node, Num, Ref
 
@@ -44,7 +44,10 @@ class Builder:
     def __init__(self, d: Decls, path: str) -> None:
         self.d, self.path = d, path
         self.defined: dict[str, str] = {}  # node name -> dim, in order
+        self.constants: dict[str, Constant] = {}  # alpha = 0.3: by name, in order
+        self.constant_equations: list[Equation] = []
         self.used: set[str] = set()
+        self.targets_as_vectors = False  # inside sum(...), where a target is a vector like any other
 
     def error(self, node: Node | Token, message: str) -> SpecError:
         return SpecError(self.path, node.line, node.col, message)
@@ -53,11 +56,7 @@ class Builder:
         equations: list[Equation] = []
         loss_name = None
         for (tok, tree), start in zip(self.d.equations, self.d.starts):
-            if tok.text in self.d.params or tok.text in self.d.inputs or tok.text in self.d.targets:
-                raise self.error(
-                    tok, f"{tok.text!r} is declared as an input, target or parameter: it cannot be computed"
-                )
-            if tok.text in self.defined:
+            if tok.text in self.defined or tok.text in self.constants:
                 raise self.error(tok, f"{tok.text!r} is defined twice")
             depth = _depth(tree)
             if depth > MAX_DEPTH:
@@ -67,6 +66,13 @@ class Builder:
                     "name some of its parts",
                 )
             value = self.value(tree, top=True)
+            declared = _declared_as(self.d, tok.text)
+            if declared:
+                why = "a constant needs a name of its own" if value.kind == "number" else "it cannot be computed"
+                raise self.error(tok, f"{tok.text!r} is declared as {declared}: {why}")
+            if value.kind == "number" and tok.text not in self.d.states:
+                self.constant(tok, value.expr, start)
+                continue
             if value.kind == "loss" and tok.text in self.d.states:
                 raise self.error(tree, f"state {tok.text} is updated by a loss: a state's update must be a vector")
             if value.kind == "loss":
@@ -121,7 +127,15 @@ class Builder:
         for name, (_, tok) in self.d.inputs.items():
             if name not in self.used:
                 raise self.error(tok, f"input {name!r} is never used")
+        for eq in self.constant_equations:
+            if eq.name not in self.used:
+                raise SpecError(self.path, eq.line, eq.col, f"constant {eq.name!r} is never used")
         return equations, loss_name
+
+    def constant(self, tok: Token, value: sp.Expr, start: Token) -> None:
+        """``alpha = 0.3``, or ``c = dt / tau``: a named number, kept by name for the document."""
+        self.constants[tok.text] = Constant(tok.text, valued(value))
+        self.constant_equations.append(Equation(tok.text, value, start.line, start.col))
 
     def value(self, node: Node, top: bool = False) -> _Value:
         if isinstance(node, Num):
@@ -129,9 +143,11 @@ class Builder:
         if isinstance(node, Ref):
             return self.ref(node)
         if isinstance(node, Neg):
-            arg = self.value(node.arg)
+            arg = self.value(node.arg, top)
             if arg.kind == "number":
                 return _Value(-arg.expr, "number")
+            if arg.kind == "loss":
+                return self.weighted(node, _Value(sp.S.NegativeOne, "number"), arg, True)
             if arg.kind != "vector":
                 raise self.error(node, f"cannot negate {arg.describe()}")
             return _Value(mul(sp.S.NegativeOne, arg.expr), "vector", arg.dim)
@@ -143,6 +159,9 @@ class Builder:
 
     def ref(self, node: Ref) -> _Value:
         d, name = self.d, node.name
+        if name in self.constants and not node.lag:
+            self.used.add(name)
+            return _Value(self.constants[name], "number")
         if node.lag:
             if name not in d.states:
                 raise self.error(node, f"{name}[t-1]: only a state has a previous step, and {name!r} is not a state")
@@ -160,7 +179,7 @@ class Builder:
             return _Value(v.at("t"), "vector", v.dim)
         if name in d.targets:
             v, kind, _ = d.targets[name]
-            return _Value(v.at("t"), "target", v.dim, kind)
+            return _Value(v.at("t"), "vector" if self.targets_as_vectors else "target", v.dim, kind)
         if name in self.defined and self.defined[name] == LOSS:
             raise self.error(node, f"{name} is the loss: it cannot be used in an expression")
         if name in self.defined:
@@ -175,30 +194,22 @@ class Builder:
             )
         if name in FUNCTIONS:
             raise self.error(node, f"{name} is a function: write {name}(...)")
+        later = next((tok for tok, _ in self.d.equations if tok.text == name), None)
+        if later is not None:
+            raise self.error(node, f"{name} is used before it is defined (line {later.line}): define it first")
         raise self.error(node, f"undefined name {name!r}")
 
     def binop(self, node: BinOp, top: bool = False) -> _Value:
         # a loss equation may add losses and scale them by numbers: J = ce(...) + 0.5 * squared_error(...)
-        inner = top and node.op in ("+", "-", "*", "W v")
+        inner = top and node.op in ("+", "-", "*", "/", "W v")
         a, b = self.value(node.left, inner), self.value(node.right, inner)
         if "loss" in (a.kind, b.kind):
-            if node.op == "+" and a.kind == b.kind == "loss":
-                return _Value(_loss_sum([*sp.Add.make_args(a.expr), *sp.Add.make_args(b.expr)]), "loss")
-            if node.op in ("*", "W v") and {a.kind, b.kind} == {"loss", "number"}:
-                num, loss = (a, b) if a.kind == "number" else (b, a)
-                if not num.expr > 0:
-                    raise self.error(node, f"a loss is weighted by a positive number, got {num.expr}")
-                terms = loss.expr.args if isinstance(loss.expr, sp.MatAdd) else (loss.expr,)  # c (J1 + J2)
-                return _Value(_loss_sum([_weighted(num.expr, term) for term in terms]), "loss")
-            raise self.error(
-                node,
-                f"{a.describe()} {'next to' if node.op == 'W v' else node.op} {b.describe()}: losses are only added, "
-                "each weighted by a positive number "
-                "(J = cross_entropy(softmax(y), label) + 0.5 * squared_error(q, r))",
-            )
+            return self.losses(node, a, b)
         for side in (a, b):
             if side.kind in ("loss", "target"):
                 raise self.error(node, f"{side.describe()} cannot be combined with {node.op!r}")
+        if node.op == "/":
+            return self.quotient(node, a, b)
         if a.kind == "number" and b.kind == "number":
             value = {"+": a.expr + b.expr, "-": a.expr - b.expr}.get(node.op, a.expr * b.expr)
             return _Value(value, "number")
@@ -240,6 +251,70 @@ class Builder:
             raise self.error(node, f"shape mismatch: {a.describe()} * {b.describe()}")
         return _Value(Hadamard(a.expr, b.expr), "vector", a.dim)
 
+    def losses(self, node: BinOp, a: _Value, b: _Value) -> _Value:
+        """Losses added or subtracted, each weighted by a number: J = ce(...) + 0.5 * squared_error(...)."""
+        if node.op in ("+", "-") and a.kind == b.kind == "loss":
+            right = b if node.op == "+" else self.weighted(node, _Value(sp.S.NegativeOne, "number"), b, True)
+            return _Value(_loss_sum([*_terms(a.expr), *_terms(right.expr)]), "loss")
+        if node.op == "/" and (a.kind, b.kind) == ("loss", "number"):
+            a, b = self.reciprocal(node, b), a  # J / 2 is 1/2 J
+        if node.op in ("*", "W v", "/") and {a.kind, b.kind} == {"loss", "number"}:
+            return self.weighted(node, *((a, b) if a.kind == "number" else (b, a)))
+        raise self.error(
+            node,
+            f"{a.describe()} {'next to' if node.op == 'W v' else node.op} {b.describe()}: losses are only added, "
+            "each weighted by a number "
+            "(J = cross_entropy(softmax(y), label) + 0.5 * squared_error(q, r))",
+        )
+
+    def weighted(self, node: Node, num: _Value, loss: _Value, subtracted: bool = False) -> _Value:
+        """c J1 + c J2 for c (J1 + J2).  A named loss (cross_entropy, ...) keeps a positive weight: a
+        negative one would maximise it; sum(...) is any scalar expression, and takes any weight but 0."""
+        out = []
+        for term in _terms(loss.expr):
+            weighted = _weighted(num.expr, term)
+            coeff, inner = (
+                (weighted.args[0], weighted.args[1]) if isinstance(weighted, sp.MatMul) else (sp.S.One, weighted)
+            )
+            if valued(coeff) == 0 or (not isinstance(inner, Sum) and not valued(coeff) > 0):
+                if subtracted:
+                    raise self.error(
+                        node,
+                        f"{inner.spec_name} is subtracted: a named loss is only added (sum(...) may be subtracted)",
+                    )
+                what = "a number other than 0" if isinstance(inner, Sum) else "a positive number"
+                raise self.error(node, f"a loss is weighted by {what}, got {valued(num.expr)}")
+            out.append(weighted)
+        return _Value(_loss_sum(out), "loss")
+
+    def quotient(self, node: BinOp, a: _Value, b: _Value) -> _Value:
+        """a / b: by a number (or constant) a scaling; by a vector elementwise, a ∘ b^{∘-1}."""
+        if b.kind == "matrix":
+            raise self.error(node, f"cannot divide by {b.describe()}: only by a number or elementwise by a vector")
+        if b.kind == "number":
+            return self.binop_values(node, self.reciprocal(node, b), a)
+        if a.kind == "matrix":
+            raise self.error(node, f"cannot divide {a.describe()} by {b.describe()}")
+        inverse = Reciprocal(b.expr)
+        if a.kind == "number":
+            return _Value(mul(a.expr, inverse), "vector", b.dim)
+        if a.dim != b.dim:
+            raise self.error(node, f"shape mismatch: {a.describe()} / {b.describe()}")
+        return _Value(Hadamard(a.expr, inverse), "vector", a.dim)
+
+    def reciprocal(self, node: BinOp, b: _Value) -> _Value:
+        """1 / b for a number b; division by zero refused."""
+        if valued(b.expr) == 0:
+            divisor = b.expr.name if isinstance(b.expr, Constant) else "the divisor"
+            raise self.error(node, f"division by zero: {divisor} is 0")
+        return _Value(1 / b.expr, "number")
+
+    def binop_values(self, node: BinOp, num: _Value, other: _Value) -> _Value:
+        """num * other for a number num: a number, a scaled vector or a scaled matrix."""
+        if other.kind == "number":
+            return _Value(num.expr * other.expr, "number")
+        return _Value(mul(num.expr, other.expr), other.kind, other.dim)
+
     def _as_vector(self, v: _Value, dim: str) -> sp.Basic:
         if v.kind == "vector":
             return v.expr
@@ -248,26 +323,10 @@ class Builder:
 
     def call(self, node: Call, top: bool) -> _Value:
         fn = node.fn
-        if fn in LOSSES:
+        if fn in LOSSES or fn == "sum":
             if not top:
                 raise self.error(node, f"{fn}(...) is a loss: it must be a whole equation, as in J = {fn}(...)")
-            if len(node.args) != 2:
-                raise self.error(node, f"{fn} takes two arguments (a prediction and a target), got {len(node.args)}")
-            pred, target = self.value(node.args[0]), self.value(node.args[1])
-            if pred.kind != "vector":
-                raise self.error(node.args[0], f"{fn}: expected a vector prediction, got {pred.describe()}")
-            if target.kind != "target":
-                raise self.error(node.args[1], f"{fn}: expected a declared target, got {target.describe()}")
-            wanted = "class" if fn == "cross_entropy" else "real"
-            if target.target_kind != wanted:
-                hint = "target label: class(y)" if wanted == "class" else "target r[y]"
-                raise self.error(node.args[1], f"{fn} needs a {wanted} target, declared as '{hint}'")
-            if pred.dim != target.dim:
-                raise self.error(node, f"shape mismatch: {fn} of {pred.describe()} and a target over {target.dim}")
-            loss = (
-                CrossEntropy(pred.expr, target.expr) if fn == "cross_entropy" else SquaredError(pred.expr, target.expr)
-            )
-            return _Value(loss, "loss")
+            return self.sum(node) if fn == "sum" else self.named_loss(node)
         if len(node.args) != 1:
             raise self.error(node, f"{fn} takes one argument, got {len(node.args)}")
         arg = self.value(node.args[0])
@@ -275,7 +334,51 @@ class Builder:
             raise self.error(node.args[0], f"{fn}: expected a vector, got {arg.describe()}")
         if fn == "softmax":
             return _Value(Softmax(arg.expr), "vector", arg.dim)
+        if fn == "log" and isinstance(arg.expr, Softmax):  # computed and differentiated as one operation
+            return _Value(LogSoftmax(arg.expr.arg), "vector", arg.dim)
+        if fn == "log" and isinstance(arg.expr, Sigmoid):  # -softplus(-a): no log of an underflowed 0
+            return _Value(LogSigmoid(arg.expr.arg), "vector", arg.dim)
         return _Value(ACTIVATIONS[fn](arg.expr), "vector", arg.dim)
+
+    def named_loss(self, node: Call) -> _Value:
+        """cross_entropy(p, l), squared_error(y, r), binary_cross_entropy(p, r): a prediction and a target."""
+        fn = node.fn
+        if len(node.args) != 2:
+            raise self.error(node, f"{fn} takes two arguments (a prediction and a target), got {len(node.args)}")
+        pred, target = self.value(node.args[0]), self.value(node.args[1])
+        if pred.kind != "vector":
+            raise self.error(node.args[0], f"{fn}: expected a vector prediction, got {pred.describe()}")
+        if target.kind != "target":
+            raise self.error(node.args[1], f"{fn}: expected a declared target, got {target.describe()}")
+        wanted = "class" if fn == "cross_entropy" else "real"
+        if target.target_kind != wanted:
+            hint = "target label: class(y)" if wanted == "class" else "target r[y]"
+            raise self.error(node.args[1], f"{fn} needs a {wanted} target, declared as '{hint}'")
+        if pred.dim != target.dim:
+            raise self.error(node, f"shape mismatch: {fn} of {pred.describe()} and a target over {target.dim}")
+        return _Value(LOSSES[fn](pred.expr, target.expr), "loss")
+
+    def sum(self, node: Call) -> _Value:
+        """sum(v): a loss of any vector expression, which may read the targets as vectors
+        (a class target as its one-hot vector)."""
+        if len(node.args) != 1:
+            raise self.error(node, f"sum takes one argument, got {len(node.args)}")
+        self.targets_as_vectors = True
+        try:
+            arg = self.value(node.args[0])
+        finally:
+            self.targets_as_vectors = False
+        if arg.kind != "vector":
+            raise self.error(node.args[0], f"sum: expected a vector, got {arg.describe()}")
+        return _Value(Sum(arg.expr), "loss")
+
+
+def _declared_as(d: Decls, name: str) -> str:
+    """What a declaration makes ``name`` (``"a parameter"``), or "" where nothing declares it."""
+    for kind, names in (("a parameter", d.params), ("an input", d.inputs), ("a target", d.targets)):
+        if name in names:
+            return kind
+    return ""
 
 
 def _depth(tree: Node) -> int:
@@ -293,6 +396,11 @@ def _depth(tree: Node) -> int:
     return deepest
 
 
+def _terms(loss: sp.Basic) -> tuple[sp.Basic, ...]:
+    """The weighted losses a loss adds up."""
+    return loss.args if isinstance(loss, sp.MatAdd) else (loss,)
+
+
 def _loss_sum(terms: list[sp.Basic]) -> sp.Basic:
     """The losses added: one flat sum (a single loss stays itself)."""
     flat = [t for term in terms for t in (term.args if isinstance(term, sp.MatAdd) else (term,))]
@@ -301,6 +409,6 @@ def _loss_sum(terms: list[sp.Basic]) -> sp.Basic:
 
 def _weighted(c: sp.Expr, loss: sp.Basic) -> sp.Basic:
     """c times a (weighted) loss, one number in front: 0.5 (2 J) is 1 J."""
-    if isinstance(loss, sp.MatMul) and loss.args[0].is_Number:
+    if isinstance(loss, sp.MatMul) and is_scalar(loss.args[0]):
         return mul(c * loss.args[0], *loss.args[1:])
     return mul(c, loss)

@@ -39,7 +39,8 @@ def parse(text: str, path: str = "<spec>", default_name: str = "cell") -> Cell:
     parser = Parser(text, path)
     try:
         d = parser.parse()
-        equations, loss = Builder(d, path).build()
+        builder = Builder(d, path)
+        equations, loss = builder.build()
     except RecursionError:
         tok = parser.tok
         raise SpecError(path, tok.line, tok.col, "expression nested too deeply: name some of its parts") from None
@@ -64,6 +65,7 @@ def parse(text: str, path: str = "<spec>", default_name: str = "cell") -> Cell:
         loss=loss,
         loss_mode=d.loss_mode,
         path=path,
+        constants=tuple(builder.constant_equations),
     )
 
 

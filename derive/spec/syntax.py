@@ -15,7 +15,7 @@ from derive.spec.lexer import SpecError, Token, tokenize
 
 KEYWORDS = ("cell", "param", "input", "state", "target", "loss")
 MAX_NUMBER = 40  # characters in a numeric literal
-FUNCTIONS = tuple(ACTIVATIONS) + ("softmax",) + tuple(LOSSES)
+FUNCTIONS = tuple(ACTIVATIONS) + ("softmax",) + tuple(LOSSES) + ("sum",)
 
 
 # ---- syntax tree -------------------------------------------------------------------------
@@ -46,7 +46,7 @@ class Call(Node):
 
 @dataclass(frozen=True)
 class BinOp(Node):
-    op: str  # "+", "-", "*", "W v" (juxtaposition)
+    op: str  # "+", "-", "*", "/", "W v" (juxtaposition)
     left: Node
     right: Node
 
@@ -266,12 +266,13 @@ class Parser:
         return self.tok.kind in ("name", "number") or self.at("(")
 
     def term(self) -> Node:
-        """Elementwise products: ``u * U h[t-1]`` is u * (U h[t-1])."""
+        """Elementwise products and quotients, from the left: ``u * U h[t-1]`` is u * (U h[t-1]),
+        ``dt / tau * v`` is (dt / tau) * v."""
         left = self.signed()
-        while self.at("*"):
+        while self.at("*") or self.at("/"):
             op = self.tok
             self.i += 1
-            left = BinOp(op.line, op.col, "*", left, self.signed())
+            left = BinOp(op.line, op.col, op.text, left, self.signed())
         return left
 
     def signed(self) -> Node:

@@ -17,9 +17,24 @@ import numpy as np
 import sympy as sp
 
 from derive.ir.cell import dim_symbol
-from derive.ir.exprs import CrossEntropy, Diag, Elementwise, Hadamard, Softmax, SoftmaxCrossEntropy, SquaredError
+from derive.ir.exprs import (
+    BinaryCrossEntropy,
+    CrossEntropy,
+    Diag,
+    Elementwise,
+    Hadamard,
+    LogSoftmax,
+    Softmax,
+    SoftmaxCrossEntropy,
+    SquaredError,
+    Sum,
+    is_scalar,
+    valued,
+)
+from derive.ir.ops import ACTIVATIONS_ALL
 
 Array = np.ndarray
+Sigmoid, Softplus = ACTIVATIONS_ALL["sigmoid"], ACTIVATIONS_ALL["softplus"]
 
 
 def _log_softmax(y: Array) -> Array:
@@ -69,8 +84,8 @@ class Evaluator:
 
     def __call__(self, expr: sp.Basic, env: Mapping[str, Array]) -> Any:
         """The value of ``expr``: an array, or a Python float for a number."""
-        if expr.is_Number:
-            return float(expr)
+        if is_scalar(expr):
+            return float(valued(expr))
         if isinstance(expr, sp.MatrixSymbol):
             try:
                 return env[expr.name]
@@ -129,12 +144,27 @@ class Evaluator:
         if isinstance(expr, SquaredError):
             d = self(expr.y, env) - self(expr.target, env)
             return 0.5 * (d * d).sum(axis=0, keepdims=True)
+        if isinstance(expr, LogSoftmax):
+            return _log_softmax(self(expr.arg, env))
+        if isinstance(expr, Sum):
+            return self(expr.arg, env).sum(axis=0, keepdims=True)
+        if isinstance(expr, BinaryCrossEntropy):
+            return self._binary_cross_entropy(expr, env)
         if isinstance(expr, Diag):
             v = self(expr.arg, env)
             if v.shape[1] != 1:
                 raise NotImplementedError("Diag of several columns at once")
             return np.diagflat(v)
         raise NotImplementedError(f"flow: no numeric evaluation for {type(expr).__name__} ({expr})")
+
+    def _binary_cross_entropy(self, expr: BinaryCrossEntropy, env: Mapping[str, Array]) -> Array:
+        """-(r log p + (1 - r) log(1 - p)) per column; of sigmoid(y), from the logits: softplus(y) - r y."""
+        r = self(expr.target, env)
+        if isinstance(expr.p, Sigmoid):
+            y = self(expr.p.arg, env)
+            return (Softplus.op.numeric(y) - r * y).sum(axis=0, keepdims=True)
+        p = self(expr.p, env)
+        return -(r * np.log(p) + (1 - r) * np.log(1 - p)).sum(axis=0, keepdims=True)
 
     def _log_p(self, p: sp.Basic, env: Mapping[str, Array]) -> Array:
         """log p for a cross-entropy, from the logits when p is a softmax."""

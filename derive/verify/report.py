@@ -25,7 +25,18 @@ import sympy as sp
 from derive.derivation.unroll import at_step
 from derive.ir import naming
 from derive.ir.cell import Cell, dim_symbol, load_builtin
-from derive.ir.exprs import CrossEntropy, Elementwise, Hadamard, Softmax, SquaredError
+from derive.ir.exprs import (
+    BinaryCrossEntropy,
+    CrossEntropy,
+    Elementwise,
+    Hadamard,
+    LogSoftmax,
+    Softmax,
+    SquaredError,
+    Sum,
+    is_scalar,
+    valued,
+)
 from derive.verify.oracles.elman import reference_elman
 from derive.verify.oracles.gru import reference_gru
 from derive.verify.oracles.lstm import reference_lstm
@@ -166,7 +177,7 @@ def _explicit(expr: sp.Basic, env: dict[str, sp.Matrix], sizes: dict[sp.Symbol, 
             out = out + _explicit(arg, env, sizes)
         return out
     if isinstance(expr, sp.MatMul):
-        out = _explicit(expr.args[0], env, sizes) if not expr.args[0].is_Number else expr.args[0]
+        out = _explicit(expr.args[0], env, sizes) if not is_scalar(expr.args[0]) else valued(expr.args[0])
         for arg in expr.args[1:]:
             out = out * _explicit(arg, env, sizes)
         return out
@@ -186,6 +197,15 @@ def _explicit(expr: sp.Basic, env: dict[str, sp.Matrix], sizes: dict[sp.Symbol, 
     if isinstance(expr, CrossEntropy):
         p, onehot = _explicit(expr.p, env, sizes), _explicit(expr.target, env, sizes)
         return sp.Matrix([[-sum(li * sp.log(pi) for li, pi in zip(onehot, p))]])
+    if isinstance(expr, BinaryCrossEntropy):
+        p, r = _explicit(expr.p, env, sizes), _explicit(expr.target, env, sizes)
+        return sp.Matrix([[-sum(ri * sp.log(pi) + (1 - ri) * sp.log(1 - pi) for ri, pi in zip(r, p))]])
+    if isinstance(expr, Sum):
+        return sp.Matrix([[sum(_explicit(expr.arg, env, sizes))]])
+    if isinstance(expr, LogSoftmax):
+        a = _explicit(expr.arg, env, sizes)
+        total = sp.log(sum(a.applyfunc(sp.exp)))
+        return a.applyfunc(lambda v: v - total)
     raise NotImplementedError(f"no explicit evaluation for {type(expr).__name__}")
 
 

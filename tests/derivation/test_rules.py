@@ -11,8 +11,18 @@ from sympy import MatrixSymbol
 from derive.derivation.rules import RULES, Rules, jacobian, softmax_cross_entropy
 from derive.emit.printing import ColumnPrinter
 from derive.ir import ops
-from derive.ir.exprs import CrossEntropy, Elementwise, Hadamard, Outer, Softmax, SquaredError
-from derive.ir.ops import ACTIVATIONS, ACTIVATIONS_ALL, Sigmoid, Tanh
+from derive.ir.exprs import (
+    BinaryCrossEntropy,
+    CrossEntropy,
+    Elementwise,
+    Hadamard,
+    LogSoftmax,
+    Outer,
+    Softmax,
+    SquaredError,
+    Sum,
+)
+from derive.ir.ops import ACTIVATIONS, ACTIVATIONS_ALL, Exp, Sigmoid, Tanh
 
 FD_EPS = 1e-6
 RULE_RTOL = 1e-7
@@ -39,8 +49,15 @@ def _ratio(a, b):
     return np.divide(a, b, out=np.zeros_like(b), where=a != 0)
 
 
+def _log_softmax(v, axis=0):
+    s = v - v.max(axis=axis, keepdims=True)
+    return s - np.log(np.exp(s).sum(axis=axis, keepdims=True))
+
+
 HELPERS = {op.code: op.helper for op in ops.HELPERS} | {
     "_squared_error": lambda y, r: 0.5 * float(np.sum((y - r) ** 2)),
+    "_binary_cross_entropy": lambda p, r: -float(np.sum(r * np.log(p) + (1 - r) * np.log(1 - p))),
+    "_log_softmax": _log_softmax,
 }
 
 
@@ -73,12 +90,21 @@ def numeric_jacobian(rhs, wrt_name):
 
 b = MatrixSymbol("b@1", N, 1)
 VALUES["b_1"] = rng.standard_normal((N, 1))
-CASES = {name: f(a) for name, f in ACTIVATIONS.items()} | {
+r = MatrixSymbol("r@1", N, 1)
+VALUES["r_1"] = rng.uniform(0, 1, (N, 1))
+# every function of the spec, and those it is rewritten into; one defined for a > 0 only gets exp(a)
+FUNCTIONS = {**ACTIVATIONS, "reciprocal": ACTIVATIONS_ALL["reciprocal"], "log_sigmoid": ACTIVATIONS_ALL["log_sigmoid"]}
+CASES = {name: f(Exp(a)) if f.op.positive else f(a) for name, f in FUNCTIONS.items()} | {
+    "log-softmax": LogSoftmax(a),
+    "sum": Sum(Hadamard(Tanh(a), a)),
+    "binary-cross-entropy": BinaryCrossEntropy(Sigmoid(sp.MatMul(W, a)), r),
+    "binary-cross-entropy-of-p": BinaryCrossEntropy(Sigmoid(Tanh(a)) * 0.5, r),
+    "divide": Hadamard(Tanh(a), ACTIVATIONS_ALL["reciprocal"](sp.MatAdd(sp.MatMul(2, sp.OneMatrix(N, 1)), Sigmoid(a)))),
     "softmax": Softmax(a),
     "matvec": W * a,
     "scaled": sp.MatMul(3, a),
     "scaled-matvec": sp.MatMul(-2, W, a),
-    "sum": sp.MatAdd(W * a, a),
+    "add": sp.MatAdd(W * a, a),
     "one-minus": sp.MatAdd(sp.OneMatrix(N, 1), sp.MatMul(-1, Sigmoid(a))),
     "hadamard": Hadamard(Sigmoid(a), Tanh(b)),
     "hadamard-same": Hadamard(Sigmoid(a), Tanh(a)),
@@ -154,6 +180,9 @@ def test_one_rule_per_operator():
         Softmax,
         CrossEntropy,
         SquaredError,
+        BinaryCrossEntropy,
+        Sum,
+        LogSoftmax,
     }
 
 
@@ -174,6 +203,10 @@ KNOWN_VALUES = {
     "identity": ((0.3, 0.3), (-4.0, -4.0)),
     "softplus": ((0.0, math.log(2.0)), (1.5, math.log1p(math.exp(1.5)))),
     "step": ((0.2, 1.0), (-0.2, 0.0)),
+    "log": ((1.0, 0.0), (math.e**2, 2.0)),
+    "sqrt": ((4.0, 2.0), (0.25, 0.5)),
+    "reciprocal": ((4.0, 0.25), (-0.5, -2.0)),
+    "log_sigmoid": ((0.0, -math.log(2.0)), (-3.0, -math.log1p(math.exp(3.0)))),
 }
 
 
@@ -185,7 +218,8 @@ def test_every_record_has_its_row():
 def test_the_three_forwards_of_a_record_agree_with_its_row(op):
     xs = np.array([x for x, _ in KNOWN_VALUES[op.name]])
     want = np.array([y for _, y in KNOWN_VALUES[op.name]])
-    module = {"np.tanh": np.tanh, "np.exp": np.exp, None: lambda v: v}.get(op.ufunc) if op.helper is None else op.helper
+    ufunc = getattr(np, op.ufunc.removeprefix("np.")) if op.ufunc else (lambda v: v)
+    module = ufunc if op.helper is None else op.helper
     assert np.allclose(module(xs), want, rtol=1e-15, atol=0)
     assert np.allclose(op.numeric(xs.astype(complex)).real, want, rtol=1e-15, atol=0)
     assert np.allclose([float(op.scalar(sp.Float(x, 30))) for x in xs], want, rtol=1e-15, atol=0)
@@ -196,7 +230,7 @@ def test_a_slope_is_the_derivative_of_the_scalar_forward(op):
     """SymPy differentiates the record's own scalar forward; the slope, printed, must agree."""
     v = sp.Symbol("v")
     f = ACTIVATIONS_ALL[op.name]
-    for x in (-1.3, 0.4, 2.1):
+    for x in (0.3, 0.4, 2.1) if op.positive else (-1.3, 0.4, 2.1):
         want = float(sp.diff(op.scalar(v), v).subs(v, x)) if op.name != "step" else 0.0
         values = dict(VALUES, a_1=np.full((N, 1), x), o_1=np.full((N, 1), float(op.scalar(sp.Float(x)))))
         got = evaluate(jacobian(f(a), a, out), values)

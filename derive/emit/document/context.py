@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import sympy as sp
+
 from derive.derivation.chain import Blocks
 from derive.derivation.pipeline import Derivation
 from derive.emit.document.diagram import diagram, path_text
@@ -28,7 +30,8 @@ from derive.emit.document.formulas import (
 from derive.emit.document.layout import CONTINUE, md_text, shape_latex, step_symbol, tex_text
 from derive.emit.printing import latex
 from derive.ir import naming
-from derive.ir.cell import Cell
+from derive.ir.cell import Cell, Equation
+from derive.ir.exprs import valued
 from derive.tools.flow.flow import Flow
 from derive.verify.report import CHECKS, IMPLEMENTATIONS, SYMPY_MAX_STEPS, TOLERANCE, Report
 
@@ -49,6 +52,28 @@ def verification_table(report: Report, cell: Cell) -> dict[str, object]:
         "sympy_max": SYMPY_MAX_STEPS,
         "failures": report.failures(),
     }
+
+
+def constant_latex(c: Equation) -> str:
+    """A named constant with its value, stated once: ``\\alpha = 0.3``, or ``c = \\frac{dt}{\\tau} = 0.05``."""
+    value = valued(c.rhs)
+    name = naming.latex_base(c.name)
+    if c.rhs.is_Number:
+        return f"{name} = {number_latex(value)}"
+    return f"{name} = {latex(c.rhs)} = {number_latex(value)}"
+
+
+def number_latex(value: sp.Rational) -> str:
+    """A rational as the spec would write it: a decimal where one is exact (0.05), else a fraction."""
+    q = int(value.q)
+    while q % 2 == 0:
+        q //= 2
+    while q % 5 == 0:
+        q //= 5
+    if q == 1:
+        text = f"{float(value):.12g}"
+        return text if "e" not in text else latex(value)
+    return latex(value)
 
 
 def _measured(err: float | None) -> str | None:
@@ -136,6 +161,7 @@ def document_context(
             (naming.latex_name(v.name), latex(v.at("t").shape[0])) for v in cell.inputs + cell.targets + cell.states
         ],
         "params": [(naming.latex_name(p.name), shape_latex(p.symbol)) for p in cell.params],
+        "constants": [constant_latex(c) for c in cell.constants],
         "model": model,
         "unrolled": unrolled,
         "sections": sections,

@@ -124,7 +124,7 @@ SVG_MARGIN_PX = 28
 SVG_NODE_RADIUS_PX = 13  # where an arrow stops short of a node's centre
 SVG_BEND = 0.23  # an arc's control point off the chord, as a fraction of its length (TikZ's bend left=25)
 SVG_GRAY, SVG_RED = "#9a9a9a", "#b00000"
-SVG_LETTERS = {"delta": "\u03b4", "ell": "\u2113"}  # the names naming.latex_base spells as letters
+SVG_LETTERS = {name: letter for name, (_, letter) in naming.LETTERS.items()}  # as naming.latex_base spells them
 
 
 def _unicode_base(base: str) -> tuple[str, str, bool]:

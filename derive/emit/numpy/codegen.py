@@ -32,6 +32,9 @@ from derive.ir.cell import Cell
 from derive.ir.exprs import Outer
 from derive.ir.ops import HELPERS
 
+# the module's helpers it defines only where its code calls them (templates/module.py.j2)
+OPTIONAL_HELPERS = ("_squared_error", "_binary_cross_entropy", "_sigmoid_binary_cross_entropy", "_log_softmax")
+
 
 @dataclass(frozen=True)
 class Block:
@@ -470,7 +473,7 @@ def _helpers(context: dict[str, Any]) -> dict[str, Any]:
     code = "\n".join(line.code for line in emitted)
     return {
         "helpers": [op.helper_source() for op in HELPERS if f"{op.code}(" in code],
-        "uses": [h for h in ("_squared_error",) if h + "(" in code],
+        "uses": [h for h in OPTIONAL_HELPERS if h + "(" in code],
     }
 
 

@@ -22,7 +22,7 @@ from derive.emit.numpy.schedule import LOOP, POST, PRE, Array, Phases, Statement
 from derive.emit.printing import NO_IO, BatchedPrinter, Io, is_negative, negated, ordered_terms
 from derive.ir import naming
 from derive.ir.cell import Cell
-from derive.ir.exprs import Diag, Elementwise, Hadamard, Softmax, add, mul, transpose
+from derive.ir.exprs import Diag, Elementwise, Hadamard, Softmax, add, is_scalar, mul, transpose
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,7 @@ def _is_leaf(expr: sp.Basic) -> bool:
     """What prints as a name or a number: an operand that needs no array of its own."""
     if isinstance(expr, sp.Transpose):
         expr = expr.arg
-    return isinstance(expr, (sp.MatrixSymbol, sp.OneMatrix)) or expr.is_Number
+    return isinstance(expr, (sp.MatrixSymbol, sp.OneMatrix)) or is_scalar(expr)
 
 
 def _positive(term: sp.Basic) -> sp.Basic:
@@ -229,7 +229,7 @@ class _Into:
             return self._onto(expr.arg, f"{expr.op.code}({{}}, out={dst})")
         if isinstance(expr, Softmax) and _is_leaf(expr.arg):
             return [f"_softmax({p(expr.arg)}, out={dst})"]
-        if isinstance(expr, sp.MatMul) and expr.args[0].is_Number and len(expr.args) == 2:
+        if isinstance(expr, sp.MatMul) and is_scalar(expr.args[0]) and len(expr.args) == 2:
             return self._onto(expr.args[1], f"np.multiply({{}}, {p(expr.args[0])}, out={dst})")
         if isinstance(expr, Hadamard):
             return self._product(list(expr.args))
@@ -346,7 +346,7 @@ def _diagonal_sum(expr: sp.Basic) -> sp.Basic | None:
     vectors = []
     for term in expr.args:
         coeff, diag = term.args if isinstance(term, sp.MatMul) and len(term.args) == 2 else (sp.S.One, term)
-        if not (isinstance(diag, Diag) and coeff.is_Number):
+        if not (isinstance(diag, Diag) and is_scalar(coeff)):
             return None
         vectors.append(mul(coeff, diag.arg))
     return add(*vectors)

@@ -27,7 +27,21 @@ from derive.emit.numpy.runs import Run, inner_deltas, reading_runs
 from derive.emit.printing import text
 from derive.ir import naming
 from derive.ir.cell import Cell, Equation
-from derive.ir.exprs import CrossEntropy, Diag, Elementwise, Hadamard, Softmax, SoftmaxCrossEntropy, add, mul, neg
+from derive.ir.exprs import (
+    BinaryCrossEntropy,
+    CrossEntropy,
+    Diag,
+    Elementwise,
+    Hadamard,
+    SigmoidBinaryCrossEntropy,
+    Softmax,
+    SoftmaxCrossEntropy,
+    add,
+    is_scalar,
+    mul,
+    neg,
+)
+from derive.ir.ops import Sigmoid
 
 PRE, LOOP, POST = "pre", "loop", "post"
 
@@ -147,7 +161,7 @@ def _softmax_taken(term: sp.Basic, ce: SoftmaxCrossEntropy, delta: sp.MatrixSymb
     """c (softmax(y) - l) with ``delta`` in softmax(y)'s place; None for any other term."""
     coeff, inner = (
         term.args
-        if isinstance(term, sp.MatMul) and len(term.args) == 2 and term.args[0].is_Number
+        if isinstance(term, sp.MatMul) and len(term.args) == 2 and is_scalar(term.args[0])
         else (sp.S.One, term)
     )
     want = {Softmax(ce.logits), neg(ce.target)}
@@ -232,16 +246,27 @@ def recurrent_nodes(cell: Cell) -> set[str]:
     return recurrent
 
 
+# (a loss, the function of the logits its probabilities are, the loss as code computes it from the logits)
+FROM_LOGITS = (
+    (CrossEntropy, Softmax, SoftmaxCrossEntropy),
+    (BinaryCrossEntropy, Sigmoid, SigmoidBinaryCrossEntropy),
+)
+
+
 def code_loss(cell: Cell, rhs: sp.Basic) -> sp.Basic:
-    """The loss as code computes it: each cross_entropy(softmax(y)) from the logits, stably
-    (in a weighted sum of losses too)."""
-    softmax_of = {naming.step_name(e.name, "t"): e.rhs for e in cell.equations if isinstance(e.rhs, Softmax)}
+    """The loss as code computes it: each cross_entropy(softmax(y)) and binary_cross_entropy(sigmoid(y))
+    from the logits, stably (in a weighted sum of losses too)."""
     fused = {}
-    for ce in rhs.atoms(CrossEntropy) | ({rhs} if isinstance(rhs, CrossEntropy) else set()):
-        if isinstance(ce.p, Softmax):  # cross_entropy(softmax(y), l)
-            fused[ce] = SoftmaxCrossEntropy(ce.p.arg, ce.target)
-        elif isinstance(ce.p, sp.MatrixSymbol) and ce.p.name in softmax_of:  # p = softmax(y) at step t
-            fused[ce] = SoftmaxCrossEntropy(softmax_of[ce.p.name].arg, ce.target)
+    for kind, of, code in (
+        (CrossEntropy, Softmax, SoftmaxCrossEntropy),
+        (BinaryCrossEntropy, Sigmoid, SigmoidBinaryCrossEntropy),
+    ):
+        named = {naming.step_name(e.name, "t"): e.rhs for e in cell.equations if isinstance(e.rhs, of)}
+        for loss in rhs.atoms(kind) | ({rhs} if isinstance(rhs, kind) else set()):
+            if isinstance(loss.p, of):  # cross_entropy(softmax(y), l)
+                fused[loss] = code(loss.p.arg, loss.target)
+            elif isinstance(loss.p, sp.MatrixSymbol) and loss.p.name in named:  # p = softmax(y) at step t
+                fused[loss] = code(named[loss.p.name].arg, loss.target)
     return rhs.xreplace(fused)
 
 
