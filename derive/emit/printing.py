@@ -209,7 +209,8 @@ class LatexPrinter(_SignedSums, _SympyLatex):
         return rf"-\left({r}^{{T}} \log {p} + {rest}\right)"
 
     def _print_Sum(self, expr: Sum) -> str:
-        return rf"\mathbf{{1}}^{{T}} {self._factor(expr.arg)}"
+        inner = self._print(expr.arg)
+        return rf"\mathbf{{1}}^{{T}} {inner if isinstance(expr.arg, MatrixSymbol) else self._paren(inner)}"
 
     def _print_LogSoftmax(self, expr: LogSoftmax) -> str:
         return rf"\log \operatorname{{softmax}}\left({self._print(expr.arg)}\right)"

@@ -15,6 +15,7 @@ from conftest import CORPUS, PNG_SIGNATURE, png_size
 from derive.derivation.pipeline import derive
 from derive.emit.outputs import module_source
 from derive.emit.render import MARK
+from derive.ir import naming
 from derive.ir.cell import Cell, builtin_names, load_builtin, recurrent_params
 from derive.spec.parser import read
 from derive.tools.flow import flow
@@ -53,7 +54,7 @@ def module_args(mod, problem: flow_stepper.Problem, steps: int | None = None) ->
     steps = problem.steps if steps is None else steps
     xs = {name: value[:steps] for name, value in problem.inputs.items()}
     targets = {name: value[:steps] if mod.LOSS_AT == "every" else value for name, value in problem.targets.items()}
-    initial = {f"{name}0": value for name, value in problem.initial.items()}
+    initial = {naming.initial_arg(name): value for name, value in problem.initial.items()}
     assert tuple(initial) == tuple(mod.INITIAL)
     return (_one_or_dict(xs), _one_or_dict(targets)), initial
 

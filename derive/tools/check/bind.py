@@ -28,7 +28,7 @@ from derive.tools.check.load import CheckError
 # (role, the names hand-written code gives it); a state's names are made from its letters below
 ROLES = (
     ("inputs", r"inputs?|xs?|x_?(seq|batch|train|in|data)|seq(uence)?s?|data|word_?idx|words|sentences?|tokens?"),
-    ("targets", r"targets?|ys?|y_?(true|seq|batch|train)|labels?|truth|t"),
+    ("targets", r"targets?|ys?|y_?(true|seq|batch|train)|labels?|truth|t|counts?"),
     (
         "upstream",
         r"d(h|hs|a|out|outputs?|y|h_?all|a_?all|hidden)|dnext_?h|dh_?next|grads?_?(out|output|h)?|accum_grad"
@@ -92,6 +92,9 @@ def optimizer_of(attribute: str) -> str | None:
 def role_of(name: str, cell: Cell, weights: set[str]) -> Arg | None:
     if name in weights:
         return Arg(name, "weight")
+    own = {v.name: "inputs" for v in cell.inputs} | {v.name: "targets" for v in cell.targets}
+    if name in own:  # the cell's own words: r for its target r, counts for a target counts
+        return Arg(name, own[name])
     for role, pattern in ROLES:
         if _full(pattern, name):
             return Arg(name, role)
