@@ -168,6 +168,8 @@ class LatexPrinter(_SignedSums, _SympyLatex):
         return rf"\operatorname{{diag}}\left({self._print(arg)}\right)"
 
     def _print_HadamardPower(self, expr: sp.HadamardPower) -> str:
+        if isinstance(expr.base, Reciprocal):  # (a^{∘-1})^{∘2} is a^{∘-2}: one superscript
+            return rf"\left({self._print(expr.base.arg)}\right)^{{\circ {self._print(-expr.exp)}}}"
         return rf"{self._print(expr.base)}^{{\circ {self._print(expr.exp)}}}"
 
     def _print_OneMatrix(self, expr: sp.OneMatrix) -> str:
