@@ -61,6 +61,17 @@ class Target(Vector):
 
 
 @dataclass(frozen=True)
+class Delay(Vector):
+    """A hidden state of the delay line that reading further back adds: its value at step t is
+    ``source`` at step t - ``lag``.  ``h[t-2]`` reads the delay h'_t = h_{t-1} (lag 1) at t-1;
+    ``x[t-1]`` reads x'_t = x_t (lag 0) at t-1.  It starts at zeros (h_{-1}, x_0 are zeros) and
+    is no argument of the module: it has no initial value of its own to give or differentiate."""
+
+    source: str = ""
+    lag: int = 0
+
+
+@dataclass(frozen=True)
 class Equation:
     """``name@t = rhs``; rhs uses step-relative symbols (``@t``, ``@t-1``)."""
 
@@ -123,6 +134,16 @@ class Cell:
     def loss_steps(self, steps: int) -> range:
         """The steps t whose J_t enters J: every step, or the last only (many-to-one)."""
         return range(steps, steps + 1) if self.loss_mode == "last" else range(1, steps + 1)
+
+    @property
+    def declared_states(self) -> tuple[Vector, ...]:
+        """The spec's own states, whose initial values (h_0) the module takes and differentiates."""
+        return tuple(s for s in self.states if not isinstance(s, Delay))
+
+    @property
+    def delays(self) -> tuple[Delay, ...]:
+        """The hidden states of the delay lines (h[t-2], x[t-1]), after the declared ones in ``states``."""
+        return tuple(s for s in self.states if isinstance(s, Delay))
 
     @property
     def param_names(self) -> tuple[str, ...]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from derive.ir import naming
-from derive.ir.cell import Equation, dim_symbol
+from derive.ir.cell import Delay, Equation, dim_symbol
 from derive.ir.exprs import LOSSES, CrossEntropy, Hadamard, Softmax, SquaredError, mul
 from derive.ir.ops import ACTIVATIONS
 from derive.spec.lexer import SpecError, Token
@@ -45,11 +45,14 @@ class Builder:
         self.d, self.path = d, path
         self.defined: dict[str, str] = {}  # node name -> dim, in order
         self.used: set[str] = set()
+        # the delay lines that reading further back adds (h[t-2], x[t-1]), by name, with their updates
+        self.delays: dict[str, tuple[Delay, Equation]] = {}
 
     def error(self, node: Node | Token, message: str) -> SpecError:
         return SpecError(self.path, node.line, node.col, message)
 
     def build(self) -> tuple[list[Equation], str]:
+        """The cell's equations (the delays' updates last) and the loss's name; ``self.delays`` holds the delays."""
         equations: list[Equation] = []
         loss_name = None
         for (tok, tree), start in zip(self.d.equations, self.d.starts):
@@ -89,7 +92,7 @@ class Builder:
             if name not in self.defined:
                 raise self.error(tok, f"state {name!r} has no update: add an equation '{name} = ...'")
         declared = {**self.d.params, **self.d.inputs, **self.d.states}
-        names = set(declared) | set(self.d.targets) | set(self.defined)
+        names = set(declared) | set(self.d.targets) | set(self.defined) | set(self.delays)
         for tok, _ in self.d.equations:
             if tok.text.startswith("d") and tok.text[1:] in names:
                 raise self.error(
@@ -112,7 +115,7 @@ class Builder:
         for name, (_, tok) in self.d.inputs.items():
             if name not in self.used:
                 raise self.error(tok, f"input {name!r} is never used")
-        return equations, loss_name
+        return equations + [eq for _, eq in self.delays.values()], loss_name
 
     def value(self, node: Node, top: bool = False) -> _Value:
         if isinstance(node, Num):
@@ -135,10 +138,7 @@ class Builder:
     def ref(self, node: Ref) -> _Value:
         d, name = self.d, node.name
         if node.lag:
-            if name not in d.states:
-                raise self.error(node, f"{name}[t-1]: only a state has a previous step, and {name!r} is not a state")
-            self.used.add(name)
-            return _Value(d.states[name][0].at("t-1"), "vector", d.states[name][0].dim)
+            return self.earlier(node)
         if name in d.params:
             self.used.add(name)
             p = d.params[name][0]
@@ -167,6 +167,46 @@ class Builder:
         if name in FUNCTIONS:
             raise self.error(node, f"{name} is a function: write {name}(...)")
         raise self.error(node, f"undefined name {name!r}")
+
+    def earlier(self, node: Ref) -> _Value:
+        """``v[t-k]``: a state's or an input's value k >= 1 steps back.  A state's previous value is
+        ``v@t-1`` itself; anything further back is read from a delay line, hidden states that each
+        hold the one before at the previous step: ``h[t-2]`` is h'_{t-1} with h'_t = h_{t-1}, and
+        ``x[t-1]`` is x'_{t-1} with x'_t = x_t (an input's line starts at this step's value)."""
+        d, name, lag = self.d, node.name, node.lag
+        if name in d.states:
+            vector, first = d.states[name][0], 1
+        elif name in d.inputs:
+            vector, first = d.inputs[name][0], 0
+        else:
+            raise self.error(
+                node, f"{name}[t-{lag}]: only a state or an input has earlier steps, and {self._kind(name)}"
+            )
+        self.used.add(name)
+        if lag == first:  # a state's previous step
+            return _Value(vector.at("t-1"), "vector", vector.dim)
+        for k in range(first, lag):  # the line's stages, each holding v_{t-k}
+            stage = Delay(naming.delay_name(name, k), vector.dim, source=name, lag=k)
+            if stage.name not in self.delays:
+                reads = (
+                    vector.at(naming.shift("t", -k))
+                    if k == first
+                    else self.delays[naming.delay_name(name, k - 1)][0].at("t-1")
+                )
+                self.delays[stage.name] = (stage, Equation(stage.name, reads, node.line, node.col))
+        return _Value(self.delays[naming.delay_name(name, lag - 1)][0].at("t-1"), "vector", vector.dim)
+
+    def _kind(self, name: str) -> str:
+        """What a name that has no earlier steps is, as a refusal says it."""
+        if name in self.d.params:
+            return f"{name!r} is a parameter"
+        if name in self.d.targets:
+            return f"{name!r} is a target"
+        if self.defined.get(name) == LOSS:
+            return f"{name!r} is the loss"
+        if name in self.defined or any(tok.text == name for tok, _ in self.d.equations):
+            return f"{name!r} is computed anew at each step: declare it a state to read its earlier values"
+        return f"{name!r} is not defined"
 
     def binop(self, node: BinOp, top: bool = False) -> _Value:
         # a loss equation may add losses and scale them by numbers: J = ce(...) + 0.5 * squared_error(...)
