@@ -96,11 +96,13 @@ class Builder:
         for tok, _ in self.d.equations:
             if tok.text.startswith("d") and tok.text[1:] in names:
                 raise self.error(
-                    tok, f"{tok.text!r} would share a name with the gradient of {tok.text[1:]!r}; rename it"
+                    tok, f"{tok.text!r} would share a name with the gradient of {self._named(tok.text[1:])}; rename it"
                 )
         for name, (_, tok) in declared.items():
             if name.startswith("d") and name[1:] in names:
-                raise self.error(tok, f"{name!r} would share a name with the gradient of {name[1:]!r}; rename it")
+                raise self.error(
+                    tok, f"{name!r} would share a name with the gradient of {self._named(name[1:])}; rename it"
+                )
         named = [*((tok, tok.text) for tok, _ in self.d.equations), *((tok, n) for n, (_, tok) in declared.items())]
         named += [(entry[-1], n) for n, entry in self.d.targets.items()]
         initial = {f"{state}0": state for state in self.d.states}  # the module's initial-state arguments
@@ -195,6 +197,13 @@ class Builder:
                 )
                 self.delays[stage.name] = (stage, Equation(stage.name, reads, node.line, node.col))
         return _Value(self.delays[naming.delay_name(name, lag - 1)][0].at("t-1"), "vector", vector.dim)
+
+    def _named(self, name: str) -> str:
+        """A name as a refusal says it: ``'z'``; a delay as what reads it (its name is the generator's)."""
+        if name in self.delays:
+            delay = self.delays[name][0]
+            return f"the delay line that {delay.source}[t-{delay.lag + 1}] reads"
+        return repr(name)
 
     def _kind(self, name: str) -> str:
         """What a name that has no earlier steps is, as a refusal says it."""

@@ -18,6 +18,7 @@ from derive.emit.document.formulas import (
     _fitting,
     analytic_groups,
     block_formula,
+    delay_lines,
     expansion_groups,
     general_formula,
     local_derivatives,
@@ -85,11 +86,15 @@ def document_context(
 ) -> dict[str, object]:
     cell = derivation.cell
     T = derivation.steps
-    model = [(latex(step_symbol(e.name, "t", e.shape)), latex(e.rhs)) for e in cell.equations]
+    delays = {d.name for d in cell.delays}  # their updates copy (h_{t-1} = h_{t-1}): a sentence says them
+    model = [(latex(step_symbol(e.name, "t", e.shape)), latex(e.rhs)) for e in cell.equations if e.name not in delays]
     unrolled = []
     if derivation.unrolled is not None:
         eqs, n = derivation.unrolled.equations, len(cell.equations)
-        unrolled = [[(latex(lhs), latex(rhs)) for lhs, rhs in eqs[i : i + n]] for i in range(0, len(eqs), n)]
+        unrolled = [
+            [(latex(lhs), latex(rhs)) for lhs, rhs in eqs[i : i + n] if naming.split(lhs.name)[0] not in delays]
+            for i in range(0, len(eqs), n)
+        ]
     sections = []
     for wrt, f in derivation.factorized.items():
         expanded = derivation.expanded
@@ -133,8 +138,10 @@ def document_context(
         "checked_steps": derivation.equivalence.steps,
         "command": command,
         "dims": [
-            (naming.latex_name(v.name), latex(v.at("t").shape[0])) for v in cell.inputs + cell.targets + cell.states
+            (naming.latex_name(v.name), latex(v.at("t").shape[0]))
+            for v in cell.inputs + cell.targets + cell.declared_states
         ],
+        "delays": delay_lines(cell),
         "params": [(naming.latex_name(p.name), shape_latex(p.symbol)) for p in cell.params],
         "model": model,
         "unrolled": unrolled,
