@@ -198,7 +198,10 @@ def recurrent_params(cell: Cell) -> tuple[str, ...]:
     """The weight matrices that multiply a previous state, directly (U h[t-1]) or through an
     elementwise product (GRU's U_n (r * h[t-1])), in the cell's order of parameters: the ones
     ``bptt flow`` scales; the first is the one whose longest term the unrolled graph highlights."""
-    previous = {naming.step_name(s.name, "t-1") for s in cell.states}
+    inputs = {v.name for v in cell.inputs}  # an input's delay line (x[t-1]) carries no recurrence
+    previous = {
+        naming.step_name(s.name, "t-1") for s in cell.states if not (isinstance(s, Delay) and s.source in inputs)
+    }
     found: set[str] = set()
     for eq in cell.equations:
         for node in sp.preorder_traversal(eq.rhs):
