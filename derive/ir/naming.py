@@ -55,8 +55,9 @@ def delay_of(base: str) -> tuple[str, int] | None:
     return None if m is None else (m.group(1), int(m.group(2)))
 
 
-def _undelayed(name: str) -> str | None:
-    """A delay at a step as the source at the step it holds: ``"_h_lag1@t" -> "h@t-1"``, ``"_x_lag0@3" -> "x@3"``."""
+def held(name: str) -> str | None:
+    """A delay at a step as the source at the step it holds: ``"_h_lag1@t" -> "h@t-1"``, ``"_x_lag0@3" -> "x@3"``;
+    None for any other name."""
     base, step = split(name)
     delay = delay_of(base)
     if delay is None or step is None:
@@ -128,9 +129,9 @@ def latex_name(name: str) -> str:
             source, lag = label.split(",")
             return rf"\delta^{{({latex_base(source)},{lag})}}_{{{step}}}"
         return rf"\delta^{{{latex_base(inner)}}}_{{{step}}}"
-    held = _undelayed(name)
-    if held is not None:  # the delay of h at step t holds h_{t-1}: printed as such
-        return latex_name(held)
+    value = held(name)
+    if value is not None:  # the delay of h at step t holds h_{t-1}: printed as such
+        return latex_name(value)
     if step is None:
         return latex_base(base)
     if "_" in base:  # a subscripted base keeps its subscript and takes the step as a superscript
@@ -149,9 +150,9 @@ def text_name(name: str) -> str:
         if label is not None and step is not None:
             return f"dJ/d({label})_{step}" if len(step) == 1 else f"dJ/d({label})_{{{step}}}"
         return "dJ/d" + text_name(name[len(GRAD) :])
-    held = _undelayed(name)
-    if held is not None:
-        return text_name(held)
+    value = held(name)
+    if value is not None:
+        return text_name(value)
     if step is None:
         return base
     return f"{base}_{step}" if len(step) == 1 else f"{base}_{{{step}}}"
