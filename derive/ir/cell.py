@@ -70,6 +70,11 @@ class Delay(Vector):
     source: str = ""
     lag: int = 0
 
+    @property
+    def read_as(self) -> str:
+        """What the spec writes where it reads this delay at step t-1: ``h[t-2]``, ``x[t-1]``."""
+        return f"{self.source}[t-{self.lag + 1}]"
+
 
 @dataclass(frozen=True)
 class Equation:

@@ -201,8 +201,7 @@ class Builder:
     def _named(self, name: str) -> str:
         """A name as a refusal says it: ``'z'``; a delay as what reads it (its name is the generator's)."""
         if name in self.delays:
-            delay = self.delays[name][0]
-            return f"the delay line that {delay.source}[t-{delay.lag + 1}] reads"
+            return f"the delay line that {self.delays[name][0].read_as} reads"
         return repr(name)
 
     def _kind(self, name: str) -> str:

@@ -36,7 +36,7 @@ from derive.verify.report import CHECKS, IMPLEMENTATIONS, SYMPY_MAX_STEPS, TOLER
 
 def verification_table(report: Report, cell: Cell) -> dict[str, object]:
     rows = []
-    initial = {f"{s.name}0": naming.step_name(s.name, 0) for s in cell.states}  # the argument h0 is h_0
+    initial = {f"{s.name}0": naming.step_name(s.name, 0) for s in cell.declared_states}  # the argument h0 is h_0
     for row in report.rows:
         label = r"\text{loss } J" if row == "loss" else naming.latex_name(initial.get(row, row))
         cells = [_measured(report.error(impl, check, row)) for impl in IMPLEMENTATIONS for check in CHECKS]

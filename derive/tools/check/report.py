@@ -256,10 +256,9 @@ def _require_no_delays(cell: Cell) -> None:
     it keeps between steps) are not searched for those yet, so it is refused rather than misjudged."""
     if cell.delays:
         delay = cell.delays[0]
-        read = f"{delay.source}[t-{delay.lag + 1}]"
         raise CheckError(
             f"{cell.where(delay.name) or cell.name}: bptt check does not take a cell that reads further back "
-            f"than the previous step ({read}) yet; bptt derive writes and verifies its gradients"
+            f"than the previous step ({delay.read_as}) yet; bptt derive writes and verifies its gradients"
         )
 
 
