@@ -3,7 +3,10 @@
 A ``Cell`` is a frozen description of one step of a recurrent network: its
 dimensions, parameters, per-step inputs and targets, state vectors, and the
 ordered equations that compute each node at step t from the step's inputs, the
-parameters and the states at t-1.  Equations are SymPy expressions over
+parameters and the states at t-1.  A spec that reads further back (h[t-2], x[t-1])
+becomes a cell with more states: ``Delay`` states, after the declared ones, each
+holding an earlier value (a delay line), so every later stage sees one-step
+recurrences only.  Equations are SymPy expressions over
 step-relative symbols (``x@t``, ``h@t-1``; see ``naming``), so ``unroll`` only
 has to substitute concrete steps.  Conventions: column vectors, numerator-layout
 Jacobians, a per-step scalar loss J_t, and the total loss J = sum_t J_t.
