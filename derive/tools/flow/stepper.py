@@ -239,8 +239,8 @@ class Stepper:
     def forward(self) -> Forward:
         steps = self.problem.steps
         # s_0: the declared states' initial values, and zeros for a delay line's (h_{-1}, x_0)
-        zeros = {d.name: np.zeros(self.problem.sizes[d.dim]) for d in self.cell.delays}
-        s = np.concatenate([np.asarray((self.problem.initial | zeros)[st.name], np.float64) for st in self.cell.states])
+        start = {**self.problem.initial, **{d.name: np.zeros(self.problem.sizes[d.dim]) for d in self.cell.delays}}
+        s = np.concatenate([np.asarray(start[st.name], np.float64) for st in self.cell.states])
         states, losses, envs = [s], {}, []
         for t in range(1, steps + 1):
             env = self.base(t) | self.split(states[-1][:, None])
