@@ -27,7 +27,7 @@ def _summary(derivation: Derivation) -> str:
     eq = derivation.equivalence
     lines = []
     if derivation.blocks:  # one term per k through the stacked state; each stands for many paths
-        stacked = ", ".join(f"{s.name}_t" for s in derivation.cell.states)
+        stacked = ", ".join(naming.text_name(naming.step_name(s.name, "t")) for s in derivation.cell.states)
         lines.append(f"chain-rule terms (block products through s_t = ({stacked})): {counts}")
         paths = ", ".join(f"{derivation.path_count(w)} for {n}" for w, n in zip(derivation.factorized, names))
         lines.append(f"paths of the unrolled graph they stand for: {paths}")

@@ -102,8 +102,9 @@ def expand(unrolled: Unrolled, wrt: str) -> Expansion:
 
 
 def differentiable_names(cell: Cell) -> tuple[str, ...]:
-    """What the gradient is taken with respect to: the parameters, then the initial states (``h@0``)."""
-    return cell.param_names + tuple(naming.step_name(s.name, 0) for s in cell.states)
+    """What the gradient is taken with respect to: the parameters, then the initial states (``h@0``);
+    a delay's initial value (h_{-1}, x_0) is zeros, not an argument, and has no gradient."""
+    return cell.param_names + tuple(naming.step_name(s.name, 0) for s in cell.declared_states)
 
 
 def expand_all(unrolled: Unrolled) -> dict[str, Expansion]:

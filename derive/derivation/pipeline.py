@@ -34,7 +34,7 @@ from derive.derivation.chain import (
 )
 from derive.derivation.unroll import StepGraph, Unrolled, symbols_in, unroll
 from derive.ir import naming
-from derive.ir.cell import Cell, Unsupported
+from derive.ir.cell import Cell, Delay, Unsupported
 from derive.ir.exprs import Outer
 
 EXPANDED_MAX_STEPS = 20
@@ -111,9 +111,15 @@ def check_supported(cell: Cell) -> None:
         found = within_step(cell, naming.step_name(cell.loss, "t"), naming.step_name(state.name, "t-1"), avoid=now)
         if found:
             where = cell.where(naming.split(found[0][-1].num)[0])  # the equation that reads the state
+            read, source = (state.read_as, state.source) if isinstance(state, Delay) else (f"{state.name}[t-1]", "")
             raise Unsupported(
-                f"{'' if where else cell.name + ': '}the loss reads {state.name}[t-1] other than through a state "
-                f"of step t; compute the prediction from {state.name} of the same step",
+                f"{'' if where else cell.name + ': '}the loss reads {read} other than through a state "
+                "of step t; "
+                + (
+                    f"compute the prediction from {state.name} of the same step"
+                    if not source
+                    else "an output that reads an earlier step is not supported yet"
+                ),
                 where,
             )
 

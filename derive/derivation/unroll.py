@@ -91,7 +91,8 @@ class Unrolled:
 
     @property
     def initial_states(self) -> tuple[MatrixSymbol, ...]:
-        return tuple(self.symbols[naming.step_name(s.name, 0)] for s in self.cell.states)
+        """h@0, c@0: the declared states' initial values (a delay's, h@-1 or x@0, is zeros, not an argument)."""
+        return tuple(self.symbols[naming.step_name(s.name, 0)] for s in self.cell.declared_states)
 
     def node(self, base: str, step: int) -> MatrixSymbol:
         return self.symbols[naming.step_name(base, step)]

@@ -329,6 +329,17 @@ def text(expr: sp.Basic) -> str:
     return TextPrinter().doprint(expr)
 
 
+def equation_text(lhs: MatrixSymbol, rhs: sp.Basic) -> str:
+    """``h_t = tanh(z_t)``; a delay's update says what it keeps rather than ``h_{t-1} = h_{t-1}``:
+    ``s_t keeps h_{t-1} for h[t-2] at step t+1``."""
+    base, step = naming.split(lhs.name)
+    delay = naming.delay_of(base)
+    if delay is None or step is None:
+        return f"{text(lhs)} = {text(rhs)}"
+    source, lag = delay
+    return f"s_{step} keeps {text(lhs)} for {source}[t-{lag + 1}] at step {naming.shift(step, 1)}"
+
+
 class _NumPyBase(_SignedSums, _SympyNumPy):
     def __init__(self) -> None:
         super().__init__({"fully_qualified_modules": True})

@@ -3,7 +3,10 @@
 A ``Cell`` is a frozen description of one step of a recurrent network: its
 dimensions, parameters, per-step inputs and targets, state vectors, and the
 ordered equations that compute each node at step t from the step's inputs, the
-parameters and the states at t-1.  Equations are SymPy expressions over
+parameters and the states at t-1.  A spec that reads further back (h[t-2], x[t-1])
+becomes a cell with more states: ``Delay`` states, after the declared ones, each
+holding an earlier value (a delay line), so every later stage sees one-step
+recurrences only.  Equations are SymPy expressions over
 step-relative symbols (``x@t``, ``h@t-1``; see ``naming``), so ``unroll`` only
 has to substitute concrete steps.  Conventions: column vectors, numerator-layout
 Jacobians, a per-step scalar loss J_t, and the total loss J = sum_t J_t.
@@ -58,6 +61,22 @@ class Target(Vector):
     """A per-step target: ``class`` (an integer label, one-hot l_t over ``dim``) or ``real`` (a vector)."""
 
     kind: str = "class"
+
+
+@dataclass(frozen=True)
+class Delay(Vector):
+    """A hidden state of the delay line that reading further back adds: its value at step t is
+    ``source`` at step t - ``lag``.  ``h[t-2]`` reads the delay h'_t = h_{t-1} (lag 1) at t-1;
+    ``x[t-1]`` reads x'_t = x_t (lag 0) at t-1.  It starts at zeros (h_{-1}, x_0 are zeros) and
+    is no argument of the module: it has no initial value of its own to give or differentiate."""
+
+    source: str = ""
+    lag: int = 0
+
+    @property
+    def read_as(self) -> str:
+        """What the spec writes where it reads this delay at step t-1: ``h[t-2]``, ``x[t-1]``."""
+        return f"{self.source}[t-{self.lag + 1}]"
 
 
 @dataclass(frozen=True)
@@ -128,6 +147,16 @@ class Cell:
         return range(steps, steps + 1) if self.loss_mode == "last" else range(1, steps + 1)
 
     @property
+    def declared_states(self) -> tuple[Vector, ...]:
+        """The spec's own states, whose initial values (h_0) the module takes and differentiates."""
+        return tuple(s for s in self.states if not isinstance(s, Delay))
+
+    @property
+    def delays(self) -> tuple[Delay, ...]:
+        """The hidden states of the delay lines (h[t-2], x[t-1]), after the declared ones in ``states``."""
+        return tuple(s for s in self.states if isinstance(s, Delay))
+
+    @property
     def param_names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.params)
 
@@ -180,7 +209,10 @@ def recurrent_params(cell: Cell) -> tuple[str, ...]:
     """The weight matrices that multiply a previous state, directly (U h[t-1]) or through an
     elementwise product (GRU's U_n (r * h[t-1])), in the cell's order of parameters: the ones
     ``bptt flow`` scales; the first is the one whose longest term the unrolled graph highlights."""
-    previous = {naming.step_name(s.name, "t-1") for s in cell.states}
+    inputs = {v.name for v in cell.inputs}  # an input's delay line (x[t-1]) carries no recurrence
+    previous = {
+        naming.step_name(s.name, "t-1") for s in cell.states if not (isinstance(s, Delay) and s.source in inputs)
+    }
     found: set[str] = set()
     for eq in cell.equations:
         for node in sp.preorder_traversal(eq.rhs):

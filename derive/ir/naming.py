@@ -42,6 +42,43 @@ def initial_arg(state: str) -> str:
     return f"{state}_0" if state[-1].isdigit() else f"{state}0"
 
 
+# ---- delays: the hidden states that hold earlier values (h[t-2], x[t-1]) ----------------
+
+MAX_LAG = 64  # the furthest back a cell may read: v[t-64]
+_DELAY = re.compile(r"_(.+)_lag([0-9]+)")
+
+
+def delay_name(source: str, lag: int) -> str:
+    """The hidden state whose value at step t is ``source`` at step t - ``lag``: ``"_h_lag1"``.
+
+    Reading h[t-2] adds the state h'_t = h_{t-1} (lag 1); reading x[t-1] adds x'_t = x_t (lag 0).
+    A spec name cannot start with ``_``, so no user name meets one."""
+    return f"_{source}_lag{lag}"
+
+
+def delay_of(base: str) -> tuple[str, int] | None:
+    """``"_h_lag1" -> ("h", 1)``; None for a name that is not a delay."""
+    m = _DELAY.fullmatch(base)
+    return None if m is None else (m.group(1), int(m.group(2)))
+
+
+def held(name: str) -> str | None:
+    """A delay at a step as the source at the step it holds: ``"_h_lag1@t" -> "h@t-1"``, ``"_x_lag0@3" -> "x@3"``;
+    None for any other name."""
+    base, step = split(name)
+    delay = delay_of(base)
+    if delay is None or step is None:
+        return None
+    return step_name(delay[0], shift(step, -delay[1]))
+
+
+def delay_label(base: str) -> str | None:
+    """A delay's own label, for its gradient: ``"_h_lag1" -> "h,1"`` (h held one step); None for other names.
+    Its value prints as the source at the step it holds (h_{t-1}); its gradient needs a name of its own."""
+    delay = delay_of(base)
+    return None if delay is None else f"{delay[0]},{delay[1]}"
+
+
 def grad_name(name: str) -> str:
     """The adjoint of a symbol: ``"dz@t"`` for ``"z@t"``, ``"dW_hh"`` for ``"W_hh"``."""
     return GRAD + name
@@ -107,7 +144,14 @@ def latex_name(name: str) -> str:
         inner = base[len(GRAD) :]
         if step is None:
             return rf"\frac{{\partial J}}{{\partial {latex_base(inner)}}}"
+        label = delay_label(inner)
+        if label is not None:  # (h,1): the gradient of the copy of h_{t-1} that s_t holds
+            source, lag = label.split(",")
+            return rf"\delta^{{({latex_base(source)},{lag})}}_{{{step}}}"
         return rf"\delta^{{{latex_base(inner)}}}_{{{step}}}"
+    value = held(name)
+    if value is not None:  # the delay of h at step t holds h_{t-1}: printed as such
+        return latex_name(value)
     if step is None:
         return latex_base(base)
     if "_" in base:  # a subscripted base keeps its subscript and takes the step as a superscript
@@ -122,7 +166,13 @@ def text_name(name: str) -> str:
     """``"h@t-1" -> "h_{t-1}"``, ``"h@3" -> "h_3"``, ``"dz@t" -> "dJ/dz_t"``, ``"dW_hh" -> "dJ/dW_hh"``."""
     base, step = split(name)
     if base.startswith(GRAD) and len(base) > 1:
+        label = delay_label(base[len(GRAD) :])
+        if label is not None and step is not None:
+            return f"dJ/d({label})_{step}" if len(step) == 1 else f"dJ/d({label})_{{{step}}}"
         return "dJ/d" + text_name(name[len(GRAD) :])
+    value = held(name)
+    if value is not None:
+        return text_name(value)
     if step is None:
         return base
     return f"{base}_{step}" if len(step) == 1 else f"{base}_{{{step}}}"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from derive.ir import naming
-from derive.ir.cell import Equation, dim_symbol
+from derive.ir.cell import Delay, Equation, dim_symbol
 from derive.ir.exprs import LOSSES, Constant, Hadamard, LogSoftmax, Softmax, Sum, is_scalar, mul, valued
 from derive.ir.ops import ACTIVATIONS, LogSigmoid, Reciprocal, Sigmoid
 from derive.spec.lexer import SpecError, Token
@@ -48,11 +48,14 @@ class Builder:
         self.constant_equations: list[Equation] = []
         self.used: set[str] = set()
         self.targets_as_vectors = False  # inside sum(...), where a target is a vector like any other
+        # the delay lines that reading further back adds (h[t-2], x[t-1]), by name, with their updates
+        self.delays: dict[str, tuple[Delay, Equation]] = {}
 
     def error(self, node: Node | Token, message: str) -> SpecError:
         return SpecError(self.path, node.line, node.col, message)
 
     def build(self) -> tuple[list[Equation], str]:
+        """The cell's equations (the delays' updates last) and the loss's name; ``self.delays`` holds the delays."""
         equations: list[Equation] = []
         loss_name = None
         for (tok, tree), start in zip(self.d.equations, self.d.starts):
@@ -95,15 +98,17 @@ class Builder:
             if name not in self.defined:
                 raise self.error(tok, f"state {name!r} has no update: add an equation '{name} = ...'")
         declared = {**self.d.params, **self.d.inputs, **self.d.states}
-        names = set(declared) | set(self.d.targets) | set(self.defined)
+        names = set(declared) | set(self.d.targets) | set(self.defined) | set(self.delays)
         for tok, _ in self.d.equations:
             if tok.text.startswith("d") and tok.text[1:] in names:
                 raise self.error(
-                    tok, f"{tok.text!r} would share a name with the gradient of {tok.text[1:]!r}; rename it"
+                    tok, f"{tok.text!r} would share a name with the gradient of {self._named(tok.text[1:])}; rename it"
                 )
         for name, (_, tok) in declared.items():
             if name.startswith("d") and name[1:] in names:
-                raise self.error(tok, f"{name!r} would share a name with the gradient of {name[1:]!r}; rename it")
+                raise self.error(
+                    tok, f"{name!r} would share a name with the gradient of {self._named(name[1:])}; rename it"
+                )
         named = [*((tok, tok.text) for tok, _ in self.d.equations), *((tok, n) for n, (_, tok) in declared.items())]
         named += [(entry[-1], n) for n, entry in self.d.targets.items()]
         indexed = set(self.d.inputs) | set(self.d.states) | set(self.d.targets) | set(self.defined)
@@ -130,7 +135,7 @@ class Builder:
         for eq in self.constant_equations:
             if eq.name not in self.used:
                 raise SpecError(self.path, eq.line, eq.col, f"constant {eq.name!r} is never used")
-        return equations, loss_name
+        return equations + [eq for _, eq in self.delays.values()], loss_name
 
     def constant(self, tok: Token, value: sp.Expr, start: Token) -> None:
         """``alpha = 0.3``, or ``c = dt / tau``: a named number, kept by name for the document."""
@@ -163,10 +168,7 @@ class Builder:
             self.used.add(name)
             return _Value(self.constants[name], "number")
         if node.lag:
-            if name not in d.states:
-                raise self.error(node, f"{name}[t-1]: only a state has a previous step, and {name!r} is not a state")
-            self.used.add(name)
-            return _Value(d.states[name][0].at("t-1"), "vector", d.states[name][0].dim)
+            return self.earlier(node)
         if name in d.params:
             self.used.add(name)
             p = d.params[name][0]
@@ -198,6 +200,54 @@ class Builder:
         if later is not None:
             raise self.error(node, f"{name} is used before it is defined (line {later.line}): define it first")
         raise self.error(node, f"undefined name {name!r}")
+
+    def earlier(self, node: Ref) -> _Value:
+        """``v[t-k]``: a state's or an input's value k >= 1 steps back.  A state's previous value is
+        ``v@t-1`` itself; anything further back is read from a delay line, hidden states that each
+        hold the one before at the previous step: ``h[t-2]`` is h'_{t-1} with h'_t = h_{t-1}, and
+        ``x[t-1]`` is x'_{t-1} with x'_t = x_t (an input's line starts at this step's value)."""
+        d, name, lag = self.d, node.name, node.lag
+        if name in d.states:
+            vector, first = d.states[name][0], 1
+        elif name in d.inputs:
+            vector, first = d.inputs[name][0], 0
+        else:
+            raise self.error(
+                node, f"{name}[t-{lag}]: only a state or an input has earlier steps, and {self._kind(name)}"
+            )
+        self.used.add(name)
+        if lag == first:  # a state's previous step
+            return _Value(vector.at("t-1"), "vector", vector.dim)
+        for k in range(first, lag):  # the line's stages, each holding v_{t-k}
+            stage = Delay(naming.delay_name(name, k), vector.dim, source=name, lag=k)
+            if stage.name not in self.delays:
+                reads = (
+                    vector.at(naming.shift("t", -k))
+                    if k == first
+                    else self.delays[naming.delay_name(name, k - 1)][0].at("t-1")
+                )
+                self.delays[stage.name] = (stage, Equation(stage.name, reads, node.line, node.col))
+        return _Value(self.delays[naming.delay_name(name, lag - 1)][0].at("t-1"), "vector", vector.dim)
+
+    def _named(self, name: str) -> str:
+        """A name as a refusal says it: ``'z'``; a delay as what reads it (its name is the generator's)."""
+        if name in self.delays:
+            return f"the delay line that {self.delays[name][0].read_as} reads"
+        return repr(name)
+
+    def _kind(self, name: str) -> str:
+        """What a name that has no earlier steps is, as a refusal says it."""
+        if name in self.d.params:
+            return f"{name!r} is a parameter"
+        if name in self.d.targets:
+            return f"{name!r} is a target"
+        if self.defined.get(name) == LOSS:
+            return f"{name!r} is the loss"
+        if name in self.constants:
+            return f"{name!r} is a constant, the same at every step: write {name}"
+        if name in self.defined or any(tok.text == name for tok, _ in self.d.equations):
+            return f"{name!r} is computed anew at each step: declare it a state to read its earlier values"
+        return f"{name!r} is not defined"
 
     def binop(self, node: BinOp, top: bool = False) -> _Value:
         # a loss equation may add losses and scale them by numbers: J = ce(...) + 0.5 * squared_error(...)

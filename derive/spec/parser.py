@@ -13,7 +13,9 @@ A ``.cell`` file reads like the list of equations on paper::
 
 Statements end at a newline or ``;``.  ``W x`` (juxtaposition) is a matrix-vector
 product, ``a * b`` an elementwise product (or a scaling by a number), ``h[t-1]``
-the previous step's state, ``h`` the value computed at this step.  Dimensions
+the previous step's state, ``h`` the value computed at this step; ``h[t-2]`` and
+``x[t-1]`` read a state or an input further back (at most ``naming.MAX_LAG`` steps),
+through hidden delay states (``Delay``) that start at zeros.  Dimensions
 are names (``h``, ``x``) and every operation checks them.  ``loss: last step``
 puts the loss at the last step only (many-to-one); the default is every step.
 
@@ -26,10 +28,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from derive.ir.cell import Cell, Target
+from derive.ir.cell import Cell, Delay, Target
 from derive.spec.builder import Builder
 from derive.spec.lexer import SpecError
-from derive.spec.syntax import Parser
+from derive.spec.syntax import Decls, Parser
 
 
 def parse(text: str, path: str = "<spec>", default_name: str = "cell") -> Cell:
@@ -60,13 +62,20 @@ def parse(text: str, path: str = "<spec>", default_name: str = "cell") -> Cell:
         params=tuple(p for p, _ in d.params.values()),
         inputs=tuple(v for v, _ in d.inputs.values()),
         targets=tuple(Target(v.name, v.dim, kind) for v, kind, _ in d.targets.values()),
-        states=tuple(v for v, _ in d.states.values()),
+        states=tuple(v for v, _ in d.states.values()) + _delays(d, builder),
         equations=tuple(equations),
         loss=loss,
         loss_mode=d.loss_mode,
         path=path,
         constants=tuple(builder.constant_equations),
     )
+
+
+def _delays(d: Decls, builder: Builder) -> tuple[Delay, ...]:
+    """The delay lines' states after the declared ones: the states' lines, then the inputs', each in the
+    order of declaration, nearest first (s_t = (h_t, h_{t-1}, h_{t-2}, x_t))."""
+    order = [*d.states, *d.inputs]
+    return tuple(sorted((delay for delay, _ in builder.delays.values()), key=lambda v: (order.index(v.source), v.lag)))
 
 
 def read(path: str | Path) -> Cell:

@@ -35,7 +35,7 @@ class Num(Node):
 @dataclass(frozen=True)
 class Ref(Node):
     name: str
-    lag: int  # 0: this step, 1: the previous step
+    lag: int  # 0: this step, k: k steps back (t-k)
 
 
 @dataclass(frozen=True)
@@ -334,6 +334,7 @@ class Parser:
         )
 
     def lag(self, name: Token) -> int:
+        """``[t]``, ``[t-k]``: how many steps back (0 for this step), at most ``naming.MAX_LAG``."""
         opening = self.take("op", "[")
         t = self.tok
         if t.kind != "name" or t.text != "t":
@@ -350,13 +351,23 @@ class Parser:
             if offset > 0:
                 raise self.error(
                     sign,
-                    f"{name.text}[t+{offset}] refers to the future: a cell may read {name.text}[t-1] or {name.text}",
+                    f"{name.text}[t+{num.text}] refers to the future: a cell may read {name.text}[t-1] or {name.text}",
+                )
+            if offset == 0:
+                raise self.error(
+                    num,
+                    f"{name.text}[t{sign.text}{num.text}] is step t itself: write {name.text} for this step's value "
+                    f"or {name.text}[t-1] for the previous step's",
                 )
         if not self.at("]"):  # reported where the '[' opened: what follows may be on the next line
             raise self.error(opening, f"{name.text}[ is never closed: expected ']' before {self.tok.show()}")
         self.i += 1
-        if offset < -1:
-            raise self.error(t, f"{name.text}[t{offset}]: a cell may read only the previous step, {name.text}[t-1]")
+        if -offset > naming.MAX_LAG:
+            raise self.error(
+                t,
+                f"{name.text}[t{offset}]: a cell may read at most {naming.MAX_LAG} steps back, "
+                f"{name.text}[t-{naming.MAX_LAG}]",
+            )
         return -offset
 
     def call(self, fn: Token) -> Node:

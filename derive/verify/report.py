@@ -233,7 +233,9 @@ def sympy_gradients(
         unknowns[p.name] = sp.Matrix(rows, cols, lambda i, j, n=p.name: sp.Symbol(f"{n}_{i}_{j}"))
     env.update(unknowns)
     given = {}  # initial state arguments (h0, c0) by key
-    for state, value in zip(cell.states, initial, strict=True):
+    for delay in cell.delays:  # h_{-1}, x_0: zeros
+        env[naming.step_name(delay.name, 0)] = sp.zeros(cell.sizes(params)[delay.dim], 1)
+    for state, value in zip(cell.declared_states, initial, strict=True):
         key = naming.initial_arg(state.name)
         given[key] = value
         unknowns[key] = sp.Matrix(len(value), 1, lambda i, j, k=key: sp.Symbol(f"{k}_{i}"))

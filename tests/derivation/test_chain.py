@@ -96,6 +96,8 @@ MULTI = {
     "lstm": lambda: load_builtin("lstm"),
     "two_states": lambda: read(CORPUS / "two_states.cell"),
     "m2o_lstm": lambda: read(CORPUS / "m2o_lstm.cell"),
+    "narx": lambda: read(CORPUS / "narx.cell"),  # h[t-2], x[t-1]: s_t = (h_t, h_{t-1}, x_t)
+    "m2o_lags": lambda: read(CORPUS / "m2o_lags.cell"),  # h[t-3], x[t-2], gated, many-to-one
 }
 
 
@@ -150,6 +152,42 @@ def test_lstm_block_counts():
     h0, c0 = factorize(cell, "h@0"), factorize(cell, "c@0")
     assert [h0.count(t) for t in (1, 2, 3)] == [4, 19, 91] and [c0.count(t) for t in (1, 2, 3)] == [1, 5, 24]
     assert factorize(cell, "W_y").direct == ((Factor("J@t", "y@t"), Factor("y@t", "W_y")),)
+
+
+def test_narx_counts_by_hand():
+    """h_t = tanh(W x_t + Wp x_{t-1} + U h_{t-1} + U2 h_{t-2} + b), y_t = V h_t, J = sum_t J_t.
+
+    h_t reaches h_{t-1} by one edge (U) and h_{t-2} by one (U2, through the delay h'_{t-1}), so the
+    paths from h_t down to h_{t-m} number N(m) = N(m-1) + N(m-2), N(0) = N(1) = 1: 1, 1, 2, 3, 5.
+    W enters at every step k <= t (one edge from h_k), so J_t has sum_{m<t} N(m) paths to W:
+    1, 2, 4, 7, 12; Wp too (x'_{k-1} is a leaf; at k = 1 it is x_0 = 0, a term that is zero).
+    h_0 enters h_1 (U) and h_2 (U2, through h'_1 = h_0): J_t has N(t) paths to it, and h_{-1}
+    and x_0 are no variables."""
+    cell = read(CORPUS / "narx.cell")
+    assert differentiable_names(cell) == ("W", "Wp", "U", "U2", "b", "V", "h@0")
+    for name in ("W", "Wp", "U", "U2", "b"):
+        f = factorize(cell, name)
+        assert [f.count(t) for t in range(1, 6)] == [1, 2, 4, 7, 12], name
+        assert [f.block_count(t) for t in range(1, 6)] == [1, 2, 3, 4, 5]  # one block product per k
+        assert f.total(3) == 1 + 2 + 4 and f.block_total(3) == 6
+    h0 = factorize(cell, "h@0")
+    assert [h0.count(t) for t in range(1, 6)] == [1, 2, 3, 5, 8] and h0.total(3) == 6
+    assert factorize(cell, "V").total(3) == 3
+    # the companion matrix: h <- (h, h', x') through U, U2, Wp; h' <- h a copy; x' reads no state
+    assert [[len(p) for p in row] for row in h0.step] == [[1, 1, 1], [1, 0, 0], [0, 0, 0]]
+
+
+def test_m2o_lags_counts_by_hand():
+    """h_t = g_t * tanh(W x_t + U h_{t-1}) + tanh(Wq x_{t-2} + U3 h_{t-3}), g_t = sigmoid(G h_{t-1}):
+    two edges to h_{t-1} (through g and through U), one to h_{t-3}: N(m) = 2 N(m-1) + N(m-3),
+    N(0) = 1: 1, 2, 4, 9, 20.  Many-to-one: J_T alone, with sum_{m<T} N(m) paths to W,
+    1, 3, 7, 16, 36; and N(T) to h_0 (h_3 reads it through h_{t-3}): 2, 4, 9, 20, 44."""
+    cell = read(CORPUS / "m2o_lags.cell")
+    assert [s.name for s in cell.states] == ["h", "_h_lag1", "_h_lag2", "_x_lag0", "_x_lag1"]
+    W, h0 = factorize(cell, "W"), factorize(cell, "h@0")
+    assert [W.total(T) for T in range(1, 6)] == [1, 3, 7, 16, 36]
+    assert [W.block_total(T) for T in range(1, 6)] == [1, 2, 3, 4, 5]
+    assert [h0.total(T) for T in range(1, 6)] == [2, 4, 9, 20, 44]
 
 
 def test_two_states_head_counts_each_path_once():

@@ -27,6 +27,7 @@ from derive import cli
 from derive.cli import job
 from derive.emit.outputs import pdf_missing
 from derive.ir.cell import load_builtin, seed_rnn
+from derive.spec.parser import read
 from derive.tools.flow.flow import flow_curves, gradient_flow
 from derive.verify.oracles.rnn import reference_loss_and_gradients
 from derive.verify.report import RTOL_EXACT, max_rel_error
@@ -538,6 +539,18 @@ def test_flow_plots_the_default_scales_and_says_what_each_does(bptt, tmp_path):
     for line, f in zip(r.lines[1:5], flows):
         assert f"|ds_T/ds_0| {f.jacobian_norm[0]:.2e}  x{f.jacobian_norm[0] ** (1 / 30):.2f} per step" in line
     assert r.lines[-1] == f"wrote {out / 'rnn_T30_gradient_flow.png'}"
+
+
+def test_flow_runs_on_a_cell_that_reads_further_back(bptt, tmp_path):
+    """narx reads h[t-2] and x[t-1]: the stacked state holds h_{t-1} and x_t too, and the weights
+    scaled are those on a state, U and U2 (not Wp, on the input's delay line)."""
+    r = bptt("flow", CORPUS / "narx.cell", "--steps", 8, "--scales", "1,4", "--out", tmp_path)
+    assert r.code == 0 and r.err == "", r
+    assert r.lines[0] == "bptt-derive: gradient flow of NARX: h[t-2] and x[t-1], T = 8, J_T back to every s_k"
+    for line, f in zip(r.lines[1:3], flow_curves(read(CORPUS / "narx.cell"), 8, scales=(1.0, 4.0))):
+        assert f.states == ("h", "_h_lag1", "_x_lag0") and f.recurrent == ("U", "U2")
+        assert f"|ds_T/ds_0| {f.jacobian_norm[0]:.2e}" in line
+    assert png_size((tmp_path / "narx_T8_gradient_flow.png").read_bytes()) == (1200, 450)
 
 
 def test_flow_with_your_own_parameters(bptt, tmp_path):

@@ -51,3 +51,34 @@ def test_step_of_rejects_symbolic_steps():
 
 def test_jacobian_local():
     assert naming.jacobian_local("z@3", "h@2") == "dz_3__dh_2"
+
+
+# ---- delays: a hidden state that holds an earlier value prints as that value ---------------
+
+
+@pytest.mark.parametrize(
+    "name, latex, text",
+    [
+        ("_h_lag1@t", "h_{t-1}", "h_{t-1}"),  # h'_t = h_{t-1}
+        ("_h_lag1@t-1", "h_{t-2}", "h_{t-2}"),  # what h[t-2] reads
+        ("_h_lag2@3", "h_{1}", "h_1"),
+        ("_h_lag1@0", "h_{-1}", "h_{-1}"),  # the zero start
+        ("_x_lag0@t", "x_{t}", "x_t"),  # x'_t = x_t
+        ("_x_lag0@0", "x_{0}", "x_0"),
+        ("d_h_lag1@t", r"\delta^{(h,1)}_{t}", "dJ/d(h,1)_t"),  # the kept copy's gradient, not dJ/dh_{t-1}
+        ("d_x_lag0@t+1", r"\delta^{(x,0)}_{t+1}", "dJ/d(x,0)_{t+1}"),
+        ("d_h_lag1@t-1", r"\delta^{(h,1)}_{t-1}", "dJ/d(h,1)_{t-1}"),
+    ],
+)
+def test_a_delay_prints_as_the_value_it_holds(name, latex, text):
+    assert naming.latex_name(name) == latex
+    assert naming.text_name(name) == text
+
+
+def test_delay_names_round_trip_and_cannot_be_written_in_a_spec():
+    assert naming.delay_name("h", 1) == "_h_lag1"
+    assert naming.delay_of("_h_lag1") == ("h", 1)
+    assert naming.delay_of("_h_lag1_lag2") == ("h_lag1", 2)  # a source named h_lag1
+    assert naming.delay_of("h_lag1") is None and naming.delay_of("_rows") is None
+    assert naming.is_reserved(naming.delay_name("h", 1))  # a spec name cannot start with _
+    assert naming.code_local("_h_lag1@3") == "_h_lag1_3" and naming.code_indexed("_h_lag1@t-1") == "_h_lag1[t - 1]"

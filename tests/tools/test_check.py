@@ -236,6 +236,18 @@ def test_check_rejects_cells_it_does_not_take_yet():
         check(f"{MINCHAR}:lossFun", read(CORPUS / "multi_task.cell"))
 
 
+@pytest.mark.parametrize("target", [f"{MINCHAR}:lossFun", f"{USER_CODE / 'one_sequence.py'}:forward,backward"])
+def test_check_refuses_a_cell_that_reads_further_back_rather_than_misjudge_it(target):
+    from derive.spec.parser import read
+
+    with pytest.raises(CheckError) as e:
+        check(target, read(CORPUS / "narx.cell"))
+    assert str(e.value) == (
+        f"{CORPUS / 'narx.cell'}:6:42: bptt check does not take a cell that reads further back than the previous "
+        "step (h[t-2]) yet; bptt derive writes and verifies its gradients"
+    )
+
+
 REGRESS = USER_CODE / "regress.py"
 
 

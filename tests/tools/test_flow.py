@@ -107,6 +107,8 @@ def test_recurrent_params_are_the_weights_on_a_previous_state():
     assert recurrent_params(load_builtin("gru")) == ("U_r", "U_u", "U_n")  # U_n reads r * h[t-1]
     assert recurrent_params(load_builtin("lstm")) == ("U_f", "U_i", "U_o", "U_g")
     assert recurrent_params(cell_named("two_states")) == ("U", "C", "G")  # not M, which reads c at t
+    # U2 reads h[t-2] through the delay line; Wp reads x[t-1], an input's line: no recurrence
+    assert recurrent_params(cell_named("narx")) == ("U", "U2")
 
 
 def test_scale_multiplies_only_the_recurrent_weights():
@@ -150,19 +152,22 @@ def initial_gradient(mod, problem: flow_stepper.Problem) -> dict[str, np.ndarray
 
 
 def assert_g0(mod, result: flow.Flow, problem: flow_stepper.Problem) -> None:
-    """Every state's part of the stacked g_0 (the LSTM's h_0 and c_0) against the module."""
+    """Every declared state's part of the stacked g_0 (the LSTM's h_0 and c_0) against the module; a
+    delay line's parts, after them (h_{-1}, x_0: zeros, no argument), the module does not give."""
     expected = initial_gradient(mod, problem)
+    declared = [size for name, size in zip(result.states, result.state_sizes) if naming.delay_of(name) is None]
+    assert len(declared) == len(mod.INITIAL)
     i = 0
-    for key, size in zip(mod.INITIAL, result.state_sizes):
+    for key, size in zip(mod.INITIAL, declared):
         got = result.grad[0, i : i + size]
         assert max_rel_error(got, expected[key], CHAIN_FLOOR) <= CHAIN_RTOL, key
         i += size
-    assert i == result.grad.shape[1]
+    assert i == sum(declared)
 
 
 @pytest.mark.parametrize(
     ("name", "steps"),
-    [(name, steps) for name in ("rnn", "gru", "lstm", "two_states", "m2o_lstm") for steps in (1, 2, 5)]
+    [(name, steps) for name in ("rnn", "gru", "lstm", "two_states", "m2o_lstm", "narx") for steps in (1, 2, 5)]
     + [("m2o_lstm", 30)],
 )
 def test_g0_equals_the_modules_initial_state_gradient(name, steps):

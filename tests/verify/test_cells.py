@@ -71,6 +71,17 @@ UNSUPPORTED = {
         "h = tanh(W x + U h[t-1])\ny = V h[t-1]\nJ = cross_entropy(softmax(y), l)\n",
         "the loss reads h[t-1]",
     ),
+    "loss-reads-state-two-back": (
+        "param W[h, x], U[h, h], V[y, h]\ninput x[x]; state h[h]; target l: class(y)\n"
+        "h = tanh(W x + U h[t-1])\ny = V h[t-2]\nJ = cross_entropy(softmax(y), l)\n",
+        "the loss reads h[t-2] other than through a state of step t; an output that reads an earlier step "
+        "is not supported yet",
+    ),
+    "loss-reads-previous-input": (
+        "param W[h, x], U[h, h], V[y, h], Q[y, x]\ninput x[x]; state h[h]; target l: class(y)\n"
+        "h = tanh(W x + U h[t-1])\ny = V h + Q x[t-1]\nJ = cross_entropy(softmax(y), l)\n",
+        "the loss reads x[t-1] other than through a state of step t",
+    ),
 }
 
 

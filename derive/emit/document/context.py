@@ -20,6 +20,7 @@ from derive.emit.document.formulas import (
     _fitting,
     analytic_groups,
     block_formula,
+    delay_lines,
     expansion_groups,
     general_formula,
     local_derivatives,
@@ -38,7 +39,9 @@ from derive.verify.report import CHECKS, IMPLEMENTATIONS, SYMPY_MAX_STEPS, TOLER
 
 def verification_table(report: Report, cell: Cell) -> dict[str, object]:
     rows = []
-    initial = {naming.initial_arg(s.name): naming.step_name(s.name, 0) for s in cell.states}  # the argument h0 is h_0
+    initial = {
+        naming.initial_arg(s.name): naming.step_name(s.name, 0) for s in cell.declared_states
+    }  # the argument h0 is h_0
     for row in report.rows:
         label = r"\text{loss } J" if row == "loss" else naming.latex_name(initial.get(row, row))
         cells = [_measured(report.error(impl, check, row)) for impl in IMPLEMENTATIONS for check in CHECKS]
@@ -110,11 +113,15 @@ def document_context(
 ) -> dict[str, object]:
     cell = derivation.cell
     T = derivation.steps
-    model = [(latex(step_symbol(e.name, "t", e.shape)), latex(e.rhs)) for e in cell.equations]
+    delays = {d.name for d in cell.delays}  # their updates copy (h_{t-1} = h_{t-1}): a sentence says them
+    model = [(latex(step_symbol(e.name, "t", e.shape)), latex(e.rhs)) for e in cell.equations if e.name not in delays]
     unrolled = []
     if derivation.unrolled is not None:
         eqs, n = derivation.unrolled.equations, len(cell.equations)
-        unrolled = [[(latex(lhs), latex(rhs)) for lhs, rhs in eqs[i : i + n]] for i in range(0, len(eqs), n)]
+        unrolled = [
+            [(latex(lhs), latex(rhs)) for lhs, rhs in eqs[i : i + n] if naming.split(lhs.name)[0] not in delays]
+            for i in range(0, len(eqs), n)
+        ]
     sections = []
     for wrt, f in derivation.factorized.items():
         expanded = derivation.expanded
@@ -158,8 +165,10 @@ def document_context(
         "checked_steps": derivation.equivalence.steps,
         "command": command,
         "dims": [
-            (naming.latex_name(v.name), latex(v.at("t").shape[0])) for v in cell.inputs + cell.targets + cell.states
+            (naming.latex_name(v.name), latex(v.at("t").shape[0]))
+            for v in cell.inputs + cell.targets + cell.declared_states
         ],
+        "delays": delay_lines(cell),
         "params": [(naming.latex_name(p.name), shape_latex(p.symbol)) for p in cell.params],
         "constants": [constant_latex(c) for c in cell.constants],
         "model": model,

@@ -79,34 +79,53 @@ def _highlighted(unrolled: Unrolled, cell: Cell) -> tuple[str, tuple[Factor, ...
     return best
 
 
+def _held(name: str) -> str:
+    """The node a name is drawn as: a delay (h[t-2]'s ``_h_lag1@2``) as the value it holds, h_1."""
+    return naming.held(name) or name
+
+
+def _without_delays(path: tuple[Factor, ...]) -> tuple[Factor, ...]:
+    """A path with each delay drawn as the value it holds: h_3 -> h'_2 -> h_1 is the edge h_3 -> h_1."""
+    names = [_held(n) for n in [path[0].num, *(f.den for f in path)]] if path else []
+    kept = [n for i, n in enumerate(names) if i == 0 or n != names[i - 1]]  # a copy's edge: h'_2 = h_1
+    return tuple(Factor(a, b) for a, b in zip(kept, kept[1:]))
+
+
 def diagram(cell: Cell, steps: int) -> Diagram:
     shown = min(steps, DIAGRAM_MAX_STEPS)
     unrolled = unroll(cell, shown)
     wrt, path = _highlighted(unrolled, cell)
+    path = _without_delays(path)
+    delays = {d.name for d in cell.delays}  # not drawn: an edge goes from the value a delay holds
+    inputs = {v.name for v in cell.inputs}
     rows = {v.name: -i for i, v in enumerate(cell.inputs)}  # one row each, below the cell's nodes
-    rows.update({eq.name: i + 1 for i, eq in enumerate(cell.equations)})
+    rows.update({eq.name: i + 1 for i, eq in enumerate(cell.equations) if eq.name not in delays})
     drawn: dict[str, Node] = {}  # by the graph's name
 
     def node(name: str) -> Node | None:
         base, step = naming.split(name)
         if step is None or base not in rows:  # a parameter, or a target: not drawn
             return None
+        if int(step) < (1 if base in inputs else 0):  # h_{-1}, x_0: the zeros a delay starts from
+            return None
         if name not in drawn:
             drawn[name] = Node(name, f"n{len(drawn)}", int(step) * X_CM, rows[base] * Y_CM)
         return drawn[name]
 
-    for lhs, _ in unrolled.equations:
-        node(lhs.name)
+    computed = [lhs.name for lhs, _ in unrolled.equations if naming.split(lhs.name)[0] not in delays]
+    for name in computed:
+        node(name)
     on_path = {(f.den, f.num) for f in path}
     edges = []
-    for lhs, _ in unrolled.equations:
-        for arg in unrolled.deps[lhs.name]:
-            a, b = node(arg), node(lhs.name)
+    for name in computed:
+        for arg in map(_held, unrolled.deps[name]):
+            a, b = node(arg), node(name)
             if a is None or b is None:
                 continue
-            same_column = naming.split(arg)[1] == naming.split(lhs.name)[1]
-            skip = abs(rows[naming.split(arg)[0]] - rows[naming.split(lhs.name)[0]]) > 1
-            edges.append(Edge(a.key, b.key, same_column and skip, (arg, lhs.name) in on_path))
+            (base, step), (to, at) = naming.split(arg), naming.split(name)
+            over_a_row = step == at and abs(rows[base] - rows[to]) > 1
+            over_a_step = rows[base] == rows[to] and abs(int(step or 0) - int(at or 0)) > 1  # h_1 -> h_3
+            edges.append(Edge(a.key, b.key, over_a_row or over_a_step, (arg, name) in on_path))
     entry = drawn[path[-1].num].key if path and path[-1].num in drawn else None
     return Diagram(shown, wrt, path, tuple(drawn.values()), tuple(edges), entry)
 

@@ -26,6 +26,7 @@ from derive.emit.document.layout import (
 )
 from derive.emit.printing import LatexPrinter, latex, latex_width
 from derive.ir import naming
+from derive.ir.cell import Cell
 from derive.ir.exprs import Outer, add, mul, transpose
 
 PARTIALS_PER_LINE = 10
@@ -260,7 +261,10 @@ def recurrence(derivation: Derivation) -> dict[str, object]:
         grads.append(
             (rf"\frac{{\partial J}}{{\partial {naming.latex_base(acc.wrt)}}}", rf"\sum_{{t=1}}^{{T}} {latex(acc.expr)}")
         )
+    declared = {s.name for s in cell.declared_states}
     for c in program.carries:
+        if c.state not in declared:  # a delay's initial value (h_{-1}, x_0) is zeros, not an argument
+            continue
         state0 = naming.latex_name(naming.step_name(c.state, 0))
         one = display(flat_sum(at_step(c.expr, 1)))
         grads.append((rf"\frac{{\partial J}}{{\partial {state0}}}", one))
@@ -275,8 +279,25 @@ def recurrence(derivation: Derivation) -> dict[str, object]:
         "gradient_identities": eq.gradient_identities,
         "delta_names": [latex(step_symbol(naming.grad_name(a.node), "k", a.target.shape)) for a in program.assigns],
         "node_names": [naming.latex_name(naming.step_name(a.node, "k")) for a in program.assigns],
-        "initial": [naming.latex_name(naming.step_name(s.name, 0)) for s in cell.states],
+        "initial": [naming.latex_name(naming.step_name(s.name, 0)) for s in cell.declared_states],
     }
+
+
+def delay_lines(cell: Cell) -> list[dict[str, str]]:
+    """What each delay state of the cell holds, as the document says it: reading h_{t-2} (``read``)
+    makes the state s_t keep h_{t-1} (``kept``), h_{-1} = 0 at the start (``zero``); its delta
+    (``delta``) is that of J with respect to the kept copy."""
+    out = []
+    for d in cell.delays:
+        out.append(
+            {
+                "read": naming.latex_name(naming.step_name(d.source, naming.shift("t", -d.lag - 1))),
+                "kept": naming.latex_name(naming.step_name(d.name, "t")),
+                "zero": naming.latex_name(naming.step_name(d.name, 0)),
+                "delta": naming.latex_name(naming.grad_name(naming.step_name(d.name, "t"))),
+            }
+        )
+    return out
 
 
 def _sum_of_paths(paths: tuple[tuple[Factor, ...], ...]) -> list[str]:

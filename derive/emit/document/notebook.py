@@ -49,7 +49,12 @@ def blocks(derivation: Derivation) -> list[tuple[str, str]]:
     truncated = "" if K is None else f", each truncated to its last {K} steps"
     stacked = ""
     if derivation.blocks:
-        names = ", ".join(f"{naming.latex_name(st.name)}_t" for st in cell.states)
+        names = ", ".join(
+            naming.latex_name(naming.step_name(st.name, "t"))
+            if naming.delay_of(st.name)
+            else f"{naming.latex_name(st.name)}_t"
+            for st in cell.states
+        )
         stacked = f" (through the stacked state {stacked_name(cell)}_t = ({names}); the document writes its blocks)"
     out.append((f"The chain rule: a term for every path back through time{truncated}{stacked}", _aligned(rows)))
     r = recurrence(derivation)

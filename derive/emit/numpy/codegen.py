@@ -26,7 +26,7 @@ from derive.derivation.chain import Blocks, Factor, Term, move_paths, stacked_na
 from derive.derivation.pipeline import Derivation
 from derive.derivation.unroll import Unrolled
 from derive.emit.numpy.fast import Hoisted, Line, dim_code, hoisted, truncated_backward
-from derive.emit.printing import ColumnPrinter, text
+from derive.emit.printing import ColumnPrinter, equation_text
 from derive.ir import naming
 from derive.ir.cell import Cell
 from derive.ir.exprs import Outer
@@ -267,7 +267,17 @@ def _arguments(cell: Cell) -> dict[str, Any]:
             "carried": naming.carried_local(s.name),  # a kept (B, n) array: returned as a copy
             "local": naming.code_local(naming.step_name(s.name, 0)),
         }
-        for s in cell.states
+        for s in cell.declared_states
+    ]
+    # the delay lines' states (h[t-2], x[t-1]): zeros at step 0 (h_{-1}, x_0), no argument, no gradient
+    delays = [
+        {
+            "name": d.name,
+            "dim": d.dim,
+            "text": naming.text_name(naming.step_name(d.name, 0)),
+            "local": naming.code_local(naming.step_name(d.name, 0)),
+        }
+        for d in cell.delays
     ]
     prepared = [v["code"] for v in inputs + targets] + [s["arg"] for s in initial] + ["batched"]
     return {
@@ -279,6 +289,7 @@ def _arguments(cell: Cell) -> dict[str, Any]:
         "prepared_doc": ", ".join(v["code"] for v in inputs + targets),
         "shapes_doc": _shapes_doc(cell, inputs, targets, target_arg),
         "initial": initial,
+        "delays": delays,
         "initial_args": ", ".join(s["arg"] for s in initial),
         "initial_defaults": ", ".join(f"{s['arg']}=None" for s in initial),
         "initial_names": ", ".join(f'``"{s["arg"]}"``' for s in initial),
@@ -452,7 +463,10 @@ def _by_definition(derivation: Derivation) -> dict[str, Any]:
         "def_jacobians": definition_jacobians(derivation),
         "def_terms": definition_terms(derivation),
     }
-    code = "\n".join(line.code for group in ("def_forward", "def_jacobians") for line in context[group])
+    code = "\n".join(
+        [f"n_{d.dim}" for d in cell.delays]  # a delay's zeros at step 0 take its size
+        + [line.code for group in ("def_forward", "def_jacobians") for line in context[group]]
+    )
     code += "\n".join(line.code for block in context["def_terms"] for line in block.lines)
     sizes: dict[str, str] = {}
     for p in cell.params:
@@ -489,7 +503,7 @@ def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
         "expanded_max": derivation.expandable,
         "dim_names": _py_tuple(tuple(f"n_{d}" for d in cell.dims)),
         "equations": [
-            f"{text(sp.MatrixSymbol(naming.step_name(e.name, 't'), *e.shape))} = {text(e.rhs)}" for e in cell.equations
+            equation_text(sp.MatrixSymbol(naming.step_name(e.name, "t"), *e.shape), e.rhs) for e in cell.equations
         ],
         "param_names": _py_tuple(cell.param_names),
         "weight_names": _wrapped(list(cell.param_names)),

@@ -24,7 +24,7 @@ import sympy as sp
 from derive.derivation.adjoint import Accumulate, Assign, Program
 from derive.derivation.pipeline import Derivation
 from derive.emit.numpy.runs import Run, inner_deltas, reading_runs
-from derive.emit.printing import text
+from derive.emit.printing import equation_text, text
 from derive.ir import naming
 from derive.ir.cell import Cell, Equation
 from derive.ir.exprs import (
@@ -301,7 +301,7 @@ def forward(derivation: Derivation) -> Phases:
 
 def _forward_statements(cell: Cell, eq: Equation, recurrent: set[str], unknown: set[str]) -> list[Statement]:
     lhs = sp.MatrixSymbol(naming.step_name(eq.name, "t"), *eq.shape)
-    comment = f"{text(lhs)} = {text(eq.rhs)}"
+    comment = equation_text(lhs, eq.rhs)
     rhs = code_loss(cell, eq.rhs) if eq.name == cell.loss else eq.rhs
     # no state reads an output (y, p, J): the loop does not
     phase = _phase(eq.name in recurrent, eq.name not in cell.outputs)
@@ -501,7 +501,7 @@ def _carries(program: Program, symbols: dict[Run, sp.MatrixSymbol]) -> tuple[Sta
             LOOP,
             carry_symbol(c.state, c.expr.shape),
             (reading_runs(c.expr, symbols),),
-            comment=f"share of dJ/d{c.state}_{{t-1}}: {text(c.expr)}",
+            comment=f"share of {naming.text_name(naming.grad_name(naming.step_name(c.state, 't-1')))}: {text(c.expr)}",
         )
         for c in program.carries
     )

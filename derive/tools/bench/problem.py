@@ -60,7 +60,7 @@ def make_problem(cell: Cell, V: int, H: int, T: int, B: int, dtype: str = "float
         params[p.name] = rng.standard_normal(shape) / np.sqrt(shape[-1])
     xs = np.eye(V)[rng.integers(0, V, (T, B))]
     labels = rng.integers(0, V, (T, B))
-    initial = {naming.initial_arg(s.name): 0.5 * rng.standard_normal((B, sizes[s.dim])) for s in cell.states}
+    initial = {naming.initial_arg(s.name): 0.5 * rng.standard_normal((B, sizes[s.dim])) for s in cell.declared_states}
     return Problem(params, xs, labels, initial).astype(dtype)
 
 

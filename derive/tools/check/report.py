@@ -226,6 +226,7 @@ def _loss_function(
 def _layer(
     forward: Code, backward: Code, cell: Cell, steps: tuple[int, ...], truncate: int | None
 ) -> tuple[Checked, Yardstick, list[Problem]]:
+    _require_no_delays(cell)
     _require_weights(forward, layer_cell(cell).param_names)
     layer = LayerTarget(forward, backward, cell, SEED)
     _require_weights(forward, layer.cell.param_names)
@@ -247,6 +248,18 @@ def _require_weights(code: Code, params: tuple[str, ...]) -> None:
 def _require_supported_shape(cell: Cell) -> None:
     if (len(cell.inputs), len(cell.targets), cell.loss_mode) != (1, 1, "every"):
         raise CheckError(f"{cell.name}: bptt check takes cells with one input and one target at every step for now")
+    _require_no_delays(cell)
+
+
+def _require_no_delays(cell: Cell) -> None:
+    """A cell that reads h[t-2] or x[t-1]: the forms a user's code may take (what it starts from, what
+    it keeps between steps) are not searched for those yet, so it is refused rather than misjudged."""
+    if cell.delays:
+        delay = cell.delays[0]
+        raise CheckError(
+            f"{cell.where(delay.name) or cell.name}: bptt check does not take a cell that reads further back "
+            f"than the previous step ({delay.read_as}) yet; bptt derive writes and verifies its gradients"
+        )
 
 
 @dataclass

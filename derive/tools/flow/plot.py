@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from derive.emit.render import MARK, write_atomic
+from derive.ir import naming
 from derive.tools.flow.flow import Flow
 
 FIGSIZE_INCHES = (12.0, 4.5)
@@ -42,10 +43,17 @@ def _text(text: str) -> str:
     return text.replace("$", r"\$")
 
 
+def _stacked(states: tuple[str, ...]) -> str:
+    """The stacked state: ``s = [h; c]``; with a delay line, each at step t: ``s_t = [h_t; h_{t-1}]``."""
+    if any(naming.delay_of(s) for s in states):
+        return f"$s_t = [{'; '.join(naming.latex_name(naming.step_name(s, 't')) for s in states)}]$"
+    return f"$s = [{'; '.join(states)}]$" if len(states) > 1 else f"$s = {states[0]}$"
+
+
 def _caption(flows: Sequence[Flow]) -> str:
     first = flows[0]
     sizes = ", ".join(f"$n_{{{d}}} = {n}$" for d, n in first.sizes.items())
-    stacked = f"$s = [{'; '.join(first.states)}]$" if len(first.states) > 1 else f"$s = {first.states[0]}$"
+    stacked = _stacked(first.states)
     if first.params_given:
         how = "given parameters"
     elif not first.recurrent:

@@ -160,7 +160,7 @@ def make_problem(
         v.name: rng.integers(0, full[v.dim], per) if v.kind == "class" else rng.standard_normal(per + (full[v.dim],))
         for v in cell.targets
     }
-    initial = {s.name: np.zeros(full[s.dim]) for s in cell.states}
+    initial = {s.name: np.zeros(full[s.dim]) for s in cell.declared_states}
     return Problem(values, inputs, targets, initial, full)
 
 
@@ -238,7 +238,9 @@ class Stepper:
 
     def forward(self) -> Forward:
         steps = self.problem.steps
-        s = np.concatenate([np.asarray(self.problem.initial[st.name], np.float64) for st in self.cell.states])
+        # s_0: the declared states' initial values, and zeros for a delay line's (h_{-1}, x_0)
+        start = {**self.problem.initial, **{d.name: np.zeros(self.problem.sizes[d.dim]) for d in self.cell.delays}}
+        s = np.concatenate([np.asarray(start[st.name], np.float64) for st in self.cell.states])
         states, losses, envs = [s], {}, []
         for t in range(1, steps + 1):
             env = self.base(t) | self.split(states[-1][:, None])
