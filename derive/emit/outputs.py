@@ -30,7 +30,7 @@ def command(job: str, derivation: Derivation) -> str:
     """The command that writes the file again; the folder is left out, so that the file does not
     depend on where it was written."""
     truncate = "" if derivation.truncate is None else f" --truncate {derivation.truncate}"
-    return f"bptt {job} --cell {derivation.cell.name} --steps {derivation.steps}{truncate} --out <this folder>"
+    return f"bptt {job} --cell {derivation.cell.argument} --steps {derivation.steps}{truncate} --out <this folder>"
 
 
 def figure_name(kind: str, derivation: Derivation) -> str:

@@ -171,6 +171,13 @@ class Cell:
                 out[dim] = int(size)
         return out
 
+    @property
+    def argument(self) -> str:
+        """What ``--cell`` takes to name this cell: a built-in's name, else its spec file's path."""
+        if not self.path or Path(self.path).resolve() == builtin_path(self.name).resolve():
+            return self.name
+        return self.path
+
     def equation(self, name: str) -> Equation:
         return next(e for e in self.equations if e.name == name)
 

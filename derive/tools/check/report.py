@@ -58,6 +58,7 @@ class CheckReport:
     truncate: int | None = None  # checked against BPTT truncated to this many steps
     truncated: int | None = None  # the code is BPTT truncated to this many steps
     notes: list[str] = field(default_factory=list)  # what was not compared, and why
+    spec: str = ""  # the --cell a user passes for this cell: a built-in's name, or the .cell file's path
 
     @property
     def passed(self) -> bool:
@@ -209,6 +210,7 @@ def check(
         truncate,
         truncated,
         compared.notes,
+        cell.argument,
     )
 
 
@@ -431,7 +433,7 @@ def format_report(report: CheckReport) -> str:
             lines.append(f"{', '.join(names)}: {diagnosis}")
         if any(r.diagnosis and r.name != "loss" for r in report.rows):
             lines.append(
-                f"(the derivation: bptt derive --cell {report.cell} --steps {max(report.steps)} writes "
+                f"(the derivation: bptt derive --cell {report.spec or report.cell} --steps {max(report.steps)} writes "
                 f"{naming.file_stem(report.cell, max(report.steps), None)}.tex)"
             )
     if report.unchecked:
