@@ -127,6 +127,8 @@ class LatexPrinter(_SignedSums, _SympyLatex):
         inner = self._print(expr.arg)
         if not isinstance(expr.arg, MatrixSymbol):
             inner = self._paren(inner)
+        elif "^" in inner:  # a name with a superscript of its own, \delta^{y}_{t}: one group, or a double superscript
+            inner = f"{{{inner}}}"
         return f"{inner}^{{T}}"
 
     def _print_MatMul(self, expr: sp.MatMul) -> str:

@@ -26,7 +26,7 @@ from derive.emit.document.layout import (
 )
 from derive.emit.printing import LatexPrinter, latex, latex_width
 from derive.ir import naming
-from derive.ir.exprs import Outer, add, mul, transpose
+from derive.ir.exprs import Outer, add, mul, outer_terms, transpose
 
 PARTIALS_PER_LINE = 10
 
@@ -140,28 +140,32 @@ def general_formula(derivation: Derivation, wrt: str) -> dict[str, list[str] | N
     entries = {factor_matrix(graph, path[-1]) for path in f.tail}  # how w enters a step
     product = rf"\left(\prod_{{j=k+1}}^{{{top}}} {step}\right)"
     sum_k = _sum_k(top, derivation.truncate)
-    if len(entries) > 1:  # w enters a step through several nodes: the analytic form is left to the terms
+    if len(entries) > 1 or len(outer_terms(next(iter(entries)))) > 1:
+        # w enters a step through several nodes, or in several places of one: the analytic form is left to the terms
         first = rf"{sum_t} \biggl({direct} + {sum_k} {head}" if f.direct else f"{sum_t} {sum_k} {head}"
         last = rf"{product} {_paths_latex(f.tail)}" + (r"\biggr)" if f.direct else "")
         return {"factors": [first, last], "analytic": None}
     (enters,) = entries
+    place = next(iter(outer_terms(enters)), None)  # how a weight enters: [g^T L]^T v^T, or v [g^T L] for w^T v
     tail = [add(*[row_product(graph, row) for row in rows])] if all(rows) else []
-    if isinstance(enters, Outer) and not isinstance(enters.left, sp.Identity):
-        tail.append(enters.left)
+    if place is not None and not isinstance(place.left, sp.Identity):
+        tail.append(place.left)
     tail_m = LatexPrinter().factor(mul(*tail)) if tail else ""
-    outer = " " + latex(transpose(enters.right)) if isinstance(enters, Outer) else ""
+    before = f"{LatexPrinter().factor(place.right)} " if place is not None and place.transposed else ""
+    after = " " + latex(transpose(place.right)) if place is not None and not place.transposed else ""
+    closing = r"\biggr]" if before else rf"\biggr]^{{T}}{after}"
     product, product_m = (rf"\left(\prod_{{j=k+1}}^{{{top}}} {x}\right)" for x in (step, step_m))
     sum_k = _sum_k(top, derivation.truncate)
     if not f.direct:
         return {
             "factors": [f"{sum_t} {sum_k} {head}", f"{product} {_paths_latex(f.tail)}"],
-            "analytic": [rf"{sum_t} {sum_k} \biggl[{head_m}", rf"{product_m} {tail_m}\biggr]^{{T}}{outer}"],
+            "analytic": [rf"{sum_t} {sum_k} {before}\biggl[{head_m}", rf"{product_m} {tail_m}{closing}"],
         }
     return {
         "factors": [rf"{sum_t} \biggl({direct} + {sum_k} {head}", rf"{product} {_paths_latex(f.tail)}\biggr)"],
         "analytic": [
-            rf"{sum_t} \biggl({direct_m} + {sum_k} \biggl[{head_m}",
-            rf"{product_m} {tail_m}\biggr]^{{T}}{outer}\biggr)",
+            rf"{sum_t} \biggl({direct_m} + {sum_k} {before}\biggl[{head_m}",
+            rf"{product_m} {tail_m}{closing}\biggr)",
         ],
     }
 
@@ -178,6 +182,41 @@ def _shaped(graph: StepGraph, path: tuple[Factor, ...]) -> sp.Basic:
     return term_gradient(graph, Term(0, path))
 
 
+def _place_latex(place: Outer, width: int | None = None) -> list[str]:
+    """One place's share of the map g^T -> dJ/dw: g v^T, (g^T L)^T v^T; for w^T v, v g^T and v g^T L.
+    With ``width``, as pieces a layout may break between (\\Bigl( ... \\Bigr) may sit on two lines)."""
+    printer = LatexPrinter()
+    if isinstance(place.left, sp.Identity):
+        return [
+            rf"{printer.factor(place.right)}\, g^{{T}}"
+            if place.transposed
+            else rf"g\, {latex(sp.Transpose(place.right))}"
+        ]
+    if width is None:
+        sign, factors = "", [printer.factor(place.left)]
+    else:
+        sign, factors = printer.factors(place.left, width)
+    if place.transposed:
+        return [rf"{printer.factor(place.right)}\, g^{{T}} {sign}{factors[0]}", *factors[1:]]
+    opening, closing = (r"\left(", r"\right)") if width is None else (r"\Bigl(", r"\Bigr)")
+    pieces = [rf"{opening}g^{{T}} {sign}{factors[0]}", *factors[1:]]
+    pieces[-1] += rf"{closing}^{{T}} {latex(sp.Transpose(place.right))}"
+    return pieces
+
+
+def _outer_map(factor: str, places: tuple[Outer, ...], shape: str) -> str:
+    """d node/dw as the map g^T -> dJ/dw, a sum over the places where w enters the node; broken
+    between factors and places where one line would be too wide."""
+    one_line = r"g^{T} \mapsto " + " + ".join(" ".join(_place_latex(p)) for p in places)
+    if latex_width(f"{factor} {one_line} {shape}") <= LINE_WIDTH:
+        return one_line
+    pieces = []
+    for i, place in enumerate(places):
+        first, *rest = _place_latex(place, LINE_WIDTH // 2)
+        pieces += [first if i == 0 else f"+ {first}", *rest]
+    return CONTINUE.join(fill([rf"g^{{T}} \mapsto {pieces[0]}", *pieces[1:]], LINE_WIDTH // 2))
+
+
 def local_derivatives(derivation: Derivation) -> tuple[tuple[str, str, str], ...]:
     """(factor, value, shape) for every edge of one step of the cell."""
     cell = derivation.cell
@@ -191,19 +230,10 @@ def local_derivatives(derivation: Derivation) -> tuple[tuple[str, str, str], ...
                 continue
             value = jacobian(eq.rhs, sym, out)
             factor = printer.partial(Factor(out.name, sym.name))
-            if isinstance(value, Outer):
-                v = latex(sp.Transpose(value.right))
-                if isinstance(value.left, sp.Identity):
-                    mapped = rf"g^{{T}} \mapsto g\, {v}"
-                else:
-                    mapped = rf"g^{{T}} \mapsto \left(g^{{T}} {LatexPrinter().factor(value.left)}\right)^{{T}} {v}"
-                    if latex_width(f"{factor} {mapped} {shape_latex(value.param)}{OUTER_NOTE}") > LINE_WIDTH:
-                        # too wide for one line: \Bigl( ... \Bigr) may break between the factors of L
-                        sign, parts = LatexPrinter().factors(value.left, LINE_WIDTH // 2)
-                        parts = [rf"g^{{T}} \mapsto \Bigl(g^{{T}} {sign}{parts[0]}", *parts[1:]]
-                        parts[-1] += rf"\Bigr)^{{T}} {v}"
-                        mapped = CONTINUE.join(fill(parts, LINE_WIDTH // 2))
-                rows.append((factor, mapped, shape_latex(value.param) + OUTER_NOTE))
+            places = outer_terms(value)
+            if places:
+                shape = shape_latex(places[0].param) + OUTER_NOTE
+                rows.append((factor, _outer_map(factor, places, shape), shape))
             else:
                 rows.append((factor, display(value), shape_latex(value)))
     # align* sets each column as wide as its widest entry: the widest value beside the widest shape
