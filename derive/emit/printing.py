@@ -216,6 +216,7 @@ class LatexPrinter(_SignedSums, _SympyLatex):
 
 def latex_width(text: str) -> int:
     """A rough width of typeset LaTeX, in characters: commands, braces and scripts do not count."""
+    text = re.sub(r"\\(tanh|exp|log)\b", r"\1", text)  # a function set upright: as wide as its name
     return len(re.sub(r"\\(left|right|Bigl|Bigr|biggl|biggr)|\\[a-zA-Z]+|[{}^_ ]", "", text))
 
 

@@ -22,6 +22,7 @@ from derive.emit.document.layout import (
     fill,
     flat_sum,
     shape_latex,
+    signed_terms,
     step_symbol,
 )
 from derive.emit.printing import LatexPrinter, latex, latex_width
@@ -72,13 +73,26 @@ def analytic_groups(derivation: Derivation, wrt: str) -> tuple[Group, ...]:
         terms = []
         for term in loss_terms:
             assert derivation.unrolled is not None, "analytic terms are written for expanded derivations"
-            sign, parts = printer.factors(term_gradient(derivation.unrolled, term), LINE_WIDTH)
-            lines = list(fill(parts))
-            lines[0] = sign + lines[0]
-            terms.append(tuple(lines))
+            terms.append(_term_lines(printer, term_gradient(derivation.unrolled, term)))
         if terms:
             groups.append(Group(_partial_wrt(naming.step_name(derivation.cell.loss, t), wrt), tuple(terms)))
     return tuple(groups)
+
+
+def _term_lines(printer: LatexPrinter, gradient: sp.Basic) -> tuple[str, ...]:
+    """One term's display lines: its factors filled into lines; a wide sum (a weight in several
+    places of one node: one product per place) in \\Bigl( ... \\Bigr), each product broken so."""
+    if not isinstance(gradient, sp.MatAdd) or latex_width(printer.doprint(gradient)) <= LINE_WIDTH:
+        sign, parts = printer.factors(gradient, LINE_WIDTH)
+        lines = list(fill(parts))
+        lines[0] = sign + lines[0]
+        return tuple(lines)
+    lines = []
+    for i, (sign, place) in enumerate(signed_terms(gradient)):
+        first, *rest = _term_lines(printer, place)
+        lines += [("" if i == 0 and sign == "+" else f"{sign} ") + first, *rest]
+    lines[0], lines[-1] = rf"\Bigl({lines[0]}", rf"{lines[-1]}\Bigr)"
+    return tuple(lines)
 
 
 def _paths_latex(paths: tuple[tuple[Factor, ...], ...]) -> str:
@@ -217,6 +231,17 @@ def _outer_map(factor: str, places: tuple[Outer, ...], shape: str) -> str:
     return CONTINUE.join(fill([rf"g^{{T}} \mapsto {pieces[0]}", *pieces[1:]], LINE_WIDTH // 2))
 
 
+def weight_places(derivation: Derivation) -> dict[str, bool]:
+    """Whether a weight of the cell enters transposed (E^T v), and whether one enters a node in
+    several places (W x + W a): each needs its own sentence under the table of local derivatives."""
+    cell = derivation.cell
+    maps = []  # each weight's Jacobian in each node it enters, as its places' Outer maps
+    for eq in cell.equations:
+        out = step_symbol(eq.name, "t", eq.shape)
+        maps += [outer_terms(jacobian(eq.rhs, p.symbol, out)) for p in cell.params if eq.rhs.has(p.symbol)]
+    return {"transposed": any(o.transposed for m in maps for o in m), "several": any(len(m) > 1 for m in maps)}
+
+
 def local_derivatives(derivation: Derivation) -> tuple[tuple[str, str, str], ...]:
     """(factor, value, shape) for every edge of one step of the cell."""
     cell = derivation.cell
@@ -287,9 +312,7 @@ def recurrence(derivation: Derivation) -> dict[str, object]:
     boundary = [latex(s) for s in after_last.values()]
     grads = []
     for acc in program.accumulates:
-        grads.append(
-            (rf"\frac{{\partial J}}{{\partial {naming.latex_base(acc.wrt)}}}", rf"\sum_{{t=1}}^{{T}} {latex(acc.expr)}")
-        )
+        grads.append((rf"\frac{{\partial J}}{{\partial {naming.latex_base(acc.wrt)}}}", _over_steps(acc.expr)))
     for c in program.carries:
         state0 = naming.latex_name(naming.step_name(c.state, 0))
         one = display(flat_sum(at_step(c.expr, 1)))
@@ -307,6 +330,14 @@ def recurrence(derivation: Derivation) -> dict[str, object]:
         "node_names": [naming.latex_name(naming.step_name(a.node, "k")) for a in program.assigns],
         "initial": [naming.latex_name(naming.step_name(s.name, 0)) for s in cell.states],
     }
+
+
+def _over_steps(expr: sp.Basic) -> str:
+    """sum_t expr; a sum (a weight read by several nodes, or in several places of one) in brackets,
+    broken between its terms where it is too wide for a line."""
+    if not isinstance(expr, sp.MatAdd):
+        return rf"\sum_{{t=1}}^{{T}} {latex(expr)}"
+    return rf"\sum_{{t=1}}^{{T}} \Bigl({display(flat_sum(expr))}\Bigr)"
 
 
 def _sum_of_paths(paths: tuple[tuple[Factor, ...], ...]) -> list[str]:
