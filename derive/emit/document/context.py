@@ -21,10 +21,10 @@ from derive.emit.document.formulas import (
     expansion_groups,
     general_formula,
     local_derivatives,
-    weight_places,
     recurrence,
     softmax_collapse,
     state_blocks,
+    weight_places,
 )
 from derive.emit.document.layout import CONTINUE, md_text, shape_latex, step_symbol, tex_text
 from derive.emit.printing import latex
