@@ -164,10 +164,12 @@ def general_formula(derivation: Derivation, wrt: str) -> dict[str, list[str] | N
     tail = [add(*[row_product(graph, row) for row in rows])] if all(rows) else []
     if place is not None and not isinstance(place.left, sp.Identity):
         tail.append(place.left)
-    tail_m = LatexPrinter().factor(mul(*tail)) if tail else ""
-    before = f"{LatexPrinter().factor(place.right)} " if place is not None and place.transposed else ""
+    # a number in L goes before the bracket: after the product it would read as a subtraction
+    sign, tail_parts = LatexPrinter().factors(mul(*tail)) if tail else ("", [])
+    tail_m = " ".join(tail_parts)
+    before = sign + (f"{LatexPrinter().factor(place.right)} " if place is not None and place.transposed else "")
     after = " " + latex(transpose(place.right)) if place is not None and not place.transposed else ""
-    closing = r"\biggr]" if before else rf"\biggr]^{{T}}{after}"
+    closing = r"\biggr]" if place is not None and place.transposed else rf"\biggr]^{{T}}{after}"
     product, product_m = (rf"\left(\prod_{{j=k+1}}^{{{top}}} {x}\right)" for x in (step, step_m))
     sum_k = _sum_k(top, derivation.truncate)
     if not f.direct:
@@ -196,39 +198,51 @@ def _shaped(graph: StepGraph, path: tuple[Factor, ...]) -> sp.Basic:
     return term_gradient(graph, Term(0, path))
 
 
-def _place_latex(place: Outer, width: int | None = None) -> list[str]:
-    """One place's share of the map g^T -> dJ/dw: g v^T, (g^T L)^T v^T; for w^T v, v g^T and v g^T L.
-    With ``width``, as pieces a layout may break between (\\Bigl( ... \\Bigr) may sit on two lines)."""
+def _place_latex(place: Outer, width: int | None = None) -> tuple[str, list[str]]:
+    """(its number, its factors) of one place's share of the map g^T -> dJ/dw: g v^T, (g^T L)^T v^T;
+    for w^T v, v g^T and v g^T L.  A number in L goes in front (inside, "g^T - 2 L" would read as a
+    difference).  With ``width``, L's factors come as pieces a layout may break between (\\Bigl( and
+    \\Bigr), unlike \\left( and \\right), may sit on two lines)."""
     printer = LatexPrinter()
     if isinstance(place.left, sp.Identity):
-        return [
+        return "", [
             rf"{printer.factor(place.right)}\, g^{{T}}"
             if place.transposed
             else rf"g\, {latex(sp.Transpose(place.right))}"
         ]
+    sign, factors = printer.factors(place.left, width)
     if width is None:
-        sign, factors = "", [printer.factor(place.left)]
-    else:
-        sign, factors = printer.factors(place.left, width)
+        factors = [" ".join(factors)]
     if place.transposed:
-        return [rf"{printer.factor(place.right)}\, g^{{T}} {sign}{factors[0]}", *factors[1:]]
+        return sign, [rf"{printer.factor(place.right)}\, g^{{T}} {factors[0]}", *factors[1:]]
     opening, closing = (r"\left(", r"\right)") if width is None else (r"\Bigl(", r"\Bigr)")
-    pieces = [rf"{opening}g^{{T}} {sign}{factors[0]}", *factors[1:]]
+    pieces = [rf"{opening}g^{{T}} {factors[0]}", *factors[1:]]
     pieces[-1] += rf"{closing}^{{T}} {latex(sp.Transpose(place.right))}"
-    return pieces
+    return sign, pieces
+
+
+def _signed(i: int, sign: str, piece: str) -> str:
+    """A place's first piece with its number, and for all but the first place, + or -."""
+    if sign.startswith("-"):
+        return f"{sign}{piece}" if i == 0 else f"- {sign[1:].lstrip()}{piece}"
+    return f"{sign}{piece}" if i == 0 else f"+ {sign}{piece}"
 
 
 def _outer_map(factor: str, places: tuple[Outer, ...], shape: str) -> str:
     """d node/dw as the map g^T -> dJ/dw, a sum over the places where w enters the node; broken
     between factors and places where one line would be too wide."""
-    one_line = r"g^{T} \mapsto " + " + ".join(" ".join(_place_latex(p)) for p in places)
+    terms = []
+    for i, place in enumerate(places):
+        sign, pieces = _place_latex(place)
+        terms.append(_signed(i, sign, pieces[0]))
+    one_line = r"g^{T} \mapsto " + " ".join(terms)
     if latex_width(f"{factor} {one_line} {shape}") <= LINE_WIDTH:
         return one_line
-    pieces = []
+    items = []
     for i, place in enumerate(places):
-        first, *rest = _place_latex(place, LINE_WIDTH // 2)
-        pieces += [first if i == 0 else f"+ {first}", *rest]
-    return CONTINUE.join(fill([rf"g^{{T}} \mapsto {pieces[0]}", *pieces[1:]], LINE_WIDTH // 2))
+        sign, (first, *rest) = _place_latex(place, LINE_WIDTH // 2)
+        items += [_signed(i, sign, first), *rest]
+    return CONTINUE.join(fill([rf"g^{{T}} \mapsto {items[0]}", *items[1:]], LINE_WIDTH // 2))
 
 
 def weight_places(derivation: Derivation) -> dict[str, bool]:
