@@ -16,7 +16,7 @@ from derive.derivation.pipeline import derive
 from derive.emit.outputs import module_source
 from derive.emit.render import MARK
 from derive.ir.cell import Cell, builtin_names, load_builtin, recurrent_params
-from derive.spec.parser import read
+from derive.spec.parser import parse, read
 from derive.tools.flow import flow
 from derive.tools.flow import plot as flow_plot
 from derive.tools.flow import stepper as flow_stepper
@@ -106,6 +106,16 @@ def test_recurrent_params_are_the_weights_on_a_previous_state():
     assert recurrent_params(load_builtin("gru")) == ("U_r", "U_u", "U_n")  # U_n reads r * h[t-1]
     assert recurrent_params(load_builtin("lstm")) == ("U_f", "U_i", "U_o", "U_g")
     assert recurrent_params(cell_named("two_states")) == ("U", "C", "G")  # not M, which reads c at t
+    assert recurrent_params(cell_named("tied_two_states")) == ("U", "V")  # V^T c + V h[t-1]: V reads h[t-1]
+    assert recurrent_params(cell_named("tied")) == ("U",)  # not E, which reads x and h at t
+
+
+def test_a_transposed_weight_on_a_previous_state_is_recurrent():
+    cell = parse(
+        "param W[h, x], E[h, h], V[y, h]\ninput x[x]; state h[h] = 0; target l: class(y)\n"
+        "h = tanh(W x + E^T h[t-1])\ny = V h\nJ = cross_entropy(softmax(y), l)\n"
+    )
+    assert recurrent_params(cell) == ("E",)
 
 
 def test_scale_multiplies_only_the_recurrent_weights():
