@@ -485,6 +485,10 @@ class BatchedPrinter(_NumPyBase):
             return sign + f"{self._operand(left)}.T @ {self._operand(right)}"
         if len(args) == 1 and isinstance(args[0], Loss):  # a weighted loss: a number per batch, summed
             return sign + self._print(args[0])
+        if isinstance(args[-1], sp.MatAdd) and not _is_vector(args[-1]):
+            # v (a^T - b^T) (the gradient of E in a loss that reads E^T v): one outer product per term
+            terms = sp.MatAdd(*[mul(*args[:-1], term) for term in args[-1].args])
+            return sign + self._paren(self._print(terms)) if sign else self._print(terms)
         if not _is_vector(args[-1]):
             raise NotImplementedError(f"batched product must end in a vector: {expr}")
         for i, m in enumerate(args[:-1]):

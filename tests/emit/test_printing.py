@@ -110,3 +110,10 @@ def test_batched_gradient_of_a_transposed_place_sums_v_g_over_the_batch():
 
 def test_latex_width_counts_an_upright_function_name():
     assert latex_width(r"\tanh\left(z_{1}\right)") == len("tanh(z1)")
+
+
+def test_batched_column_times_a_sum_of_rows_is_one_outer_product_per_term():
+    """h (h^T E - r^T): the gradient of E in J = squared_error(E^T h, r), whose L is the row (y - r)^T."""
+    r = MatrixSymbol("r@t", n_x, 1)
+    row = sp.MatAdd(mul(transpose(h_t), E), neg(transpose(r)))
+    assert BatchedPrinter().doprint(mul(h_t, row)) == "h[t].T @ (h[t] @ E) - h[t].T @ r[t]"
