@@ -20,12 +20,11 @@ from derive.emit.document.formulas import (
     block_formula,
     expansion_groups,
     general_formula,
-    local_derivatives,
     recurrence,
     softmax_collapse,
     state_blocks,
-    weight_places,
 )
+from derive.emit.document.jacobians import local_derivatives, weight_places
 from derive.emit.document.layout import CONTINUE, md_text, shape_latex, step_symbol, tex_text
 from derive.emit.printing import latex
 from derive.ir import naming

@@ -8,7 +8,8 @@ import pytest
 
 from conftest import derivation, load_cell, module_source, pdflatex
 from derive.derivation.pipeline import derive
-from derive.emit.document.formulas import local_derivatives, softmax_collapse
+from derive.emit.document.formulas import softmax_collapse
+from derive.emit.document.jacobians import local_derivatives
 from derive.emit.outputs import pdf_missing, tex_source, verified
 
 needs_pdflatex = pytest.mark.skipif(pdf_missing() is not None, reason=str(pdf_missing()))
