@@ -28,7 +28,17 @@ from derive.derivation.rules import RULES, Rules, collapsed_loss
 from derive.derivation.unroll import Unrolled, at_step, relabel
 from derive.ir import naming
 from derive.ir.cell import Cell, refusals_at
-from derive.ir.exprs import BinaryCrossEntropy, CrossEntropy, Outer, Softmax, add, is_scalar, mul, transpose
+from derive.ir.exprs import (
+    BinaryCrossEntropy,
+    CrossEntropy,
+    Softmax,
+    add,
+    contract,
+    is_scalar,
+    mul,
+    outer_terms,
+    transpose,
+)
 from derive.ir.ops import Sigmoid
 
 
@@ -153,7 +163,7 @@ def build_program(cell: Cell, rules: Rules = RULES) -> Program:
                 with refusals_at(cell, name):
                     jac = jacobian(eqs[name].rhs, psym, here[name])
                 g = sp.Identity(1) if name == cell.loss else delta[name]  # dJ/dJ_t = 1
-                part = jac.contract(g) if isinstance(jac, Outer) else mul(transpose(jac), g)
+                part = contract(jac, g) if outer_terms(jac) else mul(transpose(jac), g)
                 (own if name == cell.loss else through).append(part)
                 parts.append(part)
         if parts:

@@ -17,7 +17,7 @@ from derive.derivation.rules import collapsed_loss, jacobian
 from derive.derivation.unroll import Graph
 from derive.ir import naming
 from derive.ir.cell import refusals_at
-from derive.ir.exprs import Outer, mul, transpose
+from derive.ir.exprs import contract, mul, outer_terms, transpose
 
 
 def factor_matrix(unrolled: Graph, factor: Factor) -> sp.Basic:
@@ -48,7 +48,7 @@ def collapsed_head(unrolled: Graph, factors: tuple[Factor, ...]) -> tuple[sp.Bas
 
 
 def row_product(unrolled: Graph, factors: tuple[Factor, ...]) -> sp.Basic:
-    """The ordered product of the factors' matrices (all but a final ``Outer``)."""
+    """The ordered product of the factors' matrices (all but a final ``Outer`` or sum of them)."""
     head, skip = collapsed_head(unrolled, factors)
     mats = [head] if head is not None else []
     mats += [factor_matrix(unrolled, f) for f in factors[skip:]]
@@ -60,6 +60,6 @@ def row_product(unrolled: Graph, factors: tuple[Factor, ...]) -> sp.Basic:
 def term_gradient(unrolled: Graph, term: Term) -> sp.Basic:
     """The term as a matrix of the shape of what it differentiates."""
     last = factor_matrix(unrolled, term.factors[-1])
-    if isinstance(last, Outer):
-        return last.contract(transpose(row_product(unrolled, term.factors[:-1])))
+    if outer_terms(last):
+        return contract(last, transpose(row_product(unrolled, term.factors[:-1])))
     return transpose(row_product(unrolled, term.factors))

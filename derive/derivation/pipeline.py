@@ -35,7 +35,7 @@ from derive.derivation.chain import (
 from derive.derivation.unroll import StepGraph, Unrolled, symbols_in, unroll
 from derive.ir import naming
 from derive.ir.cell import Cell, Delay, Unsupported
-from derive.ir.exprs import Outer
+from derive.ir.exprs import outer_terms
 
 EXPANDED_MAX_STEPS = 20
 EXPANDED_MAX_TERMS = 3_000  # a gated cell's terms grow exponentially in T: a GRU has ~4^T / 3 per weight
@@ -131,9 +131,8 @@ def monomial_weight(cell: Cell):
     @cache
     def terms(factor: Factor) -> int:
         matrix = factor_matrix(graph, factor)
-        if isinstance(matrix, Outer):
-            matrix = matrix.left if matrix.left is not None else sp.Identity(1)
-        return len(sp.Add.make_args(sp.expand(noncommutative(matrix))))
+        places = outer_terms(matrix) or (matrix,)  # a weight's places: each its own L's monomials
+        return sum(len(sp.Add.make_args(sp.expand(noncommutative(getattr(m, "left", m))))) for m in places)
 
     def weight(path: tuple[Factor, ...]) -> int:
         n = 1

@@ -11,6 +11,8 @@ expression class, registered with ``@rule``.  The rules read like the maths:
     softmax:       d softmax(a)/da     = diag(p) - p p^T
     cross_entropy: d(-l^T log p)/dp    = -l^T diag(p^{∘-1})
     W v:           d(W v)/dv = W,  d(W v)/dW = Outer(v): g^T -> g v^T  (and (g^T L)^T v^T inside f)
+    W^T v:         d(W^T v)/dv = W^T,  d(W^T v)/dW = Outer(v, transposed): g^T -> v g^T
+    W in several places (W x + W a, tanh(W x) ∘ W a, V V h, E^T E x): the sum of the places' Outer maps
 
 The same table serves the LaTeX and the NumPy emitters, and the efficient
 program (``adjoint``) uses its transposes as vector-Jacobian products.  An
@@ -30,7 +32,6 @@ from types import MappingProxyType
 import sympy as sp
 from sympy import HadamardPower, Identity, MatrixSymbol
 
-from derive.emit.printing import text
 from derive.ir.exprs import (
     BinaryCrossEntropy,
     CrossEntropy,
@@ -46,6 +47,7 @@ from derive.ir.exprs import (
     is_scalar,
     mul,
     neg,
+    outer_terms,
     transpose,
 )
 from derive.ir.ops import ACTIVATIONS_ALL
@@ -86,8 +88,8 @@ class Rules:
     def chain(self, outer: sp.Basic, inner_rhs: sp.Basic, wrt: MatrixSymbol) -> sp.Basic:
         """outer * d inner_rhs / d wrt, without a multiplication by the identity."""
         inner = self.jacobian(inner_rhs, wrt)
-        if isinstance(inner, Outer):  # W v inside another operation: its Jacobian joins L
-            return Outer(inner.right, inner.param, mul(outer, inner.left))
+        if outer_terms(inner):  # W v inside another operation: its Jacobian joins each place's L
+            return add(*[o.after(outer) for o in outer_terms(inner)])
         return mul(outer, inner)
 
     def replaced(self, op: type, fn: Rule) -> Rules:
@@ -112,42 +114,45 @@ def jacobian(rhs: sp.Basic, wrt: MatrixSymbol, out: sp.Basic | None = None) -> s
     return RULES.jacobian(rhs, wrt, out)
 
 
+def _summed(parts: list[sp.Basic]) -> sp.Basic:
+    """The parts' sum; a weight's Outer maps in one flat sum, one per place it enters."""
+    return add(*[o for p in parts for o in (outer_terms(p) or (p,))])
+
+
 @rule(sp.MatAdd)
 def _add(rhs: sp.MatAdd, wrt: MatrixSymbol, out: sp.Basic | None, rules: Rules) -> sp.Basic:
-    parts = [rules.jacobian(arg, wrt) for arg in rhs.args if arg.has(wrt)]
-    if len(parts) > 1 and any(isinstance(p, Outer) for p in parts):
-        raise NotImplementedError(f"{wrt} appears in more than one term of {text(rhs)}: name one of the terms")
-    return add(*parts)
+    return _summed([rules.jacobian(arg, wrt) for arg in rhs.args if arg.has(wrt)])
 
 
 @rule(sp.MatMul)
 def _matmul(rhs: sp.MatMul, wrt: MatrixSymbol, out: sp.Basic | None, rules: Rules) -> sp.Basic:
     """c W v: d/dv = c W; d/dW = Outer(c v); c v (a scaling): d/dv = c I.  A chain V A h is
-    V (A h), as the spec reads it: d/dV = Outer(A h), and the rest through A h."""
+    V (A h), as the spec reads it: d/dV = Outer(A h), and the rest through A h; V V h adds both.
+    c W^T v: d/dW = Outer(v, transposed) with L = c I."""
     coeffs = [a for a in rhs.args if is_scalar(a)]
     mats = [a for a in rhs.args if not is_scalar(a)]
     c = sp.Mul(*coeffs) if coeffs else sp.S.One
     if len(mats) == 1:
         inner = rules.jacobian(mats[0], wrt)
-        if isinstance(inner, Outer):
-            return Outer(inner.right, inner.param, mul(c, inner.left))
+        if outer_terms(inner):
+            return _summed([o.after(c) for o in outer_terms(inner)])
         return mul(c, inner)
     left, right = mats[0], mul(*mats[1:])
-    if left == wrt:
-        if right.has(wrt):
-            raise NotImplementedError(f"{wrt} appears on both sides of {text(rhs)}")
-        return Outer(right, wrt, None if c == 1 else mul(c, sp.Identity(wrt.shape[0])))
-    return rules.chain(mul(c, left), right, wrt)
+    parts = []
+    if left in (wrt, sp.Transpose(wrt)):  # W v or W^T v: the place where W itself multiplies
+        transposed = left != wrt
+        rows = wrt.shape[1] if transposed else wrt.shape[0]
+        parts.append(Outer(right, wrt, None if c == 1 else mul(c, sp.Identity(rows)), transposed))
+    if right.has(wrt):
+        parts.append(rules.chain(mul(c, left), right, wrt))
+    return _summed(parts)
 
 
 @rule(Hadamard)
 def _hadamard(rhs: Hadamard, wrt: MatrixSymbol, out: sp.Basic | None, rules: Rules) -> sp.Basic:
     """d(a ∘ b) = diag(b) da + diag(a) db."""
     a, b = rhs.args
-    parts = [rules.chain(Diag(other), arg, wrt) for arg, other in ((a, b), (b, a)) if arg.has(wrt)]
-    if len(parts) > 1 and any(isinstance(p, Outer) for p in parts):
-        raise NotImplementedError(f"{wrt} appears in both factors of {text(rhs)}: name one of the factors")
-    return add(*parts)
+    return _summed([rules.chain(Diag(other), arg, wrt) for arg, other in ((a, b), (b, a)) if arg.has(wrt)])
 
 
 @rule(Elementwise)

@@ -139,6 +139,8 @@ class LatexPrinter(_SignedSums, _SympyLatex):
         inner = self._print(expr.arg)
         if not isinstance(expr.arg, MatrixSymbol):
             inner = self._paren(inner)
+        elif "^" in inner:  # a name with a superscript of its own, \delta^{y}_{t}: one group, or a double superscript
+            inner = f"{{{inner}}}"
         return f"{inner}^{{T}}"
 
     def _print_MatMul(self, expr: sp.MatMul) -> str:
@@ -248,6 +250,7 @@ class LatexPrinter(_SignedSums, _SympyLatex):
 
 def latex_width(text: str) -> int:
     """A rough width of typeset LaTeX, in characters: commands, braces and scripts do not count."""
+    text = re.sub(r"\\(tanh|exp|log)\b", r"\1", text)  # a function set upright: as wide as its name
     return len(re.sub(r"\\(left|right|Bigl|Bigr|biggl|biggr)|\\[a-zA-Z]+|[{}^_ ]", "", text))
 
 
@@ -586,6 +589,10 @@ class BatchedPrinter(_NumPyBase):
             return sign + f"{self._operand(left)}.T @ {self._operand(right)}"
         if len(args) == 1 and isinstance(args[0], Loss):  # a weighted loss: a number per batch, summed
             return sign + self._print(args[0])
+        if isinstance(args[-1], sp.MatAdd) and not _is_vector(args[-1]):
+            # v (a^T - b^T) (the gradient of E in a loss that reads E^T v): one outer product per term
+            terms = sp.MatAdd(*[mul(*args[:-1], term) for term in args[-1].args])
+            return sign + self._paren(self._print(terms)) if sign else self._print(terms)
         if not _is_vector(args[-1]):
             raise NotImplementedError(f"batched product must end in a vector: {expr}")
         for i, m in enumerate(args[:-1]):

@@ -226,6 +226,7 @@ def recurrent_params(cell: Cell) -> tuple[str, ...]:
             if not isinstance(node, sp.MatMul):
                 continue
             for i, arg in enumerate(node.args):
+                arg = arg.arg if isinstance(arg, sp.Transpose) else arg  # E^T h[t-1] reads the state through E
                 if isinstance(arg, sp.MatrixSymbol) and arg.name in cell.param_names:
                     right = node.args[i + 1 :]
                     if any(s.name in previous for r in right for s in r.atoms(sp.MatrixSymbol)):

@@ -207,12 +207,17 @@ class Outer(MatrixExpr):
     shape of W.  When W v sits inside another operation (sigma(W v + b)), that
     operation's Jacobian L comes between: g^T -> (g^T L)^T v^T.  ``Outer(v, W, L)``
     stands for that map in a chain of factors; L is the identity for a bare W v.
+    ``transposed`` marks W^T v (a tied weight): g^T L W^T v = v^T W (L^T g), so the map is
+    g^T -> v (g^T L), the transpose of the other, still of the shape of W.  A weight that
+    enters an expression in several places has the sum of their maps (``outer_terms``).
     """
 
-    def __new__(cls, right: MatrixExpr, param: MatrixExpr, left: MatrixExpr | None = None) -> Outer:
+    def __new__(
+        cls, right: MatrixExpr, param: MatrixExpr, left: MatrixExpr | None = None, transposed: bool = False
+    ) -> Outer:
         right, param = sp.sympify(right), sp.sympify(param)
-        left = sp.Identity(param.shape[0]) if left is None else sp.sympify(left)
-        return super().__new__(cls, right, param, left)
+        left = sp.Identity(param.shape[0] if not transposed else param.shape[1]) if left is None else sp.sympify(left)
+        return super().__new__(cls, right, param, left, sp.true if transposed else sp.false)
 
     @property
     def right(self) -> MatrixExpr:
@@ -228,12 +233,38 @@ class Outer(MatrixExpr):
         return self.args[2]
 
     @property
+    def transposed(self) -> bool:
+        """Whether the weight enters as W^T v."""
+        return bool(self.args[3])
+
+    @property
     def shape(self) -> tuple[sp.Expr, sp.Expr]:
         return self.param.shape
 
+    def after(self, outer: MatrixExpr) -> Outer:
+        """The map with a Jacobian ``outer`` applied after it: L becomes outer L."""
+        return Outer(self.right, self.param, mul(outer, self.left), self.transposed)
+
     def contract(self, g: MatrixExpr) -> MatrixExpr:
-        """The gradient for an upstream column vector g (the node's delta): L^T g v^T."""
+        """The gradient for an upstream column vector g (the node's delta): L^T g v^T (v g^T L for W^T v)."""
+        if self.transposed:
+            return mul(self.right, transpose(g), self.left)
         return mul(transpose(self.left), g, transpose(self.right))
+
+
+def outer_terms(jacobian: sp.Basic) -> tuple[Outer, ...]:
+    """The ``Outer`` maps a weight's Jacobian sums, one per place it enters (W x + W a: two);
+    () for an ordinary Jacobian (with respect to a vector)."""
+    if isinstance(jacobian, Outer):
+        return (jacobian,)
+    if isinstance(jacobian, sp.MatAdd) and all(isinstance(a, Outer) for a in jacobian.args):
+        return tuple(jacobian.args)
+    return ()
+
+
+def contract(jacobian: sp.Basic, g: MatrixExpr) -> MatrixExpr:
+    """A weight's gradient for an upstream g: the sum of its ``Outer`` maps' contractions."""
+    return add(*[o.contract(g) for o in outer_terms(jacobian)])
 
 
 class Diag(MatrixExpr):

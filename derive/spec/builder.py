@@ -11,7 +11,7 @@ from derive.ir.cell import Delay, Equation, dim_symbol
 from derive.ir.exprs import LOSSES, Constant, Hadamard, LogSoftmax, Softmax, Sum, is_scalar, mul, valued
 from derive.ir.ops import ACTIVATIONS, LogSigmoid, Reciprocal, Sigmoid
 from derive.spec.lexer import SpecError, Token
-from derive.spec.syntax import FUNCTIONS, BinOp, Call, Decls, Neg, Node, Num, Ref
+from derive.spec.syntax import FUNCTIONS, BinOp, Call, Decls, Neg, Node, Num, Ref, Transposed
 
 LOSS = "<loss>"  # what Builder.defined records for the loss node instead of a dimension
 # operations nested in one equation: SymPy compares, differentiates and prints an expression recursively, and
@@ -160,7 +160,35 @@ class Builder:
             return self.binop(node, top)
         if isinstance(node, Call):
             return self.call(node, top)
+        if isinstance(node, Transposed):
+            return self.transposed(node)
         raise AssertionError(node)
+
+    def transposed(self, node: Transposed) -> _Value:
+        """E^T for a matrix parameter E[rows, cols]: a matrix (cols, rows).  Anything else is refused by
+        name: the chain rule transposes a parameter's contribution (d(E^T v)/dE = v g^T), nothing else."""
+        value = self.value(node.arg)
+        arg = node.arg
+        if value.kind == "matrix" and isinstance(arg, Ref) and arg.name in self.d.params:
+            rows, cols = value.dim.split(",")
+            return _Value(sp.Transpose(value.expr), "matrix", f"{cols},{rows}")
+        rule = "only a matrix parameter can be transposed (as in E^T)"
+        if not isinstance(arg, Ref):
+            raise self.error(node, f"^T: {rule}, not {value.describe()}")
+        shown = f"{arg.name}[t-1]" if arg.lag else arg.name
+        d = self.d
+        kind = (
+            "a vector parameter"
+            if arg.name in d.params
+            else "an input"
+            if arg.name in d.inputs
+            else "a state"
+            if arg.name in d.states
+            else "a target"
+            if arg.name in d.targets
+            else "a node (computed by an equation)"
+        )
+        raise self.error(node, f"{shown}^T: {rule}, and {arg.name} is {kind}")
 
     def ref(self, node: Ref) -> _Value:
         d, name = self.d, node.name
@@ -439,7 +467,7 @@ def _depth(tree: Node) -> int:
         deepest = max(deepest, depth)
         if isinstance(node, BinOp):
             todo += [(node.left, depth + 1), (node.right, depth + 1)]
-        elif isinstance(node, Neg):
+        elif isinstance(node, (Neg, Transposed)):
             todo.append((node.arg, depth + 1))
         elif isinstance(node, Call):
             todo += [(arg, depth + 1) for arg in node.args]

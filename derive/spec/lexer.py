@@ -30,7 +30,7 @@ class Token:
 
 _TOKEN = re.compile(
     r"(?P<space>[ \t\r]+)|(?P<comment>#[^\n]*)|(?P<newline>\n)|(?P<number>[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]{1,3})?)"
-    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<string>\"[^\"\n]*\")|(?P<op>[\[\](),;:=+\-*/])"
+    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<string>\"[^\"\n]*\")|(?P<op>[\[\](),;:=+\-*/^])"
 )
 
 

@@ -56,6 +56,13 @@ class Neg(Node):
     arg: Node
 
 
+@dataclass(frozen=True)
+class Transposed(Node):
+    """``E^T``, at the '^'; the builder checks that E is a matrix parameter."""
+
+    arg: Node
+
+
 @dataclass
 class Decls:
     name: str | None = None
@@ -285,11 +292,30 @@ class Parser:
 
     def juxtaposed(self) -> Node:
         """Matrix products, written side by side and read from the right: ``V U h`` is V (U h)."""
-        left = self.primary()
+        left = self.postfix()
         if self._starts_operand():
             op = self.tok
             return BinOp(op.line, op.col, "W v", left, self.juxtaposed())
         return left
+
+    def postfix(self) -> Node:
+        """An operand, transposed if ``^T`` follows it: ``E^T h`` is (E^T) h."""
+        first = self.tok
+        operand = self.primary()
+        if not self.at("^"):
+            return operand
+        caret = self.take("op", "^")
+        letter = self.tok
+        if letter.kind != "name" or letter.text != "T":
+            raise self.error(letter, f"expected T after '^' (E^T is the transpose of E), got {letter.show()}")
+        self.i += 1
+        if first.kind == "op" and first.text == "(":
+            raise self.error(
+                caret, "(...)^T: only a matrix parameter can be transposed (as in E^T), not a parenthesised expression"
+            )
+        if self.at("^"):
+            raise self.error(self.tok, "a matrix is transposed once: write E or E^T")
+        return Transposed(caret.line, caret.col, operand)
 
     def primary(self) -> Node:
         tok = self.tok

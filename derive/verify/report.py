@@ -183,6 +183,8 @@ def _explicit(expr: sp.Basic, env: dict[str, sp.Matrix], sizes: dict[sp.Symbol, 
         return out
     if isinstance(expr, sp.OneMatrix):
         return sp.ones(*[int(sizes.get(n, n)) for n in expr.shape])
+    if isinstance(expr, sp.Transpose):  # a tied weight, E^T: the same scalar unknowns, transposed
+        return _explicit(expr.arg, env, sizes).T
     if isinstance(expr, Hadamard):
         a, b = (_explicit(arg, env, sizes) for arg in expr.args)
         return a.multiply_elementwise(b)

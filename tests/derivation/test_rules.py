@@ -21,6 +21,8 @@ from derive.ir.exprs import (
     Softmax,
     SquaredError,
     Sum,
+    contract,
+    outer_terms,
 )
 from derive.ir.ops import ACTIVATIONS, ACTIVATIONS_ALL, Exp, Sigmoid, Tanh
 
@@ -237,9 +239,61 @@ def test_a_slope_is_the_derivative_of_the_scalar_forward(op):
         assert np.allclose(np.diag(got), want, rtol=1e-12, atol=1e-15)
 
 
-def test_a_weight_in_both_factors_of_a_product_is_refused_by_name():
-    W = sp.MatrixSymbol("W", 3, 2)
-    x = sp.MatrixSymbol("x@t", 2, 1)
-    rhs = Hadamard(Tanh(W * x), W * x)
-    with pytest.raises(NotImplementedError, match=r"W appears in both factors of tanh\(W x_t\) ⊙ W x_t: name one"):
-        jacobian(rhs, W)
+# ---- a weight in several places, or transposed: the sum of its places' Outer maps -----------
+
+M = 3  # a weight that is not square, so that a transposed map has a shape of its own to get wrong
+E = MatrixSymbol("E", N, M)
+x = MatrixSymbol("x@1", M, 1)
+VALUES |= {"E": rng.standard_normal((N, M)), "x_1": rng.standard_normal((M, 1))}
+PLACES = {  # (rhs, weight): one row vector g^T per case, contracted against finite differences
+    "two-terms": (sp.MatAdd(W * a, W * b), W),
+    "both-factors": (Hadamard(Tanh(W * a), Tanh(sp.MatAdd(W * a, b))), W),
+    "both-sides": (sp.MatMul(W, W, a), W),
+    "transposed": (sp.MatMul(sp.Transpose(E), a), E),
+    "transposed-scaled": (sp.MatMul(-2, sp.Transpose(E), a), E),
+    "transposed-inside": (Tanh(sp.MatMul(W, E, x)), E),
+    "tied-pair": (sp.MatMul(sp.Transpose(E), E, x), E),
+    "tied-sum": (sp.MatAdd(sp.MatMul(sp.Transpose(E), a), sp.MatMul(sp.Transpose(E), E, x)), E),
+}
+
+
+@pytest.mark.parametrize("name", PLACES)
+def test_a_weight_in_several_places_contracts_to_the_finite_difference_gradient(name):
+    """g^T d rhs/dW is the gradient of the number g^T rhs: the sum of its places' contractions."""
+    rhs, weight = PLACES[name]
+    g = np.random.default_rng(3).standard_normal((rhs.shape[0], 1))
+    analytic = evaluate(contract(jacobian(rhs, weight), MatrixSymbol("g", rhs.shape[0], 1)), dict(VALUES, g=g))
+    base = VALUES[weight.name]
+    numeric = np.zeros_like(base)
+    for idx in np.ndindex(base.shape):
+        shifted = []
+        for sign in (1, -1):
+            v = base.copy()
+            v[idx] += sign * FD_EPS
+            shifted.append((g.T @ evaluate(rhs, dict(VALUES, **{weight.name: v}))).item())
+        numeric[idx] = (shifted[0] - shifted[1]) / (2 * FD_EPS)
+    assert analytic.shape == base.shape
+    assert np.max(np.abs(analytic - numeric)) <= RULE_RTOL * max(1.0, np.max(np.abs(numeric)))
+
+
+def test_a_weight_in_two_terms_is_the_sum_of_two_outer_maps():
+    assert jacobian(sp.MatAdd(W * a, W * b), W) == sp.MatAdd(Outer(a, W), Outer(b, W))
+
+
+def test_a_weight_on_both_sides_is_its_own_place_and_the_place_inside():
+    """V V a is V (V a): d/dV = Outer(V a) + Outer(a) with V between."""
+    assert outer_terms(jacobian(sp.MatMul(W, W, a), W)) == (Outer(sp.MatMul(W, a), W), Outer(a, W, W))
+
+
+def test_a_transposed_weight_contracts_to_v_g_transposed():
+    """d(E^T a)/dE, contracted with g: (g a^T)^T = a g^T, of the shape of E."""
+    jac = jacobian(sp.MatMul(sp.Transpose(E), a), E)
+    assert jac == Outer(a, E, transposed=True) and jac.shape == E.shape
+    g = MatrixSymbol("g", M, 1)
+    assert contract(jac, g) == sp.MatMul(a, sp.Transpose(g))
+
+
+def test_a_tied_pair_adds_the_transposed_place_and_the_plain_one():
+    """E^T E x: Outer(E x, transposed) + Outer(x) with E^T between."""
+    jac = jacobian(sp.MatMul(sp.Transpose(E), E, x), E)
+    assert outer_terms(jac) == (Outer(E * x, E, transposed=True), Outer(x, E, sp.Transpose(E)))

@@ -678,18 +678,6 @@ def test_a_hand_written_png_blocks_bptt_flow(bptt, tmp_path):
 _HEAD = "param W[h, x], U[h, h], V[y, h]\ninput x[x], a[x]; state h[h] = 0; target l: class(y)\n"
 _OUT = "y = V h\nJ = cross_entropy(softmax(y), l)\n"
 REFUSALS = {
-    "weight-in-two-terms": (
-        _HEAD + "h = tanh(W x + W a + U h[t-1])\n" + _OUT,
-        "3:5: not supported yet: W appears in more than one term of W x_t + W a_t + U h_{t-1}: name one of the terms",
-    ),
-    "weight-in-both-factors": (
-        _HEAD + "q = tanh(W x) * W a\nh = tanh(q + U h[t-1])\n" + _OUT,
-        "3:5: not supported yet: W appears in both factors of tanh(W x_t) ⊙ W a_t: name one of the factors",
-    ),
-    "weight-on-both-sides": (
-        _HEAD.replace("a[x]", "a[h]") + "h = tanh(W x + U U a + U h[t-1])\n" + _OUT,
-        "3:5: not supported yet: U appears on both sides of U U a_t",
-    ),
     "loss-reads-previous-state": (
         _HEAD.replace(", a[x]", "") + "h = tanh(W x + U h[t-1])\ny = V h[t-1]\nJ = cross_entropy(softmax(y), l)\n",
         "4:5: not supported yet: the loss reads h[t-1] other than through a state of step t; "
@@ -700,6 +688,10 @@ REFUSALS = {
         "h = tanh(W x + U h[t-1])\nJ = squared_error(h, r)\n",
         "5:5: not supported yet: a many-to-one loss that reads a state or a parameter directly; "
         "name its prediction first (y = V h; J = squared_error(y, r))",
+    ),
+    "transpose-of-an-input": (  # E^T: a matrix parameter's transpose, nothing else's
+        _HEAD + "h = tanh(W x + U h[t-1])\ny = V a^T h\nJ = cross_entropy(softmax(y), l)\n",
+        "4:8: a^T: only a matrix parameter can be transposed (as in E^T), and a is an input",
     ),
     "nested-too-deeply": (  # SymPy would exhaust Python's recursion limit: refused by the parser's builder
         _HEAD.replace(", a[x]", "").replace(", U[h, h]", "")

@@ -3,8 +3,8 @@
 import sympy as sp
 from sympy import HadamardPower, MatrixSymbol, OneMatrix
 
-from derive.emit.printing import BatchedPrinter, ColumnPrinter, LatexPrinter, latex, text
-from derive.ir.exprs import Diag, Softmax, add, mul, neg, transpose
+from derive.emit.printing import BatchedPrinter, ColumnPrinter, LatexPrinter, latex, latex_width, text
+from derive.ir.exprs import Diag, Outer, Softmax, add, mul, neg, transpose
 from derive.ir.ops import Tanh
 
 n_h, n_x, n_y = (sp.Symbol(f"n_{d}", integer=True, positive=True) for d in "hxy")
@@ -73,3 +73,47 @@ def test_batched_printer_outer_product_sums_over_batch():
 def test_text_printer_for_comments():
     assert text(z_rhs) == "W_xh x_t + W_hh h_{t-1}"
     assert text(mul(D, dh)) == "(1 - h_t^2) ⊙ dJ/dh_t"
+
+
+# ---- a tied weight E^T, and the gradients its transposed place makes ----------------------------
+
+E = MatrixSymbol("E", n_h, n_x)
+dy = MatrixSymbol("dy@t", n_x, 1)
+
+
+def test_latex_transposed_parameter():
+    assert latex(mul(sp.Transpose(E), h_t)) == "E^{T} h_{t}"
+
+
+def test_latex_transposed_delta_is_one_group_before_its_superscript():
+    """delta^y_t^T would be a double superscript: the name is braced first."""
+    assert latex(sp.Transpose(dy)) == r"{\delta^{y}_{t}}^{T}"
+
+
+def test_latex_gradient_of_a_transposed_place_is_v_delta_transposed():
+    assert latex(Outer(h_t, E, transposed=True).contract(dy)) == r"h_{t} {\delta^{y}_{t}}^{T}"
+
+
+def test_text_and_column_transposed_parameter():
+    assert text(mul(sp.Transpose(E), h_t)) == "E^T h_t"
+    assert ColumnPrinter().doprint(mul(sp.Transpose(E), MatrixSymbol("h@1", n_h, 1))) == "E.T @ h_1"
+
+
+def test_batched_transposed_parameter_multiplies_rows_by_the_matrix_itself():
+    assert BatchedPrinter().doprint(mul(sp.Transpose(E), h_t)) == "h[t] @ E"
+
+
+def test_batched_gradient_of_a_transposed_place_sums_v_g_over_the_batch():
+    assert BatchedPrinter().doprint(Outer(h_t, E, transposed=True).contract(dy)) == "h[t].T @ dy[t]"
+    assert BatchedPrinter().doprint(Outer(E * x_t, E, transposed=True).contract(dy)) == "(x[t] @ E.T).T @ dy[t]"
+
+
+def test_latex_width_counts_an_upright_function_name():
+    assert latex_width(r"\tanh\left(z_{1}\right)") == len("tanh(z1)")
+
+
+def test_batched_column_times_a_sum_of_rows_is_one_outer_product_per_term():
+    """h (h^T E - r^T): the gradient of E in J = squared_error(E^T h, r), whose L is the row (y - r)^T."""
+    r = MatrixSymbol("r@t", n_x, 1)
+    row = sp.MatAdd(mul(transpose(h_t), E), neg(transpose(r)))
+    assert BatchedPrinter().doprint(mul(h_t, row)) == "h[t].T @ (h[t] @ E) - h[t].T @ r[t]"

@@ -833,3 +833,87 @@ def test_losses_are_weighted_and_added_in_one_flat_sum():
     assert parse(edit(7, "J = 0.25 cross_entropy(softmax(y), label)")).equation("J").rhs == sp.MatMul(
         sp.Rational(1, 4), ce
     )
+
+
+# ---- E^T: the transpose of a matrix parameter, and nothing else -----------------------------
+
+TIED = BASE.replace("W_hy[y, h]", "E[h, y]").replace("y = W_hy h + b_y", "y = E^T h + b_y")
+
+
+def test_a_transposed_matrix_parameter_is_a_transpose_of_its_symbol() -> None:
+    cell = parse(TIED)
+    E = mat("E", "h", "y")
+    assert cell.equation("y").rhs == sp.MatAdd(sp.MatMul(sp.Transpose(E), h_t), b_y)
+
+
+@pytest.mark.parametrize(
+    ("line", "new", "message"),
+    [
+        (
+            4,
+            "z = W_xh x + W_hh h[t-1] + b_h^T",
+            "4:31: b_h^T: only a matrix parameter can be transposed (as in E^T), and b_h is a vector parameter",
+        ),
+        (
+            4,
+            "z = W_xh x^T + W_hh h[t-1] + b_h",
+            "4:11: x^T: only a matrix parameter can be transposed (as in E^T), and x is an input",
+        ),
+        (
+            4,
+            "z = W_xh x + W_hh h[t-1]^T + b_h",
+            "4:25: h[t-1]^T: only a matrix parameter can be transposed (as in E^T), and h is a state",
+        ),
+        (
+            5,
+            "h = tanh(z^T)",
+            "5:11: z^T: only a matrix parameter can be transposed (as in E^T), "
+            "and z is a node (computed by an equation)",
+        ),
+        (
+            4,
+            "z = (W_xh x)^T + W_hh h[t-1] + b_h",
+            "4:13: (...)^T: only a matrix parameter can be transposed (as in E^T), not a parenthesised expression",
+        ),
+        (
+            4,
+            "z = (W_hh)^T h[t-1] + W_xh x + b_h",
+            "4:11: (...)^T: only a matrix parameter can be transposed (as in E^T), not a parenthesised expression",
+        ),
+        (5, "h = tanh(z)^T", "5:12: ^T: only a matrix parameter can be transposed (as in E^T), not a vector of size h"),
+        (
+            4,
+            "z = 2^T W_xh x + W_hh h[t-1] + b_h",
+            "4:6: ^T: only a matrix parameter can be transposed (as in E^T), not a number",
+        ),
+        (4, "z = W_xh x + W_hh^T^T h[t-1] + b_h", "4:20: a matrix is transposed once: write E or E^T"),
+        (4, "z = W_xh x + W_hh^2 h[t-1] + b_h", "4:19: expected T after '^' (E^T is the transpose of E), got '2'"),
+        (4, "z = W_xh x + W_hh^ h[t-1] + b_h", "4:20: expected T after '^' (E^T is the transpose of E), got 'h'"),
+    ],
+    ids=[
+        "vector-parameter",
+        "input",
+        "previous-state",
+        "node",
+        "parenthesised-expression",
+        "parenthesised-parameter",
+        "function-value",
+        "number",
+        "twice",
+        "not-T",
+        "nothing-after-caret",
+    ],
+)
+def test_a_transpose_of_anything_but_a_matrix_parameter_is_refused_at_its_caret(line, new, message) -> None:
+    with pytest.raises(SpecError) as e:
+        parse(edit(line, new), "bad.cell")
+    assert str(e.value) == f"bad.cell:{message}"
+
+
+def test_a_transposed_matrix_must_fit_its_operand() -> None:
+    """W_xh^T is (x, h): next to a vector of size x it is a shape mismatch, named with the transposed shape."""
+    with pytest.raises(SpecError) as e:
+        parse(edit(4, "z = W_xh x + W_hh h[t-1] + b_h + W_xh^T x"), "bad.cell")
+    assert str(e.value) == (
+        "bad.cell:4:41: shape mismatch: a matrix (x, h) times a vector of size x; it needs a vector of size h"
+    )

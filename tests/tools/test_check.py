@@ -314,3 +314,19 @@ def test_a_loss_over_a_batch_averaged_over_n_t_is_a_convention():
     wrong = check(f"{BATCHED}:Model.loss_sum_grads", load_builtin("elman"))
     assert [r.name for r in wrong.rows if not r.ok] == list(ELMAN)
     assert all(r.diagnosis.startswith("is 63 times the right gradient") for r in wrong.rows if not r.ok)  # N·T = 7·9
+
+
+TIED = USER_CODE / "tied.py"
+
+
+@pytest.mark.parametrize("function", ["tied", "tied_rows"])
+def test_tied_embeddings_are_checked_with_both_shares_of_the_tied_weight(function):
+    """E used as E x and E^T h: its gradient is the sum of both shares, in either orientation."""
+    report = check(f"{TIED}:{function}", read(CORPUS / "tied.cell"))
+    assert report.passed and [r.name for r in report.rows] == ["loss", "E", "U"]
+    assert all(r.error <= 1e-12 for r in report.rows)
+
+
+def test_a_tied_weight_missing_its_transposed_share_is_wrong():
+    report = check(f"{TIED}:tied_forgets_output", read(CORPUS / "tied.cell"))
+    assert [r.name for r in report.rows if not r.ok] == ["E"]

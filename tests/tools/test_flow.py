@@ -17,7 +17,7 @@ from derive.emit.outputs import module_source
 from derive.emit.render import MARK
 from derive.ir import naming
 from derive.ir.cell import Cell, builtin_names, load_builtin, recurrent_params
-from derive.spec.parser import read
+from derive.spec.parser import parse, read
 from derive.tools.flow import flow
 from derive.tools.flow import plot as flow_plot
 from derive.tools.flow import stepper as flow_stepper
@@ -109,6 +109,16 @@ def test_recurrent_params_are_the_weights_on_a_previous_state():
     assert recurrent_params(cell_named("two_states")) == ("U", "C", "G")  # not M, which reads c at t
     # U2 reads h[t-2] through the delay line; Wp reads x[t-1], an input's line: no recurrence
     assert recurrent_params(cell_named("narx")) == ("U", "U2")
+    assert recurrent_params(cell_named("tied_two_states")) == ("U", "V")  # V^T c + V h[t-1]: V reads h[t-1]
+    assert recurrent_params(cell_named("tied")) == ("U",)  # not E, which reads x and h at t
+
+
+def test_a_transposed_weight_on_a_previous_state_is_recurrent():
+    cell = parse(
+        "param W[h, x], E[h, h], V[y, h]\ninput x[x]; state h[h] = 0; target l: class(y)\n"
+        "h = tanh(W x + E^T h[t-1])\ny = V h\nJ = cross_entropy(softmax(y), l)\n"
+    )
+    assert recurrent_params(cell) == ("E",)
 
 
 def test_scale_multiplies_only_the_recurrent_weights():

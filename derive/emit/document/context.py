@@ -23,11 +23,11 @@ from derive.emit.document.formulas import (
     delay_lines,
     expansion_groups,
     general_formula,
-    local_derivatives,
     recurrence,
     softmax_collapse,
     state_blocks,
 )
+from derive.emit.document.jacobians import local_derivatives, weight_places
 from derive.emit.document.layout import CONTINUE, md_text, shape_latex, step_symbol, tex_text
 from derive.emit.printing import latex
 from derive.ir import naming
@@ -176,6 +176,7 @@ def document_context(
         "sections": sections,
         "blocks": state_blocks(derivation),
         "locals": local_derivatives(derivation),
+        "places": weight_places(derivation),
         "collapse": softmax_collapse(derivation),
         "recurrence": recurrence(derivation),
         "diagram": _diagram(derivation),

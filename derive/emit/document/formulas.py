@@ -1,5 +1,6 @@
-"""The derivation's formulas as the document writes them: the chain-rule sums for any T and term by term, the
-local derivatives, the softmax collapse, the recurrence, and for several states the block Jacobian."""
+"""The derivation's formulas as the document writes them: the chain-rule sums for any T and term by term
+(the table of local derivatives is ``jacobians``), the softmax collapse, the recurrence, and for several
+states the block Jacobian."""
 
 from __future__ import annotations
 
@@ -16,18 +17,17 @@ from derive.derivation.unroll import StepGraph, at_step, symbols_in
 from derive.emit.document.layout import (
     CONTINUE,
     LINE_WIDTH,
-    OUTER_NOTE,
     chunks,
     display,
     fill,
     flat_sum,
-    shape_latex,
+    signed_terms,
     step_symbol,
 )
 from derive.emit.printing import LatexPrinter, latex, latex_width
 from derive.ir import naming
 from derive.ir.cell import Cell
-from derive.ir.exprs import Outer, add, mul, transpose
+from derive.ir.exprs import add, mul, outer_terms, transpose
 
 PARTIALS_PER_LINE = 10
 
@@ -73,13 +73,26 @@ def analytic_groups(derivation: Derivation, wrt: str) -> tuple[Group, ...]:
         terms = []
         for term in loss_terms:
             assert derivation.unrolled is not None, "analytic terms are written for expanded derivations"
-            sign, parts = printer.factors(term_gradient(derivation.unrolled, term), LINE_WIDTH)
-            lines = list(fill(parts))
-            lines[0] = sign + lines[0]
-            terms.append(tuple(lines))
+            terms.append(_term_lines(printer, term_gradient(derivation.unrolled, term)))
         if terms:
             groups.append(Group(_partial_wrt(naming.step_name(derivation.cell.loss, t), wrt), tuple(terms)))
     return tuple(groups)
+
+
+def _term_lines(printer: LatexPrinter, gradient: sp.Basic) -> tuple[str, ...]:
+    """One term's display lines: its factors filled into lines; a wide sum (a weight in several
+    places of one node: one product per place) in \\Bigl( ... \\Bigr), each product broken so."""
+    if not isinstance(gradient, sp.MatAdd) or latex_width(printer.doprint(gradient)) <= LINE_WIDTH:
+        sign, parts = printer.factors(gradient, LINE_WIDTH)
+        lines = list(fill(parts))
+        lines[0] = sign + lines[0]
+        return tuple(lines)
+    lines = []
+    for i, (sign, place) in enumerate(signed_terms(gradient)):
+        first, *rest = _term_lines(printer, place)
+        lines += [("" if i == 0 and sign == "+" else f"{sign} ") + first, *rest]
+    lines[0], lines[-1] = rf"\Bigl({lines[0]}", rf"{lines[-1]}\Bigr)"
+    return tuple(lines)
 
 
 def _paths_latex(paths: tuple[tuple[Factor, ...], ...]) -> str:
@@ -141,28 +154,34 @@ def general_formula(derivation: Derivation, wrt: str) -> dict[str, list[str] | N
     entries = {factor_matrix(graph, path[-1]) for path in f.tail}  # how w enters a step
     product = rf"\left(\prod_{{j=k+1}}^{{{top}}} {step}\right)"
     sum_k = _sum_k(top, derivation.truncate)
-    if len(entries) > 1:  # w enters a step through several nodes: the analytic form is left to the terms
+    if len(entries) > 1 or len(outer_terms(next(iter(entries)))) > 1:
+        # w enters a step through several nodes, or in several places of one: the analytic form is left to the terms
         first = rf"{sum_t} \biggl({direct} + {sum_k} {head}" if f.direct else f"{sum_t} {sum_k} {head}"
         last = rf"{product} {_paths_latex(f.tail)}" + (r"\biggr)" if f.direct else "")
         return {"factors": [first, last], "analytic": None}
     (enters,) = entries
+    place = next(iter(outer_terms(enters)), None)  # how a weight enters: [g^T L]^T v^T, or v [g^T L] for w^T v
     tail = [add(*[row_product(graph, row) for row in rows])] if all(rows) else []
-    if isinstance(enters, Outer) and not isinstance(enters.left, sp.Identity):
-        tail.append(enters.left)
-    tail_m = LatexPrinter().factor(mul(*tail)) if tail else ""
-    outer = " " + latex(transpose(enters.right)) if isinstance(enters, Outer) else ""
+    if place is not None and not isinstance(place.left, sp.Identity):
+        tail.append(place.left)
+    # a number in L goes before the bracket: after the product it would read as a subtraction
+    sign, tail_parts = LatexPrinter().factors(mul(*tail)) if tail else ("", [])
+    tail_m = " ".join(tail_parts)
+    before = sign + (f"{LatexPrinter().factor(place.right)} " if place is not None and place.transposed else "")
+    after = " " + latex(transpose(place.right)) if place is not None and not place.transposed else ""
+    closing = r"\biggr]" if place is not None and place.transposed else rf"\biggr]^{{T}}{after}"
     product, product_m = (rf"\left(\prod_{{j=k+1}}^{{{top}}} {x}\right)" for x in (step, step_m))
     sum_k = _sum_k(top, derivation.truncate)
     if not f.direct:
         return {
             "factors": [f"{sum_t} {sum_k} {head}", f"{product} {_paths_latex(f.tail)}"],
-            "analytic": [rf"{sum_t} {sum_k} \biggl[{head_m}", rf"{product_m} {tail_m}\biggr]^{{T}}{outer}"],
+            "analytic": [rf"{sum_t} {sum_k} {before}\biggl[{head_m}", rf"{product_m} {tail_m}{closing}"],
         }
     return {
         "factors": [rf"{sum_t} \biggl({direct} + {sum_k} {head}", rf"{product} {_paths_latex(f.tail)}\biggr)"],
         "analytic": [
-            rf"{sum_t} \biggl({direct_m} + {sum_k} \biggl[{head_m}",
-            rf"{product_m} {tail_m}\biggr]^{{T}}{outer}\biggr)",
+            rf"{sum_t} \biggl({direct_m} + {sum_k} {before}\biggl[{head_m}",
+            rf"{product_m} {tail_m}{closing}\biggr)",
         ],
     }
 
@@ -177,41 +196,6 @@ def _fitting(formula: dict[str, list[str] | None]) -> dict[str, list[str] | None
 
 def _shaped(graph: StepGraph, path: tuple[Factor, ...]) -> sp.Basic:
     return term_gradient(graph, Term(0, path))
-
-
-def local_derivatives(derivation: Derivation) -> tuple[tuple[str, str, str], ...]:
-    """(factor, value, shape) for every edge of one step of the cell."""
-    cell = derivation.cell
-    printer = LatexPrinter()
-    rows = []
-    differentiable = set(cell.param_names) | set(cell.nodes) | {s.name for s in cell.states}
-    for eq in cell.equations:
-        out = step_symbol(eq.name, "t", eq.shape)
-        for sym in dict.fromkeys(s for s in sp.preorder_traversal(eq.rhs) if isinstance(s, sp.MatrixSymbol)):
-            if naming.split(sym.name)[0] not in differentiable:
-                continue
-            value = jacobian(eq.rhs, sym, out)
-            factor = printer.partial(Factor(out.name, sym.name))
-            if isinstance(value, Outer):
-                v = latex(sp.Transpose(value.right))
-                if isinstance(value.left, sp.Identity):
-                    mapped = rf"g^{{T}} \mapsto g\, {v}"
-                else:
-                    mapped = rf"g^{{T}} \mapsto \left(g^{{T}} {LatexPrinter().factor(value.left)}\right)^{{T}} {v}"
-                    if latex_width(f"{factor} {mapped} {shape_latex(value.param)}{OUTER_NOTE}") > LINE_WIDTH:
-                        # too wide for one line: \Bigl( ... \Bigr) may break between the factors of L
-                        sign, parts = LatexPrinter().factors(value.left, LINE_WIDTH // 2)
-                        parts = [rf"g^{{T}} \mapsto \Bigl(g^{{T}} {sign}{parts[0]}", *parts[1:]]
-                        parts[-1] += rf"\Bigr)^{{T}} {v}"
-                        mapped = CONTINUE.join(fill(parts, LINE_WIDTH // 2))
-                rows.append((factor, mapped, shape_latex(value.param) + OUTER_NOTE))
-            else:
-                rows.append((factor, display(value), shape_latex(value)))
-    # align* sets each column as wide as its widest entry: the widest value beside the widest shape
-    widest = max((latex_width(f"{f} {v}") for f, v, _ in rows), default=0)
-    if widest + max((latex_width(shape) for _, _, shape in rows), default=0) > LINE_WIDTH:
-        rows = [(f, v, shape.replace(OUTER_NOTE, r" \text{ (outer)}")) for f, v, shape in rows]
-    return tuple(rows)
 
 
 def softmax_collapse(derivation: Derivation) -> str | None:
@@ -258,9 +242,7 @@ def recurrence(derivation: Derivation) -> dict[str, object]:
     boundary = [latex(s) for s in after_last.values()]
     grads = []
     for acc in program.accumulates:
-        grads.append(
-            (rf"\frac{{\partial J}}{{\partial {naming.latex_base(acc.wrt)}}}", rf"\sum_{{t=1}}^{{T}} {latex(acc.expr)}")
-        )
+        grads.append((rf"\frac{{\partial J}}{{\partial {naming.latex_base(acc.wrt)}}}", _over_steps(acc.expr)))
     declared = {s.name for s in cell.declared_states}
     for c in program.carries:
         if c.state not in declared:  # a delay's initial value (h_{-1}, x_0) is zeros, not an argument
@@ -298,6 +280,14 @@ def delay_lines(cell: Cell) -> list[dict[str, str]]:
             }
         )
     return out
+
+
+def _over_steps(expr: sp.Basic) -> str:
+    """sum_t expr; a sum (a weight read by several nodes, or in several places of one) in brackets,
+    broken between its terms where it is too wide for a line."""
+    if not isinstance(expr, sp.MatAdd):
+        return rf"\sum_{{t=1}}^{{T}} {latex(expr)}"
+    return rf"\sum_{{t=1}}^{{T}} \Bigl({display(flat_sum(expr))}\Bigr)"
 
 
 def _sum_of_paths(paths: tuple[tuple[Factor, ...], ...]) -> list[str]:

@@ -29,7 +29,7 @@ from derive.emit.numpy.fast import Hoisted, Line, dim_code, hoisted, truncated_b
 from derive.emit.printing import ColumnPrinter, equation_text
 from derive.ir import naming
 from derive.ir.cell import Cell
-from derive.ir.exprs import Outer
+from derive.ir.exprs import Outer, outer_terms
 from derive.ir.ops import HELPERS
 
 # the module's helpers it defines only where its code calls them (templates/module.py.j2)
@@ -98,7 +98,7 @@ def definition_jacobians(derivation: Derivation) -> tuple[Line, ...]:
     edges = dict.fromkeys(f for path in _raw_paths(derivation) for f in path)
     for f in edges:
         matrix = factor_matrix(_unrolled(derivation), f)
-        if isinstance(matrix, Outer):
+        if outer_terms(matrix):
             continue
         shape = f"({dim_code(matrix.shape[0])}, {dim_code(matrix.shape[1])})"
         lines.append(Line(f"{naming.jacobian_local(f.num, f.den)} = {printer.doprint(matrix)}", shape))
@@ -159,15 +159,22 @@ def _state_slices(derivation: Derivation) -> list[str]:
 
 def _path_code(derivation: Derivation, row: list[str], path: tuple[Factor, ...]) -> str:
     """``row`` (1 x n, or nothing) times the path's Jacobians, made the shape of what the path ends at."""
-    last = factor_matrix(_unrolled(derivation), path[-1])
-    chain = path[:-1] if isinstance(last, Outer) else path
-    parts = row + [naming.jacobian_local(f.num, f.den) for f in chain]
-    if isinstance(last, Outer) and not isinstance(last.left, sp.Identity):
-        parts.append(ColumnPrinter().operand(last.left))
+    places = outer_terms(factor_matrix(_unrolled(derivation), path[-1]))
+    parts = row + [naming.jacobian_local(f.num, f.den) for f in (path[:-1] if places else path)]
+    if not places:
+        return f"({' @ '.join(parts)}).T"
+    return " + ".join(_place_code(parts, place) for place in places)
+
+
+def _place_code(parts: list[str], place: Outer) -> str:
+    """One place where w enters, for the row g^T = ``parts``: (g^T L)^T v^T, or v (g^T L) for w^T v."""
+    printer = ColumnPrinter()
+    if not isinstance(place.left, sp.Identity):
+        parts = [*parts, printer.operand(place.left)]
     product = " @ ".join(parts) or "np.ones((1, 1))"  # J_t = w v itself: dJ_t/dJ_t = 1
-    if isinstance(last, Outer):
-        return f"({product}).T @ {ColumnPrinter().doprint(sp.Transpose(last.right))}"
-    return f"({product}).T"
+    if place.transposed:
+        return f"{printer.operand(place.right)} @ {product if len(parts) == 1 else f'({product})'}"
+    return f"({product}).T @ {printer.doprint(sp.Transpose(place.right))}"
 
 
 def _term_code(derivation: Derivation, term: Term) -> list[str]:

@@ -69,6 +69,7 @@ def _operands(cell: Cell) -> dict[str, str | None]:
             if isinstance(node, sp.MatMul):
                 args = node.args
                 for i, arg in enumerate(args):
+                    arg = arg.arg if isinstance(arg, sp.Transpose) else arg  # a tied weight E^T acts on its operand too
                     if isinstance(arg, sp.MatrixSymbol) and arg.name in cell.param_names and i + 1 < len(args):
                         found.setdefault(arg.name, _operand(cell, args[i + 1]))
     return found

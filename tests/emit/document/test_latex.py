@@ -6,8 +6,10 @@ import subprocess
 
 import pytest
 
-from conftest import derivation, module_source, pdflatex
-from derive.emit.document.formulas import local_derivatives, softmax_collapse
+from conftest import derivation, load_cell, module_source, pdflatex
+from derive.derivation.pipeline import derive
+from derive.emit.document.formulas import softmax_collapse
+from derive.emit.document.jacobians import local_derivatives
 from derive.emit.outputs import pdf_missing, tex_source, verified
 
 needs_pdflatex = pytest.mark.skipif(pdf_missing() is not None, reason=str(pdf_missing()))
@@ -67,3 +69,39 @@ def test_pdf_compiles_with_nothing_off_the_page(tmp_path, T):
     if shutil.which("pdftoppm"):  # and it renders, page by page
         subprocess.run(["pdftoppm", "-r", "20", "-png", f"rnn_T{T}.pdf", "page"], cwd=tmp_path, check=True)
         assert len(list(tmp_path.glob("page-*.png"))) >= 3
+
+
+# ---- a tied weight, and a weight in several places of one node --------------------------------
+
+
+def _rows(cell: str) -> dict[str, str]:
+    return {factor: value for factor, value, _ in local_derivatives(derive(load_cell(cell), 1))}
+
+
+def test_a_transposed_weight_maps_g_to_v_g_transposed():
+    rows = _rows("corpus/tied")
+    assert rows[r"\frac{\partial y_{t}}{\partial E}"] == r"g^{T} \mapsto h_{t}\, g^{T}"  # y = E^T h
+    assert rows[r"\frac{\partial a_{t}}{\partial E}"] == r"g^{T} \mapsto g\, x_{t}^{T}"  # a = E x
+    assert rows[r"\frac{\partial y_{t}}{\partial h_{t}}"] == "E^{T}"
+
+
+def test_a_weight_in_several_places_maps_g_to_the_sum_of_its_places():
+    rows = _rows("corpus/weight_in_two_terms")
+    assert rows[r"\frac{\partial y_{t}}{\partial V}"] == (
+        r"g^{T} \mapsto g\, \left(V q_{t}\right)^{T} + \left(g^{T} V\right)^{T} q_{t}^{T}"  # y = V (V q)
+    )
+    assert rows[r"\frac{\partial h_{t}}{\partial U}"].split(" \\\\\n&\\qquad ") == [
+        r"g^{T} \mapsto \Bigl(g^{T} \operatorname{diag}\left(\mathbf{1} - h_{t}^{\circ 2}\right)\Bigr)^{T} h_{t-1}^{T}",
+        r"- \frac{1}{2} U h_{t-1}\, g^{T} \operatorname{diag}\left(\mathbf{1} - h_{t}^{\circ 2}\right)",
+        r"- \frac{1}{2} \Bigl(g^{T} \operatorname{diag}\left(\mathbf{1} - h_{t}^{\circ 2}\right) U^{T}\Bigr)^{T} "
+        r"h_{t-1}^{T}",
+    ]
+
+
+def test_a_number_in_a_places_jacobian_goes_in_front_of_it():
+    """-2 W x inside tanh: -2 (g^T L)^T x^T, not (g^T -2 L)^T x^T, which reads as a difference."""
+    rows = _rows("corpus/reuse")
+    assert rows[r"\frac{\partial h_{t}}{\partial W}"] == (
+        r"g^{T} \mapsto -2 \left(g^{T} \operatorname{diag}\left(\mathbf{1} - h_{t}^{\circ 2}\right)\right)^{T} "
+        r"x_{t}^{T}"
+    )

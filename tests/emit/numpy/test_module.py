@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from conftest import generated
+from conftest import generated, load_cell
+from derive.derivation.pipeline import derive
+from derive.emit.outputs import module_source
 from derive.verify.oracles.rnn import reference_loss_and_gradients
 from derive.verify.report import RTOL_EXACT, max_rel_error
 
@@ -139,3 +141,13 @@ def test_by_definition_is_for_its_own_T(m):
     params = m.init_params(N_X, N_H, N_Y)
     with pytest.raises(ValueError, match="derived for T = 3, got T = 4"):
         m.gradients_by_definition(params, *problem(T=4))
+
+
+def test_a_tied_weight_gradient_adds_its_transposed_place_in_both_paths():
+    """y = E^T h: dE gains h_t dJ/dy_t^T, as one product over every step (fast) and per term (by definition)."""
+    lines = [line.strip() for line in module_source(derive(load_cell("corpus/tied"), 2)).splitlines()]
+    assert (
+        "dE = h_rows.T @ dy_rows + da_rows.T @ x_rows  # dJ/dE = sum over t of h_t dJ/dy_t^T + dJ/da_t x_t^T"
+    ) in lines
+    assert "dE += h_1 @ dJ_1__dy_1" in lines
+    assert "dE += (dJ_1__dy_1 @ dy_1__dh_1 @ dh_1__da_1).T @ x_1.T" in lines
