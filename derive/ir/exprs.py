@@ -27,8 +27,9 @@ class Constant(sp.Expr):
     is_commutative = True
     is_real = True
 
-    def __new__(cls, name: str, value: sp.Rational) -> Constant:
-        return super().__new__(cls, sp.Symbol(name), sp.Rational(value))
+    def __new__(cls, name: str | sp.Symbol, value: sp.Rational) -> Constant:
+        # SymPy rebuilds an expression as func(*args): the name comes back as its Symbol
+        return super().__new__(cls, name if isinstance(name, sp.Symbol) else sp.Symbol(name), sp.Rational(value))
 
     @property
     def name(self) -> str:

@@ -70,3 +70,9 @@ def test_log_of_softmax_and_of_sigmoid_are_read_as_one_stable_operation():
     )
     assert type(cell.equations[0].rhs.arg.args[1]).__name__ == "LogSigmoid"
     assert text(cell.equations[-1].rhs) == "-sum(q_t ⊙ log(softmax(y_t)))"
+
+
+def test_a_constant_rebuilt_from_its_arguments_is_itself():
+    """SymPy rebuilds expressions as func(*args) (expanding the proof's polynomials does)."""
+    assert dt.func(*dt.args) == dt and dt.func(*dt.args).value == sp.Rational(1, 10)
+    assert Constant("dt", 1) != dt  # the value is part of what a constant is
