@@ -172,7 +172,10 @@ class LatexPrinter(_SignedSums, _SympyLatex):
     def _print_HadamardPower(self, expr: sp.HadamardPower) -> str:
         if isinstance(expr.base, Reciprocal):  # (a^{∘-1})^{∘2} is a^{∘-2}: one superscript
             return rf"\left({self._print(expr.base.arg)}\right)^{{\circ {self._print(-expr.exp)}}}"
-        return rf"{self._print(expr.base)}^{{\circ {self._print(expr.exp)}}}"
+        base = self._print(expr.base)
+        if isinstance(expr.base, MatrixSymbol) and "^" in base:  # h_{1}^{(t)}: one group before the power
+            base = f"{{{base}}}"
+        return rf"{base}^{{\circ {self._print(expr.exp)}}}"
 
     def _print_OneMatrix(self, expr: sp.OneMatrix) -> str:
         return r"\mathbf{1}"
@@ -235,13 +238,24 @@ class LatexPrinter(_SignedSums, _SympyLatex):
         for a in args:
             text = self._factor(a)
             if width is not None and isinstance(a, sp.MatAdd) and latex_width(text) > width:
-                terms = [self._print(t) for t in ordered_terms(a)]
-                pieces = [t if i == 0 or t.startswith("-") else f"+ {t}" for i, t in enumerate(terms)]
+                pieces = [piece for i, t in enumerate(ordered_terms(a)) for piece in self._term_pieces(t, i, width)]
                 pieces[0], pieces[-1] = rf"\Bigl({pieces[0]}", rf"{pieces[-1]}\Bigr)"
                 out.extend(pieces)
             else:
                 out.append(text)
         return sign, out
+
+    def _term_pieces(self, term: sp.Basic, i: int, width: int) -> list[str]:
+        """The i-th term of a wide sum as pieces a layout may break between: itself, or, a product
+        wider than ``width``, its factors; a + before it but the first."""
+        text = self._print(term)
+        pieces = [text]
+        if isinstance(term, sp.MatMul) and latex_width(text) > width:
+            sign, parts = self.factors(term, width)
+            pieces = [sign + parts[0], *parts[1:]]
+        if i and not pieces[0].startswith("-"):
+            pieces[0] = f"+ {pieces[0]}"
+        return pieces
 
     def partial(self, factor: Factor) -> str:
         """d num / d den as a fraction: ``\\frac{\\partial z_{3}}{\\partial h_{2}}``."""
