@@ -180,3 +180,17 @@ def test_a_square_root_of_negative_values_is_not_blamed_on_the_work_arrays(tmp_p
 def test_a_constant_may_have_a_name_the_code_reserves(name):
     spec = ELMAN.replace("h = tanh(W x + U h[t-1])", f"{name} = 0.5\nh = {name} * tanh(W x + U h[t-1])")
     parse(spec + "y = V h\nJ = squared_error(y, r)\n")
+
+
+# ---- D14: the fast path subtracts a product that prints as a sum without its parentheses -------------
+
+
+@defect("D14", "MISMATCH, exit 1: dy = 1 - r - softmax(y) * sum(r), for 1 - (r - softmax(y) sum(r))")
+def test_a_sum_minus_a_soft_target_cross_entropy_is_derived_and_verified(tmp_path):
+    assert _verify(tmp_path, ELMAN + "y = V h\nJ = sum(y) - sum(r * log(softmax(y)))\n") == 0
+
+
+@defect("D14", "truncated: dy = y - r - r - softmax(y) * sum(r), for y - r - (r - softmax(y) sum(r))")
+def test_a_soft_target_cross_entropy_beside_a_squared_error_is_derived_truncated(tmp_path):
+    spec = ELMAN + "y = V h\nJ = -sum(r * log(softmax(y))) + squared_error(y, r)\n"
+    assert _verify(tmp_path, spec, "--truncate", "1") == 0
