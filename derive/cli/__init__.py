@@ -18,7 +18,7 @@ from derive.cli.parser import parser
 from derive.emit.render import OutputError
 from derive.spec.lexer import SpecError
 from derive.tools.check.load import CheckError
-from derive.verify.selfcheck import SelfCheckError
+from derive.verify.selfcheck import CellNotFinite, SelfCheckError
 
 SELF_CHECK_FAILED = "the generated module failed its self-check, so nothing was written"
 REPORT_IT = "This is a bug in bptt-derive: please report it, with your .cell file"
@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     except NotImplementedError as e:  # a cell the tool cannot derive yet: say so, in one line, where
         where = getattr(e, "where", None)
         print(f"bptt: error: {where + ': ' if where else ''}not supported yet: {e}", file=sys.stderr)
+        return 2
+    except CellNotFinite as e:  # the cell's doing: nothing to check it on
+        print(f"bptt: error: {SELF_CHECK_FAILED}: {e}", file=sys.stderr)
         return 2
     except SelfCheckError as e:  # our bug, not the user's: exit 1, as a failed verification
         print(f"bptt: error: {SELF_CHECK_FAILED}: {e}. {REPORT_IT}", file=sys.stderr)

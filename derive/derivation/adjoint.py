@@ -29,8 +29,6 @@ from derive.derivation.unroll import Unrolled, at_step, relabel
 from derive.ir import naming
 from derive.ir.cell import Cell, refusals_at
 from derive.ir.exprs import (
-    BinaryCrossEntropy,
-    CrossEntropy,
     Softmax,
     add,
     contract,
@@ -38,6 +36,7 @@ from derive.ir.exprs import (
     mul,
     outer_terms,
     transpose,
+    valued,
 )
 from derive.ir.ops import Sigmoid
 
@@ -101,18 +100,12 @@ def _fused_softmax(cell: Cell) -> dict[str, str]:
     states = {s.name for s in cell.states}
     fused = {}
     for eq in cell.equations:
-        if (
-            isinstance(eq.rhs, (Softmax, Sigmoid))
-            and isinstance(eq.rhs.arg, MatrixSymbol)
-            and eq.name not in states
-            and isinstance(loss, (CrossEntropy, BinaryCrossEntropy))
-            and isinstance(loss.p, MatrixSymbol)
-            and loss.p.name == naming.step_name(eq.name, "t")
-            and collapsed_loss(loss, eq.rhs) is not None
-        ):
-            users = [e for e in cell.equations if e.rhs.has(loss.p) and e.name != eq.name]
-            if [u.name for u in users] == [cell.loss]:
-                fused[naming.split(eq.rhs.arg.name)[0]] = eq.name
+        if not isinstance(eq.rhs, (Softmax, Sigmoid)) or not isinstance(eq.rhs.arg, MatrixSymbol) or eq.name in states:
+            continue
+        p = MatrixSymbol(naming.step_name(eq.name, "t"), *eq.shape)
+        users = [e.name for e in cell.equations if e.rhs.has(p)]
+        if users == [cell.loss] and collapsed_loss(loss, eq.rhs, p) is not None:
+            fused[naming.split(eq.rhs.arg.name)[0]] = eq.name
     return fused
 
 
@@ -136,7 +129,7 @@ def build_program(cell: Cell, rules: Rules = RULES) -> Program:
         parts: list[sp.Basic] = []  # both, in the order the cell's equations read n_t
         if name in fused:  # J_t's share through p = softmax(y), collapsed; y may feed other nodes too
             p = eqs[fused[name]]
-            own = [transpose(collapsed_loss(eqs[cell.loss].rhs, p.rhs))]
+            own = [transpose(collapsed_loss(eqs[cell.loss].rhs, p.rhs, here[p.name]))]
             parts = own.copy()
         for user in cell.equations:
             if user.name in skipped and user.name != cell.loss or not user.rhs.has(here[name]):
@@ -302,7 +295,7 @@ def noncommutative(expr: sp.Basic) -> sp.Expr:
     if isinstance(expr, sp.Identity):
         return sp.S.One
     if is_scalar(expr):
-        return expr
+        return valued(expr)  # (rate - 1) / (1 - rate) cancels as numbers, not as constants' fractions
     return sp.Symbol(str(expr), commutative=False)
 
 

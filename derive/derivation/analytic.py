@@ -33,7 +33,7 @@ def collapsed_head(unrolled: Graph, factors: tuple[Factor, ...]) -> tuple[sp.Bas
         p = unrolled.symbols[factors[0].den]
         users = [n for n, rhs in unrolled.rhs.items() if rhs.has(p)]
         p_rhs = unrolled.rhs[factors[1].num]
-        head = collapsed_loss(unrolled.rhs[factors[0].num], p_rhs)
+        head = collapsed_loss(unrolled.rhs[factors[0].num], p_rhs, p)
         # as the program assumes: p read by the loss alone, p not a state, and its argument a named node y
         # (the factor dp/dy is the one the collapse replaces; softmax(V h) keeps dJ/dp and dp/dh apart)
         states = {s.name for s in unrolled.cell.states}

@@ -216,13 +216,24 @@ def _log_softmax(rhs: LogSoftmax, wrt: MatrixSymbol, out: sp.Basic | None, rules
 RULES = Rules(MappingProxyType(_TABLE))  # the derivation's table
 
 
-def collapsed_loss(loss_rhs: sp.Basic, p_rhs: sp.Basic) -> sp.Basic | None:
+def collapsed_loss(loss_rhs: sp.Basic, p_rhs: sp.Basic, p: MatrixSymbol) -> sp.Basic | None:
     """dJ/dp dp/dy collapsed to (p - target)^T: for cross_entropy(p, l) of p = softmax(y), and for
-    binary_cross_entropy(p, r) of p = sigmoid(y) (r^T diag(p)^{-1} ... = p - r entry by entry);
-    None for any other pair."""
-    if isinstance(loss_rhs, BinaryCrossEntropy) and isinstance(p_rhs, ACTIVATIONS_ALL["sigmoid"]):
-        return transpose(add(loss_rhs.p, neg(loss_rhs.target)))
-    return softmax_cross_entropy(loss_rhs, p_rhs)
+    binary_cross_entropy(p, r) of p = sigmoid(y) (r^T diag(p)^{-1} ... = p - r entry by entry); of a
+    weighted sum of losses, c (p - target)^T for its one term c L(p, target) that reads p.  None for
+    any other loss, or where another term reads p too."""
+    terms = loss_rhs.args if isinstance(loss_rhs, sp.MatAdd) else (loss_rhs,)
+    reading = [term for term in terms if term.has(p)]
+    if len(reading) != 1:
+        return None
+    scaled = isinstance(reading[0], sp.MatMul) and is_scalar(reading[0].args[0])
+    coeff, inner = (reading[0].args[0], mul(*reading[0].args[1:])) if scaled else (sp.S.One, reading[0])
+    if not isinstance(inner, (CrossEntropy, BinaryCrossEntropy)) or inner.p != p:
+        return None
+    if isinstance(inner, BinaryCrossEntropy) and isinstance(p_rhs, ACTIVATIONS_ALL["sigmoid"]):
+        head = transpose(add(inner.p, neg(inner.target)))
+    else:
+        head = softmax_cross_entropy(inner, p_rhs)
+    return None if head is None else mul(coeff, head)
 
 
 def softmax_cross_entropy(loss_rhs: sp.Basic, p_rhs: sp.Basic) -> sp.Basic | None:

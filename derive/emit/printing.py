@@ -85,6 +85,11 @@ def _is_vector(expr: sp.Basic) -> bool:
 class _SignedSums:
     """The sum and product layout shared by all the printers."""
 
+    def _divided(self, expr: sp.Basic) -> str:
+        """A side of a / b: a name or a function call as it is, anything else in parentheses."""
+        text = self._print(expr)
+        return text if isinstance(expr, (MatrixSymbol, Elementwise, Softmax)) else self._paren(text)
+
     if TYPE_CHECKING:  # provided by the SymPy printer and the subclass it is mixed into
 
         def _print(self, expr: sp.Basic) -> str: ...
@@ -197,7 +202,7 @@ class LatexPrinter(_SignedSums, _SympyLatex):
     def _print_Hadamard(self, expr: Hadamard) -> str:
         a, b = expr.args
         if isinstance(b, Reciprocal):  # a / b entry by entry
-            return f"{self._factor(a)} \\oslash {self._factor(b.arg)}"
+            return f"{self._divided(a)} \\oslash {self._divided(b.arg)}"
         return " \\odot ".join(self._factor(a) for a in expr.args)
 
     def _print_SquaredError(self, expr: SquaredError) -> str:
@@ -320,7 +325,7 @@ class TextPrinter(_SignedSums, _SympyStr):
     def _print_Hadamard(self, expr: Hadamard) -> str:
         a, b = expr.args
         if isinstance(b, Reciprocal):
-            return f"{self._factor(a)} / {self._factor(b.arg)}"
+            return f"{self._divided(a)} / {self._divided(b.arg)}"
         return " ⊙ ".join(self._factor(a) for a in expr.args)
 
     def _print_SquaredError(self, expr: SquaredError) -> str:
@@ -518,6 +523,12 @@ class BatchedPrinter(_NumPyBase):
         super().__init__()
         self.locals = locals or {}
         self.io = io
+
+    def _factor(self, expr: sp.Basic) -> str:
+        """A subtracted term: (A + B) v prints as the sum A v + B v, so it is bracketed as a sum is."""
+        text = self._print(expr)
+        expanded = isinstance(expr, sp.MatMul) and any(isinstance(a, sp.MatAdd) for a in expr.args)
+        return self._paren(text) if isinstance(expr, sp.MatAdd) or expanded else text
 
     def _print_MatrixSymbol(self, expr: MatrixSymbol) -> str:
         if expr.name in self.locals:

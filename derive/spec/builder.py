@@ -11,8 +11,19 @@ from derive.ir.cell import Delay, Equation, dim_symbol
 from derive.ir.exprs import LOSSES, Constant, Hadamard, LogSoftmax, Softmax, Sum, is_scalar, mul, valued
 from derive.ir.ops import ACTIVATIONS, LogSigmoid, Reciprocal, Sigmoid
 from derive.spec.lexer import SpecError, Token
-from derive.spec.syntax import FUNCTIONS, BinOp, Call, Decls, Neg, Node, Num, Ref, Transposed
+from derive.spec.syntax import FUNCTIONS, BinOp, Call, Decls, Neg, Node, Num, Ref, Transposed, reserved
 
+# what the document writes alone, with no step: a constant of one of these names would read as it
+DOCUMENT_SYMBOLS = {
+    "t": "a step",
+    "j": "a step",
+    "k": "a step",
+    "T": "the number of steps",
+    "g": "the row vector a weight's map takes",
+    "J": "the total loss",
+    "I": "the identity matrix",
+    "delta": "a delta",
+}
 LOSS = "<loss>"  # what Builder.defined records for the loss node instead of a dimension
 # operations nested in one equation: SymPy compares, differentiates and prints an expression recursively, and
 # somewhat deeper than this (about 150 elementwise products in a row) exhausts Python's recursion limit
@@ -76,6 +87,8 @@ class Builder:
             if value.kind == "number" and tok.text not in self.d.states:
                 self.constant(tok, value.expr, start)
                 continue
+            if naming.is_reserved(tok.text):
+                raise self.error(tok, reserved(tok.text))
             if value.kind == "loss" and tok.text in self.d.states:
                 raise self.error(tree, f"state {tok.text} is updated by a loss: a state's update must be a vector")
             if value.kind == "loss":
@@ -99,7 +112,8 @@ class Builder:
                 raise self.error(tok, f"state {name!r} has no update: add an equation '{name} = ...'")
         declared = {**self.d.params, **self.d.inputs, **self.d.states}
         names = set(declared) | set(self.d.targets) | set(self.defined) | set(self.delays)
-        for tok, _ in self.d.equations:
+        nodes = [tok for tok, _ in self.d.equations if tok.text not in self.constants]  # the code holds no constant
+        for tok in nodes:
             if tok.text.startswith("d") and tok.text[1:] in names:
                 raise self.error(
                     tok, f"{tok.text!r} would share a name with the gradient of {self._named(tok.text[1:])}; rename it"
@@ -109,7 +123,7 @@ class Builder:
                 raise self.error(
                     tok, f"{name!r} would share a name with the gradient of {self._named(name[1:])}; rename it"
                 )
-        named = [*((tok, tok.text) for tok, _ in self.d.equations), *((tok, n) for n, (_, tok) in declared.items())]
+        named = [*((tok, tok.text) for tok in nodes), *((tok, n) for n, (_, tok) in declared.items())]
         named += [(entry[-1], n) for n, entry in self.d.targets.items()]
         indexed = set(self.d.inputs) | set(self.d.states) | set(self.d.targets) | set(self.defined)
         for tok, name in named:
@@ -138,7 +152,11 @@ class Builder:
         return equations + [eq for _, eq in self.delays.values()], loss_name
 
     def constant(self, tok: Token, value: sp.Expr, start: Token) -> None:
-        """``alpha = 0.3``, or ``c = dt / tau``: a named number, kept by name for the document."""
+        """``alpha = 0.3``, or ``c = dt / tau``: a named number, kept by name for the document (so not one
+        of the document's own symbols); the code holds its value, so any name the code uses is free."""
+        if tok.text in DOCUMENT_SYMBOLS:
+            what = DOCUMENT_SYMBOLS[tok.text]
+            raise self.error(tok, f"{tok.text!r} is a symbol of the derivation ({what}): name the constant otherwise")
         self.constants[tok.text] = Constant(tok.text, valued(value))
         self.constant_equations.append(Equation(tok.text, value, start.line, start.col))
 
@@ -334,6 +352,8 @@ class Builder:
         if node.op in ("+", "-") and a.kind == b.kind == "loss":
             right = b if node.op == "+" else self.weighted(node, _Value(sp.S.NegativeOne, "number"), b, True)
             return _Value(_loss_sum([*_terms(a.expr), *_terms(right.expr)]), "loss")
+        if node.op == "/" and b.kind == "loss":
+            raise self.error(node, "cannot divide by a loss: a loss is weighted by a number (J / 2, 0.5 * J)")
         if node.op == "/" and (a.kind, b.kind) == ("loss", "number"):
             a, b = self.reciprocal(node, b), a  # J / 2 is 1/2 J
         if node.op in ("*", "W v", "/") and {a.kind, b.kind} == {"loss", "number"}:
@@ -448,7 +468,29 @@ class Builder:
             self.targets_as_vectors = False
         if arg.kind != "vector":
             raise self.error(node.args[0], f"sum: expected a vector, got {arg.describe()}")
+        if not any(naming.split(s.name)[1] for s in arg.expr.atoms(sp.MatrixSymbol)):
+            raise self.error(
+                node, "sum(...) reads no value of a step: J_t would add it at every step; a loss reads the step"
+            )
+        if _summed_directly(arg.expr):
+            raise self.error(
+                node, "sum(...) of a matrix product or a softmax as it stands: name it first (a = V h; J = sum(a))"
+            )
         return _Value(Sum(arg.expr), "loss")
+
+
+def _summed_directly(expr: sp.Basic) -> bool:
+    """Whether sum(expr) would take a matrix product or a softmax's derivative against the vector of
+    ones itself (W^T 1, 1^T 1), which the generated code has no array for: through sums and scalings
+    down to a product or a softmax; an elementwise factor or function takes the ones' place."""
+    if isinstance(expr, sp.MatAdd):
+        return any(_summed_directly(a) for a in expr.args)
+    if isinstance(expr, sp.MatMul):
+        mats = [a for a in expr.args if not is_scalar(a)]
+        return len(mats) > 1 or any(_summed_directly(a) for a in mats)
+    if isinstance(expr, ACTIVATIONS["identity"]):
+        return _summed_directly(expr.arg)
+    return isinstance(expr, (Softmax, LogSoftmax))
 
 
 def _declared_as(d: Decls, name: str) -> str:

@@ -18,6 +18,11 @@ MAX_NUMBER = 40  # characters in a numeric literal
 FUNCTIONS = tuple(ACTIVATIONS) + ("softmax",) + tuple(LOSSES) + ("sum",)
 
 
+def reserved(name: str) -> str:
+    """The refusal of a name the generated code uses for itself."""
+    return f"{name!r} is reserved for the generated code (as are {naming.reserved_shapes()}); rename it"
+
+
 # ---- syntax tree -------------------------------------------------------------------------
 
 
@@ -103,17 +108,16 @@ class Parser:
     def at(self, text: str) -> bool:
         return self.tok.kind == "op" and self.tok.text == text
 
-    def name(self, what: str) -> Token:
+    def name(self, what: str, defined: bool = False) -> Token:
+        """A name; one the generated code reserves is refused here, or, for the name an equation
+        ``defined`` (a node, or a constant, which the code holds by its value), by the builder."""
         tok = self.tok
         if tok.kind != "name":
             raise self.error(tok, f"expected {what} (a name such as W_xh), got {tok.show()}")
         if tok.text in KEYWORDS:
             raise self.error(tok, f"{tok.text!r} is a keyword, not a name")
-        if naming.is_reserved(tok.text):
-            raise self.error(
-                tok,
-                f"{tok.text!r} is reserved for the generated code (as are {naming.reserved_shapes()}); rename it",
-            )
+        if naming.is_reserved(tok.text) and not defined:
+            raise self.error(tok, reserved(tok.text))
         self.i += 1
         return tok
 
@@ -252,7 +256,7 @@ class Parser:
         self.d.loss_mode = word.text
 
     def equation(self) -> None:
-        tok = self.name("the name of the node an equation defines")
+        tok = self.name("the name of the node an equation defines", defined=True)
         if self.at("["):
             raise self.error(self.tok, f"an equation defines {tok.text} at step t: write '{tok.text} = ...'")
         self.take("op", "=", f"'=' after {tok.text!r} (or a declaration: {', '.join(KEYWORDS)})")

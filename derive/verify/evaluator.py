@@ -67,13 +67,13 @@ class Evaluator:
 
     A vector is an (n, B) array: B columns evaluated at once (B = 1 for one sequence, B = n_s
     for the complex-step Jacobians).  ``sizes`` gives every dimension by name ("h": 32);
-    ``softmax_args`` maps a node defined as softmax(a) (``"p@t"``) to a, so that a cross-entropy
-    of it is computed from the logits, as the generated modules do.
+    ``probabilities`` maps a node defined as softmax(a) or sigmoid(a) (``"p@t"``) to its definition, so
+    that a cross-entropy of it is computed from the logits a, as the generated modules do.
     """
 
-    def __init__(self, sizes: Mapping[str, int], softmax_args: Mapping[str, sp.Basic] | None = None) -> None:
+    def __init__(self, sizes: Mapping[str, int], probabilities: Mapping[str, sp.Basic] | None = None) -> None:
         self.sizes = {dim_symbol(d): int(n) for d, n in sizes.items()}
-        self.softmax_args = dict(softmax_args or {})
+        self.probabilities = dict(probabilities or {})
 
     def size(self, dim: sp.Basic) -> int:
         if isinstance(dim, sp.Integer):
@@ -160,18 +160,21 @@ class Evaluator:
     def _binary_cross_entropy(self, expr: BinaryCrossEntropy, env: Mapping[str, Array]) -> Array:
         """-(r log p + (1 - r) log(1 - p)) per column; of sigmoid(y), from the logits: softplus(y) - r y."""
         r = self(expr.target, env)
-        if isinstance(expr.p, Sigmoid):
-            y = self(expr.p.arg, env)
+        p = self._defined(expr.p)
+        if isinstance(p, Sigmoid):
+            y = self(p.arg, env)
             return (Softplus.op.numeric(y) - r * y).sum(axis=0, keepdims=True)
         p = self(expr.p, env)
         return -(r * np.log(p) + (1 - r) * np.log(1 - p)).sum(axis=0, keepdims=True)
 
+    def _defined(self, p: sp.Basic) -> sp.Basic:
+        """p, or for a node p = softmax(a) or sigmoid(a), its definition."""
+        return self.probabilities.get(p.name, p) if isinstance(p, sp.MatrixSymbol) else p
+
     def _log_p(self, p: sp.Basic, env: Mapping[str, Array]) -> Array:
         """log p for a cross-entropy, from the logits when p is a softmax."""
-        if isinstance(p, Softmax):
-            return _log_softmax(self(p.arg, env))
-        if isinstance(p, sp.MatrixSymbol) and p.name in self.softmax_args:
-            return _log_softmax(self(self.softmax_args[p.name], env))
+        if isinstance(self._defined(p), Softmax):
+            return _log_softmax(self(self._defined(p).arg, env))
         with np.errstate(divide="ignore"):
             return np.log(self(p, env))
 

@@ -72,6 +72,11 @@ class SelfCheckError(Exception):
     """A generated module that failed its self-check; the message says what disagreed."""
 
 
+class CellNotFinite(SelfCheckError):
+    """A cell that is not finite on the check's random problem whatever the module's work arrays hold:
+    the cell's doing (a function outside its domain), not a bug of the generated code."""
+
+
 def check_steps(module: types.ModuleType) -> list[int]:
     """The sequence lengths the module is run at, in increasing order."""
     steps = {SELF_CHECK_STEPS}
@@ -171,7 +176,7 @@ def _deterministic(module: types.ModuleType, problem: tuple, steps: int) -> Resu
     _shaped(module, problem, first)
     for name, a, b in _rows(first, second):
         if not np.all(np.isfinite(a)):
-            raise SelfCheckError(f"{name}: loss_and_gradients is not finite at T = {steps} ({READ_BEFORE_WRITE})")
+            raise _not_finite(module, problem, name, steps)
         if not np.array_equal(a, b):
             raise SelfCheckError(f"{name}: two calls of loss_and_gradients differ at T = {steps} ({READ_BEFORE_WRITE})")
     other = random_problem(module, steps, distinct_sizes(module, SMALLEST_SIZE), SELF_CHECK_SEED + 1, SELF_CHECK_BATCH)
@@ -188,6 +193,19 @@ def _deterministic(module: types.ModuleType, problem: tuple, steps: int) -> Resu
                 f"{name}: loss_and_gradients differs on the work arrays of an earlier call at T = {steps}"
             )
     return first
+
+
+def _not_finite(module: types.ModuleType, problem: tuple, name: str, steps: int) -> SelfCheckError:
+    """Why a result is not finite: the work arrays it read before writing (our bug), or, where it is
+    not finite on zeroed work arrays too, the cell itself on the check's random problem."""
+    clean = _call(module, "loss_and_gradients", problem, 0.0)
+    if all(np.all(np.isfinite(a)) for _, a, _ in _rows(clean, clean)):
+        return SelfCheckError(f"{name}: loss_and_gradients is not finite at T = {steps} ({READ_BEFORE_WRITE})")
+    return CellNotFinite(
+        f"{name} is not finite on the check's random problem at T = {steps}, whatever the work arrays hold: "
+        "a function of the cell outside its domain (the log or sqrt of a negative number, a division by 0)? "
+        "Keep such arguments positive (exp, softplus, sigmoid make them so)"
+    )
 
 
 def _shaped(module: types.ModuleType, problem: tuple, result: Any) -> None:

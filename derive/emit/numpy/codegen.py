@@ -29,7 +29,7 @@ from derive.emit.numpy.fast import Hoisted, Line, dim_code, hoisted, truncated_b
 from derive.emit.printing import ColumnPrinter, equation_text
 from derive.ir import naming
 from derive.ir.cell import Cell
-from derive.ir.exprs import Outer, outer_terms
+from derive.ir.exprs import BinaryCrossEntropy, Outer, outer_terms
 from derive.ir.ops import HELPERS
 
 # the module's helpers it defines only where its code calls them (templates/module.py.j2)
@@ -295,6 +295,9 @@ def _arguments(cell: Cell) -> dict[str, Any]:
         "classes": any(v["kind"] == "class" for v in targets),
         "prepared_doc": ", ".join(v["code"] for v in inputs + targets),
         "shapes_doc": _shapes_doc(cell, inputs, targets, target_arg),
+        "named_sigmoid": any(
+            isinstance(bce.p, sp.MatrixSymbol) for bce in cell.equation(cell.loss).rhs.atoms(BinaryCrossEntropy)
+        ),
         "initial": initial,
         "delays": delays,
         "initial_args": ", ".join(s["arg"] for s in initial),

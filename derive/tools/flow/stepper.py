@@ -26,6 +26,7 @@ import numpy as np
 from derive.ir import naming
 from derive.ir.cell import Cell, recurrent_params
 from derive.ir.exprs import Softmax
+from derive.ir.ops import Sigmoid
 from derive.verify.evaluator import Evaluator
 
 COMPLEX_STEP = 1e-20  # eps of the complex step: its truncation error, eps^2 |f'''|, is far below float64 rounding
@@ -184,10 +185,10 @@ class Stepper:
 
     def __init__(self, cell: Cell, problem: Problem) -> None:
         self.cell, self.problem = cell, problem
-        softmax_args = {
-            naming.step_name(eq.name, "t"): eq.rhs.arg for eq in cell.equations if isinstance(eq.rhs, Softmax)
+        probabilities = {
+            naming.step_name(eq.name, "t"): eq.rhs for eq in cell.equations if isinstance(eq.rhs, (Softmax, Sigmoid))
         }
-        self.evaluate = Evaluator(problem.sizes, softmax_args)
+        self.evaluate = Evaluator(problem.sizes, probabilities)
         self.state_eqs = tuple(eq for eq in cell.equations if eq.name not in cell.outputs)
         self.output_eqs = tuple(eq for eq in cell.equations if eq.name in cell.outputs)
         self.dims = tuple(problem.sizes[s.dim] for s in cell.states)
