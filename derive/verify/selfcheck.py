@@ -135,7 +135,8 @@ def _one_at_a_time(module: types.ModuleType, problem: tuple, lengths: np.ndarray
     forms: no batch axis, parameters as they are rather than in Fortran order), each at its own length."""
     cut = [None] * SELF_CHECK_BATCH if lengths is None else [int(n) for n in lengths]
     runs = [
-        _call(module, "loss_and_gradients", _sequence(module, problem, b, cut[b]), None) for b in range(SELF_CHECK_BATCH)
+        _call(module, "loss_and_gradients", _sequence(module, problem, b, cut[b]), None)
+        for b in range(SELF_CHECK_BATCH)
     ]
     grads = {k: np.sum([r[1][k] for r in runs], axis=0) for k in module.PARAMS}
     grads |= {k: np.stack([r[1][k] for r in runs]) for k in module.INITIAL}
