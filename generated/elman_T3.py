@@ -424,11 +424,11 @@ def loss_and_gradients(params, xs, labels, h0=None, lengths=None):
     np.matmul(dy_rows, W_hy, out=dh_rows)  # dJ/dh_t = W_hy^T dJ/dy_t + W_hh^T dJ/dz_{t+1}: the terms without the carried share
     np.square(h_rows, out=dh_dz_rows)  # diag of dh_t/dz_t = 1 - h_t^2
     np.subtract(1, dh_dz_rows, out=dh_dz_rows)
-    if _lengths is not None:  # lengths: the steps before a sequence's first add no loss, so nothing here
+    if _lengths is not None:  # lengths: the steps before a sequence's first are no loss and send nothing back
         dy_rows[_lengths.dead] = 0
         dh_rows[_lengths.dead] = 0
         dh_dz_rows[_lengths.dead] = 0
-    dh0_acc = np.zeros((B, sizes["n_h"]), dtype) if _starts else None  # lengths: what reached a later first step
+    dh0_acc = np.zeros((B, sizes["n_h"]), dtype) if _starts else None  # lengths: dJ/dh0 of those that start later
     dh_next.fill(0)
     for t in range(T, 0, -1):  # the recurrence, backwards
         np.add(dh_steps[t], dh_next, out=dh_steps[t])  # dJ/dh_t = W_hy^T dJ/dy_t + W_hh^T dJ/dz_{t+1}: the carried share

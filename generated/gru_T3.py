@@ -507,14 +507,14 @@ def loss_and_gradients(params, xs, labels, h0=None, lengths=None):
     np.multiply(du_dpre_rows, u_rows, out=du_dpre_rows)
     np.subtract(1, r_rows, out=dr_dpre_rows)  # the slope of r's activation: r_t ⊙ (1 - r_t)
     np.multiply(dr_dpre_rows, r_rows, out=dr_dpre_rows)
-    if _lengths is not None:  # lengths: the steps before a sequence's first add no loss, so nothing here
+    if _lengths is not None:  # lengths: the steps before a sequence's first are no loss and send nothing back
         dy_rows[_lengths.dead] = 0
         dh_rows[_lengths.dead] = 0
         dh_dn_rows[_lengths.dead] = 0
         dn_dpre_rows[_lengths.dead] = 0
         du_dpre_rows[_lengths.dead] = 0
         dr_dpre_rows[_lengths.dead] = 0
-    dh0_acc = np.zeros((B, sizes["n_h"]), dtype) if _starts else None  # lengths: what reached a later first step
+    dh0_acc = np.zeros((B, sizes["n_h"]), dtype) if _starts else None  # lengths: dJ/dh0 of those that start later
     dh_next.fill(0)
     for t in range(T, 0, -1):  # the recurrence, backwards
         np.add(dh_steps[t], dh_next, out=dh_steps[t])  # dJ/dh_t = W_y^T dJ/dy_t + u_{t+1} ⊙ dJ/dh_{t+1} + diag(r_{t+1}) U_n^T diag(1 - n_{t+1}^2) dJ/dn_{t+1} + U_u^T diag(u_{t+1} ⊙ (1 - u_{t+1})) dJ/du_{t+1} + U_r^T diag(r_{t+1} ⊙ (1 - r_{t+1})) dJ/dr_{t+1}: the carried share

@@ -546,7 +546,7 @@ def loss_and_gradients(params, xs, labels, h0=None, c0=None, lengths=None):
     np.multiply(di_dpre_rows, i_rows, out=di_dpre_rows)
     np.subtract(1, f_rows, out=df_dpre_rows)  # the slope of f's activation: f_t ⊙ (1 - f_t)
     np.multiply(df_dpre_rows, f_rows, out=df_dpre_rows)
-    if _lengths is not None:  # lengths: the steps before a sequence's first add no loss, so nothing here
+    if _lengths is not None:  # lengths: the steps before a sequence's first are no loss and send nothing back
         dy_rows[_lengths.dead] = 0
         dh_rows[_lengths.dead] = 0
         dh_dc_rows[_lengths.dead] = 0
@@ -555,8 +555,8 @@ def loss_and_gradients(params, xs, labels, h0=None, c0=None, lengths=None):
         do_dpre_rows[_lengths.dead] = 0
         di_dpre_rows[_lengths.dead] = 0
         df_dpre_rows[_lengths.dead] = 0
-    dh0_acc = np.zeros((B, sizes["n_h"]), dtype) if _starts else None  # lengths: what reached a later first step
-    dc0_acc = np.zeros((B, sizes["n_h"]), dtype) if _starts else None  # lengths: what reached a later first step
+    dh0_acc = np.zeros((B, sizes["n_h"]), dtype) if _starts else None  # lengths: dJ/dh0 of those that start later
+    dc0_acc = np.zeros((B, sizes["n_h"]), dtype) if _starts else None  # lengths: dJ/dc0 of those that start later
     dh_next.fill(0)
     dc_next.fill(0)
     for t in range(T, 0, -1):  # the recurrence, backwards
