@@ -48,7 +48,7 @@ def main() -> None:
     xs = rng.standard_normal((T, B, V))
     labels = rng.integers(0, V, (T, B))
     lengths = rng.integers(1, T + 1, B)
-    lengths[:2] = T, 1
+    lengths[:2] = (T, 1)[:B]  # the longest and the shortest
     ragged = xs.copy()
     for b, n in enumerate(lengths):
         ragged[n:, b] = np.nan
