@@ -21,7 +21,10 @@ One step of the cell (column vectors; J = sum_t J_t, the total over time and bat
 
 Shapes: ``xs`` (T, n_x) or (T, B, n_x);
 ``labels`` (T,) or (T, B) of ints in [0, n_y);
-``h0`` (n_h,) or (B, n_h), zeros when None.
+``h0`` (n_h,) or (B, n_h), zeros when None;
+``lengths`` (B,) ints in 1..T, or one int for an unbatched call: sequence b is its first L_b steps,
+and the steps past L_b are padding that is never read, adds no loss and sends no gradient (their
+contents do not matter: NaN will do); None: every sequence has T steps.
 ``grads`` has one array per parameter and per initial state (``"h0"``), each the shape of what it
 differentiates.  Arrays keep the floating dtype of the inputs.
 """
@@ -157,11 +160,13 @@ def _softmax(y, axis=-1, out=None):
     return out
 
 
-def _softmax_cross_entropy(y, onehot, out=None):
-    """-sum(onehot * log softmax(y)) over the last axis and the batch, from the logits: with
-    s = y - max(y) per row (so that nothing overflows), log softmax(y) = s - log(sum(exp(s))),
-    and the sum is rowsum(onehot) . log(sum(exp(s))) - onehot . s.  With ``out``, softmax(y) is
-    written there too."""
+def _softmax_cross_entropy(y, onehot, out=None, live=None):
+    """-sum(onehot * log softmax(y)) over the last axis and the batch (the rows ``live``, where given),
+    from the logits: with s = y - max(y) per row (so that nothing overflows), log softmax(y) =
+    s - log(sum(exp(s))), and the sum is rowsum(onehot) . log(sum(exp(s))) - onehot . s.  With ``out``,
+    softmax(y) is written there too, in every row."""
+    if live is not None:
+        onehot = onehot * live[:, None]
     s = np.subtract(y, y.max(axis=-1, keepdims=True), out=out)
     target = np.vdot(onehot, s)
     np.exp(s, out=s)
@@ -171,21 +176,25 @@ def _softmax_cross_entropy(y, onehot, out=None):
     return float(np.vdot(onehot.sum(axis=-1), np.log(total)) - target)
 
 
-def _softmax_cross_entropy_at(y, label, rows, out=None):
-    """-sum over the rows of log softmax(y) at each row's class ``label`` (integers), from the logits: with
-    s = y - max(y) per row (so that nothing overflows), log softmax(y) = s - log(sum(exp(s))).  With
-    ``out``, softmax(y) is written there too."""
+def _softmax_cross_entropy_at(y, label, rows, out=None, live=None):
+    """-sum over the rows (those ``live``, where given) of log softmax(y) at each row's class ``label``
+    (integers), from the logits: with s = y - max(y) per row (so that nothing overflows), log softmax(y) =
+    s - log(sum(exp(s))).  With ``out``, softmax(y) is written there too, in every row."""
     s = np.subtract(y, y.max(axis=-1, keepdims=True), out=out)
+    if live is not None:
+        rows, label = rows[live], label[live]
     target = s[rows, label].sum()
     np.exp(s, out=s)
     total = s.sum(axis=-1, keepdims=True)
     if out is not None:
         s /= total
-    return float(np.log(total).sum() - target)
+    return float(np.log(total if live is None else total[live]).sum() - target)
 
 
-def _cross_entropy_at(p, label, rows):
-    """-sum over the rows of log p at each row's class ``label`` (integers)."""
+def _cross_entropy_at(p, label, rows, live=None):
+    """-sum over the rows (those ``live``, where given) of log p at each row's class ``label`` (integers)."""
+    if live is not None:
+        rows, label = rows[live], label[live]
     return -float(np.log(p[rows, label]).sum())
 
 
@@ -196,9 +205,11 @@ def _onehot(label, n, dtype):
     return out
 
 
-def _cross_entropy(p, onehot):
-    """-sum(onehot * log p), reading log p only where the target is: 0 * log 0 counts as 0."""
-    return -float(np.sum(onehot * np.log(p, out=np.zeros_like(p), where=onehot != 0)))
+def _cross_entropy(p, onehot, live=None):
+    """-sum(onehot * log p), reading log p only where the target is (in the rows ``live``, where given):
+    0 * log 0 counts as 0."""
+    where = onehot != 0 if live is None else (onehot != 0) & live[:, None]
+    return -float(np.sum(onehot * np.log(p, out=np.zeros_like(p), where=where)))
 
 
 def _ratio(a, b):
@@ -218,10 +229,63 @@ def _array(value, name, key=None):
     return array
 
 
-def _prepare(params, xs, labels, h0):
+class _Lengths:
+    """A batch of sequences of lengths L_b in 1..T as the fast path runs it: each moved to end at step T,
+    so that sequence b's steps 1..L_b are the batch's steps T - L_b + 1..T, and a many-to-one loss is at
+    step T for every sequence.  The steps before a sequence's first read that first step's inputs and
+    targets (``align``: never the padding), hold its initial states (``held``), add no loss (``live``)
+    and send nothing back: what reaches the step before its first is its initial states' gradient
+    (``starts``, ``_cut``)."""
+
+    def __init__(self, lengths, T, B):
+        before = T - lengths  # (B,): the batch's steps before each sequence's first
+        step = np.arange(T)[:, None]  # index t - 1 holds step t
+        live = step >= before  # (T, B): whether step t is one of sequence b's
+        self.source = np.maximum(step - before, 0), np.arange(B)  # where step t of the batch is in the caller's arrays
+        self.live = live.reshape(T * B)  # by row of the (T * B, n) views
+        self.dead = ~self.live
+        self.live_at = live[:, :, None]  # (T, B, 1)
+        self.held = np.concatenate((np.zeros((1, B), bool), ~live))[:, :, None]  # (T + 1, B, 1): by step t = 0..T
+        self.until = int(before.max())  # the last step that holds an initial state
+        # the sequences whose first step is t, for t >= 2 (at t = 1, what reaches step 0 is the gradient already)
+        self.starts = {int(b) + 1: np.flatnonzero(before == b) for b in np.unique(before) if b > 0}
+
+    def align(self, value):
+        """``value`` (T, B, ...) by step, each sequence moved to end at step T: a new array."""
+        return value[self.source]
+
+
+def _check_lengths(lengths, T, B, batched):
+    """``lengths`` as a _Lengths: (B,) integers in 1..T, one integer (shape ()) for an unbatched call;
+    a ValueError naming the argument otherwise."""
+    lengths = _array(lengths, "lengths")
+    shape = (B,) if batched else ()
+    if lengths.shape != shape:
+        raise ValueError(f"lengths: expected shape {shape} to match xs, got {lengths.shape}")
+    if lengths.dtype.kind not in "iu":
+        raise ValueError(f"lengths: expected integers, got dtype {lengths.dtype}")
+    if lengths.size and (lengths.min() < 1 or lengths.max() > T):
+        raise ValueError(f"lengths: expected values in [1, {T}] (T = {T}), got values in [{lengths.min()}, {lengths.max()}]")
+    return _Lengths(lengths.reshape(B).astype(np.intp), T, B) if B else None
+
+
+def _aligned(value, lengths):
+    """A (T, B, ...) input or target as the fast path reads it: as it is, or with ``lengths`` aligned."""
+    return value if lengths is None else lengths.align(value)
+
+
+def _cut(carried, rows, got):
+    """At the first step of the sequences ``rows``: their share carried to the step before, which is their
+    initial state's gradient, added to ``got``; and nothing carried further down for them."""
+    got[rows] += carried[rows]
+    carried[rows] = 0
+
+
+def _prepare(params, xs, labels, h0, lengths=None):
     """Check every argument.  Return x, onehot by step (index t - 1 holds step t), as the caller's
     arrays where they are already right (class labels as integers); ``"h0"`` as (B, n); whether
-    the call is batched; the sizes; the floating dtype of the call; and the parameters, in PARAMS order."""
+    the call is batched; the sizes; the floating dtype of the call; the parameters, in PARAMS order; and
+    ``lengths`` as a _Lengths (None without), the inputs and targets aligned by it."""
     if not isinstance(params, dict):
         raise ValueError(f"params: expected a dict of arrays keyed by {PARAMS}, got {type(params).__name__}")
     missing = [name for name in PARAMS if name not in params]
@@ -245,14 +309,16 @@ def _prepare(params, xs, labels, h0):
     T, B = xs.shape[0], xs.shape[1] if batched else 1
     if xs.shape[-1] != sizes["n_x"]:
         raise ValueError(f"xs: last axis is {xs.shape[-1]}, but the parameters have n_x = {sizes['n_x']}")
+    _lengths = None if lengths is None else _check_lengths(lengths, T, B, batched)
     dtypes = {w.dtype for w in weights} | {xs.dtype if xs.dtype.kind == "f" else np.dtype(np.float64)}
     dtype = (next(iter(dtypes)) if len(dtypes) == 1 else np.result_type(*dtypes)).newbyteorder("=")  # native: BLAS writes no other
-    x = xs.reshape(T, B, -1).astype(dtype, copy=False)
+    x = _aligned(xs.reshape(T, B, -1), _lengths).astype(dtype, copy=False)
     lead = (T, B) if batched else (T,)
     labels = _array(labels, "labels")
     n = sizes["n_y"]
     if labels.shape != lead:
         raise ValueError(f"labels: expected shape {lead} to match xs, got {labels.shape}")
+    labels = _aligned(labels.reshape(T, B), _lengths)  # with lengths, the padding is neither read nor checked
     if labels.size and labels.dtype.kind not in "iu":
         raise ValueError(f"labels: expected integers, got dtype {labels.dtype}")
     # one pass: as unsigned integers of their size, the negative labels are above n too
@@ -268,7 +334,7 @@ def _prepare(params, xs, labels, h0):
             raise ValueError(f"h0: expected shape {(B, n_h) if batched else (n_h,)}, got {h0.shape}")
         h0 = h0.reshape(B, n_h)
     weights = tuple(weights) if dtypes == {dtype} else tuple(w.astype(dtype, copy=False) for w in weights)
-    return x, onehot, h0, batched, sizes, dtype, weights
+    return x, onehot, h0, batched, sizes, dtype, weights, _lengths
 
 
 def _first_at():
@@ -306,15 +372,18 @@ def _by_step(value, T, last):
     return out
 
 
-def loss(params, xs, labels, h0=None):
+def loss(params, xs, labels, h0=None, lengths=None):
     """J = sum_t J_t, summed over the batch."""
-    return loss_and_gradients(params, xs, labels, h0)[0]
+    return loss_and_gradients(params, xs, labels, h0, lengths)[0]
 
 
-def loss_and_gradients(params, xs, labels, h0=None):
+def loss_and_gradients(params, xs, labels, h0=None, lengths=None):
     """The loss and its gradients by BPTT: one forward loop, one backward loop."""
-    x, onehot, h0, batched, sizes, dtype, weights = _prepare(params, xs, labels, h0)
+    x, onehot, h0, batched, sizes, dtype, weights, _lengths = _prepare(params, xs, labels, h0, lengths)
     T, B = x.shape[0], x.shape[1]
+    # lengths (see _Lengths): the rows whose loss counts (None: all), the last step that holds an
+    # initial state, and the sequences that start at each step t >= 2
+    _live, _until, _starts = (None, 0, {}) if _lengths is None else (_lengths.live, _lengths.until, _lengths.starts)
     (
         W_xh, W_hh, W_hy,
     ) = weights
@@ -341,9 +410,11 @@ def loss_and_gradients(params, xs, labels, h0=None):
         np.dot(h_steps[t - 1], _W_hh_T, out=_scratch_n_h)  # z_t = W_xh x_t + W_hh h_{t-1}: with the state's terms  (B, n_h)
         np.add(z_steps[t], _scratch_n_h, out=z_steps[t])
         np.tanh(z_steps[t], out=h_steps[t])  # h_t = tanh(z_t)  (B, n_h)
+        if t <= _until:  # lengths: a sequence that starts after step t holds its initial states until then
+            np.copyto(h[t], h[t - 1], where=_lengths.held[t])
     # the outputs and the loss, for every step at once
     np.matmul(h_rows, W_hy.T, out=y_rows)  # y_t = W_hy h_t
-    loss = _softmax_cross_entropy_at(y_rows, onehot_rows, _rows, out=p_rows)  # p_t = softmax(y_t), and J_t = cross_entropy(p_t, l_t)
+    loss = _softmax_cross_entropy_at(y_rows, onehot_rows, _rows, out=p_rows, live=_live)  # p_t = softmax(y_t), and J_t = cross_entropy(p_t, l_t)
 
     # backward: deltas by step, each state's share carried from t + 1 to t
     # what reads no carried share, for every step at once: the outputs' deltas, the terms of the
@@ -353,15 +424,24 @@ def loss_and_gradients(params, xs, labels, h0=None):
     np.matmul(dy_rows, W_hy, out=dh_rows)  # dJ/dh_t = W_hy^T dJ/dy_t + W_hh^T dJ/dz_{t+1}: the terms without the carried share
     np.square(h_rows, out=dh_dz_rows)  # diag of dh_t/dz_t = 1 - h_t^2
     np.subtract(1, dh_dz_rows, out=dh_dz_rows)
+    if _lengths is not None:  # lengths: the steps before a sequence's first are no loss and send nothing back
+        dy_rows[_lengths.dead] = 0
+        dh_rows[_lengths.dead] = 0
+        dh_dz_rows[_lengths.dead] = 0
+    dh0_acc = np.zeros((B, sizes["n_h"]), dtype) if _starts else None  # lengths: dJ/dh0 of those that start later
     dh_next.fill(0)
     for t in range(T, 0, -1):  # the recurrence, backwards
         np.add(dh_steps[t], dh_next, out=dh_steps[t])  # dJ/dh_t = W_hy^T dJ/dy_t + W_hh^T dJ/dz_{t+1}: the carried share
         np.multiply(dh_dz_steps[t], dh_steps[t], out=dz_steps[t])  # dJ/dz_t = (1 - h_t^2) ⊙ dJ/dh_t
         np.dot(dz_steps[t], _W_hh_F, out=dh_next)  # share of dJ/dh_{t-1}: W_hh^T dJ/dz_t
+        if t in _starts:  # lengths: step t is the first of these sequences, so what reaches step t - 1 is their initial states' gradient
+            _cut(dh_next, _starts[t], dh0_acc)
     # the gradients, each one product over every step
     dW_xh = dz_rows.T @ x_rows  # dJ/dW_xh = sum over t of dJ/dz_t x_t^T
     dW_hh = dz_rows.T @ h_rows_prev  # dJ/dW_hh = sum over t of dJ/dz_t h_{t-1}^T
     dW_hy = dy_rows.T @ h_rows  # dJ/dW_hy = sum over t of dJ/dy_t h_t^T
+    if _starts:  # lengths: the initial states' gradients of the sequences that start after step 1
+        dh_next += dh0_acc
 
     grads = {"W_xh": dW_xh, "W_hh": dW_hh, "W_hy": dW_hy, "h0": dh_next.copy() if batched else dh_next[0].copy()}
     _give(key, work, size)
@@ -369,8 +449,8 @@ def loss_and_gradients(params, xs, labels, h0=None):
 
 
 def gradients_by_definition(params, xs, labels, h0=None):
-    """The chain-rule sums of the derivation for T = 3, term by term; same contract."""
-    x, onehot, h0, batched, sizes, dtype, weights = _prepare(params, xs, labels, h0)
+    """The chain-rule sums of the derivation for T = 3, term by term; same contract (no ``lengths``)."""
+    x, onehot, h0, batched, sizes, dtype, weights, _ = _prepare(params, xs, labels, h0)
     T, B = x.shape[0], x.shape[1]
     if T != STEPS:
         raise ValueError(f"xs: gradients_by_definition was derived for T = {STEPS}, got T = {T}")

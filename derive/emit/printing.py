@@ -15,6 +15,7 @@ nothing else in the package builds a maths string.
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -518,6 +519,8 @@ class BatchedPrinter(_NumPyBase):
     """
 
     ROWS = "_batch_rows"  # np.arange(B): the row of each label
+    LIVE: str | None = None  # the name of the rows a loss sums, where not all
+    keep: str | None = None  # the rows of every array by row that an expression reads (``kept``), where not all
 
     def __init__(self, locals: dict[str, str] | None = None, io: Io = NO_IO) -> None:
         super().__init__()
@@ -573,17 +576,47 @@ class BatchedPrinter(_NumPyBase):
         """The call that computes a cross-entropy (of softmax(logits), also writing it into ``out``)."""
         at = self.class_index(expr.target)
         after = f", {at[0]}, {at[1]}" if at else f", {self._print(expr.target)}"
-        into = f", out={out}" if out else ""
+        into = (f", out={out}" if out else "") + self._live()
         if isinstance(expr, SoftmaxCrossEntropy):
             name = "_softmax_cross_entropy_at" if at else "_softmax_cross_entropy"
             return f"{name}({self._print(expr.logits)}{after}{into})"
         return f"{'_cross_entropy_at' if at else '_cross_entropy'}({self._print(expr.p)}{after})"
+
+    def _print(self, expr: sp.Basic, **kwargs: object) -> str:
+        code = super()._print(expr, **kwargs)
+        if self.keep and isinstance(expr, MatrixSymbol) and naming.split(expr.name)[1] is not None:
+            return f"{code}[{self.keep}]"
+        return code
+
+    def kept(self, keep: str) -> BatchedPrinter:
+        """This printer reading the rows ``keep`` alone of every array by row (a symbol at a step): a sum
+        over the rows of what it prints then sums those rows only.  It shares what this one records."""
+        out = copy.copy(self)
+        out.keep = keep
+        return out
+
+    def _live(self) -> str:
+        """A loss helper's last argument: the rows it sums, where not all."""
+        return f", live={self.LIVE}" if self.LIVE else ""
 
     def _print_CrossEntropy(self, expr: CrossEntropy) -> str:
         return self.cross_entropy(expr)
 
     def _print_SoftmaxCrossEntropy(self, expr: SoftmaxCrossEntropy) -> str:
         return self.cross_entropy(expr)
+
+    def _print_SquaredError(self, expr: SquaredError) -> str:
+        return f"_squared_error({self._print(expr.y)}, {self._print(expr.target)}{self._live()})"
+
+    def _print_BinaryCrossEntropy(self, expr: BinaryCrossEntropy) -> str:
+        return f"_binary_cross_entropy({self._print(expr.p)}, {self._print(expr.target)}{self._live()})"
+
+    def _print_SigmoidBinaryCrossEntropy(self, expr: SigmoidBinaryCrossEntropy) -> str:
+        return f"_sigmoid_binary_cross_entropy({self._print(expr.logits)}, {self._print(expr.target)}{self._live()})"
+
+    def _print_Sum(self, expr: Sum) -> str:
+        """The entries summed over the rows (those that count, with lengths): a number."""
+        return f"_total({self._print(expr.arg)}{self._live()})"
 
     def _print_Transpose(self, expr: sp.Transpose) -> str:
         return f"{self._print(expr.arg)}.T"

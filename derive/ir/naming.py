@@ -260,7 +260,7 @@ def local_name(user: str, node: str) -> str:
 # names the generated module uses for itself: a spec name equal to one would shadow it
 RESERVED = frozenset(keyword.kwlist) | frozenset(
     "np t T B sizes dtype loss grads params batched xs labels targets total args onehot lead name dJ_dsk loss_t "
-    "seq loss_seq grads_seq key work weights".split()
+    "seq loss_seq grads_seq key work weights lengths".split()
 )
 # and the shapes of the names it makes: carries, accumulators, zero arrays, row views, the loops'
 # step tuples, sizes, its helpers (_softmax, _empty), the stacked gates and matrices, and the

@@ -15,6 +15,9 @@ fast path ``loss_and_gradients`` is
   first call's arrays unchanged (a gradient is never one of the arrays it keeps);
 - compared with its sequences run one at a time, unbatched (the B = 1 forms, 1e-10), and
   with itself in float32 (RTOL_FLOAT32);
+- run with ``lengths`` (from T down to 1), every step past a sequence's length NaN (a class
+  label out of range), its work arrays poisoned: the same as its sequences run one at a time
+  at their own lengths (1e-10, the initial states' gradients sequence by sequence);
 - compared with central differences of the module's ``loss``, where the gradient at
   that T is the full one (not truncated, or T <= K: every run then reaches step 1);
 - compared with ``gradients_by_definition``, where that was generated for this T.
@@ -114,30 +117,57 @@ def _check_at(module: types.ModuleType, steps: int) -> None:
     _compare(
         result, _one_at_a_time(module, problem), RTOL_EXACT, SCALE_FLOOR, f"its sequences one at a time at T = {steps}"
     )
+    _check_lengths(module, problem, steps)
     single = _call(module, "loss_and_gradients", in_dtype(problem, np.float32), None)
     _compare(single, result, RTOL_FLOAT32, SCALE_FLOOR, f"its float64 self in float32 at T = {steps}")
 
 
-def _sequence(module: types.ModuleType, problem: tuple, b: int) -> tuple:
-    """Sequence b of a batched problem, unbatched: xs (T, n), targets (T,) / (T, n) or, many-to-one,
-    () / (n,), initial states (n,)."""
+def _sequence(module: types.ModuleType, problem: tuple, b: int, length: int | None = None) -> tuple:
+    """Sequence b of a batched problem, unbatched (its first ``length`` steps): xs (T, n), targets (T,) /
+    (T, n) or, many-to-one, () / (n,), initial states (n,)."""
 
     def pick(value: Any, lead: int) -> Any:
         if isinstance(value, dict):
             return {k: pick(v, lead) for k, v in value.items()}
-        return value[:, b] if lead else value[b]
+        return value[:length, b] if lead else value[b]
 
     params, xs, targets, *initial = problem
     return (params, pick(xs, 1), pick(targets, 0 if module.LOSS_AT == "last" else 1), *(s[b] for s in initial))
 
 
-def _one_at_a_time(module: types.ModuleType, problem: tuple) -> Result:
+def _one_at_a_time(module: types.ModuleType, problem: tuple, lengths: np.ndarray | None = None) -> Result:
     """The batch's loss and gradients from its sequences run one by one, unbatched (the module's B = 1
-    forms: no batch axis, parameters as they are rather than in Fortran order)."""
-    runs = [_call(module, "loss_and_gradients", _sequence(module, problem, b), None) for b in range(SELF_CHECK_BATCH)]
+    forms: no batch axis, parameters as they are rather than in Fortran order), each at its own length."""
+    cut = [None] * SELF_CHECK_BATCH if lengths is None else [int(n) for n in lengths]
+    runs = [
+        _call(module, "loss_and_gradients", _sequence(module, problem, b, cut[b]), None)
+        for b in range(SELF_CHECK_BATCH)
+    ]
     grads = {k: np.sum([r[1][k] for r in runs], axis=0) for k in module.PARAMS}
     grads |= {k: np.stack([r[1][k] for r in runs]) for k in module.INITIAL}
     return float(sum(r[0] for r in runs)), grads
+
+
+def padded(value: Any, lengths: np.ndarray) -> Any:
+    """A (T, B, ...) array (or a dict of them) with every step past sequence b's length, lengths[b], made
+    what ``lengths`` must never read: NaN, or for integers (class labels) -1."""
+    if isinstance(value, dict):
+        return {k: padded(v, lengths) for k, v in value.items()}
+    out = value.copy()
+    for b, length in enumerate(lengths):
+        out[length:, b] = np.nan if out.dtype.kind == "f" else -1
+    return out
+
+
+def _check_lengths(module: types.ModuleType, problem: tuple, steps: int) -> None:
+    """One batched call with ``lengths`` from T down to 1, padded with NaN, against its sequences alone."""
+    lengths = np.linspace(steps, 1, SELF_CHECK_BATCH).round().astype(int)
+    params, xs, targets, *initial = problem
+    last = module.LOSS_AT == "last"
+    ragged = (params, padded(xs, lengths), targets if last else padded(targets, lengths), *initial, lengths)
+    result = _call(module, "loss_and_gradients", ragged, POISONS[0])
+    against = f"its sequences one at a time at their own lengths {lengths.tolist()}"
+    _compare(result, _one_at_a_time(module, problem, lengths), RTOL_EXACT, SCALE_FLOOR, against)
 
 
 def _check_cut(module: types.ModuleType, cell: Cell) -> None:

@@ -125,6 +125,25 @@ def test_a_gradient_wrong_for_one_sequence_alone_is_caught():
         check(planted)
 
 
+LENGTHS_DEFECTS = {
+    "held": ("np.copyto(h[t], h[t - 1], where=_lengths.held[t])", "pass"),  # sequences start from step 1's state
+    "loss": (", live=_live)", ")"),  # the steps before a sequence's first counted in the loss
+    "seeds": ("if _lengths is not None:  # lengths: the steps before", "if False:  #"),  # and sending gradient back
+    "cut": ("_cut(dh_next, _starts[t], dh0_acc)", "pass"),  # the initial state's gradient taken at step 1
+}
+
+
+@pytest.mark.parametrize("defect", LENGTHS_DEFECTS, ids=list(LENGTHS_DEFECTS))
+def test_a_wrong_lengths_path_is_caught(defect):
+    """Each part of the lengths path left out: the batched call with lengths differs from its sequences
+    run alone at their own lengths, and the module is refused."""
+    right, wrong = LENGTHS_DEFECTS[defect]
+    planted = source("rnn", 3).replace(right, wrong, 1)
+    assert planted != source("rnn", 3)
+    with pytest.raises(SelfCheckError, match=r"differs from its sequences one at a time at their own lengths \[3, 1\]"):
+        check(planted)
+
+
 def test_a_module_that_does_not_load_is_one_line():
     with pytest.raises(SelfCheckError, match=r"^the module broke its check: SyntaxError: .*$"):
         check(source("rnn", 3).replace("def loss(", "def loss((", 1))

@@ -25,7 +25,7 @@ from derive.derivation.analytic import factor_matrix
 from derive.derivation.chain import Blocks, Factor, Term, move_paths, stacked_name
 from derive.derivation.pipeline import Derivation
 from derive.derivation.unroll import Unrolled
-from derive.emit.numpy.fast import Hoisted, Line, dim_code, hoisted, truncated_backward
+from derive.emit.numpy.fast import KEEP, Hoisted, Line, dim_code, hoisted, truncated_backward
 from derive.emit.printing import ColumnPrinter, equation_text
 from derive.ir import naming
 from derive.ir.cell import Cell
@@ -33,7 +33,13 @@ from derive.ir.exprs import BinaryCrossEntropy, Outer, outer_terms
 from derive.ir.ops import HELPERS
 
 # the module's helpers it defines only where its code calls them (templates/module.py.j2)
-OPTIONAL_HELPERS = ("_squared_error", "_binary_cross_entropy", "_sigmoid_binary_cross_entropy", "_log_softmax")
+OPTIONAL_HELPERS = (
+    "_squared_error",
+    "_binary_cross_entropy",
+    "_sigmoid_binary_cross_entropy",
+    "_log_softmax",
+    "_total",
+)
 
 
 @dataclass(frozen=True)
@@ -283,6 +289,7 @@ def _arguments(cell: Cell) -> dict[str, Any]:
             "dim": d.dim,
             "text": naming.text_name(naming.step_name(d.name, 0)),
             "local": naming.code_local(naming.step_name(d.name, 0)),
+            "carried": naming.carried_local(d.name),  # its share carried to t - 1: nothing before step 1
         }
         for d in cell.delays
     ]
@@ -310,15 +317,20 @@ def _arguments(cell: Cell) -> dict[str, Any]:
 def _fast_path(derivation: Derivation) -> dict[str, Any]:
     """The fast path's lines, hoisted, and the truncated run's."""
     cell = derivation.cell
-    truncated_lines, truncated_carry, truncated_zeros = truncated_backward(derivation.program)
+    run = truncated_backward(derivation.program)
     fast = hoisted(derivation)
     return {
         "hoisted": fast,
         **_work(derivation, fast),
         "truncate": derivation.truncate,
-        "truncated_zeros": truncated_zeros,
-        "truncated_backward": truncated_lines,
-        "truncated_carry": truncated_carry,
+        "truncated_zeros": run.zeros,
+        "truncated_deltas": run.deltas,
+        "truncated_delta_names": run.delta_names,
+        "truncated_backward": run.gradients,
+        "truncated_carry": run.carries,
+        # whether a gradient's direct share reads the rows _keep (the loss's own rows)
+        "keeps": any(f"[{KEEP}]" in line.code for line in fast.backward_post),
+        "truncated_keeps": any(f"[{KEEP}]" in line.code for line in run.gradients),
         "carries": [{"name": naming.carried_local(s.name), "dim": s.dim} for s in cell.states],
     }
 
@@ -492,7 +504,7 @@ def _helpers(context: dict[str, Any]) -> dict[str, Any]:
     fast = context["hoisted"]
     emitted = [*fast.forward_pre, *fast.forward_loop, *fast.forward_post, *fast.backward_pre]
     emitted += [*fast.backward_loop, *fast.carry, *fast.backward_post]
-    emitted += [*context["truncated_backward"], *context["truncated_carry"]]
+    emitted += [*context["truncated_deltas"], *context["truncated_backward"], *context["truncated_carry"]]
     emitted += [*context["def_forward"], *context["def_jacobians"]]
     code = "\n".join(line.code for line in emitted)
     return {

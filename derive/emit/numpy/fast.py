@@ -72,10 +72,12 @@ class View:
 class AllStepsPrinter(BatchedPrinter):
     """Row-wise NumPy over every step at once: ``h@t`` is ``h_rows``, the (T * B, n) view of
     h[1:], and ``h@t-1`` is ``h_rows_prev``, the view of h[:-1].  The batched code is row by row
-    (a product's reduction over rows sums the batch), so over T * B rows it sums the steps too.
+    (a product's reduction over rows sums the batch), so over T * B rows it sums the steps too;
+    a loss sums the rows ``_live`` only (None: all; with lengths, the steps of a sequence).
     ``views`` records the views printed, in order, for the module to declare them."""
 
     ROWS = "_rows"  # np.arange(T * B)
+    LIVE = "_live"
 
     def __init__(self, io: Io = NO_IO) -> None:
         super().__init__(io=io)
@@ -413,6 +415,9 @@ class Hoisted:
     backward_needs: Needs  # and the backward loop
     stacks: tuple[Stack, ...]  # the arrays that are slices of one, for one product per step
     aliases: tuple[tuple[str, str], ...]  # (a node, the node whose array it is written into)
+    # the row views the backward pass fills for every step before its loop: J_t's own share at step t
+    # and what reads only that, and the local derivatives; with lengths, zero where J_t is no loss
+    seeded: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -446,6 +451,9 @@ def io(cell: Cell) -> Io:
 # ---- statements as lines ------------------------------------------------------------------
 
 
+KEEP = "_keep"  # the rows a gradient's direct share sums: slice(None), or with lengths those where J_t is a loss
+
+
 def _sum_code(terms: tuple[sp.Basic, ...], printer: BatchedPrinter) -> str:
     return " + ".join(printer.doprint(term) for term in terms)
 
@@ -464,7 +472,9 @@ def _all_steps_lines(s: Statement, rows: AllStepsPrinter, step: BatchedPrinter, 
     if naming.split(s.target.name)[0] == loss:
         return [Line(f"loss = {printer.doprint(s.expr)}", s.comment)]
     if _is_total(s):
-        code = _summed(printer.doprint(s.expr), s.target.shape[1] == 1)
+        # the loss's own share reads the steps themselves, not deltas that are zero where J_t is no loss
+        reads = printer.kept(KEEP) if s.direct and not s.last_step else printer
+        code = _summed(reads.doprint(s.expr), s.target.shape[1] == 1)
         return [Line(f"{naming.code_base(s.target.name)} = {code}", s.comment)]
     if s.last_step:
         return _into_lines(step.doprint(s.target), s.expr, step, s.comment)
@@ -519,6 +529,7 @@ def hoisted(derivation: Derivation) -> Hoisted:
     forward = _phase_lines(plan.forward, rows, step, forward_loop, loss, shape=True)
     forward_views = dict(rows.views)
     backward = _phase_lines(plan.backward, rows, step, backward_loop, loss)
+    seeded = [rows.doprint(s.target) for s in plan.backward.pre if not (s.last_step or _is_total(s))]
     carries = [line for s in plan.backward.carries for line in _loop_lines(s, backward_loop)]
     return Hoisted(
         tuple(forward[PRE]),
@@ -537,6 +548,7 @@ def hoisted(derivation: Derivation) -> Hoisted:
         Needs.of(backward_loop, [*backward[LOOP], *carries]),
         fused.stacks,
         () if derivation.truncate else tuple(in_place(plan, derivation.cell, fused.stacks).items()),
+        tuple(dict.fromkeys(seeded)),
     )
 
 
@@ -544,8 +556,9 @@ def hoisted(derivation: Derivation) -> Hoisted:
 
 
 def _truncated_line(s: Statement, printer: BatchedPrinter) -> Line:
-    """One statement of a truncated run's step, keeping J_s's own share at t == s only."""
-    target, code = printer.doprint(s.target), _sum_code(s.terms, printer)
+    """One statement of a truncated run's step, keeping J_s's own share at t == s only (and, of a
+    gradient's direct share, the rows ``_keep``: with lengths, those where J_s is a loss)."""
+    target, code = printer.doprint(s.target), _sum_code(s.terms, printer.kept(KEEP) if s.direct else printer)
     total = _is_total(s)
     bias = total and s.target.shape[1] == 1
     if s.below is None:
@@ -557,12 +570,29 @@ def _truncated_line(s: Statement, printer: BatchedPrinter) -> Line:
     return Line(f"{target} {s.op} {_paren(_summed(code, bias))} if t == loss_t else {other}", s.comment)
 
 
-def truncated_backward(program: Program) -> tuple[tuple[Line, ...], tuple[Line, ...], list[dict[str, str]]]:
-    """One step of a truncated run (for the loss J_s, s = loss_t): its deltas and accumulations,
-    its state carries, and the zero arrays it reads.  The deltas of step t live in locals (dz)."""
+@dataclass(frozen=True)
+class TruncatedLines:
+    """One step of a truncated run (for the loss J_s, s = loss_t): its deltas (in locals: dz), its
+    gradient accumulations, its state carries, and the zero arrays it reads."""
+
+    deltas: tuple[Line, ...]
+    delta_names: tuple[str, ...]  # the locals the deltas are written into
+    gradients: tuple[Line, ...]
+    carries: tuple[Line, ...]
+    zeros: list[dict[str, str]]
+
+
+def truncated_backward(program: Program) -> TruncatedLines:
+    """A truncated run's step, printed; its deltas come first (``truncated`` orders them so)."""
     run = truncated(program)
     locals = {a.target.name: naming.code_local(naming.grad_name(a.node)) for a in program.assigns}
     printer = BatchedPrinter(locals, io(program.cell))
     lines = tuple(_truncated_line(s, printer) for s in run.statements)
-    carries = tuple(_step_line(s, printer) for s in run.carries)
-    return lines, carries, list(_arrays(run.zeros))
+    count = len(program.assigns)
+    return TruncatedLines(
+        lines[:count],
+        tuple(dict.fromkeys(printer.doprint(s.target) for s in run.statements[:count])),
+        lines[count:],
+        tuple(_step_line(s, printer) for s in run.carries),
+        list(_arrays(run.zeros)),
+    )

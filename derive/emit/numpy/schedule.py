@@ -61,6 +61,7 @@ class Statement:
     last_step: bool = False  # many-to-one: computed at step T alone, not for every step
     out: sp.MatrixSymbol | None = None  # a second array it writes: p of J = cross_entropy(softmax(y)), fused
     below: tuple[sp.Basic, ...] | None = None  # truncated BPTT: the terms below the loss's step, if other (): none
+    direct: bool = False  # a gradient with the loss's own share (J_t reads the parameter): not through deltas alone
 
     @property
     def expr(self) -> sp.Basic:
@@ -491,7 +492,9 @@ def _gradient(cell: Cell, acc: Accumulate, symbols: dict[Run, sp.MatrixSymbol]) 
     target = sp.MatrixSymbol(naming.grad_name(acc.wrt), *cell.param(acc.wrt).symbol.shape)
     last = cell.loss_mode == "last" and _outputs_only(cell, acc.wrt)  # many-to-one: the outputs' at step T alone
     comment = f"dJ/d{acc.wrt} = sum over t of {text(acc.expr)}"
-    return Statement(POST, target, (reading_runs(acc.expr, symbols),), comment=comment, last_step=last)
+    return Statement(
+        POST, target, (reading_runs(acc.expr, symbols),), comment=comment, last_step=last, direct=acc.direct is not None
+    )
 
 
 def _carries(program: Program, symbols: dict[Run, sp.MatrixSymbol]) -> tuple[Statement, ...]:
@@ -547,4 +550,5 @@ def _truncated_gradient(cell: Cell, acc: Accumulate) -> Statement:
     if acc.direct is None and not output:
         return Statement(LOOP, target, (acc.expr,), "+=", comment)
     below = () if isinstance(acc.through, sp.ZeroMatrix) or output else (acc.through,)
-    return Statement(LOOP, target, (acc.expr,), "+=", comment + " (J_s's own at t = s)", below=below)
+    comment += " (J_s's own at t = s)"
+    return Statement(LOOP, target, (acc.expr,), "+=", comment, below=below, direct=acc.direct is not None)

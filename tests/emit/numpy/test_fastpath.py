@@ -63,6 +63,25 @@ def test_the_seed_loops_keep_only_the_recurrences():
     ]
 
 
+def test_what_the_backward_pass_fills_before_its_loop_is_what_lengths_zeroes():
+    """With lengths, the rows of the steps before a sequence's first are zeroed in these arrays: J_t's
+    own share at step t and what reads only that, and the local derivatives; the loss sums ``_live``."""
+    fast = hoisted(derivation(3))
+    assert fast.seeded == ("dy_rows", "dh_rows", "dh_dz_rows")
+    assert (
+        codes(fast.forward_post)[-1]
+        == "loss = _softmax_cross_entropy_at(y_rows, onehot_rows, _rows, out=p_rows, live=_live)"
+    )
+
+
+def test_a_gradient_the_loss_reads_itself_sums_the_rows_kept():
+    fast = hoisted(derive(read(CORPUS / "loss_param.cell"), 3))
+    assert codes(fast.backward_post)[-1] == (
+        "dV = (h_rows[_keep] @ V.T).T @ h_rows[_keep] - r_rows[_keep].T @ h_rows[_keep]"
+    )
+    assert codes(fast.forward_post) == ["loss = _squared_error(h_rows @ V.T, r_rows, live=_live)"]
+
+
 def test_recurrent_deltas_are_those_a_carried_share_reaches():
     from derive.ir.cell import load_builtin
 

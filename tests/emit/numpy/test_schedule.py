@@ -148,6 +148,19 @@ def test_truncated_run_keeps_the_losss_own_share_at_its_step():
     assert {s.phase for s in run.statements + run.carries} == {LOOP}
 
 
+def test_a_gradient_that_the_loss_reads_itself_is_direct():
+    """J = squared_error(V h, r): dJ/dV has the loss's own share, not through deltas alone (with lengths,
+    it sums the rows where J_t is a loss); W and U only through deltas."""
+    for statements in (schedule(derived("corpus/loss_param")).backward.statements, truncated_of("corpus/loss_param")):
+        direct = {s.target.name: s.direct for s in statements if naming.split(s.target.name)[1] is None}
+        assert direct == {"dW": False, "dU": False, "dV": True}
+    assert not any(s.direct for s in schedule(derivation(3)).backward.statements)
+
+
+def truncated_of(cell: str) -> tuple[Statement, ...]:
+    return truncated(derived(cell).program).statements
+
+
 def test_a_truncated_derivation_schedules_as_the_full_one():
     full, cut = schedule(derivation(3)), schedule(derive(derivation(3).cell, 3, 2))
     assert cut == full
