@@ -54,7 +54,7 @@ def test_division_log_sqrt_sum_and_binary_cross_entropy_print_as_the_maths():
     assert latex(ACTIVATIONS_ALL["sqrt"](v)) == r"\sqrt{v_{t}}"
     assert latex(ACTIVATIONS_ALL["log"](v)) == r"\log\left(v_{t}\right)"
     assert latex(Sum(Hadamard(r, v))) == r"\mathbf{1}^{T} \left(r_{t} \odot v_{t}\right)"
-    assert BatchedPrinter().doprint(Sum(Hadamard(r, v))) == "float(np.sum(r[t] * v[t]))"
+    assert BatchedPrinter().doprint(Sum(Hadamard(r, v))) == "_total(r[t] * v[t])"
     assert latex(LogSoftmax(v)) == r"\log \operatorname{softmax}\left(v_{t}\right)"
     assert latex(BinaryCrossEntropy(Sigmoid(v), r)) == (
         r"-\left(r_{t}^{T} \log \sigma\left(v_{t}\right) + \left(\mathbf{1} - r_{t}\right)^{T} "
