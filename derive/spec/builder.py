@@ -126,14 +126,16 @@ class Builder:
         named = [*((tok, tok.text) for tok in nodes), *((tok, n) for n, (_, tok) in declared.items())]
         named += [(entry[-1], n) for n, entry in self.d.targets.items()]
         indexed = set(self.d.inputs) | set(self.d.states) | set(self.d.targets) | set(self.defined)
-        for tok, name in named:
+        constants = [(tok, tok.text) for tok, _ in self.d.equations if tok.text in self.constants]
+        for tok, name in named + constants:  # a constant h_1 would print as h at step 1 in the document
             owner = naming.step_local_of(name, indexed)
             if owner is not None:
                 base, step = owner
                 what = (
                     f"the gradient of {base} at step {step}" if name != f"{base}_{step}" else f"{base} at step {step}"
                 )
-                raise self.error(tok, f"{name!r} would share a name with {what} in the generated code; rename it")
+                where = "the document" if name in self.constants else "the generated code"
+                raise self.error(tok, f"{name!r} would share a name with {what} in {where}; rename it")
         initial = {naming.initial_arg(state): state for state in self.d.states}  # the module's initial-state arguments
         for tok, name in named:
             if name in initial:

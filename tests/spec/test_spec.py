@@ -98,6 +98,12 @@ BAD = [
         (1, 7),
         "'dz_2' would share a name with the gradient of z at step 2",
     ),
+    (
+        "constant-named-as-a-step",
+        edit(4, "h_1 = 0.5\nz = h_1 * W_xh x + W_hh h[t-1] + b_h"),
+        (4, 1),
+        "'h_1' would share a name with h at step 1 in the document; rename it",
+    ),
     ("reserved-double-underscore", edit(1, "param W__h[h, x]"), (1, 7), "'W__h' is reserved"),
     ("reserved-acc-suffix", edit(4, "z_acc = W_xh x + W_hh h[t-1] + b_h"), (4, 1), "'z_acc' is reserved"),
     ("reserved-zero-suffix", edit(1, "param W_zero[h, x]"), (1, 7), "'W_zero' is reserved"),
