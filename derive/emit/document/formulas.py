@@ -284,9 +284,9 @@ def delay_lines(cell: Cell) -> list[dict[str, str]]:
 
 def _over_steps(expr: sp.Basic) -> str:
     """sum_t expr; a sum (a weight read by several nodes, or in several places of one) in brackets,
-    broken between its terms where it is too wide for a line."""
+    broken between its terms where it is too wide for a line, a product between its factors."""
     if not isinstance(expr, sp.MatAdd):
-        return rf"\sum_{{t=1}}^{{T}} {latex(expr)}"
+        return rf"\sum_{{t=1}}^{{T}} {display(expr)}"
     return rf"\sum_{{t=1}}^{{T}} \Bigl({display(flat_sum(expr))}\Bigr)"
 
 
