@@ -156,8 +156,8 @@ class Builder:
     def constant(self, tok: Token, value: sp.Expr, start: Token) -> None:
         """``alpha = 0.3``, or ``c = dt / tau``: a named number, kept by name for the document (so not one
         of the document's own symbols); the code holds its value, so any name the code uses is free."""
-        if tok.text in DOCUMENT_SYMBOLS:
-            what = DOCUMENT_SYMBOLS[tok.text]
+        if tok.text in DOCUMENT_SYMBOLS or tok.text.startswith("n_"):
+            what = DOCUMENT_SYMBOLS.get(tok.text, "a dimension's size, as n_h")
             raise self.error(tok, f"{tok.text!r} is a symbol of the derivation ({what}): name the constant otherwise")
         self.constants[tok.text] = Constant(tok.text, valued(value))
         self.constant_equations.append(Equation(tok.text, value, start.line, start.col))

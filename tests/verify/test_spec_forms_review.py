@@ -147,7 +147,7 @@ def test_text_of_a_divisor_that_is_a_product_is_bracketed():
 # ---- D10: constants named as the document's own symbols -----------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["j", "k", "g", "J"])
+@pytest.mark.parametrize("name", ["j", "k", "g", "J", "n_h"])
 def test_a_constant_named_as_a_symbol_of_the_document_is_refused(name):
     spec = ELMAN.replace("h = tanh(W x + U h[t-1])", f"{name} = 0.5\nh = {name} * tanh(W x + U h[t-1])")
     loss = "L" if name == "J" else "J"
