@@ -48,9 +48,10 @@ from derive.ir.exprs import (
     mul,
     neg,
     outer_terms,
+    scaled,
     transpose,
 )
-from derive.ir.ops import ACTIVATIONS_ALL
+from derive.ir.ops import Exp, Reciprocal, Sigmoid
 
 Rule = Callable[[sp.Basic, MatrixSymbol, "sp.Basic | None", "Rules"], sp.Basic]
 _TABLE: dict[type, Rule] = {}
@@ -192,10 +193,10 @@ def _binary_cross_entropy(rhs: BinaryCrossEntropy, wrt: MatrixSymbol, out: sp.Ba
     """d/dp = ((p - r) ⊘ (p ∘ (1 - p)))^T; of sigmoid(y), the collapse d/dy = (sigmoid(y) - r)^T."""
     if rhs.target.has(wrt):
         raise NotImplementedError("binary_cross_entropy is not differentiated with respect to its target")
-    if isinstance(rhs.p, ACTIVATIONS_ALL["sigmoid"]):
+    if isinstance(rhs.p, Sigmoid):
         return rules.chain(transpose(add(rhs.p, neg(rhs.target))), rhs.p.arg, wrt)
     spread = Hadamard(rhs.p, add(sp.OneMatrix(*rhs.p.shape), neg(rhs.p)))
-    slope = Hadamard(add(rhs.p, neg(rhs.target)), ACTIVATIONS_ALL["reciprocal"](spread))
+    slope = Hadamard(add(rhs.p, neg(rhs.target)), Reciprocal(spread))
     return rules.chain(transpose(slope), rhs.p, wrt)
 
 
@@ -208,7 +209,7 @@ def _sum(rhs: Sum, wrt: MatrixSymbol, out: sp.Basic | None, rules: Rules) -> sp.
 @rule(LogSoftmax)
 def _log_softmax(rhs: LogSoftmax, wrt: MatrixSymbol, out: sp.Basic | None, rules: Rules) -> sp.Basic:
     """d log softmax(a)/da = I - 1 p^T, with p = softmax(a) = exp(out): no division by p."""
-    p = ACTIVATIONS_ALL["exp"](out) if out is not None else Softmax(rhs.arg)
+    p = Exp(out) if out is not None else Softmax(rhs.arg)
     n = rhs.arg.shape[0]
     return rules.chain(add(sp.Identity(n), neg(mul(sp.OneMatrix(n, 1), transpose(p)))), rhs.arg, wrt)
 
@@ -225,11 +226,10 @@ def collapsed_loss(loss_rhs: sp.Basic, p_rhs: sp.Basic, p: MatrixSymbol) -> sp.B
     reading = [term for term in terms if term.has(p)]
     if len(reading) != 1:
         return None
-    scaled = isinstance(reading[0], sp.MatMul) and is_scalar(reading[0].args[0])
-    coeff, inner = (reading[0].args[0], mul(*reading[0].args[1:])) if scaled else (sp.S.One, reading[0])
+    coeff, inner = scaled(reading[0])
     if not isinstance(inner, (CrossEntropy, BinaryCrossEntropy)) or inner.p != p:
         return None
-    if isinstance(inner, BinaryCrossEntropy) and isinstance(p_rhs, ACTIVATIONS_ALL["sigmoid"]):
+    if isinstance(inner, BinaryCrossEntropy) and isinstance(p_rhs, Sigmoid):
         head = transpose(add(inner.p, neg(inner.target)))
     else:
         head = softmax_cross_entropy(inner, p_rhs)

@@ -54,6 +54,13 @@ def is_scalar(expr: sp.Basic) -> bool:
     return not getattr(expr, "is_Matrix", False)
 
 
+def scaled(expr: sp.Basic) -> tuple[sp.Expr, sp.Basic]:
+    """(c, M) for a product c M whose first factor is a number or constant; (1, expr) otherwise."""
+    if isinstance(expr, sp.MatMul) and is_scalar(expr.args[0]):
+        return expr.args[0], mul(*expr.args[1:])
+    return sp.S.One, expr
+
+
 def valued(expr: sp.Basic) -> sp.Basic:
     """``expr`` with every constant replaced by its value (for code and the numeric checks)."""
     found = expr.atoms(Constant)

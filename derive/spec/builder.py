@@ -8,7 +8,7 @@ import sympy as sp
 
 from derive.ir import naming
 from derive.ir.cell import Delay, Equation, dim_symbol
-from derive.ir.exprs import LOSSES, Constant, Hadamard, LogSoftmax, Softmax, Sum, is_scalar, mul, valued
+from derive.ir.exprs import LOSSES, Constant, Hadamard, LogSoftmax, Softmax, Sum, is_scalar, mul, scaled, valued
 from derive.ir.ops import ACTIVATIONS, LogSigmoid, Reciprocal, Sigmoid
 from derive.spec.lexer import SpecError, Token
 from derive.spec.syntax import FUNCTIONS, BinOp, Call, Decls, Neg, Node, Num, Ref, Transposed, reserved
@@ -373,9 +373,7 @@ class Builder:
         out = []
         for term in _terms(loss.expr):
             weighted = _weighted(num.expr, term)
-            coeff, inner = (
-                (weighted.args[0], weighted.args[1]) if isinstance(weighted, sp.MatMul) else (sp.S.One, weighted)
-            )
+            coeff, inner = scaled(weighted)
             if valued(coeff) == 0 or (not isinstance(inner, Sum) and not valued(coeff) > 0):
                 if subtracted:
                     raise self.error(
@@ -531,6 +529,5 @@ def _loss_sum(terms: list[sp.Basic]) -> sp.Basic:
 
 def _weighted(c: sp.Expr, loss: sp.Basic) -> sp.Basic:
     """c times a (weighted) loss, one number in front: 0.5 (2 J) is 1 J."""
-    if isinstance(loss, sp.MatMul) and is_scalar(loss.args[0]):
-        return mul(c * loss.args[0], *loss.args[1:])
-    return mul(c, loss)
+    coeff, inner = scaled(loss)
+    return mul(c * coeff, inner)

@@ -37,9 +37,9 @@ from derive.ir.exprs import (
     Softmax,
     SoftmaxCrossEntropy,
     add,
-    is_scalar,
     mul,
     neg,
+    scaled,
 )
 from derive.ir.ops import Sigmoid
 
@@ -160,11 +160,7 @@ def one_softmax(plan: Schedule, loss: str) -> Schedule:
 
 def _softmax_taken(term: sp.Basic, ce: SoftmaxCrossEntropy, delta: sp.MatrixSymbol) -> sp.Basic | None:
     """c (softmax(y) - l) with ``delta`` in softmax(y)'s place; None for any other term."""
-    coeff, inner = (
-        term.args
-        if isinstance(term, sp.MatMul) and len(term.args) == 2 and is_scalar(term.args[0])
-        else (sp.S.One, term)
-    )
+    coeff, inner = scaled(term)
     want = {Softmax(ce.logits), neg(ce.target)}
     if not isinstance(inner, sp.MatAdd) or set(inner.args) != want:
         return None
