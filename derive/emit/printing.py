@@ -381,21 +381,12 @@ class _NumPyBase(_SignedSums, _SympyNumPy):
     def _print_ZeroMatrix(self, expr: sp.ZeroMatrix) -> str:
         return "0"
 
-    def _print_Constant(self, expr: Constant) -> str:
-        """A constant in code is its value: the module has no names of the spec's beyond its arrays."""
-        return self._print(expr.value)
-
-    def _print_Mul(self, expr: sp.Mul) -> str:
-        """dt / tau as its one value (1/20), not as 1/10/2."""
-        return self._print(valued(expr)) if expr.atoms(Constant) else super()._print_Mul(expr)
-
-    def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
-        """1 / tau as its value (1/2)."""
-        return self._print(valued(expr)) if expr.atoms(Constant) else super()._print_Pow(expr, rational)
-
-    def _print_Add(self, expr: sp.Add, order: str | None = None) -> str:
-        """1 - dt / tau as its value (19/20)."""
-        return self._print(valued(expr)) if expr.atoms(Constant) else super()._print_Add(expr, order)
+    def _print(self, expr: sp.Basic, **kwargs: object) -> str:
+        """A number made of constants (dt / tau, 1 - rate) prints as its one value (1/20, 19/20): the
+        module holds no constant by name."""
+        if isinstance(expr, sp.Expr) and not expr.is_Matrix and expr.has(Constant):
+            expr = valued(expr)
+        return super()._print(expr, **kwargs)
 
     def _print_Elementwise(self, expr: Elementwise) -> str:
         if expr.op.code is None:  # the identity

@@ -31,10 +31,9 @@ from derive.ir.exprs import (
     is_scalar,
     valued,
 )
-from derive.ir.ops import ACTIVATIONS_ALL
+from derive.ir.ops import Sigmoid, Softplus
 
 Array = np.ndarray
-Sigmoid, Softplus = ACTIVATIONS_ALL["sigmoid"], ACTIVATIONS_ALL["softplus"]
 
 
 def _log_softmax(y: Array) -> Array:
