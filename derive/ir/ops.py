@@ -49,6 +49,8 @@ class Activation:
     numeric: Callable[[Array], Array]
     ufunc: str | None = None
     helper: Callable[[Array], Array] | None = None
+    torch: str | None = None  # the PyTorch module's call (a helper of its template where it starts with _)
+    jax: str | None = None  # the JAX module's call
     spec: bool = True  # written in a spec; ``step`` exists only as relu's derivative, ``reciprocal`` as a / b's
     positive: bool = False  # defined for a > 0 only (log, sqrt; reciprocal for a != 0): tests draw a > 0
 
@@ -57,6 +59,11 @@ class Activation:
         if self.helper is None:
             raise ValueError(f"{self.name} has no helper: NumPy spells it {self.ufunc}")
         return inspect.getsource(self.helper)
+
+    @property
+    def calls(self) -> dict[str, str]:
+        """The frameworks' spellings of f, by target: ``{"torch": "torch.tanh", "jax": "jnp.tanh"}``."""
+        return {name: call for name, call in (("torch", self.torch), ("jax", self.jax)) if call is not None}
 
     @property
     def code(self) -> str | None:
@@ -139,6 +146,8 @@ RECORDS = (
         scalar=sp.tanh,
         numeric=np.tanh,
         ufunc="np.tanh",
+        torch="torch.tanh",
+        jax="jnp.tanh",
     ),
     Activation(
         "sigmoid",
@@ -148,6 +157,8 @@ RECORDS = (
         scalar=lambda v: 1 / (1 + sp.exp(-v)),
         numeric=_sigmoid_analytic,
         helper=_sigmoid,
+        torch="torch.sigmoid",
+        jax="jax.nn.sigmoid",
     ),
     Activation(
         "relu",
@@ -157,8 +168,20 @@ RECORDS = (
         scalar=lambda v: sp.Max(v, 0),
         numeric=_relu_analytic,
         helper=_relu,
+        torch="torch.relu",
+        jax="jax.nn.relu",
     ),
-    Activation("exp", "Exp", r"\exp", slope=lambda a, e: e, scalar=sp.exp, numeric=np.exp, ufunc="np.exp"),
+    Activation(
+        "exp",
+        "Exp",
+        r"\exp",
+        slope=lambda a, e: e,
+        scalar=sp.exp,
+        numeric=np.exp,
+        ufunc="np.exp",
+        torch="torch.exp",
+        jax="jnp.exp",
+    ),
     Activation("identity", "Ident", r"\operatorname{id}", slope=None, scalar=lambda v: v, numeric=lambda a: a),
     Activation(
         "softplus",
@@ -168,6 +191,8 @@ RECORDS = (
         scalar=lambda v: sp.log(1 + sp.exp(v)),
         numeric=_softplus_analytic,
         helper=_softplus,
+        torch="torch.nn.functional.softplus",
+        jax="jax.nn.softplus",
     ),
     Activation(
         "log",
@@ -178,6 +203,8 @@ RECORDS = (
         numeric=np.log,
         ufunc="np.log",
         positive=True,
+        torch="torch.log",
+        jax="jnp.log",
     ),
     Activation(
         "sqrt",
@@ -188,6 +215,8 @@ RECORDS = (
         numeric=np.sqrt,
         ufunc="np.sqrt",
         positive=True,
+        torch="torch.sqrt",
+        jax="jnp.sqrt",
     ),
     Activation(
         "reciprocal",
@@ -199,6 +228,8 @@ RECORDS = (
         ufunc="np.reciprocal",
         spec=False,
         positive=True,
+        torch="torch.reciprocal",
+        jax="jnp.reciprocal",
     ),
     Activation(
         "log_sigmoid",
@@ -209,6 +240,8 @@ RECORDS = (
         numeric=_log_sigmoid_analytic,
         helper=_log_sigmoid,
         spec=False,
+        torch="torch.nn.functional.logsigmoid",
+        jax="jax.nn.log_sigmoid",
     ),
     Activation(
         "step",
@@ -219,6 +252,8 @@ RECORDS = (
         numeric=_step_analytic,
         helper=_step,
         spec=False,
+        torch="_step",
+        jax="_step",
     ),
 )
 

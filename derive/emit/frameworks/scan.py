@@ -1,0 +1,389 @@
+"""Stage 6b: the fast path's schedule as a framework's scan, for the PyTorch and JAX targets.
+
+The NumPy module writes every value into arrays it keeps; a framework's module is written as
+functions of values, as ``jax.lax.scan`` wants it.  The schedule (``schedule``) is the same:
+what reads no carried value runs for every step at once on (T * B, n) rows (``z_rows``), before
+the loop or after it; the loop is one step, ``body(carry, sequences) -> (carry, outputs)``:
+
+- forward, the carry is each state at t - 1 (``h_prev``, from the initial state); the sequences
+  are what the step reads that was computed for every step at once (``x``, the known part of a
+  pre-activation), one (B, n) slice of a (T, B, n) array per step; the outputs, stacked into
+  rows after the loop, are the step's values that something after it reads;
+- backward, the same in reverse: the carry is each state's share of dJ/ds_{t-1}
+  (``dh_next``, from zeros), what it reaches at t = 0 is the initial state's gradient.
+
+In a step, a node's value at step t is its bare name (``z``), a state's at t - 1 is ``z_prev``.
+Nothing here is one framework's: the printer spells the few calls that differ from a
+``Framework`` record, and each target's template lays the lines out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import sympy as sp
+
+from derive.derivation.pipeline import Derivation
+from derive.emit.numpy.schedule import LOOP, POST, PRE, Schedule, Statement, backward, forward
+from derive.emit.printing import BatchedPrinter, Io
+from derive.ir import naming
+from derive.ir.cell import Cell
+from derive.ir.exprs import (
+    BinaryCrossEntropy,
+    CrossEntropy,
+    Elementwise,
+    SigmoidBinaryCrossEntropy,
+    Softmax,
+    SoftmaxCrossEntropy,
+    SquaredError,
+    Sum,
+)
+
+ROWS, STEP, LAST = "rows", "step", "last"  # every step at once, one step in the loop, step T alone
+
+
+@dataclass(frozen=True)
+class Framework:
+    """What a target spells its own way: its name (the key of each op record's spelling)."""
+
+    name: str  # "torch" or "jax"
+
+
+@dataclass(frozen=True)
+class Line:
+    code: str
+    comment: str = ""
+
+
+def rows_name(base: str, lag: int = 0) -> str:
+    return naming.rows_view(naming.code_base(base), lag)
+
+
+def prev_name(base: str) -> str:
+    """A state at t - 1 inside a step: ``h_prev``."""
+    return f"{naming.code_base(base)}_prev"
+
+
+class ScanPrinter(BatchedPrinter):
+    """The batched printer in one of three contexts: ``rows`` (``h@t`` is ``h_rows``, ``h@t-1``
+    ``h_rows_prev``), ``step`` (``h``, ``h_prev``) and ``last`` (step T alone: ``h_rows[-B:]``);
+    the elementwise functions as the framework spells them."""
+
+    ROWS = ""
+
+    def __init__(self, framework: Framework, io: Io, context: str) -> None:
+        super().__init__(io=io)
+        self.framework, self.context = framework, context
+
+    def _name(self, base: str, lag: int) -> str:
+        if self.context == STEP:
+            return prev_name(base) if lag else naming.code_base(base)
+        rows = rows_name(base, lag)
+        return f"{rows}[-B:]" if self.context == LAST else rows
+
+    def _print_MatrixSymbol(self, expr: sp.MatrixSymbol) -> str:
+        base, step = naming.split(expr.name)
+        if step is None:
+            return naming.code_base(base)
+        lag = -(naming.offset(step) or 0)
+        if base in self.io.last:  # a many-to-one target: (B, n), no step axis
+            code = naming.code_base(base)
+        else:
+            code = self._name(base, lag)
+        if base in self.io.classes:
+            return f"_onehot({code}, {self.io.classes[base]}, dtype)"
+        return code
+
+    def _labels(self, expr: sp.Basic) -> str | None:
+        """The integer labels of a class target, where ``expr`` is one."""
+        if not isinstance(expr, sp.MatrixSymbol):
+            return None
+        base, step = naming.split(expr.name)
+        if base not in self.io.classes or step is None:
+            return None
+        return naming.code_base(base) if base in self.io.last else self._name(base, 0)
+
+    def _print_Elementwise(self, expr: Elementwise) -> str:
+        call = expr.op.calls.get(self.framework.name) if expr.op.code is not None else None
+        if expr.op.code is None:  # the identity
+            return self._print(expr.arg)
+        if call is None:
+            raise NotImplementedError(f"{expr.op.name} has no {self.framework.name} spelling")
+        return f"{call}({self._print(expr.arg)})"
+
+    def cross_entropy(self, expr: CrossEntropy | SoftmaxCrossEntropy, out: str | None = None) -> str:
+        labels = self._labels(expr.target)
+        target = labels if labels is not None else self._print(expr.target)
+        if isinstance(expr, SoftmaxCrossEntropy):
+            name = "_softmax_cross_entropy_at" if labels is not None else "_softmax_cross_entropy"
+            return f"{name}({self._print(expr.logits)}, {target})"
+        name = "_cross_entropy_at" if labels is not None else "_cross_entropy"
+        return f"{name}({self._print(expr.p)}, {target})"
+
+    def _print_SquaredError(self, expr: SquaredError) -> str:
+        return f"_squared_error({self._print(expr.y)}, {self._print(expr.target)})"
+
+    def _print_BinaryCrossEntropy(self, expr: BinaryCrossEntropy) -> str:
+        return f"_binary_cross_entropy({self._print(expr.p)}, {self._print(expr.target)})"
+
+    def _print_SigmoidBinaryCrossEntropy(self, expr: SigmoidBinaryCrossEntropy) -> str:
+        return f"_sigmoid_binary_cross_entropy({self._print(expr.logits)}, {self._print(expr.target)})"
+
+    def _print_Sum(self, expr: Sum) -> str:
+        return f"_total({self._print(expr.arg)})"
+
+    def _print_Softmax(self, expr: Softmax) -> str:
+        return f"_softmax({self._print(expr.arg)})"
+
+
+# ---- the loop -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Carry:
+    inside: str  # what the step reads: h_prev, dh_next
+    after: str  # what it leaves for the next step: h, dh_next
+    initial: str  # code: h0, or zeros
+    source: str | None = None  # forward: the state at step t (h@t), a sequence where the step does not compute it
+
+
+@dataclass(frozen=True)
+class Loop:
+    """One pass's loop: ``carry, outputs = scan(step, carry, sequences)``."""
+
+    reverse: bool
+    carries: tuple[Carry, ...]
+    sequences: tuple[tuple[str, str], ...]  # (the step's name, the (T, B, n) array it is a step of)
+    body: tuple[Line, ...]
+    outputs: tuple[tuple[str, str], ...]  # (the step's name, the rows it is stacked into after the loop)
+
+
+@dataclass(frozen=True)
+class Pass:
+    pre: tuple[Line, ...]
+    loop: Loop
+    post: tuple[Line, ...]
+
+
+def _symbol_names(expr: sp.Basic) -> set[str]:
+    return {s.name for s in expr.atoms(sp.MatrixSymbol)}
+
+
+def _reads(s: Statement) -> set[str]:
+    return set(s.reads)
+
+
+def _step_parts(name: str) -> tuple[str, int] | None:
+    """(base, lag) of a stepped symbol name (``h@t-1`` -> (h, 1)); None for one of no step."""
+    base, step = naming.split(name)
+    if step is None:
+        return None
+    return base, -(naming.offset(step) or 0)
+
+
+def _assign_lines(s: Statement, printer: ScanPrinter, target: str) -> list[Line]:
+    code = " + ".join(printer.doprint(term) for term in s.terms)
+    if s.op == "+=":
+        return [Line(f"{target} = {target} + {code}", s.comment)]
+    return [Line(f"{target} = {code}", s.comment)]
+
+
+def _is_total(s: Statement) -> bool:
+    return naming.split(s.target.name)[1] is None
+
+
+def _all_steps_lines(s: Statement, framework: Framework, io: Io, loss: str, is_delta: bool) -> list[Line]:
+    """A statement before or after the loop: every step at once on rows, or step T alone.  The loss
+    that the NumPy schedule fused with p = softmax(y) (``out``) computes p first."""
+    if s.out is not None:
+        ce = s.terms[0]
+        assert isinstance(ce, SoftmaxCrossEntropy)
+        p = Statement(s.phase, s.out, (Softmax(ce.logits),), last_step=s.last_step)
+        loss_only = replace(s, out=None)
+        return [_all_steps_line(p, framework, io, loss, False), _all_steps_line(loss_only, framework, io, loss, False)]
+    return [_all_steps_line(s, framework, io, loss, is_delta)]
+
+
+def _all_steps_line(s: Statement, framework: Framework, io: Io, loss: str, is_delta: bool) -> Line:
+    printer = ScanPrinter(framework, io, LAST if s.last_step else ROWS)
+    code = " + ".join(printer.doprint(term) for term in s.terms)
+    if naming.split(s.target.name)[0] == loss:
+        return Line(f"loss = {code}", s.comment)
+    if _is_total(s):
+        bias = s.target.shape[1] == 1
+        if bias:
+            code = f"{code if code.isidentifier() else f'({code})'}.sum(axis=0)"
+        target = naming.code_base(s.target.name)
+        return Line(f"{target} = {code}" if s.op == "=" else f"{target} = {target} + {code}", s.comment)
+    base = naming.split(s.target.name)[0]
+    target = rows_name(base)
+    if not any(naming.split(n)[1] is not None for t in s.terms for n in _symbol_names(t)):
+        # a part that reads no step (a bias, a number): one row, made every step's
+        code = f'{code} + _zeros(({"B" if s.last_step else "T * B"}, sizes["{s.target.shape[0]}"]), dtype, device)'
+    if s.last_step and is_delta:  # a many-to-one output's delta: zeros but at step T
+        return Line(f"{target} = _at_last({code}, T)", s.comment)
+    if s.op == "+=":
+        return Line(f"{target} = {target} + {code}", s.comment)
+    return Line(f"{target} = {code}", s.comment)
+
+
+def _loop(
+    statements: tuple[Statement, ...],
+    framework: Framework,
+    io: Io,
+    carries: tuple[Carry, ...],
+    read_after: set[str],
+    reverse: bool,
+) -> Loop:
+    """The loop of one pass from its statements in order: what the step reads that it did not
+    write (nor is carried) is a sequence; what it writes and is read after the loop, an output."""
+    printer = ScanPrinter(framework, io, STEP)
+    written: list[str] = []
+    sequences: dict[str, str] = {}
+    body: list[Line] = []
+    carried = {c.inside for c in carries}
+
+    def need(name: str) -> None:
+        parts = _step_parts(name)
+        if parts is None or name in written:
+            return
+        base, lag = parts
+        local = printer.doprint(sp.MatrixSymbol(name, 1, 1)) if base not in io.classes else naming.code_base(base)
+        if local in carried or local in sequences:
+            return
+        if base in io.classes:
+            sequences[local] = f"{rows_name(base)}.reshape(T, B)"
+        else:
+            sequences[local] = f"{rows_name(base, lag)}.reshape(T, B, -1)"
+
+    for s in statements:
+        for name in sorted(_reads(s) | ({s.target.name} if s.op == "+=" else set())):
+            need(name)
+        target = printer.doprint(s.target)
+        body += _assign_lines(s, printer, target)
+        if _step_parts(s.target.name) is not None:
+            written.append(s.target.name)
+    for c in carries:
+        if c.source is not None:
+            need(c.source)
+    outputs = []
+    for name in dict.fromkeys(written):
+        base, _ = _step_parts(name)  # type: ignore[misc]
+        if base in read_after:
+            outputs.append((naming.code_base(base), rows_name(base)))
+    return Loop(reverse, carries, tuple(sequences.items()), tuple(body), tuple(outputs))
+
+
+# ---- the passes ---------------------------------------------------------------------
+
+
+def io_of(cell: Cell) -> Io:
+    targets = {v.name: v for v in cell.targets}
+    return Io(
+        frozenset(v.name for v in (*cell.inputs, *cell.targets)),
+        {name: f'sizes["n_{v.dim}"]' for name, v in targets.items() if v.kind == "class"},
+        frozenset(targets) if cell.loss_mode == "last" else frozenset(),
+    )
+
+
+def _bases_read(statements: tuple[Statement, ...], lag: int | None = None) -> set[str]:
+    out = set()
+    for s in statements:
+        for name in s.reads:
+            parts = _step_parts(name)
+            if parts is not None and (lag is None or parts[1] == lag):
+                out.add(parts[0])
+    return out
+
+
+@dataclass(frozen=True)
+class Scans:
+    """Both passes, and what joins them: the rows the backward pass reads of the forward's."""
+
+    forward: Pass
+    backward: Pass
+    saved: tuple[str, ...]  # the rows the forward pass leaves for the backward: h_rows, h_rows_prev, x_rows
+    previous: tuple[tuple[str, str, str], ...]  # (h_rows_prev, h_rows, h0) of each state read at t - 1 after its loop
+    initial_grads: tuple[tuple[str, str], ...]  # (h0's gradient name in the grads, the carry that holds it)
+
+
+def plan(derivation: Derivation) -> Schedule:
+    """The schedule the frameworks run: the NumPy one without its in-place rewrites."""
+    return Schedule(forward(derivation), backward(derivation))
+
+
+def _zeros(dim: str) -> str:
+    return f'_zeros((B, sizes["n_{dim}"]), dtype, device)'
+
+
+def scans(derivation: Derivation, framework: Framework) -> Scans:
+    cell = derivation.cell
+    io = io_of(cell)
+    fw, bw = plan(derivation).forward, plan(derivation).backward
+    bw_all = (*bw.statements, *bw.carries)
+    states = {s.name: s for s in cell.states}
+    initial = {s.name: naming.initial_arg(s.name) for s in cell.declared_states}  # delays start at zeros
+    forward_carries = tuple(
+        Carry(prev_name(name), naming.code_base(name), initial.get(name, _zeros(s.dim)), naming.step_name(name, "t"))
+        for name, s in states.items()
+    )
+    forward_pass = _pass(fw.statements, (), framework, io, cell.loss, forward_carries, _bases_read((*fw.post, *bw_all)))
+    backward_carries = tuple(
+        Carry(naming.carried_local(name), naming.carried_local(name), _zeros(s.dim)) for name, s in states.items()
+    )
+    deltas = {naming.code_base(naming.grad_name(a.node)) for a in derivation.program.assigns}
+    backward_pass = _pass(
+        bw.statements, bw.carries, framework, io, cell.loss, backward_carries, _bases_read(bw.post), deltas, True
+    )
+    previous = tuple(
+        (rows_name(b, 1), rows_name(b), initial.get(b, _zeros(states[b].dim)))
+        for b in states
+        if b in _bases_read((*fw.post, *bw_all), lag=1)
+    )
+    return Scans(
+        forward_pass,
+        backward_pass,
+        _saved(cell, io, bw_all),
+        previous,
+        tuple((initial[s.name], naming.carried_local(s.name)) for s in cell.declared_states),
+    )
+
+
+def _saved(cell: Cell, io: Io, statements: tuple[Statement, ...]) -> tuple[str, ...]:
+    """The rows of the forward pass's values (and of the inputs and targets) the backward pass reads."""
+    forward_names = {*cell.nodes, *(v.name for v in (*cell.inputs, *cell.targets))}
+    saved = []
+    for s in statements:
+        for name in sorted(s.reads):
+            parts = _step_parts(name)
+            if parts is not None and parts[0] in forward_names:
+                base, lag = parts
+                saved.append(naming.code_base(base) if base in io.last else rows_name(base, lag))
+    return tuple(dict.fromkeys(saved))
+
+
+def _pass(
+    statements: tuple[Statement, ...],
+    carry_statements: tuple[Statement, ...],
+    framework: Framework,
+    io: Io,
+    loss: str,
+    carries: tuple[Carry, ...],
+    read_after: set[str],
+    deltas: frozenset[str] | set[str] = frozenset(),
+    reverse: bool = False,
+) -> Pass:
+    def lines(phase: str) -> tuple[Line, ...]:
+        return tuple(
+            line
+            for s in statements
+            if s.phase == phase
+            for line in _all_steps_lines(s, framework, io, loss, _is_delta(s, deltas))
+        )
+
+    loop_statements = (*(s for s in statements if s.phase == LOOP), *carry_statements)
+    return Pass(lines(PRE), _loop(loop_statements, framework, io, carries, read_after, reverse), lines(POST))
+
+
+def _is_delta(s: Statement, deltas: frozenset[str] | set[str]) -> bool:
+    return naming.code_base(naming.split(s.target.name)[0]) in deltas
