@@ -18,6 +18,7 @@ from derive.cli.parser import parser
 from derive.emit.render import OutputError
 from derive.spec.lexer import SpecError
 from derive.tools.check.load import CheckError
+from derive.verify.frameworks import TargetError, TargetUnavailable
 from derive.verify.selfcheck import CellNotFinite, SelfCheckError
 
 SELF_CHECK_FAILED = "the generated module failed its self-check, so nothing was written"
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return run(args)
-    except (OutputError, SpecError, CheckError, UsageError) as e:
+    except (OutputError, SpecError, CheckError, UsageError, TargetUnavailable) as e:
         print(f"bptt: error: {e}", file=sys.stderr)
         return 2
     except NotImplementedError as e:  # a cell the tool cannot derive yet: say so, in one line, where
@@ -48,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bptt: error: {SELF_CHECK_FAILED}: {e}", file=sys.stderr)
         return 2
     except SelfCheckError as e:  # our bug, not the user's: exit 1, as a failed verification
+        print(f"bptt: error: {SELF_CHECK_FAILED}: {e}. {REPORT_IT}", file=sys.stderr)
+        return 1
+    except TargetError as e:  # our bug, as a failed self-check
         print(f"bptt: error: {SELF_CHECK_FAILED}: {e}. {REPORT_IT}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -12,12 +12,13 @@ from typing import TextIO
 from derive.cli.commands import load_cell
 from derive.cli.progress import Progress
 from derive.derivation.pipeline import Derivation, derive
-from derive.emit.outputs import Figure, compile_pdf, documents, flow_figure, module_source, verified
+from derive.emit.outputs import Figure, compile_pdf, documents, flow_figure, module_source, target_source, verified
 from derive.emit.render import check_writable, write_all
 from derive.ir import naming
 from derive.ir.cell import Cell
 from derive.ir.naming import FIGURES
-from derive.verify.report import Report, format_table
+from derive.verify.frameworks import CHECKER, PACKAGE, TargetError, check_target, failed, format_checks, framework
+from derive.verify.report import Report, format_table, load_module
 from derive.verify.selfcheck import self_check
 
 
@@ -56,12 +57,18 @@ class Plan:
     documents: bool  # the .tex, .md, .html and their two figures, which come together
     module: bool
     pdf: bool
+    target: str = "numpy"  # the module's framework: numpy, torch or jax
 
     @property
     def destinations(self) -> list[Path]:
-        wanted = [*(DOCUMENTS if self.documents else ()), *((".py",) if self.module else ())]
+        wanted = [*(DOCUMENTS if self.documents else ()), *((self.module_suffix,) if self.module else ())]
         wanted += [".pdf"] if self.pdf else []
         return [self.paths[suffix] for suffix in wanted]
+
+    @property
+    def module_suffix(self) -> str:
+        """``.py`` for the NumPy module, ``_torch.py`` and ``_jax.py`` for the others: side by side."""
+        return ".py" if self.target == "numpy" else f"_{self.target}.py"
 
 
 DOCUMENTS = (".tex", ".md", ".html", FIGURES["flow"], FIGURES["graph"])
@@ -70,10 +77,14 @@ DOCUMENTS = (".tex", ".md", ".html", FIGURES["flow"], FIGURES["graph"])
 def plan(args: argparse.Namespace, cell: Cell) -> Plan:
     job = {"latex": "derive", None: "all"}.get(args.command, args.command)
     stem = naming.file_stem(cell.name, args.steps, args.truncate)
-    paths = {} if job == "verify" else {s: args.out / f"{stem}{s}" for s in (*DOCUMENTS, ".py", ".pdf")}
+    target = getattr(args, "target", "numpy")
+    suffixes = (*DOCUMENTS, ".py", f"_{target}.py", ".pdf")
+    paths = {} if job == "verify" else {s: args.out / f"{stem}{s}" for s in suffixes}
     documents = job in ("all", "derive")
     pdf = documents and not args.no_pdf and (args.pdf if job == "derive" else True)
-    return Plan(job, stem, paths, documents, job in ("all", "emit"), pdf)
+    if target != "numpy":
+        framework(target)  # installed, or one line saying how (before deriving)
+    return Plan(job, stem, paths, documents, job in ("all", "emit"), pdf, target)
 
 
 def run_job(args: argparse.Namespace, out: TextIO) -> int:
@@ -89,9 +100,11 @@ def run_job(args: argparse.Namespace, out: TextIO) -> int:
     print(_summary(derivation), file=out)
     with progress.stage("printing the NumPy module"):
         source = module_source(derivation)
-    if job.module:  # nothing is written that was not run: poisoned arrays, finite differences, by definition
+    if job.module or job.target != "numpy":  # nothing is written that was not run
         with progress.stage("checking the module (poisoned arrays, finite differences)"):
             self_check(source, derivation.cell, job.stem)
+    if job.target != "numpy":
+        return _target_job(job, derivation, source, args.force, progress, out)
     report = None
     if job.job != "emit":
         with progress.stage("verifying (reference loop, finite differences, SymPy)"):
@@ -109,7 +122,7 @@ def run_job(args: argparse.Namespace, out: TextIO) -> int:
         texts: tuple[str | bytes, ...] = (docs.tex, docs.md, docs.html, figure.png, docs.graph)
         targets |= {job.paths[suffix]: text for suffix, text in zip(DOCUMENTS, texts)}
     if job.module:
-        targets[job.paths[".py"]] = source
+        targets[job.paths[job.module_suffix]] = source
     write_all(targets, args.force)
     for path in targets:
         print(f"wrote {path}", file=out)
@@ -119,6 +132,30 @@ def run_job(args: argparse.Namespace, out: TextIO) -> int:
         status = _pdf(job.paths[".tex"], str(targets[job.paths[".tex"]]), figure, progress, out)
     verdict = _verification(report, out) if report is not None else 0
     return verdict or status
+
+
+def _target_job(
+    job: Plan, derivation: Derivation, numpy_source: str, force: bool, progress: Progress, out: TextIO
+) -> int:
+    """emit or verify --target torch|jax: the framework's module, checked against the NumPy module (which
+    has passed its own check), its framework's gradient checker and its autograd; written by emit."""
+    with progress.stage(f"printing the {PACKAGE[job.target]} module"):
+        source = target_source(derivation, job.target)
+    with progress.stage(f"checking it (against the NumPy module, {CHECKER[job.target]}, autograd)"):
+        checks = check_target(job.target, source, load_module(numpy_source, job.stem), job.stem)
+    wrong = failed(checks)
+    if job.job == "verify" or wrong is not None:
+        print(f"\nverification of the {PACKAGE[job.target]} module: max relative error, float64", file=out)
+        print(format_checks(checks), file=out)
+    if wrong is not None:  # our bug: say where, write nothing
+        raise TargetError(wrong)
+    if job.module:
+        path = job.paths[job.module_suffix]
+        write_all({path: source}, force)
+        print(f"wrote {path}", file=out)
+    else:
+        print("all checks pass", file=out)
+    return 0
 
 
 def _pdf(tex: Path, text: str, figure: Figure, progress: Progress, out: TextIO) -> int:

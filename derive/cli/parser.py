@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from derive.derivation.pipeline import MAX_STEPS
+from derive.emit.frameworks.codegen import TARGETS
 from derive.tools.check.report import CHECK_STEPS
 from derive.tools.flow.flow import DEFAULT_SCALES, FLOW_MIN_STEPS
 
@@ -82,12 +83,20 @@ def _add_jobs(sub: argparse._SubParsersAction) -> None:
     """derive (latex), emit, verify: the default job's parts."""
     for name, aliases, text in (
         ("derive", ["latex"], "write the LaTeX derivation (.tex, and .pdf with --pdf)"),
-        ("emit", [], "write the NumPy gradient module (.py)"),
+        ("emit", [], "write the gradient module (.py): NumPy, or with --target PyTorch or JAX"),
         ("verify", [], "check the generated gradients; exit 1 on a mismatch"),
     ):
         p = sub.add_parser(name, aliases=aliases, help=text, description=text)
         p.add_argument("spec", nargs="?", metavar="CELL", help="a built-in cell or a .cell file (default: rnn)")
         _common(p, out=name != "verify")
+        if name in ("emit", "verify"):
+            p.add_argument(
+                "--target",
+                choices=TARGETS,
+                default="numpy",
+                help="the module's framework (default: numpy); torch and jax need their extras: "
+                "pip install 'bptt-derive[torch]' or '[jax]'",
+            )
         if name == "derive":
             p.add_argument("--pdf", action="store_true", help="also compile the .tex with pdflatex")
             p.add_argument("--no-pdf", action="store_true", default=argparse.SUPPRESS, help="no PDF (the default)")

@@ -18,6 +18,8 @@ from derive.derivation.pipeline import Derivation
 from derive.emit.document import page
 from derive.emit.document.context import document_context, flow_context
 from derive.emit.document.diagram import diagram, svg
+from derive.emit.frameworks.codegen import FRAMEWORKS, TEMPLATES
+from derive.emit.frameworks.codegen import module_context as framework_context
 from derive.emit.numpy.codegen import module_context
 from derive.emit.render import is_generated, render, write_atomic
 from derive.ir import naming
@@ -26,11 +28,13 @@ from derive.tools.flow.plot import render_png
 from derive.verify.report import Report, load_module, verify
 
 
-def command(job: str, derivation: Derivation) -> str:
+def command(job: str, derivation: Derivation, target: str = "numpy") -> str:
     """The command that writes the file again; the folder is left out, so that the file does not
     depend on where it was written."""
     truncate = "" if derivation.truncate is None else f" --truncate {derivation.truncate}"
-    return f"bptt {job} --cell {derivation.cell.argument} --steps {derivation.steps}{truncate} --out <this folder>"
+    framework = "" if target == "numpy" else f" --target {target}"
+    cell = derivation.cell.argument
+    return f"bptt {job} --cell {cell} --steps {derivation.steps}{truncate}{framework} --out <this folder>"
 
 
 def figure_name(kind: str, derivation: Derivation) -> str:
@@ -61,6 +65,12 @@ def graph_source(derivation: Derivation) -> str:
 
 def module_source(derivation: Derivation) -> str:
     return render("module.py.j2", module_context(derivation, command("emit", derivation)))
+
+
+def target_source(derivation: Derivation, target: str) -> str:
+    """The PyTorch or JAX module (``target``), from the same schedule as the NumPy one."""
+    context = framework_context(derivation, FRAMEWORKS[target], command("emit", derivation, target))
+    return render(TEMPLATES[target], context)
 
 
 def _context(derivation: Derivation, report: Report, figure: Figure | None) -> dict[str, object]:

@@ -1,0 +1,191 @@
+"""The PyTorch and JAX modules: equal to the NumPy module in float64 for every built-in and corpus
+cell, their frameworks' gradient checkers and autograd agree with the derived backward, and the
+contract (shapes, unbatched calls, dtypes, CellModel, refusals) holds."""
+
+import functools
+
+import numpy as np
+import pytest
+
+from conftest import ALL_CELLS, load_cell
+from derive.derivation.pipeline import derive
+from derive.emit.outputs import module_source, target_source
+from derive.verify.frameworks import RTOL_TARGET, check_target, failed
+from derive.verify.report import SCALE_FLOOR, distinct_sizes, load_module, max_rel_error, random_problem
+
+FAST = ("rnn", "lstm", "corpus/narx", "corpus/m2o_lstm")  # the edit-test loop's: a delay line, many-to-one
+CELLS = [c if c in FAST else pytest.param(c, marks=pytest.mark.slow) for c in ALL_CELLS]
+STEPS = (1, 4)
+BATCH = 3
+
+
+def _framework(target):
+    reason = f"the {target} target's tests need {target} (pip install '.[{target}]')"
+    module = pytest.importorskip(target, reason=reason)
+    if target == "jax":
+        module.config.update("jax_enable_x64", True)
+    return module
+
+
+@functools.cache
+def _modules(cell, target):
+    d = derive(load_cell(cell), 3)
+    name = cell.replace("/", "_")
+    return load_module(module_source(d), name), load_module(target_source(d, target), f"{name}_{target}")
+
+
+def _convert(target, value):
+    fw = _framework(target)
+    convert = fw.as_tensor if target == "torch" else fw.numpy.asarray
+    if isinstance(value, dict):
+        return {k: convert(np.asarray(v)) for k, v in value.items()}
+    return convert(np.asarray(value))
+
+
+def _errors(got, want):
+    loss, grads = got
+    errors = {"loss": max_rel_error(np.asarray(loss), np.asarray(want[0]), SCALE_FLOOR)}
+    assert set(grads) == set(want[1])
+    for k, g in want[1].items():
+        assert np.shape(grads[k]) == np.shape(g), k
+        errors[k] = max_rel_error(np.asarray(grads[k]), g, SCALE_FLOOR)
+    return errors
+
+
+@pytest.mark.parametrize("target", ["torch", "jax"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_a_target_equals_the_numpy_module(cell, target):
+    _framework(target)
+    numpy_module, module = _modules(cell, target)
+    for steps in STEPS:
+        problem = random_problem(numpy_module, steps, distinct_sizes(numpy_module, 4), seed=steps, batch=BATCH)
+        want = numpy_module.loss_and_gradients(*problem)
+        got = module.loss_and_gradients(*(_convert(target, v) for v in problem))
+        errors = _errors(got, want)
+        assert max(errors.values()) <= RTOL_TARGET, (steps, errors)
+
+
+@pytest.mark.parametrize("target", ["torch", "jax"])
+@pytest.mark.parametrize("cell", ["lstm", pytest.param("corpus/narx", marks=pytest.mark.slow)])
+def test_an_unbatched_call_is_one_sequence(cell, target):
+    _framework(target)
+    numpy_module, module = _modules(cell, target)
+    problem = random_problem(numpy_module, 3, distinct_sizes(numpy_module, 4), seed=5)  # no batch axis
+    got = module.loss_and_gradients(*(_convert(target, v) for v in problem))
+    errors = _errors(got, numpy_module.loss_and_gradients(*problem))
+    assert max(errors.values()) <= RTOL_TARGET, errors
+
+
+@pytest.mark.parametrize("target", ["torch", "jax"])
+@pytest.mark.parametrize("cell", ["lstm", *(pytest.param(c, marks=pytest.mark.slow) for c in ("gru", "corpus/narx"))])
+def test_the_frameworks_own_checkers_pass(cell, target):
+    """gradcheck / check_grads on the derived backward, autograd of the plain forward, jit: every row."""
+    _framework(target)
+    numpy_module, _ = _modules(cell, target)
+    d = derive(load_cell(cell), 3)
+    checks = check_target(target, target_source(d, target), numpy_module)
+    assert failed(checks) is None
+    assert {c.name for c in checks} >= {"equal to the NumPy module"}
+    assert len({c.name for c in checks}) == (3 if target == "torch" else 5)
+
+
+def test_a_wrong_backward_is_caught_by_the_check():
+    """The check is not vacuous: a torch module whose backward drops a share of dJ/dh_{t-1} fails it."""
+    _framework("torch")
+    numpy_module, _ = _modules("rnn", "torch")
+    d = derive(load_cell("rnn"), 3)
+    source = target_source(d, "torch")
+    wrong = source.replace("dh_next = dz @ W_hh", "dh_next = 0.5 * (dz @ W_hh)")
+    assert wrong != source
+    verdict = failed(check_target("torch", wrong, numpy_module))
+    assert verdict is not None and verdict.startswith("equal to the NumPy module at T = ")
+
+
+def test_the_torch_model_trains_through_the_derived_backward():
+    torch = _framework("torch")
+    numpy_module, module = _modules("lstm", "torch")
+    model = module.CellModel(4, 5, 6, seed=1, dtype=torch.float64)
+    assert [name for name, _ in model.named_parameters()] == list(module.PARAMS)
+    problem = random_problem(numpy_module, 4, {"n_x": 4, "n_h": 5, "n_y": 6}, seed=2, batch=BATCH)
+    params = {name: p.detach().numpy() for name, p in model.named_parameters()}
+    want = numpy_module.loss_and_gradients(params, *problem[1:])
+    loss = model(*(_convert("torch", v) for v in problem[1:]))
+    loss.backward()
+    assert abs(float(loss.detach()) - want[0]) <= RTOL_TARGET * abs(want[0])
+    for name, p in model.named_parameters():
+        assert max_rel_error(p.grad.numpy(), want[1][name], SCALE_FLOOR) <= RTOL_TARGET, name
+
+
+def test_a_torch_module_keeps_the_inputs_dtype():
+    torch = _framework("torch")
+    numpy_module, module = _modules("rnn", "torch")
+    problem = random_problem(numpy_module, 3, distinct_sizes(numpy_module, 4), seed=3, batch=2)
+    params, xs, targets, h0 = (_convert("torch", v) for v in problem)
+    loss, grads = module.loss_and_gradients({k: v.float() for k, v in params.items()}, xs.float(), targets, h0.float())
+    assert loss.dtype == torch.float32 and all(g.dtype == torch.float32 for g in grads.values())
+
+
+def test_torch_refuses_to_differentiate_the_inputs():
+    """The derived backward has no dJ/dx: asking for it is an error, not a silent None."""
+    _framework("torch")
+    numpy_module, module = _modules("rnn", "torch")
+    params, xs, targets, h0 = (_convert("torch", v) for v in random_problem(numpy_module, 3, (4, 5, 6), batch=2))
+    xs.requires_grad_()
+    with pytest.raises(RuntimeError, match="no gradient for the inputs"):
+        module.loss(params, xs, targets, h0).backward()
+
+
+def test_jax_gives_nan_not_zero_for_the_inputs_gradient():
+    jax = _framework("jax")
+    numpy_module, module = _modules("rnn", "jax")
+    params, xs, targets, h0 = (_convert("jax", v) for v in random_problem(numpy_module, 3, (4, 5, 6), batch=2))
+    dxs = jax.grad(lambda v: module.loss(params, v, targets, h0))(xs)
+    assert np.isnan(np.asarray(dxs)).all()
+
+
+def test_jax_vmaps_over_sequences():
+    jax = _framework("jax")
+    numpy_module, module = _modules("lstm", "jax")
+    params, xs, labels, h0, c0 = random_problem(numpy_module, 4, (4, 5, 6), seed=4, batch=BATCH)
+    arrays = (_convert("jax", v) for v in (params, xs, labels, h0, c0))
+    per_sequence = jax.vmap(module.loss, in_axes=(None, 1, 1, 0, 0))(*arrays)
+    for b in range(BATCH):
+        want = numpy_module.loss_and_gradients(params, xs[:, b], labels[:, b], h0[b], c0[b])[0]
+        assert abs(float(per_sequence[b]) - want) <= RTOL_TARGET * abs(want)
+
+
+def test_emit_target_writes_the_checked_module(bptt, tmp_path):
+    _framework("torch")
+    result = bptt("emit", "rnn", "--target", "torch", "--out", tmp_path)
+    assert result.code == 0, result.err
+    path = tmp_path / "rnn_T3_torch.py"
+    assert result.wrote == {f"wrote {path}"}
+    first = path.read_text(encoding="utf-8").splitlines()[:3]
+    assert first[0] == "# DO NOT EDIT: generated by bptt-derive from templates/torch_module.py.j2"
+    assert first[2] == "# regenerate with: bptt emit --cell rnn --steps 3 --target torch --out <this folder>"
+
+
+def test_a_missing_framework_is_one_line(bptt, tmp_path, monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_jax(name, *args, **kwargs):
+        if name == "jax" or name.startswith("jax."):
+            raise ImportError("no jax here")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_jax)
+    monkeypatch.setattr("importlib.import_module", lambda name: no_jax(name))
+    result = bptt("emit", "rnn", "--target", "jax", "--out", tmp_path)
+    assert result.code == 2
+    assert result.err == "bptt: error: --target jax needs JAX: pip install 'bptt-derive[jax]'\n"
+    assert not list(tmp_path.iterdir())
+
+
+def test_truncation_is_refused_for_a_target_until_it_is_derived(bptt, tmp_path):
+    _framework("torch")
+    result = bptt("emit", "rnn", "--target", "torch", "--truncate", "2", "--out", tmp_path)
+    assert result.code == 2
+    assert "not supported yet: truncated BPTT (--truncate) for the torch target" in result.err
+    assert not list(tmp_path.iterdir())
