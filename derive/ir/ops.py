@@ -10,6 +10,8 @@ A record holds everything the package knows of one function f applied entry by e
   rule table builds d f(a)/dw = diag(f'(a)) da/dw from it.  None for the identity;
 - ``ufunc`` (NumPy's own spelling, which writes into ``out=``) or ``helper`` (a function
   the generated module defines, by its source, so the module imports only NumPy);
+- ``torch`` and ``jax``: the PyTorch and JAX modules' spellings (``torch.sigmoid``,
+  ``jax.nn.sigmoid``; a name starting with ``_`` is a helper of that target's template);
 - ``scalar``: f on one SymPy scalar, for the exact oracle, which differentiates it
   itself: no check borrows ``slope``;
 - ``numeric``: f on NumPy arrays, analytic for the complex step (``bptt flow``).

@@ -4,7 +4,8 @@ On the NumPy self-check's problem (every dimension a size of its own, two sequen
 step count of ``check_steps``), in float64:
 
 - the module's ``loss_and_gradients`` equals the NumPy module's (which has passed its own
-  self-check) to RTOL_TARGET, loss and every gradient;
+  self-check) to RTOL_TARGET, loss and every gradient; its sequences run one at a time,
+  unbatched, give the same (RTOL_EXACT), and so does the module in float32 (RTOL_FLOAT32);
 - the framework's own gradient checker passes on the derived backward:
   ``torch.autograd.gradcheck`` on ``Loss`` (a function of the parameters and initial
   states), ``jax.test_util.check_grads`` on the ``custom_vjp``;
@@ -25,8 +26,17 @@ from typing import Any
 
 import numpy as np
 
-from derive.verify.report import SCALE_FLOOR, distinct_sizes, load_module, max_rel_error, random_problem
-from derive.verify.selfcheck import SELF_CHECK_BATCH, SELF_CHECK_SEED, SMALLEST_SIZE, check_steps
+from derive.verify.report import (
+    RTOL_EXACT,
+    RTOL_FLOAT32,
+    SCALE_FLOOR,
+    distinct_sizes,
+    in_dtype,
+    load_module,
+    max_rel_error,
+    random_problem,
+)
+from derive.verify.selfcheck import SELF_CHECK_BATCH, SELF_CHECK_SEED, SMALLEST_SIZE, check_steps, one_sequence
 
 RTOL_TARGET = 1e-10  # a target against the NumPy module and against its framework's autograd, float64
 GRADCHECK_ATOL = 1e-6  # torch.autograd.gradcheck's and jax's check_grads' own default tolerances
@@ -133,12 +143,27 @@ def _to(convert: Callable[[np.ndarray], Any], value: Any) -> Any:
     return convert(np.asarray(value))
 
 
+def _contract_checks(module: types.ModuleType, numpy_module: types.ModuleType, problem: tuple, steps: int, convert):
+    """(The module's float64 result, the checks every target passes): equal to the NumPy module; the
+    same as its sequences run one at a time, unbatched; and as itself in float32."""
+
+    def run(values: tuple) -> Result:
+        return _as_numpy(module.loss_and_gradients(*(_to(convert, v) for v in values)))
+
+    got = run(problem)
+    runs = [run(one_sequence(numpy_module, problem, b)) for b in range(SELF_CHECK_BATCH)]
+    one = sum(r[0] for r in runs), {k: np.sum([r[1][k] for r in runs], axis=0) for k in module.PARAMS}
+    one[1].update({k: np.stack([r[1][k] for r in runs]) for k in module.INITIAL})
+    return got, [
+        Check("equal to the NumPy module", steps, _error(got, numpy_module.loss_and_gradients(*problem)), RTOL_TARGET),
+        Check("its sequences one at a time", steps, _error(one, got), RTOL_EXACT),
+        Check("its float64 self in float32", steps, _error(run(in_dtype(problem, np.float32)), got), RTOL_FLOAT32),
+    ]
+
+
 def _torch_checks(torch: Any, module: types.ModuleType, numpy_module: types.ModuleType, problem: tuple, steps: int):
-    params, xs, targets, *initial = problem
-    want = numpy_module.loss_and_gradients(params, xs, targets, *initial)
     tensors = [_to(torch.as_tensor, v) for v in problem]
-    got = _as_numpy(module.loss_and_gradients(*tensors))
-    checks = [Check("equal to the NumPy module", steps, _error(got, want), RTOL_TARGET)]
+    got, checks = _contract_checks(module, numpy_module, problem, steps, torch.as_tensor)
     autograd = _torch_autograd(torch, module, tensors)
     checks.append(Check("torch autograd of autograd_loss", steps, _error(got, autograd), RTOL_TARGET))
     checks.append(Check("torch.autograd.gradcheck of Loss", steps, _torch_gradcheck(torch, module, tensors), 0.0))
@@ -184,11 +209,8 @@ def _torch_gradcheck(torch: Any, module: types.ModuleType, tensors: list) -> flo
 
 
 def _jax_checks(jax: Any, module: types.ModuleType, numpy_module: types.ModuleType, problem: tuple, steps: int):
-    params, xs, targets, *initial = problem
-    want = numpy_module.loss_and_gradients(params, xs, targets, *initial)
     arrays = [_to(jax.numpy.asarray, v) for v in problem]
-    got = _as_numpy(module.loss_and_gradients(*arrays))
-    checks = [Check("equal to the NumPy module", steps, _error(got, want), RTOL_TARGET)]
+    got, checks = _contract_checks(module, numpy_module, problem, steps, jax.numpy.asarray)
     for label, fn, jit in (
         ("jax.grad of the custom_vjp", module.loss, False),
         ("jax.jit(jax.grad) of the custom_vjp", module.loss, True),

@@ -122,7 +122,7 @@ def _check_at(module: types.ModuleType, steps: int) -> None:
     _compare(single, result, RTOL_FLOAT32, SCALE_FLOOR, f"its float64 self in float32 at T = {steps}")
 
 
-def _sequence(module: types.ModuleType, problem: tuple, b: int, length: int | None = None) -> tuple:
+def one_sequence(module: types.ModuleType, problem: tuple, b: int, length: int | None = None) -> tuple:
     """Sequence b of a batched problem, unbatched (its first ``length`` steps): xs (T, n), targets (T,) /
     (T, n) or, many-to-one, () / (n,), initial states (n,)."""
 
@@ -140,7 +140,7 @@ def _one_at_a_time(module: types.ModuleType, problem: tuple, lengths: np.ndarray
     forms: no batch axis, parameters as they are rather than in Fortran order), each at its own length."""
     cut = [None] * SELF_CHECK_BATCH if lengths is None else [int(n) for n in lengths]
     runs = [
-        _call(module, "loss_and_gradients", _sequence(module, problem, b, cut[b]), None)
+        _call(module, "loss_and_gradients", one_sequence(module, problem, b, cut[b]), None)
         for b in range(SELF_CHECK_BATCH)
     ]
     grads = {k: np.sum([r[1][k] for r in runs], axis=0) for k in module.PARAMS}

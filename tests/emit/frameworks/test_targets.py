@@ -86,7 +86,7 @@ def test_the_frameworks_own_checkers_pass(cell, target):
     checks = check_target(target, target_source(d, target), numpy_module)
     assert failed(checks) is None
     assert {c.name for c in checks} >= {"equal to the NumPy module"}
-    assert len({c.name for c in checks}) == (3 if target == "torch" else 5)
+    assert len({c.name for c in checks}) == (5 if target == "torch" else 7)
 
 
 def test_a_wrong_backward_is_caught_by_the_check():
@@ -189,3 +189,22 @@ def test_truncation_is_refused_for_a_target_until_it_is_derived(bptt, tmp_path):
     assert result.code == 2
     assert "not supported yet: truncated BPTT (--truncate) for the torch target" in result.err
     assert not list(tmp_path.iterdir())
+
+
+def test_verify_target_prints_every_check(bptt):
+    _framework("jax")
+    result = bptt("verify", "rnn", "--target", "jax")
+    assert result.code == 0, result.err
+    rows = result.lines[result.lines.index("verification of the JAX module: max relative error, float64") + 1 :]
+    names = [row.split("  T = ")[0].strip() for row in rows[:-1]]
+    assert names == [
+        "equal to the NumPy module",
+        "its sequences one at a time",
+        "its float64 self in float32",
+        "jax.grad of the custom_vjp",
+        "jax.jit(jax.grad) of the custom_vjp",
+        "jax.grad of autograd_loss",
+        "jax.test_util.check_grads of the custom_vjp",
+    ]
+    assert all(row.endswith("  ok") for row in rows[:-1])
+    assert rows[-1] == "all checks pass"
