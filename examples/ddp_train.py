@@ -21,6 +21,7 @@ vectors, the labels the token after each.  Seeds are fixed, so every run prints 
 
 import argparse
 import importlib.util
+import os
 import socket
 import tempfile
 from pathlib import Path
@@ -76,6 +77,8 @@ def train(rank, backend, port, module_path, steps):
     dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
     try:
         device = torch.device("cuda", rank) if backend == "nccl" else torch.device("cpu")
+        if device.type == "cpu":
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // WORLD))  # ranks share the cores (torchrun too)
         cell = load(module_path)
         xs, labels = next_token_task()  # the same whole batch on every rank ...
         mine = slice(rank * B // WORLD, (rank + 1) * B // WORLD)  # ... of which this rank takes its columns
