@@ -4,7 +4,12 @@ processes on 127.0.0.1, each with half of the batch, take the steps one process 
 from __future__ import annotations
 
 import importlib.util
+import os
+import re
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +29,7 @@ pytestmark = [
     ),
 ]
 
+ROOT = Path(__file__).resolve().parents[3]  # the repository
 WORLD = 2
 N_X, N_H, N_Y, T, B = 3, 4, 5, 6, 4  # distinct sizes; B splits into WORLD halves
 STEPS, LR = 3, 0.05
@@ -134,3 +140,22 @@ def test_parameters_after_steps_equal_across_ranks_and_one_process(ranks, module
         assert torch.equal(a, b), name
         assert not torch.equal(a, p0.detach()), f"{name} did not move"  # the steps did something
         assert max_rel_error(a.numpy(), p.detach().numpy()) <= RTOL_EXACT, name
+
+
+def test_example_script_trains():
+    """examples/ddp_train.py, the README's: the loss falls, and the ranks end equal."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "ddp_train.py"), "--steps", "3"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    losses = [float(m) for m in re.findall(r"^  step \d: loss (\d+\.\d+) per token$", run.stdout, re.M)]
+    assert len(losses) == 3 and losses[0] > losses[1] > losses[2], run.stdout
+    assert "  parameters equal on all 2 ranks: True\n" in run.stdout
+    gpus = torch.cuda.device_count()
+    if gpus < 2:
+        assert run.stdout.endswith(f"nccl: skipped ({gpus} CUDA GPU{'' if gpus == 1 else 's'} here; it needs 2)\n")
