@@ -77,7 +77,9 @@ def train(rank, backend, port, module_path, steps):
     dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
     try:
         device = torch.device("cuda", rank) if backend == "nccl" else torch.device("cpu")
-        if device.type == "cpu":
+        if device.type == "cuda":
+            torch.cuda.set_device(device)  # nccl's communicator on this rank's GPU, not on GPU 0
+        else:
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // WORLD))  # ranks share the cores (torchrun too)
         cell = load(module_path)
         xs, labels = next_token_task()  # the same whole batch on every rank ...
