@@ -151,13 +151,13 @@ def _bench_configs(configs: str | None, models: str | None, table=None, model_na
 def run_bench(args: argparse.Namespace, out: TextIO) -> int:
     from derive.tools import bench, scale  # only the benchmark needs them
 
+    if args.target != "numpy":
+        return _bench_target(args, out)
     if args.scale:
         print(scale.main(str(args.json) if args.json else None), file=out)
         if args.json:
             print(f"wrote {args.json}", file=out)
         return 0
-    if args.target != "numpy":
-        return _bench_target(args, out)
     names = _bench_configs(args.configs, args.models)
     dtypes = None if args.dtype is None else ["float64", "float32"] if args.dtype == "both" else [args.dtype]
     options = bench.Options(args.repeats, not args.no_reference, not args.no_peers)
