@@ -126,19 +126,23 @@ def run_flow(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _bench_configs(configs: str | None, models: str | None) -> list[str]:
-    """The configurations ``--configs`` and ``--models`` select, in the benchmark's order."""
+def _pick(text: str, known, option: str) -> list[str]:
+    """The comma-separated names of ``text``, each one of ``known``; a ``UsageError`` otherwise."""
+    items = [n.strip() for n in text.split(",") if n.strip()]
+    if not items or any(n not in known for n in items):
+        raise UsageError(f"{option}: expected some of {', '.join(known)}, got {text!r}")
+    return items
+
+
+def _bench_configs(configs: str | None, models: str | None, table=None, model_names=None, default=None) -> list[str]:
+    """The configurations ``--configs`` and ``--models`` select, in the benchmark's order: of the NumPy
+    benchmark's, or of ``table`` (each with a ``.model`` of ``model_names``; ``default`` without --configs)."""
     from derive.tools.bench import CONFIGS, MODELS
 
-    def names(text: str, known: dict, option: str) -> list[str]:
-        items = [n.strip() for n in text.split(",") if n.strip()]
-        if not items or any(n not in known for n in items):
-            raise UsageError(f"{option}: expected some of {', '.join(known)}, got {text!r}")
-        return items
-
-    chosen = names(configs, CONFIGS, "--configs") if configs is not None else list(CONFIGS)
-    kept = names(models, MODELS, "--models") if models is not None else list(MODELS)
-    selected = [n for n in chosen if CONFIGS[n].model in kept]
+    table, model_names = (CONFIGS, MODELS) if table is None else (table, model_names)
+    chosen = _pick(configs, table, "--configs") if configs is not None else list(default or table)
+    kept = _pick(models, model_names, "--models") if models is not None else list(model_names)
+    selected = [n for n in chosen if table[n].model in kept]
     if not selected:
         raise UsageError(f"--configs {configs} and --models {models} select no configuration")
     return selected
@@ -147,6 +151,8 @@ def _bench_configs(configs: str | None, models: str | None) -> list[str]:
 def run_bench(args: argparse.Namespace, out: TextIO) -> int:
     from derive.tools import bench, scale  # only the benchmark needs them
 
+    if args.target != "numpy":
+        return _bench_target(args, out)
     if args.scale:
         print(scale.main(str(args.json) if args.json else None), file=out)
         if args.json:
@@ -156,6 +162,25 @@ def run_bench(args: argparse.Namespace, out: TextIO) -> int:
     dtypes = None if args.dtype is None else ["float64", "float32"] if args.dtype == "both" else [args.dtype]
     options = bench.Options(args.repeats, not args.no_reference, not args.no_peers)
     print(bench.main(names, dtypes, options, str(args.json) if args.json else None), file=out)
+    if args.json:
+        print(f"wrote {args.json}", file=out)
+    return 0
+
+
+def _bench_target(args: argparse.Namespace, out: TextIO) -> int:
+    """bptt bench --target torch|jax: the emitted framework module beside the framework's own ways."""
+    import importlib.util
+
+    if args.scale:
+        raise UsageError("--scale measures the derivation itself: it takes no --target")
+    if importlib.util.find_spec(args.target) is None:
+        raise UsageError(f"--target {args.target}: {args.target} is not installed (pip install -e '.[peers]')")
+    from derive.tools.bench import targets
+
+    names = _bench_configs(args.configs, args.models, targets.CONFIGS, targets.MODELS, targets.DEFAULT[args.target])
+    dtypes = None if args.dtype in (None, "both") else [args.dtype]
+    json_path = str(args.json) if args.json else None
+    print(targets.main(args.target, names, dtypes, args.repeats, json_path), file=out)
     if args.json:
         print(f"wrote {args.json}", file=out)
     return 0

@@ -215,6 +215,15 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="default: float64 for the seed RNN, both for the LSTM and the GRUs",
     )
+    bench.add_argument(
+        "--target",
+        choices=("numpy", "torch", "jax"),
+        default="numpy",
+        help="numpy (default): the benchmark above; torch, jax: the emitted module of that framework beside "
+        "torch.nn.LSTM/GRU and plain autograd (torch), or jit(grad) of the plain forward (jax), time and peak memory; "
+        "--configs then names MODEL-SIZE, MODEL of lstm, gru-torch, indrnn, peephole-lstm, mgu and SIZE of S, M, L "
+        "(default: every model at M for torch, at M and L for jax)",
+    )
     bench.add_argument("--repeats", type=_steps, default=15, metavar="N", help="timed runs per implementation")
     bench.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the results as JSON")
     bench.add_argument("--no-reference", action="store_true", help="skip the (slow) reference loop")

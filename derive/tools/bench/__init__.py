@@ -15,6 +15,11 @@ Modules: ``problem`` (the inputs and parameter layouts), ``measure`` (timing, fa
 BLAS kernel, the floor), ``flops`` (the products of a call), ``inplace`` (what the strong NumPy
 versions share), ``seed``, ``lstm``, ``gru`` (hand-written versions), ``peers``, ``models``
 (configurations), ``run`` and ``report``.
+
+``bptt bench --target torch|jax`` (``targets``): the emitted framework module beside torch.nn.LSTM/GRU,
+plain autograd (``plain``: a per-step loop; and the module's own ``autograd_loss``) and jit(grad) of
+the plain forward, for the built-in lstm, gru_torch.cell and the bench's custom cells (indrnn.cell,
+peephole_lstm.cell, mgu.cell); time and peak memory.  benchmarks/targets_*.json hold a run's results.
 """
 
 from derive.tools.bench.models import CONFIGS, MODELS
