@@ -13,6 +13,10 @@ the loop or after it; the loop is one step, ``body(carry, sequences) -> (carry, 
   (``dh_next``, from zeros), what it reaches at t = 0 is the initial state's gradient.
 
 In a step, a node's value at step t is its bare name (``z``), a state's at t - 1 is ``z_prev``.
+
+Truncated BPTT (``Run``) replaces the backward pass with the NumPy schedule's run for J_s
+(``truncated``: t = s, ..., max(1, s - K + 1)), here for every s at once: step k of the runs is at
+t = s - k on the rows of every J_s, K steps of T B rows in place of T K steps of B rows.
 Nothing here is one framework's: the printer spells the few calls that differ from a
 ``Framework`` record, and each target's template lays the lines out.
 """
@@ -24,7 +28,8 @@ from dataclasses import dataclass, replace
 import sympy as sp
 
 from derive.derivation.pipeline import Derivation
-from derive.emit.numpy.schedule import LOOP, POST, PRE, Schedule, Statement, backward, forward
+from derive.emit.numpy.fast import _paren, _summed
+from derive.emit.numpy.schedule import LOOP, POST, PRE, Schedule, Statement, Truncated, backward, forward, truncated
 from derive.emit.printing import BatchedPrinter, Io
 from derive.ir import naming
 from derive.ir.cell import Cell
@@ -305,6 +310,7 @@ class Scans:
     saved: tuple[str, ...]  # the rows the forward pass leaves for the backward: h_rows, h_rows_prev, x_rows
     previous: tuple[tuple[str, str, str], ...]  # (h_rows_prev, h_rows, h0) of each state read at t - 1 after its loop
     initial_grads: tuple[tuple[str, str], ...]  # (h0's gradient name in the grads, the carry that holds it)
+    run: Run | None = None  # truncated BPTT's backward, in the backward pass's place
 
 
 def plan(derivation: Derivation) -> Schedule:
@@ -320,7 +326,9 @@ def scans(derivation: Derivation, framework: Framework) -> Scans:
     cell = derivation.cell
     io = io_of(cell)
     fw, bw = plan(derivation).forward, plan(derivation).backward
-    bw_all = (*bw.statements, *bw.carries)
+    run = truncated(derivation.program) if derivation.truncate else None
+    # what the backward reads of the forward: the hoisted passes', or the truncated run's
+    bw_all = (*run.statements, *run.carries) if run is not None else (*bw.statements, *bw.carries)
     states = {s.name: s for s in cell.states}
     initial = {s.name: naming.initial_arg(s.name) for s in cell.declared_states}  # delays start at zeros
     forward_carries = tuple(
@@ -346,19 +354,23 @@ def scans(derivation: Derivation, framework: Framework) -> Scans:
         _saved(cell, io, bw_all),
         previous,
         tuple((initial[s.name], naming.carried_local(s.name)) for s in cell.declared_states),
+        None if run is None else _run(derivation, framework, io, run),
     )
+
+
+def _forward_reads(cell: Cell, statements: tuple[Statement, ...]) -> list[tuple[str, int]]:
+    """(base, lag) of each forward value (a node, an input, a target) the statements read, in order."""
+    forward_names = {*cell.nodes, *(v.name for v in (*cell.inputs, *cell.targets))}
+    reads = [_step_parts(name) for s in statements for name in sorted(s.reads)]
+    return list(dict.fromkeys(p for p in reads if p is not None and p[0] in forward_names))
 
 
 def _saved(cell: Cell, io: Io, statements: tuple[Statement, ...]) -> tuple[str, ...]:
     """The rows of the forward pass's values (and of the inputs and targets) the backward pass reads."""
-    forward_names = {*cell.nodes, *(v.name for v in (*cell.inputs, *cell.targets))}
-    saved = []
-    for s in statements:
-        for name in sorted(s.reads):
-            parts = _step_parts(name)
-            if parts is not None and parts[0] in forward_names:
-                base, lag = parts
-                saved.append(naming.code_base(base) if base in io.last else rows_name(base, lag))
+    saved = [
+        naming.code_base(base) if base in io.last else rows_name(base, lag)
+        for base, lag in _forward_reads(cell, statements)
+    ]
     return tuple(dict.fromkeys(saved))
 
 
@@ -387,3 +399,64 @@ def _pass(
 
 def _is_delta(s: Statement, deltas: frozenset[str] | set[str]) -> bool:
     return naming.code_base(naming.split(s.target.name)[0]) in deltas
+
+
+# ---- truncated BPTT ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Run:
+    """Truncated BPTT's backward: the NumPy schedule's run for one loss J_s (``truncated``), t = s, ...,
+    max(1, s - K + 1), here for every s at once, one step back at a time: step k of the runs is at
+    t = s - k on the rows of every J_s (those of steps 1..T, or of step T alone for a many-to-one loss).
+    ``_own`` is whether k = 0, where J_s adds its own share; the module's driver masks the rows of
+    the runs that are past step 1 and collects what reaches step 0."""
+
+    values: tuple[tuple[str, str], ...]  # (the step's name, the forward rows it is at t = s - k of)
+    shares: tuple[Carry, ...]  # each state's share of dJ_s/ds_{t-1}, carried from t to t - 1, from zeros
+    grads: tuple[Carry, ...]  # each parameter's gradient, summed over every run and step, from zeros
+    body: tuple[Line, ...]
+
+
+def _run_line(s: Statement, printer: ScanPrinter, rows: str) -> Line:
+    """One statement of the runs' step (``_truncated_line`` of the NumPy module, with ``_own`` for
+    ``t == loss_t``): J_s's own share at k = 0 only, and below it ``below``, zeros where that is ()."""
+    target = printer.doprint(s.target)
+    bias = _is_total(s) and s.target.shape[1] == 1
+    code = _summed(" + ".join(printer.doprint(term) for term in s.terms), bias)
+    if s.below is not None:
+        if s.below:
+            other = _paren(_summed(" + ".join(printer.doprint(term) for term in s.below), bias))
+        else:  # J_s reaches no such delta (zeros) or gradient below step s
+            other = "0" if _is_total(s) else f'_zeros(({rows}, sizes["{s.target.shape[0]}"]), dtype, device)'
+        code = f"{_paren(code)} if _own else {other}"
+    if s.op == "+=":
+        return Line(f"{target} = {target} + {_paren(code)}", s.comment)
+    return Line(f"{target} = {code}", s.comment)
+
+
+def _run(derivation: Derivation, framework: Framework, io: Io, run: Truncated) -> Run:
+    """The runs' step from the schedule's ``truncated`` records: what it reads of the forward pass, its
+    carries, and its lines (the deltas and gradient shares, then the states' shares)."""
+    cell = derivation.cell
+    statements = (*run.statements, *run.carries)
+    printer = ScanPrinter(framework, io, STEP)
+    rows = "B" if cell.loss_mode == "last" else "T * B"
+    values = tuple(
+        (printer._name(base, lag), rows_name(base, lag))
+        for base, lag in _forward_reads(cell, statements)
+        if base not in io.last  # a many-to-one target: (B, n), read as it is
+    )
+    shares = tuple(
+        Carry(share, share, f'_zeros(({rows}, sizes["n_{s.dim}"]), dtype, device)')
+        for s in cell.states
+        for share in [naming.carried_local(s.name)]
+    )
+    grads = tuple(
+        Carry(grad, grad, f"_zeros({naming.code_base(p.name)}.shape, dtype, device)")
+        for p in cell.params
+        for grad in [naming.grad_local(p.name)]
+    )
+    body = [_run_line(s, printer, rows) for s in run.statements]
+    body += [line for s in run.carries for line in _assign_lines(s, printer, printer.doprint(s.target))]
+    return Run(values, shares, grads, tuple(body))
