@@ -18,7 +18,7 @@ from derive.emit.printing import equation_text
 from derive.ir import naming
 from derive.ir.cell import Cell
 
-TORCH = Framework("torch")
+TORCH = Framework("torch", lengths=True)
 JAX = Framework("jax")
 FRAMEWORKS = {f.name: f for f in (TORCH, JAX)}
 TARGETS = ("numpy", *FRAMEWORKS)  # bptt emit --target
