@@ -174,7 +174,7 @@ class Masked:
     """What a loop's step does with lengths: the (T, B, 1) mask it reads by step (None without lengths),
     and the lines it runs at the end of the step where there is one."""
 
-    mask: str  # the step's name: _live (forward), _first (backward)
+    mask: str  # the step's name: _live_t (forward), _first_t (backward)
     steps: str  # the mask by step: lengths.live, lengths.first
     lines: tuple[Line, ...]
 
@@ -529,19 +529,18 @@ def _cut(p: Pass, initial: dict[str, str], seeded: tuple[str, ...]) -> Pass:
         Line(f"{r} = _where(lengths.rows[:, None], {r}, 0)", "lengths: no loss before a sequence's first step")
         for r in seeded
     )
-    shares = {c.inside: c for c in p.loop.carries}
     accs = tuple(
         Carry(f"d{arg}_acc", f"d{arg}_acc", _zeros_of(naming.carried_local(state), p.loop.carries))
         for state, arg in initial.items()
     )
     got = tuple(
-        Line(f"d{arg}_acc = d{arg}_acc + _where(_first_t, {naming.carried_local(state)}, 0)", f"dJ/d{arg}")
+        Line(f"d{arg}_acc = d{arg}_acc + _where(_first_t, {naming.carried_local(state)}, 0)", f"their dJ/d{arg}")
         for state, arg in initial.items()
     )
-    stop = tuple(Line(f"{share} = _where(_first_t, 0, {share})", "nothing further down") for share in shares)
+    stop = tuple(Line(f"{c.inside} = _where(_first_t, 0, {c.inside})", "nothing further down") for c in p.loop.carries)
     masked = Masked("_first_t", "lengths.first", got + stop)
     total = tuple(
-        Line(f"{naming.carried_local(state)} = {naming.carried_local(state)} + d{arg}_acc", f"dJ/d{arg}")
+        Line(f"{naming.carried_local(state)} = {naming.carried_local(state)} + d{arg}_acc", f"lengths: dJ/d{arg}")
         for state, arg in initial.items()
     )
     keep = (

@@ -59,6 +59,17 @@ def test_truncated_loss_and_gradients_equal_the_numpy_modules(cell, truncate, ta
         assert_equal(m.loss_and_gradients(*p), numpy_module.loss_and_gradients(*p))
 
 
+@pytest.mark.parametrize("target", ["torch", "jax"])
+@pytest.mark.parametrize("cell", ["lstm", "corpus/m2o_lstm"], ids=["lstm", "m2o_lstm"])
+def test_a_truncation_at_or_beyond_t_runs_every_step_back(cell, target):
+    """K = 4 at T = 3, 4: the runs stop at step 1 (min(K, T) steps), as the NumPy module's do."""
+    framework(target)
+    numpy_module, m = modules(cell, 4, target)
+    for steps in (3, 4):
+        p = problem(numpy_module, steps)
+        assert_equal(m.loss_and_gradients(*p), numpy_module.loss_and_gradients(*p))
+
+
 @pytest.mark.parametrize("cell", ["lstm", "corpus/m2o_lstm"], ids=["lstm", "m2o_lstm"])
 def test_the_truncated_gradient_is_not_the_full_one(cell):
     """At T = 5 > K = 2 the runs cut terms: a module that printed full BPTT would fail the test above."""
