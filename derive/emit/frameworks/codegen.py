@@ -18,7 +18,7 @@ from derive.emit.printing import equation_text
 from derive.ir import naming
 from derive.ir.cell import Cell
 
-TORCH = Framework("torch")
+TORCH = Framework("torch", lengths=True)
 JAX = Framework("jax")
 FRAMEWORKS = {f.name: f for f in (TORCH, JAX)}
 TARGETS = ("numpy", *FRAMEWORKS)  # bptt emit --target
@@ -68,6 +68,7 @@ def _passes(derivation: Derivation, plan: Scans) -> dict[str, Any]:
         "saved": saved,
         "previous": plan.previous,
         "initial_grads": plan.initial_grads,
+        "run": plan.run,
         "grads": [naming.grad_local(p) for p in cell.param_names] + [carry for _, carry in plan.initial_grads],
     }
 
@@ -75,6 +76,8 @@ def _passes(derivation: Derivation, plan: Scans) -> dict[str, Any]:
 def _uses(plan: Scans) -> list[str]:
     lines = [*plan.forward.pre, *plan.forward.loop.body, *plan.forward.post]
     lines += [*plan.backward.pre, *plan.backward.loop.body, *plan.backward.post]
+    if plan.run is not None:
+        lines += [*plan.run.body]
     code = "\n".join(line.code for line in lines) + "\n".join(c.initial for c in plan.backward.loop.carries)
     return [h for h in OPTIONAL_HELPERS if h + "(" in code]
 

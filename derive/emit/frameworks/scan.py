@@ -13,6 +13,10 @@ the loop or after it; the loop is one step, ``body(carry, sequences) -> (carry, 
   (``dh_next``, from zeros), what it reaches at t = 0 is the initial state's gradient.
 
 In a step, a node's value at step t is its bare name (``z``), a state's at t - 1 is ``z_prev``.
+
+Truncated BPTT (``Run``) replaces the backward pass with the NumPy schedule's run for J_s
+(``truncated``: t = s, ..., max(1, s - K + 1)), here for every s at once: step k of the runs is at
+t = s - k on the rows of every J_s, K steps of T B rows in place of T K steps of B rows.
 Nothing here is one framework's: the printer spells the few calls that differ from a
 ``Framework`` record, and each target's template lays the lines out.
 """
@@ -24,7 +28,8 @@ from dataclasses import dataclass, replace
 import sympy as sp
 
 from derive.derivation.pipeline import Derivation
-from derive.emit.numpy.schedule import LOOP, POST, PRE, Schedule, Statement, backward, forward
+from derive.emit.numpy.fast import _paren, _summed
+from derive.emit.numpy.schedule import LOOP, POST, PRE, Schedule, Statement, Truncated, backward, forward, truncated
 from derive.emit.printing import BatchedPrinter, Io
 from derive.ir import naming
 from derive.ir.cell import Cell
@@ -40,6 +45,8 @@ from derive.ir.exprs import (
 )
 
 ROWS, STEP, LAST = "rows", "step", "last"  # every step at once, one step in the loop, step T alone
+LIVE = "_live"  # lengths: the (T * B,) rows where J_t is a loss, or None
+KEEP = "_keep"  # lengths: the rows a gradient's direct share sums (those where J_t is a loss), or all
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,7 @@ class Framework:
     """What a target spells its own way: its name (the key of each op record's spelling)."""
 
     name: str  # "torch" or "jax"
+    lengths: bool = False  # whether its module takes lengths= (variable-length batches): the PyTorch one
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,8 @@ class ScanPrinter(BatchedPrinter):
     def __init__(self, framework: Framework, io: Io, context: str) -> None:
         super().__init__(io=io)
         self.framework, self.context = framework, context
+        if framework.lengths and context == ROWS:  # with lengths, a loss sums the rows _live (None: all)
+            self.LIVE = LIVE
 
     def _name(self, base: str, lag: int) -> str:
         if self.context == STEP:
@@ -116,21 +126,21 @@ class ScanPrinter(BatchedPrinter):
         target = labels if labels is not None else self._print(expr.target)
         if isinstance(expr, SoftmaxCrossEntropy):
             name = "_softmax_cross_entropy_at" if labels is not None else "_softmax_cross_entropy"
-            return f"{name}({self._print(expr.logits)}, {target})"
+            return f"{name}({self._print(expr.logits)}, {target}{self._live()})"
         name = "_cross_entropy_at" if labels is not None else "_cross_entropy"
-        return f"{name}({self._print(expr.p)}, {target})"
+        return f"{name}({self._print(expr.p)}, {target}{self._live()})"
 
     def _print_SquaredError(self, expr: SquaredError) -> str:
-        return f"_squared_error({self._print(expr.y)}, {self._print(expr.target)})"
+        return f"_squared_error({self._print(expr.y)}, {self._print(expr.target)}{self._live()})"
 
     def _print_BinaryCrossEntropy(self, expr: BinaryCrossEntropy) -> str:
-        return f"_binary_cross_entropy({self._print(expr.p)}, {self._print(expr.target)})"
+        return f"_binary_cross_entropy({self._print(expr.p)}, {self._print(expr.target)}{self._live()})"
 
     def _print_SigmoidBinaryCrossEntropy(self, expr: SigmoidBinaryCrossEntropy) -> str:
-        return f"_sigmoid_binary_cross_entropy({self._print(expr.logits)}, {self._print(expr.target)})"
+        return f"_sigmoid_binary_cross_entropy({self._print(expr.logits)}, {self._print(expr.target)}{self._live()})"
 
     def _print_Sum(self, expr: Sum) -> str:
-        return f"_total({self._print(expr.arg)})"
+        return f"_total({self._print(expr.arg)}{self._live()})"
 
     def _print_Softmax(self, expr: Softmax) -> str:
         return f"_softmax({self._print(expr.arg)})"
@@ -156,6 +166,17 @@ class Loop:
     sequences: tuple[tuple[str, str], ...]  # (the step's name, the (T, B, n) array it is a step of)
     body: tuple[Line, ...]
     outputs: tuple[tuple[str, str], ...]  # (the step's name, the rows it is stacked into after the loop)
+    masked: Masked | None = None  # lengths: what the step does with them (None: the target takes none)
+
+
+@dataclass(frozen=True)
+class Masked:
+    """What a loop's step does with lengths: the (T, B, 1) mask it reads by step (None without lengths),
+    and the lines it runs at the end of the step where there is one."""
+
+    mask: str  # the step's name: _live_t (forward), _first_t (backward)
+    steps: str  # the mask by step: lengths.live, lengths.first
+    lines: tuple[Line, ...]
 
 
 @dataclass(frozen=True)
@@ -163,6 +184,7 @@ class Pass:
     pre: tuple[Line, ...]
     loop: Loop
     post: tuple[Line, ...]
+    masked: tuple[Line, ...] = ()  # lengths: what runs after ``pre`` where they are given
 
 
 def _symbol_names(expr: sp.Basic) -> set[str]:
@@ -210,6 +232,8 @@ def _all_steps_line(s: Statement, framework: Framework, io: Io, loss: str, is_de
     if naming.split(s.target.name)[0] == loss:
         return Line(f"loss = {code}", s.comment)
     if _is_total(s):
+        if s.direct and not s.last_step and framework.lengths:  # J_t's own share: the rows where J_t is a loss
+            code = " + ".join(printer.kept(KEEP).doprint(term) for term in s.terms)
         bias = s.target.shape[1] == 1
         if bias:
             code = f"{code if code.isidentifier() else f'({code})'}.sum(axis=0)"
@@ -305,6 +329,7 @@ class Scans:
     saved: tuple[str, ...]  # the rows the forward pass leaves for the backward: h_rows, h_rows_prev, x_rows
     previous: tuple[tuple[str, str, str], ...]  # (h_rows_prev, h_rows, h0) of each state read at t - 1 after its loop
     initial_grads: tuple[tuple[str, str], ...]  # (h0's gradient name in the grads, the carry that holds it)
+    run: Run | None = None  # truncated BPTT's backward, in the backward pass's place
 
 
 def plan(derivation: Derivation) -> Schedule:
@@ -320,7 +345,9 @@ def scans(derivation: Derivation, framework: Framework) -> Scans:
     cell = derivation.cell
     io = io_of(cell)
     fw, bw = plan(derivation).forward, plan(derivation).backward
-    bw_all = (*bw.statements, *bw.carries)
+    run = truncated(derivation.program) if derivation.truncate else None
+    # what the backward reads of the forward: the hoisted passes', or the truncated run's
+    bw_all = (*run.statements, *run.carries) if run is not None else (*bw.statements, *bw.carries)
     states = {s.name: s for s in cell.states}
     initial = {s.name: naming.initial_arg(s.name) for s in cell.declared_states}  # delays start at zeros
     forward_carries = tuple(
@@ -340,25 +367,34 @@ def scans(derivation: Derivation, framework: Framework) -> Scans:
         for b in states
         if b in _bases_read((*fw.post, *bw_all), lag=1)
     )
+    if framework.lengths:
+        seeded = (
+            rows_name(naming.split(s.target.name)[0]) for s in bw.statements if s.phase == PRE and not _unstepped(s)
+        )
+        forward_pass, backward_pass = _held(forward_pass), _cut(backward_pass, initial, tuple(dict.fromkeys(seeded)))
     return Scans(
         forward_pass,
         backward_pass,
         _saved(cell, io, bw_all),
         previous,
         tuple((initial[s.name], naming.carried_local(s.name)) for s in cell.declared_states),
+        None if run is None else _run(derivation, framework, io, run),
     )
+
+
+def _forward_reads(cell: Cell, statements: tuple[Statement, ...]) -> list[tuple[str, int]]:
+    """(base, lag) of each forward value (a node, an input, a target) the statements read, in order."""
+    forward_names = {*cell.nodes, *(v.name for v in (*cell.inputs, *cell.targets))}
+    reads = [_step_parts(name) for s in statements for name in sorted(s.reads)]
+    return list(dict.fromkeys(p for p in reads if p is not None and p[0] in forward_names))
 
 
 def _saved(cell: Cell, io: Io, statements: tuple[Statement, ...]) -> tuple[str, ...]:
     """The rows of the forward pass's values (and of the inputs and targets) the backward pass reads."""
-    forward_names = {*cell.nodes, *(v.name for v in (*cell.inputs, *cell.targets))}
-    saved = []
-    for s in statements:
-        for name in sorted(s.reads):
-            parts = _step_parts(name)
-            if parts is not None and parts[0] in forward_names:
-                base, lag = parts
-                saved.append(naming.code_base(base) if base in io.last else rows_name(base, lag))
+    saved = [
+        naming.code_base(base) if base in io.last else rows_name(base, lag)
+        for base, lag in _forward_reads(cell, statements)
+    ]
     return tuple(dict.fromkeys(saved))
 
 
@@ -387,3 +423,133 @@ def _pass(
 
 def _is_delta(s: Statement, deltas: frozenset[str] | set[str]) -> bool:
     return naming.code_base(naming.split(s.target.name)[0]) in deltas
+
+
+# ---- truncated BPTT ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Run:
+    """Truncated BPTT's backward: the NumPy schedule's run for one loss J_s (``truncated``), t = s, ...,
+    max(1, s - K + 1), here for every s at once, one step back at a time: step k of the runs is at
+    t = s - k on the rows of every J_s (those of steps 1..T, or of step T alone for a many-to-one loss).
+    ``_own`` is whether k = 0, where J_s adds its own share; the module's driver masks the rows of
+    the runs that are past step 1 and collects what reaches step 0."""
+
+    values: tuple[tuple[str, str], ...]  # (the step's name, the forward rows it is at t = s - k of)
+    shares: tuple[Carry, ...]  # each state's share of dJ_s/ds_{t-1}, carried from t to t - 1, from zeros
+    grads: tuple[Carry, ...]  # each parameter's gradient, summed over every run and step, from zeros
+    deltas: tuple[Line, ...]  # first the deltas at t
+    delta_names: tuple[str, ...]
+    rest: tuple[Line, ...]  # then the gradient shares and the states' shares
+    lengths: bool = False  # whether J_s's own deltas are zeroed where J_s is no loss (``_alive``)
+
+    @property
+    def body(self) -> tuple[Line, ...]:
+        return (*self.deltas, *self.rest)
+
+    @property
+    def keeps(self) -> bool:
+        """Whether a direct share sums the rows ``_keep``."""
+        return any(f"[{KEEP}]" in line.code for line in self.rest)
+
+
+def _run_line(s: Statement, printer: ScanPrinter, rows: str, keep: bool) -> Line:
+    """One statement of the runs' step (``_truncated_line`` of the NumPy module, with ``_own`` for
+    ``t == loss_t``): J_s's own share at k = 0 only, and below it ``below``, zeros where that is ();
+    with ``keep``, a direct share sums the rows ``_keep`` (with lengths, where J_s is a loss)."""
+    target = printer.doprint(s.target)
+    bias = _is_total(s) and s.target.shape[1] == 1
+    own = printer.kept(KEEP) if s.direct and keep else printer
+    code = _summed(" + ".join(own.doprint(term) for term in s.terms), bias)
+    if s.below is not None:
+        if s.below:
+            other = _paren(_summed(" + ".join(printer.doprint(term) for term in s.below), bias))
+        else:  # J_s reaches no such delta (zeros) or gradient below step s
+            other = "0" if _is_total(s) else f'_zeros(({rows}, sizes["{s.target.shape[0]}"]), dtype, device)'
+        code = f"{_paren(code)} if _own else {other}"
+    if s.op == "+=":
+        return Line(f"{target} = {target} + {_paren(code)}", s.comment)
+    return Line(f"{target} = {code}", s.comment)
+
+
+def _run(derivation: Derivation, framework: Framework, io: Io, run: Truncated) -> Run:
+    """The runs' step from the schedule's ``truncated`` records: what it reads of the forward pass, its
+    carries, and its lines (the deltas and gradient shares, then the states' shares)."""
+    cell = derivation.cell
+    statements = (*run.statements, *run.carries)
+    printer = ScanPrinter(framework, io, STEP)
+    rows = "B" if cell.loss_mode == "last" else "T * B"
+    values = tuple(
+        (printer._name(base, lag), rows_name(base, lag))
+        for base, lag in _forward_reads(cell, statements)
+        if base not in io.last  # a many-to-one target: (B, n), read as it is
+    )
+    shares = tuple(
+        Carry(share, share, f'_zeros(({rows}, sizes["n_{s.dim}"]), dtype, device)')
+        for s in cell.states
+        for share in [naming.carried_local(s.name)]
+    )
+    grads = tuple(
+        Carry(grad, grad, f"_zeros({naming.code_base(p.name)}.shape, dtype, device)")
+        for p in cell.params
+        for grad in [naming.grad_local(p.name)]
+    )
+    body = tuple(_run_line(s, printer, rows, framework.lengths) for s in run.statements)
+    body += tuple(line for s in run.carries for line in _assign_lines(s, printer, printer.doprint(s.target)))
+    count = len(derivation.program.assigns)  # ``truncated`` puts the deltas first
+    names = tuple(dict.fromkeys(printer.doprint(s.target) for s in run.statements[:count]))
+    return Run(values, shares, grads, body[:count], names, body[count:], framework.lengths)
+
+
+# ---- lengths (the PyTorch target) -------------------------------------------------------
+
+
+def _unstepped(s: Statement) -> bool:
+    """A total (a gradient) or a value at step T alone: no rows by step."""
+    return s.last_step or _is_total(s)
+
+
+def _held(p: Pass) -> Pass:
+    """The forward pass with lengths: before its first step, a sequence holds its states (the initial
+    ones: the steps before a sequence's first are its first ones); its losses sum the rows ``_live``."""
+    hold = tuple(
+        Line(f"{c.after} = _where(_live_t, {c.after}, {c.inside})", "lengths: held before the sequence's first step")
+        for c in p.loop.carries
+    )
+    live = Line(f"{LIVE} = None if lengths is None else lengths.rows", "lengths: the rows where J_t is a loss")
+    return replace(p, loop=replace(p.loop, masked=Masked("_live_t", "lengths.live", hold)), post=(live, *p.post))
+
+
+def _cut(p: Pass, initial: dict[str, str], seeded: tuple[str, ...]) -> Pass:
+    """The backward pass with lengths: the steps before a sequence's first are no loss and send nothing
+    back (their rows of what runs before the loop, zeros); at its first step, what its states' shares
+    carry to the step before is its initial states' gradient (``dh0_acc``), and nothing goes further."""
+    zero = tuple(
+        Line(f"{r} = _where(lengths.rows[:, None], {r}, 0)", "lengths: no loss before a sequence's first step")
+        for r in seeded
+    )
+    accs = tuple(
+        Carry(f"d{arg}_acc", f"d{arg}_acc", _zeros_of(naming.carried_local(state), p.loop.carries))
+        for state, arg in initial.items()
+    )
+    got = tuple(
+        Line(f"d{arg}_acc = d{arg}_acc + _where(_first_t, {naming.carried_local(state)}, 0)", f"their dJ/d{arg}")
+        for state, arg in initial.items()
+    )
+    stop = tuple(Line(f"{c.inside} = _where(_first_t, 0, {c.inside})", "nothing further down") for c in p.loop.carries)
+    masked = Masked("_first_t", "lengths.first", got + stop)
+    total = tuple(
+        Line(f"{naming.carried_local(state)} = {naming.carried_local(state)} + d{arg}_acc", f"lengths: dJ/d{arg}")
+        for state, arg in initial.items()
+    )
+    keep = (
+        Line(f"{KEEP} = slice(None) if lengths is None else lengths.rows", "lengths: the rows where J_t is a loss"),
+    )
+    post = (*total, *(keep if any(f"[{KEEP}]" in line.code for line in p.post) else ()), *p.post)
+    loop = replace(p.loop, carries=(*p.loop.carries, *accs), masked=masked)
+    return replace(p, loop=loop, post=post, masked=zero)
+
+
+def _zeros_of(share: str, carries: tuple[Carry, ...]) -> str:
+    return next(c.initial for c in carries if c.inside == share)
