@@ -22,6 +22,10 @@ One step of the cell (column vectors; J = sum_t J_t, the total over time and bat
   returns the loss through ``Loss``.
 - ``autograd_loss``: the same forward with no derived backward, for PyTorch's autograd to
   differentiate op by op (the yardstick the derived backward is checked against).
+- ``lengths`` (each of them, after the initial states): a batch of sequences of lengths L_b in 1..T
+  (one integer unbatched), sequence b being steps 1..L_b of xs[:, b] and the rest padding, never
+  read; the NumPy module's semantics: each sequence's loss over its own steps, its initial states'
+  gradients at its own first step.
 
 Shapes: ``xs`` (T, n_x) or (T, B, n_x);
 ``labels`` (T,) or (T, B) of ints in [0, n_y);
@@ -84,21 +88,34 @@ def _zeros(shape, dtype, device):
     return torch.zeros(shape, dtype=dtype, device=device)
 
 
-def _previous(rows, initial):
-    """The rows of steps 0..T-1 from those of steps 1..T and step 0's (B, n)."""
+def _where(mask, a, b):
+    return torch.where(mask, a, b)
+
+
+def _previous(rows, initial, lengths=None):
+    """The rows of steps 0..T-1 from those of steps 1..T and step 0's (B, n); with lengths, each
+    sequence's state is its initial one before its first step (they are the batch's first steps)."""
+    if lengths is not None:
+        rows = torch.where(lengths.rows[:, None], rows, initial.repeat(rows.shape[0] // initial.shape[0], 1))
     return torch.cat((initial, rows[: rows.shape[0] - initial.shape[0]]))
 
 
 def _scan(step, carry, sequences, T, reverse=False):
     """``jax.lax.scan`` in PyTorch: ``carry, y_t = step(carry, (s[t] for s in sequences))`` for t in
-    0..T-1 (backwards with ``reverse``); the y_t stacked, in the order of t."""
+    0..T-1 (backwards with ``reverse``; a sequence None is None at every t); the y_t stacked, in the
+    order of t."""
     ys = []
     for t in range(T - 1, -1, -1) if reverse else range(T):
-        carry, y = step(carry, tuple(s[t] for s in sequences))
+        carry, y = step(carry, tuple(None if s is None else s[t] for s in sequences))
         ys.append(y)
     if reverse:
         ys.reverse()
     return carry, tuple(torch.stack(column) for column in zip(*ys))
+
+
+def _kept(v, live):
+    """The rows of ``v`` where ``live`` (zeros elsewhere); all of them where it is None."""
+    return v if live is None else torch.where(live[:, None], v, 0)
 
 
 def _softmax(y):
@@ -110,19 +127,19 @@ def _onehot(label, n, dtype):
     return torch.nn.functional.one_hot(label, n).to(dtype)
 
 
-def _softmax_cross_entropy_at(y, label):
-    """-sum over the rows of log softmax(y) at each row's class ``label``, from the logits."""
-    return -torch.log_softmax(y, dim=-1).gather(-1, label[:, None]).sum()
+def _softmax_cross_entropy_at(y, label, live=None):
+    """-sum over the rows (those ``live``, where given) of log softmax(y) at each row's class ``label``, from the logits."""
+    return -_kept(torch.log_softmax(y, dim=-1).gather(-1, label[:, None]), live).sum()
 
 
-def _cross_entropy_at(p, label):
-    """-sum over the rows of log p at each row's class ``label``."""
-    return -torch.log(p.gather(-1, label[:, None])).sum()
+def _cross_entropy_at(p, label, live=None):
+    """-sum over the rows (those ``live``, where given) of log p at each row's class ``label``."""
+    return -_kept(torch.log(p.gather(-1, label[:, None])), live).sum()
 
 
 
 
-def _forward(weights, x_rows, label_rows, h0):
+def _forward(weights, x_rows, label_rows, h0, lengths=None):
     """The loss, and what the backward pass reads (the rows of each value by step: h_rows holds h_1..h_T,
     h_rows_prev h_0..h_{T-1})."""
     (W_r, U_r, b_r, W_u, U_u, b_u, W_n, U_n, b_n, W_y, b_y) = weights
@@ -136,7 +153,7 @@ def _forward(weights, x_rows, label_rows, h0):
     # the recurrence: one step at a time
     def _forward_step(_carry, _seq):
         (h_prev,) = _carry
-        (r, u, n) = _seq
+        (r, u, n, _live_t) = _seq
         r = r + h_prev @ U_r.T  # r_t = sigmoid(W_r x_t + U_r h_{t-1} + b_r): with the state's terms
         r = torch.sigmoid(r)  # r_t = sigmoid(W_r x_t + U_r h_{t-1} + b_r): the activation
         u = u + h_prev @ U_u.T  # u_t = sigmoid(W_u x_t + U_u h_{t-1} + b_u): with the state's terms
@@ -144,19 +161,22 @@ def _forward(weights, x_rows, label_rows, h0):
         n = n + (r * h_prev) @ U_n.T  # n_t = tanh(W_n x_t + U_n r_t ⊙ h_{t-1} + b_n): with the state's terms
         n = torch.tanh(n)  # n_t = tanh(W_n x_t + U_n r_t ⊙ h_{t-1} + b_n): the activation
         h = u * h_prev + (1 - u) * n  # h_t = u_t ⊙ h_{t-1} + (1 - u_t) ⊙ n_t
+        if _live_t is not None:  # lengths: a sequence that starts after step t holds its initial states until then
+            h = _where(_live_t, h, h_prev)  # lengths: held before the sequence's first step
         return (h,), (r, u, n, h)
 
-    _, _ys = _scan(_forward_step, (h0,), (r_rows.reshape(T, B, -1), u_rows.reshape(T, B, -1), n_rows.reshape(T, B, -1)), T)
+    _, _ys = _scan(_forward_step, (h0,), (r_rows.reshape(T, B, -1), u_rows.reshape(T, B, -1), n_rows.reshape(T, B, -1), None if lengths is None else lengths.live), T)
     (r_rows, u_rows, n_rows, h_rows) = (_y.reshape(T * B, -1) for _y in _ys)
 
-    h_rows_prev = _previous(h_rows, h0)
+    h_rows_prev = _previous(h_rows, h0, lengths)
     # the outputs and the loss, for every step at once
+    _live = None if lengths is None else lengths.rows  # lengths: the rows where J_t is a loss
     y_rows = h_rows @ W_y.T + b_y  # y_t = W_y h_t + b_y
-    loss = _softmax_cross_entropy_at(y_rows, label_rows)  # J_t = cross_entropy(softmax(y_t), label_t)
+    loss = _softmax_cross_entropy_at(y_rows, label_rows, live=_live)  # J_t = cross_entropy(softmax(y_t), label_t)
     return loss, (h0, x_rows, label_rows, y_rows, u_rows, h_rows_prev, n_rows, r_rows, h_rows)
 
 
-def _backward(weights, saved):
+def _backward(weights, saved, lengths=None):
     """The gradients of the loss by BPTT, in PARAMS order, then those of the initial states."""
     (W_r, U_r, b_r, W_u, U_u, b_u, W_n, U_n, b_n, W_y, b_y) = weights
     (h0, x_rows, label_rows, y_rows, u_rows, h_rows_prev, n_rows, r_rows, h_rows) = saved
@@ -170,11 +190,18 @@ def _backward(weights, saved):
     dn_dpre_rows = 1 - n_rows**2  # the slope of n's activation: 1 - n_t^2
     du_dpre_rows = u_rows * (1 - u_rows)  # the slope of u's activation: u_t ⊙ (1 - u_t)
     dr_dpre_rows = r_rows * (1 - r_rows)  # the slope of r's activation: r_t ⊙ (1 - r_t)
+    if lengths is not None:  # lengths: the steps before a sequence's first are no loss and send nothing back
+        dy_rows = _where(lengths.rows[:, None], dy_rows, 0)  # lengths: no loss before a sequence's first step
+        dh_rows = _where(lengths.rows[:, None], dh_rows, 0)  # lengths: no loss before a sequence's first step
+        dh_dn_rows = _where(lengths.rows[:, None], dh_dn_rows, 0)  # lengths: no loss before a sequence's first step
+        dn_dpre_rows = _where(lengths.rows[:, None], dn_dpre_rows, 0)  # lengths: no loss before a sequence's first step
+        du_dpre_rows = _where(lengths.rows[:, None], du_dpre_rows, 0)  # lengths: no loss before a sequence's first step
+        dr_dpre_rows = _where(lengths.rows[:, None], dr_dpre_rows, 0)  # lengths: no loss before a sequence's first step
     # the recurrence, backwards: each state's share carried from t + 1 to t; what reaches t = 0 is
     # the initial states' gradient
     def _backward_step(_carry, _seq):
-        (dh_next,) = _carry
-        (dh, dh_dn, h_prev, n, dn_dpre, du_dpre, dr_dpre, r, u) = _seq
+        (dh_next, dh0_acc) = _carry
+        (dh, dh_dn, h_prev, n, dn_dpre, du_dpre, dr_dpre, r, u, _first_t) = _seq
         dh = dh + dh_next  # dJ/dh_t = W_y^T dJ/dy_t + u_{t+1} ⊙ dJ/dh_{t+1} + diag(r_{t+1}) U_n^T diag(1 - n_{t+1}^2) dJ/dn_{t+1} + U_u^T diag(u_{t+1} ⊙ (1 - u_{t+1})) dJ/du_{t+1} + U_r^T diag(r_{t+1} ⊙ (1 - r_{t+1})) dJ/dr_{t+1}: the carried share
         dn = dh_dn * dh  # dJ/dn_t = (1 - u_t) ⊙ dJ/dh_t
         du = h_prev * dh - n * dh  # dJ/du_t = (diag(h_{t-1}) - diag(n_t)) dJ/dh_t
@@ -183,12 +210,16 @@ def _backward(weights, saved):
         du_pre = du_dpre * du  # the delta at the argument of u's activation: u_t ⊙ (1 - u_t) ⊙ dJ/du_t
         dr_pre = dr_dpre * dr  # the delta at the argument of r's activation: r_t ⊙ (1 - r_t) ⊙ dJ/dr_t
         dh_next = u * dh + r * (dn_pre @ U_n) + du_pre @ U_u + dr_pre @ U_r  # share of dJ/dh_{t-1}: u_t ⊙ dJ/dh_t + diag(r_t) U_n^T diag(1 - n_t^2) dJ/dn_t + U_u^T diag(u_t ⊙ (1 - u_t)) dJ/du_t + U_r^T diag(r_t ⊙ (1 - r_t)) dJ/dr_t
-        return (dh_next,), (dn_pre, du_pre, dr_pre)
+        if _first_t is not None:  # lengths: step t is the first of these sequences, so what reaches step t - 1 is their initial states' gradient
+            dh0_acc = dh0_acc + _where(_first_t, dh_next, 0)  # their dJ/dh0
+            dh_next = _where(_first_t, 0, dh_next)  # nothing further down
+        return (dh_next, dh0_acc), (dn_pre, du_pre, dr_pre)
 
-    (dh_next,), _ys = _scan(_backward_step, (_zeros((B, sizes["n_h"]), dtype, device),), (dh_rows.reshape(T, B, -1), dh_dn_rows.reshape(T, B, -1), h_rows_prev.reshape(T, B, -1), n_rows.reshape(T, B, -1), dn_dpre_rows.reshape(T, B, -1), du_dpre_rows.reshape(T, B, -1), dr_dpre_rows.reshape(T, B, -1), r_rows.reshape(T, B, -1), u_rows.reshape(T, B, -1)), T, reverse=True)
+    (dh_next, dh0_acc), _ys = _scan(_backward_step, (_zeros((B, sizes["n_h"]), dtype, device), _zeros((B, sizes["n_h"]), dtype, device)), (dh_rows.reshape(T, B, -1), dh_dn_rows.reshape(T, B, -1), h_rows_prev.reshape(T, B, -1), n_rows.reshape(T, B, -1), dn_dpre_rows.reshape(T, B, -1), du_dpre_rows.reshape(T, B, -1), dr_dpre_rows.reshape(T, B, -1), r_rows.reshape(T, B, -1), u_rows.reshape(T, B, -1), None if lengths is None else lengths.first), T, reverse=True)
     (dn_pre_rows, du_pre_rows, dr_pre_rows) = (_y.reshape(T * B, -1) for _y in _ys)
 
     # the gradients, each one product over every step
+    dh_next = dh_next + dh0_acc  # lengths: dJ/dh0
     dW_r = dr_pre_rows.T @ x_rows  # dJ/dW_r = sum over t of diag(r_t ⊙ (1 - r_t)) dJ/dr_t x_t^T
     dU_r = dr_pre_rows.T @ h_rows_prev  # dJ/dU_r = sum over t of diag(r_t ⊙ (1 - r_t)) dJ/dr_t h_{t-1}^T
     db_r = dr_pre_rows.sum(axis=0)  # dJ/db_r = sum over t of r_t ⊙ (1 - r_t) ⊙ dJ/dr_t
@@ -211,9 +242,59 @@ def _tensor(value, name, dtype=None, device=None):
         raise ValueError(f"{name}: expected a tensor of numbers ({e})") from None
 
 
-def _prepare(params, xs, labels, h0):
+class _Lengths:
+    """A batch of sequences of lengths L_b in 1..T as the module runs it (the NumPy module's _Lengths):
+    each moved to end at step T, so that sequence b's steps 1..L_b are the batch's steps T - L_b + 1..T,
+    and a many-to-one loss is at step T for every sequence.  The steps before a sequence's first read
+    that first step's inputs and targets (``align``: never the padding), hold its initial states
+    (``live``), add no loss (``rows``) and send nothing back: what reaches the step before its first
+    is its initial states' gradient (``first``, ``before``)."""
+
+    def __init__(self, lengths, T, B):
+        self.before = T - lengths  # (B,): the batch's steps before each sequence's first
+        step = torch.arange(T, device=lengths.device)[:, None]  # index t - 1 holds step t
+        live = step >= self.before  # (T, B): whether step t is one of sequence b's
+        # where step t of the batch is in the caller's arrays
+        self.source = torch.clamp(step - self.before, min=0), torch.arange(B, device=lengths.device)
+        self.live = live[:, :, None]  # (T, B, 1): by step, for the forward loop
+        self.rows = live.reshape(T * B)  # by row of the (T * B, n) rows
+        self.first = (step == self.before)[:, :, None]  # (T, B, 1): whether step t is sequence b's first
+
+    def align(self, value):
+        """``value`` (T, B, ...) by step, each sequence moved to end at step T: a new tensor."""
+        return value[self.source]
+
+
+def _check_lengths(lengths, T, B, batched, device):
+    """``lengths`` as a _Lengths: (B,) integers in 1..T, one integer (shape ()) for an unbatched call;
+    a ValueError naming the argument otherwise.  Checked on the host, as the NumPy module checks them."""
+    import numpy as np  # the NumPy module's checks and messages
+
+    try:
+        lengths = np.asarray(lengths.cpu() if isinstance(lengths, torch.Tensor) else lengths)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ValueError(f"lengths: expected an array of numbers ({e})") from None
+    if lengths.dtype.kind not in "biuf":  # bool, signed and unsigned integers, floats
+        raise ValueError(f"lengths: expected an array of real numbers, got dtype {lengths.dtype}")
+    shape = (B,) if batched else ()
+    if lengths.shape != shape:
+        raise ValueError(f"lengths: expected shape {shape} to match xs, got {lengths.shape}")
+    if lengths.dtype.kind not in "iu":
+        raise ValueError(f"lengths: expected integers, got dtype {lengths.dtype}")
+    if lengths.size and (lengths.min() < 1 or lengths.max() > T):
+        raise ValueError(f"lengths: expected values in [1, {T}] (T = {T}), got values in [{lengths.min()}, {lengths.max()}]")
+    return _Lengths(torch.as_tensor(lengths.reshape(B), dtype=torch.long, device=device), T, B) if B else None
+
+
+def _aligned(value, lengths):
+    """A (T, B, ...) input or target as the module reads it: as it is, or with ``lengths`` aligned."""
+    return value if lengths is None else lengths.align(value)
+
+
+def _prepare(params, xs, labels, h0, lengths=None):
     """Check every argument.  Return the parameters in PARAMS order, the inputs' and targets' rows
-    (step t at rows (t - 1) B..t B - 1), the initial states as (B, n), and whether the call is batched.
+    (step t at rows (t - 1) B..t B - 1), the initial states as (B, n), whether the call is batched, and
+    ``lengths`` as a _Lengths (None without), the inputs and targets aligned by it.
     Tensors keep their device; the floating dtype is that of the parameters and inputs together."""
     if not isinstance(params, dict):
         raise ValueError(f"params: expected a dict of tensors keyed by {PARAMS}, got {type(params).__name__}")
@@ -230,7 +311,7 @@ def _prepare(params, xs, labels, h0):
         for dim, n in zip(SHAPES[name], w.shape):
             if sizes.setdefault(dim, n) != n:
                 raise ValueError(f"params[{name!r}]: {dim} = {n} here but {sizes[dim]} in an earlier parameter")
-    inputs = [_tensor(xs, "xs", device=device) for name in INPUTS]
+    inputs = [_tensor(xs, "xs", device=device) for name in tuple(INPUTS)]  # a tuple: torch.compile iterates no dict
     x = inputs[0]
     if x.dim() not in (2, 3) or x.shape[0] < 1:
         raise ValueError(f"xs: expected shape (T, n) or (T, B, n) with T >= 1, got {tuple(x.shape)}")
@@ -248,7 +329,9 @@ def _prepare(params, xs, labels, h0):
     for (name, dim), v in zip(INPUTS.items(), inputs):
         if tuple(v.shape) != lead + (sizes[dim],):
             raise ValueError(f"xs{'' if len(INPUTS) == 1 else f'[{name!r}]'}: expected shape {lead + (sizes[dim],)}, got {tuple(v.shape)}")
-        rows.append(v.to(dtype).reshape(T * B, -1))
+    lengths = None if lengths is None else _check_lengths(lengths, T, B, batched, device)
+    for v in inputs:
+        rows.append(_aligned(v.to(dtype).reshape(T, B, -1), lengths).reshape(T * B, -1))
     steps = (T,)
     for name, (kind, dim) in TARGETS.items():
         label = "labels" if len(TARGETS) == 1 else f"labels[{name!r}]"
@@ -256,10 +339,12 @@ def _prepare(params, xs, labels, h0):
         want = steps + ((B,) if batched else ()) + (() if kind == "class" else (sizes[dim],))
         if tuple(value.shape) != want:
             raise ValueError(f"{label}: expected shape {want} to match xs, got {tuple(value.shape)}")
+        value = _aligned(value.reshape((T, B) + value.shape[len(lead) :]), lengths)  # with lengths, the padding is neither read nor checked
         if kind == "class":
             if value.numel() and (value.dtype.is_floating_point or value.dtype == torch.bool or value.is_complex()):
                 raise ValueError(f"{label}: expected integers, got dtype {value.dtype}")
-            if value.numel() and (value.min() < 0 or value.max() >= sizes[dim]):
+            # checked eagerly; under torch.compile the indexing's own bounds check stands in (no graph break)
+            if value.numel() and not torch.compiler.is_compiling() and (value.min() < 0 or value.max() >= sizes[dim]):
                 raise ValueError(f"{label}: expected class indices in [0, {sizes[dim]}), got values in [{int(value.min())}, {int(value.max())}]")
             rows.append(value.reshape(-1).long())
         else:
@@ -273,56 +358,60 @@ def _prepare(params, xs, labels, h0):
         if tuple(value.shape) != want:
             raise ValueError(f"{name}: expected shape {want}, got {tuple(value.shape)}")
         initial.append(value.to(dtype).reshape(B, sizes[dim]))
-    return weights, tuple(rows), tuple(initial), batched
+    return weights, tuple(rows), tuple(initial), batched, lengths
 
 
-_COUNTS = (len(INPUTS) + len(TARGETS), len(INITIAL))  # Loss's arguments: rows, initial states, then the weights
+_COUNTS = (len(INPUTS) + len(TARGETS), len(INITIAL), len(PARAMS))  # Loss's arguments: rows, initial states, weights
 
 
 class Loss(torch.autograd.Function):
     """J from the inputs' and targets' rows, the initial states and the parameters in PARAMS order, as
-    separate arguments; its backward is the derived BPTT.  The forward keeps only what that backward
-    reads."""
+    separate arguments, then optionally a _Lengths; its backward is the derived BPTT.  The forward keeps
+    only what that backward reads."""
 
     @staticmethod
     def forward(ctx, *args):
-        n_rows, n_initial = _COUNTS
-        rows, initial, weights = args[:n_rows], args[n_rows : n_rows + n_initial], args[n_rows + n_initial :]
-        loss, saved = _forward(weights, *rows, *initial)
+        n_rows, n_initial, n_weights = _COUNTS
+        rows, initial = args[:n_rows], args[n_rows : n_rows + n_initial]
+        weights, rest = args[n_rows + n_initial : n_rows + n_initial + n_weights], args[n_rows + n_initial + n_weights :]
+        lengths = rest[0] if rest else None
+        loss, saved = _forward(weights, *rows, *initial, lengths)
         ctx.save_for_backward(*weights, *saved)
-        ctx.count = len(weights)
+        ctx.count, ctx.lengths, ctx.extra = len(weights), lengths, len(rest)
         return loss
 
     @staticmethod
     def backward(ctx, g):
-        n_rows, _ = _COUNTS
+        n_rows, _, _ = _COUNTS
         if any(ctx.needs_input_grad[:n_rows]):
             raise RuntimeError("the derived backward has no gradient for the inputs or targets: detach them, or use autograd_loss")
         tensors = ctx.saved_tensors
-        grads = _backward(tensors[: ctx.count], tensors[ctx.count :])
+        grads = _backward(tensors[: ctx.count], tensors[ctx.count :], ctx.lengths)
         weight_grads, initial_grads = grads[: ctx.count], grads[ctx.count :]
-        return (None,) * n_rows + tuple(g * d for d in initial_grads) + tuple(g * d for d in weight_grads)
+        return (None,) * n_rows + tuple(g * d for d in initial_grads) + tuple(g * d for d in weight_grads) + (None,) * ctx.extra
 
 
-def loss(params, xs, labels, h0=None):
-    """J = sum_t J_t, summed over the batch: a 0-d tensor whose backward is the derived BPTT."""
-    weights, rows, initial, _ = _prepare(params, xs, labels, h0)
-    return Loss.apply(*rows, *initial, *weights)
+def loss(params, xs, labels, h0=None, lengths=None):
+    """J = sum_t J_t, summed over the batch (with ``lengths``, over each sequence's own steps): a 0-d tensor
+    whose backward is the derived BPTT."""
+    weights, rows, initial, _, lengths = _prepare(params, xs, labels, h0, lengths)
+    return Loss.apply(*rows, *initial, *weights, *(() if lengths is None else (lengths,)))
 
 
-def autograd_loss(params, xs, labels, h0=None):
+def autograd_loss(params, xs, labels, h0=None, lengths=None):
     """The same J by the same forward, with no derived backward: PyTorch's autograd records it op by op."""
-    weights, rows, initial, _ = _prepare(params, xs, labels, h0)
-    return _forward(weights, *rows, *initial)[0]
+    weights, rows, initial, _, lengths = _prepare(params, xs, labels, h0, lengths)
+    return _forward(weights, *rows, *initial, lengths)[0]
 
 
-def loss_and_gradients(params, xs, labels, h0=None):
+def loss_and_gradients(params, xs, labels, h0=None, lengths=None):
     """The loss and its gradients by the derived BPTT (no autograd): ``(loss, grads)``, tensors on the
-    inputs' device, in their floating dtype."""
+    inputs' device, in their floating dtype.  ``lengths`` (B,) (one integer unbatched): sequence b is
+    steps 1..L_b of xs[:, b], the rest padding, never read."""
     with torch.no_grad():
-        weights, rows, initial, batched = _prepare(params, xs, labels, h0)
-        value, saved = _forward(weights, *rows, *initial)
-        derived = _backward(weights, saved)
+        weights, rows, initial, batched, lengths = _prepare(params, xs, labels, h0, lengths)
+        value, saved = _forward(weights, *rows, *initial, lengths)
+        derived = _backward(weights, saved, lengths)
     grads = dict(zip(PARAMS, derived))
     for name, d in zip(INITIAL, derived[len(PARAMS) :]):
         grads[name] = d if batched else d[0]
@@ -338,5 +427,5 @@ class CellModel(torch.nn.Module):
         for name, value in init_params(n_x, n_h, n_y, seed=seed, dtype=dtype, device=device).items():
             setattr(self, name, torch.nn.Parameter(value))
 
-    def forward(self, xs, labels, h0=None):
-        return loss({name: getattr(self, name) for name in PARAMS}, xs, labels, h0)
+    def forward(self, xs, labels, h0=None, lengths=None):
+        return loss({name: getattr(self, name) for name in PARAMS}, xs, labels, h0, lengths)

@@ -571,7 +571,7 @@ class BatchedPrinter(_NumPyBase):
         if isinstance(expr, SoftmaxCrossEntropy):
             name = "_softmax_cross_entropy_at" if at else "_softmax_cross_entropy"
             return f"{name}({self._print(expr.logits)}{after}{into})"
-        return f"{'_cross_entropy_at' if at else '_cross_entropy'}({self._print(expr.p)}{after})"
+        return f"{'_cross_entropy_at' if at else '_cross_entropy'}({self._print(expr.p)}{after}{self._live()})"
 
     def _print(self, expr: sp.Basic, **kwargs: object) -> str:
         code = super()._print(expr, **kwargs)

@@ -85,8 +85,6 @@ def _uses(plan: Scans) -> list[str]:
 def module_context(derivation: Derivation, framework: Framework, command: str) -> dict[str, Any]:
     """Everything a framework module's template places, already printed."""
     cell = derivation.cell
-    if derivation.truncate is not None:
-        raise NotImplementedError(f"truncated BPTT (--truncate) for the {framework.name} target")
     plan = scans(derivation, framework)
     return {
         "framework": framework.name,

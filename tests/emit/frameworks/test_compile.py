@@ -51,12 +51,12 @@ def _assert_same(got, want):
 
 
 def test_compiled_model_equals_eager(lstm):
-    """The user's path: ``torch.compile(model)``.  (The argument checks before the Function break
-    the graph; the Function is compiled on its own.)"""
+    """The user's path: ``torch.compile(model)``, as one graph (``fullgraph``: the argument checks
+    break none), the derived backward inside it."""
     torch._dynamo.reset()
     model = lstm.CellModel(N_X, N_H, N_Y, seed=0, dtype=torch.float64)
     eager = _loss_and_grads(model, model)
-    _assert_same(_loss_and_grads(model, torch.compile(model)), eager)
+    _assert_same(_loss_and_grads(model, torch.compile(model, fullgraph=True)), eager)
 
 
 def test_function_compiles_as_one_graph(lstm):

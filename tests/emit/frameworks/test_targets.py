@@ -183,12 +183,16 @@ def test_a_missing_framework_is_one_line(bptt, tmp_path, monkeypatch):
     assert not list(tmp_path.iterdir())
 
 
-def test_truncation_is_refused_for_a_target_until_it_is_derived(bptt, tmp_path):
+def test_a_truncated_target_is_checked_against_the_numpy_modules_truncation(bptt, tmp_path):
+    """Autograd of the forward is the full gradient, so a truncated module is held to the NumPy module's
+    truncated run (itself checked against SymPy) and to its own contract, not to autograd."""
     _framework("torch")
-    result = bptt("emit", "rnn", "--target", "torch", "--truncate", "2", "--out", tmp_path)
-    assert result.code == 2
-    assert "not supported yet: truncated BPTT (--truncate) for the torch target" in result.err
-    assert not list(tmp_path.iterdir())
+    result = bptt("verify", "rnn", "--target", "torch", "--truncate", "2", "--steps", "4")
+    assert result.code == 0, result.err
+    names = {line.split("  T = ")[0].strip() for line in result.lines if "  T = " in line}
+    assert names == {"equal to the NumPy module", "its sequences one at a time", "its float64 self in float32"}
+    assert bptt("emit", "rnn", "--target", "torch", "--truncate", "2", "--out", tmp_path).code == 0
+    assert (tmp_path / "rnn_T3_K2_torch.py").read_text(encoding="utf-8").count("TRUNCATE = 2") == 1
 
 
 def test_verify_target_prints_every_check(bptt):
