@@ -81,6 +81,11 @@ def _previous(rows, initial):
     return jnp.concatenate((initial, rows[: rows.shape[0] - initial.shape[0]]))
 
 
+def _concat(arrays, axis=0):
+    """The arrays side by side along ``axis``: stacked matrices (axis 0), inner deltas (axis -1)."""
+    return jnp.concatenate(arrays, axis=axis)
+
+
 def _scan(step, carry, sequences, T, reverse=False):
     return jax.lax.scan(step, carry, sequences, length=T, reverse=reverse)
 

@@ -89,6 +89,11 @@ def _previous(rows, initial):
     return jnp.concatenate((initial, rows[: rows.shape[0] - initial.shape[0]]))
 
 
+def _concat(arrays, axis=0):
+    """The arrays side by side along ``axis``: stacked matrices (axis 0), inner deltas (axis -1)."""
+    return jnp.concatenate(arrays, axis=axis)
+
+
 def _scan(step, carry, sequences, T, reverse=False):
     return jax.lax.scan(step, carry, sequences, length=T, reverse=reverse)
 
@@ -126,12 +131,14 @@ def _forward(weights, x_rows, label_rows, h0):
     u_rows = x_rows @ W_u.T + b_u  # u_t = sigmoid(W_u x_t + U_u h_{t-1} + b_u): the terms without the state
     n_rows = x_rows @ W_n.T + b_n  # n_t = tanh(W_n x_t + U_n r_t ⊙ h_{t-1} + b_n): the terms without the state
     # the recurrence: one step at a time
+    W_stack1 = _concat((U_r, U_u))  # the gates' matrices, stacked
     def _forward_step(_carry, _seq):
         (h_prev,) = _carry
         (r, u, n) = _seq
-        r = r + h_prev @ U_r.T  # r_t = sigmoid(W_r x_t + U_r h_{t-1} + b_r): with the state's terms
+        _stack1 = h_prev @ W_stack1.T  # r, u: one product with h_prev
+        r = r + _stack1[:, :sizes["n_h"]]  # r_t = sigmoid(W_r x_t + U_r h_{t-1} + b_r): with the state's terms
         r = jax.nn.sigmoid(r)  # r_t = sigmoid(W_r x_t + U_r h_{t-1} + b_r): the activation
-        u = u + h_prev @ U_u.T  # u_t = sigmoid(W_u x_t + U_u h_{t-1} + b_u): with the state's terms
+        u = u + _stack1[:, sizes["n_h"]:2 * sizes["n_h"]]  # u_t = sigmoid(W_u x_t + U_u h_{t-1} + b_u): with the state's terms
         u = jax.nn.sigmoid(u)  # u_t = sigmoid(W_u x_t + U_u h_{t-1} + b_u): the activation
         n = n + (r * h_prev) @ U_n.T  # n_t = tanh(W_n x_t + U_n r_t ⊙ h_{t-1} + b_n): with the state's terms
         n = jnp.tanh(n)  # n_t = tanh(W_n x_t + U_n r_t ⊙ h_{t-1} + b_n): the activation
@@ -164,6 +171,7 @@ def _backward(weights, saved):
     dr_dpre_rows = r_rows * (1 - r_rows)  # the slope of r's activation: r_t ⊙ (1 - r_t)
     # the recurrence, backwards: each state's share carried from t + 1 to t; what reaches t = 0 is
     # the initial states' gradient
+    W_stack1 = _concat((U_r, U_u))  # the gates' matrices, stacked
     def _backward_step(_carry, _seq):
         (dh_next,) = _carry
         (dh, dh_dn, h_prev, n, dn_dpre, du_dpre, dr_dpre, r, u) = _seq
@@ -174,7 +182,7 @@ def _backward(weights, saved):
         dn_pre = dn_dpre * dn  # the delta at the argument of n's activation: (1 - n_t^2) ⊙ dJ/dn_t
         du_pre = du_dpre * du  # the delta at the argument of u's activation: u_t ⊙ (1 - u_t) ⊙ dJ/du_t
         dr_pre = dr_dpre * dr  # the delta at the argument of r's activation: r_t ⊙ (1 - r_t) ⊙ dJ/dr_t
-        dh_next = u * dh + r * (dn_pre @ U_n) + du_pre @ U_u + dr_pre @ U_r  # share of dJ/dh_{t-1}: u_t ⊙ dJ/dh_t + diag(r_t) U_n^T diag(1 - n_t^2) dJ/dn_t + U_u^T diag(u_t ⊙ (1 - u_t)) dJ/du_t + U_r^T diag(r_t ⊙ (1 - r_t)) dJ/dr_t
+        dh_next = _concat((dr_pre, du_pre), -1) @ W_stack1 + u * dh + r * (dn_pre @ U_n)  # share of dJ/dh_{t-1}: u_t ⊙ dJ/dh_t + diag(r_t) U_n^T diag(1 - n_t^2) dJ/dn_t + U_u^T diag(u_t ⊙ (1 - u_t)) dJ/du_t + U_r^T diag(r_t ⊙ (1 - r_t)) dJ/dr_t
         return (dh_next,), (dn_pre, du_pre, dr_pre)
 
     (dh_next,), _ys = _scan(_backward_step, (_zeros((B, sizes["n_h"]), dtype, device),), (dh_rows.reshape(T, B, -1), dh_dn_rows.reshape(T, B, -1), h_rows_prev.reshape(T, B, -1), n_rows.reshape(T, B, -1), dn_dpre_rows.reshape(T, B, -1), du_dpre_rows.reshape(T, B, -1), dr_dpre_rows.reshape(T, B, -1), r_rows.reshape(T, B, -1), u_rows.reshape(T, B, -1)), T, reverse=True)

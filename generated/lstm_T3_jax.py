@@ -94,6 +94,11 @@ def _previous(rows, initial):
     return jnp.concatenate((initial, rows[: rows.shape[0] - initial.shape[0]]))
 
 
+def _concat(arrays, axis=0):
+    """The arrays side by side along ``axis``: stacked matrices (axis 0), inner deltas (axis -1)."""
+    return jnp.concatenate(arrays, axis=axis)
+
+
 def _scan(step, carry, sequences, T, reverse=False):
     return jax.lax.scan(step, carry, sequences, length=T, reverse=reverse)
 
@@ -132,16 +137,18 @@ def _forward(weights, x_rows, label_rows, h0, c0):
     o_rows = x_rows @ W_o.T + b_o  # o_t = sigmoid(W_o x_t + U_o h_{t-1} + b_o): the terms without the state
     g_rows = x_rows @ W_g.T + b_g  # g_t = tanh(W_g x_t + U_g h_{t-1} + b_g): the terms without the state
     # the recurrence: one step at a time
+    W_stack1 = _concat((U_f, U_i, U_o, U_g))  # the gates' matrices, stacked
     def _forward_step(_carry, _seq):
         (h_prev, c_prev) = _carry
         (f, i, o, g) = _seq
-        f = f + h_prev @ U_f.T  # f_t = sigmoid(W_f x_t + U_f h_{t-1} + b_f): with the state's terms
+        _stack1 = h_prev @ W_stack1.T  # f, i, o, g: one product with h_prev
+        f = f + _stack1[:, :sizes["n_h"]]  # f_t = sigmoid(W_f x_t + U_f h_{t-1} + b_f): with the state's terms
         f = jax.nn.sigmoid(f)  # f_t = sigmoid(W_f x_t + U_f h_{t-1} + b_f): the activation
-        i = i + h_prev @ U_i.T  # i_t = sigmoid(W_i x_t + U_i h_{t-1} + b_i): with the state's terms
+        i = i + _stack1[:, sizes["n_h"]:2 * sizes["n_h"]]  # i_t = sigmoid(W_i x_t + U_i h_{t-1} + b_i): with the state's terms
         i = jax.nn.sigmoid(i)  # i_t = sigmoid(W_i x_t + U_i h_{t-1} + b_i): the activation
-        o = o + h_prev @ U_o.T  # o_t = sigmoid(W_o x_t + U_o h_{t-1} + b_o): with the state's terms
+        o = o + _stack1[:, 2 * sizes["n_h"]:3 * sizes["n_h"]]  # o_t = sigmoid(W_o x_t + U_o h_{t-1} + b_o): with the state's terms
         o = jax.nn.sigmoid(o)  # o_t = sigmoid(W_o x_t + U_o h_{t-1} + b_o): the activation
-        g = g + h_prev @ U_g.T  # g_t = tanh(W_g x_t + U_g h_{t-1} + b_g): with the state's terms
+        g = g + _stack1[:, 3 * sizes["n_h"]:4 * sizes["n_h"]]  # g_t = tanh(W_g x_t + U_g h_{t-1} + b_g): with the state's terms
         g = jnp.tanh(g)  # g_t = tanh(W_g x_t + U_g h_{t-1} + b_g): the activation
         c = f * c_prev + i * g  # c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t
         h = o * jnp.tanh(c)  # h_t = o_t ⊙ tanh(c_t)
@@ -176,6 +183,7 @@ def _backward(weights, saved):
     df_dpre_rows = f_rows * (1 - f_rows)  # the slope of f's activation: f_t ⊙ (1 - f_t)
     # the recurrence, backwards: each state's share carried from t + 1 to t; what reaches t = 0 is
     # the initial states' gradient
+    W_stack1 = _concat((U_f, U_i, U_o, U_g))  # the gates' matrices, stacked
     def _backward_step(_carry, _seq):
         (dh_next, dc_next) = _carry
         (dh, dh_dc, i, dh_do, g, c_prev, dg_dpre, do_dpre, di_dpre, df_dpre, f) = _seq
@@ -189,7 +197,7 @@ def _backward(weights, saved):
         do_pre = do_dpre * do  # the delta at the argument of o's activation: o_t ⊙ (1 - o_t) ⊙ dJ/do_t
         di_pre = di_dpre * di  # the delta at the argument of i's activation: i_t ⊙ (1 - i_t) ⊙ dJ/di_t
         df_pre = df_dpre * df  # the delta at the argument of f's activation: f_t ⊙ (1 - f_t) ⊙ dJ/df_t
-        dh_next = dg_pre @ U_g + do_pre @ U_o + di_pre @ U_i + df_pre @ U_f  # share of dJ/dh_{t-1}: U_g^T diag(1 - g_t^2) dJ/dg_t + U_o^T diag(o_t ⊙ (1 - o_t)) dJ/do_t + U_i^T diag(i_t ⊙ (1 - i_t)) dJ/di_t + U_f^T diag(f_t ⊙ (1 - f_t)) dJ/df_t
+        dh_next = _concat((df_pre, di_pre, do_pre, dg_pre), -1) @ W_stack1  # share of dJ/dh_{t-1}: U_g^T diag(1 - g_t^2) dJ/dg_t + U_o^T diag(o_t ⊙ (1 - o_t)) dJ/do_t + U_i^T diag(i_t ⊙ (1 - i_t)) dJ/di_t + U_f^T diag(f_t ⊙ (1 - f_t)) dJ/df_t
         dc_next = f * dc  # share of dJ/dc_{t-1}: f_t ⊙ dJ/dc_t
         return (dh_next, dc_next), (dg_pre, do_pre, di_pre, df_pre)
 

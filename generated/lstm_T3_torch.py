@@ -105,17 +105,24 @@ def _previous(rows, initial, lengths=None):
     return torch.cat((initial, rows[: rows.shape[0] - initial.shape[0]]))
 
 
+def _concat(arrays, axis=0):
+    """The arrays side by side along ``axis``: stacked matrices (axis 0), inner deltas (axis -1)."""
+    return torch.cat(arrays, dim=axis)
+
+
 def _scan(step, carry, sequences, T, reverse=False):
     """``jax.lax.scan`` in PyTorch: ``carry, y_t = step(carry, (s[t] for s in sequences))`` for t in
-    0..T-1 (backwards with ``reverse``; a sequence None is None at every t); the y_t stacked, in the
-    order of t."""
-    ys = []
+    0..T-1 (backwards with ``reverse``; a sequence None is None at every t); the y_t written into
+    (T, ...) tensors allocated at the first step, in the order of t (no list of steps to stack: one
+    copy fewer, and half the peak)."""
+    ys = None
     for t in range(T - 1, -1, -1) if reverse else range(T):
         carry, y = step(carry, tuple(None if s is None else s[t] for s in sequences))
-        ys.append(y)
-    if reverse:
-        ys.reverse()
-    return carry, tuple(torch.stack(column) for column in zip(*ys))
+        if ys is None:
+            ys = tuple(v.new_empty((T, *v.shape)) for v in y)
+        for out, v in zip(ys, y):
+            out[t] = v
+    return carry, ys
 
 
 def _kept(v, live):
@@ -157,16 +164,18 @@ def _forward(weights, x_rows, label_rows, h0, c0, lengths=None):
     o_rows = x_rows @ W_o.T + b_o  # o_t = sigmoid(W_o x_t + U_o h_{t-1} + b_o): the terms without the state
     g_rows = x_rows @ W_g.T + b_g  # g_t = tanh(W_g x_t + U_g h_{t-1} + b_g): the terms without the state
     # the recurrence: one step at a time
+    W_stack1 = _concat((U_f, U_i, U_o, U_g))  # the gates' matrices, stacked
     def _forward_step(_carry, _seq):
         (h_prev, c_prev) = _carry
         (f, i, o, g, _live_t) = _seq
-        f = f + h_prev @ U_f.T  # f_t = sigmoid(W_f x_t + U_f h_{t-1} + b_f): with the state's terms
+        _stack1 = h_prev @ W_stack1.T  # f, i, o, g: one product with h_prev
+        f = f + _stack1[:, :sizes["n_h"]]  # f_t = sigmoid(W_f x_t + U_f h_{t-1} + b_f): with the state's terms
         f = torch.sigmoid(f)  # f_t = sigmoid(W_f x_t + U_f h_{t-1} + b_f): the activation
-        i = i + h_prev @ U_i.T  # i_t = sigmoid(W_i x_t + U_i h_{t-1} + b_i): with the state's terms
+        i = i + _stack1[:, sizes["n_h"]:2 * sizes["n_h"]]  # i_t = sigmoid(W_i x_t + U_i h_{t-1} + b_i): with the state's terms
         i = torch.sigmoid(i)  # i_t = sigmoid(W_i x_t + U_i h_{t-1} + b_i): the activation
-        o = o + h_prev @ U_o.T  # o_t = sigmoid(W_o x_t + U_o h_{t-1} + b_o): with the state's terms
+        o = o + _stack1[:, 2 * sizes["n_h"]:3 * sizes["n_h"]]  # o_t = sigmoid(W_o x_t + U_o h_{t-1} + b_o): with the state's terms
         o = torch.sigmoid(o)  # o_t = sigmoid(W_o x_t + U_o h_{t-1} + b_o): the activation
-        g = g + h_prev @ U_g.T  # g_t = tanh(W_g x_t + U_g h_{t-1} + b_g): with the state's terms
+        g = g + _stack1[:, 3 * sizes["n_h"]:4 * sizes["n_h"]]  # g_t = tanh(W_g x_t + U_g h_{t-1} + b_g): with the state's terms
         g = torch.tanh(g)  # g_t = tanh(W_g x_t + U_g h_{t-1} + b_g): the activation
         c = f * c_prev + i * g  # c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t
         h = o * torch.tanh(c)  # h_t = o_t ⊙ tanh(c_t)
@@ -214,6 +223,7 @@ def _backward(weights, saved, lengths=None):
         df_dpre_rows = _where(lengths.rows[:, None], df_dpre_rows, 0)  # lengths: no loss before a sequence's first step
     # the recurrence, backwards: each state's share carried from t + 1 to t; what reaches t = 0 is
     # the initial states' gradient
+    W_stack1 = _concat((U_f, U_i, U_o, U_g))  # the gates' matrices, stacked
     def _backward_step(_carry, _seq):
         (dh_next, dc_next, dh0_acc, dc0_acc) = _carry
         (dh, dh_dc, i, dh_do, g, c_prev, dg_dpre, do_dpre, di_dpre, df_dpre, f, _first_t) = _seq
@@ -227,7 +237,7 @@ def _backward(weights, saved, lengths=None):
         do_pre = do_dpre * do  # the delta at the argument of o's activation: o_t ⊙ (1 - o_t) ⊙ dJ/do_t
         di_pre = di_dpre * di  # the delta at the argument of i's activation: i_t ⊙ (1 - i_t) ⊙ dJ/di_t
         df_pre = df_dpre * df  # the delta at the argument of f's activation: f_t ⊙ (1 - f_t) ⊙ dJ/df_t
-        dh_next = dg_pre @ U_g + do_pre @ U_o + di_pre @ U_i + df_pre @ U_f  # share of dJ/dh_{t-1}: U_g^T diag(1 - g_t^2) dJ/dg_t + U_o^T diag(o_t ⊙ (1 - o_t)) dJ/do_t + U_i^T diag(i_t ⊙ (1 - i_t)) dJ/di_t + U_f^T diag(f_t ⊙ (1 - f_t)) dJ/df_t
+        dh_next = _concat((df_pre, di_pre, do_pre, dg_pre), -1) @ W_stack1  # share of dJ/dh_{t-1}: U_g^T diag(1 - g_t^2) dJ/dg_t + U_o^T diag(o_t ⊙ (1 - o_t)) dJ/do_t + U_i^T diag(i_t ⊙ (1 - i_t)) dJ/di_t + U_f^T diag(f_t ⊙ (1 - f_t)) dJ/df_t
         dc_next = f * dc  # share of dJ/dc_{t-1}: f_t ⊙ dJ/dc_t
         if _first_t is not None:  # lengths: step t is the first of these sequences, so what reaches step t - 1 is their initial states' gradient
             dh0_acc = dh0_acc + _where(_first_t, dh_next, 0)  # their dJ/dh0

@@ -28,7 +28,9 @@ from dataclasses import dataclass, replace
 import sympy as sp
 
 from derive.derivation.pipeline import Derivation
-from derive.emit.numpy.fast import _paren, _summed
+from derive.emit.frameworks.stacks import Stacked, carry_code, member_lines
+from derive.emit.numpy.fast import Line, _paren, _summed
+from derive.emit.numpy.fusion import stacks_of
 from derive.emit.numpy.schedule import LOOP, POST, PRE, Schedule, Statement, Truncated, backward, forward, truncated
 from derive.emit.printing import BatchedPrinter, Io
 from derive.ir import naming
@@ -55,12 +57,6 @@ class Framework:
 
     name: str  # "torch" or "jax"
     lengths: bool = False  # whether its module takes lengths= (variable-length batches): the PyTorch one
-
-
-@dataclass(frozen=True)
-class Line:
-    code: str
-    comment: str = ""
 
 
 def rows_name(base: str, lag: int = 0) -> str:
@@ -185,6 +181,7 @@ class Pass:
     loop: Loop
     post: tuple[Line, ...]
     masked: tuple[Line, ...] = ()  # lengths: what runs after ``pre`` where they are given
+    stacked: tuple[Line, ...] = ()  # the stacked matrices the loop's fused products read, made before it
 
 
 def _symbol_names(expr: sp.Basic) -> set[str]:
@@ -258,10 +255,13 @@ def _loop(
     carries: tuple[Carry, ...],
     read_after: set[str],
     reverse: bool,
-) -> Loop:
+    stacks: tuple[Stacked, ...] = (),
+) -> tuple[Loop, tuple[Line, ...]]:
     """The loop of one pass from its statements in order: what the step reads that it did not
-    write (nor is carried) is a sequence; what it writes and is read after the loop, an output."""
+    write (nor is carried) is a sequence; what it writes and is read after the loop, an output.
+    With it, the stacked matrices its fused products read (``stacks``)."""
     printer = ScanPrinter(framework, io, STEP)
+    fused: set[str] = set()
     written: list[str] = []
     sequences: dict[str, str] = {}
     body: list[Line] = []
@@ -283,8 +283,7 @@ def _loop(
     for s in statements:
         for name in sorted(_reads(s) | ({s.target.name} if s.op == "+=" else set())):
             need(name)
-        target = printer.doprint(s.target)
-        body += _assign_lines(s, printer, target)
+        body += _step_lines(s, printer, stacks, fused)
         if _step_parts(s.target.name) is not None:
             written.append(s.target.name)
     for c in carries:
@@ -295,7 +294,22 @@ def _loop(
         base, _ = _step_parts(name)  # type: ignore[misc]
         if base in read_after:
             outputs.append((naming.code_base(base), rows_name(base)))
-    return Loop(reverse, carries, tuple(sequences.items()), tuple(body), tuple(outputs))
+    made = tuple(k.made for k in stacks if k.product in fused)
+    return Loop(reverse, carries, tuple(sequences.items()), tuple(body), tuple(outputs)), made
+
+
+def _step_lines(s: Statement, printer: ScanPrinter, stacks: tuple[Stacked, ...], fused: set[str]) -> list[Line]:
+    """A statement in the loop: a stack's member through the stack's one product, a carry that sums a
+    stack's products as one product, anything else as it is."""
+    target = printer.doprint(s.target)
+    member = member_lines(s, stacks, printer, fused)
+    if member is not None:
+        return member
+    carry = carry_code(s.expr, stacks, printer) if _is_total(s) and s.op == "=" else None
+    if carry is not None:
+        fused.update(k.product for k in stacks if f"@ {k.weights}" in carry)
+        return [Line(f"{target} = {carry}", s.comment)]
+    return _assign_lines(s, printer, target)
 
 
 # ---- the passes ---------------------------------------------------------------------
@@ -354,13 +368,16 @@ def scans(derivation: Derivation, framework: Framework) -> Scans:
         Carry(prev_name(name), naming.code_base(name), initial.get(name, _zeros(s.dim)), naming.step_name(name, "t"))
         for name, s in states.items()
     )
-    forward_pass = _pass(fw.statements, (), framework, io, cell.loss, forward_carries, _bases_read((*fw.post, *bw_all)))
+    stacks = tuple(Stacked(k) for k in stacks_of(fw, cell))  # one product per step for the gates
+    read_after = _bases_read((*fw.post, *bw_all))
+    forward_pass = _pass(fw.statements, (), framework, io, cell.loss, forward_carries, read_after, stacks=stacks)
     backward_carries = tuple(
         Carry(naming.carried_local(name), naming.carried_local(name), _zeros(s.dim)) for name, s in states.items()
     )
     deltas = {naming.code_base(naming.grad_name(a.node)) for a in derivation.program.assigns}
+    read_after_backward = _bases_read(bw.post)
     backward_pass = _pass(
-        bw.statements, bw.carries, framework, io, cell.loss, backward_carries, _bases_read(bw.post), deltas, True
+        bw.statements, bw.carries, framework, io, cell.loss, backward_carries, read_after_backward, deltas, True, stacks
     )
     previous = tuple(
         (rows_name(b, 1), rows_name(b), initial.get(b, _zeros(states[b].dim)))
@@ -408,6 +425,7 @@ def _pass(
     read_after: set[str],
     deltas: frozenset[str] | set[str] = frozenset(),
     reverse: bool = False,
+    stacks: tuple[Stacked, ...] = (),
 ) -> Pass:
     def lines(phase: str) -> tuple[Line, ...]:
         return tuple(
@@ -418,7 +436,8 @@ def _pass(
         )
 
     loop_statements = (*(s for s in statements if s.phase == LOOP), *carry_statements)
-    return Pass(lines(PRE), _loop(loop_statements, framework, io, carries, read_after, reverse), lines(POST))
+    loop, made = _loop(loop_statements, framework, io, carries, read_after, reverse, stacks)
+    return Pass(lines(PRE), loop, lines(POST), stacked=made)
 
 
 def _is_delta(s: Statement, deltas: frozenset[str] | set[str]) -> bool:

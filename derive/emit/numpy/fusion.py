@@ -70,7 +70,7 @@ class Fused:
 def fuse(plan: Schedule, cell: Cell, backward: bool = True) -> Fused:
     """The schedule with each stack's products fused (``backward``: in the carries too), and the
     activations of neighbouring members that apply one function, one call."""
-    stacks = _stacks(plan.forward, cell)
+    stacks = stacks_of(plan.forward, cell)
     if backward:
         stacks = tuple(_with_deltas(stack, plan.backward) for stack in stacks)
     forward = _fused_forward(plan.forward, stacks)
@@ -80,7 +80,7 @@ def fuse(plan: Schedule, cell: Cell, backward: bool = True) -> Fused:
     return Fused(Schedule(forward, replace(plan.backward, carries=carries)), stacks)
 
 
-def _product_into(s: Statement) -> tuple[str, sp.MatrixSymbol] | None:
+def product_into(s: Statement) -> tuple[str, sp.MatrixSymbol] | None:
     """(W, v) of ``node@t += W v``, W a parameter and v a vector; None for any other statement."""
     if s.phase != LOOP or s.op != "+=" or len(s.terms) != 1:
         return None
@@ -98,11 +98,11 @@ def is_matrix_parameter(expr: sp.Basic) -> bool:
     return isinstance(expr, sp.MatrixSymbol) and naming.split(expr.name)[1] is None and expr.shape[1] != 1
 
 
-def _stacks(forward: Phases, cell: Cell) -> tuple[Stack, ...]:
+def stacks_of(forward: Phases, cell: Cell) -> tuple[Stack, ...]:
     """The groups of two or more nodes that add a product of their own matrix and one operand."""
     groups: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for s in forward.statements:
-        if (found := _product_into(s)) is not None:
+        if (found := product_into(s)) is not None:
             groups[found[1].name].append((naming.split(s.target.name)[0], found[0]))
     stacks: list[Stack] = []
     for group in groups.values():
@@ -150,7 +150,7 @@ def _fused_forward(forward: Phases, stacks: tuple[Stack, ...]) -> Phases:
     """Each stack's products as one statement, in its first member's place."""
     statements: list[Statement] = []
     for s in forward.statements:
-        stack = next((k for k in stacks if naming.split(s.target.name)[0] in k.members and _product_into(s)), None)
+        stack = next((k for k in stacks if naming.split(s.target.name)[0] in k.members and product_into(s)), None)
         if stack is None:
             statements.append(s)
         elif naming.split(s.target.name)[0] == stack.members[0]:
@@ -204,7 +204,7 @@ def _run_statement(stack: Stack, run: tuple[str, int, int], function: type, stat
 
 
 def _stack_statement(stack: Stack, first: Statement) -> Statement:
-    found = _product_into(first)
+    found = product_into(first)
     assert found is not None
     operand = found[1]
     stacked = "; ".join(stack.weights)
