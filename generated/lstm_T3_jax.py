@@ -108,18 +108,24 @@ def _softmax(y):
 
 
 def _onehot(label, n, dtype):
-    """The one-hot vectors of class labels (integers)."""
-    return jax.nn.one_hot(label, n, dtype=dtype)
+    """The one-hot vectors of class labels (integers); NaN rows for a label out of [0, n), which under
+    jit or vmap cannot be refused (see _picked)."""
+    valid = (label >= 0) & (label < n)
+    return jnp.where(valid[..., None], jax.nn.one_hot(label, n, dtype=dtype), jnp.nan)
+
+
+def _picked(v, label):
+    """Each row's entry at its class ``label``; NaN for a label out of range, which under jit or vmap
+    cannot be refused (take_along_axis would wrap -1 to the last class): a NaN loss, not a wrong one."""
+    n = v.shape[-1]
+    valid = (label >= 0) & (label < n)
+    picked = jnp.take_along_axis(v, jnp.clip(label, 0, n - 1)[:, None], axis=-1)[:, 0]
+    return jnp.where(valid, picked, jnp.nan)
 
 
 def _softmax_cross_entropy_at(y, label):
     """-sum over the rows of log softmax(y) at each row's class ``label``, from the logits."""
-    return -jnp.take_along_axis(jax.nn.log_softmax(y, axis=-1), label[:, None], axis=-1).sum()
-
-
-def _cross_entropy_at(p, label):
-    """-sum over the rows of log p at each row's class ``label``."""
-    return -jnp.log(jnp.take_along_axis(p, label[:, None], axis=-1)).sum()
+    return -_picked(jax.nn.log_softmax(y, axis=-1), label).sum()
 
 
 
@@ -222,6 +228,17 @@ def _backward(weights, saved):
     return (dW_f, dU_f, db_f, dW_i, dU_i, db_i, dW_o, dU_o, db_o, dW_g, dU_g, db_g, dW_y, db_y, dh_next, dc_next)
 
 
+def _array(value, name):
+    """``value`` as a JAX array of numbers; a ValueError naming the argument otherwise."""
+    try:
+        array = jnp.asarray(value)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name}: expected an array of numbers ({e})") from None
+    if not (jnp.issubdtype(array.dtype, jnp.number) or array.dtype == bool):
+        raise ValueError(f"{name}: expected an array of numbers, got dtype {array.dtype}")
+    return array
+
+
 def _concrete(value):
     """Whether ``value`` holds numbers now (not a tracer of jit or vmap): only then are values checked."""
     return not isinstance(value, jax.core.Tracer)
@@ -237,7 +254,7 @@ def _prepare(params, xs, labels, h0, c0):
     missing = [name for name in PARAMS if name not in params]
     if missing:
         raise ValueError(f"params: missing {', '.join(missing)}")
-    weights = [jnp.asarray(params[name]) for name in PARAMS]
+    weights = [_array(params[name], f"params[{name!r}]") for name in PARAMS]
     sizes = {}
     for name, w in zip(PARAMS, weights):
         if w.ndim != len(SHAPES[name]):
@@ -245,7 +262,7 @@ def _prepare(params, xs, labels, h0, c0):
         for dim, n in zip(SHAPES[name], w.shape):
             if sizes.setdefault(dim, n) != n:
                 raise ValueError(f"params[{name!r}]: {dim} = {n} here but {sizes[dim]} in an earlier parameter")
-    inputs = [jnp.asarray(xs) for name in INPUTS]
+    inputs = [_array(xs, "xs") for name in tuple(INPUTS)]
     x = inputs[0]
     if x.ndim not in (2, 3) or x.shape[0] < 1:
         raise ValueError(f"xs: expected shape (T, n) or (T, B, n) with T >= 1, got {x.shape}")
@@ -264,7 +281,7 @@ def _prepare(params, xs, labels, h0, c0):
     steps = (T,)
     for name, (kind, dim) in TARGETS.items():
         label = "labels" if len(TARGETS) == 1 else f"labels[{name!r}]"
-        value = jnp.asarray(labels)
+        value = _array(labels, label)
         want = steps + ((B,) if batched else ()) + (() if kind == "class" else (sizes[dim],))
         if value.shape != want:
             raise ValueError(f"{label}: expected shape {want} to match xs, got {value.shape}")
@@ -280,7 +297,7 @@ def _prepare(params, xs, labels, h0, c0):
     initial = []
     for (name, dim), value in zip(INITIAL.items(), (h0, c0,)):
         want = (B, sizes[dim]) if batched else (sizes[dim],)
-        value = jnp.zeros(want, dtype) if value is None else jnp.asarray(value)
+        value = jnp.zeros(want, dtype) if value is None else _array(value, name)
         if value.shape != want:
             raise ValueError(f"{name}: expected shape {want}, got {value.shape}")
         initial.append(value.astype(dtype).reshape(B, sizes[dim]))

@@ -144,11 +144,6 @@ def _softmax_cross_entropy_at(y, label, live=None):
     return -_kept(torch.log_softmax(y, dim=-1).gather(-1, label[:, None]), live).sum()
 
 
-def _cross_entropy_at(p, label, live=None):
-    """-sum over the rows (those ``live``, where given) of log p at each row's class ``label``."""
-    return -_kept(torch.log(p.gather(-1, label[:, None])), live).sum()
-
-
 
 
 def _forward(weights, x_rows, label_rows, h0, c0, lengths=None):
@@ -270,8 +265,13 @@ def _backward(weights, saved, lengths=None):
 
 
 def _tensor(value, name, dtype=None, device=None):
-    """``value`` as a tensor (of ``dtype`` on ``device`` where given); a ValueError naming it otherwise."""
+    """``value`` as a tensor (of ``dtype`` on ``device`` where given); a ValueError naming it otherwise.
+    Anything but a tensor goes through NumPy first, so that a list of floats stays float64."""
     try:
+        if not isinstance(value, torch.Tensor):
+            import numpy as np
+
+            value = np.asarray(value)
         return torch.as_tensor(value, dtype=dtype, device=device)
     except (TypeError, ValueError, RuntimeError) as e:
         raise ValueError(f"{name}: expected a tensor of numbers ({e})") from None
@@ -418,6 +418,8 @@ class Loss(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         n_rows, _, _ = _COUNTS
+        if torch.is_grad_enabled():  # backward(create_graph=True): the derived backward is no autograd graph
+            raise RuntimeError("the derived backward cannot be differentiated again (create_graph): use autograd_loss for second derivatives")
         if any(ctx.needs_input_grad[:n_rows]):
             raise RuntimeError("the derived backward has no gradient for the inputs or targets: detach them, or use autograd_loss")
         tensors = ctx.saved_tensors

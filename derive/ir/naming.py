@@ -260,13 +260,14 @@ def local_name(user: str, node: str) -> str:
 # names the generated module uses for itself: a spec name equal to one would shadow it
 RESERVED = frozenset(keyword.kwlist) | frozenset(
     "np t T B sizes dtype loss grads params batched xs labels targets total args onehot lead name dJ_dsk loss_t "
-    "seq loss_seq grads_seq key work weights lengths".split()
+    "seq loss_seq grads_seq key work weights lengths saved device torch jax jnp".split()
 )
 # and the shapes of the names it makes: carries, accumulators, zero arrays, row views, the loops'
 # step tuples, sizes, its helpers (_softmax, _empty), the stacked gates and matrices, and the
 # by-definition code's Jacobians (dz_3__dh_2).  A step's local (h_3) is kept apart from the spec's
 # names by ``step_local_of``, not by a shape: papers write W_1 and U_2.
-RESERVED_ENDINGS = ("_next", "_acc", "_zero", "_rows", "_rows_prev", "_steps")
+# (_prev: a state at t - 1 in a framework module's step)
+RESERVED_ENDINGS = ("_next", "_prev", "_acc", "_zero", "_rows", "_steps")
 RESERVED_STARTS = ("n_", "_")
 RESERVED_INSIDE = ("__",)
 RESERVED_NAMES = ("stack<k>", "dstack<k>", "W_stack<k>")

@@ -58,6 +58,7 @@ class Builder:
         self.constants: dict[str, Constant] = {}  # alpha = 0.3: by name, in order
         self.constant_equations: list[Equation] = []
         self.used: set[str] = set()
+        self.earlier_read: set[str] = set()  # the states read at an earlier step: h[t-1], h[t-2]
         self.targets_as_vectors = False  # inside sum(...), where a target is a vector like any other
         # the delay lines that reading further back adds (h[t-2], x[t-1]), by name, with their updates
         self.delays: dict[str, tuple[Delay, Equation]] = {}
@@ -110,6 +111,11 @@ class Builder:
         for name, (_, tok) in self.d.states.items():
             if name not in self.defined:
                 raise self.error(tok, f"state {name!r} has no update: add an equation '{name} = ...'")
+            if name not in self.earlier_read:
+                raise self.error(
+                    tok, f"state {name!r} is never read at an earlier step ({name}[t-1]): it is a node; declare it "
+                    "no state"
+                )
         declared = {**self.d.params, **self.d.inputs, **self.d.states}
         names = set(declared) | set(self.d.targets) | set(self.defined) | set(self.delays)
         nodes = [tok for tok, _ in self.d.equations if tok.text not in self.constants]  # the code holds no constant
@@ -257,6 +263,7 @@ class Builder:
         d, name, lag = self.d, node.name, node.lag
         if name in d.states:
             vector, first = d.states[name][0], 1
+            self.earlier_read.add(name)
         elif name in d.inputs:
             vector, first = d.inputs[name][0], 0
         else:

@@ -38,11 +38,11 @@ from derive.verify.report import (
     max_rel_error,
     random_problem,
 )
-from derive.verify.selfcheck import SELF_CHECK_BATCH, SELF_CHECK_SEED, SMALLEST_SIZE, check_steps, one_sequence
+from derive.verify.selfcheck import SELF_CHECK_BATCH, SELF_CHECK_SEED, SMALLEST_SIZE, check_steps, one_sequence, padded
 
-RTOL_TARGET = 1e-10  # a target against the NumPy module and against its framework's autograd, float64
-GRADCHECK_ATOL = 1e-6  # torch.autograd.gradcheck's and jax's check_grads' own default tolerances
-GRADCHECK_RTOL = 1e-3
+RTOL_TARGET = RTOL_EXACT  # a target against the NumPy module and against its framework's autograd: float64 rounding
+GRADCHECK_ATOL = 1e-6  # torch.autograd.gradcheck's and jax's check_grads' tolerances here (float64, central
+GRADCHECK_RTOL = 1e-3  # differences): tighter than gradcheck's default atol 1e-5
 INSTALL = {"torch": "pip install 'bptt-derive[torch]'", "jax": "pip install 'bptt-derive[jax]'"}
 PACKAGE = {"torch": "PyTorch", "jax": "JAX"}
 CHECKER = {"torch": "torch.autograd.gradcheck", "jax": "jax.test_util.check_grads"}
@@ -166,12 +166,32 @@ def _contract_checks(module: types.ModuleType, numpy_module: types.ModuleType, p
 def _torch_checks(torch: Any, module: types.ModuleType, numpy_module: types.ModuleType, problem: tuple, steps: int):
     tensors = [_to(torch.as_tensor, v) for v in problem]
     got, checks = _contract_checks(module, numpy_module, problem, steps, torch.as_tensor)
+    checks.append(
+        Check(
+            "with lengths, equal to the NumPy module",
+            steps,
+            _lengths_error(torch, module, numpy_module, problem, steps),
+            RTOL_TARGET,
+        )
+    )
     if module.TRUNCATE is not None:  # autograd of the forward is the full gradient, not the truncated one
         return checks
     autograd = _torch_autograd(torch, module, tensors)
     checks.append(Check("torch autograd of autograd_loss", steps, _error(got, autograd), RTOL_TARGET))
     checks.append(Check("torch.autograd.gradcheck of Loss", steps, _torch_gradcheck(torch, module, tensors), 0.0))
     return checks
+
+
+def _lengths_error(torch: Any, module: types.ModuleType, numpy_module: types.ModuleType, problem: tuple, steps: int):
+    """One padded batch with lengths from T down to 1 (NaN past each, labels -1), against the NumPy module's
+    lengths path (itself checked against its sequences alone)."""
+    lengths = np.linspace(steps, 1, SELF_CHECK_BATCH).round().astype(int)
+    params, xs, targets, *initial = problem
+    last = numpy_module.LOSS_AT == "last"
+    ragged = (params, padded(xs, lengths), targets if last else padded(targets, lengths), *initial)
+    want = numpy_module.loss_and_gradients(*ragged, lengths=lengths)
+    got = module.loss_and_gradients(*(_to(torch.as_tensor, v) for v in ragged), lengths=torch.as_tensor(lengths))
+    return _error(_as_numpy(got), want)
 
 
 def _torch_leaves(torch: Any, module: types.ModuleType, tensors: list) -> tuple[list, Callable]:

@@ -112,6 +112,9 @@ BAD = [
     ("reserved-block-row", edit(1, "param dJ_dsk[h, x]"), (1, 7), "'dJ_dsk' is reserved"),
     ("reserved-rows-view", edit(4, "z_rows = W_xh x + W_hh h[t-1] + b_h"), (4, 1), "'z_rows' is reserved"),
     ("reserved-lag-view", edit(3, "input x_rows_prev[x]; state h[h] = 0; target label: class(y)"), (3, 7), "reserved"),
+    ("state-never-read-earlier", edit(4, "z = W_xh x + b_h"), (3, 19), "state 'h' is never read at an earlier step"),
+    ("reserved-previous-step", edit(4, "h_prev = W_xh x + W_hh h[t-1] + b_h"), (4, 1), "'h_prev' is reserved"),
+    ("reserved-framework-name", edit(1, "param device[h, x]"), (1, 7), "'device' is reserved"),
     (
         "keyword-input-as-name",
         edit(3, "input = x; state h[h] = 0; target label: class(y)"),

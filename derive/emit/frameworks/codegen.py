@@ -7,6 +7,7 @@ that the three targets share one contract: ``PARAMS``, ``SHAPES``, ``init_params
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import sympy as sp
@@ -79,7 +80,7 @@ def _uses(plan: Scans) -> list[str]:
     if plan.run is not None:
         lines += [*plan.run.body]
     code = "\n".join(line.code for line in lines) + "\n".join(c.initial for c in plan.backward.loop.carries)
-    return [h for h in OPTIONAL_HELPERS if h + "(" in code]
+    return [h for h in OPTIONAL_HELPERS if re.search(rf"(?<![\w.]){h}\(", code)]  # _softmax( is not _log_softmax(
 
 
 def module_context(derivation: Derivation, framework: Framework, command: str) -> dict[str, Any]:

@@ -305,9 +305,9 @@ def _step_lines(s: Statement, printer: ScanPrinter, stacks: tuple[Stacked, ...],
     member = member_lines(s, stacks, printer, fused)
     if member is not None:
         return member
-    carry = carry_code(s.expr, stacks, printer) if _is_total(s) and s.op == "=" else None
-    if carry is not None:
-        fused.update(k.product for k in stacks if f"@ {k.weights}" in carry)
+    carry, used = carry_code(s.expr, stacks, printer) if _is_total(s) and s.op == "=" else ("", [])
+    if carry:
+        fused.update(k.product for k in used)
         return [Line(f"{target} = {carry}", s.comment)]
     return _assign_lines(s, printer, target)
 

@@ -68,23 +68,36 @@ def member_lines(
     return lines
 
 
-def carry_code(expr: sp.Basic, stacks: tuple[Stacked, ...], printer: BatchedPrinter) -> str | None:
+def carry_code(expr: sp.Basic, stacks: tuple[Stacked, ...], printer: BatchedPrinter) -> tuple[str, list[Stacked]]:
     """A carry U_f^T a + ... + U_g^T d + rest as ``_concat((a, ..., d), -1) @ W_stack1 + rest``, where every
-    matrix of a stack multiplies a vector of its own; None where no stack's terms are all there."""
+    matrix of a stack multiplies a vector of its own, each term taken by one stack at most (two stacks of
+    the same matrices on different operands both appear in the carry, each once); and the stacks used.
+    ("", []) where no stack's terms are all there."""
     terms = list(expr.args) if isinstance(expr, sp.MatAdd) else [expr]
-    by_weight = {}
-    for term in terms:
-        if isinstance(term, sp.MatMul) and len(term.args) == 2 and isinstance(term.args[0], sp.Transpose):
-            matrix, vector = term.args[0].arg, term.args[1]
-            if isinstance(matrix, sp.MatrixSymbol) and isinstance(vector, sp.MatrixSymbol):
-                by_weight.setdefault(matrix.name, term)
-    parts, used = [], set()
+    parts, used, taken = [], [], set()
     for k in stacks:
-        if all(w in by_weight for w in k.stack.weights):
-            vectors = ", ".join(printer.doprint(by_weight[w].args[1]) for w in k.stack.weights)
+        mine = {}
+        for term in terms:
+            weight = _transposed_weight(term)
+            if weight in k.stack.weights and weight not in mine and term not in taken:
+                mine[weight] = term
+        if len(mine) == len(k.stack.weights):
+            vectors = ", ".join(printer.doprint(mine[w].args[1]) for w in k.stack.weights)
             parts.append(f"_concat(({vectors}), -1) @ {k.weights}")
-            used |= {by_weight[w] for w in k.stack.weights}
+            taken |= set(mine.values())
+            used.append(k)
     if not parts:
-        return None
-    rest = [t for t in terms if t not in used]
-    return " + ".join(parts + ([printer.doprint(sp.MatAdd(*rest) if len(rest) > 1 else rest[0])] if rest else []))
+        return "", []
+    rest = [t for t in terms if t not in taken]
+    if rest:
+        parts.append(printer.doprint(sp.MatAdd(*rest) if len(rest) > 1 else rest[0]))
+    return " + ".join(parts), used
+
+
+def _transposed_weight(term: sp.Basic) -> str | None:
+    """W of a term W^T v (W a matrix, v a vector symbol); None for any other term."""
+    if isinstance(term, sp.MatMul) and len(term.args) == 2 and isinstance(term.args[0], sp.Transpose):
+        matrix, vector = term.args[0].arg, term.args[1]
+        if isinstance(matrix, sp.MatrixSymbol) and isinstance(vector, sp.MatrixSymbol):
+            return matrix.name
+    return None

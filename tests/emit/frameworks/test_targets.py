@@ -86,7 +86,7 @@ def test_the_frameworks_own_checkers_pass(cell, target):
     checks = check_target(target, target_source(d, target), numpy_module)
     assert failed(checks) is None
     assert {c.name for c in checks} >= {"equal to the NumPy module"}
-    assert len({c.name for c in checks}) == (5 if target == "torch" else 7)
+    assert len({c.name for c in checks}) == (6 if target == "torch" else 7)
 
 
 def test_a_wrong_backward_is_caught_by_the_check():
@@ -190,7 +190,12 @@ def test_a_truncated_target_is_checked_against_the_numpy_modules_truncation(bptt
     result = bptt("verify", "rnn", "--target", "torch", "--truncate", "2", "--steps", "4")
     assert result.code == 0, result.err
     names = {line.split("  T = ")[0].strip() for line in result.lines if "  T = " in line}
-    assert names == {"equal to the NumPy module", "its sequences one at a time", "its float64 self in float32"}
+    assert names == {
+        "equal to the NumPy module",
+        "its sequences one at a time",
+        "its float64 self in float32",
+        "with lengths, equal to the NumPy module",
+    }
     assert bptt("emit", "rnn", "--target", "torch", "--truncate", "2", "--out", tmp_path).code == 0
     assert (tmp_path / "rnn_T3_K2_torch.py").read_text(encoding="utf-8").count("TRUNCATE = 2") == 1
 
@@ -212,3 +217,31 @@ def test_verify_target_prints_every_check(bptt):
     ]
     assert all(row.endswith("  ok") for row in rows[:-1])
     assert rows[-1] == "all checks pass"
+
+
+def test_the_derived_backward_refuses_to_be_differentiated_again():
+    """A second derivative through Loss would differentiate nothing of the derived backward: refused."""
+    torch = _framework("torch")
+    numpy_module, module = _modules("rnn", "torch")
+    params, xs, targets, h0 = (_convert("torch", v) for v in random_problem(numpy_module, 3, (4, 5, 6), batch=2))
+    w = params["W_hh"].requires_grad_()
+    (g,) = torch.autograd.grad(module.loss(params, xs, targets, h0), w)  # once: fine
+    assert g.shape == w.shape
+    with pytest.raises(RuntimeError, match="cannot be differentiated again"):
+        torch.autograd.grad(module.loss(params, xs, targets, h0), w, create_graph=True)
+
+
+@pytest.mark.parametrize("label", [-1, 6])
+def test_jax_gives_nan_for_a_label_out_of_range_under_jit(label):
+    """Under jit a label cannot be refused (it is a tracer): the loss and the gradient are NaN, where
+    take_along_axis would have read class n - 1 for -1 and one_hot would have given a finite gradient."""
+    jax = _framework("jax")
+    numpy_module, module = _modules("rnn", "jax")
+    params, xs, labels, h0 = random_problem(numpy_module, 3, (4, 5, 6), batch=2)
+    labels = labels.copy()
+    labels[1, 0] = label
+    args = [_convert("jax", v) for v in (params, xs, labels, h0)]
+    loss, grads = jax.jit(jax.value_and_grad(module.loss))(*args)
+    assert np.isnan(float(loss)) and np.isnan(np.asarray(grads["W_hy"])).any()
+    with pytest.raises(ValueError, match=r"labels: expected class indices in \[0, 6\)"):
+        module.loss(*args)  # outside jit it is refused
