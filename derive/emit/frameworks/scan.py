@@ -445,7 +445,6 @@ def _pass(
 def in_the_step(statements: tuple[Statement, ...], carries: tuple[Statement, ...], locals_: set[str]):
     """The local derivatives and slopes (``dh_dpre = 1 - h^2``) that only the loop reads, computed in the
     loop's step rather than for every step before it: no (T B, n) array for each."""
-    loop = [s for s in (*statements, *carries) if s.phase == LOOP]
     out = []
     inline: dict[sp.Basic, sp.Basic] = {}
     for s in statements:
