@@ -376,6 +376,8 @@ def scans(derivation: Derivation, framework: Framework) -> Scans:
     )
     deltas = {naming.code_base(naming.grad_name(a.node)) for a in derivation.program.assigns}
     read_after_backward = _bases_read(bw.post)
+    stepped, carried = in_the_step(bw.statements, bw.carries, {a.name for a in bw.locals})
+    bw = replace(bw, statements=stepped, carries=carried)
     backward_pass = _pass(
         bw.statements, bw.carries, framework, io, cell.loss, backward_carries, read_after_backward, deltas, True, stacks
     )
@@ -438,6 +440,23 @@ def _pass(
     loop_statements = (*(s for s in statements if s.phase == LOOP), *carry_statements)
     loop, made = _loop(loop_statements, framework, io, carries, read_after, reverse, stacks)
     return Pass(lines(PRE), loop, lines(POST), stacked=made)
+
+
+def in_the_step(statements: tuple[Statement, ...], carries: tuple[Statement, ...], locals_: set[str]):
+    """The local derivatives and slopes (``dh_dpre = 1 - h^2``) that only the loop reads, computed in the
+    loop's step rather than for every step before it: no (T B, n) array for each."""
+    out = []
+    inline: dict[sp.Basic, sp.Basic] = {}
+    for s in statements:
+        base = naming.split(s.target.name)[0]
+        others = [o for o in statements if o is not s and o.phase != LOOP]
+        if s.phase == PRE and s.op == "=" and base in locals_ and not any(s.target.name in o.reads for o in others):
+            inline[s.target] = s.expr
+            continue
+        out.append(s)
+    return tuple(
+        replace(s, terms=tuple(t.xreplace(inline) for t in s.terms)) if s.phase == LOOP else s for s in out
+    ), tuple(replace(c, terms=tuple(t.xreplace(inline) for t in c.terms)) for c in carries)
 
 
 def _is_delta(s: Statement, deltas: frozenset[str] | set[str]) -> bool:
