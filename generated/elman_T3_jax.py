@@ -154,18 +154,17 @@ def _backward(weights, saved):
     # what reads no carried share, for every step at once
     dy_rows = _softmax(y_rows) - _onehot(label_rows, sizes["n_y"], dtype)  # dJ/dy_t = softmax(y_t) - label_t
     dh_rows = dy_rows @ W_hy  # dJ/dh_t = W_hy^T dJ/dy_t + W_hh^T dJ/dz_{t+1}: the terms without the carried share
-    dh_dz_rows = 1 - h_rows**2  # diag of dh_t/dz_t = 1 - h_t^2
     # the recurrence, backwards: each state's share carried from t + 1 to t; what reaches t = 0 is
     # the initial states' gradient
     def _backward_step(_carry, _seq):
         (dh_next,) = _carry
-        (dh, dh_dz) = _seq
+        (dh, h) = _seq
         dh = dh + dh_next  # dJ/dh_t = W_hy^T dJ/dy_t + W_hh^T dJ/dz_{t+1}: the carried share
-        dz = dh_dz * dh  # dJ/dz_t = (1 - h_t^2) ⊙ dJ/dh_t
+        dz = (1 - h**2) * dh  # dJ/dz_t = (1 - h_t^2) ⊙ dJ/dh_t
         dh_next = dz @ W_hh  # share of dJ/dh_{t-1}: W_hh^T dJ/dz_t
         return (dh_next,), (dz,)
 
-    (dh_next,), _ys = _scan(_backward_step, (_zeros((B, sizes["n_h"]), dtype, device),), (dh_rows.reshape(T, B, -1), dh_dz_rows.reshape(T, B, -1)), T, reverse=True)
+    (dh_next,), _ys = _scan(_backward_step, (_zeros((B, sizes["n_h"]), dtype, device),), (dh_rows.reshape(T, B, -1), h_rows.reshape(T, B, -1)), T, reverse=True)
     (dz_rows,) = (_y.reshape(T * B, -1) for _y in _ys)
 
     # the gradients, each one product over every step

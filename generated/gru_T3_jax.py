@@ -171,27 +171,23 @@ def _backward(weights, saved):
     # what reads no carried share, for every step at once
     dy_rows = _softmax(y_rows) - _onehot(label_rows, sizes["n_y"], dtype)  # dJ/dy_t = softmax(y_t) - label_t
     dh_rows = dy_rows @ W_y  # dJ/dh_t = W_y^T dJ/dy_t + u_{t+1} ⊙ dJ/dh_{t+1} + diag(r_{t+1}) U_n^T diag(1 - n_{t+1}^2) dJ/dn_{t+1} + U_u^T diag(u_{t+1} ⊙ (1 - u_{t+1})) dJ/du_{t+1} + U_r^T diag(r_{t+1} ⊙ (1 - r_{t+1})) dJ/dr_{t+1}: the terms without the carried share
-    dh_dn_rows = 1 - u_rows  # diag of dh_t/dn_t = 1 - u_t
-    dn_dpre_rows = 1 - n_rows**2  # the slope of n's activation: 1 - n_t^2
-    du_dpre_rows = u_rows * (1 - u_rows)  # the slope of u's activation: u_t ⊙ (1 - u_t)
-    dr_dpre_rows = r_rows * (1 - r_rows)  # the slope of r's activation: r_t ⊙ (1 - r_t)
     # the recurrence, backwards: each state's share carried from t + 1 to t; what reaches t = 0 is
     # the initial states' gradient
     W_stack1 = _concat((U_r, U_u))  # the gates' matrices, stacked
     def _backward_step(_carry, _seq):
         (dh_next,) = _carry
-        (dh, dh_dn, h_prev, n, dn_dpre, du_dpre, dr_dpre, r, u) = _seq
+        (dh, u, h_prev, n, r) = _seq
         dh = dh + dh_next  # dJ/dh_t = W_y^T dJ/dy_t + u_{t+1} ⊙ dJ/dh_{t+1} + diag(r_{t+1}) U_n^T diag(1 - n_{t+1}^2) dJ/dn_{t+1} + U_u^T diag(u_{t+1} ⊙ (1 - u_{t+1})) dJ/du_{t+1} + U_r^T diag(r_{t+1} ⊙ (1 - r_{t+1})) dJ/dr_{t+1}: the carried share
-        dn = dh_dn * dh  # dJ/dn_t = (1 - u_t) ⊙ dJ/dh_t
+        dn = (1 - u) * dh  # dJ/dn_t = (1 - u_t) ⊙ dJ/dh_t
         du = h_prev * dh - n * dh  # dJ/du_t = (diag(h_{t-1}) - diag(n_t)) dJ/dh_t
         dr = h_prev * ((1 - n**2) * dn @ U_n)  # dJ/dr_t = diag(h_{t-1}) U_n^T diag(1 - n_t^2) dJ/dn_t
-        dn_pre = dn_dpre * dn  # the delta at the argument of n's activation: (1 - n_t^2) ⊙ dJ/dn_t
-        du_pre = du_dpre * du  # the delta at the argument of u's activation: u_t ⊙ (1 - u_t) ⊙ dJ/du_t
-        dr_pre = dr_dpre * dr  # the delta at the argument of r's activation: r_t ⊙ (1 - r_t) ⊙ dJ/dr_t
+        dn_pre = (1 - n**2) * dn  # the delta at the argument of n's activation: (1 - n_t^2) ⊙ dJ/dn_t
+        du_pre = (u * (1 - u)) * du  # the delta at the argument of u's activation: u_t ⊙ (1 - u_t) ⊙ dJ/du_t
+        dr_pre = (r * (1 - r)) * dr  # the delta at the argument of r's activation: r_t ⊙ (1 - r_t) ⊙ dJ/dr_t
         dh_next = _concat((dr_pre, du_pre), -1) @ W_stack1 + u * dh + r * (dn_pre @ U_n)  # share of dJ/dh_{t-1}: u_t ⊙ dJ/dh_t + diag(r_t) U_n^T diag(1 - n_t^2) dJ/dn_t + U_u^T diag(u_t ⊙ (1 - u_t)) dJ/du_t + U_r^T diag(r_t ⊙ (1 - r_t)) dJ/dr_t
         return (dh_next,), (dn_pre, du_pre, dr_pre)
 
-    (dh_next,), _ys = _scan(_backward_step, (_zeros((B, sizes["n_h"]), dtype, device),), (dh_rows.reshape(T, B, -1), dh_dn_rows.reshape(T, B, -1), h_rows_prev.reshape(T, B, -1), n_rows.reshape(T, B, -1), dn_dpre_rows.reshape(T, B, -1), du_dpre_rows.reshape(T, B, -1), dr_dpre_rows.reshape(T, B, -1), r_rows.reshape(T, B, -1), u_rows.reshape(T, B, -1)), T, reverse=True)
+    (dh_next,), _ys = _scan(_backward_step, (_zeros((B, sizes["n_h"]), dtype, device),), (dh_rows.reshape(T, B, -1), u_rows.reshape(T, B, -1), h_rows_prev.reshape(T, B, -1), n_rows.reshape(T, B, -1), r_rows.reshape(T, B, -1)), T, reverse=True)
     (dn_pre_rows, du_pre_rows, dr_pre_rows) = (_y.reshape(T * B, -1) for _y in _ys)
 
     # the gradients, each one product over every step

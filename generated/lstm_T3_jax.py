@@ -181,33 +181,27 @@ def _backward(weights, saved):
     # what reads no carried share, for every step at once
     dy_rows = _softmax(y_rows) - _onehot(label_rows, sizes["n_y"], dtype)  # dJ/dy_t = softmax(y_t) - label_t
     dh_rows = dy_rows @ W_y  # dJ/dh_t = W_y^T dJ/dy_t + U_g^T diag(1 - g_{t+1}^2) dJ/dg_{t+1} + U_o^T diag(o_{t+1} ⊙ (1 - o_{t+1})) dJ/do_{t+1} + U_i^T diag(i_{t+1} ⊙ (1 - i_{t+1})) dJ/di_{t+1} + U_f^T diag(f_{t+1} ⊙ (1 - f_{t+1})) dJ/df_{t+1}: the terms without the carried share
-    dh_dc_rows = (1 - jnp.tanh(c_rows)**2) * o_rows  # diag of dh_t/dc_t = (1 - tanh(c_t)^2) ⊙ o_t
-    dh_do_rows = jnp.tanh(c_rows)  # diag of dh_t/do_t = tanh(c_t)
-    dg_dpre_rows = 1 - g_rows**2  # the slope of g's activation: 1 - g_t^2
-    do_dpre_rows = o_rows * (1 - o_rows)  # the slope of o's activation: o_t ⊙ (1 - o_t)
-    di_dpre_rows = i_rows * (1 - i_rows)  # the slope of i's activation: i_t ⊙ (1 - i_t)
-    df_dpre_rows = f_rows * (1 - f_rows)  # the slope of f's activation: f_t ⊙ (1 - f_t)
     # the recurrence, backwards: each state's share carried from t + 1 to t; what reaches t = 0 is
     # the initial states' gradient
     W_stack1 = _concat((U_f, U_i, U_o, U_g))  # the gates' matrices, stacked
     def _backward_step(_carry, _seq):
         (dh_next, dc_next) = _carry
-        (dh, dh_dc, i, dh_do, g, c_prev, dg_dpre, do_dpre, di_dpre, df_dpre, f) = _seq
+        (dh, c, o, i, g, c_prev, f) = _seq
         dh = dh + dh_next  # dJ/dh_t = W_y^T dJ/dy_t + U_g^T diag(1 - g_{t+1}^2) dJ/dg_{t+1} + U_o^T diag(o_{t+1} ⊙ (1 - o_{t+1})) dJ/do_{t+1} + U_i^T diag(i_{t+1} ⊙ (1 - i_{t+1})) dJ/di_{t+1} + U_f^T diag(f_{t+1} ⊙ (1 - f_{t+1})) dJ/df_{t+1}: the carried share
-        dc = dh_dc * dh + dc_next  # dJ/dc_t = diag(1 - tanh(c_t)^2) diag(o_t) dJ/dh_t + f_{t+1} ⊙ dJ/dc_{t+1}
+        dc = ((1 - jnp.tanh(c)**2) * o) * dh + dc_next  # dJ/dc_t = diag(1 - tanh(c_t)^2) diag(o_t) dJ/dh_t + f_{t+1} ⊙ dJ/dc_{t+1}
         dg = i * dc  # dJ/dg_t = i_t ⊙ dJ/dc_t
-        do = dh_do * dh  # dJ/do_t = tanh(c_t) ⊙ dJ/dh_t
+        do = jnp.tanh(c) * dh  # dJ/do_t = tanh(c_t) ⊙ dJ/dh_t
         di = g * dc  # dJ/di_t = g_t ⊙ dJ/dc_t
         df = c_prev * dc  # dJ/df_t = c_{t-1} ⊙ dJ/dc_t
-        dg_pre = dg_dpre * dg  # the delta at the argument of g's activation: (1 - g_t^2) ⊙ dJ/dg_t
-        do_pre = do_dpre * do  # the delta at the argument of o's activation: o_t ⊙ (1 - o_t) ⊙ dJ/do_t
-        di_pre = di_dpre * di  # the delta at the argument of i's activation: i_t ⊙ (1 - i_t) ⊙ dJ/di_t
-        df_pre = df_dpre * df  # the delta at the argument of f's activation: f_t ⊙ (1 - f_t) ⊙ dJ/df_t
+        dg_pre = (1 - g**2) * dg  # the delta at the argument of g's activation: (1 - g_t^2) ⊙ dJ/dg_t
+        do_pre = (o * (1 - o)) * do  # the delta at the argument of o's activation: o_t ⊙ (1 - o_t) ⊙ dJ/do_t
+        di_pre = (i * (1 - i)) * di  # the delta at the argument of i's activation: i_t ⊙ (1 - i_t) ⊙ dJ/di_t
+        df_pre = (f * (1 - f)) * df  # the delta at the argument of f's activation: f_t ⊙ (1 - f_t) ⊙ dJ/df_t
         dh_next = _concat((df_pre, di_pre, do_pre, dg_pre), -1) @ W_stack1  # share of dJ/dh_{t-1}: U_g^T diag(1 - g_t^2) dJ/dg_t + U_o^T diag(o_t ⊙ (1 - o_t)) dJ/do_t + U_i^T diag(i_t ⊙ (1 - i_t)) dJ/di_t + U_f^T diag(f_t ⊙ (1 - f_t)) dJ/df_t
         dc_next = f * dc  # share of dJ/dc_{t-1}: f_t ⊙ dJ/dc_t
         return (dh_next, dc_next), (dg_pre, do_pre, di_pre, df_pre)
 
-    (dh_next, dc_next), _ys = _scan(_backward_step, (_zeros((B, sizes["n_h"]), dtype, device), _zeros((B, sizes["n_h"]), dtype, device)), (dh_rows.reshape(T, B, -1), dh_dc_rows.reshape(T, B, -1), i_rows.reshape(T, B, -1), dh_do_rows.reshape(T, B, -1), g_rows.reshape(T, B, -1), c_rows_prev.reshape(T, B, -1), dg_dpre_rows.reshape(T, B, -1), do_dpre_rows.reshape(T, B, -1), di_dpre_rows.reshape(T, B, -1), df_dpre_rows.reshape(T, B, -1), f_rows.reshape(T, B, -1)), T, reverse=True)
+    (dh_next, dc_next), _ys = _scan(_backward_step, (_zeros((B, sizes["n_h"]), dtype, device), _zeros((B, sizes["n_h"]), dtype, device)), (dh_rows.reshape(T, B, -1), c_rows.reshape(T, B, -1), o_rows.reshape(T, B, -1), i_rows.reshape(T, B, -1), g_rows.reshape(T, B, -1), c_rows_prev.reshape(T, B, -1), f_rows.reshape(T, B, -1)), T, reverse=True)
     (dg_pre_rows, do_pre_rows, di_pre_rows, df_pre_rows) = (_y.reshape(T * B, -1) for _y in _ys)
 
     # the gradients, each one product over every step

@@ -173,25 +173,23 @@ def _backward(weights, saved, lengths=None):
     # what reads no carried share, for every step at once
     dy_rows = p_rows - _onehot(onehot_rows, sizes["n_y"], dtype)  # dJ/dy_t = p_t - l_t
     dh_rows = dy_rows @ W_hy  # dJ/dh_t = W_hy^T dJ/dy_t + W_hh^T dJ/dz_{t+1}: the terms without the carried share
-    dh_dz_rows = 1 - h_rows**2  # diag of dh_t/dz_t = 1 - h_t^2
     if lengths is not None:  # lengths: the steps before a sequence's first are no loss and send nothing back
         dy_rows = _where(lengths.rows[:, None], dy_rows, 0)  # lengths: no loss before a sequence's first step
         dh_rows = _where(lengths.rows[:, None], dh_rows, 0)  # lengths: no loss before a sequence's first step
-        dh_dz_rows = _where(lengths.rows[:, None], dh_dz_rows, 0)  # lengths: no loss before a sequence's first step
     # the recurrence, backwards: each state's share carried from t + 1 to t; what reaches t = 0 is
     # the initial states' gradient
     def _backward_step(_carry, _seq):
         (dh_next, dh0_acc) = _carry
-        (dh, dh_dz, _first_t) = _seq
+        (dh, h, _first_t) = _seq
         dh = dh + dh_next  # dJ/dh_t = W_hy^T dJ/dy_t + W_hh^T dJ/dz_{t+1}: the carried share
-        dz = dh_dz * dh  # dJ/dz_t = (1 - h_t^2) ⊙ dJ/dh_t
+        dz = (1 - h**2) * dh  # dJ/dz_t = (1 - h_t^2) ⊙ dJ/dh_t
         dh_next = dz @ W_hh  # share of dJ/dh_{t-1}: W_hh^T dJ/dz_t
         if _first_t is not None:  # lengths: step t is the first of these sequences, so what reaches step t - 1 is their initial states' gradient
             dh0_acc = dh0_acc + _where(_first_t, dh_next, 0)  # their dJ/dh0
             dh_next = _where(_first_t, 0, dh_next)  # nothing further down
         return (dh_next, dh0_acc), (dz,)
 
-    (dh_next, dh0_acc), _ys = _scan(_backward_step, (_zeros((B, sizes["n_h"]), dtype, device), _zeros((B, sizes["n_h"]), dtype, device)), (dh_rows.reshape(T, B, -1), dh_dz_rows.reshape(T, B, -1), None if lengths is None else lengths.first), T, reverse=True)
+    (dh_next, dh0_acc), _ys = _scan(_backward_step, (_zeros((B, sizes["n_h"]), dtype, device), _zeros((B, sizes["n_h"]), dtype, device)), (dh_rows.reshape(T, B, -1), h_rows.reshape(T, B, -1), None if lengths is None else lengths.first), T, reverse=True)
     (dz_rows,) = (_y.reshape(T * B, -1) for _y in _ys)
 
     # the gradients, each one product over every step

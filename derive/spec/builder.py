@@ -113,8 +113,8 @@ class Builder:
                 raise self.error(tok, f"state {name!r} has no update: add an equation '{name} = ...'")
             if name not in self.earlier_read:
                 raise self.error(
-                    tok, f"state {name!r} is never read at an earlier step ({name}[t-1]): it is a node; declare it "
-                    "no state"
+                    tok,
+                    f"state {name!r} is never read at an earlier step ({name}[t-1]): it is a node; declare it no state",
                 )
         declared = {**self.d.params, **self.d.inputs, **self.d.states}
         names = set(declared) | set(self.d.targets) | set(self.defined) | set(self.delays)
