@@ -30,20 +30,17 @@ import sympy as sp
 from derive.derivation.pipeline import Derivation
 from derive.emit.frameworks.stacks import Stacked, carry_code, member_lines
 from derive.emit.numpy.fast import Line, _paren, _summed
+from derive.emit.numpy.fast import io as io_of  # the inputs and targets as both fast paths read them
 from derive.emit.numpy.fusion import stacks_of
 from derive.emit.numpy.schedule import LOOP, POST, PRE, Schedule, Statement, Truncated, backward, forward, truncated
 from derive.emit.printing import BatchedPrinter, Io
 from derive.ir import naming
 from derive.ir.cell import Cell
 from derive.ir.exprs import (
-    BinaryCrossEntropy,
     CrossEntropy,
     Elementwise,
-    SigmoidBinaryCrossEntropy,
     Softmax,
     SoftmaxCrossEntropy,
-    SquaredError,
-    Sum,
 )
 
 ROWS, STEP, LAST = "rows", "step", "last"  # every step at once, one step in the loop, step T alone
@@ -125,21 +122,6 @@ class ScanPrinter(BatchedPrinter):
             return f"{name}({self._print(expr.logits)}, {target}{self._live()})"
         name = "_cross_entropy_at" if labels is not None else "_cross_entropy"
         return f"{name}({self._print(expr.p)}, {target}{self._live()})"
-
-    def _print_SquaredError(self, expr: SquaredError) -> str:
-        return f"_squared_error({self._print(expr.y)}, {self._print(expr.target)}{self._live()})"
-
-    def _print_BinaryCrossEntropy(self, expr: BinaryCrossEntropy) -> str:
-        return f"_binary_cross_entropy({self._print(expr.p)}, {self._print(expr.target)}{self._live()})"
-
-    def _print_SigmoidBinaryCrossEntropy(self, expr: SigmoidBinaryCrossEntropy) -> str:
-        return f"_sigmoid_binary_cross_entropy({self._print(expr.logits)}, {self._print(expr.target)}{self._live()})"
-
-    def _print_Sum(self, expr: Sum) -> str:
-        return f"_total({self._print(expr.arg)}{self._live()})"
-
-    def _print_Softmax(self, expr: Softmax) -> str:
-        return f"_softmax({self._print(expr.arg)})"
 
 
 # ---- the loop -----------------------------------------------------------------------
@@ -315,15 +297,6 @@ def _step_lines(s: Statement, printer: ScanPrinter, stacks: tuple[Stacked, ...],
 # ---- the passes ---------------------------------------------------------------------
 
 
-def io_of(cell: Cell) -> Io:
-    targets = {v.name: v for v in cell.targets}
-    return Io(
-        frozenset(v.name for v in (*cell.inputs, *cell.targets)),
-        {name: f'sizes["n_{v.dim}"]' for name, v in targets.items() if v.kind == "class"},
-        frozenset(targets) if cell.loss_mode == "last" else frozenset(),
-    )
-
-
 def _bases_read(statements: tuple[Statement, ...], lag: int | None = None) -> set[str]:
     out = set()
     for s in statements:
@@ -358,7 +331,8 @@ def _zeros(dim: str) -> str:
 def scans(derivation: Derivation, framework: Framework) -> Scans:
     cell = derivation.cell
     io = io_of(cell)
-    fw, bw = plan(derivation).forward, plan(derivation).backward
+    schedule = plan(derivation)
+    fw, bw = schedule.forward, schedule.backward
     run = truncated(derivation.program) if derivation.truncate else None
     # what the backward reads of the forward: the hoisted passes', or the truncated run's
     bw_all = (*run.statements, *run.carries) if run is not None else (*bw.statements, *bw.carries)
