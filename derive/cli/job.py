@@ -152,8 +152,10 @@ def _target_job(
     if job.module:
         path = job.paths[job.module_suffix]
         write_all({path: source}, force)
-        worst, names = max(c.error for c in checks), f"bptt verify --target {job.target}"
-        print(f"checked ({names} shows each): all {len(checks)} pass, max relative error {worst:.1e}", file=out)
+        worst = max(c.error for c in checks if c.name == "equal to the NumPy module")
+        names = f"bptt verify --target {job.target} shows each"
+        against = f"max relative error against the NumPy module {worst:.1e}"
+        print(f"checked ({names}): all {len(checks)} pass; {against}", file=out)
         print(f"wrote {path}", file=out)
     else:
         print("all checks pass", file=out)
