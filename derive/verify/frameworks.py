@@ -38,7 +38,15 @@ from derive.verify.report import (
     max_rel_error,
     random_problem,
 )
-from derive.verify.selfcheck import SELF_CHECK_BATCH, SELF_CHECK_SEED, SMALLEST_SIZE, check_steps, one_sequence, padded
+from derive.verify.selfcheck import (
+    SELF_CHECK_BATCH,
+    SELF_CHECK_SEED,
+    SMALLEST_SIZE,
+    batch_of,
+    check_steps,
+    one_sequence,
+    ragged,
+)
 
 RTOL_TARGET = RTOL_EXACT  # a target against the NumPy module and against its framework's autograd: float64 rounding
 GRADCHECK_ATOL = 1e-6  # torch.autograd.gradcheck's and jax's check_grads' tolerances here (float64, central
@@ -153,9 +161,7 @@ def _contract_checks(module: types.ModuleType, numpy_module: types.ModuleType, p
         return _as_numpy(module.loss_and_gradients(*(_to(convert, v) for v in values)))
 
     got = run(problem)
-    runs = [run(one_sequence(numpy_module, problem, b)) for b in range(SELF_CHECK_BATCH)]
-    one = sum(r[0] for r in runs), {k: np.sum([r[1][k] for r in runs], axis=0) for k in module.PARAMS}
-    one[1].update({k: np.stack([r[1][k] for r in runs]) for k in module.INITIAL})
+    one = batch_of(module, [run(one_sequence(numpy_module, problem, b)) for b in range(SELF_CHECK_BATCH)])
     return got, [
         Check("equal to the NumPy module", steps, _error(got, numpy_module.loss_and_gradients(*problem)), RTOL_TARGET),
         Check("its sequences one at a time", steps, _error(one, got), RTOL_EXACT),
@@ -185,12 +191,9 @@ def _torch_checks(torch: Any, module: types.ModuleType, numpy_module: types.Modu
 def _lengths_error(torch: Any, module: types.ModuleType, numpy_module: types.ModuleType, problem: tuple, steps: int):
     """One padded batch with lengths from T down to 1 (NaN past each, labels -1), against the NumPy module's
     lengths path (itself checked against its sequences alone)."""
-    lengths = np.linspace(steps, 1, SELF_CHECK_BATCH).round().astype(int)
-    params, xs, targets, *initial = problem
-    last = numpy_module.LOSS_AT == "last"
-    ragged = (params, padded(xs, lengths), targets if last else padded(targets, lengths), *initial)
-    want = numpy_module.loss_and_gradients(*ragged, lengths=lengths)
-    got = module.loss_and_gradients(*(_to(torch.as_tensor, v) for v in ragged), lengths=torch.as_tensor(lengths))
+    args, lengths = ragged(numpy_module, problem, steps)
+    want = numpy_module.loss_and_gradients(*args, lengths=lengths)
+    got = module.loss_and_gradients(*(_to(torch.as_tensor, v) for v in args), lengths=torch.as_tensor(lengths))
     return _error(_as_numpy(got), want)
 
 

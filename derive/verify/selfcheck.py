@@ -143,6 +143,12 @@ def _one_at_a_time(module: types.ModuleType, problem: tuple, lengths: np.ndarray
         _call(module, "loss_and_gradients", one_sequence(module, problem, b, cut[b]), None)
         for b in range(SELF_CHECK_BATCH)
     ]
+    return batch_of(module, runs)
+
+
+def batch_of(module: types.ModuleType, runs: list[Result]) -> Result:
+    """A batch's loss and gradients from its sequences' own: the losses and the parameters' gradients
+    summed, the initial states' gradients stacked, sequence by sequence."""
     grads = {k: np.sum([r[1][k] for r in runs], axis=0) for k in module.PARAMS}
     grads |= {k: np.stack([r[1][k] for r in runs]) for k in module.INITIAL}
     return float(sum(r[0] for r in runs)), grads
@@ -159,13 +165,19 @@ def padded(value: Any, lengths: np.ndarray) -> Any:
     return out
 
 
-def _check_lengths(module: types.ModuleType, problem: tuple, steps: int) -> None:
-    """One batched call with ``lengths`` from T down to 1, padded with NaN, against its sequences alone."""
+def ragged(module: types.ModuleType, problem: tuple, steps: int) -> tuple[tuple, np.ndarray]:
+    """The problem's batch with lengths from T down to 1 (SELF_CHECK_BATCH of them), each sequence padded
+    past its length with what must never be read (``padded``); and the lengths."""
     lengths = np.linspace(steps, 1, SELF_CHECK_BATCH).round().astype(int)
     params, xs, targets, *initial = problem
     last = module.LOSS_AT == "last"
-    ragged = (params, padded(xs, lengths), targets if last else padded(targets, lengths), *initial, lengths)
-    result = _call(module, "loss_and_gradients", ragged, POISONS[0])
+    return (params, padded(xs, lengths), targets if last else padded(targets, lengths), *initial), lengths
+
+
+def _check_lengths(module: types.ModuleType, problem: tuple, steps: int) -> None:
+    """One batched call with ``lengths`` from T down to 1, padded with NaN, against its sequences alone."""
+    args, lengths = ragged(module, problem, steps)
+    result = _call(module, "loss_and_gradients", (*args, lengths), POISONS[0])
     against = f"its sequences one at a time at their own lengths {lengths.tolist()}"
     _compare(result, _one_at_a_time(module, problem, lengths), RTOL_EXACT, SCALE_FLOOR, against)
 

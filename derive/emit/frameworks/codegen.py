@@ -10,12 +10,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import sympy as sp
-
 from derive.derivation.pipeline import Derivation
 from derive.emit.frameworks.scan import Framework, Scans, rows_name, scans
-from derive.emit.numpy.codegen import _arguments, _py_tuple
-from derive.emit.printing import equation_text
+from derive.emit.numpy.codegen import contract
 from derive.ir import naming
 from derive.ir.cell import Cell
 
@@ -88,23 +85,10 @@ def module_context(derivation: Derivation, framework: Framework, command: str) -
     cell = derivation.cell
     plan = scans(derivation, framework)
     return {
+        **contract(derivation, command),
         "framework": framework.name,
-        "cell": cell,
-        "steps": derivation.steps,
-        "command": command,
         "truncate": derivation.truncate,
-        "dim_names": _py_tuple(tuple(f"n_{d}" for d in cell.dims)),
-        "equations": [
-            equation_text(sp.MatrixSymbol(naming.step_name(e.name, "t"), *e.shape), e.rhs) for e in cell.equations
-        ],
-        "param_names": _py_tuple(cell.param_names),
         "param_names_list": list(cell.param_names),
-        "params": [
-            {"name": p.name, "shape": _py_tuple(tuple(f"n_{d}" for d in p.shape)), "grad": naming.grad_local(p.name)}
-            for p in cell.params
-        ],
-        "loss_last": cell.loss_mode == "last",
-        **_arguments(cell),
         **_passes(derivation, plan),
         "uses": _uses(plan),
     }

@@ -29,7 +29,7 @@ import sympy as sp
 
 from derive.derivation.pipeline import Derivation
 from derive.emit.frameworks.stacks import Stacked, carry_code, member_lines
-from derive.emit.numpy.fast import Line, _paren, _summed
+from derive.emit.numpy.fast import Line, paren, summed
 from derive.emit.numpy.fast import io as io_of  # the inputs and targets as both fast paths read them
 from derive.emit.numpy.fusion import stacks_of
 from derive.emit.numpy.schedule import LOOP, POST, PRE, Schedule, Statement, Truncated, backward, forward, truncated
@@ -182,11 +182,13 @@ def _step_parts(name: str) -> tuple[str, int] | None:
     return base, -(naming.offset(step) or 0)
 
 
+def _assigned(s: Statement, target: str, code: str) -> Line:
+    """``target = code``, or for ``+=`` ``target = target + code``: no value is changed in place."""
+    return Line(f"{target} = {code}" if s.op == "=" else f"{target} = {target} + {code}", s.comment)
+
+
 def _assign_lines(s: Statement, printer: ScanPrinter, target: str) -> list[Line]:
-    code = " + ".join(printer.doprint(term) for term in s.terms)
-    if s.op == "+=":
-        return [Line(f"{target} = {target} + {code}", s.comment)]
-    return [Line(f"{target} = {code}", s.comment)]
+    return [_assigned(s, target, " + ".join(printer.doprint(term) for term in s.terms))]
 
 
 def _is_total(s: Statement) -> bool:
@@ -217,7 +219,7 @@ def _all_steps_line(s: Statement, framework: Framework, io: Io, loss: str, is_de
         if bias:
             code = f"{code if code.isidentifier() else f'({code})'}.sum(axis=0)"
         target = naming.code_base(s.target.name)
-        return Line(f"{target} = {code}" if s.op == "=" else f"{target} = {target} + {code}", s.comment)
+        return _assigned(s, target, code)
     base = naming.split(s.target.name)[0]
     target = rows_name(base)
     if not any(naming.split(n)[1] is not None for t in s.terms for n in _symbol_names(t)):
@@ -225,9 +227,7 @@ def _all_steps_line(s: Statement, framework: Framework, io: Io, loss: str, is_de
         code = f'{code} + _zeros(({"B" if s.last_step else "T * B"}, sizes["{s.target.shape[0]}"]), dtype, device)'
     if s.last_step and is_delta:  # a many-to-one output's delta: zeros but at step T
         return Line(f"{target} = _at_last({code}, T)", s.comment)
-    if s.op == "+=":
-        return Line(f"{target} = {target} + {code}", s.comment)
-    return Line(f"{target} = {code}", s.comment)
+    return _assigned(s, target, code)
 
 
 def _loop(
@@ -473,16 +473,14 @@ def _run_line(s: Statement, printer: ScanPrinter, rows: str, keep: bool) -> Line
     target = printer.doprint(s.target)
     bias = _is_total(s) and s.target.shape[1] == 1
     own = printer.kept(KEEP) if s.direct and keep else printer
-    code = _summed(" + ".join(own.doprint(term) for term in s.terms), bias)
+    code = summed(" + ".join(own.doprint(term) for term in s.terms), bias)
     if s.below is not None:
         if s.below:
-            other = _paren(_summed(" + ".join(printer.doprint(term) for term in s.below), bias))
+            other = paren(summed(" + ".join(printer.doprint(term) for term in s.below), bias))
         else:  # J_s reaches no such delta (zeros) or gradient below step s
             other = "0" if _is_total(s) else f'_zeros(({rows}, sizes["{s.target.shape[0]}"]), dtype, device)'
-        code = f"{_paren(code)} if _own else {other}"
-    if s.op == "+=":
-        return Line(f"{target} = {target} + {_paren(code)}", s.comment)
-    return Line(f"{target} = {code}", s.comment)
+        code = f"{paren(code)} if _own else {other}"
+    return _assigned(s, target, paren(code) if s.op == "+=" else code)  # code may be "a if _own else b"
 
 
 def _run(derivation: Derivation, framework: Framework, io: Io, run: Truncated) -> Run:

@@ -513,31 +513,39 @@ def _helpers(context: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
-    """Everything ``templates/module.py.j2`` places, already printed."""
+def contract(derivation: Derivation, command: str) -> dict[str, Any]:
+    """What every target's module states alike: the cell, its equations, its parameters' names and
+    shapes, the arguments (inputs, targets, initial states), the command that writes it again."""
     cell = derivation.cell
-    fast = _fast_path(derivation)
-    context: dict[str, Any] = {
+    return {
         "cell": cell,
         "steps": derivation.steps,
         "command": command,
-        "by_definition": derivation.expanded,
-        "expanded_max": derivation.expandable,
         "dim_names": _py_tuple(tuple(f"n_{d}" for d in cell.dims)),
         "equations": [
             equation_text(sp.MatrixSymbol(naming.step_name(e.name, "t"), *e.shape), e.rhs) for e in cell.equations
         ],
         "param_names": _py_tuple(cell.param_names),
-        "weight_names": _wrapped(list(cell.param_names)),
         "params": [
             {"name": p.name, "shape": _py_tuple(tuple(f"n_{d}" for d in p.shape)), "grad": naming.grad_local(p.name)}
             for p in cell.params
         ],
-        "nodes": _nodes(cell),
         "loss_last": cell.loss_mode == "last",
-        "outputs": cell.outputs,
         **_arguments(cell),
-        **fast,
+    }
+
+
+def module_context(derivation: Derivation, command: str) -> dict[str, Any]:
+    """Everything ``templates/module.py.j2`` places, already printed."""
+    cell = derivation.cell
+    context: dict[str, Any] = {
+        **contract(derivation, command),
+        "by_definition": derivation.expanded,
+        "expanded_max": derivation.expandable,
+        "weight_names": _wrapped(list(cell.param_names)),
+        "nodes": _nodes(cell),
+        "outputs": cell.outputs,
+        **_fast_path(derivation),
         **_by_definition(derivation),
     }
     return context | _helpers(context)

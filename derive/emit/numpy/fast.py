@@ -35,14 +35,14 @@ def dim_code(shape_rows: sp.Expr) -> str:
     return "1" if shape_rows == 1 else str(shape_rows)
 
 
-def _summed(code: str, bias: bool) -> str:
+def summed(code: str, bias: bool) -> str:
     """A bias's gradient: the (B, n) rows summed over the batch."""
     if not bias:
         return code
     return f"{code}.sum(axis=0)" if code.isidentifier() else f"({code}).sum(axis=0)"
 
 
-def _paren(code: str) -> str:
+def paren(code: str) -> str:
     return code if code.isidentifier() else f"({code})"
 
 
@@ -474,7 +474,7 @@ def _all_steps_lines(s: Statement, rows: AllStepsPrinter, step: BatchedPrinter, 
     if _is_total(s):
         # the loss's own share reads the steps themselves, not deltas that are zero where J_t is no loss
         reads = printer.kept(KEEP) if s.direct and not s.last_step else printer
-        code = _summed(reads.doprint(s.expr), s.target.shape[1] == 1)
+        code = summed(reads.doprint(s.expr), s.target.shape[1] == 1)
         return [Line(f"{naming.code_base(s.target.name)} = {code}", s.comment)]
     if s.last_step:
         return _into_lines(step.doprint(s.target), s.expr, step, s.comment)
@@ -562,12 +562,12 @@ def _truncated_line(s: Statement, printer: BatchedPrinter) -> Line:
     total = _is_total(s)
     bias = total and s.target.shape[1] == 1
     if s.below is None:
-        return Line(f"{target} {s.op} {_summed(code, bias)}", s.comment)
+        return Line(f"{target} {s.op} {summed(code, bias)}", s.comment)
     if s.below:
-        other = _paren(_summed(_sum_code(s.below, printer), bias))
+        other = paren(summed(_sum_code(s.below, printer), bias))
     else:  # J_s reaches no such delta (a zero array) or gradient below step s
         other = "0" if total else f"{target}_zero"
-    return Line(f"{target} {s.op} {_paren(_summed(code, bias))} if t == loss_t else {other}", s.comment)
+    return Line(f"{target} {s.op} {paren(summed(code, bias))} if t == loss_t else {other}", s.comment)
 
 
 @dataclass(frozen=True)
