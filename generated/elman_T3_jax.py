@@ -59,15 +59,6 @@ def init_params(n_x, n_h, n_y, seed=0, dtype=None):
     return params
 
 
-def _sizes(weights):
-    """{n_h: ...}: each size where a parameter first has it."""
-    sizes = {}
-    for name, w in zip(PARAMS, weights):
-        for dim, n in zip(SHAPES[name], w.shape):
-            sizes.setdefault(dim, n)
-    return sizes
-
-
 def _device(array):
     return None  # JAX places arrays itself
 
@@ -115,6 +106,13 @@ def _softmax_cross_entropy_at(y, label):
     return -_picked(jax.nn.log_softmax(y, axis=-1), label).sum()
 
 
+def _sizes(weights):
+    """{n_h: ...}: each size where a parameter first has it."""
+    sizes = {}
+    for name, w in zip(PARAMS, weights):
+        for dim, n in zip(SHAPES[name], w.shape):
+            sizes.setdefault(dim, n)
+    return sizes
 
 
 def _forward(weights, x_rows, label_rows, h0):

@@ -62,15 +62,6 @@ def init_params(n_x, n_h, n_y, seed=0, dtype=torch.float64, device=None):
     return params
 
 
-def _sizes(weights):
-    """{n_h: ...}: each size where a parameter first has it."""
-    sizes = {}
-    for name, w in zip(PARAMS, weights):
-        for dim, n in zip(SHAPES[name], w.shape):
-            sizes.setdefault(dim, n)
-    return sizes
-
-
 def _device(tensor):
     return tensor.device
 
@@ -130,6 +121,13 @@ def _softmax_cross_entropy_at(y, label, live=None):
     return -_kept(torch.log_softmax(y, dim=-1).gather(-1, label[:, None]), live).sum()
 
 
+def _sizes(weights):
+    """{n_h: ...}: each size where a parameter first has it."""
+    sizes = {}
+    for name, w in zip(PARAMS, weights):
+        for dim, n in zip(SHAPES[name], w.shape):
+            sizes.setdefault(dim, n)
+    return sizes
 
 
 def _forward(weights, x_rows, onehot_rows, h0, lengths=None):
