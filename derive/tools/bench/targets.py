@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from derive.derivation.pipeline import derive
-from derive.emit.outputs import module_source
+from derive.emit.outputs import module_source, target_source
 from derive.ir.cell import Cell, load_builtin
 from derive.spec.parser import read
 from derive.tools.bench import gru, peers, plain
@@ -111,11 +111,8 @@ def numpy_module(model: str) -> types.ModuleType:
 
 @cache
 def framework_source(model: str, target: str) -> str:
-    from derive.emit.frameworks.codegen import FRAMEWORKS, TEMPLATES, module_context
-    from derive.emit.render import render
-
-    command = f"bptt bench --target {target} (model {model})"
-    return render(TEMPLATES[target], module_context(derive(cell_for(model), 3), FRAMEWORKS[target], command))
+    """The framework module of the model's cell, as ``bptt emit --target`` prints it."""
+    return target_source(derive(cell_for(model), 3), target)
 
 
 # --- torch -------------------------------------------------------------------------------------
