@@ -106,6 +106,7 @@ def _allocate(T, B, sizes, dtype):
     du_dpre = _empty((T + 1, B, sizes["n_h"]), dtype)
     dr_pre = dstack1[:, :, :sizes["n_h"]]
     dr_dpre = _empty((T + 1, B, sizes["n_h"]), dtype)
+    dn_pre_U_n = _empty((T + 1, B, sizes["n_h"]), dtype)
     r_rows = stack1[1:].reshape(T * B, -1)[:, :sizes["n_h"]]
     u_rows = stack1[1:].reshape(T * B, -1)[:, sizes["n_h"]:2 * sizes["n_h"]]
     n_rows = n[1:].reshape(T * B, -1)
@@ -138,24 +139,25 @@ def _allocate(T, B, sizes, dtype):
     dh_steps = tuple(dh)
     dn_steps = tuple(dn)
     dh_dn_steps = tuple(dh_dn)
-    du_steps = tuple(du)
-    dr_steps = tuple(dr)
     dn_pre_steps = tuple(dn_pre)
     dn_dpre_steps = tuple(dn_dpre)
+    dn_pre_U_n_steps = tuple(dn_pre_U_n)
+    du_steps = tuple(du)
     du_pre_steps = tuple(du_pre)
     du_dpre_steps = tuple(du_dpre)
+    dr_steps = tuple(dr)
     dr_pre_steps = tuple(dr_pre)
     dr_dpre_steps = tuple(dr_dpre)
     dstack1_steps = tuple(dstack1)
     _rows, _batch_rows = np.arange(T * B), np.arange(B)  # the row of each class label, over every step and in one
     work = (
         stack1, r, u, n, h, y, stack1_0_2, dy, dh, dn, du, dr, dh_dn, dn_pre, dn_dpre, dstack1, du_pre,
-        du_dpre, dr_pre, dr_dpre, r_rows, u_rows, n_rows, y_rows, h_rows, dy_rows, dh_rows, dh_dn_rows,
-        dn_dpre_rows, du_dpre_rows, dr_dpre_rows, dr_pre_rows, h_rows_prev, du_pre_rows, dn_pre_rows,
-        _scratch_2_n_h, _scratch_n_h, _scratch_n_h_1, dh_next, W_stack1, _U_n_F, _W_stack1_F, stack1_steps,
-        h_steps, stack1_0_2_steps, n_steps, r_steps, u_steps, dh_steps, dn_steps, dh_dn_steps, du_steps,
-        dr_steps, dn_pre_steps, dn_dpre_steps, du_pre_steps, du_dpre_steps, dr_pre_steps, dr_dpre_steps,
-        dstack1_steps, _rows, _batch_rows,
+        du_dpre, dr_pre, dr_dpre, dn_pre_U_n, r_rows, u_rows, n_rows, y_rows, h_rows, dy_rows, dh_rows,
+        dh_dn_rows, dn_dpre_rows, du_dpre_rows, dr_dpre_rows, dr_pre_rows, h_rows_prev, du_pre_rows,
+        dn_pre_rows, _scratch_2_n_h, _scratch_n_h, _scratch_n_h_1, dh_next, W_stack1, _U_n_F, _W_stack1_F,
+        stack1_steps, h_steps, stack1_0_2_steps, n_steps, r_steps, u_steps, dh_steps, dn_steps, dh_dn_steps,
+        dn_pre_steps, dn_dpre_steps, dn_pre_U_n_steps, du_steps, du_pre_steps, du_dpre_steps, dr_steps,
+        dr_pre_steps, dr_dpre_steps, dstack1_steps, _rows, _batch_rows,
     )
     return work, sum(a.nbytes for a in work if isinstance(a, np.ndarray) and a.base is None)
 
@@ -452,12 +454,12 @@ def loss_and_gradients(params, xs, labels, h0=None, lengths=None):
     work, size = _take(key) or _allocate(T, B, sizes, dtype)
     (
         stack1, r, u, n, h, y, stack1_0_2, dy, dh, dn, du, dr, dh_dn, dn_pre, dn_dpre, dstack1, du_pre,
-        du_dpre, dr_pre, dr_dpre, r_rows, u_rows, n_rows, y_rows, h_rows, dy_rows, dh_rows, dh_dn_rows,
-        dn_dpre_rows, du_dpre_rows, dr_dpre_rows, dr_pre_rows, h_rows_prev, du_pre_rows, dn_pre_rows,
-        _scratch_2_n_h, _scratch_n_h, _scratch_n_h_1, dh_next, W_stack1, _U_n_F, _W_stack1_F, stack1_steps,
-        h_steps, stack1_0_2_steps, n_steps, r_steps, u_steps, dh_steps, dn_steps, dh_dn_steps, du_steps,
-        dr_steps, dn_pre_steps, dn_dpre_steps, du_pre_steps, du_dpre_steps, dr_pre_steps, dr_dpre_steps,
-        dstack1_steps, _rows, _batch_rows,
+        du_dpre, dr_pre, dr_dpre, dn_pre_U_n, r_rows, u_rows, n_rows, y_rows, h_rows, dy_rows, dh_rows,
+        dh_dn_rows, dn_dpre_rows, du_dpre_rows, dr_dpre_rows, dr_pre_rows, h_rows_prev, du_pre_rows,
+        dn_pre_rows, _scratch_2_n_h, _scratch_n_h, _scratch_n_h_1, dh_next, W_stack1, _U_n_F, _W_stack1_F,
+        stack1_steps, h_steps, stack1_0_2_steps, n_steps, r_steps, u_steps, dh_steps, dn_steps, dh_dn_steps,
+        dn_pre_steps, dn_dpre_steps, dn_pre_U_n_steps, du_steps, du_pre_steps, du_dpre_steps, dr_steps,
+        dr_pre_steps, dr_dpre_steps, dstack1_steps, _rows, _batch_rows,
     ) = work
     np.concatenate((U_r, U_u), out=W_stack1)  # the matrices of one product per step, stacked
     # the matrices the backward loop multiplies rows by, in Fortran order where there are several rows
@@ -519,21 +521,18 @@ def loss_and_gradients(params, xs, labels, h0=None, lengths=None):
     for t in range(T, 0, -1):  # the recurrence, backwards
         np.add(dh_steps[t], dh_next, out=dh_steps[t])  # dJ/dh_t = W_y^T dJ/dy_t + u_{t+1} ⊙ dJ/dh_{t+1} + diag(r_{t+1}) U_n^T diag(1 - n_{t+1}^2) dJ/dn_{t+1} + U_u^T diag(u_{t+1} ⊙ (1 - u_{t+1})) dJ/du_{t+1} + U_r^T diag(r_{t+1} ⊙ (1 - r_{t+1})) dJ/dr_{t+1}: the carried share
         np.multiply(dh_dn_steps[t], dh_steps[t], out=dn_steps[t])  # dJ/dn_t = (1 - u_t) ⊙ dJ/dh_t
-        np.subtract(h_steps[t - 1], n_steps[t], out=du_steps[t])  # dJ/du_t = (diag(h_{t-1}) - diag(n_t)) dJ/dh_t
-        np.multiply(du_steps[t], dh_steps[t], out=du_steps[t])
-        np.square(n_steps[t], out=_scratch_n_h)  # dJ/dr_t = diag(h_{t-1}) U_n^T diag(1 - n_t^2) dJ/dn_t
-        np.subtract(1, _scratch_n_h, out=_scratch_n_h)
-        np.multiply(_scratch_n_h, dn_steps[t], out=_scratch_n_h)
-        np.dot(_scratch_n_h, _U_n_F, out=dr_steps[t])
-        np.multiply(dr_steps[t], h_steps[t - 1], out=dr_steps[t])
         np.multiply(dn_dpre_steps[t], dn_steps[t], out=dn_pre_steps[t])  # the delta at the argument of n's activation: (1 - n_t^2) ⊙ dJ/dn_t
+        np.dot(dn_pre_steps[t], _U_n_F, out=dn_pre_U_n_steps[t])  # U_n^T diag(1 - n_t^2) dJ/dn_t: read by 2 statements of the step, computed once
+        np.multiply(h_steps[t - 1], dh_steps[t], out=du_steps[t])  # dJ/du_t = (diag(h_{t-1}) - diag(n_t)) dJ/dh_t
+        np.multiply(n_steps[t], dh_steps[t], out=_scratch_n_h)
+        np.subtract(du_steps[t], _scratch_n_h, out=du_steps[t])
         np.multiply(du_dpre_steps[t], du_steps[t], out=du_pre_steps[t])  # the delta at the argument of u's activation: u_t ⊙ (1 - u_t) ⊙ dJ/du_t
+        np.multiply(h_steps[t - 1], dn_pre_U_n_steps[t], out=dr_steps[t])  # dJ/dr_t = diag(h_{t-1}) U_n^T diag(1 - n_t^2) dJ/dn_t
         np.multiply(dr_dpre_steps[t], dr_steps[t], out=dr_pre_steps[t])  # the delta at the argument of r's activation: r_t ⊙ (1 - r_t) ⊙ dJ/dr_t
         np.dot(dstack1_steps[t], _W_stack1_F, out=dh_next)  # share of dJ/dh_{t-1}: u_t ⊙ dJ/dh_t + diag(r_t) U_n^T diag(1 - n_t^2) dJ/dn_t + U_u^T diag(u_t ⊙ (1 - u_t)) dJ/du_t + U_r^T diag(r_t ⊙ (1 - r_t)) dJ/dr_t
         np.multiply(u_steps[t], dh_steps[t], out=_scratch_n_h)
         dh_next += _scratch_n_h
-        np.dot(dn_pre_steps[t], _U_n_F, out=_scratch_n_h)
-        np.multiply(_scratch_n_h, r_steps[t], out=_scratch_n_h)
+        np.multiply(r_steps[t], dn_pre_U_n_steps[t], out=_scratch_n_h)
         dh_next += _scratch_n_h
         if t in _starts:  # lengths: step t is the first of these sequences, so what reaches step t - 1 is their initial states' gradient
             _cut(dh_next, _starts[t], dh0_acc)

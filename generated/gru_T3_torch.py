@@ -196,21 +196,22 @@ def _backward(weights, saved, lengths=None):
     W_stack1 = _concat((U_r, U_u))  # the gates' matrices, stacked
     def _backward_step(_carry, _seq):
         (dh_next, dh0_acc) = _carry
-        (dh, u, h_prev, n, r, _first_t) = _seq
+        (dh, u, n, h_prev, r, _first_t) = _seq
         dh = dh + dh_next  # dJ/dh_t = W_y^T dJ/dy_t + u_{t+1} ⊙ dJ/dh_{t+1} + diag(r_{t+1}) U_n^T diag(1 - n_{t+1}^2) dJ/dn_{t+1} + U_u^T diag(u_{t+1} ⊙ (1 - u_{t+1})) dJ/du_{t+1} + U_r^T diag(r_{t+1} ⊙ (1 - r_{t+1})) dJ/dr_{t+1}: the carried share
         dn = (1 - u) * dh  # dJ/dn_t = (1 - u_t) ⊙ dJ/dh_t
-        du = h_prev * dh - n * dh  # dJ/du_t = (diag(h_{t-1}) - diag(n_t)) dJ/dh_t
-        dr = h_prev * ((1 - n**2) * dn @ U_n)  # dJ/dr_t = diag(h_{t-1}) U_n^T diag(1 - n_t^2) dJ/dn_t
         dn_pre = (1 - n**2) * dn  # the delta at the argument of n's activation: (1 - n_t^2) ⊙ dJ/dn_t
+        dn_pre_U_n = dn_pre @ U_n  # U_n^T diag(1 - n_t^2) dJ/dn_t: read by 2 statements of the step, computed once
+        du = h_prev * dh - n * dh  # dJ/du_t = (diag(h_{t-1}) - diag(n_t)) dJ/dh_t
         du_pre = (u * (1 - u)) * du  # the delta at the argument of u's activation: u_t ⊙ (1 - u_t) ⊙ dJ/du_t
+        dr = h_prev * dn_pre_U_n  # dJ/dr_t = diag(h_{t-1}) U_n^T diag(1 - n_t^2) dJ/dn_t
         dr_pre = (r * (1 - r)) * dr  # the delta at the argument of r's activation: r_t ⊙ (1 - r_t) ⊙ dJ/dr_t
-        dh_next = _concat((dr_pre, du_pre), -1) @ W_stack1 + u * dh + r * (dn_pre @ U_n)  # share of dJ/dh_{t-1}: u_t ⊙ dJ/dh_t + diag(r_t) U_n^T diag(1 - n_t^2) dJ/dn_t + U_u^T diag(u_t ⊙ (1 - u_t)) dJ/du_t + U_r^T diag(r_t ⊙ (1 - r_t)) dJ/dr_t
+        dh_next = _concat((dr_pre, du_pre), -1) @ W_stack1 + u * dh + r * dn_pre_U_n  # share of dJ/dh_{t-1}: u_t ⊙ dJ/dh_t + diag(r_t) U_n^T diag(1 - n_t^2) dJ/dn_t + U_u^T diag(u_t ⊙ (1 - u_t)) dJ/du_t + U_r^T diag(r_t ⊙ (1 - r_t)) dJ/dr_t
         if _first_t is not None:  # lengths: step t is the first of these sequences, so what reaches step t - 1 is their initial states' gradient
             dh0_acc = dh0_acc + _where(_first_t, dh_next, 0)  # their dJ/dh0
             dh_next = _where(_first_t, 0, dh_next)  # nothing further down
         return (dh_next, dh0_acc), (dn_pre, du_pre, dr_pre)
 
-    (dh_next, dh0_acc), _ys = _scan(_backward_step, (_zeros((B, sizes["n_h"]), dtype, device), _zeros((B, sizes["n_h"]), dtype, device)), (dh_rows.reshape(T, B, -1), u_rows.reshape(T, B, -1), h_rows_prev.reshape(T, B, -1), n_rows.reshape(T, B, -1), r_rows.reshape(T, B, -1), None if lengths is None else lengths.first), T, reverse=True)
+    (dh_next, dh0_acc), _ys = _scan(_backward_step, (_zeros((B, sizes["n_h"]), dtype, device), _zeros((B, sizes["n_h"]), dtype, device)), (dh_rows.reshape(T, B, -1), u_rows.reshape(T, B, -1), n_rows.reshape(T, B, -1), h_rows_prev.reshape(T, B, -1), r_rows.reshape(T, B, -1), None if lengths is None else lengths.first), T, reverse=True)
     (dn_pre_rows, du_pre_rows, dr_pre_rows) = (_y.reshape(T * B, -1) for _y in _ys)
 
     # the gradients, each one product over every step

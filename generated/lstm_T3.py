@@ -157,16 +157,16 @@ def _allocate(T, B, sizes, dtype):
     dc_steps = tuple(dc)
     dh_dc_steps = tuple(dh_dc)
     dg_steps = tuple(dg)
-    do_steps = tuple(do)
-    dh_do_steps = tuple(dh_do)
-    di_steps = tuple(di)
-    df_steps = tuple(df)
     dg_pre_steps = tuple(dg_pre)
     dg_dpre_steps = tuple(dg_dpre)
+    do_steps = tuple(do)
+    dh_do_steps = tuple(dh_do)
     do_pre_steps = tuple(do_pre)
     do_dpre_steps = tuple(do_dpre)
+    di_steps = tuple(di)
     di_pre_steps = tuple(di_pre)
     di_dpre_steps = tuple(di_dpre)
+    df_steps = tuple(df)
     df_pre_steps = tuple(df_pre)
     df_dpre_steps = tuple(df_dpre)
     dstack1_steps = tuple(dstack1)
@@ -177,9 +177,9 @@ def _allocate(T, B, sizes, dtype):
         h_rows, dy_rows, dh_rows, dh_dc_rows, c_rows, dh_do_rows, dg_dpre_rows, do_dpre_rows, di_dpre_rows,
         df_dpre_rows, df_pre_rows, h_rows_prev, di_pre_rows, do_pre_rows, dg_pre_rows, _scratch_4_n_h,
         _scratch_n_h, dh_next, dc_next, W_stack1, _W_stack1_F, stack1_steps, h_steps, stack1_0_3_steps,
-        g_steps, c_steps, f_steps, i_steps, o_steps, dh_steps, dc_steps, dh_dc_steps, dg_steps, do_steps,
-        dh_do_steps, di_steps, df_steps, dg_pre_steps, dg_dpre_steps, do_pre_steps, do_dpre_steps,
-        di_pre_steps, di_dpre_steps, df_pre_steps, df_dpre_steps, dstack1_steps, _rows, _batch_rows,
+        g_steps, c_steps, f_steps, i_steps, o_steps, dh_steps, dc_steps, dh_dc_steps, dg_steps, dg_pre_steps,
+        dg_dpre_steps, do_steps, dh_do_steps, do_pre_steps, do_dpre_steps, di_steps, di_pre_steps,
+        di_dpre_steps, df_steps, df_pre_steps, df_dpre_steps, dstack1_steps, _rows, _batch_rows,
     )
     return work, sum(a.nbytes for a in work if isinstance(a, np.ndarray) and a.base is None)
 
@@ -488,9 +488,9 @@ def loss_and_gradients(params, xs, labels, h0=None, c0=None, lengths=None):
         h_rows, dy_rows, dh_rows, dh_dc_rows, c_rows, dh_do_rows, dg_dpre_rows, do_dpre_rows, di_dpre_rows,
         df_dpre_rows, df_pre_rows, h_rows_prev, di_pre_rows, do_pre_rows, dg_pre_rows, _scratch_4_n_h,
         _scratch_n_h, dh_next, dc_next, W_stack1, _W_stack1_F, stack1_steps, h_steps, stack1_0_3_steps,
-        g_steps, c_steps, f_steps, i_steps, o_steps, dh_steps, dc_steps, dh_dc_steps, dg_steps, do_steps,
-        dh_do_steps, di_steps, df_steps, dg_pre_steps, dg_dpre_steps, do_pre_steps, do_dpre_steps,
-        di_pre_steps, di_dpre_steps, df_pre_steps, df_dpre_steps, dstack1_steps, _rows, _batch_rows,
+        g_steps, c_steps, f_steps, i_steps, o_steps, dh_steps, dc_steps, dh_dc_steps, dg_steps, dg_pre_steps,
+        dg_dpre_steps, do_steps, dh_do_steps, do_pre_steps, do_dpre_steps, di_steps, di_pre_steps,
+        di_dpre_steps, df_steps, df_pre_steps, df_dpre_steps, dstack1_steps, _rows, _batch_rows,
     ) = work
     np.concatenate((U_f, U_i, U_o, U_g), out=W_stack1)  # the matrices of one product per step, stacked
     # the matrices the backward loop multiplies rows by, in Fortran order where there are several rows
@@ -564,12 +564,12 @@ def loss_and_gradients(params, xs, labels, h0=None, c0=None, lengths=None):
         np.multiply(dh_dc_steps[t], dh_steps[t], out=dc_steps[t])  # dJ/dc_t = diag(1 - tanh(c_t)^2) diag(o_t) dJ/dh_t + f_{t+1} ⊙ dJ/dc_{t+1}
         np.add(dc_steps[t], dc_next, out=dc_steps[t])
         np.multiply(i_steps[t], dc_steps[t], out=dg_steps[t])  # dJ/dg_t = i_t ⊙ dJ/dc_t
-        np.multiply(dh_do_steps[t], dh_steps[t], out=do_steps[t])  # dJ/do_t = tanh(c_t) ⊙ dJ/dh_t
-        np.multiply(g_steps[t], dc_steps[t], out=di_steps[t])  # dJ/di_t = g_t ⊙ dJ/dc_t
-        np.multiply(c_steps[t - 1], dc_steps[t], out=df_steps[t])  # dJ/df_t = c_{t-1} ⊙ dJ/dc_t
         np.multiply(dg_dpre_steps[t], dg_steps[t], out=dg_pre_steps[t])  # the delta at the argument of g's activation: (1 - g_t^2) ⊙ dJ/dg_t
+        np.multiply(dh_do_steps[t], dh_steps[t], out=do_steps[t])  # dJ/do_t = tanh(c_t) ⊙ dJ/dh_t
         np.multiply(do_dpre_steps[t], do_steps[t], out=do_pre_steps[t])  # the delta at the argument of o's activation: o_t ⊙ (1 - o_t) ⊙ dJ/do_t
+        np.multiply(g_steps[t], dc_steps[t], out=di_steps[t])  # dJ/di_t = g_t ⊙ dJ/dc_t
         np.multiply(di_dpre_steps[t], di_steps[t], out=di_pre_steps[t])  # the delta at the argument of i's activation: i_t ⊙ (1 - i_t) ⊙ dJ/di_t
+        np.multiply(c_steps[t - 1], dc_steps[t], out=df_steps[t])  # dJ/df_t = c_{t-1} ⊙ dJ/dc_t
         np.multiply(df_dpre_steps[t], df_steps[t], out=df_pre_steps[t])  # the delta at the argument of f's activation: f_t ⊙ (1 - f_t) ⊙ dJ/df_t
         np.dot(dstack1_steps[t], _W_stack1_F, out=dh_next)  # share of dJ/dh_{t-1}: U_g^T diag(1 - g_t^2) dJ/dg_t + U_o^T diag(o_t ⊙ (1 - o_t)) dJ/do_t + U_i^T diag(i_t ⊙ (1 - i_t)) dJ/di_t + U_f^T diag(f_t ⊙ (1 - f_t)) dJ/df_t
         np.multiply(f_steps[t], dc_steps[t], out=dc_next)  # share of dJ/dc_{t-1}: f_t ⊙ dJ/dc_t

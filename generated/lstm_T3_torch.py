@@ -211,12 +211,12 @@ def _backward(weights, saved, lengths=None):
         dh = dh + dh_next  # dJ/dh_t = W_y^T dJ/dy_t + U_g^T diag(1 - g_{t+1}^2) dJ/dg_{t+1} + U_o^T diag(o_{t+1} ⊙ (1 - o_{t+1})) dJ/do_{t+1} + U_i^T diag(i_{t+1} ⊙ (1 - i_{t+1})) dJ/di_{t+1} + U_f^T diag(f_{t+1} ⊙ (1 - f_{t+1})) dJ/df_{t+1}: the carried share
         dc = ((1 - torch.tanh(c)**2) * o) * dh + dc_next  # dJ/dc_t = diag(1 - tanh(c_t)^2) diag(o_t) dJ/dh_t + f_{t+1} ⊙ dJ/dc_{t+1}
         dg = i * dc  # dJ/dg_t = i_t ⊙ dJ/dc_t
-        do = torch.tanh(c) * dh  # dJ/do_t = tanh(c_t) ⊙ dJ/dh_t
-        di = g * dc  # dJ/di_t = g_t ⊙ dJ/dc_t
-        df = c_prev * dc  # dJ/df_t = c_{t-1} ⊙ dJ/dc_t
         dg_pre = (1 - g**2) * dg  # the delta at the argument of g's activation: (1 - g_t^2) ⊙ dJ/dg_t
+        do = torch.tanh(c) * dh  # dJ/do_t = tanh(c_t) ⊙ dJ/dh_t
         do_pre = (o * (1 - o)) * do  # the delta at the argument of o's activation: o_t ⊙ (1 - o_t) ⊙ dJ/do_t
+        di = g * dc  # dJ/di_t = g_t ⊙ dJ/dc_t
         di_pre = (i * (1 - i)) * di  # the delta at the argument of i's activation: i_t ⊙ (1 - i_t) ⊙ dJ/di_t
+        df = c_prev * dc  # dJ/df_t = c_{t-1} ⊙ dJ/dc_t
         df_pre = (f * (1 - f)) * df  # the delta at the argument of f's activation: f_t ⊙ (1 - f_t) ⊙ dJ/df_t
         dh_next = _concat((df_pre, di_pre, do_pre, dg_pre), -1) @ W_stack1  # share of dJ/dh_{t-1}: U_g^T diag(1 - g_t^2) dJ/dg_t + U_o^T diag(o_t ⊙ (1 - o_t)) dJ/do_t + U_i^T diag(i_t ⊙ (1 - i_t)) dJ/di_t + U_f^T diag(f_t ⊙ (1 - f_t)) dJ/df_t
         dc_next = f * dc  # share of dJ/dc_{t-1}: f_t ⊙ dJ/dc_t

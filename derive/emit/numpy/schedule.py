@@ -26,7 +26,7 @@ from derive.derivation.pipeline import Derivation
 from derive.emit.numpy.runs import Run, inner_deltas, reading_runs
 from derive.emit.printing import equation_text, text
 from derive.ir import naming
-from derive.ir.cell import Cell, Equation
+from derive.ir.cell import Cell, Equation, dim_symbol
 from derive.ir.exprs import (
     BinaryCrossEntropy,
     CrossEntropy,
@@ -376,13 +376,16 @@ def backward(derivation: Derivation) -> Backward:
     for a in program.assigns:
         _delta(draft, a, unknown)
     symbols = _inner_delta_symbols(draft)
+    draft.statements = [_reading_runs(s, symbols) for s in draft.statements]
     carries = _carries(program, symbols)
     loop_reads = {name for s in (*draft.statements, *carries) if s.phase == LOOP for name in s.reads}
     for run, symbol in symbols.items():
         _inner_delta(draft, run, symbol, unknown, loop_reads)
-    draft.statements += [_gradient(program.cell, acc, symbols) for acc in program.accumulates]
+    meaning = {symbol.name: mul(*diags, delta) for (diags, delta), symbol in symbols.items()}
+    statements, carries = _shared_products(draft, _after_their_deltas(draft.statements, symbols), carries, meaning)
+    statements += [_gradient(program.cell, acc, symbols) for acc in program.accumulates]
     return Backward(
-        tuple(draft.statements),
+        tuple(statements),
         carries,
         tuple(_delta_array(program.cell, a) for a in program.assigns),
         tuple(draft.locals),
@@ -481,6 +484,98 @@ def _inner_delta(draft: _Draft, run: Run, symbol: sp.MatrixSymbol, unknown: set[
         Statement(PRE, local, (value,), comment=f"the slope of {u}'s activation: {text(value)}"),
         Statement(LOOP, symbol, (mul(Diag(local), delta),), comment=comment),
     ]
+
+
+def _reading_runs(s: Statement, symbols: dict[Run, sp.MatrixSymbol]) -> Statement:
+    """A delta the loop computes, reading the inner deltas' arrays where its terms hold their runs:
+    dJ/df_t = diag(h_{t-1}) U^T dn_pre_t, not diag(h_{t-1}) U^T diag(1 - n_t^2) dn_t again."""
+    if s.phase != LOOP or not symbols:
+        return s
+    return replace(s, terms=tuple(reading_runs(term, symbols) for term in s.terms))
+
+
+def _after_their_deltas(statements: list[Statement], symbols: dict[Run, sp.MatrixSymbol]) -> list[Statement]:
+    """Each inner delta the loop computes right after its delta's last statement in the loop, so that
+    the deltas after it (which read it) find it computed."""
+    delta_of = {symbol.name: delta.name for (_, delta), symbol in symbols.items()}
+    moved = [s for s in statements if s.phase == LOOP and s.target.name in delta_of]
+    ordered = [s for s in statements if s not in moved]
+    for s in moved:
+        last = max(i for i, other in enumerate(ordered) if other.phase == LOOP and other.target.name == delta_of[s.target.name])
+        ordered.insert(last + 1, s)
+    return ordered
+
+
+# ---- products the loop reads twice --------------------------------------------------
+
+Product = tuple[sp.Basic, sp.MatrixSymbol]  # (A, X_t): A X_t, A a matrix (U^T), X_t an array of the loop
+
+
+def _products(expr: sp.Basic, loop_arrays: Collection[str]) -> list[Product]:
+    """The products A X_t inside ``expr``'s terms, A a weight (or its transpose), X_t computed in the loop."""
+    found = []
+    for term in _terms(expr):
+        args = term.args if isinstance(term, sp.MatMul) else ()
+        for a, x in zip(args, args[1:]):
+            if isinstance(x, sp.MatrixSymbol) and x.name in loop_arrays and _is_weight(a):
+                found.append((a, x))
+    return found
+
+
+def _is_weight(a: sp.Basic) -> bool:
+    return isinstance(a, sp.MatrixSymbol) or (isinstance(a, sp.Transpose) and isinstance(a.arg, sp.MatrixSymbol))
+
+
+def _replaced(s: Statement, product: Product, symbol: sp.MatrixSymbol) -> Statement:
+    return replace(s, terms=tuple(_product_replaced(term, product, symbol) for term in s.terms))
+
+
+def _product_replaced(expr: sp.Basic, product: Product, symbol: sp.MatrixSymbol) -> sp.Basic:
+    """``expr`` with A X_t read from ``symbol`` in each of its terms."""
+    if isinstance(expr, sp.MatAdd):
+        return add(*(_product_replaced(term, product, symbol) for term in expr.args))
+    if not isinstance(expr, sp.MatMul):
+        return expr
+    args = list(expr.args)
+    for i in range(len(args) - 1):
+        if (args[i], args[i + 1]) == product:
+            args[i : i + 2] = [symbol]
+            break
+    return mul(*args)
+
+
+def _shared_products(
+    draft: _Draft, statements: list[Statement], carries: tuple[Statement, ...], meaning: dict[str, sp.Basic]
+) -> tuple[list[Statement], tuple[Statement, ...]]:
+    """A product A X_t that two of the loop's statements read (a delta and a carry: the MGU's and the
+    GRU's U^T dn_pre_t) computed once per step, into an array of its own, right after X_t."""
+    loop_arrays = {s.target.name for s in statements if s.phase == LOOP}
+    counts: dict[Product, int] = {}
+    for s in (*statements, *carries):
+        if s.phase == LOOP:
+            for product in dict.fromkeys(_products(s.expr, loop_arrays)):
+                counts[product] = counts.get(product, 0) + 1
+    for (a, x), n in counts.items():
+        if n < 2:
+            continue
+        name = draft.names.fresh(f"{naming.split(x.name)[0]}_{naming.code_base(_weight_name(a))}")
+        symbol = sp.MatrixSymbol(naming.step_name(name, "t"), a.shape[0], x.shape[1])
+        draft.locals.append(Array(name, _dim_of(draft, a.shape[0])))
+        statements = [_replaced(s, (a, x), symbol) if s.phase == LOOP else s for s in statements]
+        carries = tuple(_replaced(c, (a, x), symbol) for c in carries)
+        at = max(i for i, s in enumerate(statements) if s.phase == LOOP and s.target == x)
+        comment = f"{text(mul(a, meaning.get(x.name, x)))}: read by {n} statements of the step, computed once"
+        statements.insert(at + 1, Statement(LOOP, symbol, (mul(a, x),), comment=comment))
+    return statements, carries
+
+
+def _weight_name(a: sp.Basic) -> str:
+    return a.arg.name if isinstance(a, sp.Transpose) else a.name
+
+
+def _dim_of(draft: _Draft, size: sp.Expr) -> str:
+    """The dimension whose size is ``size`` (n_h: "h")."""
+    return next(d for d in draft.program.cell.dims if dim_symbol(d) == size)
 
 
 def _gradient(cell: Cell, acc: Accumulate, symbols: dict[Run, sp.MatrixSymbol]) -> Statement:

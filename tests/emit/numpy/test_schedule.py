@@ -7,12 +7,14 @@ from __future__ import annotations
 import functools
 
 import pytest
+import sympy as sp
 
 from conftest import ALL_CELLS, derivation, load_cell
 from derive.derivation.pipeline import Derivation, derive
 from derive.emit.numpy.schedule import LOOP, POST, PRE, Phases, Statement, recurrent_nodes, schedule, truncated
 from derive.emit.printing import text
 from derive.ir import naming
+from derive.ir.exprs import mul
 from derive.ir.cell import Cell, load_builtin
 from derive.spec.parser import parse
 
@@ -96,6 +98,63 @@ def test_indrnn_computes_the_inner_delta_its_carry_reads_in_the_loop():
     assert loop.index("dh@t") < loop.index("dh_pre@t")
     # the gradients of the parameters inside the activation read it too, after the loop
     assert all("dh_pre@t" in s.reads for s in backward.post if s.target.name in ("dW", "du", "db"))
+
+
+def test_gru_computes_the_product_its_reset_delta_and_carry_share_once():
+    """dJ/dr_t = diag(h_{t-1}) U_n^T dn_pre_t and the carry's diag(r_t) U_n^T dn_pre_t: one product per
+    step, into an array both read (each computed U_n^T dn_pre_t itself: a matrix product twice)."""
+    backward = schedule(derived("gru")).backward
+    loop = [s.target.name for s in backward.loop]
+    (product,) = [s for s in backward.loop if s.target.name == "dn_pre_U_n@t"]
+    assert rhs(product) == "U_n^T dJ/dn_pre_t"
+    assert loop.index("dn_pre@t") < loop.index("dn_pre_U_n@t") < loop.index("dr@t")
+    (dr,) = by_target(backward.statements)["dr@t"]
+    assert rhs(dr) == "h_{t-1} ⊙ dJ/dn_pre_U_n_t"
+    (carry,) = backward.carries
+    assert "dn_pre_U_n@t" in carry.reads and "U_n" not in {a.name for a in carry.expr.atoms(sp.MatrixSymbol)}
+
+
+def _is_weight(a: sp.Basic) -> bool:
+    a = a.arg if isinstance(a, sp.Transpose) else a
+    return isinstance(a, sp.MatrixSymbol) and naming.split(a.name)[1] is None
+
+
+def _step_products(expr: sp.Basic, meaning: dict[sp.Basic, sp.Basic]) -> list[tuple[sp.Basic, sp.Basic]]:
+    """The products W (operand) a statement's terms compute, each operand with the slopes and inner
+    deltas it reads written out (dn_pre_t: diag(1 - n_t^2) dn_t), so that one product spelt two ways is one."""
+    found = []
+    for term in expr.args if isinstance(expr, sp.MatAdd) else [expr]:
+        args = term.args if isinstance(term, sp.MatMul) else ()
+        found += [(a, _written_out(mul(*args[i + 1 :]), meaning)) for i, a in enumerate(args[:-1]) if _is_weight(a)]
+    return found
+
+
+def _written_out(expr: sp.Basic, meaning: dict[sp.Basic, sp.Basic]) -> sp.Basic:
+    while (new := expr.xreplace(meaning)) != expr:
+        expr = new
+    return expr.doit()
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_no_product_is_computed_twice_in_a_step(cell):
+    """Every product of a weight the backward step computes is computed once: where two statements
+    need it, they read one array (the GRU's and the MGU's U_n^T dn_pre_t were computed twice)."""
+    backward = schedule(derived(cell)).backward
+    step = (*backward.pre, *backward.loop, *backward.carries)
+    meaning = {s.target: s.expr for s in step if s.op == "=" and s.target.name in _locals(backward)}
+    meaning = {k: v for k, v in meaning.items() if not _step_products(v, {})}  # not a product array itself
+    seen: dict[tuple[sp.Basic, sp.Basic], str] = {}
+    twice = []
+    for s in (*backward.loop, *backward.carries):
+        for product in set(_step_products(s.expr, meaning)):
+            if product in seen:
+                twice.append(f"{text(product[0])} ({text(product[1])}) in {seen[product]} and {s.target.name}")
+            seen.setdefault(product, s.target.name)
+    assert twice == []
+
+
+def _locals(backward) -> set[str]:
+    return {naming.step_name(a.name, "t") for a in backward.locals}
 
 
 def test_deep_output_hidden_layer_delta_is_known():
