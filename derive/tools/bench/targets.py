@@ -44,7 +44,7 @@ from derive.derivation.pipeline import derive
 from derive.emit.outputs import module_source, target_source
 from derive.ir.cell import Cell, load_builtin
 from derive.spec.parser import read
-from derive.tools.bench import gru, peers, plain
+from derive.tools.bench import floor, gru, peers, plain
 from derive.tools.bench.measure import AGREE_RTOL, CpuWatch, rss_growth, rss_start, time_rounds
 from derive.tools.bench.problem import Call, Maker, Problem, load, make_problem, save
 from derive.tools.bench.run import answer, warm_and_check
@@ -264,6 +264,8 @@ class TargetRow:
     ratio: float  # median / the emitted module's
     peak_mb: float | None  # None where not measured
     error: float  # max relative error against the NumPy module's float64 answer
+    gflop: float | None = None  # its matrix products in one call (torch.profiler); None: not counted, or jax
+    floor_ms: float | None = None  # gflop at torch.mm's throughput here (TargetResult.mm_gflops)
 
 
 @dataclass
@@ -278,6 +280,10 @@ class TargetResult:
     rows: list[TargetRow] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     others_cpu: float | None = None
+    mm_gflops: float | None = None  # torch.mm's GFLOP/s on (B, H) x (H, H) in the dtype, here (torch)
+    uncounted: dict[str, str] = field(default_factory=dict)  # implementations whose products the profiler misses
+    onednn_gflops: float | None = None  # oneDNN's on the same product, where an implementation ran oneDNN
+    onednn_missing: str = ""  # why oneDNN's was not measured, where it was asked for
 
 
 def command(target: str, config: str, dtype: str, repeats: int) -> str:
@@ -307,6 +313,26 @@ def one_thread(target: str) -> None:
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
 
 
+def count_products(result: TargetResult, calls: dict[str, Call]) -> dict[str, float]:
+    """torch: each implementation's matrix products in one call (GFLOP), profiled once after the timed
+    rounds; into ``result``, the ones the profiler cannot count and torch.mm's throughput (and oneDNN's,
+    where an implementation ran oneDNN's kernel)."""
+    if result.target != "torch":
+        return {}
+    gflop = {}
+    for name, call in calls.items():
+        flops, why = floor.product_flops(floor.profiled(call))
+        if flops is None:
+            result.uncounted[name] = why
+        else:
+            gflop[name] = flops / 1e9
+    B, H = result.shape["B"], result.shape["H"]
+    result.mm_gflops = floor.mm_gflops(B, H, result.dtype)
+    if result.uncounted:
+        result.onednn_gflops, result.onednn_missing = floor.onednn_gflops(B, H, result.dtype)
+    return gflop
+
+
 def run_config(target: str, config: TargetConfig, dtype: str, repeats: int, memory: bool = True) -> TargetResult:
     """Check, time (interleaved rounds in this process), and measure the peak of each implementation."""
     one_thread(target)
@@ -327,11 +353,14 @@ def run_config(target: str, config: TargetConfig, dtype: str, repeats: int, memo
     calls, first, errors = warm_and_check(makers_for(target, config.model, module), problem, want, result.skipped)
     timings = time_rounds(calls, first, repeats)
     peak = peaks(target, config, problem, calls, memory)
+    gflop = count_products(result, calls)
     base = statistics.median(timings["emitted"].times) if "emitted" in timings else float("nan")
     for name, timing in timings.items():
         med = statistics.median(timing.times)
         mb = None if peak[name] is None else peak[name] / 2**20
-        result.rows.append(TargetRow(name, med * 1e3, len(timing.times), med / base, mb, errors[name]))
+        row = TargetRow(name, med * 1e3, len(timing.times), med / base, mb, errors[name], gflop.get(name))
+        row.floor_ms = None if row.gflop is None else row.gflop / result.mm_gflops * 1e3
+        result.rows.append(row)
     result.others_cpu = watch.others_share()
     return result
 
@@ -402,7 +431,34 @@ def format_result(res: TargetResult) -> list[str]:
         )
     lines += [f"  {impl:<16} not run: {why}" for impl, why in res.skipped.items()]
     lines.append(f"  peak: {res.memory}")
-    return lines + [f"  {line}" for line in verdicts(res)]
+    return lines + [f"  {line}" for line in verdicts(res) + floor_lines(res)]
+
+
+def floor_lines(res: TargetResult) -> list[str]:
+    """Each implementation's matrix products and the time they take at torch.mm's throughput here."""
+    if res.mm_gflops is None:
+        return []
+    B, H = res.shape["B"], res.shape["H"]
+    lines = [
+        f"matrix products of one call (torch.profiler), at torch.mm's {res.mm_gflops:.1f} GFLOP/s "
+        f"on ({B},{H})x({H},{H}) {res.dtype} here:"
+    ]
+    for row in sorted(res.rows, key=lambda r: r.median_ms):
+        if row.gflop is None or row.floor_ms is None:
+            lines.append(f"  {row.impl:<16} {res.uncounted.get(row.impl, 'not counted')}")
+        else:
+            lines.append(
+                f"  {row.impl:<16} {row.gflop:.4g} GFLOP: {row.floor_ms:.1f} ms of its {row.median_ms:.1f} ms "
+                f"({row.floor_ms / row.median_ms:.0%})"
+            )
+    if res.onednn_gflops is not None:
+        lines.append(
+            f"oneDNN (torch.ops.mkldnn._linear_pointwise) on the same product: {res.onednn_gflops:.1f} GFLOP/s, "
+            f"{res.onednn_gflops / res.mm_gflops:.2f}x torch.mm's"
+        )
+    elif res.onednn_missing:
+        lines.append(f"oneDNN: {res.onednn_missing}")
+    return lines
 
 
 def describe(target: str) -> str:
