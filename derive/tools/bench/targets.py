@@ -3,7 +3,7 @@
 For each configuration (a cell at (V, H, T, B)) and dtype, in one process: the NumPy module's
 float64 answer for the problem's inputs (``run.answer``, the yardstick); every implementation's
 warm-up call, checked against it (``AGREE_RTOL``); interleaved timing rounds (``time_rounds``);
-then each implementation's peak memory.
+then each implementation's peak memory; then (torch) its matrix products' floor (``floor``).
 
 - torch: ``emitted`` (the module's ``loss_and_gradients``), ``emitted-Loss`` (``loss(...).backward()``
   through the ``Loss`` Function), ``autograd_loss`` (the module's hoisted forward under autograd);
@@ -333,8 +333,14 @@ def count_products(result: TargetResult, calls: dict[str, Call]) -> dict[str, fl
     return gflop
 
 
+def at_mm(result: TargetResult, gflop: float | None) -> float | None:
+    """Milliseconds that ``gflop`` of matrix products take at torch.mm's throughput here (None: not counted)."""
+    return None if gflop is None or result.mm_gflops is None else gflop / result.mm_gflops * 1e3
+
+
 def run_config(target: str, config: TargetConfig, dtype: str, repeats: int, memory: bool = True) -> TargetResult:
-    """Check, time (interleaved rounds in this process), and measure the peak of each implementation."""
+    """Check, time (interleaved rounds in this process), and measure the peak of each implementation; then
+    (torch) profile each once for its matrix products' FLOPs and their floor (``count_products``)."""
     one_thread(target)
     watch = CpuWatch()
     module = load_module(framework_source(config.model, target), f"{config.model}_{target}")
@@ -358,9 +364,10 @@ def run_config(target: str, config: TargetConfig, dtype: str, repeats: int, memo
     for name, timing in timings.items():
         med = statistics.median(timing.times)
         mb = None if peak[name] is None else peak[name] / 2**20
-        row = TargetRow(name, med * 1e3, len(timing.times), med / base, mb, errors[name], gflop.get(name))
-        row.floor_ms = None if row.gflop is None else row.gflop / result.mm_gflops * 1e3
-        result.rows.append(row)
+        g = gflop.get(name)
+        result.rows.append(
+            TargetRow(name, med * 1e3, len(timing.times), med / base, mb, errors[name], g, at_mm(result, g))
+        )
     result.others_cpu = watch.others_share()
     return result
 
