@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 
 from derive import cli
-from derive.tools.bench import plain, targets
+from derive.tools.bench import floor, flops, plain, targets
 from derive.tools.bench.measure import agreement
 from derive.tools.bench.problem import make_problem
 from derive.tools.bench.run import answer
@@ -151,7 +151,7 @@ def test_torch_peak_memory_is_measured_in_a_process_of_its_own(capsys):
     out = capsys.readouterr().out
     assert "  command: bptt bench --target torch --configs indrnn-S --dtype float64 --repeats 3" in out
     assert "  peak: rise of the resident set over one call" in out
-    rows = [line.split() for line in out.splitlines() if line.startswith("  ") and " ms " in line]
+    rows = [r for r in map(str.split, out.splitlines()) if len(r) > 2 and r[2] == "ms"]  # the table's, not the floor's
     assert {r[0] for r in rows} >= {"emitted", "autograd_loss", "plain-autograd"}
     assert all(r[-2] == "MB" and float(r[-3]) >= 0 for r in rows)
 
@@ -160,3 +160,93 @@ def test_the_plain_loops_see_the_cells_parameters():
     for model, (weight, bias) in plain.OUTPUT.items():
         names = {p.name for p in targets.cell_for(model).params}
         assert weight in names and (bias is None or bias in names)
+
+
+# --- the matrix-product floor -----------------------------------------------------------------
+
+
+def _counted(model: str, dtype: str) -> dict:
+    """Each torch implementation's (FLOPs, why) of its matrix products in one call at SHAPE."""
+    module, p = _module(model, "torch"), _problem(model, dtype)
+    return {
+        name: floor.product_flops(floor.profiled(make(p)))
+        for name, make in targets.makers_for("torch", model, module).items()
+    }
+
+
+def test_the_profiler_counts_the_indrnn_products_from_their_shapes():
+    pytest.importorskip("torch")
+    V, H, T, B = SHAPE
+    N = T * B  # every product of IndRNN covers all rows: its recurrence u * h[t-1] is elementwise
+    by_hand = [
+        (N, V, H),  # x W^T
+        (N, H, V),  # h V^T: the outputs
+        (N, V, H),  # dy V: dJ/dh from the outputs
+        (V, N, H),  # dy^T h: dV
+        (H, N, V),  # dA^T x: dW (dJ/dx is not computed)
+    ]
+    want = sum(2 * m * k * n for m, k, n in by_hand)
+    assert want == 6300
+    assert _counted("indrnn", "float64") == dict.fromkeys(
+        ["emitted", "emitted-Loss", "autograd_loss", "plain-autograd"], (want, "")
+    )
+
+
+def test_only_products_and_elementwise_ops_carry_flops():
+    """Nothing the sum leaves out multiplies matrices, and aten::matmul (around aten::mm) counts nothing."""
+    pytest.importorskip("torch")
+    for model in ("mgu", "lstm"):
+        module, p = _module(model, "torch"), _problem(model)
+        for name, make in targets.makers_for("torch", model, module).items():
+            ops = floor.profiled(make(p))
+            assert {op for op, n in ops.items() if n} <= {*floor.PRODUCTS, "aten::add", "aten::mul"}, name
+            assert ops["aten::matmul"] == 0
+
+
+def test_lstm_products_match_the_maths_and_onednns_are_not_counted():
+    pytest.importorskip("torch")
+    want = flops.flops(*SHAPE, gates=4)
+    assert want == 24660
+    assert _counted("lstm", "float64") == dict.fromkeys(
+        ["emitted", "emitted-Loss", "autograd_loss", "torch.nn.LSTM"], (want, "")
+    )
+    float32 = _counted("lstm", "float32")
+    assert float32["emitted"] == (want, "")
+    assert float32["torch.nn.LSTM"] == (
+        None,
+        "not counted: oneDNN's aten::mkldnn_rnn_layer, aten::mkldnn_rnn_layer_backward report no FLOPs",
+    )
+
+
+def test_the_throughputs_are_measured_and_onednn_takes_no_float64():
+    pytest.importorskip("torch")
+    assert floor.mm_gflops(3, 5, "float64") > 0
+    rate, why = floor.onednn_gflops(3, 5, "float64")
+    assert rate is None and why.startswith("torch.ops.mkldnn._linear_pointwise unavailable in float64: ")
+    rate, why = floor.onednn_gflops(3, 5, "float32")
+    assert (rate is not None and rate > 0 and why == "") or (rate is None and "unavailable" in why)
+
+
+def test_a_torch_table_carries_its_floor():
+    pytest.importorskip("torch")
+    result = targets.run_config("torch", targets.CONFIGS["indrnn-S"], "float64", 3, memory=False)
+    assert result.mm_gflops > 0 and result.uncounted == {} and result.onednn_gflops is None
+    for row in result.rows:
+        assert row.gflop == 6300 / 1e9 and row.floor_ms == pytest.approx(row.gflop / result.mm_gflops * 1e3)
+    lines = targets.format_result(result)
+    assert any(line.startswith("  matrix products of one call (torch.profiler), at torch.mm's ") for line in lines)
+
+
+def test_the_floor_lines_say_each_implementations_share():
+    result = _result("torch", "lstm", "float32", [("emitted", 27.3, None), ("torch.nn.LSTM", 20.0, None)])
+    result.shape = {"V": 65, "H": 256, "T": 50, "B": 32}
+    result.rows[0].gflop, result.rows[0].floor_ms = 1.632, 17.0
+    result.mm_gflops, result.onednn_gflops = 96.0, 128.0
+    result.uncounted = {"torch.nn.LSTM": "not counted: why"}
+    assert targets.floor_lines(result) == [
+        "matrix products of one call (torch.profiler), at torch.mm's 96.0 GFLOP/s on (32,256)x(256,256) float32 here:",
+        "  torch.nn.LSTM    not counted: why",
+        "  emitted          1.632 GFLOP: 17.0 ms of its 27.3 ms (62%)",
+        "oneDNN (torch.ops.mkldnn._linear_pointwise) on the same product: 128.0 GFLOP/s, 1.33x torch.mm's",
+    ]
+    assert targets.floor_lines(_result("jax", "lstm", "float32", [("emitted", 1.0, None)])) == []

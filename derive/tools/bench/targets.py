@@ -3,7 +3,7 @@
 For each configuration (a cell at (V, H, T, B)) and dtype, in one process: the NumPy module's
 float64 answer for the problem's inputs (``run.answer``, the yardstick); every implementation's
 warm-up call, checked against it (``AGREE_RTOL``); interleaved timing rounds (``time_rounds``);
-then each implementation's peak memory.
+then each implementation's peak memory; then (torch) its matrix products' floor (``floor``).
 
 - torch: ``emitted`` (the module's ``loss_and_gradients``), ``emitted-Loss`` (``loss(...).backward()``
   through the ``Loss`` Function), ``autograd_loss`` (the module's hoisted forward under autograd);
@@ -44,7 +44,7 @@ from derive.derivation.pipeline import derive
 from derive.emit.outputs import module_source, target_source
 from derive.ir.cell import Cell, load_builtin
 from derive.spec.parser import read
-from derive.tools.bench import gru, peers, plain
+from derive.tools.bench import floor, gru, peers, plain
 from derive.tools.bench.measure import AGREE_RTOL, CpuWatch, rss_growth, rss_start, time_rounds
 from derive.tools.bench.problem import Call, Maker, Problem, load, make_problem, save
 from derive.tools.bench.run import answer, warm_and_check
@@ -264,6 +264,8 @@ class TargetRow:
     ratio: float  # median / the emitted module's
     peak_mb: float | None  # None where not measured
     error: float  # max relative error against the NumPy module's float64 answer
+    gflop: float | None = None  # its matrix products in one call (torch.profiler); None: not counted, or jax
+    floor_ms: float | None = None  # gflop at torch.mm's throughput here (TargetResult.mm_gflops)
 
 
 @dataclass
@@ -278,6 +280,10 @@ class TargetResult:
     rows: list[TargetRow] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     others_cpu: float | None = None
+    mm_gflops: float | None = None  # torch.mm's GFLOP/s on (B, H) x (H, H) in the dtype, here (torch)
+    uncounted: dict[str, str] = field(default_factory=dict)  # implementations whose products the profiler misses
+    onednn_gflops: float | None = None  # oneDNN's on the same product, where an implementation ran oneDNN
+    onednn_missing: str = ""  # why oneDNN's was not measured, where it was asked for
 
 
 def command(target: str, config: str, dtype: str, repeats: int) -> str:
@@ -307,8 +313,34 @@ def one_thread(target: str) -> None:
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
 
 
+def count_products(result: TargetResult, calls: dict[str, Call]) -> dict[str, float]:
+    """torch: each implementation's matrix products in one call (GFLOP), profiled once after the timed
+    rounds; into ``result``, the ones the profiler cannot count and torch.mm's throughput (and oneDNN's,
+    where an implementation ran oneDNN's kernel)."""
+    if result.target != "torch":
+        return {}
+    gflop = {}
+    for name, call in calls.items():
+        flops, why = floor.product_flops(floor.profiled(call))
+        if flops is None:
+            result.uncounted[name] = why
+        else:
+            gflop[name] = flops / 1e9
+    B, H = result.shape["B"], result.shape["H"]
+    result.mm_gflops = floor.mm_gflops(B, H, result.dtype)
+    if result.uncounted:
+        result.onednn_gflops, result.onednn_missing = floor.onednn_gflops(B, H, result.dtype)
+    return gflop
+
+
+def at_mm(result: TargetResult, gflop: float | None) -> float | None:
+    """Milliseconds that ``gflop`` of matrix products take at torch.mm's throughput here (None: not counted)."""
+    return None if gflop is None or result.mm_gflops is None else gflop / result.mm_gflops * 1e3
+
+
 def run_config(target: str, config: TargetConfig, dtype: str, repeats: int, memory: bool = True) -> TargetResult:
-    """Check, time (interleaved rounds in this process), and measure the peak of each implementation."""
+    """Check, time (interleaved rounds in this process), and measure the peak of each implementation; then
+    (torch) profile each once for its matrix products' FLOPs and their floor (``count_products``)."""
     one_thread(target)
     watch = CpuWatch()
     module = load_module(framework_source(config.model, target), f"{config.model}_{target}")
@@ -327,11 +359,15 @@ def run_config(target: str, config: TargetConfig, dtype: str, repeats: int, memo
     calls, first, errors = warm_and_check(makers_for(target, config.model, module), problem, want, result.skipped)
     timings = time_rounds(calls, first, repeats)
     peak = peaks(target, config, problem, calls, memory)
+    gflop = count_products(result, calls)
     base = statistics.median(timings["emitted"].times) if "emitted" in timings else float("nan")
     for name, timing in timings.items():
         med = statistics.median(timing.times)
         mb = None if peak[name] is None else peak[name] / 2**20
-        result.rows.append(TargetRow(name, med * 1e3, len(timing.times), med / base, mb, errors[name]))
+        g = gflop.get(name)
+        result.rows.append(
+            TargetRow(name, med * 1e3, len(timing.times), med / base, mb, errors[name], g, at_mm(result, g))
+        )
     result.others_cpu = watch.others_share()
     return result
 
@@ -402,7 +438,34 @@ def format_result(res: TargetResult) -> list[str]:
         )
     lines += [f"  {impl:<16} not run: {why}" for impl, why in res.skipped.items()]
     lines.append(f"  peak: {res.memory}")
-    return lines + [f"  {line}" for line in verdicts(res)]
+    return lines + [f"  {line}" for line in verdicts(res) + floor_lines(res)]
+
+
+def floor_lines(res: TargetResult) -> list[str]:
+    """Each implementation's matrix products and the time they take at torch.mm's throughput here."""
+    if res.mm_gflops is None:
+        return []
+    B, H = res.shape["B"], res.shape["H"]
+    lines = [
+        f"matrix products of one call (torch.profiler), at torch.mm's {res.mm_gflops:.1f} GFLOP/s "
+        f"on ({B},{H})x({H},{H}) {res.dtype} here:"
+    ]
+    for row in sorted(res.rows, key=lambda r: r.median_ms):
+        if row.gflop is None or row.floor_ms is None:
+            lines.append(f"  {row.impl:<16} {res.uncounted.get(row.impl, 'not counted')}")
+        else:
+            lines.append(
+                f"  {row.impl:<16} {row.gflop:.4g} GFLOP: {row.floor_ms:.1f} ms of its {row.median_ms:.1f} ms "
+                f"({row.floor_ms / row.median_ms:.0%})"
+            )
+    if res.onednn_gflops is not None:
+        lines.append(
+            f"oneDNN (torch.ops.mkldnn._linear_pointwise) on the same product: {res.onednn_gflops:.1f} GFLOP/s, "
+            f"{res.onednn_gflops / res.mm_gflops:.2f}x torch.mm's"
+        )
+    elif res.onednn_missing:
+        lines.append(f"oneDNN: {res.onednn_missing}")
+    return lines
 
 
 def describe(target: str) -> str:
