@@ -96,21 +96,29 @@ def _previous(rows, initial, lengths=None):
     return torch.cat((initial, rows[: rows.shape[0] - initial.shape[0]]))
 
 
+def _from(initial, T):
+    """A (T + 1, B, n) tensor whose row 0 is ``initial`` (B, n), for a loop to write steps 1..T into."""
+    steps = initial.new_empty((T + 1, *initial.shape))
+    steps[0] = initial
+    return steps
+
+
 def _concat(arrays, axis=0):
     """The arrays side by side along ``axis``: stacked matrices (axis 0), inner deltas (axis -1)."""
     return torch.cat(arrays, dim=axis)
 
 
-def _scan(step, carry, sequences, T, reverse=False):
+def _scan(step, carry, sequences, T, reverse=False, into=None):
     """``jax.lax.scan`` in PyTorch: ``carry, y_t = step(carry, (s[t] for s in sequences))`` for t in
     0..T-1 (backwards with ``reverse``; a sequence None is None at every t); the y_t written into
-    (T, ...) tensors allocated at the first step, in the order of t (no list of steps to stack: one
-    copy fewer, and half the peak)."""
+    (T, ...) tensors, in the order of t (no list of steps to stack: one copy fewer, and half the peak):
+    those of ``into`` (one per output, None for a new one, allocated at the first step).  A tensor of
+    ``into`` may be a sequence: step t has read s[t] when its y_t is written there."""
     ys = None
     for t in range(T - 1, -1, -1) if reverse else range(T):
         carry, y = step(carry, tuple(None if s is None else s[t] for s in sequences))
         if ys is None:
-            ys = tuple(v.new_empty((T, *v.shape)) for v in y)
+            ys = tuple(v.new_empty((T, *v.shape)) if out is None else out for out, v in zip(into or (None,) * len(y), y))
         for out, v in zip(ys, y):
             out[t] = v
     return carry, ys
@@ -158,6 +166,8 @@ def _forward(weights, x_rows, label_rows, h0, c0, lengths=None):
     g_rows = x_rows @ W_g.T + b_g  # g_t = tanh(W_g x_t + U_g h_{t-1} + b_g): the terms without the state
     # the recurrence: one step at a time
     W_stack1 = _concat((U_f, U_i, U_o, U_g))  # the gates' matrices, stacked
+    h_rows_all = _from(h0, T)  # steps 0..T: h_rows and h_rows_prev are views of it
+    c_rows_all = _from(c0, T)  # steps 0..T: c_rows and c_rows_prev are views of it
     def _forward_step(_carry, _seq):
         (h_prev, c_prev) = _carry
         (f, i, o, g, _live_t) = _seq
@@ -177,11 +187,11 @@ def _forward(weights, x_rows, label_rows, h0, c0, lengths=None):
             c = _where(_live_t, c, c_prev)  # lengths: held before the sequence's first step
         return (h, c), (f, i, o, g, c, h)
 
-    _, _ys = _scan(_forward_step, (h0, c0), (f_rows.reshape(T, B, -1), i_rows.reshape(T, B, -1), o_rows.reshape(T, B, -1), g_rows.reshape(T, B, -1), None if lengths is None else lengths.live), T)
+    _, _ys = _scan(_forward_step, (h0, c0), (f_rows.reshape(T, B, -1), i_rows.reshape(T, B, -1), o_rows.reshape(T, B, -1), g_rows.reshape(T, B, -1), None if lengths is None else lengths.live), T, into=(None, None, None, None, c_rows_all[1:], h_rows_all[1:]))
     (f_rows, i_rows, o_rows, g_rows, c_rows, h_rows) = (_y.reshape(T * B, -1) for _y in _ys)
 
-    h_rows_prev = _previous(h_rows, h0, lengths)
-    c_rows_prev = _previous(c_rows, c0, lengths)
+    h_rows_prev = h_rows_all[:T].reshape(T * B, -1)  # steps 0..T-1: a view, no copy
+    c_rows_prev = c_rows_all[:T].reshape(T * B, -1)  # steps 0..T-1: a view, no copy
     # the outputs and the loss, for every step at once
     _live = None if lengths is None else lengths.rows  # lengths: the rows where J_t is a loss
     y_rows = h_rows @ W_y.T + b_y  # y_t = W_y h_t + b_y
@@ -227,7 +237,7 @@ def _backward(weights, saved, lengths=None):
             dc_next = _where(_first_t, 0, dc_next)  # nothing further down
         return (dh_next, dc_next, dh0_acc, dc0_acc), (dg_pre, do_pre, di_pre, df_pre)
 
-    (dh_next, dc_next, dh0_acc, dc0_acc), _ys = _scan(_backward_step, (_zeros((B, sizes["n_h"]), dtype, device), _zeros((B, sizes["n_h"]), dtype, device), _zeros((B, sizes["n_h"]), dtype, device), _zeros((B, sizes["n_h"]), dtype, device)), (dh_rows.reshape(T, B, -1), c_rows.reshape(T, B, -1), o_rows.reshape(T, B, -1), i_rows.reshape(T, B, -1), g_rows.reshape(T, B, -1), c_rows_prev.reshape(T, B, -1), f_rows.reshape(T, B, -1), None if lengths is None else lengths.first), T, reverse=True)
+    (dh_next, dc_next, dh0_acc, dc0_acc), _ys = _scan(_backward_step, (_zeros((B, sizes["n_h"]), dtype, device), _zeros((B, sizes["n_h"]), dtype, device), _zeros((B, sizes["n_h"]), dtype, device), _zeros((B, sizes["n_h"]), dtype, device)), (dh_rows.reshape(T, B, -1), c_rows.reshape(T, B, -1), o_rows.reshape(T, B, -1), i_rows.reshape(T, B, -1), g_rows.reshape(T, B, -1), c_rows_prev.reshape(T, B, -1), f_rows.reshape(T, B, -1), None if lengths is None else lengths.first), T, reverse=True, into=(dh_rows.reshape(T, B, -1), None, None, None))
     (dg_pre_rows, do_pre_rows, di_pre_rows, df_pre_rows) = (_y.reshape(T * B, -1) for _y in _ys)
 
     # the gradients, each one product over every step

@@ -82,21 +82,29 @@ def _previous(rows, initial, lengths=None):
     return torch.cat((initial, rows[: rows.shape[0] - initial.shape[0]]))
 
 
+def _from(initial, T):
+    """A (T + 1, B, n) tensor whose row 0 is ``initial`` (B, n), for a loop to write steps 1..T into."""
+    steps = initial.new_empty((T + 1, *initial.shape))
+    steps[0] = initial
+    return steps
+
+
 def _concat(arrays, axis=0):
     """The arrays side by side along ``axis``: stacked matrices (axis 0), inner deltas (axis -1)."""
     return torch.cat(arrays, dim=axis)
 
 
-def _scan(step, carry, sequences, T, reverse=False):
+def _scan(step, carry, sequences, T, reverse=False, into=None):
     """``jax.lax.scan`` in PyTorch: ``carry, y_t = step(carry, (s[t] for s in sequences))`` for t in
     0..T-1 (backwards with ``reverse``; a sequence None is None at every t); the y_t written into
-    (T, ...) tensors allocated at the first step, in the order of t (no list of steps to stack: one
-    copy fewer, and half the peak)."""
+    (T, ...) tensors, in the order of t (no list of steps to stack: one copy fewer, and half the peak):
+    those of ``into`` (one per output, None for a new one, allocated at the first step).  A tensor of
+    ``into`` may be a sequence: step t has read s[t] when its y_t is written there."""
     ys = None
     for t in range(T - 1, -1, -1) if reverse else range(T):
         carry, y = step(carry, tuple(None if s is None else s[t] for s in sequences))
         if ys is None:
-            ys = tuple(v.new_empty((T, *v.shape)) for v in y)
+            ys = tuple(v.new_empty((T, *v.shape)) if out is None else out for out, v in zip(into or (None,) * len(y), y))
         for out, v in zip(ys, y):
             out[t] = v
     return carry, ys
@@ -140,6 +148,7 @@ def _forward(weights, x_rows, onehot_rows, h0, lengths=None):
     # what does not depend on the state, for every step at once
     z_rows = x_rows @ W_xh.T  # z_t = W_xh x_t + W_hh h_{t-1}: the terms without the state
     # the recurrence: one step at a time
+    h_rows_all = _from(h0, T)  # steps 0..T: h_rows and h_rows_prev are views of it
     def _forward_step(_carry, _seq):
         (h_prev,) = _carry
         (z, _live_t) = _seq
@@ -149,10 +158,10 @@ def _forward(weights, x_rows, onehot_rows, h0, lengths=None):
             h = _where(_live_t, h, h_prev)  # lengths: held before the sequence's first step
         return (h,), (h,)
 
-    _, _ys = _scan(_forward_step, (h0,), (z_rows.reshape(T, B, -1), None if lengths is None else lengths.live), T)
+    _, _ys = _scan(_forward_step, (h0,), (z_rows.reshape(T, B, -1), None if lengths is None else lengths.live), T, into=(h_rows_all[1:],))
     (h_rows,) = (_y.reshape(T * B, -1) for _y in _ys)
 
-    h_rows_prev = _previous(h_rows, h0, lengths)
+    h_rows_prev = h_rows_all[:T].reshape(T * B, -1)  # steps 0..T-1: a view, no copy
     # the outputs and the loss, for every step at once
     _live = None if lengths is None else lengths.rows  # lengths: the rows where J_t is a loss
     y_rows = h_rows @ W_hy.T  # y_t = W_hy h_t
@@ -187,7 +196,7 @@ def _backward(weights, saved, lengths=None):
             dh_next = _where(_first_t, 0, dh_next)  # nothing further down
         return (dh_next, dh0_acc), (dz,)
 
-    (dh_next, dh0_acc), _ys = _scan(_backward_step, (_zeros((B, sizes["n_h"]), dtype, device), _zeros((B, sizes["n_h"]), dtype, device)), (dh_rows.reshape(T, B, -1), h_rows.reshape(T, B, -1), None if lengths is None else lengths.first), T, reverse=True)
+    (dh_next, dh0_acc), _ys = _scan(_backward_step, (_zeros((B, sizes["n_h"]), dtype, device), _zeros((B, sizes["n_h"]), dtype, device)), (dh_rows.reshape(T, B, -1), h_rows.reshape(T, B, -1), None if lengths is None else lengths.first), T, reverse=True, into=(dh_rows.reshape(T, B, -1),))
     (dz_rows,) = (_y.reshape(T * B, -1) for _y in _ys)
 
     # the gradients, each one product over every step

@@ -16,7 +16,7 @@ from derive.emit.numpy.codegen import contract
 from derive.ir import naming
 from derive.ir.cell import Cell
 
-TORCH = Framework("torch", lengths=True)
+TORCH = Framework("torch", lengths=True, into=True)
 JAX = Framework("jax")
 FRAMEWORKS = {f.name: f for f in (TORCH, JAX)}
 TARGETS = ("numpy", *FRAMEWORKS)  # bptt emit --target

@@ -23,6 +23,8 @@ Nothing here is one framework's: the printer spells the few calls that differ fr
 
 from __future__ import annotations
 
+import ast
+import re
 from dataclasses import dataclass, replace
 
 import sympy as sp
@@ -54,6 +56,7 @@ class Framework:
 
     name: str  # "torch" or "jax"
     lengths: bool = False  # whether its module takes lengths= (variable-length batches): the PyTorch one
+    into: bool = False  # whether its _scan writes its outputs into given tensors (``into=``): the PyTorch one
 
 
 def rows_name(base: str, lag: int = 0) -> str:
@@ -145,6 +148,8 @@ class Loop:
     body: tuple[Line, ...]
     outputs: tuple[tuple[str, str], ...]  # (the step's name, the rows it is stacked into after the loop)
     masked: Masked | None = None  # lengths: what the step does with them (None: the target takes none)
+    into: tuple[str | None, ...] = ()  # for each output, the (T, B, n) tensor it is written into (None: a new one)
+    buffers: tuple[Line, ...] = ()  # the tensors made before the loop for it to write into
 
 
 @dataclass(frozen=True)
@@ -314,7 +319,7 @@ class Scans:
     forward: Pass
     backward: Pass
     saved: tuple[str, ...]  # the rows the forward pass leaves for the backward: h_rows, h_rows_prev, x_rows
-    previous: tuple[tuple[str, str, str], ...]  # (h_rows_prev, h_rows, h0) of each state read at t - 1 after its loop
+    previous: tuple[Line, ...]  # h_rows_prev = ...: each state read at t - 1 after its loop, by steps 0..T-1
     initial_grads: tuple[tuple[str, str], ...]  # (h0's gradient name in the grads, the carry that holds it)
     run: Run | None = None  # truncated BPTT's backward, in the backward pass's place
 
@@ -365,11 +370,15 @@ def scans(derivation: Derivation, framework: Framework) -> Scans:
             rows_name(naming.split(s.target.name)[0]) for s in bw.statements if s.phase == PRE and not _unstepped(s)
         )
         forward_pass, backward_pass = _held(forward_pass), _cut(backward_pass, initial, tuple(dict.fromkeys(seeded)))
+    forward_pass, previous_lines = _previous_lines(forward_pass, previous, framework)
+    if framework.into and run is None:
+        dims = {rows_name(naming.split(s.target.name)[0]): str(s.target.shape[0]) for s in bw.statements}
+        backward_pass = _hosted(backward_pass, dims)
     return Scans(
         forward_pass,
         backward_pass,
         _saved(cell, io, bw_all),
-        previous,
+        previous_lines,
         tuple((initial[s.name], naming.carried_local(s.name)) for s in cell.declared_states),
         None if run is None else _run(derivation, framework, io, run),
     )
@@ -563,3 +572,105 @@ def _cut(p: Pass, initial: dict[str, str], seeded: tuple[str, ...]) -> Pass:
 
 def _zeros_of(share: str, carries: tuple[Carry, ...]) -> str:
     return next(c.initial for c in carries if c.inside == share)
+
+
+# ---- written into given tensors (the PyTorch target) ----------------------------------------
+
+
+def _previous_lines(p: Pass, previous: tuple[tuple[str, str, str], ...], framework: Framework):
+    """Each state's rows at t - 1 (``h_rows_prev``, steps 0..T-1).  Where the framework's scan writes into
+    given tensors and the loop writes the state, the loop writes it into a (T + 1, B, n) buffer whose row 0
+    is its initial value: ``h_rows`` (steps 1..T) and ``h_rows_prev`` are two views of it, no copy.  (With
+    lengths, the forward holds a state at its initial value before a sequence's first step, so those rows
+    of the buffer are the initial ones already.)  Otherwise ``_previous``, a new tensor: a state the loop
+    does not write (its rows computed before the loop, not held) has its rows before a sequence's first
+    step replaced by the initial ones there."""
+    outputs = {rows: k for k, (_, rows) in enumerate(p.loop.outputs)}
+    into: list[str | None] = [None] * len(p.loop.outputs)
+    buffers, lines = [], []
+    for prev, rows, initial in previous:
+        if framework.into and rows in outputs:
+            buffer = f"{rows}_all"
+            buffers.append(Line(f"{buffer} = _from({initial}, T)", f"steps 0..T: {rows} and {prev} are views of it"))
+            into[outputs[rows]] = f"{buffer}[1:]"
+            lines.append(Line(f"{prev} = {buffer}[:T].reshape(T * B, -1)", "steps 0..T-1: a view, no copy"))
+        else:
+            lines.append(Line(f"{prev} = _previous({rows}, {initial}{', lengths' if framework.lengths else ''})"))
+    if not buffers:
+        return p, tuple(lines)
+    return replace(p, loop=replace(p.loop, into=tuple(into), buffers=tuple(buffers))), tuple(lines)
+
+
+_FRESH_CALLS = ("torch.", "_where", "_concat", "_step", "_softmax", "_log_softmax", "_onehot", "_at_last")
+
+
+def _fresh(code: str) -> bool:
+    """Whether an expression's value is a new tensor (an arithmetic result, a call that makes one), not a
+    view of or the same tensor as a name it reads."""
+    value = ast.parse(code, mode="eval").body
+    if isinstance(value, (ast.BinOp, ast.UnaryOp)):
+        return True
+    return isinstance(value, ast.Call) and ast.unparse(value.func).startswith(_FRESH_CALLS)
+
+
+def _assignment(line: Line) -> tuple[str, str] | None:
+    """(target, code) of a line ``name = code``; None for any other."""
+    node = ast.parse(line.code).body[0]
+    if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+        return node.targets[0].id, ast.unparse(node.value)
+    return None
+
+
+def _aliases(loop: Loop) -> set[str]:
+    """The sequences (by the step's name) that a step's output or carry may be a view of at its end."""
+    of: dict[str, set[str]] = {name: {name} for name, _ in loop.sequences}
+    for line in (*loop.body, *(loop.masked.lines if loop.masked else ())):
+        assigned = _assignment(line)
+        if assigned is None:
+            continue
+        target, code = assigned
+        names = {n.id for n in ast.walk(ast.parse(code, mode="eval")) if isinstance(n, ast.Name)}
+        of[target] = set() if _fresh(code) else set().union(*(of.get(n, set()) for n in names))
+    ends = (*(name for name, _ in loop.outputs), *(c.after for c in loop.carries))
+    return set().union(*(of.get(name, set()) for name in ends))
+
+
+def _hosted(p: Pass, dims: dict[str, str]) -> Pass:
+    """The backward loop's outputs written into the storage of sequences that are dead after it, rather than
+    into new tensors: a sequence the backward pass made itself before the loop (a new tensor, no saved one
+    of the forward's, which a second backward reads again), read once by the loop and by nothing after it,
+    of the output's size.  Step t reads s[t] before its outputs are written into s[t], and no output or
+    carry of the step is a view of a sequence that hosts one."""
+    made: dict[str, bool] = {}  # whether a name is a new tensor, with lengths (``masked``) or without
+    for line in p.pre:
+        assigned = _assignment(line)
+        if assigned is not None:
+            made[assigned[0]] = _fresh(assigned[1])
+    for line in p.masked:
+        assigned = _assignment(line)
+        if assigned is not None:
+            made[assigned[0]] = made.get(assigned[0], False) and _fresh(assigned[1])
+    later = " ".join(line.code for line in p.post)  # and the views of a name made before the loop
+    later += " ".join(a[1] for a in map(_assignment, (*p.pre, *p.masked)) if a is not None and not _fresh(a[1]))
+    sources = [source for _, source in p.loop.sequences]
+    aliased = _aliases(p.loop)
+    free = [
+        (rows, source)
+        for name, source in p.loop.sequences
+        for rows in [source.removesuffix(".reshape(T, B, -1)")]
+        if rows != source
+        and made.get(rows)
+        and name not in aliased
+        and sources.count(source) == 1
+        and not re.search(rf"\b{re.escape(rows)}\b", later)
+        and not any(re.search(rf"\b{re.escape(rows)}\b", other) for other in sources if other != source)
+    ]
+    into = list(p.loop.into or (None,) * len(p.loop.outputs))
+    for k, (_, rows) in enumerate(p.loop.outputs):
+        host = next((h for h in free if dims.get(h[0]) is not None and dims.get(h[0]) == dims.get(rows)), None)
+        if into[k] is None and host is not None:
+            into[k] = host[1]
+            free.remove(host)
+    if not any(into):
+        return p
+    return replace(p, loop=replace(p.loop, into=tuple(into)))

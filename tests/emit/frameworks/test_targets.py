@@ -219,6 +219,27 @@ def test_verify_target_prints_every_check(bptt):
     assert rows[-1] == "all checks pass"
 
 
+@pytest.mark.parametrize("lengths", [None, [4, 1, 3]], ids=["full", "lengths"])
+@pytest.mark.parametrize("cell", ["lstm", "corpus/narx", "corpus/m2o_lstm"])
+def test_a_second_backward_of_one_graph_gives_the_same_gradients(cell, lengths):
+    """``loss.backward(retain_graph=True)`` twice: the derived backward writes its loop's outputs into
+    tensors it made itself, never into the forward's saved ones (a second backward reads them again), so
+    the second .grad adds the same gradients again, equal to the NumPy module's."""
+    torch = _framework("torch")
+    numpy_module, module = _modules(cell, "torch")
+    params, xs, targets, *initial = random_problem(numpy_module, 4, distinct_sizes(numpy_module, 4), seed=5, batch=3)
+    _, want = numpy_module.loss_and_gradients(params, xs, targets, *initial, lengths=lengths)
+    leaves = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    args = (_convert("torch", xs), _convert("torch", targets), *(_convert("torch", v) for v in initial))
+    loss = module.loss(leaves, *args, lengths=lengths)
+    loss.backward(retain_graph=True)
+    first = {k: v.grad.clone() for k, v in leaves.items()}
+    loss.backward()
+    for name, leaf in leaves.items():
+        assert max_rel_error(first[name].numpy(), want[name], SCALE_FLOOR) <= RTOL_TARGET, name
+        assert torch.equal(leaf.grad, 2 * first[name]), name
+
+
 def test_the_derived_backward_refuses_to_be_differentiated_again():
     """A second derivative through Loss would differentiate nothing of the derived backward: refused."""
     torch = _framework("torch")
