@@ -90,6 +90,12 @@ def _from(initial, T):
     return steps
 
 
+def _spare(steps):
+    """``steps`` for the loop to write its outputs into (a known part, dead once the loop has read it),
+    where autograd records nothing; None under autograd (a new tensor), which may keep what it read."""
+    return None if torch.is_grad_enabled() else steps
+
+
 def _concat(arrays, axis=0):
     """The arrays side by side along ``axis``: stacked matrices (axis 0), inner deltas (axis -1)."""
     return torch.cat(arrays, dim=axis)

@@ -103,6 +103,12 @@ def _from(initial, T):
     return steps
 
 
+def _spare(steps):
+    """``steps`` for the loop to write its outputs into (a known part, dead once the loop has read it),
+    where autograd records nothing; None under autograd (a new tensor), which may keep what it read."""
+    return None if torch.is_grad_enabled() else steps
+
+
 def _concat(arrays, axis=0):
     """The arrays side by side along ``axis``: stacked matrices (axis 0), inner deltas (axis -1)."""
     return torch.cat(arrays, dim=axis)
@@ -187,7 +193,7 @@ def _forward(weights, x_rows, label_rows, h0, c0, lengths=None):
             c = _where(_live_t, c, c_prev)  # lengths: held before the sequence's first step
         return (h, c), (f, i, o, g, c, h)
 
-    _, _ys = _scan(_forward_step, (h0, c0), (f_rows.reshape(T, B, -1), i_rows.reshape(T, B, -1), o_rows.reshape(T, B, -1), g_rows.reshape(T, B, -1), None if lengths is None else lengths.live), T, into=(None, None, None, None, c_rows_all[1:], h_rows_all[1:]))
+    _, _ys = _scan(_forward_step, (h0, c0), (f_rows.reshape(T, B, -1), i_rows.reshape(T, B, -1), o_rows.reshape(T, B, -1), g_rows.reshape(T, B, -1), None if lengths is None else lengths.live), T, into=(_spare(f_rows.reshape(T, B, -1)), _spare(i_rows.reshape(T, B, -1)), _spare(o_rows.reshape(T, B, -1)), _spare(g_rows.reshape(T, B, -1)), c_rows_all[1:], h_rows_all[1:]))
     (f_rows, i_rows, o_rows, g_rows, c_rows, h_rows) = (_y.reshape(T * B, -1) for _y in _ys)
 
     h_rows_prev = h_rows_all[:T].reshape(T * B, -1)  # steps 0..T-1: a view, no copy

@@ -371,6 +371,8 @@ def scans(derivation: Derivation, framework: Framework) -> Scans:
         )
         forward_pass, backward_pass = _held(forward_pass), _cut(backward_pass, initial, tuple(dict.fromkeys(seeded)))
     forward_pass, previous_lines = _previous_lines(forward_pass, previous, framework)
+    if framework.into:
+        forward_pass = _hosted_forward(forward_pass)
     if framework.into and run is None:
         dims = {rows_name(naming.split(s.target.name)[0]): str(s.target.shape[0]) for s in bw.statements}
         backward_pass = _hosted(backward_pass, dims)
@@ -671,6 +673,35 @@ def _hosted(p: Pass, dims: dict[str, str]) -> Pass:
         if into[k] is None and host is not None:
             into[k] = host[1]
             free.remove(host)
+    if not any(into):
+        return p
+    return replace(p, loop=replace(p.loop, into=tuple(into)))
+
+
+def _hosted_forward(p: Pass) -> Pass:
+    """The forward loop's outputs written into the known parts they are computed from, where autograd
+    records nothing (``_spare``): the loop reads ``r_rows[t]`` (W_r x_t + b_r) and writes r_t, the gate,
+    into the same rows, which the scan's result then names ``r_rows``.  Only a known part the forward made
+    itself before the loop (a new tensor, not an input's rows), read once by the loop, that no other name
+    holds a view of and that no output or carry of the step is a view of at its end."""
+    made: dict[str, bool] = {}
+    views = []  # what the lines before the loop hold views of
+    for line in (*p.pre, *p.masked):
+        assigned = _assignment(line)
+        if assigned is not None:
+            made[assigned[0]] = made.get(assigned[0], True) and _fresh(assigned[1])
+            views += [] if _fresh(assigned[1]) else [assigned[1]]
+    outputs = {rows: k for k, (_, rows) in enumerate(p.loop.outputs)}
+    sources = [source for _, source in p.loop.sequences]
+    aliased = _aliases(p.loop)
+    into = list(p.loop.into or (None,) * len(p.loop.outputs))
+    for name, source in p.loop.sequences:
+        rows = source.removesuffix(".reshape(T, B, -1)")
+        k = outputs.get(rows)
+        if k is None or into[k] is not None or rows == source or not made.get(rows) or name in aliased:
+            continue
+        if sources.count(source) == 1 and not any(re.search(rf"\b{re.escape(rows)}\b", v) for v in views):
+            into[k] = f"_spare({source})"
     if not any(into):
         return p
     return replace(p, loop=replace(p.loop, into=tuple(into)))
