@@ -240,6 +240,34 @@ def test_a_second_backward_of_one_graph_gives_the_same_gradients(cell, lengths):
         assert torch.equal(leaf.grad, 2 * first[name]), name
 
 
+def _same(a, b) -> bool:
+    torch = _framework("torch")
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    return torch.equal(a, b)
+
+
+@pytest.mark.parametrize("lengths", [None, [4, 1, 3]], ids=["full", "lengths"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_the_torch_module_writes_into_none_of_its_arguments(cell, lengths):
+    """The loops write their outputs into tensors the module made (a gate's known part W x + b, a delta's
+    rows), never into the caller's: the inputs (a gate may read x itself), targets, initial states and
+    parameters are bit for bit as given, after loss_and_gradients and after loss(...).backward()."""
+    torch = _framework("torch")
+    numpy_module, module = _modules(cell, "torch")
+    params, xs, targets, *initial = random_problem(numpy_module, 4, distinct_sizes(numpy_module, 4), seed=7, batch=3)
+    P = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    args = (_convert("torch", xs), _convert("torch", targets), *(_convert("torch", v) for v in initial))
+    kept = ({k: v.detach().clone() for k, v in P.items()}, *(_clone(a) for a in args))
+    module.loss_and_gradients(P, *args, lengths=lengths)
+    module.loss(P, *args, lengths=lengths).backward()
+    assert all(_same(a, b) for a, b in zip(({k: v.detach() for k, v in P.items()}, *args), kept))
+
+
+def _clone(value):
+    return {k: v.clone() for k, v in value.items()} if isinstance(value, dict) else value.clone()
+
+
 def test_the_derived_backward_refuses_to_be_differentiated_again():
     """A second derivative through Loss would differentiate nothing of the derived backward: refused."""
     torch = _framework("torch")
