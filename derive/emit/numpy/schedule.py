@@ -501,7 +501,9 @@ def _after_their_deltas(statements: list[Statement], symbols: dict[Run, sp.Matri
     moved = [s for s in statements if s.phase == LOOP and s.target.name in delta_of]
     ordered = [s for s in statements if s not in moved]
     for s in moved:
-        last = max(i for i, other in enumerate(ordered) if other.phase == LOOP and other.target.name == delta_of[s.target.name])
+        last = max(
+            i for i, other in enumerate(ordered) if other.phase == LOOP and other.target.name == delta_of[s.target.name]
+        )
         ordered.insert(last + 1, s)
     return ordered
 

@@ -14,8 +14,8 @@ from derive.derivation.pipeline import Derivation, derive
 from derive.emit.numpy.schedule import LOOP, POST, PRE, Phases, Statement, recurrent_nodes, schedule, truncated
 from derive.emit.printing import text
 from derive.ir import naming
-from derive.ir.exprs import mul
 from derive.ir.cell import Cell, load_builtin
+from derive.ir.exprs import mul
 from derive.spec.parser import parse
 
 CELLS = ALL_CELLS
