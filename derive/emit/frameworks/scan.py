@@ -44,6 +44,7 @@ from derive.ir.exprs import (
     Softmax,
     SoftmaxCrossEntropy,
 )
+from derive.ir.ops import RECORDS
 
 ROWS, STEP, LAST = "rows", "step", "last"  # every step at once, one step in the loop, step T alone
 LIVE = "_live"  # lengths: the (T * B,) rows where J_t is a loss, or None
@@ -603,7 +604,11 @@ def _previous_lines(p: Pass, previous: tuple[tuple[str, str, str], ...], framewo
     return replace(p, loop=replace(p.loop, into=tuple(into), buffers=tuple(buffers))), tuple(lines)
 
 
-_FRESH_CALLS = ("torch.", "_where", "_concat", "_step", "_softmax", "_log_softmax", "_onehot", "_at_last")
+# the calls of a torch module's lines that return a new tensor, never a view of what they read: the torch
+# module's helpers that compute one (torch_module.py.j2), and each op record's torch spelling (torch.tanh);
+# named one by one, so that a call added later (torch.reshape, a view) is not taken for one
+_FRESH_HELPERS = ("_where", "_concat", "_step", "_softmax", "_log_softmax", "_onehot", "_at_last")
+FRESH_CALLS = frozenset(_FRESH_HELPERS) | {r.calls["torch"] for r in RECORDS if "torch" in r.calls}
 
 
 def _fresh(code: str) -> bool:
@@ -612,7 +617,7 @@ def _fresh(code: str) -> bool:
     value = ast.parse(code, mode="eval").body
     if isinstance(value, (ast.BinOp, ast.UnaryOp)):
         return True
-    return isinstance(value, ast.Call) and ast.unparse(value.func).startswith(_FRESH_CALLS)
+    return isinstance(value, ast.Call) and ast.unparse(value.func) in FRESH_CALLS
 
 
 def _assignment(line: Line) -> tuple[str, str] | None:

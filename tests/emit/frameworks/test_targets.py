@@ -9,6 +9,7 @@ import pytest
 
 from conftest import ALL_CELLS, load_cell
 from derive.derivation.pipeline import derive
+from derive.emit.frameworks import scan
 from derive.emit.outputs import module_source, target_source
 from derive.verify.frameworks import RTOL_TARGET, check_target, failed
 from derive.verify.report import SCALE_FLOOR, distinct_sizes, load_module, max_rel_error, random_problem
@@ -262,6 +263,27 @@ def test_the_torch_module_writes_into_none_of_its_arguments(cell, lengths):
     module.loss_and_gradients(P, *args, lengths=lengths)
     module.loss(P, *args, lengths=lengths).backward()
     assert all(_same(a, b) for a, b in zip(({k: v.detach() for k, v in P.items()}, *args), kept))
+
+
+@pytest.mark.parametrize(
+    "code, fresh",
+    [
+        ("a + b", True),
+        ("-a", True),
+        ("torch.tanh(a)", True),
+        ("_where(mask, a, 0)", True),
+        ("a", False),
+        ("a[1:]", False),
+        ("a.T", False),
+        ("a.reshape(T, B, -1)", False),
+        ("torch.reshape(a, (2, 3))", False),  # a view: a torch call is not new for being torch's
+        ("torch.narrow(a, 0, 0, 1)", False),
+    ],
+)
+def test_only_a_new_tensor_may_host_a_loops_outputs(code, fresh):
+    """The torch module writes a loop's outputs into a tensor only where the line that made it makes a new
+    one: arithmetic, or a call named as one that computes (FRESH_CALLS), never a view's."""
+    assert scan._fresh(code) is fresh
 
 
 def _clone(value):
