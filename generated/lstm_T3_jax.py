@@ -256,8 +256,8 @@ def _prepare(params, xs, labels, h0, c0):
                 raise ValueError(f"params[{name!r}]: {dim} = {n} here but {sizes[dim]} in an earlier parameter")
     inputs = [_array(xs, "xs") for name in tuple(INPUTS)]
     x = inputs[0]
-    if x.ndim not in (2, 3) or x.shape[0] < 1:
-        raise ValueError(f"xs: expected shape (T, n) or (T, B, n) with T >= 1, got {x.shape}")
+    if x.ndim not in (2, 3) or min(x.shape[: x.ndim - 1]) < 1:
+        raise ValueError(f"xs: expected shape (T, n) or (T, B, n) with T >= 1 and B >= 1, got {x.shape}")
     batched = x.ndim == 3
     T, B = x.shape[0], (x.shape[1] if batched else 1)
     lead = (T, B) if batched else (T,)

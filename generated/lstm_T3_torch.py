@@ -350,8 +350,8 @@ def _prepare(params, xs, labels, h0, c0, lengths=None):
                 raise ValueError(f"params[{name!r}]: {dim} = {n} here but {sizes[dim]} in an earlier parameter")
     inputs = [_tensor(xs, "xs", device=device) for name in tuple(INPUTS)]  # a tuple: torch.compile iterates no dict
     x = inputs[0]
-    if x.dim() not in (2, 3) or x.shape[0] < 1:
-        raise ValueError(f"xs: expected shape (T, n) or (T, B, n) with T >= 1, got {tuple(x.shape)}")
+    if x.dim() not in (2, 3) or min(x.shape[: x.dim() - 1]) < 1:
+        raise ValueError(f"xs: expected shape (T, n) or (T, B, n) with T >= 1 and B >= 1, got {tuple(x.shape)}")
     batched = x.dim() == 3
     T, B = x.shape[0], (x.shape[1] if batched else 1)
     lead = (T, B) if batched else (T,)

@@ -303,8 +303,8 @@ def _prepare(params, xs, labels, h0, lengths=None):
     if not right:
         raise _shape_error(shapes)
     xs = _array(xs, "xs")
-    if xs.ndim not in (2, 3) or xs.shape[0] < 1:
-        raise ValueError(f"xs: expected shape (T, n_x) or (T, B, n_x) with T >= 1, got {xs.shape}")
+    if xs.ndim not in (2, 3) or min(xs.shape[:xs.ndim - 1]) < 1:
+        raise ValueError(f"xs: expected shape (T, n_x) or (T, B, n_x) with T >= 1 and B >= 1, got {xs.shape}")
     batched = xs.ndim == 3
     T, B = xs.shape[0], xs.shape[1] if batched else 1
     if xs.shape[-1] != sizes["n_x"]:

@@ -201,6 +201,64 @@ def test_a_truncated_target_is_checked_against_the_numpy_modules_truncation(bptt
     assert (tmp_path / "rnn_T3_K2_torch.py").read_text(encoding="utf-8").count("TRUNCATE = 2") == 1
 
 
+def test_a_failed_verify_target_is_a_mismatch_not_a_refused_write(bptt, monkeypatch):
+    """bptt verify --target writes nothing whatever the checks say: a failed check is its row and a
+    MISMATCH line, exit 1, as a failed NumPy verification is (emit says it wrote nothing)."""
+    _framework("torch")
+    from derive.cli import job
+
+    real = job.target_source
+
+    def wrong(derivation, target):
+        return real(derivation, target).replace("dh_next = dz @ W_hh", "dh_next = 0.5 * (dz @ W_hh)")
+
+    monkeypatch.setattr(job, "target_source", wrong)
+    result = bptt("verify", "rnn", "--target", "torch")
+    assert result.code == 1
+    assert result.lines[-1].startswith("MISMATCH equal to the NumPy module at T = ")
+    assert "nothing was written" not in result.err
+
+
+@pytest.mark.parametrize("target", ["torch", "jax"])
+def test_an_empty_batch_is_refused_in_one_line(target):
+    """B = 0 sequences: a ValueError naming xs, as the NumPy module says it (it was the framework's reshape
+    error)."""
+    _framework(target)
+    _, module = _modules("rnn", target)
+    params = _convert(target, {k: np.ones(_shape(module, k)) for k in module.PARAMS})
+    xs, labels = _convert(target, np.zeros((3, 0, 3))), _convert(target, np.zeros((3, 0), dtype=np.int64))
+    with pytest.raises(
+        ValueError, match=r"^xs: expected shape \(T, n\) or \(T, B, n\) with T >= 1 and B >= 1, got \(3, 0, 3\)$"
+    ):
+        module.loss_and_gradients(params, xs, labels)
+
+
+@pytest.mark.parametrize("target", ["torch", "jax"])
+@pytest.mark.parametrize(
+    "keys, message",
+    [
+        (("x",), r"^xs: expected the keys \('x', 'a'\); missing \['a'\]$"),
+        (("x", "a", "z"), r"^xs: expected the keys \('x', 'a'\); unknown \['z'\]$"),
+        (None, r"^xs: expected a dict keyed by \('x', 'a'\), got "),
+    ],
+)
+def test_several_inputs_are_named_as_the_numpy_module_names_them(target, keys, message):
+    """A cell with several inputs takes xs as a dict: a missing, unknown or absent key is said as the
+    NumPy module says it (one helper, _keyed, in the three modules)."""
+    _framework(target)
+    numpy_module, module = _modules("corpus/multi_task", target)
+    params, xs, targets, *_ = random_problem(numpy_module, 3, distinct_sizes(numpy_module, 3), seed=1, batch=2)
+    given = xs["x"] if keys is None else {k: xs.get(k, xs["x"]) for k in keys}
+    with pytest.raises(ValueError, match=message):
+        module.loss_and_gradients(_convert(target, params), _convert(target, given), _convert(target, targets))
+    with pytest.raises(ValueError, match=message):
+        numpy_module.loss_and_gradients(params, given, targets)
+
+
+def _shape(module, name):
+    return (3,) * len(module.SHAPES[name])  # rnn: n_x = n_h = n_y = 3
+
+
 def test_verify_target_prints_every_check(bptt):
     _framework("jax")
     result = bptt("verify", "rnn", "--target", "jax")

@@ -62,7 +62,7 @@ def test_batch_is_the_sum_of_its_sequences_and_both_paths_agree():
 
 
 BAD = [
-    (lambda p, x, y: (p, x["x"], y), r"xs: expected a dict of arrays keyed by \('x', 'a'\), got ndarray"),
+    (lambda p, x, y: (p, x["x"], y), r"xs: expected a dict keyed by \('x', 'a'\), got ndarray"),
     (lambda p, x, y: (p, {"x": x["x"]}, y), r"xs: expected the keys \('x', 'a'\); missing \['a'\]"),
     (lambda p, x, y: (p, dict(x, z=1), y), r"unknown \['z'\]"),
     (

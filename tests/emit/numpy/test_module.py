@@ -114,6 +114,7 @@ def test_by_definition_survives_underflowing_wrong_classes(m):
         (lambda p, a: ({**p, "W_xh": [[1.0]]}, a), r"params\['W_hh'\]: n_h = \d+ here but 1"),
         (lambda p, a: (p, (a[0], a[1], a[2][:3])), r"h0: expected shape \(4,\)"),
         (lambda p, a: (p, (a[0][:0], a[1][:0], a[2])), "xs: expected shape"),
+        (lambda p, a: (p, (a[0][:, None][:, :0], a[1][:, None][:, :0], None)), "with T >= 1 and B >= 1, got"),
     ],
     ids=[
         "param-shape",
@@ -129,6 +130,7 @@ def test_by_definition_survives_underflowing_wrong_classes(m):
         "param-as-list",
         "h0",
         "T0",
+        "B0",
     ],
 )
 def test_bad_arguments_name_the_argument(m, change, message):
