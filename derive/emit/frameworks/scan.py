@@ -642,14 +642,14 @@ def _aliases(loop: Loop) -> set[str]:
     return set().union(*(of.get(name, set()) for name in ends))
 
 
-def _hosted(p: Pass, dims: dict[str, str]) -> Pass:
-    """The backward loop's outputs written into the storage of sequences that are dead after it, rather than
-    into new tensors: a sequence the backward pass made itself before the loop (a new tensor, no saved one
-    of the forward's, which a second backward reads again), read once by the loop and by nothing after it,
-    of the output's size.  Step t reads s[t] before its outputs are written into s[t], and no output or
-    carry of the step is a view of a sequence that hosts one."""
-    made: dict[str, bool] = {}  # whether a name is a new tensor, with lengths (``masked``) or without
-    for line in p.pre:
+def _free(p: Pass, read_after: str) -> list[tuple[str, str]]:
+    """(rows, source) of each sequence of the loop whose storage it may write its outputs into: one the pass
+    made itself before the loop (a new tensor: no saved one of the forward's, which a second backward reads
+    again, no caller's), given to the loop once, read by nothing else (no line before the loop keeps a view
+    of it, ``read_after``, the code after the loop, does not name it) and that no output or carry of the step
+    is a view of at its end.  Step t reads s[t] before its outputs are written into s[t]."""
+    made: dict[str, bool] = {}  # whether a name holds a new tensor: its last line before the loop makes one,
+    for line in p.pre:  # and, with lengths, so does each of the masked lines (which may not run)
         assigned = _assignment(line)
         if assigned is not None:
             made[assigned[0]] = _fresh(assigned[1])
@@ -657,11 +657,14 @@ def _hosted(p: Pass, dims: dict[str, str]) -> Pass:
         assigned = _assignment(line)
         if assigned is not None:
             made[assigned[0]] = made.get(assigned[0], False) and _fresh(assigned[1])
-    later = " ".join(line.code for line in p.post)  # and the views of a name made before the loop
-    later += " ".join(a[1] for a in map(_assignment, (*p.pre, *p.masked)) if a is not None and not _fresh(a[1]))
+    views = [a[1] for a in map(_assignment, (*p.pre, *p.masked)) if a is not None and not _fresh(a[1])]
     sources = [source for _, source in p.loop.sequences]
     aliased = _aliases(p.loop)
-    free = [
+
+    def named(rows: str, codes: list[str]) -> bool:
+        return any(re.search(rf"\b{re.escape(rows)}\b", code) for code in codes)
+
+    return [
         (rows, source)
         for name, source in p.loop.sequences
         for rows in [source.removesuffix(".reshape(T, B, -1)")]
@@ -669,9 +672,14 @@ def _hosted(p: Pass, dims: dict[str, str]) -> Pass:
         and made.get(rows)
         and name not in aliased
         and sources.count(source) == 1
-        and not re.search(rf"\b{re.escape(rows)}\b", later)
-        and not any(re.search(rf"\b{re.escape(rows)}\b", other) for other in sources if other != source)
+        and not named(rows, [*views, read_after, *(other for other in sources if other != source)])
     ]
+
+
+def _hosted(p: Pass, dims: dict[str, str]) -> Pass:
+    """The backward loop's outputs written into the storage of sequences that are dead after it (``_free``:
+    no post line reads them), rather than into new tensors, each into one of its size."""
+    free = _free(p, " ".join(line.code for line in p.post))
     into = list(p.loop.into or (None,) * len(p.loop.outputs))
     for k, (_, rows) in enumerate(p.loop.outputs):
         host = next((h for h in free if dims.get(h[0]) is not None and dims.get(h[0]) == dims.get(rows)), None)
@@ -684,28 +692,15 @@ def _hosted(p: Pass, dims: dict[str, str]) -> Pass:
 
 
 def _hosted_forward(p: Pass) -> Pass:
-    """The forward loop's outputs written into the known parts they are computed from, where autograd
-    records nothing (``_spare``): the loop reads ``r_rows[t]`` (W_r x_t + b_r) and writes r_t, the gate,
-    into the same rows, which the scan's result then names ``r_rows``.  Only a known part the forward made
-    itself before the loop (a new tensor, not an input's rows), read once by the loop, that no other name
-    holds a view of and that no output or carry of the step is a view of at its end."""
-    made: dict[str, bool] = {}
-    views = []  # what the lines before the loop hold views of
-    for line in (*p.pre, *p.masked):
-        assigned = _assignment(line)
-        if assigned is not None:
-            made[assigned[0]] = made.get(assigned[0], True) and _fresh(assigned[1])
-            views += [] if _fresh(assigned[1]) else [assigned[1]]
+    """The forward loop's outputs written into the known parts they are computed from (``_free``), where
+    autograd records nothing (``_spare``): the loop reads ``r_rows[t]`` (W_r x_t + b_r) and writes r_t, the
+    gate, into the same rows, which the scan's result then names ``r_rows`` (so what the lines after the
+    loop read by that name is the output, not the known part)."""
     outputs = {rows: k for k, (_, rows) in enumerate(p.loop.outputs)}
-    sources = [source for _, source in p.loop.sequences]
-    aliased = _aliases(p.loop)
     into = list(p.loop.into or (None,) * len(p.loop.outputs))
-    for name, source in p.loop.sequences:
-        rows = source.removesuffix(".reshape(T, B, -1)")
+    for rows, source in _free(p, ""):
         k = outputs.get(rows)
-        if k is None or into[k] is not None or rows == source or not made.get(rows) or name in aliased:
-            continue
-        if sources.count(source) == 1 and not any(re.search(rf"\b{re.escape(rows)}\b", v) for v in views):
+        if k is not None and into[k] is None:
             into[k] = f"_spare({source})"
     if not any(into):
         return p
