@@ -180,9 +180,11 @@ def _torch_checks(torch: Any, module: types.ModuleType, numpy_module: types.Modu
             RTOL_TARGET,
         )
     )
+    through_loss = _torch_autograd(torch, module, tensors, module.loss)  # loss(...).backward(): the Loss Function
+    checks.append(Check("torch autograd through Loss", steps, _error(got, through_loss), RTOL_TARGET))
     if module.TRUNCATE is not None:  # autograd of the forward is the full gradient, not the truncated one
         return checks
-    autograd = _torch_autograd(torch, module, tensors)
+    autograd = _torch_autograd(torch, module, tensors, module.autograd_loss)
     checks.append(Check("torch autograd of autograd_loss", steps, _error(got, autograd), RTOL_TARGET))
     checks.append(Check("torch.autograd.gradcheck of Loss", steps, _torch_gradcheck(torch, module, tensors), 0.0))
     return checks
@@ -214,9 +216,11 @@ def _torch_leaves(torch: Any, module: types.ModuleType, tensors: list) -> tuple[
     return leaves, of
 
 
-def _torch_autograd(torch: Any, module: types.ModuleType, tensors: list) -> Result:
+def _torch_autograd(torch: Any, module: types.ModuleType, tensors: list, fn: Callable) -> Result:
+    """The loss and torch.autograd's gradients of ``fn`` (``loss``: through Loss, the derived backward;
+    ``autograd_loss``: op by op)."""
     leaves, of = _torch_leaves(torch, module, tensors)
-    loss = of(module.autograd_loss)(*leaves)
+    loss = of(fn)(*leaves)
     grads = torch.autograd.grad(loss, leaves, allow_unused=True)
     names = [*module.PARAMS, *module.INITIAL]
     grads = [torch.zeros_like(v) if g is None else g for v, g in zip(leaves, grads)]
@@ -238,14 +242,12 @@ def _torch_gradcheck(torch: Any, module: types.ModuleType, tensors: list) -> flo
 def _jax_checks(jax: Any, module: types.ModuleType, numpy_module: types.ModuleType, problem: tuple, steps: int):
     arrays = [_to(jax.numpy.asarray, v) for v in problem]
     got, checks = _contract_checks(module, numpy_module, problem, steps, jax.numpy.asarray)
-    if module.TRUNCATE is not None:  # autograd of the forward is the full gradient, not the truncated one
+    for label, jit in (("jax.grad of the custom_vjp", False), ("jax.jit(jax.grad) of the custom_vjp", True)):
+        checks.append(Check(label, steps, _error(got, _jax_grad(jax, module, module.loss, arrays, jit)), RTOL_TARGET))
+    if module.TRUNCATE is not None:  # autograd of the forward and check_grads: the full gradient, not the truncated
         return checks
-    for label, fn, jit in (
-        ("jax.grad of the custom_vjp", module.loss, False),
-        ("jax.jit(jax.grad) of the custom_vjp", module.loss, True),
-        ("jax.grad of autograd_loss", module.autograd_loss, False),
-    ):
-        checks.append(Check(label, steps, _error(got, _jax_grad(jax, module, fn, arrays, jit)), RTOL_TARGET))
+    autograd = _jax_grad(jax, module, module.autograd_loss, arrays, False)
+    checks.append(Check("jax.grad of autograd_loss", steps, _error(got, autograd), RTOL_TARGET))
     checker = _jax_check_grads(jax, module, arrays)
     checks.append(Check("jax.test_util.check_grads of the custom_vjp", steps, checker, 0.0))
     return checks

@@ -102,6 +102,27 @@ def test_a_wrong_backward_is_caught_by_the_check():
     assert verdict is not None and verdict.startswith("equal to the NumPy module at T = ")
 
 
+@pytest.mark.parametrize(
+    "target, line, wrong",
+    [
+        ("torch", "tuple(g * d for d in weight_grads)", "tuple(0.5 * g * d for d in weight_grads)"),
+        ("jax", "tuple(g * d for d in grads[: len(weights)])", "tuple(0.5 * g * d for d in grads[: len(weights)])"),
+    ],
+)
+def test_a_truncated_modules_own_backward_is_checked(target, line, wrong):
+    """A truncated module's loss_and_gradients can be right while what training calls (Loss's backward,
+    jax.grad of the custom_vjp) is wrong: the check runs that too (autograd cannot: it is the full gradient)."""
+    _framework(target)
+    d = derive(load_cell("rnn"), 3, truncate=2)
+    numpy_module = load_module(module_source(d), "rnn_T3_K2")
+    source = target_source(d, target)
+    assert failed(check_target(target, source, numpy_module)) is None
+    broken = source.replace(line, wrong)
+    assert broken != source
+    verdict = failed(check_target(target, broken, numpy_module))
+    assert verdict is not None and verdict.startswith(("torch autograd through Loss", "jax.grad of the custom_vjp"))
+
+
 def test_the_torch_model_trains_through_the_derived_backward():
     torch = _framework("torch")
     numpy_module, module = _modules("lstm", "torch")
