@@ -145,13 +145,18 @@ def _sizes(weights):
     return sizes
 
 
+def _context(weights, state):
+    """What a pass works in: the sizes by dimension, and an initial state's floating dtype and device."""
+    return _sizes(weights), state.dtype, _device(state)
+
+
 def _forward(weights, x_rows, label_rows, h0, lengths=None):
     """The loss, and what the backward pass reads (the rows of each value by step: h_rows holds h_1..h_T,
     h_rows_prev h_0..h_{T-1})."""
     (W_xh, W_hh, W_hy, b_h, b_y) = weights
     B = h0.shape[0]
     T = x_rows.shape[0] // B
-    sizes, dtype, device = _sizes(weights), h0.dtype, _device(h0)
+    sizes, dtype, device = _context(weights, h0)
     # what does not depend on the state, for every step at once
     z_rows = x_rows @ W_xh.T + b_h  # z_t = W_xh x_t + W_hh h_{t-1} + b_h: the terms without the state
     # the recurrence: one step at a time
@@ -182,7 +187,7 @@ def _backward(weights, saved, lengths=None):
     (h0, x_rows, label_rows, y_rows, h_rows, h_rows_prev) = saved
     B = h0.shape[0]
     T = x_rows.shape[0] // B
-    sizes, dtype, device = _sizes(weights), h0.dtype, _device(h0)
+    sizes, dtype, device = _context(weights, h0)
     # what reads no carried share, for every step at once
     dy_rows = _softmax(y_rows) - _onehot(label_rows, sizes["n_y"], dtype)  # dJ/dy_t = softmax(y_t) - label_t
     dh_rows = dy_rows @ W_hy  # dJ/dh_t = W_hy^T dJ/dy_t + W_hh^T dJ/dz_{t+1}: the terms without the carried share

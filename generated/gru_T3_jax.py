@@ -123,13 +123,18 @@ def _sizes(weights):
     return sizes
 
 
+def _context(weights, state):
+    """What a pass works in: the sizes by dimension, and an initial state's floating dtype and device."""
+    return _sizes(weights), state.dtype, _device(state)
+
+
 def _forward(weights, x_rows, label_rows, h0):
     """The loss, and what the backward pass reads (the rows of each value by step: h_rows holds h_1..h_T,
     h_rows_prev h_0..h_{T-1})."""
     (W_r, U_r, b_r, W_u, U_u, b_u, W_n, U_n, b_n, W_y, b_y) = weights
     B = h0.shape[0]
     T = x_rows.shape[0] // B
-    sizes, dtype, device = _sizes(weights), h0.dtype, _device(h0)
+    sizes, dtype, device = _context(weights, h0)
     # what does not depend on the state, for every step at once
     r_rows = x_rows @ W_r.T + b_r  # r_t = sigmoid(W_r x_t + U_r h_{t-1} + b_r): the terms without the state
     u_rows = x_rows @ W_u.T + b_u  # u_t = sigmoid(W_u x_t + U_u h_{t-1} + b_u): the terms without the state
@@ -165,7 +170,7 @@ def _backward(weights, saved):
     (h0, x_rows, label_rows, y_rows, u_rows, h_rows_prev, n_rows, r_rows, h_rows) = saved
     B = h0.shape[0]
     T = x_rows.shape[0] // B
-    sizes, dtype, device = _sizes(weights), h0.dtype, _device(h0)
+    sizes, dtype, device = _context(weights, h0)
     # what reads no carried share, for every step at once
     dy_rows = _softmax(y_rows) - _onehot(label_rows, sizes["n_y"], dtype)  # dJ/dy_t = softmax(y_t) - label_t
     dh_rows = dy_rows @ W_y  # dJ/dh_t = W_y^T dJ/dy_t + u_{t+1} ⊙ dJ/dh_{t+1} + diag(r_{t+1}) U_n^T diag(1 - n_{t+1}^2) dJ/dn_{t+1} + U_u^T diag(u_{t+1} ⊙ (1 - u_{t+1})) dJ/du_{t+1} + U_r^T diag(r_{t+1} ⊙ (1 - r_{t+1})) dJ/dr_{t+1}: the terms without the carried share

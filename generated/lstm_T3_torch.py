@@ -158,13 +158,18 @@ def _sizes(weights):
     return sizes
 
 
+def _context(weights, state):
+    """What a pass works in: the sizes by dimension, and an initial state's floating dtype and device."""
+    return _sizes(weights), state.dtype, _device(state)
+
+
 def _forward(weights, x_rows, label_rows, h0, c0, lengths=None):
     """The loss, and what the backward pass reads (the rows of each value by step: h_rows holds h_1..h_T,
     h_rows_prev h_0..h_{T-1})."""
     (W_f, U_f, b_f, W_i, U_i, b_i, W_o, U_o, b_o, W_g, U_g, b_g, W_y, b_y) = weights
     B = h0.shape[0]
     T = x_rows.shape[0] // B
-    sizes, dtype, device = _sizes(weights), h0.dtype, _device(h0)
+    sizes, dtype, device = _context(weights, h0)
     # what does not depend on the state, for every step at once
     f_rows = x_rows @ W_f.T + b_f  # f_t = sigmoid(W_f x_t + U_f h_{t-1} + b_f): the terms without the state
     i_rows = x_rows @ W_i.T + b_i  # i_t = sigmoid(W_i x_t + U_i h_{t-1} + b_i): the terms without the state
@@ -211,7 +216,7 @@ def _backward(weights, saved, lengths=None):
     (h0, c0, x_rows, label_rows, y_rows, c_rows, o_rows, i_rows, g_rows, c_rows_prev, f_rows, h_rows_prev, h_rows) = saved
     B = h0.shape[0]
     T = x_rows.shape[0] // B
-    sizes, dtype, device = _sizes(weights), h0.dtype, _device(h0)
+    sizes, dtype, device = _context(weights, h0)
     # what reads no carried share, for every step at once
     dy_rows = _softmax(y_rows) - _onehot(label_rows, sizes["n_y"], dtype)  # dJ/dy_t = softmax(y_t) - label_t
     dh_rows = dy_rows @ W_y  # dJ/dh_t = W_y^T dJ/dy_t + U_g^T diag(1 - g_{t+1}^2) dJ/dg_{t+1} + U_o^T diag(o_{t+1} ⊙ (1 - o_{t+1})) dJ/do_{t+1} + U_i^T diag(i_{t+1} ⊙ (1 - i_{t+1})) dJ/di_{t+1} + U_f^T diag(f_{t+1} ⊙ (1 - f_{t+1})) dJ/df_{t+1}: the terms without the carried share
