@@ -59,17 +59,22 @@ def inner_deltas(program: Program, deltas: set[str]) -> list[Run]:
 
 def with_runs(expr: sp.Basic, symbols: dict[Run, sp.MatrixSymbol]) -> sp.Basic:
     """``expr`` with each run in ``symbols`` replaced by its array's symbol."""
+    for (diags, delta), symbol in symbols.items():
+        expr = with_factors(expr, (*diags, delta), symbol)
+    return expr
+
+
+def with_factors(expr: sp.Basic, factors: tuple[sp.Basic, ...], symbol: sp.MatrixSymbol) -> sp.Basic:
+    """``expr`` with the first run of ``factors`` in each of its products read from ``symbol``."""
     if isinstance(expr, sp.MatAdd):
-        return add(*(with_runs(term, symbols) for term in expr.args))
+        return add(*(with_factors(term, factors, symbol) for term in expr.args))
     if not isinstance(expr, sp.MatMul):
         return expr
-    args = list(expr.args)
-    for (diags, delta), symbol in symbols.items():
-        for j in range(len(diags), len(args)):
-            if args[j] == delta and tuple(args[j - len(diags) : j]) == diags:
-                args[j - len(diags) : j + 1] = [symbol]
-                break
-    return mul(*args)
+    args, n = list(expr.args), len(factors)
+    for i in range(len(args) - n + 1):
+        if tuple(args[i : i + n]) == factors:
+            return mul(*args[:i], symbol, *args[i + n :])
+    return expr
 
 
 def reading_runs(expr: sp.Basic, symbols: dict[Run, sp.MatrixSymbol]) -> sp.Basic:

@@ -23,7 +23,7 @@ import sympy as sp
 
 from derive.derivation.adjoint import Accumulate, Assign, Program
 from derive.derivation.pipeline import Derivation
-from derive.emit.numpy.runs import Run, inner_deltas, reading_runs
+from derive.emit.numpy.runs import Run, inner_deltas, reading_runs, with_factors
 from derive.emit.printing import equation_text, text
 from derive.ir import naming
 from derive.ir.cell import Cell, Equation, dim_symbol
@@ -529,21 +529,7 @@ def _is_weight(a: sp.Basic) -> bool:
 
 
 def _replaced(s: Statement, product: Product, symbol: sp.MatrixSymbol) -> Statement:
-    return replace(s, terms=tuple(_product_replaced(term, product, symbol) for term in s.terms))
-
-
-def _product_replaced(expr: sp.Basic, product: Product, symbol: sp.MatrixSymbol) -> sp.Basic:
-    """``expr`` with A X_t read from ``symbol`` in each of its terms."""
-    if isinstance(expr, sp.MatAdd):
-        return add(*(_product_replaced(term, product, symbol) for term in expr.args))
-    if not isinstance(expr, sp.MatMul):
-        return expr
-    args = list(expr.args)
-    for i in range(len(args) - 1):
-        if (args[i], args[i + 1]) == product:
-            args[i : i + 2] = [symbol]
-            break
-    return mul(*args)
+    return replace(s, terms=tuple(with_factors(term, product, symbol) for term in s.terms))
 
 
 def _shared_products(
